@@ -1,0 +1,195 @@
+//! Configuration, parsed once per event from the Worker's vars and secrets. Missing
+//! settings never panic: each feature reports the variable it lacks.
+
+use crate::secret::Secret;
+use crate::telegram::TelegramConfig;
+
+/// Every variable the Worker reads, for `/health` and the docs. Secrets are marked so
+/// that `/health` reports only their presence (it never reports any value).
+pub const VARIABLES: &[(&str, bool)] = &[
+    ("DEPLOY_NOTIFY_TOKEN", true),
+    ("TELEGRAM_BOT_TOKEN", true),
+    ("TELEGRAM_CHAT_ID", false),
+    ("TELEGRAM_API_BASE", false),
+    ("CLOUDFLARE_API_TOKEN", true),
+    ("CLOUDFLARE_ACCOUNT_ID", false),
+    ("CLOUDFLARE_API_BASE", false),
+    ("WATCH_WORKERS", false),
+    ("WATCH_PAGES", false),
+    ("POLL_LOOKBACK_MINUTES", false),
+    ("SWEEP_AFTER_SECONDS", false),
+];
+
+/// Default `TELEGRAM_API_BASE`.
+pub const DEFAULT_TELEGRAM_API_BASE: &str = "https://api.telegram.org";
+/// Default `CLOUDFLARE_API_BASE`.
+pub const DEFAULT_CLOUDFLARE_API_BASE: &str = "https://api.cloudflare.com/client/v4";
+/// Default `POLL_LOOKBACK_MINUTES`: deployments older than this are recorded by the
+/// poll but not announced, so a first run on an old account does not flood a channel.
+pub const DEFAULT_POLL_LOOKBACK_MINUTES: u32 = 60;
+/// Default `SWEEP_AFTER_SECONDS`: a row still undelivered this long after it was due
+/// is taken to have lost its queue message and is enqueued again. Two minutes is far
+/// beyond a healthy queue's latency (well under a second) and well under the cron's
+/// five-minute period.
+pub const DEFAULT_SWEEP_AFTER_SECONDS: u32 = 120;
+
+/// Credentials and scope for the Cloudflare API poll.
+#[derive(Debug, Clone)]
+pub struct CloudflareConfig {
+    /// `CLOUDFLARE_API_BASE`, without a trailing slash.
+    pub api_base: String,
+    pub account_id: String,
+    pub api_token: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DEPLOY_NOTIFY_TOKEN` (secret): the Bearer token `/notify` requires.
+    pub notify_token: Option<Secret>,
+    /// `TELEGRAM_BOT_TOKEN` (secret), `TELEGRAM_CHAT_ID`, `TELEGRAM_API_BASE`; or the
+    /// name of the first one missing.
+    pub telegram: Result<TelegramConfig, &'static str>,
+    /// `CLOUDFLARE_API_TOKEN` (secret), `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_API_BASE`;
+    /// or the name of the first one missing.
+    pub cloudflare: Result<CloudflareConfig, &'static str>,
+    /// `WATCH_WORKERS`: comma-separated Worker script names to poll. Default none.
+    pub watch_workers: Vec<String>,
+    /// `WATCH_PAGES`: comma-separated Pages project names to poll. Default none.
+    pub watch_pages: Vec<String>,
+    /// `POLL_LOOKBACK_MINUTES`, default 60.
+    pub poll_lookback_minutes: u32,
+    /// `SWEEP_AFTER_SECONDS`, default 120.
+    pub sweep_after_seconds: u32,
+    /// Settings that were present but unusable (they fell back to their defaults).
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Builds the config from a lookup of vars and secrets by name.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut problems = Vec::new();
+
+        let telegram = (|| {
+            let bot_token = get("TELEGRAM_BOT_TOKEN").ok_or("TELEGRAM_BOT_TOKEN")?;
+            let chat_id = get("TELEGRAM_CHAT_ID").ok_or("TELEGRAM_CHAT_ID")?;
+            Ok(TelegramConfig {
+                api_base: base_url(get("TELEGRAM_API_BASE"), DEFAULT_TELEGRAM_API_BASE),
+                bot_token: Secret::new(bot_token),
+                chat_id,
+            })
+        })();
+        let cloudflare = (|| {
+            let api_token = get("CLOUDFLARE_API_TOKEN").ok_or("CLOUDFLARE_API_TOKEN")?;
+            let account_id = get("CLOUDFLARE_ACCOUNT_ID").ok_or("CLOUDFLARE_ACCOUNT_ID")?;
+            Ok(CloudflareConfig {
+                api_base: base_url(get("CLOUDFLARE_API_BASE"), DEFAULT_CLOUDFLARE_API_BASE),
+                account_id,
+                api_token: Secret::new(api_token),
+            })
+        })();
+        let mut number = |name: &str, default: u32| match get(name) {
+            None => default,
+            Some(v) => v.parse().unwrap_or_else(|_| {
+                problems.push(format!("{name} must be a whole number; using {default}"));
+                default
+            }),
+        };
+        let poll_lookback_minutes = number("POLL_LOOKBACK_MINUTES", DEFAULT_POLL_LOOKBACK_MINUTES);
+        let sweep_after_seconds = number("SWEEP_AFTER_SECONDS", DEFAULT_SWEEP_AFTER_SECONDS);
+
+        Config {
+            notify_token: get("DEPLOY_NOTIFY_TOKEN").map(Secret::new),
+            telegram,
+            cloudflare,
+            watch_workers: list(get("WATCH_WORKERS")),
+            watch_pages: list(get("WATCH_PAGES")),
+            poll_lookback_minutes,
+            sweep_after_seconds,
+            problems,
+        }
+    }
+}
+
+fn base_url(v: Option<String>, default: &str) -> String {
+    v.unwrap_or_else(|| default.to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+fn list(v: Option<String>) -> Vec<String> {
+    let mut names: Vec<String> = v
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    names.dedup();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let c = config(&[]);
+        assert!(c.notify_token.is_none());
+        assert_eq!(c.telegram.err(), Some("TELEGRAM_BOT_TOKEN"));
+        assert_eq!(c.cloudflare.err(), Some("CLOUDFLARE_API_TOKEN"));
+        assert_eq!(c.poll_lookback_minutes, 60);
+        assert_eq!(c.sweep_after_seconds, 120);
+        assert!(c.watch_workers.is_empty());
+        assert!(c.problems.is_empty());
+    }
+
+    #[test]
+    fn names_the_missing_variable() {
+        let c = config(&[("TELEGRAM_BOT_TOKEN", "t"), ("CLOUDFLARE_API_TOKEN", "c")]);
+        assert_eq!(c.telegram.err(), Some("TELEGRAM_CHAT_ID"));
+        assert_eq!(c.cloudflare.err(), Some("CLOUDFLARE_ACCOUNT_ID"));
+    }
+
+    #[test]
+    fn full_config() {
+        let c = config(&[
+            ("TELEGRAM_BOT_TOKEN", "t"),
+            ("TELEGRAM_CHAT_ID", "-100"),
+            ("TELEGRAM_API_BASE", "http://127.0.0.1:9/"),
+            ("CLOUDFLARE_API_TOKEN", "c"),
+            ("CLOUDFLARE_ACCOUNT_ID", "acc"),
+            ("WATCH_WORKERS", " api , web,,"),
+            ("WATCH_PAGES", "docs"),
+            ("POLL_LOOKBACK_MINUTES", "15"),
+            ("SWEEP_AFTER_SECONDS", "soon"),
+        ]);
+        let t = c.telegram.expect("telegram configured");
+        assert_eq!(t.api_base, "http://127.0.0.1:9");
+        assert_eq!(
+            c.cloudflare.expect("cf").api_base,
+            DEFAULT_CLOUDFLARE_API_BASE
+        );
+        assert_eq!(c.watch_workers, vec!["api", "web"]);
+        assert_eq!(c.watch_pages, vec!["docs"]);
+        assert_eq!(c.poll_lookback_minutes, 15);
+        assert_eq!(c.sweep_after_seconds, 120);
+        assert_eq!(
+            c.problems,
+            vec!["SWEEP_AFTER_SECONDS must be a whole number; using 120"]
+        );
+    }
+}

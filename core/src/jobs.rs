@@ -1,0 +1,24 @@
+//! The messages on the `JOBS` queue. One definition, serialised as JSON with a
+//! `kind` tag, so that later flows add variants without breaking queued messages.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobMessage {
+    /// Send the Telegram message for notification row `id`.
+    Notify { id: i64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_is_tagged() {
+        let m = JobMessage::Notify { id: 7 };
+        let s = serde_json::to_string(&m).expect("serialises");
+        assert_eq!(s, r#"{"kind":"notify","id":7}"#);
+        assert_eq!(serde_json::from_str::<JobMessage>(&s).expect("parses"), m);
+    }
+}

@@ -1,0 +1,25 @@
+//! The pure domain of edge-notifier.
+//!
+//! Nothing in this crate knows about Workers: it owns the wire formats, validation,
+//! message formatting, the retry and poll decisions, the SQL the stores run and the
+//! upstream clients (generic over the [`ports::Http`] port). The Worker crate supplies
+//! adapters for the ports; tests supply in-memory or native ones.
+
+pub mod auth;
+pub mod cloudflare;
+pub mod config;
+pub mod cron;
+pub mod delivery;
+pub mod error;
+pub mod http;
+pub mod jobs;
+pub mod notify;
+pub mod ports;
+pub mod retry;
+pub mod secret;
+pub mod store;
+pub mod telegram;
+pub mod time;
+
+#[cfg(test)]
+pub(crate) mod testing;

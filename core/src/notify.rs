@@ -1,0 +1,552 @@
+//! The `/notify` wire format, shared by `notify-deploy` (which writes it) and the
+//! Worker (which validates it), and the validation that turns it into a
+//! [`Deployment`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::time::Timestamp;
+
+/// Largest `/notify` body accepted; a deployment's metadata is a few hundred bytes,
+/// so 64 KiB leaves room for long commit messages and refuses anything else.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Field length bounds, in characters. Generous for real values (git allows 255-byte
+/// ref names; Cloudflare project names are at most 58), small enough that one field
+/// cannot crowd out the rest of a Telegram message.
+pub const MAX_PROJECT_NAME: usize = 128;
+pub const MAX_DEPLOYMENT_ID: usize = 128;
+pub const MAX_BRANCH: usize = 255;
+pub const MAX_COMMIT_MESSAGE: usize = 10_000;
+pub const MAX_AUTHOR: usize = 256;
+pub const MAX_ENVIRONMENT: usize = 64;
+pub const MAX_TIMESTAMP: usize = 64;
+pub const MAX_URL: usize = 2048;
+/// A commit hash is hex: git's shortest abbreviation (4) up to a SHA-256 object id (64).
+pub const COMMIT_HASH_LEN: std::ops::RangeInclusive<usize> = 4..=64;
+
+/// The body of `POST /notify`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NotifyRequest {
+    pub deployment: DeploymentPayload,
+}
+
+/// One deployment as a build hook reports it. Every field is optional on the wire so
+/// that a missing one gets a message naming it; unknown fields are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentPayload {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(rename = "isCI", skip_serializing_if = "Option::is_none")]
+    pub is_ci: Option<bool>,
+    /// The deployment's URL (Pages sets `CF_PAGES_URL`); optional.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// What was deployed: a Worker script or a Pages project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployKind {
+    Worker,
+    Pages,
+}
+
+impl DeployKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployKind::Worker => "worker",
+            DeployKind::Pages => "pages",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "worker" => Some(DeployKind::Worker),
+            "pages" => Some(DeployKind::Pages),
+            _ => None,
+        }
+    }
+}
+
+/// A deployment id as the platform or the build system names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeploymentId(String);
+
+impl DeploymentId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn parse_for_tests(s: &str) -> Self {
+        DeploymentId(s.to_owned())
+    }
+}
+
+/// A git commit hash, lower-cased hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommitHash(String);
+
+impl CommitHash {
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        (COMMIT_HASH_LEN.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| CommitHash(s.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 7-character form people recognise.
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(7)]
+    }
+}
+
+/// Where the Worker learned of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A build hook posted it to `/notify`.
+    Hook,
+    /// The cron poll found it in the Cloudflare API.
+    Poll,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Hook => "hook",
+            Source::Poll => "poll",
+        }
+    }
+}
+
+/// A validated deployment: what is stored in D1 and formatted for Telegram.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub kind: DeployKind,
+    pub project_name: String,
+    pub deployment_id: DeploymentId,
+    pub branch: Option<String>,
+    pub commit_hash: Option<CommitHash>,
+    pub commit_message: Option<String>,
+    pub author: Option<String>,
+    /// When it was deployed (the payload's timestamp, else when it was received).
+    pub timestamp: Timestamp,
+    pub environment: String,
+    pub is_ci: bool,
+    pub url: Option<String>,
+    pub source: Source,
+}
+
+impl Deployment {
+    /// The identity two reports of one deployment share; the D1 unique key.
+    pub fn dedupe_key(&self) -> String {
+        dedupe_key(self.kind, &self.deployment_id)
+    }
+}
+
+/// `worker:<id>` / `pages:<id>`: the KV fast-path key suffix and the log identity.
+pub fn dedupe_key(kind: DeployKind, id: &DeploymentId) -> String {
+    format!("{}:{}", kind.as_str(), id.as_str())
+}
+
+/// The environment a deployment goes to when the hook does not say.
+pub const DEFAULT_ENVIRONMENT: &str = "production";
+
+/// Parses and validates a `/notify` body. `received` stands in for a missing timestamp.
+/// Errors name the offending field as `deployment.<field>`.
+pub fn parse_notify_body(body: &[u8], received: Timestamp) -> Result<Deployment, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let request: NotifyRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadRequest(format!("malformed JSON: {inner}"))
+        } else if path == "." {
+            ApiError::BadRequest("body must be a JSON object with a \"deployment\" object".into())
+        } else {
+            // serde's own text says what type it expected; drop its position suffix,
+            // the field path says more.
+            let text = inner.to_string();
+            let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
+            ApiError::BadRequest(format!("{path}: {text}"))
+        }
+    })?;
+    request.deployment.validate(received, Source::Hook)
+}
+
+impl DeploymentPayload {
+    /// Checks every field's presence, length and shape; see [`parse_notify_body`].
+    pub fn validate(self, received: Timestamp, source: Source) -> Result<Deployment, ApiError> {
+        let kind_text = required("type", self.kind)?;
+        let kind = DeployKind::parse(&kind_text).ok_or_else(|| {
+            ApiError::BadRequest("deployment.type must be \"worker\" or \"pages\"".into())
+        })?;
+        let project_name = required("projectName", self.project_name)?;
+        single_line("projectName", &project_name, MAX_PROJECT_NAME)?;
+        let deployment_id = required("deploymentId", self.deployment_id)?;
+        single_line("deploymentId", &deployment_id, MAX_DEPLOYMENT_ID)?;
+
+        let branch = optional("branch", self.branch, MAX_BRANCH)?;
+        let author = optional("author", self.author, MAX_AUTHOR)?;
+        let environment = optional("environment", self.environment, MAX_ENVIRONMENT)?
+            .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
+        let commit_hash = match non_empty(self.commit_hash) {
+            None => None,
+            Some(h) => Some(CommitHash::parse(&h).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "deployment.commitHash must be 4 to 64 hexadecimal characters".into(),
+                )
+            })?),
+        };
+        let commit_message = match non_empty(self.commit_message) {
+            None => None,
+            Some(m) => {
+                if m.chars().count() > MAX_COMMIT_MESSAGE {
+                    return Err(too_long("commitMessage", MAX_COMMIT_MESSAGE));
+                }
+                if m.chars()
+                    .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+                {
+                    return Err(ApiError::BadRequest(
+                        "deployment.commitMessage contains control characters".into(),
+                    ));
+                }
+                Some(m)
+            }
+        };
+        let timestamp = match optional("timestamp", self.timestamp, MAX_TIMESTAMP)? {
+            None => received,
+            Some(t) => Timestamp::parse_rfc3339(&t).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "deployment.timestamp must be an RFC 3339 date-time such as 2025-01-15T10:30:00Z"
+                        .into(),
+                )
+            })?,
+        };
+        let url = match optional("url", self.url, MAX_URL)? {
+            None => None,
+            Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "deployment.url must be an http(s) URL".into(),
+                ))
+            }
+        };
+        Ok(Deployment {
+            kind,
+            project_name,
+            deployment_id: DeploymentId(deployment_id),
+            branch,
+            commit_hash,
+            commit_message,
+            author,
+            timestamp,
+            environment,
+            is_ci: self.is_ci.unwrap_or(false),
+            url,
+            source,
+        })
+    }
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn required(field: &str, v: Option<String>) -> Result<String, ApiError> {
+    non_empty(v).ok_or_else(|| ApiError::BadRequest(format!("deployment.{field} is required")))
+}
+
+fn optional(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match non_empty(v) {
+        None => Ok(None),
+        Some(s) => {
+            single_line(field, &s, max)?;
+            Ok(Some(s))
+        }
+    }
+}
+
+fn single_line(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+    if s.chars().count() > max {
+        return Err(too_long(field, max));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "deployment.{field} must be a single line without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn too_long(field: &str, max: usize) -> ApiError {
+    ApiError::BadRequest(format!(
+        "deployment.{field} is longer than {max} characters"
+    ))
+}
+
+/// How long the KV fast path remembers a processed deployment. D1 stays the
+/// authority, so this only bounds how long repeats skip the database.
+pub const KV_DEDUPE_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The KV fast-path key of a deployment, or `None` when it would pass KV's 512-byte
+/// key limit (then only D1 dedupes it).
+pub fn kv_key(d: &Deployment) -> Option<String> {
+    let key = format!("notify:{}", d.dedupe_key());
+    (key.len() <= 512).then_some(key)
+}
+
+/// What `/notify` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Committed to D1 (and, unless the send failed, enqueued): 202.
+    Queued {
+        id: i64,
+        enqueue_error: Option<String>,
+    },
+    /// The same deployment was accepted before: 200, nothing is announced again.
+    AlreadyProcessed,
+}
+
+/// Accepts a validated deployment: the KV fast path, then the D1 insert that decides,
+/// then the queue. The row is committed before the answer; if the queue send fails
+/// it stays pending and the cron sweep enqueues it, so nothing accepted is lost.
+pub async fn accept<S: crate::ports::Sql, K: crate::ports::Kv, Q: crate::ports::Queue>(
+    store: &crate::store::NotificationStore<S>,
+    kv: &K,
+    queue: &Q,
+    deployment: &Deployment,
+    now: Timestamp,
+) -> Result<Accepted, crate::ports::StoreError> {
+    if let Some(key) = kv_key(deployment) {
+        // A KV error only costs the fast path.
+        if let Ok(Some(_)) = kv.get(&key).await {
+            return Ok(Accepted::AlreadyProcessed);
+        }
+    }
+    let Some(id) = store
+        .insert(deployment, crate::store::NotificationStatus::Pending, now)
+        .await?
+    else {
+        return Ok(Accepted::AlreadyProcessed);
+    };
+    let enqueue_error = queue
+        .send(&crate::jobs::JobMessage::Notify { id })
+        .await
+        .err()
+        .map(|e| e.to_string());
+    Ok(Accepted::Queued { id, enqueue_error })
+}
+
+/// Marks a deployment processed in KV, after the D1 insert committed it.
+pub async fn remember_processed<K: crate::ports::Kv>(
+    kv: &K,
+    deployment: &Deployment,
+) -> Result<(), crate::ports::StoreError> {
+    match kv_key(deployment) {
+        Some(key) => kv.put(&key, "1", KV_DEDUPE_TTL_SECONDS).await,
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received() -> Timestamp {
+        Timestamp::from_millis(1_736_937_000_000)
+    }
+
+    fn parse(body: &str) -> Result<Deployment, ApiError> {
+        parse_notify_body(body.as_bytes(), received())
+    }
+
+    fn bad(body: &str) -> String {
+        match parse(body) {
+            Err(ApiError::BadRequest(m)) => m,
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_complete_build_hook_payload_validates() {
+        let d = parse(
+            r#"{"deployment":{"type":"worker","projectName":"api-service","deploymentId":"build-abc123",
+            "branch":"feature/add-auth","commitHash":"ABC123DEF","commitMessage":"Add JWT authentication\n\nLong body",
+            "author":"dev@example.com","timestamp":"2025-01-15T10:30:00Z","environment":"production","isCI":true,
+            "somethingNew":{"ignored":true}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(d.kind, DeployKind::Worker);
+        assert_eq!(d.project_name, "api-service");
+        assert_eq!(d.deployment_id.as_str(), "build-abc123");
+        assert_eq!(
+            d.commit_hash.as_ref().map(CommitHash::as_str),
+            Some("abc123def")
+        );
+        assert_eq!(
+            d.commit_hash.as_ref().map(CommitHash::short),
+            Some("abc123d")
+        );
+        assert_eq!(d.timestamp.to_rfc3339(), "2025-01-15T10:30:00.000Z");
+        assert!(d.is_ci);
+        assert_eq!(d.source, Source::Hook);
+        assert_eq!(d.dedupe_key(), "worker:build-abc123");
+    }
+
+    #[test]
+    fn minimal_payload_gets_defaults() {
+        let d = parse(r#"{"deployment":{"type":"pages","projectName":"site","deploymentId":"d1","branch":""}}"#)
+            .expect("valid");
+        assert_eq!(d.environment, "production");
+        assert_eq!(d.branch, None);
+        assert_eq!(d.timestamp, received());
+        assert!(!d.is_ci);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(bad("{").starts_with("malformed JSON"));
+        assert!(bad("[]").contains("deployment"));
+        assert_eq!(bad(r#"{"deployment":{}}"#), "deployment.type is required");
+        assert_eq!(
+            bad(r#"{"deployment":{"type":"lambda","projectName":"p","deploymentId":"d"}}"#),
+            "deployment.type must be \"worker\" or \"pages\""
+        );
+        assert_eq!(
+            bad(r#"{"deployment":{"type":"worker","deploymentId":"d"}}"#),
+            "deployment.projectName is required"
+        );
+        assert_eq!(
+            bad(r#"{"deployment":{"type":"worker","projectName":"p"}}"#),
+            "deployment.deploymentId is required"
+        );
+        assert!(
+            bad(r#"{"deployment":{"type":"worker","projectName":5,"deploymentId":"d"}}"#)
+                .starts_with("deployment.projectName: invalid type")
+        );
+        assert!(bad(
+            r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"d","isCI":"yes"}}"#
+        )
+        .starts_with("deployment.isCI: invalid type"));
+        assert_eq!(
+            bad(
+                r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"d","commitHash":"xyz"}}"#
+            ),
+            "deployment.commitHash must be 4 to 64 hexadecimal characters"
+        );
+        assert!(bad(r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"d","timestamp":"yesterday"}}"#)
+            .starts_with("deployment.timestamp must be"));
+        assert_eq!(
+            bad(
+                r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"d","url":"javascript:alert(1)"}}"#
+            ),
+            "deployment.url must be an http(s) URL"
+        );
+        assert_eq!(
+            bad(r#"{"deployment":{"type":"worker","projectName":"a\nb","deploymentId":"d"}}"#),
+            "deployment.projectName must be a single line without control characters"
+        );
+    }
+
+    #[test]
+    fn length_bounds() {
+        let long = "x".repeat(MAX_PROJECT_NAME + 1);
+        let body = format!(
+            r#"{{"deployment":{{"type":"worker","projectName":"{long}","deploymentId":"d"}}}}"#
+        );
+        assert_eq!(
+            bad(&body),
+            "deployment.projectName is longer than 128 characters"
+        );
+        let ok = "é".repeat(MAX_PROJECT_NAME);
+        let body = format!(
+            r#"{{"deployment":{{"type":"worker","projectName":"{ok}","deploymentId":"d"}}}}"#
+        );
+        assert!(parse(&body).is_ok(), "bounds count characters, not bytes");
+        let msg = "m".repeat(MAX_COMMIT_MESSAGE + 1);
+        let body = format!(
+            r#"{{"deployment":{{"type":"worker","projectName":"p","deploymentId":"d","commitMessage":"{msg}"}}}}"#
+        );
+        assert_eq!(
+            bad(&body),
+            "deployment.commitMessage is longer than 10000 characters"
+        );
+    }
+
+    #[test]
+    fn the_cli_side_serialises_what_the_worker_parses() {
+        let req = NotifyRequest {
+            deployment: DeploymentPayload {
+                kind: Some("pages".into()),
+                project_name: Some("docs".into()),
+                deployment_id: Some("abc".into()),
+                is_ci: Some(true),
+                ..Default::default()
+            },
+        };
+        let json = serde_json::to_string(&req).expect("serialises");
+        assert_eq!(
+            json,
+            r#"{"deployment":{"type":"pages","projectName":"docs","deploymentId":"abc","isCI":true}}"#
+        );
+        assert_eq!(parse(&json).expect("valid").kind, DeployKind::Pages);
+    }
+
+    #[test]
+    fn accept_dedupes_through_kv_and_d1() {
+        use crate::testing::{block_on, MemoryKv, MemoryQueue, SqliteSql};
+        let db = SqliteSql::migrated();
+        let store = crate::store::NotificationStore::new(&db);
+        let (kv, queue) = (MemoryKv::default(), MemoryQueue::default());
+        let d = parse(r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"b-1"}}"#)
+            .expect("valid");
+        let first = block_on(accept(&store, &kv, &queue, &d, received())).expect("accept");
+        assert!(matches!(
+            first,
+            Accepted::Queued {
+                enqueue_error: None,
+                ..
+            }
+        ));
+        // KV has not caught up yet: D1's unique key still refuses the repeat.
+        assert_eq!(
+            block_on(accept(&store, &kv, &queue, &d, received())).expect("accept"),
+            Accepted::AlreadyProcessed
+        );
+        block_on(remember_processed(&kv, &d)).expect("kv put");
+        let (_, ttl) = kv.map.borrow()["notify:worker:b-1"].clone();
+        assert_eq!(ttl, KV_DEDUPE_TTL_SECONDS);
+        // With KV down the fast path is skipped, not fatal.
+        kv.fail.set(true);
+        assert_eq!(
+            block_on(accept(&store, &kv, &queue, &d, received())).expect("accept"),
+            Accepted::AlreadyProcessed
+        );
+        assert_eq!(queue.sent.borrow().len(), 1, "announced once");
+    }
+}

@@ -1,0 +1,101 @@
+//! The small interfaces the flows use to reach the outside world. The Worker crate
+//! implements them over D1, KV, Queues and `fetch`; tests implement them in memory
+//! or over native SQLite. Methods return `impl Future` without `Send`, because the
+//! Workers runtime types are `!Send`.
+
+use std::future::Future;
+
+use crate::http::{HttpError, HttpRequest, HttpResponse};
+
+/// Outgoing HTTP.
+pub trait Http {
+    fn send(&self, request: HttpRequest) -> impl Future<Output = Result<HttpResponse, HttpError>>;
+}
+
+/// A bound SQL parameter; D1 and SQLite both take these three.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Integer(i64),
+    Text(String),
+}
+
+impl From<i64> for SqlValue {
+    fn from(v: i64) -> Self {
+        SqlValue::Integer(v)
+    }
+}
+
+impl From<u32> for SqlValue {
+    fn from(v: u32) -> Self {
+        SqlValue::Integer(i64::from(v))
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(v: &str) -> Self {
+        SqlValue::Text(v.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(v: String) -> Self {
+        SqlValue::Text(v)
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(SqlValue::Null, Into::into)
+    }
+}
+
+/// A failure of the database; the text is for logs, never for responses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("database error: {0}")]
+pub struct StoreError(pub String);
+
+/// A row as column name → JSON value (D1 hands rows over as objects).
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+/// SQL over D1 or SQLite. The SQL text itself lives in [`crate::store`].
+pub trait Sql {
+    /// Runs a statement and returns how many rows it changed.
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> impl Future<Output = Result<u64, StoreError>>;
+    /// Runs a query (or a statement with `RETURNING`) and returns its rows.
+    fn query(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>>;
+}
+
+/// The KV fast path. Eventually consistent and without compare-and-set, so it only
+/// ever short-cuts work the database would refuse anyway.
+pub trait Kv {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>, StoreError>>;
+    /// `ttl_seconds` must be at least 60 (Workers KV's minimum).
+    fn put(
+        &self,
+        key: &str,
+        value: &str,
+        ttl_seconds: u64,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+}
+
+/// A failure to enqueue; the text is for logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("queue error: {0}")]
+pub struct QueueError(pub String);
+
+/// The producer side of the `JOBS` queue.
+pub trait Queue {
+    fn send(
+        &self,
+        message: &crate::jobs::JobMessage,
+    ) -> impl Future<Output = Result<(), QueueError>>;
+}

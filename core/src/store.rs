@@ -1,0 +1,338 @@
+//! The notification store: every SQL statement the notify, telegram and cron flows
+//! run, over the [`Sql`] port. The same text runs on D1 in the Worker and on native
+//! SQLite (with the real `migrations/`) in the tests.
+
+use serde::Deserialize;
+
+use crate::notify::{CommitHash, DeployKind, Deployment, DeploymentId};
+use crate::ports::{Row, Sql, StoreError};
+use crate::time::Timestamp;
+
+/// Where a notification row is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationStatus {
+    /// Accepted and committed; its queue message may or may not have been sent.
+    Pending,
+    /// A consumer claimed it and is talking to Telegram.
+    Sending,
+    /// A delivery failed transiently; the queue will deliver it again.
+    Retrying,
+    Sent,
+    Failed,
+    /// Telegram is not configured; recorded, never sent.
+    NotSent,
+    /// Known (an old or already-announced polled deployment), deliberately not announced.
+    Recorded,
+}
+
+impl NotificationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationStatus::Pending => "pending",
+            NotificationStatus::Sending => "sending",
+            NotificationStatus::Retrying => "retrying",
+            NotificationStatus::Sent => "sent",
+            NotificationStatus::Failed => "failed",
+            NotificationStatus::NotSent => "not_sent",
+            NotificationStatus::Recorded => "recorded",
+        }
+    }
+}
+
+/// A row a consumer claimed for delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedNotification {
+    pub id: i64,
+    /// This delivery's number, 1-based.
+    pub attempt: u32,
+    pub deployment: Deployment,
+}
+
+/// A row as the status API and the tests read it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct NotificationRecord {
+    pub id: i64,
+    pub kind: String,
+    pub deployment_id: String,
+    pub project_name: String,
+    pub source: String,
+    pub status: NotificationStatus,
+    pub attempts: i64,
+    pub telegram_message_id: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Notification rows over any [`Sql`].
+pub struct NotificationStore<S> {
+    sql: S,
+}
+
+const RECORD_COLUMNS: &str = "id, kind, deployment_id, project_name, source, status, attempts, \
+     telegram_message_id, last_error, created_at, updated_at";
+
+impl<S: Sql> NotificationStore<S> {
+    pub fn new(sql: S) -> Self {
+        NotificationStore { sql }
+    }
+
+    /// Inserts a deployment unless one with the same kind and id exists. Returns the
+    /// new row's id, or `None` for a repeat. Of several concurrent inserts of one
+    /// deployment exactly one gets an id (the unique constraint decides).
+    pub async fn insert(
+        &self,
+        deployment: &Deployment,
+        status: NotificationStatus,
+        now: Timestamp,
+    ) -> Result<Option<i64>, StoreError> {
+        let json = serde_json::to_string(deployment).map_err(|e| StoreError(e.to_string()))?;
+        let rows = self
+            .sql
+            .query(
+                "INSERT INTO notifications \
+                 (kind, deployment_id, project_name, commit_hash, source, deployment, status, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
+                 ON CONFLICT (kind, deployment_id) DO NOTHING RETURNING id",
+                &[
+                    deployment.kind.as_str().into(),
+                    deployment.deployment_id.as_str().into(),
+                    deployment.project_name.as_str().into(),
+                    deployment.commit_hash.as_ref().map(CommitHash::as_str).into(),
+                    deployment.source.as_str().into(),
+                    json.into(),
+                    status.as_str().into(),
+                    now.millis().into(),
+                ],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| int(r, "id")))
+    }
+
+    /// Whether this deployment (by id), or another deployment of the same project at
+    /// the same commit, is already known. The poll uses it to avoid announcing what a
+    /// hook announced under its own build id.
+    pub async fn is_known(
+        &self,
+        kind: DeployKind,
+        id: &DeploymentId,
+        project_name: &str,
+        commit: Option<&CommitHash>,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT 1 AS known FROM notifications WHERE (kind = ?1 AND deployment_id = ?2) \
+                 OR (?4 IS NOT NULL AND project_name = ?3 AND commit_hash = ?4) LIMIT 1",
+                &[
+                    kind.as_str().into(),
+                    id.as_str().into(),
+                    project_name.into(),
+                    commit.map(CommitHash::as_str).into(),
+                ],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Claims a row for one delivery. `None` when it is finished or another consumer
+    /// holds a fresh claim; a claim older than `stale_before` is taken over (that
+    /// consumer died).
+    pub async fn claim(
+        &self,
+        id: i64,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<Option<ClaimedNotification>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "UPDATE notifications SET status = 'sending', attempts = attempts + 1, \
+                 claimed_at = ?2, updated_at = ?2 \
+                 WHERE id = ?1 AND (status IN ('pending', 'retrying') \
+                   OR (status = 'sending' AND claimed_at < ?3)) \
+                 RETURNING id, attempts, deployment",
+                &[id.into(), now.millis().into(), stale_before.millis().into()],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let json = row
+            .get("deployment")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| StoreError(format!("notification {id} has no deployment")))?;
+        let deployment: Deployment = serde_json::from_str(json)
+            .map_err(|e| StoreError(format!("notification {id}: stored deployment: {e}")))?;
+        Ok(Some(ClaimedNotification {
+            id,
+            attempt: int(row, "attempts")
+                .and_then(|a| u32::try_from(a).ok())
+                .unwrap_or(1),
+            deployment,
+        }))
+    }
+
+    /// Telegram accepted the message: remember its id so it is never sent again.
+    pub async fn mark_sent(
+        &self,
+        id: i64,
+        telegram_message_id: i64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE notifications SET status = 'sent', telegram_message_id = ?2, \
+                 last_error = NULL, next_attempt_at = NULL, updated_at = ?3 WHERE id = ?1",
+                &[id.into(), telegram_message_id.into(), now.millis().into()],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// A delivery failed transiently; the queue brings it back at `next_attempt_at`.
+    pub async fn mark_retrying(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.finish(
+            id,
+            NotificationStatus::Retrying,
+            Some(error),
+            Some(next_attempt_at),
+            now,
+        )
+        .await
+    }
+
+    /// Gives up: permanent error, attempts exhausted, or Telegram not configured.
+    pub async fn mark_final(
+        &self,
+        id: i64,
+        status: NotificationStatus,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.finish(id, status, Some(error), None, now).await
+    }
+
+    async fn finish(
+        &self,
+        id: i64,
+        status: NotificationStatus,
+        error: Option<&str>,
+        next_attempt_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        // Only the holder of the claim moves the row on; a row already sent stays sent.
+        self.sql
+            .execute(
+                "UPDATE notifications SET status = ?2, last_error = ?3, next_attempt_at = ?4, \
+                 updated_at = ?5 WHERE id = ?1 AND status = 'sending'",
+                &[
+                    id.into(),
+                    status.as_str().into(),
+                    error.into(),
+                    next_attempt_at.map(Timestamp::millis).into(),
+                    now.millis().into(),
+                ],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Marks a dead-lettered row failed unless it already reached an end state.
+    pub async fn mark_dead_lettered(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        let changed = self
+            .sql
+            .execute(
+                "UPDATE notifications SET status = 'failed', \
+                 last_error = COALESCE(last_error, 'delivery failed') || ' (dead-lettered)', \
+                 next_attempt_at = NULL, updated_at = ?2 \
+                 WHERE id = ?1 AND status IN ('pending', 'sending', 'retrying')",
+                &[id.into(), now.millis().into()],
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    /// Rows whose queue message was evidently lost: pending (the send failed, or
+    /// never happened) since before `cutoff`, retrying past their due time by more
+    /// than the grace, or claimed by a consumer that never finished.
+    pub async fn lost_rows(&self, cutoff: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT id FROM notifications WHERE \
+                 (status IN ('pending', 'retrying') AND COALESCE(next_attempt_at, created_at) < ?1) \
+                 OR (status = 'sending' AND claimed_at < ?1) \
+                 ORDER BY id LIMIT ?2",
+                &[cutoff.millis().into(), i64::from(limit).into()],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| int(r, "id")).collect())
+    }
+
+    /// After the sweep re-enqueued a row: due now, so the next sweep leaves it alone
+    /// for another grace period.
+    pub async fn mark_requeued(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE notifications SET \
+                 status = CASE status WHEN 'sending' THEN 'retrying' ELSE status END, \
+                 next_attempt_at = ?2, updated_at = ?2 \
+                 WHERE id = ?1 AND status IN ('pending', 'retrying', 'sending')",
+                &[id.into(), now.millis().into()],
+            )
+            .await
+            .map(drop)
+    }
+
+    pub async fn get(
+        &self,
+        kind: DeployKind,
+        id: &DeploymentId,
+    ) -> Result<Option<NotificationRecord>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                &format!("SELECT {RECORD_COLUMNS} FROM notifications WHERE kind = ?1 AND deployment_id = ?2"),
+                &[kind.as_str().into(), id.as_str().into()],
+            )
+            .await?;
+        rows.into_iter().next().map(record).transpose()
+    }
+
+    /// The newest rows first, for the status API.
+    pub async fn recent(&self, limit: u32) -> Result<Vec<NotificationRecord>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                &format!("SELECT {RECORD_COLUMNS} FROM notifications ORDER BY id DESC LIMIT ?1"),
+                &[i64::from(limit).into()],
+            )
+            .await?;
+        rows.into_iter().map(record).collect()
+    }
+}
+
+fn record(row: Row) -> Result<NotificationRecord, StoreError> {
+    serde_json::from_value(serde_json::Value::Object(row)).map_err(|e| StoreError(e.to_string()))
+}
+
+/// Reads an integer column; D1 hands numbers over as JSON numbers that may be floats.
+fn int(row: &Row, column: &str) -> Option<i64> {
+    let v = row.get(column)?;
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
+}
+
+#[cfg(test)]
+mod tests;

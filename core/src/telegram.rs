@@ -1,0 +1,468 @@
+//! Telegram: how a deployment reads as a message, how Telegram's answers are
+//! classified, and what a delivery does next. The client is generic over [`Http`] and
+//! takes its API base from config, so tests point it at a fake.
+
+use serde::Deserialize;
+
+use crate::http::{HttpError, HttpRequest, HttpResponse};
+use crate::notify::{DeployKind, Deployment, Source};
+use crate::ports::Http;
+use crate::retry::{backoff_seconds, clamp_retry_after, MAX_DELIVERY_ATTEMPTS};
+use crate::secret::Secret;
+
+/// Telegram's limit for one message's text.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+
+/// How long one `sendMessage` may take before it counts as a network failure.
+pub const SEND_TIMEOUT_MS: u32 = 10_000;
+
+/// Links longer than this are shown as plain (cut) text: an `href` cannot be cut.
+const MAX_LINK_CHARS: usize = 1024;
+
+/// Escapes text for Telegram's HTML parse mode, which knows exactly these three.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A message in two renderings: HTML for `parse_mode: HTML`, and plain text for the
+/// resend when Telegram cannot parse the HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub html: String,
+    pub plain: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Text,
+    Code,
+    Link,
+}
+
+#[derive(Debug, Clone)]
+struct Field {
+    label: &'static str,
+    /// Shown in `<code>` before the text, never cut (a short commit hash).
+    code_prefix: Option<String>,
+    text: String,
+    style: Style,
+}
+
+/// The header line: its own emoji and title for Workers, Pages and non-production.
+pub fn header(kind: DeployKind, environment: &str) -> String {
+    let production = environment.eq_ignore_ascii_case("production");
+    match (kind, production) {
+        (DeployKind::Worker, true) => "⚡ New Worker Deployment".into(),
+        (DeployKind::Pages, true) => "📄 New Pages Deployment".into(),
+        (DeployKind::Worker, false) => format!(
+            "{} New Worker {} Deployment",
+            env_emoji(environment),
+            title_case(environment)
+        ),
+        (DeployKind::Pages, false) => format!(
+            "{} New Pages {} Deployment",
+            env_emoji(environment),
+            title_case(environment)
+        ),
+    }
+}
+
+fn env_emoji(environment: &str) -> &'static str {
+    match environment.to_ascii_lowercase().as_str() {
+        "production" | "prod" => "🚀",
+        "preview" => "👀",
+        "staging" | "stage" => "🧪",
+        "development" | "dev" => "🛠",
+        _ => "🔹",
+    }
+}
+
+fn title_case(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Formats a deployment in the reference layout:
+///
+/// ```text
+/// ⚡ New Worker Deployment
+///
+/// Project: api-service
+/// Environment: 🚀 production
+/// Deployment ID: build-abc123
+/// Author: dev@example.com
+/// Branch: feature/add-auth
+/// Commit: abc123d - Add JWT authentication
+/// Time: Jan 15, 2025, 10:30 AM UTC
+/// ```
+///
+/// Only the commit message's first line is shown. If the result would pass
+/// Telegram's 4096-character limit, the longest field is cut with an ellipsis until
+/// it fits.
+pub fn render(d: &Deployment) -> Rendered {
+    let header = header(d.kind, &d.environment);
+    let mut fields = vec![
+        field("Project", &d.project_name, Style::Text),
+        field(
+            "Environment",
+            &format!("{} {}", env_emoji(&d.environment), d.environment),
+            Style::Text,
+        ),
+        field("Deployment ID", d.deployment_id.as_str(), Style::Code),
+    ];
+    if let Some(a) = &d.author {
+        fields.push(field("Author", a, Style::Text));
+    }
+    if let Some(b) = &d.branch {
+        fields.push(field("Branch", b, Style::Text));
+    }
+    let first_line = d
+        .commit_message
+        .as_deref()
+        .and_then(|m| m.lines().map(str::trim).find(|l| !l.is_empty()));
+    match (&d.commit_hash, first_line) {
+        (Some(h), Some(m)) => fields.push(Field {
+            label: "Commit",
+            code_prefix: Some(h.short().to_owned()),
+            text: format!(" - {m}"),
+            style: Style::Text,
+        }),
+        (Some(h), None) => fields.push(field("Commit", h.short(), Style::Code)),
+        (None, Some(m)) => fields.push(field("Commit", m, Style::Text)),
+        (None, None) => {}
+    }
+    if let Some(u) = &d.url {
+        let style = if u.chars().count() <= MAX_LINK_CHARS {
+            Style::Link
+        } else {
+            Style::Text
+        };
+        fields.push(field("URL", u, style));
+    }
+    fields.push(field("Time", &d.timestamp.to_human(), Style::Text));
+    let footer = match d.source {
+        Source::Poll => Some("via poll"),
+        Source::Hook => None,
+    };
+
+    loop {
+        let html = render_html(&header, &fields, footer);
+        if utf16_len(&html) <= MAX_MESSAGE_CHARS {
+            let plain = render_plain(&header, &fields, footer);
+            return Rendered { html, plain };
+        }
+        // Cut the longest cuttable field, keeping as much of it as still fits
+        // (escaping makes a character worth up to six, so search rather than count).
+        let Some(i) = fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.style != Style::Link && !f.text.is_empty() && f.text != "…")
+            .max_by_key(|(_, f)| f.text.chars().count())
+            .map(|(i, _)| i)
+        else {
+            // Nothing left to cut: cannot happen within the validated field
+            // lengths, but never loop forever.
+            let plain = render_plain(&header, &fields, footer);
+            return Rendered { html, plain };
+        };
+        let original: Vec<char> = fields[i].text.chars().collect();
+        let (mut lo, mut hi) = (0, original.len().saturating_sub(1));
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            fields[i].text = original[..mid].iter().collect::<String>() + "…";
+            if utf16_len(&render_html(&header, &fields, footer)) <= MAX_MESSAGE_CHARS {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        fields[i].text = original[..lo].iter().collect::<String>() + "…";
+    }
+}
+
+fn field(label: &'static str, text: &str, style: Style) -> Field {
+    Field {
+        label,
+        code_prefix: None,
+        text: text.to_owned(),
+        style,
+    }
+}
+
+fn render_html(header: &str, fields: &[Field], footer: Option<&str>) -> String {
+    let mut out = format!("<b>{}</b>\n", escape_html(header));
+    for f in fields {
+        out.push_str(&format!("\n<b>{}:</b> ", f.label));
+        if let Some(code) = &f.code_prefix {
+            out.push_str(&format!("<code>{}</code>", escape_html(code)));
+        }
+        let text = escape_html(&f.text);
+        match f.style {
+            Style::Text => out.push_str(&text),
+            Style::Code => out.push_str(&format!("<code>{text}</code>")),
+            Style::Link => out.push_str(&format!("<a href=\"{text}\">{text}</a>")),
+        }
+    }
+    if let Some(footer) = footer {
+        out.push_str(&format!("\n\n<i>{}</i>", escape_html(footer)));
+    }
+    out
+}
+
+fn render_plain(header: &str, fields: &[Field], footer: Option<&str>) -> String {
+    let mut out = format!("{header}\n");
+    for f in fields {
+        out.push_str(&format!(
+            "\n{}: {}{}",
+            f.label,
+            f.code_prefix.as_deref().unwrap_or(""),
+            f.text
+        ));
+    }
+    if let Some(footer) = footer {
+        out.push_str(&format!("\n\n{footer}"));
+    }
+    out
+}
+
+/// Telegram measures text in UTF-16 code units.
+pub fn utf16_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+/// What Telegram's answer to a send means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    Sent {
+        message_id: i64,
+    },
+    /// 429: try again after this many seconds.
+    RateLimited {
+        retry_after: u32,
+    },
+    /// 400 "can't parse entities": the HTML was refused; resend as plain text.
+    UnparsableEntities {
+        description: String,
+    },
+    /// 5xx, a network error or a timeout: worth retrying.
+    Transient {
+        error: String,
+    },
+    /// Any other 4xx: retrying will not help.
+    Permanent {
+        error: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct ApiAnswer {
+    ok: bool,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    result: Option<ApiMessage>,
+    #[serde(default)]
+    parameters: Option<ApiParameters>,
+}
+
+#[derive(Deserialize)]
+struct ApiMessage {
+    message_id: i64,
+}
+
+#[derive(Deserialize)]
+struct ApiParameters {
+    retry_after: Option<u64>,
+}
+
+/// Fallback wait when a 429 carries no `retry_after`.
+const DEFAULT_RETRY_AFTER_SECONDS: u64 = 5;
+
+/// Classifies Telegram's answer to `sendMessage`.
+pub fn classify(result: Result<HttpResponse, HttpError>) -> SendOutcome {
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            return SendOutcome::Transient {
+                error: format!("Telegram: {e}"),
+            }
+        }
+    };
+    let answer: Option<ApiAnswer> = serde_json::from_str(&resp.body).ok();
+    let description = answer
+        .as_ref()
+        .and_then(|a| a.description.clone())
+        .unwrap_or_else(|| "no description".into());
+    match resp.status {
+        200..=299 => match answer {
+            Some(ApiAnswer {
+                ok: true,
+                result: Some(m),
+                ..
+            }) => SendOutcome::Sent {
+                message_id: m.message_id,
+            },
+            _ => SendOutcome::Transient {
+                error: format!("Telegram {}: unexpected answer", resp.status),
+            },
+        },
+        429 => SendOutcome::RateLimited {
+            retry_after: clamp_retry_after(
+                answer
+                    .and_then(|a| a.parameters)
+                    .and_then(|p| p.retry_after)
+                    .unwrap_or(DEFAULT_RETRY_AFTER_SECONDS),
+            ),
+        },
+        400 if description
+            .to_ascii_lowercase()
+            .contains("can't parse entities") =>
+        {
+            SendOutcome::UnparsableEntities { description }
+        }
+        500..=599 => SendOutcome::Transient {
+            error: format!("Telegram {}: {description}", resp.status),
+        },
+        status => SendOutcome::Permanent {
+            error: format!("Telegram {status}: {description}"),
+        },
+    }
+}
+
+/// What to do with a queue message after a delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryAction {
+    /// Record the message id; acknowledge.
+    Sent { message_id: i64 },
+    /// Record the error; redeliver after the delay.
+    Retry { delay_seconds: u32, error: String },
+    /// Retries are exhausted: mark failed and hand the message to the dead-letter queue.
+    GiveUp { error: String },
+    /// Permanent failure: mark failed, log, acknowledge without retrying.
+    Fail { error: String },
+}
+
+/// Decides the next step from the outcome and this delivery's number (1-based).
+pub fn decide(outcome: SendOutcome, attempt: u32) -> DeliveryAction {
+    let last = attempt >= MAX_DELIVERY_ATTEMPTS;
+    match outcome {
+        SendOutcome::Sent { message_id } => DeliveryAction::Sent { message_id },
+        SendOutcome::RateLimited { retry_after } if !last => DeliveryAction::Retry {
+            delay_seconds: retry_after,
+            error: format!("Telegram 429: retry after {retry_after} s"),
+        },
+        SendOutcome::RateLimited { retry_after } => DeliveryAction::GiveUp {
+            error: format!("Telegram 429: still rate limited (retry after {retry_after} s) after {attempt} attempts"),
+        },
+        SendOutcome::Transient { error } if !last => DeliveryAction::Retry {
+            delay_seconds: backoff_seconds(attempt),
+            error,
+        },
+        SendOutcome::Transient { error } => DeliveryAction::GiveUp {
+            error: format!("{error} (gave up after {attempt} attempts)"),
+        },
+        SendOutcome::UnparsableEntities { description } => DeliveryAction::Fail {
+            error: format!("Telegram 400: {description}"),
+        },
+        SendOutcome::Permanent { error } => DeliveryAction::Fail { error },
+    }
+}
+
+/// Where and as whom to send.
+#[derive(Debug, Clone)]
+pub struct TelegramConfig {
+    /// `TELEGRAM_API_BASE`, without a trailing slash.
+    pub api_base: String,
+    pub bot_token: Secret,
+    pub chat_id: String,
+}
+
+/// The Bot API client.
+pub struct TelegramClient<'a, H> {
+    http: &'a H,
+    config: &'a TelegramConfig,
+}
+
+impl<'a, H: Http> TelegramClient<'a, H> {
+    pub fn new(http: &'a H, config: &'a TelegramConfig) -> Self {
+        TelegramClient { http, config }
+    }
+
+    /// Sends one message: HTML first; if Telegram cannot parse the HTML, the same
+    /// message as plain text, so a formatting slip never loses a notification.
+    pub async fn deliver(&self, message: &Rendered, silent: bool) -> SendOutcome {
+        match self.send(&message.html, true, silent).await {
+            SendOutcome::UnparsableEntities { .. } => {
+                self.send(&message.plain, false, silent).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send(&self, text: &str, html: bool, silent: bool) -> SendOutcome {
+        let mut body = serde_json::json!({
+            "chat_id": self.config.chat_id,
+            "text": text,
+            "link_preview_options": { "is_disabled": true },
+            "disable_notification": silent,
+        });
+        if html {
+            body["parse_mode"] = "HTML".into();
+        }
+        let url = format!(
+            "{}/bot{}/sendMessage",
+            self.config.api_base,
+            self.config.bot_token.expose()
+        );
+        let outcome = classify(
+            self.http
+                .send(HttpRequest::post_json(
+                    url,
+                    body.to_string(),
+                    SEND_TIMEOUT_MS,
+                ))
+                .await,
+        );
+        self.scrub(outcome)
+    }
+
+    /// A network error's text can quote the URL, and the URL holds the token.
+    fn scrub(&self, outcome: SendOutcome) -> SendOutcome {
+        let token = self.config.bot_token.expose();
+        let clean = |s: String| {
+            if token.is_empty() {
+                s
+            } else {
+                s.replace(token, "***")
+            }
+        };
+        match outcome {
+            SendOutcome::Transient { error } => SendOutcome::Transient {
+                error: clean(error),
+            },
+            SendOutcome::Permanent { error } => SendOutcome::Permanent {
+                error: clean(error),
+            },
+            SendOutcome::UnparsableEntities { description } => SendOutcome::UnparsableEntities {
+                description: clean(description),
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

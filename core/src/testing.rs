@@ -1,0 +1,199 @@
+//! Test doubles for the ports: a scripted HTTP fake that records what it was sent, a
+//! native SQLite [`Sql`] that runs the real migrations, and a minimal executor.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::http::{HttpError, HttpRequest, HttpResponse};
+use crate::ports::{Http, Row, Sql, SqlValue, StoreError};
+
+/// Runs a future whose ports complete synchronously (all the doubles here do).
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// Answers requests from a script, in order, and keeps every request it saw. A
+/// request beyond the script fails the test.
+#[derive(Default)]
+pub struct FakeHttp {
+    script: RefCell<VecDeque<Result<HttpResponse, HttpError>>>,
+    pub seen: RefCell<Vec<HttpRequest>>,
+}
+
+impl FakeHttp {
+    pub fn answering(answers: Vec<Result<HttpResponse, HttpError>>) -> Self {
+        FakeHttp {
+            script: RefCell::new(answers.into()),
+            seen: RefCell::default(),
+        }
+    }
+
+    pub fn bodies(&self) -> Vec<serde_json::Value> {
+        self.seen
+            .borrow()
+            .iter()
+            .map(|r| serde_json::from_str(r.body.as_deref().unwrap_or("null")).expect("JSON body"))
+            .collect()
+    }
+}
+
+pub fn json_response(status: u16, body: serde_json::Value) -> Result<HttpResponse, HttpError> {
+    Ok(HttpResponse {
+        status,
+        body: body.to_string(),
+    })
+}
+
+impl Http for FakeHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.seen.borrow_mut().push(request);
+        self.script
+            .borrow_mut()
+            .pop_front()
+            .expect("FakeHttp: a request the test did not script")
+    }
+}
+
+/// SQLite in memory with every file of `migrations/` applied in order.
+pub struct SqliteSql {
+    conn: rusqlite::Connection,
+}
+
+impl SqliteSql {
+    pub fn migrated() -> Self {
+        let conn = rusqlite::Connection::open_in_memory().expect("sqlite opens");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .expect("migrations/ exists")
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no migrations found");
+        for f in files {
+            let sql = std::fs::read_to_string(&f).expect("migration readable");
+            conn.execute_batch(&sql)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        }
+        SqliteSql { conn }
+    }
+
+    pub fn conn(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+}
+
+fn bind(params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
+    params
+        .iter()
+        .map(|p| match p {
+            SqlValue::Null => rusqlite::types::Value::Null,
+            SqlValue::Integer(i) => rusqlite::types::Value::Integer(*i),
+            SqlValue::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        })
+        .collect()
+}
+
+impl Sql for &SqliteSql {
+    async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
+        self.conn
+            .execute(sql, rusqlite::params_from_iter(bind(params)))
+            .map(|n| n as u64)
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(bind(params)))
+            .map_err(|e| StoreError(e.to_string()))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| StoreError(e.to_string()))? {
+            let mut map = Row::new();
+            for (i, name) in names.iter().enumerate() {
+                let v: rusqlite::types::Value =
+                    row.get(i).map_err(|e| StoreError(e.to_string()))?;
+                let json = match v {
+                    rusqlite::types::Value::Null => serde_json::Value::Null,
+                    rusqlite::types::Value::Integer(i) => i.into(),
+                    rusqlite::types::Value::Real(f) => f.into(),
+                    rusqlite::types::Value::Text(t) => t.into(),
+                    rusqlite::types::Value::Blob(_) => serde_json::Value::Null,
+                };
+                map.insert(name.clone(), json);
+            }
+            out.push(map);
+        }
+        Ok(out)
+    }
+}
+
+/// KV in memory; `fail` makes every call fail, as a KV outage would.
+#[derive(Default)]
+pub struct MemoryKv {
+    pub map: RefCell<std::collections::HashMap<String, (String, u64)>>,
+    pub fail: std::cell::Cell<bool>,
+}
+
+impl crate::ports::Kv for MemoryKv {
+    async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        if self.fail.get() {
+            return Err(StoreError("kv down".into()));
+        }
+        Ok(self.map.borrow().get(key).map(|(v, _)| v.clone()))
+    }
+
+    async fn put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), StoreError> {
+        if self.fail.get() {
+            return Err(StoreError("kv down".into()));
+        }
+        assert!(ttl_seconds >= 60, "KV refuses TTLs under 60 s");
+        self.map
+            .borrow_mut()
+            .insert(key.to_owned(), (value.to_owned(), ttl_seconds));
+        Ok(())
+    }
+}
+
+/// A queue producer that records messages; `fail` makes sends fail.
+#[derive(Default)]
+pub struct MemoryQueue {
+    pub sent: RefCell<Vec<crate::jobs::JobMessage>>,
+    pub fail: std::cell::Cell<bool>,
+}
+
+impl crate::ports::Queue for MemoryQueue {
+    async fn send(
+        &self,
+        message: &crate::jobs::JobMessage,
+    ) -> Result<(), crate::ports::QueueError> {
+        if self.fail.get() {
+            return Err(crate::ports::QueueError("queue unavailable".into()));
+        }
+        self.sent.borrow_mut().push(message.clone());
+        Ok(())
+    }
+}
+
+/// A valid hook deployment for tests, from `/notify` JSON fields.
+pub fn hook_deployment(fields: serde_json::Value) -> crate::notify::Deployment {
+    let body = serde_json::json!({ "deployment": fields }).to_string();
+    crate::notify::parse_notify_body(
+        body.as_bytes(),
+        crate::time::Timestamp::from_millis(1_736_937_000_000),
+    )
+    .expect("valid deployment")
+}
