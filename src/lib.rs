@@ -1,1 +1,49 @@
+//! edge-notifier, the Worker: thin `#[event]` entry points that load configuration and
+//! bindings once, hand off to the flows in `edge-core`, and map their results onto
+//! HTTP responses and queue acknowledgements. Every `worker::` type stays in this
+//! crate, most of them in [`adapters`].
 
+use worker::{
+    event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent,
+};
+
+mod adapters;
+mod cron;
+mod health;
+mod jobs;
+mod notify;
+mod respond;
+
+/// Binding names: the public contract of `wrangler.toml`.
+pub(crate) const DB: &str = "DB";
+pub(crate) const STATE: &str = "STATE";
+pub(crate) const JOBS: &str = "JOBS";
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let config = adapters::config(&env);
+    let path = req.path();
+    let result = match path.as_str() {
+        "/notify" => notify::handle(req, &env, &ctx, &config).await,
+        "/health" => health::handle(&req, &env, &config),
+        _ => Err(edge_core::error::ApiError::NotFound),
+    };
+    respond::finish(result)
+}
+
+#[event(queue)]
+async fn queue(
+    batch: MessageBatch<serde_json::Value>,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<()> {
+    let config = adapters::config(&env);
+    jobs::consume(&batch, &env, &config).await;
+    Ok(())
+}
+
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let config = adapters::config(&env);
+    cron::run(&env, &config).await;
+}

@@ -1,0 +1,116 @@
+// Shared set-up for `npm start`, `npm test` and `npm run bench`: installs what is
+// missing (wasm target, wasm-bindgen-cli pinned to Cargo.lock, worker-build pinned to
+// the `worker` crate, npm packages), builds the Worker incrementally, applies the D1
+// migrations locally. Every step is skipped when its result is already there.
+import { spawnSync, spawn } from "node:child_process";
+import { existsSync, readFileSync, statSync, readdirSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const cargoBin = join(process.env.CARGO_HOME ?? join(homedir(), ".cargo"), "bin");
+
+/** The environment every tool runs with: no telemetry, local binaries for worker-build. */
+export function toolEnv(extra = {}) {
+  return {
+    ...process.env,
+    PATH: `${cargoBin}:${join(root, "node_modules", ".bin")}:${process.env.PATH}`,
+    WRANGLER_SEND_METRICS: "false",
+    WASM_BINDGEN_BIN: join(cargoBin, "wasm-bindgen"),
+    WASM_OPT_BIN: join(root, "node_modules", ".bin", "wasm-opt"),
+    ESBUILD_BIN: join(root, "node_modules", ".bin", "esbuild"),
+    ...extra,
+  };
+}
+
+export function log(msg) {
+  process.stderr.write(`\x1b[1m[edge-notifier]\x1b[0m ${msg}\n`);
+}
+
+/** Runs a command to completion, inheriting stdio; throws on failure. */
+export function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: "inherit", cwd: root, env: toolEnv(), ...opts });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} exited with ${r.status ?? r.signal}`);
+  return r;
+}
+
+/** Runs a command and returns its trimmed stdout, or null if it cannot run. */
+function capture(cmd, args) {
+  const r = spawnSync(cmd, args, { cwd: root, env: toolEnv(), encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+/** The version of `name` that Cargo.lock pins. */
+export function lockedVersion(name) {
+  const lock = readFileSync(join(root, "Cargo.lock"), "utf8");
+  const m = lock.match(new RegExp(`\\[\\[package\\]\\]\\nname = "${name}"\\nversion = "([^"]+)"`));
+  if (!m) throw new Error(`${name} is not in Cargo.lock`);
+  return m[1];
+}
+
+function ensureNpm() {
+  const marker = join(root, "node_modules", ".package-lock.json");
+  const lock = join(root, "package-lock.json");
+  if (existsSync(marker) && existsSync(join(root, "node_modules", ".bin", "wrangler")) &&
+      statSync(marker).mtimeMs >= statSync(lock).mtimeMs) return;
+  log("installing npm packages (npm ci)");
+  run("npm", ["ci", "--no-audit", "--no-fund"]);
+}
+
+function ensureCargoInstall(crate, bin, version, extra = []) {
+  const have = capture(join(cargoBin, bin), ["--version"]);
+  if (have && have.split(/\s+/).includes(version)) return;
+  log(`installing ${crate} ${version} (a few minutes, once)`);
+  run("cargo", ["install", crate, "--version", `=${version}`, ...extra]);
+}
+
+function ensureWasmTarget() {
+  const targets = capture("rustup", ["target", "list", "--installed"]) ?? "";
+  if (targets.split("\n").includes("wasm32-unknown-unknown")) return;
+  log("adding the wasm32-unknown-unknown target");
+  run("rustup", ["target", "add", "wasm32-unknown-unknown"]);
+}
+
+/** Everything the build and the tests need. */
+export function ensureTools() {
+  ensureNpm();
+  ensureWasmTarget();
+  ensureCargoInstall("wasm-bindgen-cli", "wasm-bindgen", lockedVersion("wasm-bindgen"));
+  ensureCargoInstall("worker-build", "worker-build", lockedVersion("worker"), ["--locked"]);
+}
+
+function newestMtime(path) {
+  if (!existsSync(path)) return 0;
+  const st = statSync(path);
+  if (!st.isDirectory()) return st.mtimeMs;
+  let newest = st.mtimeMs;
+  for (const entry of readdirSync(path)) newest = Math.max(newest, newestMtime(join(path, entry)));
+  return newest;
+}
+
+const buildOutputs = ["build/worker/shim.mjs", "build/index_bg.wasm"];
+
+/** Builds the Worker (release, wasm32) unless build/ is newer than every source. */
+export function buildWorker({ force = false } = {}) {
+  const sources = ["src", "core/src", "Cargo.toml", "core/Cargo.toml", "Cargo.lock", "scripts/build.mjs", "scripts/lib.mjs"];
+  const newestSource = Math.max(...sources.map((s) => newestMtime(join(root, s))));
+  const outputs = buildOutputs.map((o) => join(root, o));
+  if (!force && outputs.every(existsSync) &&
+      Math.min(...outputs.map((o) => statSync(o).mtimeMs)) > newestSource) {
+    log("worker build is up to date");
+    return;
+  }
+  log("building the worker (worker-build --release)");
+  run(join(cargoBin, "worker-build"), ["--release"]);
+}
+
+/** Applies the D1 migrations to the local database (optionally under persistTo). */
+export function migrateLocal(persistTo) {
+  const args = ["d1", "migrations", "apply", "DB", "--local"];
+  if (persistTo) args.push("--persist-to", persistTo);
+  run(join(root, "node_modules", ".bin", "wrangler"), args, { env: toolEnv({ CI: "true" }) });
+}
+
+export { spawn };

@@ -1,0 +1,91 @@
+//! `POST /notify`: authenticate, validate, dedupe, persist, enqueue, answer.
+
+use edge_core::auth::{check_bearer, BearerError};
+use edge_core::config::Config;
+use edge_core::error::ApiError;
+use edge_core::notify::{accept, parse_notify_body, remember_processed, Accepted, MAX_BODY_BYTES};
+use worker::{console_error, console_log, Context, Env, Method, Request};
+
+use crate::adapters::{self, now};
+use crate::respond::Reply;
+
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+) -> Result<Reply, ApiError> {
+    if req.method() != Method::Post {
+        return Err(ApiError::MethodNotAllowed { allowed: "POST" });
+    }
+    // Authenticate before looking at the body.
+    let token = config
+        .notify_token
+        .as_ref()
+        .ok_or(ApiError::NotConfigured("DEPLOY_NOTIFY_TOKEN"))?;
+    let auth = req.headers().get("authorization").ok().flatten();
+    check_bearer(auth.as_deref(), token).map_err(|e| {
+        ApiError::Unauthorized(match e {
+            BearerError::Missing => "missing bearer token",
+            BearerError::Mismatch => "invalid token",
+        })
+    })?;
+
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::BadRequest("unreadable body".into()))?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let received = now();
+    let deployment = parse_notify_body(&body, received)?;
+
+    let store = adapters::store(env)?;
+    let kv = adapters::kv(env);
+    let queue = adapters::queue(env);
+    let key = deployment.dedupe_key();
+    match accept(&store, &kv, &queue, &deployment, received).await {
+        Ok(Accepted::Queued { id, enqueue_error }) => {
+            match enqueue_error {
+                None => console_log!("notify: accepted {key} as notification {id}"),
+                Some(e) => console_error!("notify: accepted {key} as notification {id}, not enqueued ({e}); the cron sweep will enqueue it"),
+            }
+            // The KV fast path for repeats; the answer need not wait for it.
+            ctx.wait_until(async move {
+                if let Err(e) = remember_processed(&kv, &deployment).await {
+                    console_error!("notify: KV fast path not updated for {key}: {e}");
+                }
+            });
+            Ok(Reply::message(202, "Notification queued"))
+        }
+        Ok(Accepted::AlreadyProcessed) => Ok(Reply::message(200, "Already processed")),
+        Err(e) => {
+            console_error!("notify: {key} not stored: {e}");
+            Err(ApiError::Unavailable)
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The one place where results become HTTP responses: successes as
+//! `{"success":true,...}`, errors as `{"success":false,"error":"..."}` with the
+//! status [`ApiError::status`] gives.
+
+use edge_core::error::ApiError;
+use worker::{Headers, Response};
+
+/// A successful answer: its status and JSON body.
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    pub fn message(status: u16, message: &str) -> Reply {
+        Reply {
+            status,
+            body: serde_json::json!({ "success": true, "message": message }),
+        }
+    }
+}
+
+pub fn finish(result: Result<Reply, ApiError>) -> worker::Result<Response> {
+    let (status, body, allow) = match result {
+        Ok(reply) => (reply.status, reply.body.to_string(), None),
+        Err(e) => {
+            let allow = match &e {
+                ApiError::MethodNotAllowed { allowed } => Some(*allowed),
+                _ => None,
+            };
+            (e.status(), e.body(), allow)
+        }
+    };
+    let headers = Headers::new();
+    headers.set("content-type", "application/json; charset=utf-8")?;
+    headers.set("cache-control", "no-store")?;
+    if let Some(allow) = allow {
+        headers.set("allow", allow)?;
+    }
+    if status == 401 {
+        headers.set("www-authenticate", "Bearer")?;
+    }
+    Ok(Response::ok(body)?
+        .with_status(status)
+        .with_headers(headers))
+}
