@@ -107,10 +107,15 @@ export function buildWorker({ force = false } = {}) {
 }
 
 /** Applies the D1 migrations to the local database (optionally under persistTo). */
-export function migrateLocal(persistTo) {
+export function migrateLocal(persistTo, { quiet = false } = {}) {
   const args = ["d1", "migrations", "apply", "DB", "--local"];
   if (persistTo) args.push("--persist-to", persistTo);
-  run(join(root, "node_modules", ".bin", "wrangler"), args, { env: toolEnv({ CI: "true" }) });
+  const wrangler = join(root, "node_modules", ".bin", "wrangler");
+  // CI=true: apply without the interactive confirmation.
+  const env = toolEnv({ CI: "true" });
+  if (!quiet) return run(wrangler, args, { env });
+  const r = spawnSync(wrangler, args, { cwd: root, env, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`migrations failed:\n${r.stdout}\n${r.stderr}`);
 }
 
 export { spawn };

@@ -1,0 +1,206 @@
+// Strict fakes of the upstream APIs, on loopback. Each one checks every request it
+// receives the way the real service would (token, chat, markup, auth header) and
+// records anything unexpected as a violation; the suite fails if any were recorded.
+import { createServer } from "node:http";
+
+function listen(handler) {
+  return new Promise((resolve) => {
+    const server = createServer(async (req, res) => {
+      const chunks = [];
+      for await (const c of req) chunks.push(c);
+      const body = Buffer.concat(chunks).toString("utf8");
+      try {
+        await handler(req, body, res);
+      } catch (e) {
+        res.writeHead(500, { "content-type": "application/json" });
+        res.end(JSON.stringify({ ok: false, description: `fake crashed: ${e.message}` }));
+      }
+    });
+    server.listen(0, "127.0.0.1", () => resolve(server));
+  });
+}
+
+function json(res, status, body) {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}
+
+const ALLOWED_TAGS = new Set(["b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "tg-spoiler", "blockquote", "span"]);
+
+/**
+ * Checks text the way Telegram's HTML parse mode does and returns the visible text,
+ * or throws with Telegram's kind of message.
+ */
+export function parseTelegramHtml(html) {
+  const stack = [];
+  let visible = "";
+  let i = 0;
+  while (i < html.length) {
+    const c = html[i];
+    if (c === "<") {
+      const m = /^<(\/?)([a-z-]+)((?:\s+[a-z-]+="[^"<>]*")*)\s*>/.exec(html.slice(i));
+      if (!m) throw new Error(`can't parse entities: unexpected "<" at byte offset ${i}`);
+      const [whole, closing, tag] = m;
+      if (!ALLOWED_TAGS.has(tag)) throw new Error(`can't parse entities: unsupported start tag "${tag}" at byte offset ${i}`);
+      if (closing) {
+        if (stack.pop() !== tag) throw new Error(`can't parse entities: can't find end tag corresponding to start tag "${tag}"`);
+      } else {
+        stack.push(tag);
+      }
+      i += whole.length;
+    } else if (c === "&") {
+      const m = /^&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);/.exec(html.slice(i));
+      if (!m) throw new Error(`can't parse entities: unsupported entity at byte offset ${i}`);
+      visible += { lt: "<", gt: ">", amp: "&", quot: '"' }[m[1]] ?? "?";
+      i += m[0].length;
+    } else if (c === ">") {
+      throw new Error(`can't parse entities: unexpected ">" at byte offset ${i}`);
+    } else {
+      visible += c;
+      i += 1;
+    }
+  }
+  if (stack.length) throw new Error(`can't parse entities: can't find end tag corresponding to start tag "${stack.pop()}"`);
+  return visible;
+}
+
+/**
+ * The Telegram Bot API's sendMessage. Scripts: `script(substring, [responses])`
+ * answers the next messages whose text contains `substring` with the given
+ * responses, in order, before falling back to success.
+ */
+export async function fakeTelegram({ token, chatId }) {
+  const messages = []; // every sendMessage request that passed the checks
+  const violations = [];
+  const scripts = [];
+  let nextId = 1000;
+  const server = await listen((req, raw, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    if (req.method !== "POST" || !path.endsWith("/sendMessage") || !path.startsWith("/bot")) {
+      violations.push(`unexpected ${req.method} ${path.replace(token, "<token>")}`);
+      return json(res, 404, { ok: false, error_code: 404, description: "Not Found" });
+    }
+    if (path !== `/bot${token}/sendMessage`) {
+      violations.push("sendMessage with a wrong bot token");
+      return json(res, 401, { ok: false, error_code: 401, description: "Unauthorized" });
+    }
+    if (!(req.headers["content-type"] ?? "").startsWith("application/json")) {
+      violations.push(`sendMessage with content-type ${req.headers["content-type"]}`);
+    }
+    let body;
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      violations.push("sendMessage body is not JSON");
+      return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: invalid JSON" });
+    }
+    if (String(body.chat_id) !== String(chatId)) {
+      violations.push(`sendMessage to chat ${body.chat_id}`);
+      return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: chat not found" });
+    }
+    if (typeof body.text !== "string" || body.text.length === 0) {
+      violations.push("sendMessage without text");
+      return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: message text is empty" });
+    }
+    if (body.parse_mode !== undefined && body.parse_mode !== "HTML") violations.push(`parse_mode ${body.parse_mode}`);
+    const record = { text: body.text, parseMode: body.parse_mode, body, at: Date.now() };
+    const script = scripts.find((s) => body.text.includes(s.match) && s.responses.length);
+    if (script) {
+      const r = script.responses.shift();
+      record.answered = r.status;
+      messages.push(record);
+      return json(res, r.status, r.body);
+    }
+    let visible = body.text;
+    if (body.parse_mode === "HTML") {
+      try {
+        visible = parseTelegramHtml(body.text);
+      } catch (e) {
+        violations.push(`HTML Telegram would refuse: ${e.message}`);
+        record.answered = 400;
+        messages.push(record);
+        return json(res, 400, { ok: false, error_code: 400, description: `Bad Request: ${e.message}` });
+      }
+    }
+    if ([...visible].length > 4096) {
+      violations.push(`message of ${visible.length} characters`);
+      record.answered = 400;
+      messages.push(record);
+      return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: message is too long" });
+    }
+    record.answered = 200;
+    record.visible = visible;
+    record.messageId = nextId++;
+    messages.push(record);
+    return json(res, 200, { ok: true, result: { message_id: record.messageId, chat: { id: chatId }, date: Math.floor(Date.now() / 1000), text: visible } });
+  });
+  return {
+    base: `http://127.0.0.1:${server.address().port}`,
+    messages,
+    violations,
+    script(match, responses) {
+      scripts.push({ match, responses: [...responses] });
+    },
+    /** Every request whose text mentions `s`. */
+    about(s) {
+      return messages.filter((m) => m.text.includes(s));
+    },
+    /** Messages Telegram accepted that mention `s`. */
+    delivered(s) {
+      return messages.filter((m) => m.answered === 200 && m.text.includes(s));
+    },
+    async waitFor(s, count = 1, timeoutMs = 15000) {
+      const until = Date.now() + timeoutMs;
+      while (Date.now() < until) {
+        if (this.delivered(s).length >= count) return this.delivered(s);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`Telegram got ${this.delivered(s).length} of ${count} messages about ${s} within ${timeoutMs} ms`);
+    },
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+/** The Cloudflare API's deployment listings for Workers scripts and Pages projects. */
+export async function fakeCloudflare({ token, accountId }) {
+  const requests = [];
+  const violations = [];
+  const workers = new Map(); // name -> { status, body } or deployments array
+  const pages = new Map();
+  const server = await listen((req, _raw, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    requests.push(`${req.method} ${path}`);
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      violations.push(`${path} without the API token`);
+      return json(res, 401, { success: false, errors: [{ code: 10000, message: "Authentication error" }], messages: [], result: null });
+    }
+    const prefix = `/client/v4/accounts/${accountId}`;
+    let m;
+    let entry;
+    if (req.method === "GET" && (m = path.match(/^(.*)\/workers\/scripts\/([^/]+)\/deployments$/)) && m[1] === prefix) {
+      entry = workers.get(m[2]);
+      if (Array.isArray(entry)) return json(res, 200, { success: true, errors: [], messages: [], result: { deployments: entry } });
+    } else if (req.method === "GET" && (m = path.match(/^(.*)\/pages\/projects\/([^/]+)\/deployments$/)) && m[1] === prefix) {
+      entry = pages.get(m[2]);
+      if (Array.isArray(entry)) {
+        return json(res, 200, { success: true, errors: [], messages: [], result: entry, result_info: { page: 1, per_page: 25, count: entry.length, total_count: entry.length } });
+      }
+    } else {
+      violations.push(`unexpected ${req.method} ${path}`);
+      return json(res, 404, { success: false, errors: [{ code: 7003, message: "No route for that URI" }], messages: [], result: null });
+    }
+    if (entry && entry.status) {
+      res.writeHead(entry.status, { "content-type": "application/json" });
+      return res.end(entry.raw ?? JSON.stringify(entry.body));
+    }
+    return json(res, 404, { success: false, errors: [{ code: 10007, message: "This Worker does not exist on your account." }], messages: [], result: null });
+  });
+  return {
+    base: `http://127.0.0.1:${server.address().port}/client/v4`,
+    requests,
+    violations,
+    workers,
+    pages,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
