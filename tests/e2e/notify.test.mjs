@@ -234,6 +234,8 @@ describe("cron", () => {
       { id: "pd-new", created_on: minutesAgo(3), environment: "production", url: "https://pd-new.site-b.pages.dev", latest_stage: { name: "deploy", status: "success" }, deployment_trigger: { metadata: { branch: "main", commit_hash: "c0ffee1234", commit_message: "New docs" } } },
       { id: "pd-hooked", created_on: minutesAgo(4), environment: "production", latest_stage: { name: "deploy", status: "success" }, deployment_trigger: { metadata: { branch: "main", commit_hash: "feedbeef42", commit_message: "Hooked" } } },
     ]);
+    const brokenCalls = () => cf.requests.filter((r) => r.includes("svc-broken")).length;
+    const brokenBefore = brokenCalls();
     await worker.scheduled();
     const [w] = await tg.waitFor("wd-new");
     assert.ok(w.visible.includes("Project: svc-a"));
@@ -242,7 +244,7 @@ describe("cron", () => {
     const [p] = await tg.waitFor("pd-new");
     assert.ok(p.visible.startsWith("📄 New Pages Deployment"));
     assert.ok(p.text.includes('<a href="https://pd-new.site-b.pages.dev">'));
-    assert.deepEqual(cf.requests.filter((r) => r.includes("svc-broken")).length, 1, "the failing name was tried");
+    assert.equal(brokenCalls(), brokenBefore + 1, "the failing name was tried, once");
     assert.ok(worker.logs.some((l) => l.includes("worker svc-broken: Cloudflare API 500")));
 
     // Once the build finishes it is announced; nothing else is announced again.
