@@ -5,7 +5,9 @@ use edge_core::config::Config;
 use edge_core::error::ApiError;
 use edge_core::http::{HttpError, HttpRequest, HttpResponse};
 use edge_core::jobs::JobMessage;
-use edge_core::ports::{Http, Kv, Queue, QueueError, Row, Sql, SqlValue, StoreError};
+use edge_core::ports::{
+    Executed, Http, Kv, Queue, QueueError, Row, Sql, SqlValue, Statement, StoreError,
+};
 use edge_core::store::NotificationStore;
 use edge_core::time::Timestamp;
 use futures_util::future::{select, Either};
@@ -78,7 +80,7 @@ fn integral(row: Row) -> Row {
 }
 
 impl Sql for D1Sql {
-    async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
+    async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Executed, StoreError> {
         let result = self
             .0
             .prepare(sql)
@@ -87,12 +89,11 @@ impl Sql for D1Sql {
             .run()
             .await
             .map_err(d1_error)?;
-        let changes = result
-            .meta()
-            .map_err(d1_error)?
-            .and_then(|m| m.changes)
-            .unwrap_or(0);
-        Ok(changes as u64)
+        let meta = result.meta().map_err(d1_error)?;
+        Ok(Executed {
+            changes: meta.as_ref().and_then(|m| m.changes).unwrap_or(0) as u64,
+            last_row_id: meta.and_then(|m| m.last_row_id).unwrap_or(0),
+        })
     }
 
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
@@ -110,6 +111,15 @@ impl Sql for D1Sql {
             .into_iter()
             .map(integral)
             .collect())
+    }
+
+    async fn batch(&self, statements: &[Statement]) -> Result<(), StoreError> {
+        let prepared = statements
+            .iter()
+            .map(|s| self.0.prepare(s.sql).bind(&bind(&s.params)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(d1_error)?;
+        self.0.batch(prepared).await.map_err(d1_error).map(drop)
     }
 }
 

@@ -4,10 +4,7 @@
 use edge_core::config::Config;
 use edge_core::delivery::{deliver, Verdict};
 use edge_core::jobs::JobMessage;
-use futures_util::future::join_all;
-use worker::{
-    console_error, console_log, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage,
-};
+use worker::{console_error, console_log, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 use crate::adapters::{self, now, FetchHttp};
 
@@ -25,55 +22,53 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, config:
         }
     };
     let dead_letters = batch.queue().ends_with(DEAD_LETTER_SUFFIX);
-    let messages: Vec<RawMessage> = batch.raw_iter().collect();
-    // Messages are independent: deliver them concurrently.
-    join_all(messages.iter().map(|m| async {
-        let job: JobMessage = match serde_wasm_bindgen::from_value(m.body()) {
-            Ok(j) => j,
+    let mut notify = Vec::new();
+    for m in batch.raw_iter() {
+        match serde_wasm_bindgen::from_value::<JobMessage>(m.body()) {
+            Ok(JobMessage::Notify { id }) => notify.push((id, m)),
             Err(e) => {
                 // Retrying cannot make it readable.
                 console_error!("queue: dropping unreadable message {}: {e}", m.id());
                 m.ack();
-                return;
-            }
-        };
-        match job {
-            JobMessage::Notify { id } if dead_letters => {
-                match store.mark_dead_lettered(id, now()).await {
-                    Ok(true) => {
-                        console_error!("queue: notification {id} dead-lettered and marked failed")
-                    }
-                    Ok(false) => {
-                        console_log!("queue: notification {id} dead-lettered after it was finished")
-                    }
-                    Err(e) => {
-                        console_error!("queue: notification {id} dead-lettered, not marked: {e}")
-                    }
-                }
-                m.ack();
-            }
-            JobMessage::Notify { id } => {
-                let out = deliver(config, &FetchHttp, &store, id, now()).await;
-                match out.verdict {
-                    Verdict::Ack => {
-                        console_log!("queue: {}", out.log);
-                        m.ack();
-                    }
-                    Verdict::Retry { delay_seconds } => {
-                        console_error!("queue: {}", out.log);
-                        m.retry_with_options(
-                            &QueueRetryOptionsBuilder::new()
-                                .with_delay_seconds(delay_seconds)
-                                .build(),
-                        );
-                    }
-                    Verdict::DeadLetter => {
-                        console_error!("queue: {}", out.log);
-                        m.retry();
-                    }
-                }
             }
         }
-    }))
-    .await;
+    }
+    if notify.is_empty() {
+        return;
+    }
+    if dead_letters {
+        for (id, m) in &notify {
+            match store.mark_dead_lettered(*id, now()).await {
+                Ok(true) => {
+                    console_error!("queue: notification {id} dead-lettered and marked failed")
+                }
+                Ok(false) => {
+                    console_log!("queue: notification {id} dead-lettered after it was finished")
+                }
+                Err(e) => console_error!("queue: notification {id} dead-lettered, not marked: {e}"),
+            }
+            m.ack();
+        }
+        return;
+    }
+    let ids: Vec<i64> = notify.iter().map(|(id, _)| *id).collect();
+    for out in deliver(config, &FetchHttp, &store, &ids, now()).await {
+        // A message may carry the same id twice (the sweep re-enqueued it): every
+        // copy gets the verdict.
+        for (_, m) in notify.iter().filter(|(id, _)| *id == out.id) {
+            match out.verdict {
+                Verdict::Ack => m.ack(),
+                Verdict::Retry { delay_seconds } => m.retry_with_options(
+                    &QueueRetryOptionsBuilder::new()
+                        .with_delay_seconds(delay_seconds)
+                        .build(),
+                ),
+                Verdict::DeadLetter => m.retry(),
+            }
+        }
+        match out.verdict {
+            Verdict::Ack => console_log!("queue: {}", out.log),
+            _ => console_error!("queue: {}", out.log),
+        }
+    }
 }

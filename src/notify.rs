@@ -3,8 +3,12 @@
 use edge_core::auth::{check_bearer, BearerError};
 use edge_core::config::Config;
 use edge_core::error::ApiError;
-use edge_core::notify::{accept, parse_notify_body, remember_processed, Accepted, MAX_BODY_BYTES};
-use worker::{console_error, console_log, Context, Env, Method, Request};
+use edge_core::jobs::JobMessage;
+use edge_core::notify::{
+    accept, parse_notify_body, remember_processed, Accepted, KnownFrom, MAX_BODY_BYTES,
+};
+use edge_core::ports::Queue;
+use worker::{console_error, Context, Env, Method, Request};
 
 use crate::adapters::{self, now};
 use crate::respond::Reply;
@@ -66,23 +70,31 @@ pub async fn handle(
 
     let store = adapters::store(env)?;
     let kv = adapters::kv(env);
-    let queue = adapters::queue(env);
     let key = deployment.dedupe_key();
-    match accept(&store, &kv, &queue, &deployment, received).await {
-        Ok(Accepted::Queued { id, enqueue_error }) => {
-            match enqueue_error {
-                None => console_log!("notify: accepted {key} as notification {id}"),
-                Some(e) => console_error!("notify: accepted {key} as notification {id}, not enqueued ({e}); the cron sweep will enqueue it"),
-            }
-            // The KV fast path for repeats; the answer need not wait for it.
+    match accept(&store, &kv, &deployment, received).await {
+        Ok(Accepted::New { id }) => {
+            // Committed: answer now and enqueue after. If the send fails the row stays
+            // pending and the cron sweep enqueues it.
+            let queue = adapters::queue(env);
             ctx.wait_until(async move {
-                if let Err(e) = remember_processed(&kv, &deployment).await {
-                    console_error!("notify: KV fast path not updated for {key}: {e}");
+                if let Err(e) = queue.send(&JobMessage::Notify { id }).await {
+                    console_error!("notify: {key} accepted as notification {id}, not enqueued ({e}); the cron sweep will enqueue it");
                 }
             });
             Ok(Reply::message(202, "Notification queued"))
         }
-        Ok(Accepted::AlreadyProcessed) => Ok(Reply::message(200, "Already processed")),
+        Ok(Accepted::AlreadyProcessed { known_from }) => {
+            if known_from == KnownFrom::Database {
+                // Repeats of this one now take the KV fast path; the answer need not
+                // wait for the write.
+                ctx.wait_until(async move {
+                    if let Err(e) = remember_processed(&kv, &deployment).await {
+                        console_error!("notify: KV fast path not updated for {key}: {e}");
+                    }
+                });
+            }
+            Ok(Reply::message(200, "Already processed"))
+        }
         Err(e) => {
             console_error!("notify: {key} not stored: {e}");
             Err(ApiError::Unavailable)

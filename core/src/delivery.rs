@@ -1,9 +1,12 @@
-//! The `JOBS` consumer's notification flow: claim the row, send it to Telegram, and
-//! record what happened. Returns what the queue should do with the message.
+//! The `JOBS` consumer's notification flow, a batch at a time: claim the rows in one
+//! statement, send the messages to Telegram concurrently, record every outcome in
+//! one round trip, and tell the queue what to do with each message.
+
+use futures_util::future::join_all;
 
 use crate::config::Config;
 use crate::ports::{Http, Sql};
-use crate::store::{NotificationStatus, NotificationStore};
+use crate::store::{ClaimedNotification, NotificationStatus, NotificationStore, Outcome};
 use crate::telegram::{decide, render, DeliveryAction, TelegramClient};
 use crate::time::Timestamp;
 
@@ -22,118 +25,156 @@ pub enum Verdict {
     DeadLetter,
 }
 
-/// The outcome plus a line for the log (never containing a secret).
+/// The verdict for one message plus a line for the log (never containing a secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
+    pub id: i64,
     pub verdict: Verdict,
     pub log: String,
 }
 
-/// Delivers notification `id` once.
+/// Delivers the notifications `ids` (one queue batch) once each.
 pub async fn deliver<H: Http, S: Sql>(
     config: &Config,
     http: &H,
     store: &NotificationStore<S>,
-    id: i64,
+    ids: &[i64],
     now: Timestamp,
-) -> Delivered {
+) -> Vec<Delivered> {
     let claimed = match store
-        .claim(id, now, now.minus_seconds(CLAIM_STALE_SECONDS))
+        .claim(ids, now, now.minus_seconds(CLAIM_STALE_SECONDS))
         .await
     {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Delivered {
-                verdict: Verdict::Ack,
-                log: format!("notification {id}: already handled"),
-            }
-        }
+        Ok(c) => c,
         Err(e) => {
-            return Delivered {
-                verdict: Verdict::Retry {
-                    delay_seconds: crate::retry::BACKOFF_BASE_SECONDS,
-                },
-                log: format!("notification {id}: claim failed: {e}"),
-            }
+            return ids
+                .iter()
+                .map(|&id| Delivered {
+                    id,
+                    verdict: Verdict::Retry {
+                        delay_seconds: crate::retry::BACKOFF_BASE_SECONDS,
+                    },
+                    log: format!("notification {id}: claim failed: {e}"),
+                })
+                .collect()
         }
     };
+    let mut results: Vec<Delivered> = ids
+        .iter()
+        .filter(|id| !claimed.iter().any(|c| c.id == **id))
+        .map(|&id| Delivered {
+            id,
+            verdict: Verdict::Ack,
+            log: format!("notification {id}: already handled"),
+        })
+        .collect();
+
+    let attempts = join_all(claimed.iter().map(|c| attempt(config, http, c, now))).await;
+    let (outcomes, delivered): (Vec<Outcome>, Vec<Delivered>) = attempts.into_iter().unzip();
+    let saved = store.record(&outcomes, now).await;
+    results.extend(delivered.into_iter().map(|mut d| {
+        if let Err(e) = &saved {
+            d.log.push_str(&format!(" (and recording it failed: {e})"));
+        }
+        d
+    }));
+    results
+}
+
+/// One claimed notification: send it and decide what follows.
+async fn attempt<H: Http>(
+    config: &Config,
+    http: &H,
+    claimed: &ClaimedNotification,
+    now: Timestamp,
+) -> (Outcome, Delivered) {
+    let id = claimed.id;
     let key = claimed.deployment.dedupe_key();
     let telegram = match &config.telegram {
         Ok(t) => t,
         Err(missing) => {
-            let reason = format!("not sent: Telegram is not configured ({missing} is missing)");
-            let saved = store
-                .mark_final(id, NotificationStatus::NotSent, &reason, now)
-                .await;
-            return Delivered {
-                verdict: Verdict::Ack,
-                log: format!("notification {id} ({key}): {reason}{}", store_note(saved)),
+            let error = format!("not sent: Telegram is not configured ({missing} is missing)");
+            let log = format!("notification {id} ({key}): {error}");
+            let outcome = Outcome::Final {
+                id,
+                status: NotificationStatus::NotSent,
+                error,
             };
+            return (
+                outcome,
+                Delivered {
+                    id,
+                    verdict: Verdict::Ack,
+                    log,
+                },
+            );
         }
     };
-
     let message = render(&claimed.deployment);
-    let outcome = TelegramClient::new(http, telegram)
+    let sent = TelegramClient::new(http, telegram)
         .deliver(&message, false)
         .await;
-    match decide(outcome, claimed.attempt) {
-        DeliveryAction::Sent { message_id } => {
-            let saved = store.mark_sent(id, message_id, now).await;
+    match decide(sent, claimed.attempt) {
+        DeliveryAction::Sent { message_id } => (
+            Outcome::Sent { id, message_id },
             Delivered {
+                id,
                 verdict: Verdict::Ack,
-                log: format!(
-                    "notification {id} ({key}): sent as message {message_id}{}",
-                    store_note(saved)
-                ),
-            }
-        }
+                log: format!("notification {id} ({key}): sent as message {message_id}"),
+            },
+        ),
         DeliveryAction::Retry {
             delay_seconds,
             error,
         } => {
-            let saved = store
-                .mark_retrying(id, &error, now.plus_seconds(i64::from(delay_seconds)), now)
-                .await;
-            Delivered {
-                verdict: Verdict::Retry { delay_seconds },
-                log: format!(
-                    "notification {id} ({key}): attempt {} failed: {error}; retrying in {delay_seconds} s{}",
-                    claimed.attempt,
-                    store_note(saved)
-                ),
-            }
+            let log = format!(
+                "notification {id} ({key}): attempt {} failed: {error}; retrying in {delay_seconds} s",
+                claimed.attempt
+            );
+            let next_attempt_at = now.plus_seconds(i64::from(delay_seconds));
+            (
+                Outcome::Retrying {
+                    id,
+                    error,
+                    next_attempt_at,
+                },
+                Delivered {
+                    id,
+                    verdict: Verdict::Retry { delay_seconds },
+                    log,
+                },
+            )
         }
         DeliveryAction::GiveUp { error } => {
-            let saved = store
-                .mark_final(id, NotificationStatus::Failed, &error, now)
-                .await;
-            Delivered {
-                verdict: Verdict::DeadLetter,
-                log: format!(
-                    "notification {id} ({key}): failed: {error}{}",
-                    store_note(saved)
-                ),
-            }
+            let log = format!("notification {id} ({key}): failed: {error}");
+            (
+                Outcome::Final {
+                    id,
+                    status: NotificationStatus::Failed,
+                    error,
+                },
+                Delivered {
+                    id,
+                    verdict: Verdict::DeadLetter,
+                    log,
+                },
+            )
         }
         DeliveryAction::Fail { error } => {
-            let saved = store
-                .mark_final(id, NotificationStatus::Failed, &error, now)
-                .await;
-            Delivered {
-                verdict: Verdict::Ack,
-                log: format!(
-                    "notification {id} ({key}): failed permanently: {error}{}",
-                    store_note(saved)
-                ),
-            }
+            let log = format!("notification {id} ({key}): failed permanently: {error}");
+            (
+                Outcome::Final {
+                    id,
+                    status: NotificationStatus::Failed,
+                    error,
+                },
+                Delivered {
+                    id,
+                    verdict: Verdict::Ack,
+                    log,
+                },
+            )
         }
-    }
-}
-
-fn store_note(saved: Result<(), crate::ports::StoreError>) -> String {
-    match saved {
-        Ok(()) => String::new(),
-        Err(e) => format!(" (and recording it failed: {e})"),
     }
 }
 

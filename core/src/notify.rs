@@ -309,7 +309,7 @@ fn too_long(field: &str, max: usize) -> ApiError {
     ))
 }
 
-/// How long the KV fast path remembers a processed deployment. D1 stays the
+/// How long the KV fast path remembers a repeated deployment. D1 stays the
 /// authority, so this only bounds how long repeats skip the database.
 pub const KV_DEDUPE_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
@@ -323,46 +323,57 @@ pub fn kv_key(d: &Deployment) -> Option<String> {
 /// What `/notify` answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
-    /// Committed to D1 (and, unless the send failed, enqueued): 202.
-    Queued {
-        id: i64,
-        enqueue_error: Option<String>,
-    },
+    /// Committed to D1 as notification `id`: 202. The caller enqueues it next.
+    New { id: i64 },
     /// The same deployment was accepted before: 200, nothing is announced again.
-    AlreadyProcessed,
+    AlreadyProcessed { known_from: KnownFrom },
 }
 
-/// Accepts a validated deployment: the KV fast path, then the D1 insert that decides,
-/// then the queue. The row is committed before the answer; if the queue send fails
-/// it stays pending and the cron sweep enqueues it, so nothing accepted is lost.
-pub async fn accept<S: crate::ports::Sql, K: crate::ports::Kv, Q: crate::ports::Queue>(
+/// Which store recognised a repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnownFrom {
+    /// The KV fast path.
+    Kv,
+    /// D1's unique key: the caller should [`remember_processed`] it in KV, so that
+    /// further repeats (a CI re-running its hook) skip the database.
+    Database,
+}
+
+/// Accepts a validated deployment: the KV fast path, then the D1 insert that decides.
+/// The row is committed before the answer; the caller then enqueues
+/// [`JobMessage::Notify`](crate::jobs::JobMessage) (after answering, if it can). If
+/// that send fails the row stays pending and the cron sweep enqueues it, so nothing
+/// accepted is lost.
+///
+/// KV is written only once a repeat has been seen: most deployments are announced
+/// exactly once, and a KV write per new deployment would cost every request for the
+/// benefit of the rare ones that repeat.
+pub async fn accept<S: crate::ports::Sql, K: crate::ports::Kv>(
     store: &crate::store::NotificationStore<S>,
     kv: &K,
-    queue: &Q,
     deployment: &Deployment,
     now: Timestamp,
 ) -> Result<Accepted, crate::ports::StoreError> {
     if let Some(key) = kv_key(deployment) {
         // A KV error only costs the fast path.
         if let Ok(Some(_)) = kv.get(&key).await {
-            return Ok(Accepted::AlreadyProcessed);
+            return Ok(Accepted::AlreadyProcessed {
+                known_from: KnownFrom::Kv,
+            });
         }
     }
     let Some(id) = store
         .insert(deployment, crate::store::NotificationStatus::Pending, now)
         .await?
     else {
-        return Ok(Accepted::AlreadyProcessed);
+        return Ok(Accepted::AlreadyProcessed {
+            known_from: KnownFrom::Database,
+        });
     };
-    let enqueue_error = queue
-        .send(&crate::jobs::JobMessage::Notify { id })
-        .await
-        .err()
-        .map(|e| e.to_string());
-    Ok(Accepted::Queued { id, enqueue_error })
+    Ok(Accepted::New { id })
 }
 
-/// Marks a deployment processed in KV, after the D1 insert committed it.
+/// Remembers in KV that a deployment was processed (after D1 recognised a repeat).
 pub async fn remember_processed<K: crate::ports::Kv>(
     kv: &K,
     deployment: &Deployment,
@@ -519,34 +530,41 @@ mod tests {
 
     #[test]
     fn accept_dedupes_through_kv_and_d1() {
-        use crate::testing::{block_on, MemoryKv, MemoryQueue, SqliteSql};
+        use crate::testing::{block_on, MemoryKv, SqliteSql};
         let db = SqliteSql::migrated();
         let store = crate::store::NotificationStore::new(&db);
-        let (kv, queue) = (MemoryKv::default(), MemoryQueue::default());
+        let kv = MemoryKv::default();
         let d = parse(r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"b-1"}}"#)
             .expect("valid");
-        let first = block_on(accept(&store, &kv, &queue, &d, received())).expect("accept");
-        assert!(matches!(
-            first,
-            Accepted::Queued {
-                enqueue_error: None,
-                ..
-            }
-        ));
-        // KV has not caught up yet: D1's unique key still refuses the repeat.
+        let accept = || block_on(accept(&store, &kv, &d, received())).expect("accept");
+        assert!(matches!(accept(), Accepted::New { .. }));
+        assert!(
+            kv.map.borrow().is_empty(),
+            "a first report costs no KV write"
+        );
+        // D1's unique key refuses the repeat; the caller then remembers it in KV.
         assert_eq!(
-            block_on(accept(&store, &kv, &queue, &d, received())).expect("accept"),
-            Accepted::AlreadyProcessed
+            accept(),
+            Accepted::AlreadyProcessed {
+                known_from: KnownFrom::Database
+            }
         );
         block_on(remember_processed(&kv, &d)).expect("kv put");
         let (_, ttl) = kv.map.borrow()["notify:worker:b-1"].clone();
         assert_eq!(ttl, KV_DEDUPE_TTL_SECONDS);
+        assert_eq!(
+            accept(),
+            Accepted::AlreadyProcessed {
+                known_from: KnownFrom::Kv
+            }
+        );
         // With KV down the fast path is skipped, not fatal.
         kv.fail.set(true);
         assert_eq!(
-            block_on(accept(&store, &kv, &queue, &d, received())).expect("accept"),
-            Accepted::AlreadyProcessed
+            accept(),
+            Accepted::AlreadyProcessed {
+                known_from: KnownFrom::Database
+            }
         );
-        assert_eq!(queue.sent.borrow().len(), 1, "announced once");
     }
 }

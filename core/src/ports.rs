@@ -60,18 +60,37 @@ pub type Row = serde_json::Map<String, serde_json::Value>;
 
 /// SQL over D1 or SQLite. The SQL text itself lives in [`crate::store`].
 pub trait Sql {
-    /// Runs a statement and returns how many rows it changed.
+    /// Runs a statement and reports what it changed.
     fn execute(
         &self,
         sql: &str,
         params: &[SqlValue],
-    ) -> impl Future<Output = Result<u64, StoreError>>;
+    ) -> impl Future<Output = Result<Executed, StoreError>>;
     /// Runs a query (or a statement with `RETURNING`) and returns its rows.
     fn query(
         &self,
         sql: &str,
         params: &[SqlValue],
     ) -> impl Future<Output = Result<Vec<Row>, StoreError>>;
+    /// Runs several statements in one round trip, as one transaction.
+    fn batch(&self, statements: &[Statement]) -> impl Future<Output = Result<(), StoreError>>;
+}
+
+/// What a statement changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Executed {
+    /// Rows inserted, updated or deleted. For `INSERT ... ON CONFLICT DO NOTHING`
+    /// exactly one of several concurrent writers of one key sees 1.
+    pub changes: u64,
+    /// The rowid of the last row inserted.
+    pub last_row_id: i64,
+}
+
+/// One statement of a [`Sql::batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: &'static str,
+    pub params: Vec<SqlValue>,
 }
 
 /// The KV fast path. Eventually consistent and without compare-and-set, so it only

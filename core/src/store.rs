@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::notify::{CommitHash, DeployKind, Deployment, DeploymentId};
-use crate::ports::{Row, Sql, StoreError};
+use crate::ports::{Row, Sql, Statement, StoreError};
 use crate::time::Timestamp;
 
 /// Where a notification row is in its life.
@@ -49,6 +49,25 @@ pub struct ClaimedNotification {
     pub deployment: Deployment,
 }
 
+/// What happened to one claimed row; see [`NotificationStore::record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Telegram accepted it: keep its message id so it is never sent again.
+    Sent { id: i64, message_id: i64 },
+    /// Failed transiently; the queue delivers it again at `next_attempt_at`.
+    Retrying {
+        id: i64,
+        error: String,
+        next_attempt_at: Timestamp,
+    },
+    /// Finished without sending: failed for good, or not sent by configuration.
+    Final {
+        id: i64,
+        status: NotificationStatus,
+        error: String,
+    },
+}
+
 /// A row as the status API and the tests read it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct NotificationRecord {
@@ -88,13 +107,13 @@ impl<S: Sql> NotificationStore<S> {
         now: Timestamp,
     ) -> Result<Option<i64>, StoreError> {
         let json = serde_json::to_string(deployment).map_err(|e| StoreError(e.to_string()))?;
-        let rows = self
+        let done = self
             .sql
-            .query(
+            .execute(
                 "INSERT INTO notifications \
                  (kind, deployment_id, project_name, commit_hash, source, deployment, status, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
-                 ON CONFLICT (kind, deployment_id) DO NOTHING RETURNING id",
+                 ON CONFLICT (kind, deployment_id) DO NOTHING",
                 &[
                     deployment.kind.as_str().into(),
                     deployment.deployment_id.as_str().into(),
@@ -107,7 +126,7 @@ impl<S: Sql> NotificationStore<S> {
                 ],
             )
             .await?;
-        Ok(rows.first().and_then(|r| int(r, "id")))
+        Ok((done.changes == 1).then_some(done.last_row_id))
     }
 
     /// Whether this deployment (by id), or another deployment of the same project at
@@ -136,113 +155,85 @@ impl<S: Sql> NotificationStore<S> {
         Ok(!rows.is_empty())
     }
 
-    /// Claims a row for one delivery. `None` when it is finished or another consumer
-    /// holds a fresh claim; a claim older than `stale_before` is taken over (that
-    /// consumer died).
+    /// Claims rows for one delivery each, in one statement. Returns the rows claimed;
+    /// a row is left out when it is finished or another consumer holds a fresh
+    /// claim. A claim older than `stale_before` is taken over (that consumer died).
     pub async fn claim(
         &self,
-        id: i64,
+        ids: &[i64],
         now: Timestamp,
         stale_before: Timestamp,
-    ) -> Result<Option<ClaimedNotification>, StoreError> {
+    ) -> Result<Vec<ClaimedNotification>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(ids).map_err(|e| StoreError(e.to_string()))?;
         let rows = self
             .sql
             .query(
                 "UPDATE notifications SET status = 'sending', attempts = attempts + 1, \
                  claimed_at = ?2, updated_at = ?2 \
-                 WHERE id = ?1 AND (status IN ('pending', 'retrying') \
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND (status IN ('pending', 'retrying') \
                    OR (status = 'sending' AND claimed_at < ?3)) \
                  RETURNING id, attempts, deployment",
-                &[id.into(), now.millis().into(), stale_before.millis().into()],
+                &[list.into(), now.millis().into(), stale_before.millis().into()],
             )
             .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let json = row
-            .get("deployment")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| StoreError(format!("notification {id} has no deployment")))?;
-        let deployment: Deployment = serde_json::from_str(json)
-            .map_err(|e| StoreError(format!("notification {id}: stored deployment: {e}")))?;
-        Ok(Some(ClaimedNotification {
-            id,
-            attempt: int(row, "attempts")
-                .and_then(|a| u32::try_from(a).ok())
-                .unwrap_or(1),
-            deployment,
-        }))
+        rows.iter()
+            .map(|row| {
+                let id =
+                    int(row, "id").ok_or_else(|| StoreError("claimed row without id".into()))?;
+                let json = row
+                    .get("deployment")
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| StoreError(format!("notification {id} has no deployment")))?;
+                let deployment: Deployment = serde_json::from_str(json).map_err(|e| {
+                    StoreError(format!("notification {id}: stored deployment: {e}"))
+                })?;
+                Ok(ClaimedNotification {
+                    id,
+                    attempt: int(row, "attempts")
+                        .and_then(|a| u32::try_from(a).ok())
+                        .unwrap_or(1),
+                    deployment,
+                })
+            })
+            .collect()
     }
 
-    /// Telegram accepted the message: remember its id so it is never sent again.
-    pub async fn mark_sent(
-        &self,
-        id: i64,
-        telegram_message_id: i64,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.sql
-            .execute(
-                "UPDATE notifications SET status = 'sent', telegram_message_id = ?2, \
-                 last_error = NULL, next_attempt_at = NULL, updated_at = ?3 WHERE id = ?1",
-                &[id.into(), telegram_message_id.into(), now.millis().into()],
-            )
-            .await
-            .map(drop)
-    }
-
-    /// A delivery failed transiently; the queue brings it back at `next_attempt_at`.
-    pub async fn mark_retrying(
-        &self,
-        id: i64,
-        error: &str,
-        next_attempt_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.finish(
-            id,
-            NotificationStatus::Retrying,
-            Some(error),
-            Some(next_attempt_at),
-            now,
-        )
-        .await
-    }
-
-    /// Gives up: permanent error, attempts exhausted, or Telegram not configured.
-    pub async fn mark_final(
-        &self,
-        id: i64,
-        status: NotificationStatus,
-        error: &str,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.finish(id, status, Some(error), None, now).await
-    }
-
-    async fn finish(
-        &self,
-        id: i64,
-        status: NotificationStatus,
-        error: Option<&str>,
-        next_attempt_at: Option<Timestamp>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        // Only the holder of the claim moves the row on; a row already sent stays sent.
-        self.sql
-            .execute(
-                "UPDATE notifications SET status = ?2, last_error = ?3, next_attempt_at = ?4, \
-                 updated_at = ?5 WHERE id = ?1 AND status = 'sending'",
-                &[
-                    id.into(),
-                    status.as_str().into(),
-                    error.into(),
-                    next_attempt_at.map(Timestamp::millis).into(),
-                    now.millis().into(),
-                ],
-            )
-            .await
-            .map(drop)
+    /// Records the outcome of deliveries, all in one round trip. Only the holder of
+    /// a claim moves its row on, so a row already sent stays sent.
+    pub async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let statements: Vec<Statement> = outcomes
+            .iter()
+            .map(|o| {
+                let (id, status, message_id, error, next): (i64, NotificationStatus, Option<i64>, Option<&str>, Option<Timestamp>) =
+                    match o {
+                        Outcome::Sent { id, message_id } => (*id, NotificationStatus::Sent, Some(*message_id), None, None),
+                        Outcome::Retrying { id, error, next_attempt_at } => {
+                            (*id, NotificationStatus::Retrying, None, Some(error), Some(*next_attempt_at))
+                        }
+                        Outcome::Final { id, status, error } => (*id, *status, None, Some(error), None),
+                    };
+                Statement {
+                    sql: "UPDATE notifications SET status = ?2, telegram_message_id = COALESCE(?3, telegram_message_id), \
+                          last_error = ?4, next_attempt_at = ?5, updated_at = ?6 \
+                          WHERE id = ?1 AND status = 'sending'",
+                    params: vec![
+                        id.into(),
+                        status.as_str().into(),
+                        message_id.into(),
+                        error.into(),
+                        next.map(Timestamp::millis).into(),
+                        now.millis().into(),
+                    ],
+                }
+            })
+            .collect();
+        self.sql.batch(&statements).await
     }
 
     /// Marks a dead-lettered row failed unless it already reached an end state.
@@ -257,7 +248,7 @@ impl<S: Sql> NotificationStore<S> {
                 &[id.into(), now.millis().into()],
             )
             .await?;
-        Ok(changed > 0)
+        Ok(changed.changes > 0)
     }
 
     /// Rows whose queue message was evidently lost: pending (the send failed, or

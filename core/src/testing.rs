@@ -8,7 +8,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use crate::http::{HttpError, HttpRequest, HttpResponse};
-use crate::ports::{Http, Row, Sql, SqlValue, StoreError};
+use crate::ports::{Executed, Http, Row, Sql, SqlValue, Statement, StoreError};
 
 /// Runs a future whose ports complete synchronously (all the doubles here do).
 pub fn block_on<F: Future>(f: F) -> F::Output {
@@ -104,11 +104,28 @@ fn bind(params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
 }
 
 impl Sql for &SqliteSql {
-    async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<u64, StoreError> {
-        self.conn
+    async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Executed, StoreError> {
+        let changes = self
+            .conn
             .execute(sql, rusqlite::params_from_iter(bind(params)))
-            .map(|n| n as u64)
-            .map_err(|e| StoreError(e.to_string()))
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(Executed {
+            changes: changes as u64,
+            last_row_id: self.conn.last_insert_rowid(),
+        })
+    }
+
+    async fn batch(&self, statements: &[Statement]) -> Result<(), StoreError> {
+        // One transaction, as D1's batch is.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| StoreError(e.to_string()))?;
+        for s in statements {
+            tx.execute(s.sql, rusqlite::params_from_iter(bind(&s.params)))
+                .map_err(|e| StoreError(e.to_string()))?;
+        }
+        tx.commit().map_err(|e| StoreError(e.to_string()))
     }
 
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {

@@ -34,7 +34,7 @@ export async function startWorker({ vars = {}, persistTo, config = "wrangler.tom
   const args = [
     "dev", "-c", config, "--local", "--ip", "127.0.0.1", "--port", String(port),
     "--inspector-port", String(inspector), "--persist-to", persistTo, "--test-scheduled",
-    "--show-interactive-dev-session=false", "--log-level", "log",
+    "--show-interactive-dev-session=false", "--log-level", process.env.E2E_LOG_LEVEL ?? "log",
   ];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const child = spawn(join(root, "node_modules", ".bin", "wrangler"), args, {

@@ -107,14 +107,13 @@ fn what_a_hook_announced_is_not_announced_again() {
         json!({"type": "pages", "projectName": "docs", "deploymentId": "build-77", "commitHash": "abcdef1234"}),
     );
     assert!(matches!(
-        block_on(accept(&store, &kv, &queue, &hooked, now())).expect("accept"),
-        Accepted::Queued { .. }
+        block_on(accept(&store, &kv, &hooked, now())).expect("accept"),
+        Accepted::New { .. }
     ));
     // A Worker deployment whose id a hook used verbatim.
     let same_id =
         hook_deployment(json!({"type": "worker", "projectName": "api", "deploymentId": "dep-9"}));
-    block_on(accept(&store, &kv, &queue, &same_id, now())).expect("accept");
-    assert_eq!(queue.sent.borrow().len(), 2);
+    block_on(accept(&store, &kv, &same_id, now())).expect("accept");
 
     let http = FakeHttp::answering(vec![
         worker_list(&[("dep-9", "2025-01-15T11:59:00Z")]),
@@ -133,7 +132,7 @@ fn what_a_hook_announced_is_not_announced_again() {
     ));
     assert_eq!(report.announced, vec!["pages:cf-2"]);
     assert_eq!(report.recorded, vec!["pages:cf-1"]);
-    assert_eq!(queue.sent.borrow().len(), 3);
+    assert_eq!(queue.sent.borrow().len(), 1);
 }
 
 #[test]
@@ -193,15 +192,12 @@ fn a_failed_queue_send_is_recovered_by_the_sweep() {
     let (kv, queue) = (MemoryKv::default(), MemoryQueue::default());
     queue.fail.set(true);
     let d = hook_deployment(json!({"type": "worker", "projectName": "api", "deploymentId": "b-1"}));
-    let accepted =
-        block_on(accept(&store, &kv, &queue, &d, now())).expect("committed despite the queue");
-    let Accepted::Queued { id, enqueue_error } = accepted else {
+    let accepted = block_on(accept(&store, &kv, &d, now())).expect("committed");
+    let Accepted::New { id } = accepted else {
         panic!("{accepted:?}")
     };
-    assert_eq!(
-        enqueue_error.as_deref(),
-        Some("queue error: queue unavailable")
-    );
+    // The send after the answer fails: the row stays pending.
+    assert!(block_on(queue.send(&JobMessage::Notify { id })).is_err());
     queue.fail.set(false);
 
     let cfg = config("", "");

@@ -25,6 +25,12 @@ fn t(s: i64) -> Timestamp {
     Timestamp::from_millis(1_700_000_000_000 + s * 1000)
 }
 
+fn one(f: impl std::future::Future<Output = Vec<Delivered>>) -> Delivered {
+    let mut v = block_on(f);
+    assert_eq!(v.len(), 1);
+    v.remove(0)
+}
+
 fn setup(db: &SqliteSql) -> (NotificationStore<&SqliteSql>, i64) {
     let store = NotificationStore::new(db);
     let id = block_on(store.insert(&dep(), NotificationStatus::Pending, t(0)))
@@ -39,7 +45,7 @@ fn row(store: &NotificationStore<&SqliteSql>) -> NotificationRecord {
         .expect("row")
 }
 
-fn sent(id: i64) -> Result<crate::http::HttpResponse, HttpError> {
+fn ok(id: i64) -> Result<crate::http::HttpResponse, HttpError> {
     json_response(200, json!({"ok": true, "result": {"message_id": id}}))
 }
 
@@ -47,12 +53,12 @@ fn sent(id: i64) -> Result<crate::http::HttpResponse, HttpError> {
 fn delivers_and_records_the_message_id() {
     let db = SqliteSql::migrated();
     let (store, id) = setup(&db);
-    let http = FakeHttp::answering(vec![sent(501)]);
-    let out = block_on(deliver(&config(true), &http, &store, id, t(1)));
+    let http = FakeHttp::answering(vec![ok(501)]);
+    let out = one(deliver(&config(true), &http, &store, &[id], t(1)));
     assert_eq!(out.verdict, Verdict::Ack);
     assert_eq!(row(&store).telegram_message_id, Some(501));
     // The queue delivers the same message again: nothing is sent twice.
-    let out = block_on(deliver(&config(true), &http, &store, id, t(2)));
+    let out = one(deliver(&config(true), &http, &store, &[id], t(2)));
     assert_eq!(out.verdict, Verdict::Ack);
     assert_eq!(http.seen.borrow().len(), 1);
 }
@@ -66,12 +72,12 @@ fn rate_limits_wait_as_telegram_asks_then_succeed() {
             429,
             json!({"ok": false, "description": "Too Many Requests: retry after 3", "parameters": {"retry_after": 3}}),
         ),
-        sent(7),
+        ok(7),
     ]);
-    let out = block_on(deliver(&config(true), &http, &store, id, t(1)));
+    let out = one(deliver(&config(true), &http, &store, &[id], t(1)));
     assert_eq!(out.verdict, Verdict::Retry { delay_seconds: 3 });
     assert_eq!(row(&store).status, NotificationStatus::Retrying);
-    let out = block_on(deliver(&config(true), &http, &store, id, t(4)));
+    let out = one(deliver(&config(true), &http, &store, &[id], t(4)));
     assert_eq!(out.verdict, Verdict::Ack);
     let r = row(&store);
     assert_eq!(
@@ -95,11 +101,11 @@ fn server_errors_back_off_then_dead_letter() {
     let http = FakeHttp::answering(answers);
     let mut delays = Vec::new();
     for i in 0..MAX_DELIVERY_ATTEMPTS {
-        let out = block_on(deliver(
+        let out = one(deliver(
             &config(true),
             &http,
             &store,
-            id,
+            &[id],
             t(i64::from(i) * 100),
         ));
         match out.verdict {
@@ -125,7 +131,7 @@ fn a_permanent_error_is_not_retried() {
         400,
         json!({"ok": false, "description": "Bad Request: chat not found"}),
     )]);
-    let out = block_on(deliver(&config(true), &http, &store, id, t(1)));
+    let out = one(deliver(&config(true), &http, &store, &[id], t(1)));
     assert_eq!(out.verdict, Verdict::Ack);
     assert!(out
         .log
@@ -138,7 +144,7 @@ fn without_telegram_it_is_recorded_as_not_sent() {
     let db = SqliteSql::migrated();
     let (store, id) = setup(&db);
     let http = FakeHttp::default();
-    let out = block_on(deliver(&config(false), &http, &store, id, t(1)));
+    let out = one(deliver(&config(false), &http, &store, &[id], t(1)));
     assert_eq!(out.verdict, Verdict::Ack);
     let r = row(&store);
     assert_eq!(r.status, NotificationStatus::NotSent);
@@ -156,7 +162,7 @@ fn logs_never_carry_the_bot_token() {
     let http = FakeHttp::answering(vec![Err(HttpError::Network(
         "fetch http://tg.test/bot42:TOKEN/sendMessage refused".into(),
     ))]);
-    let out = block_on(deliver(&config(true), &http, &store, id, t(1)));
+    let out = one(deliver(&config(true), &http, &store, &[id], t(1)));
     assert!(!out.log.contains("42:TOKEN"), "{}", out.log);
     assert!(!row(&store)
         .last_error

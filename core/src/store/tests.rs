@@ -4,6 +4,8 @@ use super::*;
 use crate::testing::{block_on, hook_deployment, SqliteSql};
 use serde_json::json;
 
+type Store<'a> = NotificationStore<&'a SqliteSql>;
+
 fn t(s: i64) -> Timestamp {
     Timestamp::from_millis(1_700_000_000_000 + s * 1000)
 }
@@ -14,13 +16,35 @@ fn dep(id: &str) -> Deployment {
     )
 }
 
+fn insert(store: &Store, id: &str, at: i64) -> i64 {
+    block_on(store.insert(&dep(id), NotificationStatus::Pending, t(at)))
+        .expect("insert")
+        .expect("new row")
+}
+
+fn claim(store: &Store, ids: &[i64], now: i64, stale: i64) -> Vec<i64> {
+    block_on(store.claim(ids, t(now), t(stale)))
+        .expect("claim")
+        .iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+fn record(store: &Store, outcome: Outcome, now: i64) {
+    block_on(store.record(&[outcome], t(now))).expect("record");
+}
+
+fn row(store: &Store, id: &str) -> NotificationRecord {
+    block_on(store.get(DeployKind::Worker, &dep(id).deployment_id))
+        .expect("get")
+        .expect("row")
+}
+
 #[test]
 fn the_unique_key_decides_repeats() {
     let db = SqliteSql::migrated();
     let store = NotificationStore::new(&db);
-    let first =
-        block_on(store.insert(&dep("b1"), NotificationStatus::Pending, t(0))).expect("insert");
-    assert!(first.is_some());
+    insert(&store, "b1", 0);
     let again =
         block_on(store.insert(&dep("b1"), NotificationStatus::Pending, t(1))).expect("insert");
     assert_eq!(again, None);
@@ -37,83 +61,112 @@ fn the_unique_key_decides_repeats() {
 fn known_by_id_or_by_project_and_commit() {
     let db = SqliteSql::migrated();
     let store = NotificationStore::new(&db);
-    block_on(store.insert(&dep("build-1"), NotificationStatus::Pending, t(0))).expect("insert");
+    insert(&store, "build-1", 0);
     let commit = CommitHash::parse("abc1234");
     let other = DeploymentId::parse_for_tests("cf-deploy-9");
-    assert!(
-        block_on(store.is_known(DeployKind::Worker, &dep("build-1").deployment_id, "x", None))
-            .expect("q")
-    );
-    assert!(
-        block_on(store.is_known(DeployKind::Worker, &other, "api", commit.as_ref())).expect("q")
-    );
-    assert!(
-        !block_on(store.is_known(DeployKind::Worker, &other, "web", commit.as_ref())).expect("q")
-    );
-    assert!(!block_on(store.is_known(DeployKind::Worker, &other, "api", None)).expect("q"));
+    let known = |id: &DeploymentId, project: &str, commit: Option<&CommitHash>| {
+        block_on(store.is_known(DeployKind::Worker, id, project, commit)).expect("query")
+    };
+    assert!(known(&dep("build-1").deployment_id, "x", None));
+    assert!(known(&other, "api", commit.as_ref()));
+    assert!(!known(&other, "web", commit.as_ref()));
+    assert!(!known(&other, "api", None));
 }
 
 #[test]
 fn one_claim_at_a_time_and_stale_claims_are_taken_over() {
     let db = SqliteSql::migrated();
     let store = NotificationStore::new(&db);
-    let id = block_on(store.insert(&dep("b1"), NotificationStatus::Pending, t(0)))
-        .expect("insert")
-        .expect("new");
-    let c = block_on(store.claim(id, t(1), t(-59)))
-        .expect("claim")
-        .expect("claimed");
-    assert_eq!(c.attempt, 1);
-    assert_eq!(c.deployment, dep("b1"));
+    let id = insert(&store, "b1", 0);
+    let claimed = block_on(store.claim(&[id], t(1), t(-59))).expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempt, 1);
+    assert_eq!(claimed[0].deployment, dep("b1"));
     assert_eq!(
-        block_on(store.claim(id, t(2), t(-58))).expect("claim"),
-        None,
-        "fresh claim held"
+        claim(&store, &[id], 2, -58),
+        Vec::<i64>::new(),
+        "a fresh claim is held"
     );
-    let c2 = block_on(store.claim(id, t(100), t(40)))
-        .expect("claim")
-        .expect("stale taken over");
-    assert_eq!(c2.attempt, 2);
-    block_on(store.mark_sent(id, 77, t(101))).expect("sent");
     assert_eq!(
-        block_on(store.claim(id, t(500), t(440))).expect("claim"),
-        None,
+        claim(&store, &[id], 100, 40),
+        vec![id],
+        "a stale claim is taken over"
+    );
+    record(&store, Outcome::Sent { id, message_id: 77 }, 101);
+    assert_eq!(
+        claim(&store, &[id], 500, 440),
+        Vec::<i64>::new(),
         "sent is final"
     );
-    let rec = block_on(store.get(DeployKind::Worker, &dep("b1").deployment_id))
-        .expect("get")
-        .expect("row");
-    assert_eq!(rec.status, NotificationStatus::Sent);
-    assert_eq!(rec.telegram_message_id, Some(77));
-    assert_eq!(rec.attempts, 2);
+    let r = row(&store, "b1");
+    assert_eq!(r.status, NotificationStatus::Sent);
+    assert_eq!(r.telegram_message_id, Some(77));
+    assert_eq!(r.attempts, 2);
+}
+
+#[test]
+fn a_batch_claims_what_is_claimable() {
+    let db = SqliteSql::migrated();
+    let store = NotificationStore::new(&db);
+    let a = insert(&store, "a", 0);
+    let b = insert(&store, "b", 0);
+    let c = insert(&store, "c", 0);
+    record(
+        &store,
+        Outcome::Sent {
+            id: b,
+            message_id: 1,
+        },
+        1,
+    ); // not claimed: no effect
+    assert_eq!(claim(&store, &[b], 2, 0), vec![b]);
+    record(
+        &store,
+        Outcome::Sent {
+            id: b,
+            message_id: 1,
+        },
+        3,
+    );
+    let mut got = claim(&store, &[a, b, c, 999], 4, 0);
+    got.sort_unstable();
+    assert_eq!(got, vec![a, c]);
+    assert_eq!(claim(&store, &[], 5, 0), Vec::<i64>::new());
 }
 
 #[test]
 fn retrying_rows_are_claimable_and_final_rows_are_not() {
     let db = SqliteSql::migrated();
     let store = NotificationStore::new(&db);
-    let id = block_on(store.insert(&dep("b1"), NotificationStatus::Pending, t(0)))
-        .expect("i")
-        .expect("new");
-    block_on(store.claim(id, t(1), t(0)))
-        .expect("claim")
-        .expect("claimed");
-    block_on(store.mark_retrying(id, "Telegram 502", t(3), t(1))).expect("retrying");
-    let c = block_on(store.claim(id, t(3), t(2)))
-        .expect("claim")
-        .expect("claimable again");
-    assert_eq!(c.attempt, 2);
-    block_on(store.mark_final(id, NotificationStatus::Failed, "Telegram 403: no", t(4)))
-        .expect("final");
-    assert_eq!(
-        block_on(store.claim(id, t(500), t(440))).expect("claim"),
-        None
+    let id = insert(&store, "b1", 0);
+    claim(&store, &[id], 1, 0);
+    let next_attempt_at = t(3);
+    record(
+        &store,
+        Outcome::Retrying {
+            id,
+            error: "Telegram 502".into(),
+            next_attempt_at,
+        },
+        1,
     );
-    let rec = block_on(store.get(DeployKind::Worker, &dep("b1").deployment_id))
-        .expect("get")
-        .expect("row");
-    assert_eq!(rec.status, NotificationStatus::Failed);
-    assert_eq!(rec.last_error.as_deref(), Some("Telegram 403: no"));
+    assert_eq!(row(&store, "b1").status, NotificationStatus::Retrying);
+    assert_eq!(claim(&store, &[id], 3, 2), vec![id]);
+    let error = "Telegram 403: no".to_owned();
+    record(
+        &store,
+        Outcome::Final {
+            id,
+            status: NotificationStatus::Failed,
+            error,
+        },
+        4,
+    );
+    assert_eq!(claim(&store, &[id], 500, 440), Vec::<i64>::new());
+    let r = row(&store, "b1");
+    assert_eq!(r.status, NotificationStatus::Failed);
+    assert_eq!(r.attempts, 2);
+    assert_eq!(r.last_error.as_deref(), Some("Telegram 403: no"));
     assert!(
         !block_on(store.mark_dead_lettered(id, t(5))).expect("dlq"),
         "already final"
@@ -124,27 +177,31 @@ fn retrying_rows_are_claimable_and_final_rows_are_not() {
 fn lost_rows_are_found_once_per_grace_period() {
     let db = SqliteSql::migrated();
     let store = NotificationStore::new(&db);
-    let ins = |id: &str, at: i64| {
-        block_on(store.insert(&dep(id), NotificationStatus::Pending, t(at)))
-            .expect("insert")
-            .expect("new")
-    };
-    let old_pending = ins("old", 0);
-    let _fresh_pending = ins("fresh", 200);
-    let retrying = ins("retrying", 0);
-    block_on(store.claim(retrying, t(1), t(0)))
-        .expect("c")
-        .expect("claimed");
-    block_on(store.mark_retrying(retrying, "502", t(5), t(1))).expect("r");
-    let stuck = ins("stuck", 0);
-    block_on(store.claim(stuck, t(10), t(0)))
-        .expect("c")
-        .expect("claimed");
-    let sent = ins("sent", 0);
-    block_on(store.claim(sent, t(1), t(0)))
-        .expect("c")
-        .expect("claimed");
-    block_on(store.mark_sent(sent, 1, t(2))).expect("s");
+    let old_pending = insert(&store, "old", 0);
+    let _fresh_pending = insert(&store, "fresh", 200);
+    let retrying = insert(&store, "retrying", 0);
+    claim(&store, &[retrying], 1, 0);
+    record(
+        &store,
+        Outcome::Retrying {
+            id: retrying,
+            error: "502".into(),
+            next_attempt_at: t(5),
+        },
+        1,
+    );
+    let stuck = insert(&store, "stuck", 0);
+    claim(&store, &[stuck], 10, 0);
+    let sent = insert(&store, "sent", 0);
+    claim(&store, &[sent], 1, 0);
+    record(
+        &store,
+        Outcome::Sent {
+            id: sent,
+            message_id: 1,
+        },
+        2,
+    );
 
     // At t=250 with a 120 s grace: cutoff t=130.
     let lost = block_on(store.lost_rows(t(130), 100)).expect("lost");
@@ -156,7 +213,7 @@ fn lost_rows_are_found_once_per_grace_period() {
         block_on(store.lost_rows(t(130), 100)).expect("lost"),
         Vec::<i64>::new()
     );
-    // Still undelivered a grace period later: found again.
+    // Still undelivered a grace period later: found again, with the fresh one.
     assert_eq!(
         block_on(store.lost_rows(t(371), 100)).expect("lost").len(),
         4
@@ -167,9 +224,7 @@ fn lost_rows_are_found_once_per_grace_period() {
 fn dead_lettered_rows_end_failed() {
     let db = SqliteSql::migrated();
     let store = NotificationStore::new(&db);
-    let id = block_on(store.insert(&dep("b1"), NotificationStatus::Pending, t(0)))
-        .expect("i")
-        .expect("new");
+    let id = insert(&store, "b1", 0);
     assert!(block_on(store.mark_dead_lettered(id, t(1))).expect("dlq"));
     let rec = block_on(store.recent(10)).expect("recent");
     assert_eq!(rec[0].status, NotificationStatus::Failed);

@@ -1,0 +1,175 @@
+// `npm run bench`: /notify throughput and latency against the local Worker (workerd
+// through wrangler dev, local D1/KV/Queues), POST-to-Telegram latency through the
+// queue consumer, and the upload size `wrangler deploy --dry-run` reports. Prints a
+// table and writes bench/results.json. Targets are checked here, never in tests.
+import { writeFileSync, mkdtempSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { tmpdir, cpus } from "node:os";
+import { join } from "node:path";
+import { ensureTools, buildWorker, toolEnv, root, log } from "../scripts/lib.mjs";
+import { fakeTelegram } from "../tests/e2e/fakes.mjs";
+import { startWorker } from "../tests/e2e/worker.mjs";
+
+const TOKEN = "bench-notify-token";
+const BOT = "999:bench-bot";
+const CHAT = "-100999";
+
+const TARGETS = {
+  c16_rps_min: 300,
+  c16_p99_ms_max: 150,
+  c1_p50_ms_max: 15,
+  telegram_p50_ms_max: 1000,
+  gzip_kib_max: 350,
+};
+
+function percentile(sorted, p) {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+const round = (x) => Math.round(x * 10) / 10;
+
+async function load(url, bodies, concurrency) {
+  const latencies = [];
+  const statuses = {};
+  const sentAt = new Map();
+  let next = 0;
+  const started = performance.now();
+  async function lane() {
+    while (next < bodies.length) {
+      const body = bodies[next++];
+      const t0 = performance.now();
+      const wall = Date.now();
+      const r = await fetch(`${url}/notify`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      await r.arrayBuffer();
+      latencies.push(performance.now() - t0);
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+      if (r.status === 202) sentAt.set(body.deployment.deploymentId, wall);
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, lane));
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    requests: bodies.length,
+    concurrency,
+    seconds: round(seconds),
+    rps: round(bodies.length / seconds),
+    p50_ms: round(percentile(latencies, 50)),
+    p99_ms: round(percentile(latencies, 99)),
+    statuses,
+    sentAt,
+  };
+}
+
+function deployment(id, i) {
+  return {
+    deployment: {
+      type: i % 5 === 0 ? "pages" : "worker", projectName: `bench-app-${i % 7}`, deploymentId: id,
+      branch: "main", commitHash: "abcdef1234567890", commitMessage: `Release ${id}\n\nBody`,
+      author: "bench@example.com", environment: "production", isCI: true,
+    },
+  };
+}
+
+async function telegramLatency(tg, sentAt, timeoutMs = 120_000) {
+  const until = Date.now() + timeoutMs;
+  const arrived = new Map();
+  while (Date.now() < until) {
+    for (const m of tg.messages) {
+      const id = /Deployment ID:<\/b> <code>([^<]+)<\/code>/.exec(m.text)?.[1];
+      if (id && sentAt.has(id) && !arrived.has(id) && m.answered === 200) arrived.set(id, m.at);
+    }
+    if ([...sentAt.keys()].every((id) => arrived.has(id))) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const lat = [...arrived].map(([id, at]) => at - sentAt.get(id)).sort((a, b) => a - b);
+  return { delivered: arrived.size, expected: sentAt.size, p50_ms: round(percentile(lat, 50)), p99_ms: round(percentile(lat, 99)) };
+}
+
+function uploadSize() {
+  const outdir = mkdtempSync(join(tmpdir(), "edge-notifier-dry-run-"));
+  const r = spawnSync(join(root, "node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", outdir], {
+    cwd: root, env: toolEnv({ CI: "true", NO_COLOR: "1" }), encoding: "utf8",
+  });
+  const out = `${r.stdout}\n${r.stderr}`;
+  const m = /Total Upload:\s*([\d.]+)\s*KiB\s*\/\s*gzip:\s*([\d.]+)\s*KiB/.exec(out);
+  if (!m) throw new Error(`no upload size in wrangler deploy --dry-run output:\n${out}`);
+  return { total_kib: Number(m[1]), gzip_kib: Number(m[2]) };
+}
+
+ensureTools();
+buildWorker();
+const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
+const worker = await startWorker({
+  vars: { DEPLOY_NOTIFY_TOKEN: TOKEN, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT, TELEGRAM_API_BASE: tg.base },
+});
+try {
+  const run = Date.now().toString(36);
+  log("warm-up: 50 requests");
+  await load(worker.url, Array.from({ length: 50 }, (_, i) => deployment(`warm-${run}-${i}`, i)), 4);
+
+  log("2,000 POST /notify at concurrency 16, 20% duplicates");
+  const bodies = [];
+  for (let i = 0; i < 2000; i++) {
+    // Every fifth request repeats an id sent a little earlier.
+    const dup = i % 5 === 4;
+    bodies.push(deployment(dup ? `c16-${run}-${i - 4}` : `c16-${run}-${i}`, dup ? i - 4 : i));
+  }
+  const c16 = await load(worker.url, bodies, 16);
+  const tgC16 = await telegramLatency(tg, c16.sentAt);
+
+  log("200 POST /notify at concurrency 1");
+  const c1 = await load(worker.url, Array.from({ length: 200 }, (_, i) => deployment(`c1-${run}-${i}`, i)), 1);
+  const tgC1 = await telegramLatency(tg, c1.sentAt);
+
+  log("upload size (wrangler deploy --dry-run)");
+  const size = uploadSize();
+
+  const results = {
+    when: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+    notify_c16: { ...c16, sentAt: undefined },
+    notify_c1: { ...c1, sentAt: undefined },
+    post_to_telegram_c16: tgC16,
+    post_to_telegram_c1: tgC1,
+    upload: size,
+    targets: TARGETS,
+  };
+  results.checks = {
+    c16_rps: c16.rps >= TARGETS.c16_rps_min,
+    c16_p99: c16.p99_ms <= TARGETS.c16_p99_ms_max,
+    c1_p50: c1.p50_ms <= TARGETS.c1_p50_ms_max,
+    telegram_p50: tgC1.p50_ms < TARGETS.telegram_p50_ms_max && tgC16.p50_ms < TARGETS.telegram_p50_ms_max,
+    gzip: size.gzip_kib <= TARGETS.gzip_kib_max,
+    all_delivered: tgC16.delivered === tgC16.expected && tgC1.delivered === tgC1.expected,
+    no_errors: Object.keys(c16.statuses).every((s) => s === "202" || s === "200") &&
+      c16.statuses["202"] === 1600 && c16.statuses["200"] === 400,
+  };
+  writeFileSync(join(root, "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+  const row = (name, value, target, ok) => console.log(`${name.padEnd(36)} ${String(value).padStart(10)}   ${target.padEnd(12)} ${ok ? "ok" : "MISSED"}`);
+  console.log(`\n${"measure".padEnd(36)} ${"value".padStart(10)}   ${"target".padEnd(12)}`);
+  row("/notify c16 throughput (req/s)", c16.rps, `>= ${TARGETS.c16_rps_min}`, results.checks.c16_rps);
+  row("/notify c16 p50 (ms)", c16.p50_ms, "", true);
+  row("/notify c16 p99 (ms)", c16.p99_ms, `<= ${TARGETS.c16_p99_ms_max}`, results.checks.c16_p99);
+  row("/notify c16 statuses", JSON.stringify(c16.statuses), "1600/400", results.checks.no_errors);
+  row("/notify c1 throughput (req/s)", c1.rps, "", true);
+  row("/notify c1 p50 (ms)", c1.p50_ms, `<= ${TARGETS.c1_p50_ms_max}`, results.checks.c1_p50);
+  row("/notify c1 p99 (ms)", c1.p99_ms, "", true);
+  row("POST→Telegram c16 p50 (ms)", tgC16.p50_ms, `< ${TARGETS.telegram_p50_ms_max}`, tgC16.p50_ms < TARGETS.telegram_p50_ms_max);
+  row("POST→Telegram c16 p99 (ms)", tgC16.p99_ms, "", true);
+  row("POST→Telegram c1 p50 (ms)", tgC1.p50_ms, `< ${TARGETS.telegram_p50_ms_max}`, tgC1.p50_ms < TARGETS.telegram_p50_ms_max);
+  row("POST→Telegram c1 p99 (ms)", tgC1.p99_ms, "", true);
+  row("delivered", `${tgC16.delivered + tgC1.delivered}/${tgC16.expected + tgC1.expected}`, "all", results.checks.all_delivered);
+  row("upload total (KiB)", size.total_kib, "", true);
+  row("upload gzip (KiB)", size.gzip_kib, `<= ${TARGETS.gzip_kib_max}`, results.checks.gzip);
+  console.log("\nwritten to bench/results.json");
+  if (tg.violations.length) console.log(`Telegram fake violations: ${tg.violations.slice(0, 5).join("; ")}`);
+} finally {
+  await worker.stop();
+  await tg.close();
+}
