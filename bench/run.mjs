@@ -102,8 +102,33 @@ function uploadSize() {
   return { total_kib: Number(m[1]), gzip_kib: Number(m[2]) };
 }
 
+/** 2,000 requests in which every fifth repeats an id sent a little earlier. */
+function mixedLoad(prefix) {
+  const bodies = [];
+  for (let i = 0; i < 2000; i++) {
+    const dup = i % 5 === 4;
+    bodies.push(deployment(dup ? `${prefix}-${i - 4}` : `${prefix}-${i}`, dup ? i - 4 : i));
+  }
+  return bodies;
+}
+
+/** The same load against the least a /notify can do here (bench/baseline). */
+async function baseline() {
+  const w = await startWorker({ config: "bench/baseline/wrangler.toml" });
+  try {
+    const run = Date.now().toString(36);
+    await load(w.url, Array.from({ length: 50 }, (_, i) => deployment(`warm-${run}-${i}`, i)), 4);
+    const r = await load(w.url, mixedLoad(`base-${run}`), 16);
+    return { ...r, sentAt: undefined };
+  } finally {
+    await w.stop();
+  }
+}
+
 ensureTools();
 buildWorker();
+log("baseline: a bare KV + D1 + queue Worker, 2,000 requests at concurrency 16");
+const base = await baseline();
 const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
 const worker = await startWorker({
   vars: { DEPLOY_NOTIFY_TOKEN: TOKEN, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT, TELEGRAM_API_BASE: tg.base },
@@ -114,13 +139,7 @@ try {
   await load(worker.url, Array.from({ length: 50 }, (_, i) => deployment(`warm-${run}-${i}`, i)), 4);
 
   log("2,000 POST /notify at concurrency 16, 20% duplicates");
-  const bodies = [];
-  for (let i = 0; i < 2000; i++) {
-    // Every fifth request repeats an id sent a little earlier.
-    const dup = i % 5 === 4;
-    bodies.push(deployment(dup ? `c16-${run}-${i - 4}` : `c16-${run}-${i}`, dup ? i - 4 : i));
-  }
-  const c16 = await load(worker.url, bodies, 16);
+  const c16 = await load(worker.url, mixedLoad(`c16-${run}`), 16);
   const tgC16 = await telegramLatency(tg, c16.sentAt);
 
   log("200 POST /notify at concurrency 1");
@@ -133,6 +152,7 @@ try {
   const results = {
     when: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+    baseline_c16: base,
     notify_c16: { ...c16, sentAt: undefined },
     notify_c1: { ...c1, sentAt: undefined },
     post_to_telegram_c16: tgC16,
@@ -153,6 +173,8 @@ try {
   writeFileSync(join(root, "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
   const row = (name, value, target, ok) => console.log(`${name.padEnd(36)} ${String(value).padStart(10)}   ${target.padEnd(12)} ${ok ? "ok" : "MISSED"}`);
   console.log(`\n${"measure".padEnd(36)} ${"value".padStart(10)}   ${"target".padEnd(12)}`);
+  row("baseline c16 throughput (req/s)", base.rps, "(machine)", true);
+  row("baseline c16 p99 (ms)", base.p99_ms, "(machine)", true);
   row("/notify c16 throughput (req/s)", c16.rps, `>= ${TARGETS.c16_rps_min}`, results.checks.c16_rps);
   row("/notify c16 p50 (ms)", c16.p50_ms, "", true);
   row("/notify c16 p99 (ms)", c16.p99_ms, `<= ${TARGETS.c16_p99_ms_max}`, results.checks.c16_p99);

@@ -107,8 +107,9 @@ export function buildWorker({ force = false } = {}) {
 }
 
 /** Applies the D1 migrations to the local database (optionally under persistTo). */
-export function migrateLocal(persistTo, { quiet = false } = {}) {
+export function migrateLocal(persistTo, { quiet = false, config } = {}) {
   const args = ["d1", "migrations", "apply", "DB", "--local"];
+  if (config) args.push("-c", config);
   if (persistTo) args.push("--persist-to", persistTo);
   const wrangler = join(root, "node_modules", ".bin", "wrangler");
   // CI=true: apply without the interactive confirmation.

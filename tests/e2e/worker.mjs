@@ -28,7 +28,7 @@ export function tempDir(prefix) {
  */
 export async function startWorker({ vars = {}, persistTo, config = "wrangler.toml" } = {}) {
   persistTo ??= tempDir("state");
-  migrateLocal(persistTo, { quiet: true });
+  migrateLocal(persistTo, { quiet: true, config });
   const port = await freePort();
   const inspector = await freePort();
   const args = [

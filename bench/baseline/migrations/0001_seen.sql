@@ -1,0 +1,1 @@
+CREATE TABLE seen (key TEXT PRIMARY KEY);
