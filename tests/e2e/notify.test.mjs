@@ -3,7 +3,11 @@
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { fakeTelegram, fakeCloudflare } from "./fakes.mjs";
-import { startWorker, tempDir } from "./worker.mjs";
+import { startWorker, tempDir, freePort } from "./worker.mjs";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { root, toolEnv } from "../../scripts/lib.mjs";
 
 const TOKEN = "e2e-notify-token-0123456789";
 const BOT = "123456:e2e-bot-token";
@@ -254,6 +258,74 @@ describe("cron", () => {
     await sleep(1500);
     for (const id of ["wd-new", "pd-new", "pd-building"]) assert.equal(tg.about(id).length, 1, id);
     for (const id of ["wd-old", "pd-hooked"]) assert.equal(tg.about(id).length, 0, id);
+  });
+});
+
+describe("notify-deploy", () => {
+  const bin = join(root, "target", "debug", "notify-deploy");
+  // A clean environment: no CI variables from whatever runs the suite.
+  const cli = (args, { cwd, env = {} } = {}) =>
+    spawnSync(bin, args, { cwd, encoding: "utf8", timeout: 30_000, env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } });
+  const project = (name) => {
+    const dir = tempDir("cli");
+    writeFileSync(join(dir, "wrangler.toml"), `name = "${name}"\nmain = "src/index.js"\n`);
+    return dir;
+  };
+
+  test("announces the project named in ./wrangler.toml", async () => {
+    const r = cli(["--deployment-id", "cli-1"], { cwd: project("cli-e2e-app"), env: { NOTIFY_URL: worker.url, NOTIFY_TOKEN: TOKEN } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr, "notify-deploy: announced worker cli-e2e-app cli-1\n");
+    const [m] = await tg.waitFor("cli-e2e-app");
+    assert.ok(m.visible.includes("Deployment ID: cli-1"));
+    const again = cli(["--deployment-id", "cli-1"], { cwd: project("cli-e2e-app"), env: { NOTIFY_URL: worker.url, NOTIFY_TOKEN: TOKEN } });
+    assert.equal(again.stderr, "notify-deploy: worker cli-e2e-app cli-1 was already announced\n");
+  });
+
+  test("--dry-run prints the payload and sends nothing", async () => {
+    const r = cli(["--dry-run", "--type", "pages", "--deployment-id", "dry-1"], { cwd: project("dry-e2e-app"), env: { NOTIFY_URL: worker.url, NOTIFY_TOKEN: TOKEN } });
+    assert.equal(r.status, 0, r.stderr);
+    const body = JSON.parse(r.stdout);
+    assert.equal(body.deployment.projectName, "dry-e2e-app");
+    assert.equal(body.deployment.type, "pages");
+    assert.ok(!r.stdout.includes(TOKEN));
+    await sleep(1500);
+    assert.equal(tg.about("dry-e2e-app").length, 0);
+  });
+
+  test("an unreachable Worker never breaks the build; --strict does", async () => {
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const env = { NOTIFY_URL: url, NOTIFY_TOKEN: TOKEN };
+    const r = cli(["--deployment-id", "x", "--timeout", "2"], { cwd: project("down-e2e-app"), env });
+    assert.equal(r.status, 0);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, /^notify-deploy: could not announce worker down-e2e-app x: could not reach 127\.0\.0\.1/);
+    assert.ok(!r.stderr.includes(TOKEN));
+    const strict = cli(["--deployment-id", "x", "--timeout", "2", "--strict"], { cwd: project("down-e2e-app"), env });
+    assert.notEqual(strict.status, 0);
+  });
+
+  test("a project whose build command runs notify-deploy announces itself", async () => {
+    const outdir = tempDir("sample-out");
+    const r = spawnSync(join(root, "node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", outdir], {
+      cwd: join(root, "tests", "sample-hook-project"),
+      encoding: "utf8",
+      timeout: 120_000,
+      env: toolEnv({
+        CI: "true",
+        PATH: `${join(root, "target", "debug")}:${toolEnv().PATH}`,
+        NOTIFY_URL: worker.url,
+        NOTIFY_TOKEN: TOKEN,
+        WORKERS_CI: "1",
+        WORKERS_CI_BUILD_UUID: "sample-build-0001",
+        WORKERS_CI_BRANCH: "main",
+      }),
+    });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(`${r.stdout}${r.stderr}`, /notify-deploy: announced worker sample-hook-app sample-build-0001/);
+    const [m] = await tg.waitFor("sample-hook-app");
+    assert.ok(m.visible.includes("Deployment ID: sample-build-0001"));
+    assert.ok(m.visible.includes("Branch: main"));
   });
 });
 

@@ -2,7 +2,7 @@
 // Queues and the /__scheduled trigger, configured through --var.
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { root, toolEnv, migrateLocal } from "../../scripts/lib.mjs";
@@ -18,8 +18,16 @@ export function freePort() {
   });
 }
 
+const created = [];
+// Scratch directories (local D1/KV state, CLI projects) go when the run ends.
+process.on("exit", () => {
+  for (const dir of created) rmSync(dir, { recursive: true, force: true });
+});
+
 export function tempDir(prefix) {
-  return mkdtempSync(join(tmpdir(), `edge-notifier-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `edge-notifier-${prefix}-`));
+  created.push(dir);
+  return dir;
 }
 
 /**
