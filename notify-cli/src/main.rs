@@ -20,10 +20,10 @@ fn main() -> ExitCode {
     // One line, always; the build goes on unless --strict.
     let fail = |message: String, code: u8| {
         if strict {
-            eprintln!("notify-deploy: {message}");
+            say(&message);
             ExitCode::from(code)
         } else {
-            eprintln!("notify-deploy: {message} (the build goes on; --strict fails it)");
+            say(&format!("{message} (the build goes on; --strict fails it)"));
             ExitCode::SUCCESS
         }
     };
@@ -135,15 +135,24 @@ fn main() -> ExitCode {
         args.timeout.unwrap_or(args::DEFAULT_TIMEOUT),
     ) {
         Ok(send::Sent::Queued) => {
-            eprintln!("notify-deploy: announced {what}");
+            say(&format!("announced {what}"));
             ExitCode::SUCCESS
         }
         Ok(send::Sent::AlreadyProcessed) => {
-            eprintln!("notify-deploy: {what} was already announced");
+            say(&format!("{what} was already announced"));
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!("could not announce {what}: {e}"), 1),
     }
+}
+
+/// Writes one line to stderr in a single write, so a build log that reads the pipe
+/// in chunks (wrangler's does) never splits it.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("notify-deploy: {line}\n").as_bytes());
 }
 
 /// Runs git in the current directory; `None` when git is missing or fails.
