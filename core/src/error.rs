@@ -60,6 +60,35 @@ impl ApiError {
     }
 }
 
+/// Parses a JSON request body into `T`. Errors are 400s that name the offending
+/// field by its path (`deployment.projectName: invalid type: ...`); a body of the
+/// wrong shape altogether is described by `root_hint`.
+pub fn parse_json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    root_hint: &str,
+) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::BadRequest(format!("malformed JSON: {inner}"));
+        }
+        // serde's text says what it expected; its position adds nothing to the path.
+        let text = inner.to_string();
+        let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
+        if path == "." {
+            if text.starts_with("missing field") || text.starts_with("unknown field") {
+                ApiError::BadRequest(text)
+            } else {
+                ApiError::BadRequest(root_hint.to_owned())
+            }
+        } else {
+            ApiError::BadRequest(format!("{path}: {text}"))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

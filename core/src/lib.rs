@@ -5,12 +5,14 @@
 //! upstream clients (generic over the [`ports::Http`] port). The Worker crate supplies
 //! adapters for the ports; tests supply in-memory or native ones.
 
+pub mod apps;
 pub mod auth;
 pub mod cloudflare;
 pub mod config;
 pub mod cron;
 pub mod delivery;
 pub mod error;
+pub mod github;
 pub mod http;
 pub mod jobs;
 pub mod notify;

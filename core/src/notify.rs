@@ -179,22 +179,10 @@ pub const DEFAULT_ENVIRONMENT: &str = "production";
 /// Parses and validates a `/notify` body. `received` stands in for a missing timestamp.
 /// Errors name the offending field as `deployment.<field>`.
 pub fn parse_notify_body(body: &[u8], received: Timestamp) -> Result<Deployment, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let request: NotifyRequest = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest(format!("malformed JSON: {inner}"))
-        } else if path == "." {
-            ApiError::BadRequest("body must be a JSON object with a \"deployment\" object".into())
-        } else {
-            // serde's own text says what type it expected; drop its position suffix,
-            // the field path says more.
-            let text = inner.to_string();
-            let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
-            ApiError::BadRequest(format!("{path}: {text}"))
-        }
-    })?;
+    let request: NotifyRequest = crate::error::parse_json_body(
+        body,
+        "body must be a JSON object with a \"deployment\" object",
+    )?;
     request.deployment.validate(received, Source::Hook)
 }
 

@@ -1,0 +1,275 @@
+//! The apps registry: what to deploy for which repository and branch, and how. Apps
+//! live in D1 and are managed through the admin API; this module owns their shape,
+//! their validation (errors name the field) and their SQL.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::github::RepoFullName;
+use crate::ports::{Sql, StoreError};
+use crate::time::Timestamp;
+
+/// An app's name: lower-case letters, digits and dashes, as in a URL path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AppName(String);
+
+impl AppName {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(AppName(s.to_owned()))
+        } else {
+            Err(ApiError::BadRequest(
+                "app name must be 1 to 63 lower-case letters, digits and dashes, starting with a letter or digit"
+                    .into(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// When a push to the production branch deploys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployOn {
+    /// Every push.
+    Push,
+    /// Only merges (a merge commit, or a commit of a merged pull request).
+    Merge,
+}
+
+/// How an app is deployed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DeployTarget {
+    /// Dispatch a GitHub Actions workflow and wait for its run.
+    GithubWorkflow {
+        /// Defaults to the app's repository.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        repository: Option<RepoFullName>,
+        /// The workflow file name (`deploy.yml`) or id.
+        workflow: String,
+        /// The ref to run it on; defaults to the production branch.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        git_ref: Option<String>,
+        /// Workflow inputs; `{sha}` in a value becomes the commit being deployed.
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        inputs: serde_json::Map<String, serde_json::Value>,
+    },
+    /// POST to a deploy hook URL (Cloudflare Pages, Render, Vercel).
+    DeployHook { url: String },
+    /// Update the app's Fly.io machines to a new image.
+    Fly {
+        /// The Fly app.
+        app: String,
+        /// The image; `{sha}` becomes the commit being deployed.
+        image: String,
+    },
+}
+
+/// An app as stored and as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub repository: RepoFullName,
+    pub production_branch: String,
+    pub environment: String,
+    pub deploy_on: DeployOn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram_chat_id: Option<String>,
+    pub deploy: DeployTarget,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_url: Option<String>,
+}
+
+fn http_url(field: &str, url: &str) -> Result<(), ApiError> {
+    if (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= 2048
+        && !url.contains(char::is_whitespace)
+    {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{field} must be an http(s) URL"
+        )))
+    }
+}
+
+fn simple(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+    if s.is_empty() || s.len() > max || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Err(ApiError::BadRequest(format!(
+            "{field} must be 1 to {max} characters without spaces"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+impl App {
+    /// Parses and validates an app from the admin API's JSON body.
+    pub fn parse(body: &[u8]) -> Result<App, ApiError> {
+        let app: App =
+            crate::error::parse_json_body(body, "body must be a JSON object describing the app")?;
+        app.validate()?;
+        Ok(app)
+    }
+
+    fn validate(&self) -> Result<(), ApiError> {
+        simple("production_branch", &self.production_branch, 255)?;
+        simple("environment", &self.environment, 64)?;
+        if let Some(chat) = &self.telegram_chat_id {
+            simple("telegram_chat_id", chat, 64)?;
+        }
+        if let Some(url) = &self.health_url {
+            http_url("health_url", url)?;
+        }
+        match &self.deploy {
+            DeployTarget::GithubWorkflow {
+                workflow,
+                git_ref,
+                inputs,
+                ..
+            } => {
+                simple("deploy.workflow", workflow, 255)?;
+                if let Some(r) = git_ref {
+                    simple("deploy.ref", r, 255)?;
+                }
+                if inputs.len() > 10 {
+                    return Err(ApiError::BadRequest(
+                        "deploy.inputs: GitHub accepts at most 10 inputs".into(),
+                    ));
+                }
+            }
+            DeployTarget::DeployHook { url } => http_url("deploy.url", url)?,
+            DeployTarget::Fly { app, image } => {
+                simple("deploy.app", app, 63)?;
+                simple("deploy.image", image, 512)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a push to `repository`'s `branch` is this app's production branch.
+    pub fn watches(&self, repository: &RepoFullName, branch: &str) -> bool {
+        self.repository.same_as(repository) && self.production_branch == branch
+    }
+}
+
+/// An app with its name and times, as listed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NamedApp {
+    pub name: AppName,
+    #[serde(flatten)]
+    pub app: App,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub struct AppStore<S> {
+    sql: S,
+}
+
+impl<S: Sql> AppStore<S> {
+    pub fn new(sql: S) -> Self {
+        AppStore { sql }
+    }
+
+    /// Creates or replaces an app; `true` when it was created.
+    pub async fn put(&self, name: &AppName, app: &App, now: Timestamp) -> Result<bool, StoreError> {
+        let config = serde_json::to_string(app).map_err(|e| StoreError(e.to_string()))?;
+        let existed = !self
+            .sql
+            .query(
+                "SELECT 1 AS x FROM apps WHERE name = ?1",
+                &[name.as_str().into()],
+            )
+            .await?
+            .is_empty();
+        self.sql
+            .execute(
+                "INSERT INTO apps (name, repository, config, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+                 ON CONFLICT (name) DO UPDATE SET repository = excluded.repository, config = excluded.config, \
+                 updated_at = excluded.updated_at",
+                &[
+                    name.as_str().into(),
+                    app.repository.as_str().to_ascii_lowercase().into(),
+                    config.into(),
+                    now.millis().into(),
+                ],
+            )
+            .await?;
+        Ok(!existed)
+    }
+
+    pub async fn get(&self, name: &AppName) -> Result<Option<NamedApp>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT name, config, created_at, updated_at FROM apps WHERE name = ?1",
+                &[name.as_str().into()],
+            )
+            .await?;
+        rows.into_iter().next().map(named).transpose()
+    }
+
+    pub async fn list(&self) -> Result<Vec<NamedApp>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT name, config, created_at, updated_at FROM apps ORDER BY name",
+                &[],
+            )
+            .await?;
+        rows.into_iter().map(named).collect()
+    }
+
+    /// The apps registered for a repository.
+    pub async fn for_repository(
+        &self,
+        repository: &RepoFullName,
+    ) -> Result<Vec<NamedApp>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT name, config, created_at, updated_at FROM apps WHERE repository = ?1 ORDER BY name",
+                &[repository.as_str().to_ascii_lowercase().into()],
+            )
+            .await?;
+        rows.into_iter().map(named).collect()
+    }
+
+    /// `true` when it existed.
+    pub async fn delete(&self, name: &AppName) -> Result<bool, StoreError> {
+        let done = self
+            .sql
+            .execute("DELETE FROM apps WHERE name = ?1", &[name.as_str().into()])
+            .await?;
+        Ok(done.changes > 0)
+    }
+}
+
+fn named(row: crate::ports::Row) -> Result<NamedApp, StoreError> {
+    let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let int = |k: &str| row.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    let name = text("name").ok_or_else(|| StoreError("app without name".into()))?;
+    let config = text("config").ok_or_else(|| StoreError(format!("app {name} without config")))?;
+    Ok(NamedApp {
+        app: serde_json::from_str(&config).map_err(|e| StoreError(format!("app {name}: {e}")))?,
+        name: AppName(name),
+        created_at: int("created_at"),
+        updated_at: int("updated_at"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

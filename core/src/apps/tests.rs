@@ -1,0 +1,95 @@
+use super::*;
+use crate::testing::{block_on, SqliteSql};
+
+const WORKFLOW_APP: &str = r#"{"repository": "Codertocat/Hello-World", "production_branch": "master",
+  "environment": "production", "deploy_on": "push", "health_url": "https://hello.example.com/health",
+  "deploy": {"type": "github_workflow", "workflow": "deploy.yml", "inputs": {"sha": "{sha}"}}}"#;
+
+fn bad(body: &str) -> String {
+    match App::parse(body.as_bytes()) {
+        Err(ApiError::BadRequest(m)) => m,
+        other => panic!("expected 400, got {other:?}"),
+    }
+}
+
+#[test]
+fn valid_apps_of_each_target() {
+    let app = App::parse(WORKFLOW_APP.as_bytes()).expect("valid");
+    assert_eq!(app.deploy_on, DeployOn::Push);
+    assert!(app.watches(
+        &RepoFullName::parse("codertocat/hello-world").expect("repo"),
+        "master"
+    ));
+    assert!(!app.watches(
+        &RepoFullName::parse("codertocat/hello-world").expect("repo"),
+        "main"
+    ));
+    let hook = r#"{"repository": "a/b", "production_branch": "main", "environment": "production", "deploy_on": "merge",
+      "deploy": {"type": "deploy_hook", "url": "https://api.cloudflare.com/client/v4/pages/webhooks/deploy_hooks/x"}}"#;
+    assert!(matches!(
+        App::parse(hook.as_bytes()).expect("valid").deploy,
+        DeployTarget::DeployHook { .. }
+    ));
+    let fly = r#"{"repository": "a/b", "production_branch": "main", "environment": "production", "deploy_on": "push",
+      "deploy": {"type": "fly", "app": "b-prod", "image": "registry.fly.io/b:{sha}"}}"#;
+    assert!(matches!(
+        App::parse(fly.as_bytes()).expect("valid").deploy,
+        DeployTarget::Fly { .. }
+    ));
+}
+
+#[test]
+fn errors_name_the_field() {
+    assert!(bad("{").starts_with("malformed JSON: EOF while parsing an object"));
+    assert_eq!(bad("[]"), "body must be a JSON object describing the app");
+    assert!(bad(r#"{"production_branch": "main"}"#).starts_with("missing field `repository`"));
+    assert!(bad(&WORKFLOW_APP.replace("Codertocat/Hello-World", "nope"))
+        .starts_with("repository: \"nope\" is not owner/repo"));
+    assert!(bad(&WORKFLOW_APP.replace("\"push\"", "\"tag\""))
+        .starts_with("deploy_on: unknown variant `tag`"));
+    let e = bad(&WORKFLOW_APP.replace("github_workflow", "ftp"));
+    assert!(
+        e.starts_with("deploy") && e.contains("unknown variant `ftp`"),
+        "{e}"
+    );
+    assert_eq!(
+        bad(&WORKFLOW_APP.replace("https://hello.example.com/health", "ftp://x")),
+        "health_url must be an http(s) URL"
+    );
+    assert_eq!(
+        bad(&WORKFLOW_APP.replace("\"master\"", "\"\"")),
+        "production_branch must be 1 to 255 characters without spaces"
+    );
+    assert!(
+        bad(&WORKFLOW_APP.replace("\"deploy_on\"", "\"deploy_onn\""))
+            .starts_with("deploy_onn: unknown field `deploy_onn`")
+    );
+    assert!(AppName::parse("Hello").is_err());
+    assert!(AppName::parse("-x").is_err());
+    assert!(AppName::parse("api-2").is_ok());
+}
+
+#[test]
+fn the_store_round_trips() {
+    let db = SqliteSql::migrated();
+    let store = AppStore::new(&db);
+    let name = AppName::parse("hello").expect("name");
+    let app = App::parse(WORKFLOW_APP.as_bytes()).expect("valid");
+    assert!(block_on(store.put(&name, &app, Timestamp::from_millis(1))).expect("put"));
+    assert!(
+        !block_on(store.put(&name, &app, Timestamp::from_millis(2))).expect("put"),
+        "replaced, not created"
+    );
+    let got = block_on(store.get(&name)).expect("get").expect("exists");
+    assert_eq!(got.app, app);
+    assert_eq!((got.created_at, got.updated_at), (1, 2));
+    let repo = RepoFullName::parse("CODERTOCAT/hello-world").expect("repo");
+    assert_eq!(
+        block_on(store.for_repository(&repo)).expect("query").len(),
+        1
+    );
+    assert_eq!(block_on(store.list()).expect("list").len(), 1);
+    assert!(block_on(store.delete(&name)).expect("delete"));
+    assert!(!block_on(store.delete(&name)).expect("delete"));
+    assert!(block_on(store.get(&name)).expect("get").is_none());
+}

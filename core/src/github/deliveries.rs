@@ -1,0 +1,209 @@
+//! The delivery log: one row per `X-GitHub-Delivery`, the idempotency key, with its
+//! outcome for audit and its typed event for replay.
+
+use serde::{Deserialize, Serialize};
+
+use super::events::GithubEvent;
+use crate::ports::{Sql, StoreError};
+use crate::time::Timestamp;
+
+/// A webhook delivery id (GitHub sends a GUID).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeliveryId(String);
+
+impl DeliveryId {
+    /// GitHub's ids are GUIDs; accept any short printable token so other senders
+    /// (and replays) work, but nothing that could be mistaken for a path or a query.
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        (!s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'))
+        .then(|| DeliveryId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Its work was enqueued.
+    Queued,
+    /// No app uses this event (or it needs no work); recorded only.
+    Ignored,
+    /// Handled completely.
+    Processed,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Queued => "queued",
+            Outcome::Ignored => "ignored",
+            Outcome::Processed => "processed",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// A delivery as the API lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+    pub received_at: i64,
+    pub updated_at: i64,
+}
+
+pub struct DeliveryStore<S> {
+    sql: S,
+}
+
+impl<S: Sql> DeliveryStore<S> {
+    pub fn new(sql: S) -> Self {
+        DeliveryStore { sql }
+    }
+
+    /// Records a delivery unless its id was seen before; `false` for a redelivery.
+    pub async fn record(
+        &self,
+        id: &DeliveryId,
+        event: &GithubEvent,
+        outcome: Outcome,
+        detail: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (name, action, repository) = event.summary();
+        let payload = serde_json::to_string(event).map_err(|e| StoreError(e.to_string()))?;
+        let done = self
+            .sql
+            .execute(
+                "INSERT INTO deliveries (id, event, action, repository, outcome, detail, payload, received_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT (id) DO NOTHING",
+                &[
+                    id.as_str().into(),
+                    name.into(),
+                    action.into(),
+                    repository.into(),
+                    outcome.as_str().into(),
+                    detail.into(),
+                    payload.into(),
+                    now.millis().into(),
+                ],
+            )
+            .await?;
+        Ok(done.changes == 1)
+    }
+
+    pub async fn set_outcome(
+        &self,
+        id: &DeliveryId,
+        outcome: Outcome,
+        detail: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE deliveries SET outcome = ?2, detail = ?3, updated_at = ?4 WHERE id = ?1",
+                &[
+                    id.as_str().into(),
+                    outcome.as_str().into(),
+                    detail.into(),
+                    now.millis().into(),
+                ],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// The stored event of a delivery, for processing and replay.
+    pub async fn event(&self, id: &DeliveryId) -> Result<Option<GithubEvent>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT payload FROM deliveries WHERE id = ?1",
+                &[id.as_str().into()],
+            )
+            .await?;
+        let Some(text) = rows
+            .first()
+            .and_then(|r| r.get("payload"))
+            .and_then(|p| p.as_str())
+        else {
+            return Ok(None);
+        };
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| StoreError(format!("delivery {}: stored event: {e}", id.as_str())))
+    }
+
+    /// The newest deliveries first.
+    pub async fn recent(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT id, event, action, repository, outcome, detail, received_at, updated_at \
+                 FROM deliveries ORDER BY received_at DESC, id LIMIT ?1",
+                &[limit.into()],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                serde_json::from_value(serde_json::Value::Object(r))
+                    .map_err(|e| StoreError(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{block_on, SqliteSql};
+
+    #[test]
+    fn a_redelivery_is_recognised_and_the_event_kept() {
+        let db = SqliteSql::migrated();
+        let store = DeliveryStore::new(&db);
+        let id = DeliveryId::parse("72d3162e-cc78-11e3-81ab-4c9367dc0958").expect("valid");
+        let event = GithubEvent::Other {
+            event: "star".into(),
+            action: Some("created".into()),
+            repository: Some("a/b".into()),
+        };
+        let t = Timestamp::from_millis(1_000);
+        assert!(
+            block_on(store.record(&id, &event, Outcome::Ignored, Some("no app uses it"), t))
+                .expect("record")
+        );
+        assert!(!block_on(store.record(&id, &event, Outcome::Ignored, None, t)).expect("record"));
+        assert_eq!(block_on(store.event(&id)).expect("event"), Some(event));
+        block_on(store.set_outcome(&id, Outcome::Processed, None, Timestamp::from_millis(2_000)))
+            .expect("update");
+        let listed = block_on(store.recent(10)).expect("recent");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].outcome, Outcome::Processed);
+        assert_eq!(
+            (listed[0].event.as_str(), listed[0].action.as_deref()),
+            ("star", Some("created"))
+        );
+        assert_eq!(listed[0].updated_at, 2_000);
+    }
+
+    #[test]
+    fn delivery_ids() {
+        assert!(DeliveryId::parse("72d3162e-cc78-11e3-81ab-4c9367dc0958").is_some());
+        assert!(DeliveryId::parse("../x").is_none());
+        assert!(DeliveryId::parse("").is_none());
+    }
+}
