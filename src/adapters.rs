@@ -31,11 +31,16 @@ pub fn now() -> Timestamp {
     Timestamp::from_millis(i64::try_from(worker::Date::now().as_millis()).unwrap_or(i64::MAX))
 }
 
+/// SQL over the `DB` binding.
+pub fn d1(env: &Env) -> Result<D1Sql, ApiError> {
+    env.d1(crate::DB)
+        .map(D1Sql)
+        .map_err(|_| ApiError::NotConfigured("the D1 binding DB"))
+}
+
 /// The notification store over the `DB` binding.
 pub fn store(env: &Env) -> Result<NotificationStore<D1Sql>, ApiError> {
-    env.d1(crate::DB)
-        .map(|db| NotificationStore::new(D1Sql(db)))
-        .map_err(|_| ApiError::NotConfigured("the D1 binding DB"))
+    d1(env).map(NotificationStore::new)
 }
 
 pub fn kv(env: &Env) -> WorkerKv {
@@ -191,8 +196,13 @@ impl Http for FetchHttp {
         let call = async move {
             let mut resp = fetch.send_with_signal(&signal).await?;
             let status = resp.status_code();
+            let headers = resp.headers().entries().collect();
             let body = resp.text().await?;
-            Ok::<_, worker::Error>(HttpResponse { status, body })
+            Ok::<_, worker::Error>(HttpResponse {
+                status,
+                body,
+                headers,
+            })
         };
         let timeout = Delay::from(std::time::Duration::from_millis(u64::from(
             request.timeout_ms,

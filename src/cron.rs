@@ -37,4 +37,6 @@ pub async fn run(env: &Env, config: &Config) {
     if !sweep.requeued.is_empty() {
         console_log!("cron sweep: re-enqueued notifications {:?}", sweep.requeued);
     }
+
+    crate::deploy::sweep(env, config).await;
 }

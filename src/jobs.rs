@@ -7,6 +7,7 @@ use edge_core::jobs::JobMessage;
 use worker::{console_error, console_log, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 use crate::adapters::{self, now, FetchHttp};
+use crate::deploy::Retry;
 
 /// Dead-letter queues are named after their queue with this suffix
 /// (`edge-notifier-jobs-dlq` for `edge-notifier-jobs`).
@@ -23,14 +24,35 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, config:
     };
     let dead_letters = batch.queue().ends_with(DEAD_LETTER_SUFFIX);
     let mut notify = Vec::new();
+    let mut other = Vec::new();
     for m in batch.raw_iter() {
         match serde_wasm_bindgen::from_value::<JobMessage>(m.body()) {
             Ok(JobMessage::Notify { id }) => notify.push((id, m)),
+            Ok(job) => other.push((job, m)),
             Err(e) => {
                 // Retrying cannot make it readable.
                 console_error!("queue: dropping unreadable message {}: {e}", m.id());
                 m.ack();
             }
+        }
+    }
+    // Deploy steps and deliveries run one after another: steps of one job must not
+    // race, and they are few.
+    for (job, m) in &other {
+        if dead_letters {
+            console_error!(
+                "queue: dead-lettered {job:?}; the cron sweep picks up what it left unfinished"
+            );
+            m.ack();
+            continue;
+        }
+        match crate::deploy::run(job, env, config).await {
+            Retry::No => m.ack(),
+            Retry::After(delay_seconds) => m.retry_with_options(
+                &QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(delay_seconds)
+                    .build(),
+            ),
         }
     }
     if notify.is_empty() {

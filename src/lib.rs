@@ -8,7 +8,11 @@ use worker::{
 };
 
 mod adapters;
+mod admin;
 mod cron;
+mod crypto;
+mod deploy;
+mod github;
 mod health;
 mod jobs;
 mod notify;
@@ -26,6 +30,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let result = match path.as_str() {
         "/notify" => notify::handle(req, &env, &ctx, &config).await,
         "/health" => health::handle(&req, &env, &config),
+        "/github" => github::handle(req, &env, &ctx, &config).await,
+        p if p == "/api" || p.starts_with("/api/") => admin::handle(req, &env, &config).await,
         _ => Err(edge_core::error::ApiError::NotFound),
     };
     respond::finish(result)

@@ -1,6 +1,7 @@
 //! Configuration, parsed once per event from the Worker's vars and secrets. Missing
 //! settings never panic: each feature reports the variable it lacks.
 
+use crate::github::webhook::WebhookSecrets;
 use crate::secret::Secret;
 use crate::telegram::TelegramConfig;
 
@@ -18,6 +19,16 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("WATCH_PAGES", false),
     ("POLL_LOOKBACK_MINUTES", false),
     ("SWEEP_AFTER_SECONDS", false),
+    ("ADMIN_TOKEN", true),
+    ("GITHUB_WEBHOOK_SECRET", true),
+    ("GITHUB_WEBHOOK_SECRET_PREVIOUS", true),
+    ("GITHUB_TOKEN", true),
+    ("GITHUB_API_BASE", false),
+    ("FLY_API_TOKEN", true),
+    ("FLY_API_BASE", false),
+    ("PUBLIC_URL", false),
+    ("HEALTH_CHECK_INTERVAL_SECONDS", false),
+    ("AWAIT_TIMEOUT_MINUTES", false),
 ];
 
 /// Default `TELEGRAM_API_BASE`.
@@ -32,6 +43,22 @@ pub const DEFAULT_POLL_LOOKBACK_MINUTES: u32 = 60;
 /// beyond a healthy queue's latency (well under a second) and well under the cron's
 /// five-minute period.
 pub const DEFAULT_SWEEP_AFTER_SECONDS: u32 = 120;
+
+/// Default `FLY_API_BASE`.
+pub const DEFAULT_FLY_API_BASE: &str = "https://api.machines.dev";
+/// Default `HEALTH_CHECK_INTERVAL_SECONDS`: the first wait between health checks
+/// (it doubles per attempt).
+pub const DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS: u32 = 10;
+/// Default `AWAIT_TIMEOUT_MINUTES`: how long a deploy may wait for its target's
+/// result (a workflow run) before the cron fails it.
+pub const DEFAULT_AWAIT_TIMEOUT_MINUTES: u32 = 30;
+
+/// Fly.io Machines API access.
+#[derive(Debug, Clone)]
+pub struct FlyConfig {
+    pub api_base: String,
+    pub token: Secret,
+}
 
 /// Credentials and scope for the Cloudflare API poll.
 #[derive(Debug, Clone)]
@@ -60,6 +87,22 @@ pub struct Config {
     pub poll_lookback_minutes: u32,
     /// `SWEEP_AFTER_SECONDS`, default 120.
     pub sweep_after_seconds: u32,
+    /// `ADMIN_TOKEN` (secret): the Bearer token the `/api/` admin endpoints require.
+    pub admin_token: Option<Secret>,
+    /// `GITHUB_WEBHOOK_SECRET` (secret) and, during a rotation,
+    /// `GITHUB_WEBHOOK_SECRET_PREVIOUS`; or the name of the missing one.
+    pub github_webhook: Result<WebhookSecrets, &'static str>,
+    /// `GITHUB_TOKEN` (secret) and `GITHUB_API_BASE` (default
+    /// `https://api.github.com`); or the name of the missing one.
+    pub github: Result<crate::github::client::GithubConfig, &'static str>,
+    /// `FLY_API_TOKEN` (secret) and `FLY_API_BASE` (default `https://api.machines.dev`).
+    pub fly: Result<FlyConfig, &'static str>,
+    /// `PUBLIC_URL`: this Worker's public origin, for links to jobs. Default none.
+    pub public_url: Option<String>,
+    /// `HEALTH_CHECK_INTERVAL_SECONDS`, default 10.
+    pub health_check_interval_seconds: u32,
+    /// `AWAIT_TIMEOUT_MINUTES`, default 30.
+    pub await_timeout_minutes: u32,
     /// Settings that were present but unusable (they fell back to their defaults).
     pub problems: Vec<String>,
 }
@@ -101,9 +144,44 @@ impl Config {
         };
         let poll_lookback_minutes = number("POLL_LOOKBACK_MINUTES", DEFAULT_POLL_LOOKBACK_MINUTES);
         let sweep_after_seconds = number("SWEEP_AFTER_SECONDS", DEFAULT_SWEEP_AFTER_SECONDS);
+        let health_check_interval_seconds = number(
+            "HEALTH_CHECK_INTERVAL_SECONDS",
+            DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS,
+        );
+        let await_timeout_minutes = number("AWAIT_TIMEOUT_MINUTES", DEFAULT_AWAIT_TIMEOUT_MINUTES);
+
+        let github_webhook = get("GITHUB_WEBHOOK_SECRET")
+            .map(|current| WebhookSecrets {
+                current: Secret::new(current),
+                previous: get("GITHUB_WEBHOOK_SECRET_PREVIOUS").map(Secret::new),
+            })
+            .ok_or("GITHUB_WEBHOOK_SECRET");
+
+        let github = get("GITHUB_TOKEN")
+            .map(|token| crate::github::client::GithubConfig {
+                api_base: base_url(
+                    get("GITHUB_API_BASE"),
+                    crate::github::client::DEFAULT_API_BASE,
+                ),
+                token: Secret::new(token),
+            })
+            .ok_or("GITHUB_TOKEN");
+        let fly = get("FLY_API_TOKEN")
+            .map(|token| FlyConfig {
+                api_base: base_url(get("FLY_API_BASE"), DEFAULT_FLY_API_BASE),
+                token: Secret::new(token),
+            })
+            .ok_or("FLY_API_TOKEN");
 
         Config {
+            github,
+            fly,
+            public_url: get("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            health_check_interval_seconds,
+            await_timeout_minutes,
             notify_token: get("DEPLOY_NOTIFY_TOKEN").map(Secret::new),
+            admin_token: get("ADMIN_TOKEN").map(Secret::new),
+            github_webhook,
             telegram,
             cloudflare,
             watch_workers: list(get("WATCH_WORKERS")),

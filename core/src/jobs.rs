@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 pub enum JobMessage {
     /// Send the Telegram message for notification row `id`.
     Notify { id: i64 },
+    /// Process the recorded GitHub delivery `id` (its event is in D1).
+    GithubDelivery { id: String },
+    /// Run step `position` of deploy job `job_id`.
+    DeployStep { job_id: i64, position: i64 },
 }
 
 #[cfg(test)]

@@ -76,6 +76,29 @@ pub trait Sql {
     fn batch(&self, statements: &[Statement]) -> impl Future<Output = Result<(), StoreError>>;
 }
 
+/// A shared reference to a [`Sql`] is one too, so stores can borrow a connection.
+impl<T: Sql + ?Sized> Sql for &T {
+    fn execute(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> impl Future<Output = Result<Executed, StoreError>> {
+        (**self).execute(sql, params)
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> impl Future<Output = Result<Vec<Row>, StoreError>> {
+        (**self).query(sql, params)
+    }
+
+    fn batch(&self, statements: &[Statement]) -> impl Future<Output = Result<(), StoreError>> {
+        (**self).batch(statements)
+    }
+}
+
 /// What a statement changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Executed {

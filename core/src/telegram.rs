@@ -412,6 +412,43 @@ impl<'a, H: Http> TelegramClient<'a, H> {
         }
     }
 
+    /// Sends one HTML message as it is (callers escape what they put in it).
+    pub async fn send_html(&self, html: &str, silent: bool) -> SendOutcome {
+        self.send(html, true, silent).await
+    }
+
+    /// Replaces the text of a message sent earlier (`editMessageText`).
+    pub async fn edit_html(&self, message_id: i64, html: &str) -> SendOutcome {
+        let body = serde_json::json!({
+            "chat_id": self.config.chat_id,
+            "message_id": message_id,
+            "text": html,
+            "parse_mode": "HTML",
+            "link_preview_options": { "is_disabled": true },
+        });
+        let url = format!(
+            "{}/bot{}/editMessageText",
+            self.config.api_base,
+            self.config.bot_token.expose()
+        );
+        let outcome = classify(
+            self.http
+                .send(HttpRequest::post_json(
+                    url,
+                    body.to_string(),
+                    SEND_TIMEOUT_MS,
+                ))
+                .await,
+        );
+        // "message is not modified" means it already shows this text.
+        match self.scrub(outcome) {
+            SendOutcome::Permanent { error } if error.contains("message is not modified") => {
+                SendOutcome::Sent { message_id }
+            }
+            other => other,
+        }
+    }
+
     async fn send(&self, text: &str, html: bool, silent: bool) -> SendOutcome {
         let mut body = serde_json::json!({
             "chat_id": self.config.chat_id,

@@ -23,9 +23,12 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 
 /// Answers requests from a script, in order, and keeps every request it saw. A
 /// request beyond the script fails the test.
+type Router = Box<dyn Fn(&HttpRequest) -> Result<HttpResponse, HttpError>>;
+
 #[derive(Default)]
 pub struct FakeHttp {
     script: RefCell<VecDeque<Result<HttpResponse, HttpError>>>,
+    router: Option<Router>,
     pub seen: RefCell<Vec<HttpRequest>>,
 }
 
@@ -33,8 +36,30 @@ impl FakeHttp {
     pub fn answering(answers: Vec<Result<HttpResponse, HttpError>>) -> Self {
         FakeHttp {
             script: RefCell::new(answers.into()),
+            router: None,
             seen: RefCell::default(),
         }
+    }
+
+    /// Answers every request with `router` (which fails the test on anything it
+    /// does not expect).
+    pub fn routed(
+        router: impl Fn(&HttpRequest) -> Result<HttpResponse, HttpError> + 'static,
+    ) -> Self {
+        FakeHttp {
+            script: RefCell::default(),
+            router: Some(Box::new(router)),
+            seen: RefCell::default(),
+        }
+    }
+
+    /// "METHOD url" of every request, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.seen
+            .borrow()
+            .iter()
+            .map(|r| format!("{} {}", r.method.as_str(), r.url))
+            .collect()
     }
 
     pub fn bodies(&self) -> Vec<serde_json::Value> {
@@ -47,14 +72,16 @@ impl FakeHttp {
 }
 
 pub fn json_response(status: u16, body: serde_json::Value) -> Result<HttpResponse, HttpError> {
-    Ok(HttpResponse {
-        status,
-        body: body.to_string(),
-    })
+    Ok(HttpResponse::new(status, body.to_string()))
 }
 
 impl Http for FakeHttp {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        if let Some(router) = &self.router {
+            let answer = router(&request);
+            self.seen.borrow_mut().push(request);
+            return answer;
+        }
         self.seen.borrow_mut().push(request);
         self.script
             .borrow_mut()
@@ -86,10 +113,6 @@ impl SqliteSql {
         }
         SqliteSql { conn }
     }
-
-    pub fn conn(&self) -> &rusqlite::Connection {
-        &self.conn
-    }
 }
 
 fn bind(params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
@@ -103,7 +126,7 @@ fn bind(params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
         .collect()
 }
 
-impl Sql for &SqliteSql {
+impl Sql for SqliteSql {
     async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Executed, StoreError> {
         let changes = self
             .conn

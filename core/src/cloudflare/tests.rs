@@ -99,10 +99,10 @@ fn api_errors_are_typed() {
             401,
             json!({"success": false, "errors": [{"code": 10000, "message": "Authentication error"}], "result": null}),
         ),
-        Ok(crate::http::HttpResponse {
-            status: 502,
-            body: "<html>bad gateway</html>".into(),
-        }),
+        Ok(crate::http::HttpResponse::new(
+            502,
+            "<html>bad gateway</html>",
+        )),
         Err(HttpError::Timeout(10_000)),
         json_response(
             200,

@@ -147,6 +147,36 @@ impl<S: Sql> DeliveryStore<S> {
             .map_err(|e| StoreError(format!("delivery {}: stored event: {e}", id.as_str())))
     }
 
+    /// Deliveries still `queued` since before `cutoff`: their message was lost.
+    pub async fn lost(&self, cutoff: Timestamp, limit: u32) -> Result<Vec<DeliveryId>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT id FROM deliveries WHERE outcome = 'queued' AND updated_at < ?1 ORDER BY received_at LIMIT ?2",
+                &[cutoff.millis().into(), limit.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                r.get("id")
+                    .and_then(|v| v.as_str())
+                    .and_then(DeliveryId::parse)
+            })
+            .collect())
+    }
+
+    /// Marks a delivery as just (re-)enqueued.
+    pub async fn touch(&self, id: &DeliveryId, now: Timestamp) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE deliveries SET outcome = 'queued', updated_at = ?2 WHERE id = ?1",
+                &[id.as_str().into(), now.millis().into()],
+            )
+            .await
+            .map(drop)
+    }
+
     /// The newest deliveries first.
     pub async fn recent(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = self

@@ -249,7 +249,8 @@ fn sha(event: &str, field: &str, s: &str) -> Result<CommitSha, ApiError> {
     CommitSha::parse(s).ok_or_else(|| bad(event, format!("{field} is not a commit sha")))
 }
 
-fn subject(message: &str) -> String {
+/// The first line of a commit message, cut to [`COMMIT_SUBJECT_MAX`].
+pub fn subject(message: &str) -> String {
     let first = message.lines().next().unwrap_or("").trim();
     if first.chars().count() > COMMIT_SUBJECT_MAX {
         first

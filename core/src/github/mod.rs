@@ -1,8 +1,10 @@
 //! GitHub: webhook signatures, the typed events the flows act on, and the ids they
 //! carry. Verification happens on the raw bytes before anything is parsed.
 
+pub mod client;
 pub mod deliveries;
 pub mod events;
+pub mod intake;
 pub mod webhook;
 
 use serde::{Deserialize, Serialize};

@@ -194,10 +194,7 @@ fn classifies_telegram_answers() {
         SendOutcome::Transient { .. }
     ));
     assert!(matches!(
-        classify(Ok(HttpResponse {
-            status: 200,
-            body: "<html>".into()
-        })),
+        classify(Ok(HttpResponse::new(200, "<html>"))),
         SendOutcome::Transient { .. }
     ));
 }

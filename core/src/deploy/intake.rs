@@ -1,0 +1,208 @@
+//! Processing a recorded GitHub delivery (the `JOBS` consumer's side of `/github`):
+//! a push becomes deploy jobs, a completed workflow run wakes the steps waiting for
+//! it. The delivery's outcome is recorded either way.
+
+use super::pipeline::{notify_job, start_next, Deps};
+use super::plan;
+use super::runs::wake_waiting_steps;
+use super::store::{JobStore, NewJob};
+use crate::apps::{AppStore, DeployOn};
+use crate::github::client::{GithubClient, GithubError};
+use crate::github::deliveries::{DeliveryId, DeliveryStore, Outcome};
+use crate::github::events::{GithubEvent, PushEvent, WorkflowRunEvent};
+use crate::jobs::JobMessage;
+use crate::ports::{Http, Queue, Sql};
+use crate::time::Timestamp;
+
+/// Why a delivery could not be processed now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessError {
+    /// Retry the message later (GitHub or the database hiccuped).
+    Transient(String),
+    /// It will never work; recorded as failed.
+    Permanent(String),
+}
+
+fn transient(e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::Transient(e.to_string())
+}
+
+fn github(e: GithubError) -> ProcessError {
+    if e.is_transient() {
+        ProcessError::Transient(e.to_string())
+    } else {
+        ProcessError::Permanent(e.to_string())
+    }
+}
+
+/// Processes delivery `id` once; returns a line for the log.
+pub async fn process_delivery<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    id: &DeliveryId,
+    now: Timestamp,
+) -> Result<String, ProcessError> {
+    let deliveries = DeliveryStore::new(deps.sql);
+    let Some(event) = deliveries.event(id).await.map_err(transient)? else {
+        return Ok(format!("delivery {}: not recorded", id.as_str()));
+    };
+    let result = match &event {
+        GithubEvent::Push(push) => process_push(deps, id, push, now).await,
+        GithubEvent::WorkflowRun(run) if run.action == "completed" => {
+            process_run(deps, run, now).await
+        }
+        _ => Ok("nothing to do".to_owned()),
+    };
+    match &result {
+        Ok(detail) => deliveries
+            .set_outcome(id, Outcome::Processed, Some(detail), now)
+            .await
+            .map_err(transient)?,
+        Err(ProcessError::Permanent(e)) => deliveries
+            .set_outcome(id, Outcome::Failed, Some(e), now)
+            .await
+            .map_err(transient)?,
+        Err(ProcessError::Transient(_)) => {}
+    }
+    result.map(|detail| format!("delivery {}: {detail}", id.as_str()))
+}
+
+async fn process_push<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    delivery: &DeliveryId,
+    push: &PushEvent,
+    now: Timestamp,
+) -> Result<String, ProcessError> {
+    let Some(branch) = push.branch() else {
+        return Ok(format!("{} is not a branch", push.git_ref));
+    };
+    if push.deleted || push.after.is_zero() {
+        return Ok(format!("{} was deleted", push.git_ref));
+    }
+    let apps = AppStore::new(deps.sql)
+        .for_repository(&push.repository)
+        .await
+        .map_err(transient)?;
+    let jobs = JobStore::new(deps.sql);
+    let mut done = Vec::new();
+    let mut complete_commits = None;
+    for named in apps
+        .iter()
+        .filter(|a| a.app.watches(&push.repository, branch))
+    {
+        let app = &named.app;
+        if app.deploy_on == DeployOn::Merge {
+            let Ok(gh) = &deps.config.github else {
+                return Err(ProcessError::Permanent(format!(
+                    "{}: deploy_on merge needs GITHUB_TOKEN to tell merges from pushes",
+                    named.name.as_str()
+                )));
+            };
+            if !GithubClient::new(deps.http, gh)
+                .is_merge(&push.repository, &push.after)
+                .await
+                .map_err(github)?
+            {
+                done.push(format!("{}: not a merge", named.name.as_str()));
+                continue;
+            }
+        }
+        // A webhook lists at most 2,048 commits: at the cap, ask for all of them.
+        if complete_commits.is_none() {
+            complete_commits = Some(
+                match (
+                    &deps.config.github,
+                    push.commits_capped() && !push.before.is_zero(),
+                ) {
+                    (Ok(gh), true) => GithubClient::new(deps.http, gh)
+                        .compare_commits(&push.repository, &push.before, &push.after)
+                        .await
+                        .map_err(github)?,
+                    _ => push.commits.clone(),
+                },
+            );
+        }
+        let commits = complete_commits.as_deref().unwrap_or(&push.commits);
+        let steps = plan(app);
+        let (job_id, created) = jobs
+            .create(
+                &NewJob {
+                    app: &named.name,
+                    environment: &app.environment,
+                    sha: &push.after,
+                    git_ref: &push.git_ref,
+                    delivery_id: Some(delivery),
+                    pusher: push.pusher.as_deref(),
+                    commits,
+                    steps: &steps,
+                },
+                now,
+            )
+            .await
+            .map_err(transient)?;
+        if !created {
+            done.push(format!(
+                "{}: job {job_id} exists for this commit",
+                named.name.as_str()
+            ));
+            continue;
+        }
+        let cancelled = jobs
+            .supersede(named.name.as_str(), &app.environment, job_id, now)
+            .await
+            .map_err(transient)?;
+        for old in &cancelled {
+            notify_job(deps, *old, Some(app), now).await;
+        }
+        let started = start_next(deps, named.name.as_str(), &app.environment, now)
+            .await
+            .map_err(ProcessError::Transient)?;
+        if started != Some(job_id) {
+            notify_job(deps, job_id, Some(app), now).await;
+        }
+        done.push(format!(
+            "{}: job {job_id} {}{}",
+            named.name.as_str(),
+            if started == Some(job_id) {
+                "started"
+            } else {
+                "waiting"
+            },
+            if cancelled.is_empty() {
+                String::new()
+            } else {
+                format!(", superseding {cancelled:?}")
+            }
+        ));
+    }
+    if done.is_empty() {
+        done.push(format!(
+            "no app deploys {} from {branch}",
+            push.repository.as_str()
+        ));
+    }
+    Ok(done.join("; "))
+}
+
+async fn process_run<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    run: &WorkflowRunEvent,
+    now: Timestamp,
+) -> Result<String, ProcessError> {
+    let woken = wake_waiting_steps(deps.sql, run, now)
+        .await
+        .map_err(transient)?;
+    for (job_id, position) in &woken {
+        deps.queue
+            .send(&JobMessage::DeployStep {
+                job_id: *job_id,
+                position: *position,
+            })
+            .await
+            .map_err(transient)?;
+    }
+    Ok(if woken.is_empty() {
+        format!("workflow run {}: no step waits for it", run.id)
+    } else {
+        format!("workflow run {}: resumed job steps {woken:?}", run.id)
+    })
+}

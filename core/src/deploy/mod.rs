@@ -1,0 +1,291 @@
+//! Production deploy jobs: a push to an app's production branch becomes a job whose
+//! steps run one queue message at a time. This module owns the job and step state
+//! machines (which moves are allowed, so a late event never moves anything
+//! backwards) and the step plan per deploy target.
+
+pub mod intake;
+pub mod message;
+pub mod pipeline;
+pub mod runs;
+pub mod store;
+pub mod sweep;
+
+use serde::{Deserialize, Serialize};
+
+use crate::apps::{App, DeployTarget};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Waiting,
+    Processing,
+    Finalized,
+    Failed,
+    Reverting,
+    Reverted,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Waiting => "waiting",
+            JobStatus::Processing => "processing",
+            JobStatus::Finalized => "finalized",
+            JobStatus::Failed => "failed",
+            JobStatus::Reverting => "reverting",
+            JobStatus::Reverted => "reverted",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        Some(match s {
+            "waiting" => JobStatus::Waiting,
+            "processing" => JobStatus::Processing,
+            "finalized" => JobStatus::Finalized,
+            "failed" => JobStatus::Failed,
+            "reverting" => JobStatus::Reverting,
+            "reverted" => JobStatus::Reverted,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// The states a job may be in for a move to `self`; anything else is a late or
+    /// duplicated event and changes nothing.
+    pub fn allowed_from(self) -> &'static [JobStatus] {
+        use JobStatus::*;
+        match self {
+            Waiting => &[],
+            Processing => &[Waiting],
+            Finalized => &[Processing],
+            // A deploy fails while processing; a revert fails while reverting.
+            Failed => &[Processing, Reverting],
+            Reverting => &[Failed],
+            Reverted => &[Reverting],
+            Cancelled => &[Waiting],
+        }
+    }
+
+    /// Whether the job holds its app and environment (no other job may start).
+    pub fn is_active(self) -> bool {
+        matches!(self, JobStatus::Processing | JobStatus::Reverting)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Finalized | JobStatus::Reverted | JobStatus::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Started,
+    Done,
+    Failed,
+    Skipped,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Started => "started",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            StepState::Done | StepState::Failed | StepState::Skipped
+        )
+    }
+}
+
+/// The steps of a deploy, in order; the revert steps are appended when a deploy fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepName {
+    /// Create the GitHub Deployment and set it `in_progress`.
+    CreateDeployment,
+    /// Start the deploy target.
+    Trigger,
+    /// Wait for the target's result (workflow run, Fly machines started).
+    AwaitResult,
+    /// Check `health_url`.
+    VerifyHealth,
+    /// GitHub Deployment `success`, job finalized.
+    Finalize,
+    /// Re-trigger the target with the last finalized sha.
+    RevertTrigger,
+    RevertAwait,
+    RevertVerify,
+}
+
+impl StepName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::CreateDeployment => "create_deployment",
+            StepName::Trigger => "trigger",
+            StepName::AwaitResult => "await_result",
+            StepName::VerifyHealth => "verify_health",
+            StepName::Finalize => "finalize",
+            StepName::RevertTrigger => "revert_trigger",
+            StepName::RevertAwait => "revert_await",
+            StepName::RevertVerify => "revert_verify",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepName> {
+        Some(match s {
+            "create_deployment" => StepName::CreateDeployment,
+            "trigger" => StepName::Trigger,
+            "await_result" => StepName::AwaitResult,
+            "verify_health" => StepName::VerifyHealth,
+            "finalize" => StepName::Finalize,
+            "revert_trigger" => StepName::RevertTrigger,
+            "revert_await" => StepName::RevertAwait,
+            "revert_verify" => StepName::RevertVerify,
+            _ => return None,
+        })
+    }
+
+    /// What a person reads in the Telegram message and the API.
+    pub fn label(self) -> &'static str {
+        match self {
+            StepName::CreateDeployment => "GitHub deployment",
+            StepName::Trigger => "Trigger deploy",
+            StepName::AwaitResult => "Await result",
+            StepName::VerifyHealth => "Health check",
+            StepName::Finalize => "Finalize",
+            StepName::RevertTrigger => "Revert: trigger",
+            StepName::RevertAwait => "Revert: await result",
+            StepName::RevertVerify => "Revert: health check",
+        }
+    }
+}
+
+/// Whether the target reports a result worth waiting for after it is triggered.
+fn target_has_result(target: &DeployTarget) -> bool {
+    match target {
+        DeployTarget::GithubWorkflow { .. } | DeployTarget::Fly { .. } => true,
+        // A deploy hook only acknowledges; the health check is what tells.
+        DeployTarget::DeployHook { .. } => false,
+    }
+}
+
+/// The deploy steps for an app, each pending or (when it does not apply) skipped.
+pub fn plan(app: &App) -> Vec<(StepName, StepState)> {
+    let applies = |yes: bool| {
+        if yes {
+            StepState::Pending
+        } else {
+            StepState::Skipped
+        }
+    };
+    vec![
+        (StepName::CreateDeployment, StepState::Pending),
+        (StepName::Trigger, StepState::Pending),
+        (
+            StepName::AwaitResult,
+            applies(target_has_result(&app.deploy)),
+        ),
+        (StepName::VerifyHealth, applies(app.health_url.is_some())),
+        (StepName::Finalize, StepState::Pending),
+    ]
+}
+
+/// The revert steps appended to a failed job.
+pub fn plan_revert(app: &App) -> Vec<(StepName, StepState)> {
+    let applies = |yes: bool| {
+        if yes {
+            StepState::Pending
+        } else {
+            StepState::Skipped
+        }
+    };
+    vec![
+        (StepName::RevertTrigger, StepState::Pending),
+        (
+            StepName::RevertAwait,
+            applies(target_has_result(&app.deploy)),
+        ),
+        (StepName::RevertVerify, applies(app.health_url.is_some())),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(target: &str, health: bool) -> App {
+        let health = if health {
+            r#", "health_url": "https://x.example.com/health""#
+        } else {
+            ""
+        };
+        App::parse(
+            format!(
+                r#"{{"repository": "a/b", "production_branch": "main", "environment": "production",
+                "deploy_on": "push", "deploy": {target}{health}}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("valid app")
+    }
+
+    #[test]
+    fn plans_per_target() {
+        let hook = app(
+            r#"{"type": "deploy_hook", "url": "https://hooks.example.com/x"}"#,
+            true,
+        );
+        let states: Vec<_> = plan(&hook).into_iter().map(|(_, s)| s).collect();
+        use StepState::*;
+        assert_eq!(states, vec![Pending, Pending, Skipped, Pending, Pending]);
+        let wf = app(
+            r#"{"type": "github_workflow", "workflow": "deploy.yml"}"#,
+            false,
+        );
+        let states: Vec<_> = plan(&wf).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(states, vec![Pending, Pending, Pending, Skipped, Pending]);
+        assert_eq!(plan_revert(&wf).len(), 3);
+    }
+
+    #[test]
+    fn statuses_never_move_backwards() {
+        use JobStatus::*;
+        assert!(Processing.allowed_from().contains(&Waiting));
+        assert!(
+            !Processing.allowed_from().contains(&Finalized),
+            "a late start after the end"
+        );
+        assert!(!Waiting.allowed_from().contains(&Processing));
+        assert!(Cancelled.allowed_from() == [Waiting]);
+        for s in [
+            Waiting, Processing, Finalized, Failed, Reverting, Reverted, Cancelled,
+        ] {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+        }
+        for n in [
+            StepName::CreateDeployment,
+            StepName::Trigger,
+            StepName::AwaitResult,
+            StepName::VerifyHealth,
+            StepName::Finalize,
+            StepName::RevertTrigger,
+            StepName::RevertAwait,
+            StepName::RevertVerify,
+        ] {
+            assert_eq!(StepName::parse(n.as_str()), Some(n));
+        }
+    }
+}

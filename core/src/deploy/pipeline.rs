@@ -1,0 +1,796 @@
+//! Runs deploy jobs one step per queue message. Each step is claimed (a conditional
+//! update), performed, and recorded; then the next step is enqueued. A redelivered or
+//! duplicated message finds its step claimed or finished and changes nothing.
+//!
+//! Deciding what follows a step ([`after_step`]) is pure; [`run_step`] does it.
+
+use serde_json::json;
+
+use super::store::{Job, JobField, JobStore, Step};
+use super::{plan_revert, JobStatus, StepName, StepState};
+use crate::apps::{App, AppName, AppStore, DeployTarget};
+use crate::config::Config;
+use crate::fly::FlyClient;
+use crate::github::client::{GithubClient, GithubError};
+use crate::github::{CommitSha, RepoFullName};
+use crate::http::HttpRequest;
+use crate::jobs::JobMessage;
+use crate::ports::{Http, Queue, Sql, SqlValue, StoreError};
+use crate::retry::backoff_seconds;
+use crate::telegram::{escape_html, SendOutcome, TelegramClient};
+use crate::time::Timestamp;
+
+/// Transient failures of one step are retried this many times in all.
+pub const MAX_STEP_ATTEMPTS: i64 = 5;
+/// Health checks are tried this many times (waits double from the interval).
+pub const MAX_HEALTH_ATTEMPTS: i64 = 6;
+/// A claim older than this belongs to a consumer that died (a step's calls take at
+/// most a minute or so).
+pub const STEP_STALE_SECONDS: i64 = 180;
+/// Deploy hooks and health checks get this long to answer.
+const TARGET_TIMEOUT_MS: u32 = 30_000;
+
+/// Everything a step needs.
+pub struct Deps<'a, H, S, Q> {
+    pub config: &'a Config,
+    pub http: &'a H,
+    pub sql: S,
+    pub queue: &'a Q,
+}
+
+/// What the queue should do with the step's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepVerdict {
+    Ack,
+    Retry { delay_seconds: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRun {
+    pub verdict: StepVerdict,
+    pub log: String,
+}
+
+/// How one attempt at a step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    Done(serde_json::Value),
+    /// Still waiting for an event (a workflow run's result); the event moves it.
+    Waiting(serde_json::Value),
+    /// Worth retrying (network, 5xx, rate limits, a health check not yet green).
+    Transient(String),
+    Failed(String),
+}
+
+/// What the job does after a step ended, decided from the job and the outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Run the step at this position.
+    Step(i64),
+    /// The deploy succeeded.
+    Finalized,
+    /// The deploy failed; revert to this sha (appending the revert steps).
+    Revert { sha: String, error: String },
+    /// The deploy failed and there is nothing to revert to, or the revert failed.
+    Fail { error: String },
+    /// The revert succeeded.
+    Reverted,
+    /// Retry this step later.
+    RetryIn(u32),
+    /// Wait for an event; nothing to enqueue.
+    Wait,
+}
+
+/// Pure: the next move after `step` of `job` ended with `outcome`.
+pub fn after_step(
+    job: &Job,
+    step: &Step,
+    outcome: &StepOutcome,
+    last_good_sha: Option<&str>,
+    health_interval: u32,
+) -> Next {
+    let reverting = job.status == JobStatus::Reverting;
+    let fail = |error: String| {
+        if reverting {
+            Next::Fail {
+                error: format!("revert failed: {error}"),
+            }
+        } else {
+            match last_good_sha {
+                Some(sha) if sha != job.sha => Next::Revert {
+                    sha: sha.to_owned(),
+                    error,
+                },
+                _ => Next::Fail {
+                    error: format!("{error}; nothing to revert to"),
+                },
+            }
+        }
+    };
+    match outcome {
+        StepOutcome::Waiting(_) => Next::Wait,
+        StepOutcome::Transient(error) => {
+            let health = matches!(step.name, StepName::VerifyHealth | StepName::RevertVerify);
+            let limit = if health {
+                MAX_HEALTH_ATTEMPTS
+            } else {
+                MAX_STEP_ATTEMPTS
+            };
+            if step.attempts < limit {
+                let attempt = u32::try_from(step.attempts).unwrap_or(u32::MAX);
+                let delay = if health {
+                    health_interval.saturating_mul(1 << attempt.saturating_sub(1).min(6))
+                } else {
+                    backoff_seconds(attempt)
+                };
+                Next::RetryIn(delay)
+            } else {
+                fail(format!(
+                    "{}: {error} (after {} attempts)",
+                    step.name.label(),
+                    step.attempts
+                ))
+            }
+        }
+        StepOutcome::Failed(error) => fail(format!("{}: {error}", step.name.label())),
+        StepOutcome::Done(_) => {
+            let next = job
+                .steps
+                .iter()
+                .find(|s| s.position > step.position && s.state == StepState::Pending);
+            match next {
+                Some(s) => Next::Step(s.position),
+                None if reverting => Next::Reverted,
+                None => Next::Finalized,
+            }
+        }
+    }
+}
+
+fn store_err(what: &str) -> impl Fn(StoreError) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// Runs step `position` of job `job_id` once.
+pub async fn run_step<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job_id: i64,
+    position: i64,
+    now: Timestamp,
+) -> StepRun {
+    run_step_with(deps, job_id, position, now, None).await
+}
+
+/// Ends a step that has waited too long (the cron's timeout), as if it had failed.
+pub async fn time_out_step<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job_id: i64,
+    position: i64,
+    error: String,
+    now: Timestamp,
+) -> StepRun {
+    run_step_with(
+        deps,
+        job_id,
+        position,
+        now,
+        Some(StepOutcome::Failed(error)),
+    )
+    .await
+}
+
+async fn run_step_with<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job_id: i64,
+    position: i64,
+    now: Timestamp,
+    forced: Option<StepOutcome>,
+) -> StepRun {
+    match try_run_step(deps, job_id, position, now, forced).await {
+        Ok(run) => run,
+        // The database failed: retry the message; the claim makes that safe.
+        Err(e) => StepRun {
+            verdict: StepVerdict::Retry {
+                delay_seconds: backoff_seconds(1),
+            },
+            log: format!("job {job_id} step {position}: {e}"),
+        },
+    }
+}
+
+async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job_id: i64,
+    position: i64,
+    now: Timestamp,
+    forced: Option<StepOutcome>,
+) -> Result<StepRun, String> {
+    let jobs = JobStore::new(deps.sql);
+    let ack = |log: String| {
+        Ok(StepRun {
+            verdict: StepVerdict::Ack,
+            log,
+        })
+    };
+    let Some(job) = jobs.get(job_id).await.map_err(store_err("job"))? else {
+        return ack(format!("job {job_id}: not found"));
+    };
+    if !job.status.is_active() {
+        return ack(format!(
+            "job {job_id}: {}, step {position} not run",
+            job.status.as_str()
+        ));
+    }
+    // A forced outcome (a timeout) takes the step whatever its claim's age.
+    let stale_before = if forced.is_some() {
+        now
+    } else {
+        now.minus_seconds(STEP_STALE_SECONDS)
+    };
+    let Some(step) = jobs
+        .claim_step(job_id, position, now, stale_before)
+        .await
+        .map_err(store_err("claim"))?
+    else {
+        return ack(format!(
+            "job {job_id} step {position}: finished or held elsewhere"
+        ));
+    };
+    let app_name = AppName::parse(&job.app).map_err(|e| e.to_string())?;
+    let app = AppStore::new(deps.sql)
+        .get(&app_name)
+        .await
+        .map_err(store_err("app"))?
+        .map(|a| a.app);
+    let outcome = match (&app, forced) {
+        (_, Some(forced)) => forced,
+        (None, None) => StepOutcome::Failed(format!("app {} no longer exists", job.app)),
+        (Some(app), None) => perform(deps, &job, &step, app, now).await,
+    };
+    let log_line = format!(
+        "job {job_id} ({} {}) {}: {}",
+        job.app,
+        &job.sha[..7.min(job.sha.len())],
+        step.name.as_str(),
+        describe(&outcome)
+    );
+
+    let last_good = match (&outcome, job.status) {
+        (StepOutcome::Failed(_) | StepOutcome::Transient(_), JobStatus::Processing) => jobs
+            .last_finalized_sha(&job.app, &job.environment, job.id)
+            .await
+            .map_err(store_err("last finalized"))?,
+        _ => None,
+    };
+    let next = after_step(
+        &job,
+        &step,
+        &outcome,
+        last_good.as_deref(),
+        deps.config.health_check_interval_seconds,
+    );
+
+    match &outcome {
+        StepOutcome::Done(result) => {
+            jobs.finish_step(job_id, position, StepState::Done, Some(result), None, now)
+                .await
+                .map_err(store_err("finish"))?;
+        }
+        StepOutcome::Waiting(result) => {
+            jobs.touch_step(job_id, position, result, now)
+                .await
+                .map_err(store_err("touch"))?;
+        }
+        StepOutcome::Transient(error) if matches!(next, Next::RetryIn(_)) => {
+            jobs.release_step(job_id, position, error, now)
+                .await
+                .map_err(store_err("release"))?;
+        }
+        StepOutcome::Transient(error) | StepOutcome::Failed(error) => {
+            jobs.finish_step(job_id, position, StepState::Failed, None, Some(error), now)
+                .await
+                .map_err(store_err("finish"))?;
+        }
+    }
+    let verdict = follow(deps, &job, app.as_ref(), next, now).await?;
+    notify_job(deps, job_id, app.as_ref(), now).await;
+    Ok(StepRun {
+        verdict,
+        log: log_line,
+    })
+}
+
+fn describe(outcome: &StepOutcome) -> String {
+    match outcome {
+        StepOutcome::Done(_) => "done".into(),
+        StepOutcome::Waiting(_) => "waiting".into(),
+        StepOutcome::Transient(e) => format!("transient failure: {e}"),
+        StepOutcome::Failed(e) => format!("failed: {e}"),
+    }
+}
+
+/// Carries out a [`Next`].
+async fn follow<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job: &Job,
+    app: Option<&App>,
+    next: Next,
+    now: Timestamp,
+) -> Result<StepVerdict, String> {
+    let jobs = JobStore::new(deps.sql);
+    let enqueue = |position: i64| async move {
+        deps.queue
+            .send(&JobMessage::DeployStep {
+                job_id: job.id,
+                position,
+            })
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match next {
+        Next::Wait => Ok(StepVerdict::Ack),
+        Next::RetryIn(delay_seconds) => Ok(StepVerdict::Retry { delay_seconds }),
+        Next::Step(position) => {
+            enqueue(position).await?;
+            Ok(StepVerdict::Ack)
+        }
+        Next::Finalized => {
+            jobs.set_status(job.id, JobStatus::Finalized, None, now)
+                .await
+                .map_err(store_err("status"))?;
+            start_next(deps, &job.app, &job.environment, now).await?;
+            Ok(StepVerdict::Ack)
+        }
+        Next::Reverted => {
+            jobs.set_status(job.id, JobStatus::Reverted, None, now)
+                .await
+                .map_err(store_err("status"))?;
+            start_next(deps, &job.app, &job.environment, now).await?;
+            Ok(StepVerdict::Ack)
+        }
+        Next::Fail { error } => {
+            jobs.skip_pending(job.id, now)
+                .await
+                .map_err(store_err("skip"))?;
+            jobs.set_status(job.id, JobStatus::Failed, Some(&error), now)
+                .await
+                .map_err(store_err("status"))?;
+            report_failure(deps, job, app, &error).await;
+            start_next(deps, &job.app, &job.environment, now).await?;
+            Ok(StepVerdict::Ack)
+        }
+        Next::Revert { sha, error } => {
+            jobs.skip_pending(job.id, now)
+                .await
+                .map_err(store_err("skip"))?;
+            jobs.set_status(job.id, JobStatus::Failed, Some(&error), now)
+                .await
+                .map_err(store_err("status"))?;
+            report_failure(deps, job, app, &error).await;
+            let Some(app) = app else {
+                return Ok(StepVerdict::Ack);
+            };
+            jobs.set_field(job.id, JobField::RevertSha, SqlValue::Text(sha), now)
+                .await
+                .map_err(store_err("revert sha"))?;
+            let first = jobs
+                .append_steps(job.id, &plan_revert(app), now)
+                .await
+                .map_err(store_err("revert steps"))?;
+            jobs.set_status(job.id, JobStatus::Reverting, None, now)
+                .await
+                .map_err(store_err("status"))?;
+            enqueue(first).await?;
+            Ok(StepVerdict::Ack)
+        }
+    }
+}
+
+/// Starts the app's next waiting job, if any and if none is active.
+pub async fn start_next<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    app: &str,
+    environment: &str,
+    now: Timestamp,
+) -> Result<Option<i64>, String> {
+    let jobs = JobStore::new(deps.sql);
+    let Some(id) = jobs
+        .try_start(app, environment, now)
+        .await
+        .map_err(store_err("start"))?
+    else {
+        return Ok(None);
+    };
+    let job = jobs
+        .get(id)
+        .await
+        .map_err(store_err("job"))?
+        .ok_or("started job vanished")?;
+    if let Some(first) = job.steps.iter().find(|s| s.state == StepState::Pending) {
+        deps.queue
+            .send(&JobMessage::DeployStep {
+                job_id: id,
+                position: first.position,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Some(id))
+}
+
+/// GitHub Deployment `failure` for a failed deploy (best effort: the job's own
+/// record is what counts).
+async fn report_failure<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job: &Job,
+    app: Option<&App>,
+    error: &str,
+) {
+    let (Some(app), Some(deployment_id), Ok(github)) =
+        (app, job.github_deployment_id, &deps.config.github)
+    else {
+        return;
+    };
+    if job.status != JobStatus::Processing {
+        return;
+    }
+    let client = GithubClient::new(deps.http, github);
+    let _ = client
+        .deployment_status(
+            &app.repository,
+            deployment_id,
+            "failure",
+            &truncate(error, 140),
+            None,
+            job_link(deps.config, job.id).as_deref(),
+        )
+        .await;
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        s.chars().take(max - 1).collect::<String>() + "…"
+    }
+}
+
+fn job_link(config: &Config, id: i64) -> Option<String> {
+    config
+        .public_url
+        .as_ref()
+        .map(|u| format!("{u}/api/jobs/{id}"))
+}
+
+fn github_err(e: GithubError) -> StepOutcome {
+    if e.is_transient() {
+        StepOutcome::Transient(e.to_string())
+    } else {
+        StepOutcome::Failed(e.to_string())
+    }
+}
+
+/// The sha a step deploys: the job's, or the revert's.
+fn target_sha(job: &Job, step: &Step) -> Option<CommitSha> {
+    let sha = match step.name {
+        StepName::RevertTrigger | StepName::RevertAwait | StepName::RevertVerify => {
+            job.revert_sha.as_deref()?
+        }
+        _ => &job.sha,
+    };
+    CommitSha::parse(sha)
+}
+
+async fn perform<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job: &Job,
+    step: &Step,
+    app: &App,
+    _now: Timestamp,
+) -> StepOutcome {
+    let Some(sha) = target_sha(job, step) else {
+        return StepOutcome::Failed("no commit to deploy".into());
+    };
+    match step.name {
+        StepName::CreateDeployment => {
+            let Ok(github) = &deps.config.github else {
+                return StepOutcome::Failed("GITHUB_TOKEN is not configured".into());
+            };
+            let client = GithubClient::new(deps.http, github);
+            // A retried attempt reuses the deployment an earlier attempt created.
+            let id = match job.github_deployment_id {
+                Some(id) => id,
+                None => match client
+                    .create_deployment(
+                        &app.repository,
+                        &sha,
+                        &job.environment,
+                        &format!("Deploy {} by edge-notifier", job.app),
+                    )
+                    .await
+                {
+                    Ok(id) => {
+                        if let Err(e) = JobStore::new(deps.sql)
+                            .set_field(
+                                job.id,
+                                JobField::GithubDeploymentId,
+                                SqlValue::Integer(id),
+                                Timestamp::from_millis(job.updated_at),
+                            )
+                            .await
+                        {
+                            return StepOutcome::Transient(e.to_string());
+                        }
+                        id
+                    }
+                    Err(e) => return github_err(e),
+                },
+            };
+            match client
+                .deployment_status(
+                    &app.repository,
+                    id,
+                    "in_progress",
+                    "Deploying",
+                    None,
+                    job_link(deps.config, job.id).as_deref(),
+                )
+                .await
+            {
+                Ok(()) => StepOutcome::Done(json!({ "deployment_id": id })),
+                Err(e) => github_err(e),
+            }
+        }
+        StepName::Trigger | StepName::RevertTrigger => trigger(deps, job, app, &sha).await,
+        StepName::AwaitResult | StepName::RevertAwait => await_result(deps, job, step, app).await,
+        StepName::VerifyHealth | StepName::RevertVerify => match &app.health_url {
+            None => StepOutcome::Done(json!({ "skipped": "no health_url" })),
+            Some(url) => {
+                let req = HttpRequest::get(url.clone(), TARGET_TIMEOUT_MS)
+                    .header("user-agent", "edge-notifier health check");
+                match deps.http.send(req).await {
+                    Ok(r) if (200..300).contains(&r.status) => {
+                        StepOutcome::Done(json!({ "status": r.status }))
+                    }
+                    Ok(r) => StepOutcome::Transient(format!("{url} answered {}", r.status)),
+                    Err(e) => StepOutcome::Transient(format!("{url}: {e}")),
+                }
+            }
+        },
+        StepName::Finalize => {
+            let Ok(github) = &deps.config.github else {
+                return StepOutcome::Failed("GITHUB_TOKEN is not configured".into());
+            };
+            let Some(id) = job.github_deployment_id else {
+                return StepOutcome::Failed("no GitHub deployment was created".into());
+            };
+            let env_url = app.health_url.as_deref().map(origin);
+            match GithubClient::new(deps.http, github)
+                .deployment_status(
+                    &app.repository,
+                    id,
+                    "success",
+                    "Deployed",
+                    env_url.as_deref(),
+                    job_link(deps.config, job.id).as_deref(),
+                )
+                .await
+            {
+                Ok(()) => StepOutcome::Done(json!({ "deployment_id": id, "state": "success" })),
+                Err(e) => github_err(e),
+            }
+        }
+    }
+}
+
+/// `https://host/path` → `https://host`.
+fn origin(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => url.to_owned(),
+    }
+}
+
+fn substitute(value: &serde_json::Value, sha: &CommitSha) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(s) => s.replace("{sha}", sha.as_str()).into(),
+        other => other.clone(),
+    }
+}
+
+async fn trigger<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job: &Job,
+    app: &App,
+    sha: &CommitSha,
+) -> StepOutcome {
+    match &app.deploy {
+        DeployTarget::DeployHook { url } => {
+            let body =
+                json!({ "app": job.app, "sha": sha.as_str(), "environment": job.environment })
+                    .to_string();
+            let req = HttpRequest::post_json(url.clone(), body, TARGET_TIMEOUT_MS)
+                .header("user-agent", "edge-notifier");
+            match deps.http.send(req).await {
+                Ok(r) if (200..300).contains(&r.status) => {
+                    StepOutcome::Done(json!({ "status": r.status }))
+                }
+                Ok(r) if r.status >= 500 || r.status == 429 => {
+                    StepOutcome::Transient(format!("deploy hook answered {}", r.status))
+                }
+                Ok(r) => StepOutcome::Failed(format!("deploy hook answered {}", r.status)),
+                Err(e) => StepOutcome::Transient(format!("deploy hook: {e}")),
+            }
+        }
+        DeployTarget::GithubWorkflow {
+            repository,
+            workflow,
+            git_ref,
+            inputs,
+        } => {
+            let Ok(github) = &deps.config.github else {
+                return StepOutcome::Failed("GITHUB_TOKEN is not configured".into());
+            };
+            let repo: &RepoFullName = repository.as_ref().unwrap_or(&app.repository);
+            let git_ref = git_ref.as_deref().unwrap_or(&app.production_branch);
+            let inputs: serde_json::Map<String, serde_json::Value> = inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), substitute(v, sha)))
+                .collect();
+            match GithubClient::new(deps.http, github)
+                .dispatch_workflow(repo, workflow, git_ref, &inputs)
+                .await
+            {
+                Ok(run) => StepOutcome::Done(json!({
+                    "workflow_run_id": run,
+                    "repository": repo.as_str(),
+                    "head_sha": sha.as_str(),
+                })),
+                Err(e) => github_err(e),
+            }
+        }
+        DeployTarget::Fly {
+            app: fly_app,
+            image,
+        } => {
+            let Ok(fly) = &deps.config.fly else {
+                return StepOutcome::Failed("FLY_API_TOKEN is not configured".into());
+            };
+            let client = FlyClient::new(deps.http, fly);
+            let image = image.replace("{sha}", sha.as_str());
+            let machines = match client.machines(fly_app).await {
+                Ok(m) if m.is_empty() => {
+                    return StepOutcome::Failed(format!("Fly app {fly_app} has no machines"))
+                }
+                Ok(m) => m,
+                Err(e) if e.is_transient() => return StepOutcome::Transient(e.to_string()),
+                Err(e) => return StepOutcome::Failed(e.to_string()),
+            };
+            for m in &machines {
+                if let Err(e) = client.update_image(fly_app, m, &image).await {
+                    return if e.is_transient() {
+                        StepOutcome::Transient(e.to_string())
+                    } else {
+                        StepOutcome::Failed(e.to_string())
+                    };
+                }
+            }
+            StepOutcome::Done(
+                json!({ "image": image, "machines": machines.iter().map(|m| m.id.clone()).collect::<Vec<_>>() }),
+            )
+        }
+    }
+}
+
+/// The trigger step's result, which tells what to wait for.
+fn trigger_result(job: &Job, step: &Step) -> Option<serde_json::Value> {
+    job.steps
+        .iter()
+        .rev()
+        .find(|s| {
+            s.position < step.position
+                && matches!(s.name, StepName::Trigger | StepName::RevertTrigger)
+        })
+        .and_then(|s| s.result.clone())
+}
+
+async fn await_result<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job: &Job,
+    step: &Step,
+    app: &App,
+) -> StepOutcome {
+    let Some(triggered) = trigger_result(job, step) else {
+        return StepOutcome::Failed("the trigger left no result to wait for".into());
+    };
+    match &app.deploy {
+        DeployTarget::DeployHook { .. } => {
+            StepOutcome::Done(json!({ "skipped": "deploy hooks report no result" }))
+        }
+        DeployTarget::Fly { app: fly_app, .. } => {
+            let Ok(fly) = &deps.config.fly else {
+                return StepOutcome::Failed("FLY_API_TOKEN is not configured".into());
+            };
+            let client = FlyClient::new(deps.http, fly);
+            let ids: Vec<String> = triggered["machines"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in &ids {
+                if let Err(e) = client.wait_started(fly_app, id).await {
+                    return if e.is_transient() {
+                        StepOutcome::Transient(e.to_string())
+                    } else {
+                        StepOutcome::Failed(e.to_string())
+                    };
+                }
+            }
+            StepOutcome::Done(json!({ "started": ids }))
+        }
+        DeployTarget::GithubWorkflow { .. } => {
+            // The result comes as a workflow_run event; it may already be here.
+            let waiting = json!({
+                "waiting_for": "workflow_run",
+                "workflow_run_id": triggered["workflow_run_id"],
+                "repository": triggered["repository"],
+                "head_sha": triggered["head_sha"],
+            });
+            match super::runs::find_completed_run(deps.sql, &waiting).await {
+                Ok(Some(run)) => super::runs::outcome_of(&run),
+                Ok(None) => StepOutcome::Waiting(waiting),
+                Err(e) => StepOutcome::Transient(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Sends or edits the job's Telegram message (best effort; never fails the job).
+pub async fn notify_job<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    job_id: i64,
+    app: Option<&App>,
+    now: Timestamp,
+) {
+    let Ok(telegram) = &deps.config.telegram else {
+        return;
+    };
+    let jobs = JobStore::new(deps.sql);
+    let Ok(Some(job)) = jobs.get(job_id).await else {
+        return;
+    };
+    let mut config = telegram.clone();
+    if let Some(chat) = app.and_then(|a| a.telegram_chat_id.clone()) {
+        config.chat_id = chat;
+    }
+    let client = TelegramClient::new(deps.http, &config);
+    let text = super::message::render(&job);
+    match job.telegram_message_id {
+        Some(id) => {
+            client.edit_html(id, &text).await;
+        }
+        None => {
+            if let SendOutcome::Sent { message_id } = client.send_html(&text, false).await {
+                let _ = jobs
+                    .set_field(
+                        job_id,
+                        JobField::TelegramMessageId,
+                        SqlValue::Integer(message_id),
+                        now,
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
+/// Used by the Telegram message.
+pub fn escape(s: &str) -> String {
+    escape_html(s)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,624 @@
+//! Deploy jobs end to end in the core: SQLite with the real migrations, a strict
+//! routed fake of GitHub, the deploy hook and the health endpoint, and the queue
+//! drained by hand (a retried message is simply run again).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::*;
+use crate::apps::{App, AppName, AppStore};
+use crate::deploy::intake::process_delivery;
+use crate::github::deliveries::{DeliveryId, DeliveryStore, Outcome};
+use crate::github::events::{GithubEvent, PushCommit, PushEvent, WorkflowRunEvent};
+use crate::http::{HttpError, HttpResponse};
+use crate::testing::{block_on, json_response, FakeHttp, MemoryQueue, SqliteSql};
+
+const REPO: &str = "octo/app";
+
+fn sha(n: u8) -> CommitSha {
+    CommitSha::parse(&format!("{n:02x}").repeat(20)).expect("sha")
+}
+
+fn config() -> Config {
+    Config::from_lookup(|k| {
+        Some(
+            match k {
+                "GITHUB_TOKEN" => "ghs_test",
+                "GITHUB_API_BASE" => "http://gh.test",
+                "PUBLIC_URL" => "https://notifier.example.com",
+                "HEALTH_CHECK_INTERVAL_SECONDS" => "1",
+                _ => return None,
+            }
+            .to_owned(),
+        )
+    })
+}
+
+/// What the fakes answer; tests flip these.
+#[derive(Default)]
+struct World {
+    hook_fails_for: Vec<String>,
+    health_failures_left: u32,
+    dispatch_run_id: Option<u64>,
+}
+
+fn fake(world: Rc<RefCell<World>>) -> FakeHttp {
+    let next_deployment = RefCell::new(100);
+    FakeHttp::routed(move |req| {
+        let w = world.borrow_mut();
+        let url = req.url.as_str();
+        if url == "http://gh.test/repos/octo/app/deployments" {
+            let mut n = next_deployment.borrow_mut();
+            *n += 1;
+            return json_response(201, serde_json::json!({"id": *n}));
+        }
+        if url.starts_with("http://gh.test/repos/octo/app/deployments/")
+            && url.ends_with("/statuses")
+        {
+            return json_response(201, serde_json::json!({"id": 1}));
+        }
+        if url == "http://gh.test/repos/octo/app/actions/workflows/deploy.yml/dispatches" {
+            return match w.dispatch_run_id {
+                Some(id) => json_response(200, serde_json::json!({"workflow_run_id": id})),
+                None => Ok(HttpResponse::new(204, "")),
+            };
+        }
+        if url == "https://hooks.example.com/deploy" {
+            let body = req.body.clone().unwrap_or_default();
+            if w.hook_fails_for.iter().any(|s| body.contains(s.as_str())) {
+                return json_response(400, serde_json::json!({"error": "bad build"}));
+            }
+            return json_response(200, serde_json::json!({"ok": true}));
+        }
+        if url == "https://app.example.com/health" {
+            drop(w);
+            let mut w = world.borrow_mut();
+            if w.health_failures_left > 0 {
+                w.health_failures_left -= 1;
+                return Ok(HttpResponse::new(503, "starting"));
+            }
+            return Ok(HttpResponse::new(200, "ok"));
+        }
+        Err(HttpError::Network(format!(
+            "the fake does not serve {} {url}",
+            req.method.as_str()
+        )))
+    })
+}
+
+struct Scenario {
+    db: SqliteSql,
+    queue: MemoryQueue,
+    http: FakeHttp,
+    world: Rc<RefCell<World>>,
+    config: Config,
+    clock: RefCell<i64>,
+    deliveries: RefCell<u32>,
+}
+
+impl Scenario {
+    fn new(target: &str) -> Scenario {
+        let world = Rc::new(RefCell::new(World::default()));
+        let s = Scenario {
+            db: SqliteSql::migrated(),
+            queue: MemoryQueue::default(),
+            http: fake(world.clone()),
+            world,
+            config: config(),
+            clock: RefCell::new(1_700_000_000_000),
+            deliveries: RefCell::new(0),
+        };
+        let app = App::parse(
+            format!(
+                r#"{{"repository": "{REPO}", "production_branch": "main", "environment": "production",
+                "deploy_on": "push", "health_url": "https://app.example.com/health", "deploy": {target}}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("app");
+        block_on(AppStore::new(&s.db).put(&AppName::parse("app").expect("name"), &app, s.now()))
+            .expect("put");
+        s
+    }
+
+    fn now(&self) -> Timestamp {
+        let mut c = self.clock.borrow_mut();
+        *c += 1000;
+        Timestamp::from_millis(*c)
+    }
+
+    fn deps(&self) -> Deps<'_, FakeHttp, &SqliteSql, MemoryQueue> {
+        Deps {
+            config: &self.config,
+            http: &self.http,
+            sql: &self.db,
+            queue: &self.queue,
+        }
+    }
+
+    fn deliver(&self, event: GithubEvent) -> Result<String, crate::deploy::intake::ProcessError> {
+        let mut n = self.deliveries.borrow_mut();
+        *n += 1;
+        let id = DeliveryId::parse(&format!("delivery-{n}")).expect("id");
+        drop(n);
+        block_on(DeliveryStore::new(&self.db).record(
+            &id,
+            &event,
+            Outcome::Queued,
+            None,
+            self.now(),
+        ))
+        .expect("record");
+        block_on(process_delivery(&self.deps(), &id, self.now()))
+    }
+
+    fn push(&self, n: u8) -> String {
+        let event = GithubEvent::Push(PushEvent {
+            repository: RepoFullName::parse(REPO).expect("repo"),
+            git_ref: "refs/heads/main".into(),
+            before: sha(n.wrapping_sub(1)),
+            after: sha(n),
+            created: false,
+            deleted: false,
+            forced: false,
+            commits: vec![PushCommit {
+                id: sha(n),
+                subject: format!("Change {n}"),
+                author: Some("octocat".into()),
+                timestamp: None,
+            }],
+            pusher: Some("octocat".into()),
+            installation_id: None,
+        });
+        self.deliver(event).expect("processed")
+    }
+
+    /// Runs queued step messages until the queue is empty; returns the verdicts.
+    fn drain(&self) -> Vec<StepRun> {
+        let mut runs = Vec::new();
+        for _ in 0..200 {
+            let next = {
+                let mut sent = self.queue.sent.borrow_mut();
+                if sent.is_empty() {
+                    return runs;
+                }
+                sent.remove(0)
+            };
+            let JobMessage::DeployStep { job_id, position } = next else {
+                continue;
+            };
+            let run = block_on(run_step(&self.deps(), job_id, position, self.now()));
+            if let StepVerdict::Retry { .. } = run.verdict {
+                // The queue would deliver it again after the delay.
+                self.queue
+                    .sent
+                    .borrow_mut()
+                    .push(JobMessage::DeployStep { job_id, position });
+            }
+            runs.push(run);
+        }
+        panic!("the queue never drained");
+    }
+
+    fn job(&self, id: i64) -> Job {
+        block_on(JobStore::new(&self.db).get(id))
+            .expect("get")
+            .expect("job")
+    }
+
+    fn github_calls(&self) -> Vec<(String, serde_json::Value)> {
+        self.http
+            .seen
+            .borrow()
+            .iter()
+            .filter(|r| r.url.starts_with("http://gh.test"))
+            .map(|r| {
+                (
+                    r.url.clone(),
+                    serde_json::from_str(r.body.as_deref().unwrap_or("null")).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+const HOOK: &str = r#"{"type": "deploy_hook", "url": "https://hooks.example.com/deploy"}"#;
+const WORKFLOW: &str =
+    r#"{"type": "github_workflow", "workflow": "deploy.yml", "inputs": {"sha": "{sha}"}}"#;
+
+fn states(job: &Job) -> Vec<(&'static str, StepState)> {
+    job.steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.state))
+        .collect()
+}
+
+#[test]
+fn a_push_deploys_through_every_step() {
+    let s = Scenario::new(HOOK);
+    assert_eq!(s.push(1), "delivery delivery-1: app: job 1 started");
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
+    use StepState::*;
+    assert_eq!(
+        states(&job),
+        vec![
+            ("create_deployment", Done),
+            ("trigger", Done),
+            ("await_result", Skipped),
+            ("verify_health", Done),
+            ("finalize", Done)
+        ]
+    );
+    let calls = s.github_calls();
+    assert_eq!(calls[0].0, "http://gh.test/repos/octo/app/deployments");
+    assert_eq!(calls[0].1["ref"], sha(1).as_str());
+    assert_eq!(calls[0].1["environment"], "production");
+    assert_eq!(calls[1].1["state"], "in_progress");
+    assert_eq!(calls[2].1["state"], "success");
+    assert_eq!(calls[2].1["environment_url"], "https://app.example.com");
+    assert_eq!(
+        calls[2].1["log_url"],
+        "https://notifier.example.com/api/jobs/1"
+    );
+    let hook = s
+        .http
+        .seen
+        .borrow()
+        .iter()
+        .find(|r| r.url.contains("hooks"))
+        .and_then(|r| r.body.clone())
+        .unwrap_or_default();
+    assert!(hook.contains(sha(1).as_str()));
+}
+
+#[test]
+fn a_redelivered_step_message_changes_nothing() {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    s.drain();
+    let calls = s.http.seen.borrow().len();
+    for position in 0..5 {
+        s.queue.sent.borrow_mut().push(JobMessage::DeployStep {
+            job_id: 1,
+            position,
+        });
+    }
+    let runs = s.drain();
+    assert!(runs.iter().all(|r| r.verdict == StepVerdict::Ack));
+    assert_eq!(s.http.seen.borrow().len(), calls, "no step ran twice");
+    assert_eq!(s.job(1).status, JobStatus::Finalized);
+}
+
+#[test]
+fn a_failed_deploy_is_reverted_to_the_last_finalized_commit() {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    s.drain();
+    s.world.borrow_mut().health_failures_left = MAX_HEALTH_ATTEMPTS as u32;
+    s.push(2);
+    s.drain();
+    let job = s.job(2);
+    assert_eq!(job.status, JobStatus::Reverted, "{:?}", job.error);
+    assert_eq!(job.revert_sha.as_deref(), Some(sha(1).as_str()));
+    assert!(job.error.as_deref().unwrap_or("").starts_with(
+        "Health check: https://app.example.com/health answered 503 (after 6 attempts)"
+    ));
+    use StepState::*;
+    assert_eq!(
+        states(&job),
+        vec![
+            ("create_deployment", Done),
+            ("trigger", Done),
+            ("await_result", Skipped),
+            ("verify_health", Failed),
+            ("finalize", Skipped),
+            ("revert_trigger", Done),
+            ("revert_await", Skipped),
+            ("revert_verify", Done),
+        ]
+    );
+    let failure = s
+        .github_calls()
+        .into_iter()
+        .rev()
+        .find(|(_, b)| b["state"] == "failure");
+    assert!(failure.is_some(), "GitHub deployment marked failed");
+    let hooks: Vec<String> = s
+        .http
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.url.contains("hooks"))
+        .filter_map(|r| r.body.clone())
+        .collect();
+    assert!(
+        hooks.last().is_some_and(|b| b.contains(sha(1).as_str())),
+        "the revert re-deployed the good commit"
+    );
+}
+
+#[test]
+fn nothing_to_revert_to() {
+    let s = Scenario::new(HOOK);
+    s.world
+        .borrow_mut()
+        .hook_fails_for
+        .push(sha(1).as_str().to_owned());
+    s.push(1);
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(
+        job.error.as_deref(),
+        Some("Trigger deploy: deploy hook answered 400; nothing to revert to")
+    );
+}
+
+#[test]
+fn a_revert_that_fails_leaves_the_job_failed() {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    s.drain();
+    s.world.borrow_mut().hook_fails_for =
+        vec![sha(2).as_str().to_owned(), sha(1).as_str().to_owned()];
+    s.push(2);
+    s.drain();
+    let job = s.job(2);
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(
+        job.error.as_deref(),
+        Some("revert failed: Revert: trigger: deploy hook answered 400")
+    );
+    // The next push deploys normally.
+    s.world.borrow_mut().hook_fails_for.clear();
+    s.push(3);
+    s.drain();
+    assert_eq!(s.job(3).status, JobStatus::Finalized);
+}
+
+#[test]
+fn newer_pushes_supersede_waiting_jobs() {
+    let s = Scenario::new(HOOK);
+    s.push(1); // started; its steps are queued but not run yet
+    assert_eq!(s.push(2), "delivery delivery-2: app: job 2 waiting");
+    assert_eq!(
+        s.push(3),
+        "delivery delivery-3: app: job 3 waiting, superseding [2]"
+    );
+    s.drain();
+    assert_eq!(s.job(1).status, JobStatus::Finalized);
+    assert_eq!(s.job(2).status, JobStatus::Cancelled);
+    assert_eq!(s.job(2).error.as_deref(), Some("superseded by job 3"));
+    assert_eq!(s.job(3).status, JobStatus::Finalized);
+}
+
+#[test]
+fn two_deliveries_of_one_push_deploy_once() {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    let again = s.deliver(GithubEvent::Push(PushEvent {
+        repository: RepoFullName::parse(REPO).expect("repo"),
+        git_ref: "refs/heads/main".into(),
+        before: sha(0),
+        after: sha(1),
+        created: false,
+        deleted: false,
+        forced: false,
+        commits: vec![],
+        pusher: None,
+        installation_id: None,
+    }));
+    assert_eq!(
+        again.expect("ok"),
+        "delivery delivery-2: app: job 1 exists for this commit"
+    );
+    s.drain();
+    let deployments = s
+        .github_calls()
+        .iter()
+        .filter(|(u, _)| u.ends_with("/deployments"))
+        .count();
+    assert_eq!(deployments, 1);
+}
+
+fn run_event(id: u64, head: &CommitSha, conclusion: &str) -> GithubEvent {
+    GithubEvent::WorkflowRun(WorkflowRunEvent {
+        action: "completed".into(),
+        repository: RepoFullName::parse(REPO).expect("repo"),
+        id,
+        name: Some("Deploy".into()),
+        path: Some(".github/workflows/deploy.yml".into()),
+        head_sha: head.clone(),
+        head_branch: Some("main".into()),
+        status: Some("completed".into()),
+        conclusion: Some(conclusion.into()),
+        html_url: Some(format!("https://github.com/octo/app/actions/runs/{id}")),
+        created_at: None,
+        updated_at: None,
+        installation_id: None,
+    })
+}
+
+#[test]
+fn a_workflow_target_waits_for_its_run_by_id() {
+    let s = Scenario::new(WORKFLOW);
+    s.world.borrow_mut().dispatch_run_id = Some(991);
+    s.push(1);
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Processing);
+    assert_eq!(job.steps[2].state, StepState::Started, "awaiting the run");
+    let dispatch = s
+        .github_calls()
+        .into_iter()
+        .find(|(u, _)| u.ends_with("/dispatches"))
+        .expect("dispatched");
+    assert_eq!(dispatch.1["inputs"]["sha"], sha(1).as_str());
+    assert_eq!(dispatch.1["ref"], "main");
+    // Another run on the same sha is not ours.
+    assert_eq!(
+        s.deliver(run_event(990, &sha(1), "failure")).expect("ok"),
+        "delivery delivery-2: workflow run 990: no step waits for it"
+    );
+    assert_eq!(
+        s.deliver(run_event(991, &sha(1), "success")).expect("ok"),
+        "delivery delivery-3: workflow run 991: resumed job steps [(1, 2)]"
+    );
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
+    assert_eq!(
+        job.steps[2]
+            .result
+            .as_ref()
+            .map(|r| r["workflow_run_id"].clone()),
+        Some(991.into())
+    );
+}
+
+#[test]
+fn a_run_that_finished_first_is_found_by_head_sha() {
+    let s = Scenario::new(WORKFLOW);
+    // GitHub returned no run id, and the run completed before the step waited.
+    s.deliver(run_event(555, &sha(1), "success"))
+        .expect("recorded");
+    s.push(1);
+    s.drain();
+    assert_eq!(s.job(1).status, JobStatus::Finalized);
+}
+
+#[test]
+fn a_failed_run_fails_the_deploy() {
+    let s = Scenario::new(WORKFLOW);
+    s.world.borrow_mut().dispatch_run_id = Some(7);
+    s.push(1);
+    s.drain();
+    s.deliver(run_event(7, &sha(1), "failure")).expect("ok");
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(
+        job.error.as_deref(),
+        Some("Await result: workflow run 7 concluded failure; nothing to revert to")
+    );
+}
+
+#[test]
+fn the_decision_after_a_step_is_pure() {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    let job = s.job(1);
+    let step = job.steps[1].clone();
+    let done = StepOutcome::Done(serde_json::json!({}));
+    assert_eq!(
+        after_step(&job, &step, &done, None, 10),
+        Next::Step(3),
+        "skips the skipped await"
+    );
+    let mut tried = step.clone();
+    tried.attempts = 2;
+    assert_eq!(
+        after_step(
+            &job,
+            &tried,
+            &StepOutcome::Transient("502".into()),
+            None,
+            10
+        ),
+        Next::RetryIn(4)
+    );
+    tried.attempts = MAX_STEP_ATTEMPTS;
+    assert_eq!(
+        after_step(
+            &job,
+            &tried,
+            &StepOutcome::Transient("502".into()),
+            Some(&"ab".repeat(20)),
+            10
+        ),
+        Next::Revert {
+            sha: "ab".repeat(20),
+            error: "Trigger deploy: 502 (after 5 attempts)".into()
+        }
+    );
+    assert_eq!(
+        after_step(
+            &job,
+            &step,
+            &StepOutcome::Waiting(serde_json::json!({})),
+            None,
+            10
+        ),
+        Next::Wait
+    );
+}
+
+#[test]
+fn the_sweep_times_out_a_wait_that_never_ends() {
+    let s = Scenario::new(WORKFLOW);
+    s.world.borrow_mut().dispatch_run_id = Some(12);
+    s.push(1);
+    s.drain();
+    // Ten minutes on: the sweep looks again (nothing came) and leaves it waiting.
+    *s.clock.borrow_mut() += 10 * 60 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert_eq!(log, vec!["job 1 step 2 (await_result) re-enqueued"]);
+    s.drain();
+    assert_eq!(s.job(1).status, JobStatus::Processing);
+    *s.clock.borrow_mut() += 31 * 60 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert!(log[0].starts_with("timed out: job 1"), "{log:?}");
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(
+        job.error.as_deref(),
+        Some("Await result: no result within 30 minutes; nothing to revert to")
+    );
+}
+
+#[test]
+fn a_step_whose_consumer_died_is_run_again_by_the_sweep() {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    // The consumer claims the first step and dies: its message is gone.
+    s.queue.sent.borrow_mut().clear();
+    block_on(JobStore::new(&s.db).claim_step(1, 0, s.now(), s.now()))
+        .expect("claim")
+        .expect("claimed");
+    s.drain();
+    assert_eq!(s.job(1).status, JobStatus::Processing);
+    *s.clock.borrow_mut() += (STEP_STALE_SECONDS + 1) * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert_eq!(log, vec!["job 1 step 0 (create_deployment) re-enqueued"]);
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Finalized);
+    assert_eq!(job.steps[0].attempts, 2);
+}
+
+#[test]
+fn a_lost_delivery_message_is_enqueued_again() {
+    let s = Scenario::new(HOOK);
+    let id = DeliveryId::parse("lost-1").expect("id");
+    let event = GithubEvent::Other {
+        event: "push".into(),
+        action: None,
+        repository: None,
+    };
+    block_on(DeliveryStore::new(&s.db).record(&id, &event, Outcome::Queued, None, s.now()))
+        .expect("record");
+    *s.clock.borrow_mut() += 200 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert_eq!(log, vec!["delivery lost-1 re-enqueued"]);
+    assert_eq!(
+        s.queue.sent.borrow().as_slice(),
+        &[JobMessage::GithubDelivery {
+            id: "lost-1".into()
+        }]
+    );
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert!(log.is_empty(), "not again before another grace period");
+}

@@ -1,0 +1,554 @@
+//! Deploy jobs and steps in D1. Every state change is a conditional update (the
+//! state machine's allowed moves), so redelivered or late messages change nothing.
+
+use serde::{Deserialize, Serialize};
+
+use super::{JobStatus, StepName, StepState};
+use crate::apps::AppName;
+use crate::github::deliveries::DeliveryId;
+use crate::github::events::PushCommit;
+use crate::github::CommitSha;
+use crate::ports::{Row, Sql, SqlValue, Statement, StoreError};
+use crate::time::Timestamp;
+
+/// A job as the API shows it, with its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub app: String,
+    pub environment: String,
+    pub sha: String,
+    pub git_ref: String,
+    pub delivery_id: Option<String>,
+    pub pusher: Option<String>,
+    pub status: JobStatus,
+    pub revert_sha: Option<String>,
+    pub github_deployment_id: Option<i64>,
+    pub telegram_message_id: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    #[serde(default)]
+    pub commits: Vec<PushCommit>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub position: i64,
+    pub name: StepName,
+    pub state: StepState,
+    pub attempts: i64,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// What a push asks for.
+pub struct NewJob<'a> {
+    pub app: &'a AppName,
+    pub environment: &'a str,
+    pub sha: &'a CommitSha,
+    pub git_ref: &'a str,
+    pub delivery_id: Option<&'a DeliveryId>,
+    pub pusher: Option<&'a str>,
+    pub commits: &'a [PushCommit],
+    pub steps: &'a [(StepName, StepState)],
+}
+
+pub struct JobStore<S> {
+    sql: S,
+}
+
+const JOB_COLUMNS: &str = "id, app, environment, sha, git_ref, delivery_id, pusher, status, revert_sha, \
+     github_deployment_id, telegram_message_id, error, created_at, updated_at, started_at, finished_at, commits";
+
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+fn step_inserts(
+    job_id: Option<i64>,
+    first_position: i64,
+    steps: &[(StepName, StepState)],
+    now: Timestamp,
+) -> Vec<Statement> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, (name, state))| Statement {
+            sql: "INSERT OR IGNORE INTO deploy_steps (job_id, position, name, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params: vec![
+                job_id.into(),
+                (first_position + i as i64).into(),
+                name.as_str().into(),
+                state.as_str().into(),
+                now.millis().into(),
+            ],
+        })
+        .collect()
+}
+
+impl<S: Sql> JobStore<S> {
+    pub fn new(sql: S) -> Self {
+        JobStore { sql }
+    }
+
+    /// Creates a waiting job with its steps, unless a live job for the same app,
+    /// environment and commit exists (a second delivery of the same push). Returns
+    /// the job's id and whether this call created it.
+    pub async fn create(
+        &self,
+        job: &NewJob<'_>,
+        now: Timestamp,
+    ) -> Result<(i64, bool), StoreError> {
+        let commits = serde_json::to_string(job.commits).map_err(store_err)?;
+        let done = self
+            .sql
+            .execute(
+                "INSERT OR IGNORE INTO deploy_jobs \
+                 (app, environment, sha, git_ref, delivery_id, pusher, commits, status, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'waiting', ?8, ?8)",
+                &[
+                    job.app.as_str().into(),
+                    job.environment.into(),
+                    job.sha.as_str().into(),
+                    job.git_ref.into(),
+                    job.delivery_id.map(DeliveryId::as_str).into(),
+                    job.pusher.into(),
+                    commits.into(),
+                    now.millis().into(),
+                ],
+            )
+            .await?;
+        if done.changes == 1 {
+            self.sql
+                .batch(&step_inserts(Some(done.last_row_id), 0, job.steps, now))
+                .await?;
+            return Ok((done.last_row_id, true));
+        }
+        let rows = self
+            .sql
+            .query(
+                "SELECT id FROM deploy_jobs WHERE app = ?1 AND environment = ?2 AND sha = ?3 \
+                 AND status IN ('waiting', 'processing', 'reverting')",
+                &[
+                    job.app.as_str().into(),
+                    job.environment.into(),
+                    job.sha.as_str().into(),
+                ],
+            )
+            .await?;
+        let id = rows
+            .first()
+            .and_then(|r| int(r, "id"))
+            .ok_or_else(|| StoreError("job neither created nor found".into()))?;
+        Ok((id, false))
+    }
+
+    /// Cancels the app's waiting jobs older than `newest`; returns their ids.
+    pub async fn supersede(
+        &self,
+        app: &str,
+        environment: &str,
+        newest: i64,
+        now: Timestamp,
+    ) -> Result<Vec<i64>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "UPDATE deploy_jobs SET status = 'cancelled', error = 'superseded by job ' || ?3, \
+                 updated_at = ?4, finished_at = ?4 \
+                 WHERE app = ?1 AND environment = ?2 AND status = 'waiting' AND id < ?3 RETURNING id",
+                &[app.into(), environment.into(), newest.into(), now.millis().into()],
+            )
+            .await?;
+        let ids: Vec<i64> = rows.iter().filter_map(|r| int(r, "id")).collect();
+        if !ids.is_empty() {
+            let list = serde_json::to_string(&ids).map_err(store_err)?;
+            self.sql
+                .execute(
+                    "UPDATE deploy_steps SET state = 'skipped', updated_at = ?2 \
+                     WHERE job_id IN (SELECT value FROM json_each(?1)) AND state = 'pending'",
+                    &[list.into(), now.millis().into()],
+                )
+                .await?;
+        }
+        Ok(ids)
+    }
+
+    /// Starts the app's newest waiting job unless a job is active for it; returns the
+    /// started job. One statement, so two consumers cannot both start one.
+    pub async fn try_start(
+        &self,
+        app: &str,
+        environment: &str,
+        now: Timestamp,
+    ) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "UPDATE deploy_jobs SET status = 'processing', started_at = ?3, updated_at = ?3 \
+                 WHERE id = (SELECT id FROM deploy_jobs WHERE app = ?1 AND environment = ?2 AND status = 'waiting' \
+                             ORDER BY id DESC LIMIT 1) \
+                 AND NOT EXISTS (SELECT 1 FROM deploy_jobs WHERE app = ?1 AND environment = ?2 \
+                                 AND status IN ('processing', 'reverting')) \
+                 RETURNING id",
+                &[app.into(), environment.into(), now.millis().into()],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| int(r, "id")))
+    }
+
+    /// Moves a job to `to` if its current status allows it; `false` changes nothing.
+    pub async fn set_status(
+        &self,
+        id: i64,
+        to: JobStatus,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let from: Vec<&str> = to.allowed_from().iter().map(|s| s.as_str()).collect();
+        let from = serde_json::to_string(&from).map_err(store_err)?;
+        let finished = to.is_final() || to == JobStatus::Failed;
+        let done = self
+            .sql
+            .execute(
+                "UPDATE deploy_jobs SET status = ?2, error = COALESCE(?3, error), updated_at = ?4, \
+                 finished_at = CASE WHEN ?5 THEN ?4 ELSE finished_at END \
+                 WHERE id = ?1 AND status IN (SELECT value FROM json_each(?6))",
+                &[
+                    id.into(),
+                    to.as_str().into(),
+                    error.into(),
+                    now.millis().into(),
+                    i64::from(finished).into(),
+                    from.into(),
+                ],
+            )
+            .await?;
+        Ok(done.changes == 1)
+    }
+
+    /// Records the GitHub deployment, Telegram message or revert sha of a job.
+    pub async fn set_field(
+        &self,
+        id: i64,
+        field: JobField,
+        value: SqlValue,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let sql = match field {
+            JobField::GithubDeploymentId => {
+                "UPDATE deploy_jobs SET github_deployment_id = ?2, updated_at = ?3 WHERE id = ?1"
+            }
+            JobField::TelegramMessageId => {
+                "UPDATE deploy_jobs SET telegram_message_id = ?2, updated_at = ?3 WHERE id = ?1"
+            }
+            JobField::RevertSha => {
+                "UPDATE deploy_jobs SET revert_sha = ?2, updated_at = ?3 WHERE id = ?1"
+            }
+        };
+        self.sql
+            .execute(sql, &[id.into(), value, now.millis().into()])
+            .await
+            .map(drop)
+    }
+
+    /// Appends steps after the last one (the revert steps).
+    pub async fn append_steps(
+        &self,
+        id: i64,
+        steps: &[(StepName, StepState)],
+        now: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let rows = self
+            .sql
+            .query("SELECT COALESCE(MAX(position), -1) + 1 AS next FROM deploy_steps WHERE job_id = ?1", &[id.into()])
+            .await?;
+        let first = rows.first().and_then(|r| int(r, "next")).unwrap_or(0);
+        self.sql
+            .batch(&step_inserts(Some(id), first, steps, now))
+            .await?;
+        Ok(first)
+    }
+
+    /// Claims a pending step (or one started before `stale_before`, whose consumer
+    /// died) for one attempt. `None` when it is finished or freshly claimed.
+    pub async fn claim_step(
+        &self,
+        job_id: i64,
+        position: i64,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<Option<Step>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "UPDATE deploy_steps SET state = 'started', attempts = attempts + 1, \
+                 started_at = COALESCE(started_at, ?3), updated_at = ?3 \
+                 WHERE job_id = ?1 AND position = ?2 \
+                 AND (state = 'pending' OR (state = 'started' AND updated_at < ?4)) \
+                 RETURNING position, name, state, attempts, result, error, started_at, finished_at",
+                &[
+                    job_id.into(),
+                    position.into(),
+                    now.millis().into(),
+                    stale_before.millis().into(),
+                ],
+            )
+            .await?;
+        rows.into_iter().next().map(step).transpose()
+    }
+
+    /// Puts a claimed step back to pending after a transient failure (its message
+    /// is retried), keeping the error for the record.
+    pub async fn release_step(
+        &self,
+        job_id: i64,
+        position: i64,
+        error: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE deploy_steps SET state = 'pending', error = ?3, updated_at = ?4 \
+                 WHERE job_id = ?1 AND position = ?2 AND state = 'started'",
+                &[
+                    job_id.into(),
+                    position.into(),
+                    error.into(),
+                    now.millis().into(),
+                ],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Keeps a started step waiting (an await step between checks): refreshes its
+    /// claim so the sweep knows it is alive, and records what it is waiting for.
+    pub async fn touch_step(
+        &self,
+        job_id: i64,
+        position: i64,
+        result: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE deploy_steps SET result = ?3, updated_at = ?4 WHERE job_id = ?1 AND position = ?2 AND state = 'started'",
+                &[job_id.into(), position.into(), result.to_string().into(), now.millis().into()],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Finishes a started step; `false` when it was not started (already finished).
+    pub async fn finish_step(
+        &self,
+        job_id: i64,
+        position: i64,
+        state: StepState,
+        result: Option<&serde_json::Value>,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = self
+            .sql
+            .execute(
+                "UPDATE deploy_steps SET state = ?3, result = COALESCE(?4, result), error = ?5, \
+                 finished_at = ?6, updated_at = ?6 \
+                 WHERE job_id = ?1 AND position = ?2 AND state IN ('started', 'pending')",
+                &[
+                    job_id.into(),
+                    position.into(),
+                    state.as_str().into(),
+                    result.map(|r| r.to_string()).into(),
+                    error.into(),
+                    now.millis().into(),
+                ],
+            )
+            .await?;
+        Ok(done.changes == 1)
+    }
+
+    /// Skips the pending steps of a job (after a failure).
+    pub async fn skip_pending(&self, job_id: i64, now: Timestamp) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE deploy_steps SET state = 'skipped', updated_at = ?2 WHERE job_id = ?1 AND state = 'pending'",
+                &[job_id.into(), now.millis().into()],
+            )
+            .await
+            .map(drop)
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                &format!("SELECT {JOB_COLUMNS} FROM deploy_jobs WHERE id = ?1"),
+                &[id.into()],
+            )
+            .await?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut job = job(row)?;
+        let steps = self
+            .sql
+            .query(
+                "SELECT position, name, state, attempts, result, error, started_at, finished_at \
+                 FROM deploy_steps WHERE job_id = ?1 ORDER BY position",
+                &[id.into()],
+            )
+            .await?;
+        job.steps = steps.into_iter().map(step).collect::<Result<_, _>>()?;
+        Ok(Some(job))
+    }
+
+    /// Jobs newest first, optionally of one app and in one status (without steps).
+    pub async fn list(
+        &self,
+        app: Option<&str>,
+        status: Option<JobStatus>,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM deploy_jobs WHERE (?1 IS NULL OR app = ?1) \
+                     AND (?2 IS NULL OR status = ?2) ORDER BY id DESC LIMIT ?3"
+                ),
+                &[
+                    app.into(),
+                    status.map(JobStatus::as_str).into(),
+                    limit.into(),
+                ],
+            )
+            .await?;
+        rows.into_iter().map(job).collect()
+    }
+
+    /// The sha of the app's newest finalized job before `before`, for a revert.
+    pub async fn last_finalized_sha(
+        &self,
+        app: &str,
+        environment: &str,
+        before: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT sha FROM deploy_jobs WHERE app = ?1 AND environment = ?2 AND status = 'finalized' \
+                 AND id < ?3 ORDER BY id DESC LIMIT 1",
+                &[app.into(), environment.into(), before.into()],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.get("sha"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned))
+    }
+
+    /// Steps started before `cutoff` and not finished: their consumer died or their
+    /// wait ran out. The sweep retries or fails them.
+    pub async fn stale_steps(
+        &self,
+        cutoff: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT s.job_id, s.position FROM deploy_steps s JOIN deploy_jobs j ON j.id = s.job_id \
+                 WHERE s.state = 'started' AND s.updated_at < ?1 AND j.status IN ('processing', 'reverting') \
+                 ORDER BY s.job_id LIMIT ?2",
+                &[cutoff.millis().into(), limit.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((int(r, "job_id")?, int(r, "position")?)))
+            .collect())
+    }
+}
+
+/// Job columns set after creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobField {
+    GithubDeploymentId,
+    TelegramMessageId,
+    RevertSha,
+}
+
+fn int(row: &Row, column: &str) -> Option<i64> {
+    let v = row.get(column)?;
+    v.as_i64()
+        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+}
+
+fn text(row: &Row, column: &str) -> Option<String> {
+    row.get(column).and_then(|v| v.as_str()).map(str::to_owned)
+}
+
+fn job(row: Row) -> Result<Job, StoreError> {
+    let status = text(&row, "status")
+        .and_then(|s| JobStatus::parse(&s))
+        .ok_or_else(|| StoreError("job status".into()))?;
+    Ok(Job {
+        id: int(&row, "id").ok_or_else(|| StoreError("job id".into()))?,
+        app: text(&row, "app").unwrap_or_default(),
+        environment: text(&row, "environment").unwrap_or_default(),
+        sha: text(&row, "sha").unwrap_or_default(),
+        git_ref: text(&row, "git_ref").unwrap_or_default(),
+        delivery_id: text(&row, "delivery_id"),
+        pusher: text(&row, "pusher"),
+        status,
+        revert_sha: text(&row, "revert_sha"),
+        github_deployment_id: int(&row, "github_deployment_id"),
+        telegram_message_id: int(&row, "telegram_message_id"),
+        error: text(&row, "error"),
+        created_at: int(&row, "created_at").unwrap_or(0),
+        updated_at: int(&row, "updated_at").unwrap_or(0),
+        started_at: int(&row, "started_at"),
+        finished_at: int(&row, "finished_at"),
+        commits: text(&row, "commits")
+            .map(|c| serde_json::from_str(&c))
+            .transpose()
+            .map_err(store_err)?
+            .unwrap_or_default(),
+        steps: Vec::new(),
+    })
+}
+
+fn step(row: Row) -> Result<Step, StoreError> {
+    Ok(Step {
+        position: int(&row, "position").ok_or_else(|| StoreError("step position".into()))?,
+        name: text(&row, "name")
+            .and_then(|n| StepName::parse(&n))
+            .ok_or_else(|| StoreError("step name".into()))?,
+        state: match text(&row, "state").as_deref() {
+            Some("pending") => StepState::Pending,
+            Some("started") => StepState::Started,
+            Some("done") => StepState::Done,
+            Some("failed") => StepState::Failed,
+            Some("skipped") => StepState::Skipped,
+            _ => return Err(StoreError("step state".into())),
+        },
+        attempts: int(&row, "attempts").unwrap_or(0),
+        result: text(&row, "result").and_then(|r| serde_json::from_str(&r).ok()),
+        error: text(&row, "error"),
+        started_at: int(&row, "started_at"),
+        finished_at: int(&row, "finished_at"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

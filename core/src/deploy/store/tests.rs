@@ -1,0 +1,231 @@
+//! Jobs and steps against SQLite with the real migrations.
+
+use super::*;
+use crate::deploy::{JobStatus, StepName, StepState};
+use crate::testing::{block_on, SqliteSql};
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_millis(1_700_000_000_000 + s * 1000)
+}
+
+fn sha(n: u8) -> CommitSha {
+    CommitSha::parse(&format!("{n:02x}").repeat(20)).expect("sha")
+}
+
+const STEPS: &[(StepName, StepState)] = &[
+    (StepName::CreateDeployment, StepState::Pending),
+    (StepName::Trigger, StepState::Pending),
+    (StepName::AwaitResult, StepState::Skipped),
+    (StepName::Finalize, StepState::Pending),
+];
+
+fn create(
+    store: &JobStore<&SqliteSql>,
+    commit: &CommitSha,
+    delivery: &str,
+    at: i64,
+) -> (i64, bool) {
+    let app = AppName::parse("hello").expect("name");
+    let delivery = DeliveryId::parse(delivery).expect("delivery");
+    let commits = vec![PushCommit {
+        id: commit.clone(),
+        subject: "Ship it".into(),
+        author: Some("octocat".into()),
+        timestamp: None,
+    }];
+    block_on(store.create(
+        &NewJob {
+            app: &app,
+            environment: "production",
+            sha: commit,
+            git_ref: "refs/heads/main",
+            delivery_id: Some(&delivery),
+            pusher: Some("octocat"),
+            commits: &commits,
+            steps: STEPS,
+        },
+        t(at),
+    ))
+    .expect("create")
+}
+
+fn status(store: &JobStore<&SqliteSql>, id: i64) -> JobStatus {
+    block_on(store.get(id)).expect("get").expect("job").status
+}
+
+#[test]
+fn two_deliveries_of_one_push_make_one_job() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let (a, created) = create(&store, &sha(1), "d-1", 0);
+    assert!(created);
+    let (b, created) = create(&store, &sha(1), "d-2", 1);
+    assert_eq!((b, created), (a, false));
+    let job = block_on(store.get(a)).expect("get").expect("job");
+    assert_eq!(job.status, JobStatus::Waiting);
+    assert_eq!(job.steps.len(), 4);
+    assert_eq!(job.steps[2].state, StepState::Skipped);
+    assert_eq!(job.commits[0].subject, "Ship it");
+    assert_eq!(job.delivery_id.as_deref(), Some("d-1"));
+}
+
+#[test]
+fn a_newer_push_supersedes_waiting_jobs_and_one_job_runs_at_a_time() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let (first, _) = create(&store, &sha(1), "d-1", 0);
+    assert_eq!(
+        block_on(store.try_start("hello", "production", t(1))).expect("start"),
+        Some(first)
+    );
+    assert_eq!(
+        block_on(store.try_start("hello", "production", t(1))).expect("start"),
+        None,
+        "already active"
+    );
+    let (second, _) = create(&store, &sha(2), "d-2", 2);
+    let (third, _) = create(&store, &sha(3), "d-3", 3);
+    assert_eq!(
+        block_on(store.supersede("hello", "production", third, t(3))).expect("supersede"),
+        vec![second]
+    );
+    assert_eq!(status(&store, second), JobStatus::Cancelled);
+    let cancelled = block_on(store.get(second)).expect("get").expect("job");
+    assert_eq!(
+        cancelled.error.as_deref(),
+        Some(format!("superseded by job {third}").as_str())
+    );
+    assert!(cancelled
+        .steps
+        .iter()
+        .all(|s| s.state == StepState::Skipped));
+    assert_eq!(
+        block_on(store.try_start("hello", "production", t(4))).expect("start"),
+        None,
+        "first still runs"
+    );
+    assert!(block_on(store.set_status(first, JobStatus::Finalized, None, t(5))).expect("finalize"));
+    assert_eq!(
+        block_on(store.try_start("hello", "production", t(6))).expect("start"),
+        Some(third)
+    );
+}
+
+#[test]
+fn statuses_only_move_forward() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let (id, _) = create(&store, &sha(1), "d-1", 0);
+    assert!(
+        !block_on(store.set_status(id, JobStatus::Finalized, None, t(1))).expect("set"),
+        "not started"
+    );
+    block_on(store.try_start("hello", "production", t(1))).expect("start");
+    assert!(
+        block_on(store.set_status(id, JobStatus::Failed, Some("trigger failed"), t(2)))
+            .expect("set")
+    );
+    assert!(
+        !block_on(store.set_status(id, JobStatus::Processing, None, t(3))).expect("set"),
+        "a late start"
+    );
+    assert!(block_on(store.set_status(id, JobStatus::Reverting, None, t(4))).expect("set"));
+    assert!(block_on(store.set_status(id, JobStatus::Reverted, None, t(5))).expect("set"));
+    assert!(!block_on(store.set_status(id, JobStatus::Failed, Some("late"), t(6))).expect("set"));
+    let job = block_on(store.get(id)).expect("get").expect("job");
+    assert_eq!(job.status, JobStatus::Reverted);
+    assert_eq!(job.error.as_deref(), Some("trigger failed"));
+    assert_eq!(job.finished_at, Some(t(5).millis()));
+}
+
+#[test]
+fn steps_are_claimed_once_and_finish_once() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let (id, _) = create(&store, &sha(1), "d-1", 0);
+    let step = block_on(store.claim_step(id, 0, t(1), t(-59)))
+        .expect("claim")
+        .expect("claimed");
+    assert_eq!((step.name, step.attempts), (StepName::CreateDeployment, 1));
+    assert!(
+        block_on(store.claim_step(id, 0, t(2), t(-58)))
+            .expect("claim")
+            .is_none(),
+        "held"
+    );
+    let again = block_on(store.claim_step(id, 0, t(120), t(60)))
+        .expect("claim")
+        .expect("stale, taken over");
+    assert_eq!(again.attempts, 2);
+    let result = serde_json::json!({"deployment_id": 42});
+    assert!(
+        block_on(store.finish_step(id, 0, StepState::Done, Some(&result), None, t(121)))
+            .expect("finish")
+    );
+    assert!(
+        !block_on(store.finish_step(id, 0, StepState::Failed, None, Some("late"), t(122)))
+            .expect("finish")
+    );
+    assert!(
+        block_on(store.claim_step(id, 0, t(500), t(440)))
+            .expect("claim")
+            .is_none(),
+        "done is done"
+    );
+    assert!(
+        block_on(store.claim_step(id, 2, t(500), t(440)))
+            .expect("claim")
+            .is_none(),
+        "skipped is done"
+    );
+    let job = block_on(store.get(id)).expect("get").expect("job");
+    assert_eq!(job.steps[0].result, Some(result));
+    assert_eq!(job.steps[0].state, StepState::Done);
+}
+
+#[test]
+fn a_released_step_is_claimable_and_stale_steps_are_found() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let (id, _) = create(&store, &sha(1), "d-1", 0);
+    block_on(store.try_start("hello", "production", t(0))).expect("start");
+    block_on(store.claim_step(id, 0, t(1), t(0)))
+        .expect("claim")
+        .expect("claimed");
+    assert_eq!(
+        block_on(store.stale_steps(t(100), 10)).expect("stale"),
+        vec![(id, 0)]
+    );
+    block_on(store.release_step(id, 0, "GitHub 502", t(2))).expect("release");
+    assert!(block_on(store.stale_steps(t(100), 10))
+        .expect("stale")
+        .is_empty());
+    let step = block_on(store.claim_step(id, 0, t(3), t(2)))
+        .expect("claim")
+        .expect("claimable");
+    assert_eq!(step.error.as_deref(), Some("GitHub 502"));
+    let first =
+        block_on(store.append_steps(id, &[(StepName::RevertTrigger, StepState::Pending)], t(4)))
+            .expect("append");
+    assert_eq!(first, 4);
+}
+
+#[test]
+fn the_last_finalized_sha_is_what_a_revert_deploys() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let (a, _) = create(&store, &sha(1), "d-1", 0);
+    block_on(store.try_start("hello", "production", t(0))).expect("start");
+    block_on(store.set_status(a, JobStatus::Finalized, None, t(1))).expect("set");
+    let (b, _) = create(&store, &sha(2), "d-2", 2);
+    assert_eq!(
+        block_on(store.last_finalized_sha("hello", "production", b)).expect("query"),
+        Some(sha(1).as_str().to_owned())
+    );
+    assert_eq!(
+        block_on(store.last_finalized_sha("hello", "production", a)).expect("query"),
+        None
+    );
+    let listed = block_on(store.list(Some("hello"), Some(JobStatus::Finalized), 10)).expect("list");
+    assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
+}

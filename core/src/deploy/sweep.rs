@@ -1,0 +1,106 @@
+//! The cron's part in deploys: steps whose consumer died are run again, await steps
+//! re-check for their result (it may have come in a delivery no app claimed) and
+//! fail once they have waited longer than `AWAIT_TIMEOUT_MINUTES`, and deliveries
+//! whose queue message was lost are enqueued again.
+
+use super::pipeline::{time_out_step, Deps, STEP_STALE_SECONDS};
+use super::store::JobStore;
+use super::StepName;
+use crate::github::deliveries::DeliveryStore;
+use crate::jobs::JobMessage;
+use crate::ports::{Http, Queue, Sql};
+use crate::time::Timestamp;
+
+/// Steps and deliveries handled per cron run; the rest wait for the next.
+pub const SWEEP_BATCH: u32 = 50;
+
+pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue>(
+    deps: &Deps<'_, H, S, Q>,
+    now: Timestamp,
+) -> Vec<String> {
+    let mut log = Vec::new();
+    let jobs = JobStore::new(deps.sql);
+    let stale = match jobs
+        .stale_steps(now.minus_seconds(STEP_STALE_SECONDS), SWEEP_BATCH)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return vec![format!("deploy sweep: {e}")],
+    };
+    let timeout = i64::from(deps.config.await_timeout_minutes) * 60;
+    for (job_id, position) in stale {
+        let step = match jobs.get(job_id).await {
+            Ok(Some(job)) => job.steps.into_iter().find(|s| s.position == position),
+            Ok(None) => None,
+            Err(e) => {
+                log.push(format!("job {job_id}: {e}"));
+                continue;
+            }
+        };
+        let Some(step) = step else { continue };
+        let waiting = matches!(step.name, StepName::AwaitResult | StepName::RevertAwait);
+        let started = step.started_at.map(Timestamp::from_millis).unwrap_or(now);
+        if waiting && started < now.minus_seconds(timeout) {
+            let minutes = deps.config.await_timeout_minutes;
+            let run = time_out_step(
+                deps,
+                job_id,
+                position,
+                format!("no result within {minutes} minutes"),
+                now,
+            )
+            .await;
+            log.push(format!("timed out: {}", run.log));
+            continue;
+        }
+        // Make it claimable and run it again: a dead consumer's step is retried, a
+        // waiting step looks for its result once more.
+        if let Err(e) = jobs
+            .release_step(
+                job_id,
+                position,
+                step.error.as_deref().unwrap_or("interrupted"),
+                now,
+            )
+            .await
+        {
+            log.push(format!("job {job_id} step {position}: {e}"));
+            continue;
+        }
+        match deps
+            .queue
+            .send(&JobMessage::DeployStep { job_id, position })
+            .await
+        {
+            Ok(()) => log.push(format!(
+                "job {job_id} step {position} ({}) re-enqueued",
+                step.name.as_str()
+            )),
+            Err(e) => log.push(format!("job {job_id} step {position}: {e}")),
+        }
+    }
+
+    let deliveries = DeliveryStore::new(deps.sql);
+    let cutoff = now.minus_seconds(i64::from(deps.config.sweep_after_seconds));
+    match deliveries.lost(cutoff, SWEEP_BATCH).await {
+        Ok(ids) => {
+            for id in ids {
+                match deps
+                    .queue
+                    .send(&JobMessage::GithubDelivery {
+                        id: id.as_str().to_owned(),
+                    })
+                    .await
+                {
+                    Ok(()) => {
+                        let _ = deliveries.touch(&id, now).await;
+                        log.push(format!("delivery {} re-enqueued", id.as_str()));
+                    }
+                    Err(e) => log.push(format!("delivery {}: {e}", id.as_str())),
+                }
+            }
+        }
+        Err(e) => log.push(format!("delivery sweep: {e}")),
+    }
+    log
+}

@@ -1,0 +1,326 @@
+//! The GitHub REST client the deploy flow uses. Generic over [`Http`]; the base URL
+//! comes from config (`GITHUB_API_BASE`), so tests talk to a strict fake.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::events::PushCommit;
+use super::{CommitSha, RepoFullName};
+use crate::http::{HttpError, HttpRequest, HttpResponse, Method};
+use crate::ports::Http;
+use crate::secret::Secret;
+
+/// Default `GITHUB_API_BASE`.
+pub const DEFAULT_API_BASE: &str = "https://api.github.com";
+/// The REST API version every request pins.
+pub const API_VERSION: &str = "2022-11-28";
+/// One call may take this long.
+pub const REQUEST_TIMEOUT_MS: u32 = 15_000;
+/// Pages of the compare API followed at most (100 commits each; a push lists at
+/// most 2,048 in its webhook, so 30 pages covers far more than any push).
+pub const MAX_COMPARE_PAGES: usize = 30;
+
+/// Where and as whom to call GitHub.
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    pub api_base: String,
+    pub token: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GithubError {
+    /// Rate limits, 5xx, network errors: worth retrying.
+    #[error("GitHub {0}")]
+    Transient(String),
+    /// Any other 4xx: GitHub's own message.
+    #[error("GitHub {0}")]
+    Rejected(String),
+}
+
+impl GithubError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, GithubError::Transient(_))
+    }
+}
+
+#[derive(Deserialize)]
+struct Message {
+    message: Option<String>,
+}
+
+fn classify(result: Result<HttpResponse, HttpError>) -> Result<HttpResponse, GithubError> {
+    let resp = result.map_err(|e| GithubError::Transient(e.to_string()))?;
+    if (200..300).contains(&resp.status) {
+        return Ok(resp);
+    }
+    let message = serde_json::from_str::<Message>(&resp.body)
+        .ok()
+        .and_then(|m| m.message)
+        .unwrap_or_else(|| "no message".into());
+    let text = format!("{}: {message}", resp.status);
+    let rate_limited = resp.status == 429
+        || (resp.status == 403
+            && (resp.header("x-ratelimit-remaining") == Some("0")
+                || message.to_ascii_lowercase().contains("rate limit")));
+    if rate_limited || resp.status >= 500 {
+        Err(GithubError::Transient(text))
+    } else {
+        Err(GithubError::Rejected(text))
+    }
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(link: Option<&str>) -> Option<String> {
+    link?.split(',').find_map(|part| {
+        let (url, rel) = part.split_once(';')?;
+        rel.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
+    })
+}
+
+pub struct GithubClient<'a, H> {
+    http: &'a H,
+    config: &'a GithubConfig,
+}
+
+impl<'a, H: Http> GithubClient<'a, H> {
+    pub fn new(http: &'a H, config: &'a GithubConfig) -> Self {
+        GithubClient { http, config }
+    }
+
+    fn request(&self, method: Method, url: String, body: Option<serde_json::Value>) -> HttpRequest {
+        let mut req = match body {
+            Some(b) => HttpRequest::post_json(url, b.to_string(), REQUEST_TIMEOUT_MS),
+            None => HttpRequest::get(url, REQUEST_TIMEOUT_MS),
+        };
+        req.method = method;
+        req.header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", API_VERSION)
+            .header(
+                "user-agent",
+                concat!("edge-notifier/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(
+                "authorization",
+                format!("Bearer {}", self.config.token.expose()),
+            )
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<HttpResponse, GithubError> {
+        let url = format!("{}{path}", self.config.api_base);
+        classify(self.http.send(self.request(method, url, body)).await)
+    }
+
+    fn json<T: for<'de> Deserialize<'de>>(resp: &HttpResponse) -> Result<T, GithubError> {
+        serde_json::from_str(&resp.body)
+            .map_err(|e| GithubError::Transient(format!("unexpected answer: {e}")))
+    }
+
+    /// `POST /repos/{repo}/deployments` for `sha`; returns the deployment id.
+    pub async fn create_deployment(
+        &self,
+        repo: &RepoFullName,
+        sha: &CommitSha,
+        environment: &str,
+        description: &str,
+    ) -> Result<i64, GithubError> {
+        #[derive(Deserialize)]
+        struct Created {
+            id: i64,
+        }
+        let resp = self
+            .call(
+                Method::Post,
+                &format!("/repos/{}/deployments", repo.as_str()),
+                Some(json!({
+                    "ref": sha.as_str(),
+                    "environment": environment,
+                    "auto_merge": false,
+                    "required_contexts": [],
+                    "description": description,
+                    "production_environment": environment == "production",
+                })),
+            )
+            .await?;
+        Ok(Self::json::<Created>(&resp)?.id)
+    }
+
+    /// `POST /repos/{repo}/deployments/{id}/statuses`.
+    pub async fn deployment_status(
+        &self,
+        repo: &RepoFullName,
+        deployment_id: i64,
+        state: &str,
+        description: &str,
+        environment_url: Option<&str>,
+        log_url: Option<&str>,
+    ) -> Result<(), GithubError> {
+        let mut body = json!({ "state": state, "description": description });
+        if let Some(u) = environment_url {
+            body["environment_url"] = u.into();
+        }
+        if let Some(u) = log_url {
+            body["log_url"] = u.into();
+        }
+        self.call(
+            Method::Post,
+            &format!(
+                "/repos/{}/deployments/{deployment_id}/statuses",
+                repo.as_str()
+            ),
+            Some(body),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /repos/{repo}/actions/workflows/{workflow}/dispatches` asking for the
+    /// run's details; returns the run id when GitHub gives one.
+    pub async fn dispatch_workflow(
+        &self,
+        repo: &RepoFullName,
+        workflow: &str,
+        git_ref: &str,
+        inputs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<u64>, GithubError> {
+        #[derive(Deserialize)]
+        struct Dispatched {
+            workflow_run_id: Option<u64>,
+        }
+        let resp = self
+            .call(
+                Method::Post,
+                &format!(
+                    "/repos/{}/actions/workflows/{workflow}/dispatches",
+                    repo.as_str()
+                ),
+                Some(json!({ "ref": git_ref, "inputs": inputs, "return_run_details": true })),
+            )
+            .await?;
+        if resp.status == 204 || resp.body.trim().is_empty() {
+            return Ok(None);
+        }
+        Ok(Self::json::<Dispatched>(&resp)?.workflow_run_id)
+    }
+
+    /// Every commit between `base` and `head` (`GET /repos/{repo}/compare/{base}...{head}`,
+    /// following pagination), for pushes whose webhook list is at its cap.
+    pub async fn compare_commits(
+        &self,
+        repo: &RepoFullName,
+        base: &CommitSha,
+        head: &CommitSha,
+    ) -> Result<Vec<PushCommit>, GithubError> {
+        #[derive(Deserialize)]
+        struct Compare {
+            commits: Vec<CompareCommit>,
+        }
+        #[derive(Deserialize)]
+        struct CompareCommit {
+            sha: String,
+            commit: CommitBody,
+            author: Option<Login>,
+        }
+        #[derive(Deserialize)]
+        struct CommitBody {
+            message: String,
+            author: Option<GitAuthor>,
+        }
+        #[derive(Deserialize)]
+        struct GitAuthor {
+            email: Option<String>,
+            date: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Login {
+            login: String,
+        }
+        let mut url = format!(
+            "{}/repos/{}/compare/{}...{}?per_page=100",
+            self.config.api_base,
+            repo.as_str(),
+            base.as_str(),
+            head.as_str()
+        );
+        let mut commits = Vec::new();
+        for _ in 0..MAX_COMPARE_PAGES {
+            let resp = classify(
+                self.http
+                    .send(self.request(Method::Get, url.clone(), None))
+                    .await,
+            )?;
+            let page: Compare = Self::json(&resp)?;
+            for c in page.commits {
+                let id = CommitSha::parse(&c.sha).ok_or_else(|| {
+                    GithubError::Transient(format!("compare: {:?} is not a sha", c.sha))
+                })?;
+                commits.push(PushCommit {
+                    id,
+                    subject: super::events::subject(&c.commit.message),
+                    author: c
+                        .author
+                        .map(|a| a.login)
+                        .or_else(|| c.commit.author.as_ref().and_then(|a| a.email.clone())),
+                    timestamp: c.commit.author.and_then(|a| a.date),
+                });
+            }
+            match next_link(resp.header("link")) {
+                // Only ever follow links to the configured API.
+                Some(next) if next.starts_with(&self.config.api_base) => url = next,
+                _ => return Ok(commits),
+            }
+        }
+        Err(GithubError::Rejected(format!(
+            "compare: more than {MAX_COMPARE_PAGES} pages"
+        )))
+    }
+
+    /// Whether `sha` is a merge: a commit with several parents, or one GitHub
+    /// associates with a merged pull request.
+    pub async fn is_merge(
+        &self,
+        repo: &RepoFullName,
+        sha: &CommitSha,
+    ) -> Result<bool, GithubError> {
+        #[derive(Deserialize)]
+        struct Commit {
+            parents: Vec<serde_json::Value>,
+        }
+        #[derive(Deserialize)]
+        struct Pull {
+            merged_at: Option<String>,
+        }
+        let resp = self
+            .call(
+                Method::Get,
+                &format!("/repos/{}/commits/{}", repo.as_str(), sha.as_str()),
+                None,
+            )
+            .await?;
+        if Self::json::<Commit>(&resp)?.parents.len() > 1 {
+            return Ok(true);
+        }
+        let resp = self
+            .call(
+                Method::Get,
+                &format!("/repos/{}/commits/{}/pulls", repo.as_str(), sha.as_str()),
+                None,
+            )
+            .await?;
+        Ok(Self::json::<Vec<Pull>>(&resp)?
+            .iter()
+            .any(|p| p.merged_at.is_some()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,109 @@
+//! What `/github` does with a verified, parsed delivery: answer a ping, ignore what
+//! no app uses (recorded, 202), or enqueue the rest. Pure: event + apps → decision.
+
+use super::events::GithubEvent;
+use crate::apps::NamedApp;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intake {
+    /// `ping`: answered 200 at once.
+    Pong,
+    /// Recorded as ignored, answered 202, with the reason.
+    Ignore(String),
+    /// Recorded as queued; the consumer does the work.
+    Enqueue,
+}
+
+/// Decides from the event and the apps registered for its repository.
+pub fn decide(event: &GithubEvent, apps: &[NamedApp]) -> Intake {
+    match event {
+        GithubEvent::Ping { .. } => Intake::Pong,
+        GithubEvent::Push(push) => {
+            if push.deleted || push.after.is_zero() {
+                return Intake::Ignore(format!("{} was deleted", push.git_ref));
+            }
+            let Some(branch) = push.branch() else {
+                return Intake::Ignore(format!("{} is not a branch", push.git_ref));
+            };
+            if apps.iter().any(|a| a.app.watches(&push.repository, branch)) {
+                Intake::Enqueue
+            } else {
+                Intake::Ignore(format!(
+                    "no app deploys {} from {branch}",
+                    push.repository.as_str()
+                ))
+            }
+        }
+        GithubEvent::WorkflowRun(run)
+            if run.action == "completed"
+                && apps.iter().any(|a| {
+                    matches!(&a.app.deploy, crate::apps::DeployTarget::GithubWorkflow { repository, .. }
+                        if repository.as_ref().unwrap_or(&a.app.repository).same_as(&run.repository))
+                }) =>
+        {
+            Intake::Enqueue
+        }
+        other => {
+            let (name, action, _) = other.summary();
+            Intake::Ignore(match action {
+                Some(a) => format!("no app uses {name}.{a}"),
+                None => format!("no app uses {name}"),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apps::{App, AppName};
+
+    fn app(repo: &str, branch: &str) -> NamedApp {
+        let body = format!(
+            r#"{{"repository": "{repo}", "production_branch": "{branch}", "environment": "production",
+            "deploy_on": "push", "deploy": {{"type": "deploy_hook", "url": "https://hooks.example.com/x"}}}}"#
+        );
+        NamedApp {
+            name: AppName::parse("hello").expect("name"),
+            app: App::parse(body.as_bytes()).expect("app"),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn fixture(name: &str, event: &str) -> GithubEvent {
+        let path = format!(
+            "{}/../tests/fixtures/github/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        super::super::events::parse(event, &std::fs::read(path).expect("fixture")).expect("parses")
+    }
+
+    #[test]
+    fn pushes_to_a_watched_branch_are_enqueued() {
+        let push = fixture("push.with-new-branch.json", "push");
+        assert_eq!(
+            decide(&push, &[app("Codertocat/Hello-World", "master")]),
+            Intake::Enqueue
+        );
+        assert_eq!(
+            decide(&push, &[app("Codertocat/Hello-World", "main")]),
+            Intake::Ignore("no app deploys Codertocat/Hello-World from master".into())
+        );
+        assert!(matches!(decide(&push, &[]), Intake::Ignore(_)));
+    }
+
+    #[test]
+    fn deletions_tags_pings_and_the_rest() {
+        let tag = fixture("push.tag-deleted.json", "push");
+        assert_eq!(
+            decide(&tag, &[app("Codertocat/Hello-World", "master")]),
+            Intake::Ignore("refs/tags/simple-tag was deleted".into())
+        );
+        assert_eq!(decide(&fixture("ping.json", "ping"), &[]), Intake::Pong);
+        assert_eq!(
+            decide(&fixture("deployment_status.json", "deployment_status"), &[]),
+            Intake::Ignore("no app uses deployment_status.created".into())
+        );
+    }
+}

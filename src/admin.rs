@@ -1,0 +1,291 @@
+//! The admin API under `/api/`, guarded by `ADMIN_TOKEN`: the apps registry and the
+//! delivery log.
+
+use edge_core::apps::{App, AppName, AppStore};
+use edge_core::auth::{check_bearer, BearerError};
+use edge_core::config::Config;
+use edge_core::deploy::store::JobStore;
+use edge_core::deploy::JobStatus;
+use edge_core::error::ApiError;
+use edge_core::github::deliveries::{DeliveryId, DeliveryStore};
+use edge_core::jobs::JobMessage;
+use edge_core::ports::Queue;
+use edge_core::store::NotificationStore;
+use worker::{console_error, Env, Method, Request};
+
+use crate::adapters::{self, now};
+use crate::respond::Reply;
+
+/// Largest admin request body; an app's JSON is a few hundred bytes.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// `limit` for listings: default and ceiling.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+fn parse_limit(v: Option<String>) -> Result<u32, ApiError> {
+    match v {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                ))
+            }),
+    }
+}
+
+fn authorize(req: &Request, config: &Config) -> Result<(), ApiError> {
+    let token = config
+        .admin_token
+        .as_ref()
+        .ok_or(ApiError::NotConfigured("ADMIN_TOKEN"))?;
+    let header = req.headers().get("authorization").ok().flatten();
+    check_bearer(header.as_deref(), token).map_err(|e| {
+        ApiError::Unauthorized(match e {
+            BearerError::Missing => "missing bearer token",
+            BearerError::Mismatch => "invalid token",
+        })
+    })
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    console_error!("admin: {what}: {e}");
+    ApiError::Unavailable
+}
+
+pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Reply, ApiError> {
+    let path = req.path();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Unknown paths are 404 before authentication says anything about them.
+    let route = match segments.as_slice() {
+        ["api", "apps"] => Route::Apps,
+        ["api", "apps", name] => Route::App(name.to_string()),
+        ["api", "deliveries"] => Route::Deliveries,
+        ["api", "deliveries", id, "replay"] => Route::Replay(id.to_string()),
+        ["api", "jobs"] => Route::Jobs,
+        ["api", "jobs", id] => Route::Job(id.to_string()),
+        _ => return Err(ApiError::NotFound),
+    };
+    authorize(&req, config)?;
+    let sql = adapters::d1(env)?;
+    let apps = AppStore::new(&sql);
+    let method = req.method();
+    match (route, method) {
+        (Route::Apps, Method::Get) => {
+            let list = apps.list().await.map_err(|e| unavailable("apps", e))?;
+            Ok(Reply {
+                status: 200,
+                body: serde_json::json!({ "success": true, "apps": list }),
+            })
+        }
+        (Route::Apps, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::App(name), Method::Get) => {
+            let name = AppName::parse(&name)?;
+            let app = apps
+                .get(&name)
+                .await
+                .map_err(|e| unavailable("app", e))?
+                .ok_or(ApiError::NotFound)?;
+            Ok(Reply {
+                status: 200,
+                body: serde_json::json!({ "success": true, "app": app }),
+            })
+        }
+        (Route::App(name), Method::Put) => {
+            let name = AppName::parse(&name)?;
+            let media = req
+                .headers()
+                .get("content-type")
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            if !media
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+            {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            let body = req
+                .bytes()
+                .await
+                .map_err(|_| ApiError::BadRequest("unreadable body".into()))?;
+            if body.len() > MAX_BODY_BYTES {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                });
+            }
+            let app = App::parse(&body)?;
+            let created = apps
+                .put(&name, &app, now())
+                .await
+                .map_err(|e| unavailable("app", e))?;
+            let stored = apps
+                .get(&name)
+                .await
+                .map_err(|e| unavailable("app", e))?
+                .ok_or(ApiError::Internal)?;
+            Ok(Reply {
+                status: if created { 201 } else { 200 },
+                body: serde_json::json!({ "success": true, "app": stored }),
+            })
+        }
+        (Route::App(name), Method::Delete) => {
+            let name = AppName::parse(&name)?;
+            if apps
+                .delete(&name)
+                .await
+                .map_err(|e| unavailable("app", e))?
+            {
+                Ok(Reply::message(200, "Deleted"))
+            } else {
+                Err(ApiError::NotFound)
+            }
+        }
+        (Route::App(_), _) => Err(ApiError::MethodNotAllowed {
+            allowed: "GET, PUT, DELETE",
+        }),
+        (Route::Deliveries, Method::Get) => deliveries(&req, &sql).await,
+        (Route::Deliveries, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::Replay(id), Method::Post) => {
+            let id = DeliveryId::parse(&id).ok_or(ApiError::NotFound)?;
+            let deliveries = DeliveryStore::new(&sql);
+            if deliveries
+                .event(&id)
+                .await
+                .map_err(|e| unavailable("delivery", e))?
+                .is_none()
+            {
+                return Err(ApiError::NotFound);
+            }
+            deliveries
+                .touch(&id, now())
+                .await
+                .map_err(|e| unavailable("delivery", e))?;
+            adapters::queue(env)
+                .send(&JobMessage::GithubDelivery {
+                    id: id.as_str().to_owned(),
+                })
+                .await
+                .map_err(|e| unavailable("queue", e))?;
+            Ok(Reply::message(202, "Replay queued"))
+        }
+        (Route::Replay(_), _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
+        (Route::Jobs, Method::Get) => {
+            let url = req
+                .url()
+                .map_err(|_| ApiError::BadRequest("bad URL".into()))?;
+            let query = |k: &str| {
+                url.query_pairs()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.into_owned())
+            };
+            let status = match query("status") {
+                None => None,
+                Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
+                    ApiError::BadRequest("status must be one of waiting, processing, finalized, failed, reverting, reverted, cancelled".into())
+                })?),
+            };
+            let app = query("app").map(|a| AppName::parse(&a)).transpose()?;
+            let limit = parse_limit(query("limit"))?;
+            let jobs = JobStore::new(&sql)
+                .list(app.as_ref().map(AppName::as_str), status, limit)
+                .await
+                .map_err(|e| unavailable("jobs", e))?;
+            Ok(Reply {
+                status: 200,
+                body: serde_json::json!({ "success": true, "jobs": jobs }),
+            })
+        }
+        (Route::Jobs, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::Job(id), Method::Get) => {
+            let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+            let job = JobStore::new(&sql)
+                .get(id)
+                .await
+                .map_err(|e| unavailable("job", e))?
+                .ok_or(ApiError::NotFound)?;
+            Ok(Reply {
+                status: 200,
+                body: serde_json::json!({ "success": true, "job": job }),
+            })
+        }
+        (Route::Job(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+    }
+}
+
+enum Route {
+    Apps,
+    App(String),
+    Deliveries,
+    Replay(String),
+    Jobs,
+    Job(String),
+}
+
+/// `GET /api/deliveries?limit=`: GitHub deliveries and `/notify` notifications,
+/// newest first.
+async fn deliveries(req: &Request, sql: &adapters::D1Sql) -> Result<Reply, ApiError> {
+    let url = req
+        .url()
+        .map_err(|_| ApiError::BadRequest("bad URL".into()))?;
+    let limit = match url.query_pairs().find(|(k, _)| k == "limit") {
+        None => DEFAULT_LIMIT,
+        Some((_, v)) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                ))
+            })?,
+    };
+    let github = DeliveryStore::new(sql)
+        .recent(limit)
+        .await
+        .map_err(|e| unavailable("deliveries", e))?;
+    let notify = NotificationStore::new(sql)
+        .recent(limit)
+        .await
+        .map_err(|e| unavailable("notifications", e))?;
+    let mut all: Vec<(i64, serde_json::Value)> = github
+        .into_iter()
+        .map(|d| {
+            let at = d.received_at;
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["source"] = "github".into();
+            (at, v)
+        })
+        .chain(notify.into_iter().map(|n| {
+            (
+                n.created_at,
+                serde_json::json!({
+                    "source": "notify",
+                    "id": format!("{}:{}", n.kind, n.deployment_id),
+                    "event": format!("{} deployment", n.kind),
+                    "repository": null,
+                    "project": n.project_name,
+                    "via": n.source,
+                    "outcome": n.status.as_str(),
+                    "detail": n.last_error,
+                    "attempts": n.attempts,
+                    "received_at": n.created_at,
+                    "updated_at": n.updated_at,
+                }),
+            )
+        }))
+        .collect();
+    all.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    all.truncate(limit as usize);
+    let list: Vec<serde_json::Value> = all.into_iter().map(|(_, v)| v).collect();
+    Ok(Reply {
+        status: 200,
+        body: serde_json::json!({ "success": true, "deliveries": list }),
+    })
+}

@@ -1,0 +1,86 @@
+//! The `JOBS` consumer's deploy side: recorded GitHub deliveries and deploy steps,
+//! handed to `edge_core::deploy`.
+
+use edge_core::config::Config;
+use edge_core::deploy::intake::{process_delivery, ProcessError};
+use edge_core::deploy::pipeline::{run_step, Deps, StepVerdict};
+use edge_core::github::deliveries::DeliveryId;
+use edge_core::jobs::JobMessage;
+use edge_core::retry::backoff_seconds;
+use worker::{console_error, console_log, Env};
+
+use crate::adapters::{self, now, FetchHttp};
+
+/// What the queue does with the message.
+pub enum Retry {
+    No,
+    After(u32),
+}
+
+pub async fn run(job: &JobMessage, env: &Env, config: &Config) -> Retry {
+    let sql = match adapters::d1(env) {
+        Ok(s) => s,
+        Err(e) => {
+            console_error!("deploy: {e}");
+            return Retry::After(backoff_seconds(1));
+        }
+    };
+    let queue = adapters::queue(env);
+    let deps = Deps {
+        config,
+        http: &FetchHttp,
+        sql: &sql,
+        queue: &queue,
+    };
+    match job {
+        JobMessage::GithubDelivery { id } => {
+            let Some(id) = DeliveryId::parse(id) else {
+                console_error!("deploy: dropping a message with an invalid delivery id");
+                return Retry::No;
+            };
+            match process_delivery(&deps, &id, now()).await {
+                Ok(log) => {
+                    console_log!("github: {log}");
+                    Retry::No
+                }
+                Err(ProcessError::Permanent(e)) => {
+                    console_error!("github: delivery {} failed: {e}", id.as_str());
+                    Retry::No
+                }
+                Err(ProcessError::Transient(e)) => {
+                    console_error!("github: delivery {} will be retried: {e}", id.as_str());
+                    Retry::After(backoff_seconds(2))
+                }
+            }
+        }
+        JobMessage::DeployStep { job_id, position } => {
+            let run = run_step(&deps, *job_id, *position, now()).await;
+            match run.verdict {
+                StepVerdict::Ack => {
+                    console_log!("deploy: {}", run.log);
+                    Retry::No
+                }
+                StepVerdict::Retry { delay_seconds } => {
+                    console_error!("deploy: {}; retrying in {delay_seconds} s", run.log);
+                    Retry::After(delay_seconds)
+                }
+            }
+        }
+        JobMessage::Notify { .. } => Retry::No,
+    }
+}
+
+/// The cron's deploy sweep.
+pub async fn sweep(env: &Env, config: &Config) {
+    let Ok(sql) = adapters::d1(env) else { return };
+    let queue = adapters::queue(env);
+    let deps = Deps {
+        config,
+        http: &FetchHttp,
+        sql: &sql,
+        queue: &queue,
+    };
+    for line in edge_core::deploy::sweep::sweep(&deps, now()).await {
+        console_log!("cron deploy sweep: {line}");
+    }
+}
