@@ -76,6 +76,21 @@ export async function fakeTelegram({ token, chatId }) {
   let nextId = 1000;
   const server = await listen((req, raw, res) => {
     const path = new URL(req.url, "http://x").pathname;
+    if (req.method === "POST" && path === `/bot${token}/editMessageText`) {
+      const body = JSON.parse(raw);
+      const original = messages.find((m) => m.messageId === body.message_id);
+      if (!original || String(body.chat_id) !== String(original.body.chat_id)) {
+        violations.push(`editMessageText of unknown message ${body.message_id}`);
+        return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: message to edit not found" });
+      }
+      try {
+        original.edits.push({ text: body.text, visible: parseTelegramHtml(body.text), at: Date.now() });
+      } catch (e) {
+        violations.push(`edit with HTML Telegram would refuse: ${e.message}`);
+        return json(res, 400, { ok: false, error_code: 400, description: `Bad Request: ${e.message}` });
+      }
+      return json(res, 200, { ok: true, result: { message_id: body.message_id, text: body.text } });
+    }
     if (req.method !== "POST" || !path.endsWith("/sendMessage") || !path.startsWith("/bot")) {
       violations.push(`unexpected ${req.method} ${path.replace(token, "<token>")}`);
       return json(res, 404, { ok: false, error_code: 404, description: "Not Found" });
@@ -103,7 +118,7 @@ export async function fakeTelegram({ token, chatId }) {
       return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: message text is empty" });
     }
     if (body.parse_mode !== undefined && body.parse_mode !== "HTML") violations.push(`parse_mode ${body.parse_mode}`);
-    const record = { text: body.text, parseMode: body.parse_mode, body, at: Date.now() };
+    const record = { text: body.text, parseMode: body.parse_mode, body, at: Date.now(), edits: [] };
     const script = scripts.find((s) => body.text.includes(s.match) && s.responses.length);
     if (script) {
       const r = script.responses.shift();
@@ -203,4 +218,98 @@ export async function fakeCloudflare({ token, accountId }) {
     pages,
     close: () => new Promise((r) => server.close(r)),
   };
+}
+
+/**
+ * GitHub's REST API as the deploy flow uses it. Checks the headers GitHub requires
+ * on every request; answers from state the test can inspect and steer.
+ */
+export async function fakeGithub({ token }) {
+  const requests = [];
+  const violations = [];
+  const state = { nextDeployment: 1000, dispatchRunId: null, compare: new Map(), parents: new Map(), pulls: new Map() };
+  const server = await listen((req, raw, res) => {
+    const url = new URL(req.url, "http://x");
+    const path = url.pathname;
+    let body = null;
+    if (raw) {
+      try { body = JSON.parse(raw); } catch { violations.push(`${path}: body is not JSON`); }
+    }
+    requests.push({ method: req.method, path, search: url.search, body });
+    for (const [h, want] of [["authorization", `Bearer ${token}`], ["accept", "application/vnd.github+json"], ["x-github-api-version", "2022-11-28"]]) {
+      if (req.headers[h] !== want) violations.push(`${req.method} ${path}: ${h} is ${req.headers[h] === undefined ? "missing" : "wrong"}`);
+    }
+    if (!req.headers["user-agent"]) violations.push(`${req.method} ${path}: no User-Agent`);
+    let m;
+    if (req.method === "POST" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/deployments$/))) {
+      if (!/^[0-9a-f]{40}$/.test(body?.ref ?? "")) violations.push(`deployment ref ${body?.ref}`);
+      if (body?.auto_merge !== false || !Array.isArray(body?.required_contexts) || body.required_contexts.length) {
+        violations.push("deployment without auto_merge false and required_contexts []");
+      }
+      return json(res, 201, { id: state.nextDeployment++, ref: body.ref, environment: body.environment });
+    }
+    if (req.method === "POST" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/deployments\/(\d+)\/statuses$/))) {
+      if (!["in_progress", "success", "failure", "inactive", "queued", "error"].includes(body?.state)) violations.push(`status ${body?.state}`);
+      return json(res, 201, { id: 1, state: body.state });
+    }
+    if (req.method === "POST" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/actions\/workflows\/([^/]+)\/dispatches$/))) {
+      if (typeof body?.ref !== "string") violations.push("dispatch without ref");
+      if (state.dispatchRunId) return json(res, 200, { workflow_run_id: state.dispatchRunId, run_url: "x", html_url: "y" });
+      res.writeHead(204);
+      return res.end();
+    }
+    if (req.method === "GET" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/compare\/([0-9a-f]+)\.\.\.([0-9a-f]+)$/))) {
+      const all = state.compare.get(`${m[2]}...${m[3]}`);
+      if (!all) return json(res, 404, { message: "Not Found" });
+      const perPage = Number(url.searchParams.get("per_page") ?? 250);
+      const page = Number(url.searchParams.get("page") ?? 1);
+      const slice = all.slice((page - 1) * perPage, page * perPage);
+      const headers = { "content-type": "application/json" };
+      if (page * perPage < all.length) {
+        const next = new URL(req.url, `http://127.0.0.1:${server.address().port}`);
+        next.searchParams.set("page", String(page + 1));
+        headers.link = `<${next.href}>; rel="next"`;
+      }
+      res.writeHead(200, headers);
+      return res.end(JSON.stringify({ total_commits: all.length, commits: slice }));
+    }
+    if (req.method === "GET" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/commits\/([0-9a-f]{40})$/))) {
+      return json(res, 200, { sha: m[2], parents: state.parents.get(m[2]) ?? [{ sha: "0".repeat(40) }] });
+    }
+    if (req.method === "GET" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/commits\/([0-9a-f]{40})\/pulls$/))) {
+      return json(res, 200, state.pulls.get(m[2]) ?? []);
+    }
+    violations.push(`unexpected ${req.method} ${path}`);
+    return json(res, 404, { message: "Not Found" });
+  });
+  return {
+    base: `http://127.0.0.1:${server.address().port}`,
+    requests,
+    violations,
+    state,
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+/** A deploy hook and a health endpoint whose answers the test sets. */
+export async function fakeTarget() {
+  const hooks = [];
+  const health = [];
+  const state = { hookStatus: 200, healthStatus: 200, failHookFor: new Set() };
+  const server = await listen((req, raw, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    if (req.method === "POST" && path === "/hook") {
+      const body = JSON.parse(raw || "{}");
+      hooks.push(body);
+      const status = state.failHookFor.has(body.sha) ? 422 : state.hookStatus;
+      return json(res, status, { ok: status < 300 });
+    }
+    if (req.method === "GET" && path === "/health") {
+      health.push(Date.now());
+      res.writeHead(state.healthStatus, { "content-type": "text/plain" });
+      return res.end(state.healthStatus < 300 ? "ok" : "down");
+    }
+    return json(res, 404, {});
+  });
+  return { base: `http://127.0.0.1:${server.address().port}`, hooks, health, state, close: () => new Promise((r) => server.close(r)) };
 }

@@ -62,7 +62,9 @@ impl JobStatus {
             Finalized => &[Processing],
             // A deploy fails while processing; a revert fails while reverting.
             Failed => &[Processing, Reverting],
-            Reverting => &[Failed],
+            // A failed deploy goes straight to reverting when there is something to
+            // revert to, so "failed" is only ever seen as an end state.
+            Reverting => &[Processing],
             Reverted => &[Reverting],
             Cancelled => &[Waiting],
         }

@@ -363,11 +363,13 @@ async fn follow<H: Http, S: Sql + Copy, Q: Queue>(
             jobs.skip_pending(job.id, now)
                 .await
                 .map_err(store_err("skip"))?;
-            jobs.set_status(job.id, JobStatus::Failed, Some(&error), now)
-                .await
-                .map_err(store_err("status"))?;
             report_failure(deps, job, app, &error).await;
             let Some(app) = app else {
+                // A revert is only planned for an app that exists; stay safe anyway.
+                jobs.set_status(job.id, JobStatus::Failed, Some(&error), now)
+                    .await
+                    .map_err(store_err("status"))?;
+                start_next(deps, &job.app, &job.environment, now).await?;
                 return Ok(StepVerdict::Ack);
             };
             jobs.set_field(job.id, JobField::RevertSha, SqlValue::Text(sha), now)
@@ -377,7 +379,8 @@ async fn follow<H: Http, S: Sql + Copy, Q: Queue>(
                 .append_steps(job.id, &plan_revert(app), now)
                 .await
                 .map_err(store_err("revert steps"))?;
-            jobs.set_status(job.id, JobStatus::Reverting, None, now)
+            // Straight from processing: "failed" is only ever an end state.
+            jobs.set_status(job.id, JobStatus::Reverting, Some(&error), now)
                 .await
                 .map_err(store_err("status"))?;
             enqueue(first).await?;

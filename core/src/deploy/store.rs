@@ -106,6 +106,36 @@ impl<S: Sql> JobStore<S> {
         job: &NewJob<'_>,
         now: Timestamp,
     ) -> Result<(i64, bool), StoreError> {
+        // A replayed delivery finds the job it made the first time.
+        if let Some(delivery) = job.delivery_id {
+            let rows = self
+                .sql
+                .query(
+                    "SELECT id FROM deploy_jobs WHERE app = ?1 AND delivery_id = ?2 ORDER BY id LIMIT 1",
+                    &[job.app.as_str().into(), delivery.as_str().into()],
+                )
+                .await?;
+            if let Some(id) = rows.first().and_then(|r| int(r, "id")) {
+                return Ok((id, false));
+            }
+        }
+        // The same commit as the app's newest job (live or finished) is the same
+        // push delivered again, by a second hook or late: nothing new to deploy.
+        let newest = self
+            .sql
+            .query(
+                "SELECT id, sha FROM deploy_jobs WHERE app = ?1 AND environment = ?2 AND status != 'cancelled' \
+                 ORDER BY id DESC LIMIT 1",
+                &[job.app.as_str().into(), job.environment.into()],
+            )
+            .await?;
+        if let Some(row) = newest.first() {
+            if row.get("sha").and_then(|v| v.as_str()) == Some(job.sha.as_str()) {
+                if let Some(id) = int(row, "id") {
+                    return Ok((id, false));
+                }
+            }
+        }
         let commits = serde_json::to_string(job.commits).map_err(store_err)?;
         let done = self
             .sql
@@ -161,10 +191,16 @@ impl<S: Sql> JobStore<S> {
         let rows = self
             .sql
             .query(
-                "UPDATE deploy_jobs SET status = 'cancelled', error = 'superseded by job ' || ?3, \
+                "UPDATE deploy_jobs SET status = 'cancelled', error = ?5, \
                  updated_at = ?4, finished_at = ?4 \
                  WHERE app = ?1 AND environment = ?2 AND status = 'waiting' AND id < ?3 RETURNING id",
-                &[app.into(), environment.into(), newest.into(), now.millis().into()],
+                &[
+                    app.into(),
+                    environment.into(),
+                    newest.into(),
+                    now.millis().into(),
+                    format!("superseded by job {newest}").into(),
+                ],
             )
             .await?;
         let ids: Vec<i64> = rows.iter().filter_map(|r| int(r, "id")).collect();

@@ -122,14 +122,17 @@ fn statuses_only_move_forward() {
     );
     block_on(store.try_start("hello", "production", t(1))).expect("start");
     assert!(
-        block_on(store.set_status(id, JobStatus::Failed, Some("trigger failed"), t(2)))
+        block_on(store.set_status(id, JobStatus::Reverting, Some("trigger failed"), t(2)))
             .expect("set")
     );
     assert!(
         !block_on(store.set_status(id, JobStatus::Processing, None, t(3))).expect("set"),
         "a late start"
     );
-    assert!(block_on(store.set_status(id, JobStatus::Reverting, None, t(4))).expect("set"));
+    assert!(
+        !block_on(store.set_status(id, JobStatus::Finalized, None, t(4))).expect("set"),
+        "a late finish"
+    );
     assert!(block_on(store.set_status(id, JobStatus::Reverted, None, t(5))).expect("set"));
     assert!(!block_on(store.set_status(id, JobStatus::Failed, Some("late"), t(6))).expect("set"));
     let job = block_on(store.get(id)).expect("get").expect("job");
@@ -228,4 +231,26 @@ fn the_last_finalized_sha_is_what_a_revert_deploys() {
     );
     let listed = block_on(store.list(Some("hello"), Some(JobStatus::Finalized), 10)).expect("list");
     assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a]);
+}
+
+#[test]
+fn the_same_commit_again_after_its_job_finished_is_not_a_new_deploy() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let (a, _) = create(&store, &sha(1), "d-1", 0);
+    block_on(store.try_start("hello", "production", t(0))).expect("start");
+    block_on(store.set_status(a, JobStatus::Finalized, None, t(1))).expect("set");
+    assert_eq!(
+        create(&store, &sha(1), "d-late", 2),
+        (a, false),
+        "a late second hook"
+    );
+    let (b, created) = create(&store, &sha(2), "d-2", 3);
+    assert!(created);
+    assert!(
+        create(&store, &sha(1), "d-3", 4).1,
+        "a push back to an older commit deploys it"
+    );
+    let job = block_on(store.get(b)).expect("get").expect("job");
+    assert_eq!(job.status, JobStatus::Waiting);
 }

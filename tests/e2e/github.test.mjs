@@ -1,0 +1,318 @@
+// GitHub webhooks and production deploys end to end on the real runtime: the real
+// payloads from tests/fixtures/github, signed here, against strict fakes of GitHub,
+// Telegram and a deploy target.
+import { test, before, after, describe } from "node:test";
+import assert from "node:assert/strict";
+import { createHmac, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fakeTelegram, fakeGithub, fakeTarget } from "./fakes.mjs";
+import { startWorker } from "./worker.mjs";
+import { root } from "../../scripts/lib.mjs";
+
+const SECRET = "e2e webhook secret";
+const OLD_SECRET = "e2e previous webhook secret";
+const ADMIN = "e2e-admin-token";
+const GH_TOKEN = "ghs_e2e_installation_token";
+const BOT = "42:e2e-bot";
+const CHAT = "-100777";
+
+let worker;
+let gh;
+let tg;
+let target;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const fixture = (name) => JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", name), "utf8"));
+const sign = (body, secret = SECRET) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+const sha = (c) => c.repeat(40);
+
+async function deliver(event, payload, { id = randomUUID(), secret = SECRET, signature, headers = {} } = {}) {
+  const body = typeof payload === "string" ? payload : JSON.stringify(payload);
+  const h = { "content-type": "application/json", "x-github-event": event, "x-github-delivery": id, ...headers };
+  const sig = signature === undefined ? sign(body, secret) : signature;
+  if (sig !== null) h["x-hub-signature-256"] = sig;
+  const r = await fetch(`${worker.url}/github`, { method: "POST", headers: h, body });
+  const text = await r.text();
+  return { status: r.status, json: JSON.parse(text), id };
+}
+
+async function admin(method, path, body, token = ADMIN) {
+  const headers = { "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const r = await fetch(`${worker.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  return { status: r.status, json: JSON.parse(await r.text()) };
+}
+
+/** The push fixture, moved to another repository and commit. */
+function push(repo, after, before = sha("0"), commits) {
+  const p = fixture("push.with-new-branch.json");
+  const [owner, name] = repo.split("/");
+  p.repository.full_name = repo;
+  p.repository.name = name;
+  p.repository.owner.login = owner;
+  p.before = before;
+  p.after = after;
+  p.created = before === sha("0");
+  p.head_commit.id = after;
+  p.commits = commits ?? [{ ...p.commits[0], id: after, message: `Release ${after.slice(0, 7)}` }];
+  return p;
+}
+
+async function job(id) {
+  return (await admin("GET", `/api/jobs/${id}`)).json.job;
+}
+
+async function waitForJob(app, sha, statuses, timeoutMs = 20_000) {
+  const until = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < until) {
+    const { json } = await admin("GET", `/api/jobs?app=${app}&limit=50`);
+    last = json.jobs.find((j) => j.sha === sha);
+    if (last && statuses.includes(last.status)) return job(last.id);
+    await sleep(100);
+  }
+  throw new Error(`job of ${app} at ${sha.slice(0, 7)} is ${last?.status ?? "missing"}, not ${statuses}`);
+}
+
+const helloApp = () => ({
+  repository: "Codertocat/Hello-World",
+  production_branch: "master",
+  environment: "production",
+  deploy_on: "push",
+  deploy: { type: "deploy_hook", url: `${target.base}/hook` },
+  health_url: `${target.base}/health`,
+});
+
+before(async () => {
+  gh = await fakeGithub({ token: GH_TOKEN });
+  tg = await fakeTelegram({ token: BOT, chatId: CHAT });
+  target = await fakeTarget();
+  worker = await startWorker({
+    vars: {
+      GITHUB_WEBHOOK_SECRET: SECRET,
+      GITHUB_WEBHOOK_SECRET_PREVIOUS: OLD_SECRET,
+      ADMIN_TOKEN: ADMIN,
+      GITHUB_TOKEN: GH_TOKEN,
+      GITHUB_API_BASE: gh.base,
+      TELEGRAM_BOT_TOKEN: BOT,
+      TELEGRAM_CHAT_ID: CHAT,
+      TELEGRAM_API_BASE: tg.base,
+      PUBLIC_URL: "https://notifier.example.com",
+      HEALTH_CHECK_INTERVAL_SECONDS: "1",
+    },
+  });
+});
+
+after(async () => {
+  await worker?.stop();
+  await gh?.close();
+  await tg?.close();
+  await target?.close();
+});
+
+describe("POST /github", () => {
+  test("signatures are checked on the raw body", async () => {
+    const ping = JSON.stringify(fixture("ping.json"));
+    assert.deepEqual((await deliver("ping", ping, { signature: null })).json, { success: false, error: "missing X-Hub-Signature-256 header" });
+    assert.equal((await deliver("ping", ping, { signature: null })).status, 401);
+    assert.deepEqual((await deliver("ping", ping, { signature: "sha256=zz" })).json, { success: false, error: "malformed X-Hub-Signature-256 header" });
+    const wrong = await deliver("ping", ping, { secret: "not the secret" });
+    assert.deepEqual([wrong.status, wrong.json.error], [401, "signature does not match"]);
+    const tampered = await deliver("ping", `${ping} `, { signature: sign(ping) });
+    assert.equal(tampered.status, 401);
+    // GitHub's documented test vector, under the documented secret, is refused here.
+    const vector = await deliver("ping", "Hello, World!", { signature: "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17" });
+    assert.equal(vector.status, 401);
+  });
+
+  test("ping answers at once; a redelivery is recognised", async () => {
+    const id = randomUUID();
+    const first = await deliver("ping", fixture("ping.json"), { id });
+    assert.deepEqual([first.status, first.json], [200, { success: true, message: "pong" }]);
+    const again = await deliver("ping", fixture("ping.json"), { id });
+    assert.deepEqual([again.status, again.json], [200, { success: true, message: "Already processed" }]);
+    // Signed with the previous secret (a rotation under way): accepted.
+    assert.equal((await deliver("ping", fixture("ping.json"), { secret: OLD_SECRET })).status, 200);
+  });
+
+  test("bad requests", async () => {
+    const r = await fetch(`${worker.url}/github`);
+    assert.equal(r.status, 405);
+    const big = "x".repeat(26 * 1024 * 1024);
+    assert.equal((await deliver("push", big)).status, 413);
+    assert.deepEqual((await deliver("ping", fixture("ping.json"), { headers: { "x-github-event": "" } })).json.error, "missing X-GitHub-Event header");
+    const broken = await deliver("push", '{"ref": 5}');
+    assert.equal(broken.status, 400);
+    assert.match(broken.json.error, /^push payload: /);
+  });
+
+  test("events no app uses are recorded and answered 202", async () => {
+    const r = await deliver("deployment_status", fixture("deployment_status.json"));
+    assert.deepEqual([r.status, r.json.message], [202, "Ignored: no app uses deployment_status.created"]);
+    const tag = await deliver("push", fixture("push.tag-deleted.json"));
+    assert.deepEqual([tag.status, tag.json.message], [202, "Ignored: refs/tags/simple-tag was deleted"]);
+    const { json } = await admin("GET", "/api/deliveries?limit=100");
+    const recorded = json.deliveries.find((d) => d.id === r.id);
+    assert.equal(recorded.outcome, "ignored");
+    assert.equal(recorded.event, "deployment_status");
+    assert.equal(recorded.repository, "Codertocat/Hello-World");
+  });
+});
+
+describe("apps API", () => {
+  test("is guarded and validated", async () => {
+    assert.equal((await admin("GET", "/api/apps", undefined, null)).status, 401);
+    assert.equal((await admin("GET", "/api/apps", undefined, "wrong")).status, 401);
+    const bad = await admin("PUT", "/api/apps/hello", { ...helloApp(), deploy_on: "tag" });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error, /^deploy_on: unknown variant `tag`/);
+    assert.equal((await admin("PUT", "/api/apps/Bad_Name", helloApp())).status, 400);
+    const created = await admin("PUT", "/api/apps/hello", helloApp());
+    assert.equal(created.status, 201);
+    assert.equal(created.json.app.name, "hello");
+    assert.equal((await admin("PUT", "/api/apps/hello", helloApp())).status, 200);
+    const listed = await admin("GET", "/api/apps");
+    assert.deepEqual(listed.json.apps.map((a) => a.name), ["hello"]);
+    assert.equal((await admin("DELETE", "/api/apps/nope")).status, 404);
+    assert.equal((await admin("GET", "/api/apps/nope")).status, 404);
+  });
+});
+
+describe("deploys", () => {
+  test("a push to the production branch deploys, reported to GitHub and Telegram", async () => {
+    const delivery = await deliver("push", push("Codertocat/Hello-World", sha("a")));
+    assert.deepEqual([delivery.status, delivery.json.message], [202, "Queued"]);
+    const done = await waitForJob("hello", sha("a"), ["finalized", "failed"]);
+    assert.equal(done.status, "finalized", done.error);
+    assert.deepEqual(done.steps.map((s) => [s.name, s.state]), [
+      ["create_deployment", "done"], ["trigger", "done"], ["await_result", "skipped"], ["verify_health", "done"], ["finalize", "done"],
+    ]);
+    assert.equal(done.commits[0].subject, `Release ${sha("a").slice(0, 7)}`);
+    assert.equal(done.pusher, "Codertocat");
+    const calls = gh.requests.filter((r) => r.path.startsWith("/repos/Codertocat/Hello-World/deployments"));
+    assert.equal(calls[0].body.ref, sha("a"));
+    assert.equal(calls[0].body.environment, "production");
+    assert.deepEqual(calls.slice(1).map((c) => c.body.state), ["in_progress", "success"]);
+    assert.equal(calls[2].body.log_url, `https://notifier.example.com/api/jobs/${done.id}`);
+    assert.equal(target.hooks.at(-1).sha, sha("a"));
+    const [message] = await tg.waitFor(`Deploy hello`);
+    await sleep(300);
+    const last = message.edits.at(-1)?.visible ?? message.visible;
+    assert.match(last, /^✅ Deploy hello → production/);
+    assert.match(last, /✅ Finalize$/);
+    const { json } = await admin("GET", "/api/deliveries?limit=100");
+    assert.equal(json.deliveries.find((d) => d.id === delivery.id).outcome, "processed");
+  });
+
+  test("a redelivery, a second hook's delivery and a replay deploy nothing twice", async () => {
+    const body = push("Codertocat/Hello-World", sha("b"), sha("a"));
+    const id = randomUUID();
+    const answers = await Promise.all([deliver("push", body, { id }), deliver("push", body), deliver("push", body, { id })]);
+    assert.deepEqual(answers.map((a) => a.status).sort(), [200, 202, 202]);
+    const done = await waitForJob("hello", sha("b"), ["finalized", "failed"]);
+    assert.equal(done.status, "finalized", done.error);
+    const replay = await admin("POST", `/api/deliveries/${id}/replay`);
+    assert.deepEqual([replay.status, replay.json.message], [202, "Replay queued"]);
+    await sleep(1500);
+    const { json } = await admin("GET", "/api/jobs?app=hello&limit=50");
+    assert.equal(json.jobs.filter((j) => j.sha === sha("b")).length, 1);
+    assert.equal(gh.requests.filter((r) => r.method === "POST" && r.path.endsWith("/deployments") && r.body.ref === sha("b")).length, 1);
+    assert.equal((await admin("POST", "/api/deliveries/no-such-delivery/replay")).status, 404);
+  });
+
+  test("a failed deploy is reverted to the last finalized commit", async () => {
+    target.state.failHookFor.add(sha("c"));
+    await deliver("push", push("Codertocat/Hello-World", sha("c"), sha("b")));
+    const done = await waitForJob("hello", sha("c"), ["reverted", "failed"]);
+    assert.equal(done.status, "reverted");
+    assert.equal(done.revert_sha, sha("b"));
+    assert.equal(done.error, "Trigger deploy: deploy hook answered 422");
+    assert.deepEqual(target.hooks.slice(-2).map((h) => h.sha), [sha("c"), sha("b")]);
+    const statuses = gh.requests.filter((r) => r.path.endsWith("/statuses")).map((r) => r.body.state);
+    assert.equal(statuses.at(-1), "failure");
+  });
+
+  test("with nothing to revert to, or a failing revert, the job ends failed", async () => {
+    const solo = { ...helloApp(), repository: "Codertocat/Solo" };
+    assert.equal((await admin("PUT", "/api/apps/solo", solo)).status, 201);
+    target.state.failHookFor.add(sha("d"));
+    await deliver("push", push("Codertocat/Solo", sha("d")));
+    const failed = await waitForJob("solo", sha("d"), ["reverted", "failed"]);
+    assert.equal(failed.status, "failed");
+    assert.equal(failed.error, "Trigger deploy: deploy hook answered 422; nothing to revert to");
+
+    target.state.failHookFor.add(sha("e"));
+    target.state.failHookFor.add(sha("b"));
+    await deliver("push", push("Codertocat/Hello-World", sha("e"), sha("c")));
+    const revertFailed = await waitForJob("hello", sha("e"), ["reverted", "failed"]);
+    assert.equal(revertFailed.status, "failed");
+    assert.equal(revertFailed.error, "revert failed: Revert: trigger: deploy hook answered 422");
+    target.state.failHookFor.clear();
+  });
+
+  test("a newer push supersedes waiting jobs", async () => {
+    // Hold the first job in its health check so the others queue behind it.
+    target.state.healthStatus = 503;
+    await deliver("push", push("Codertocat/Hello-World", sha("1"), sha("e")));
+    await waitForJob("hello", sha("1"), ["processing"]);
+    await deliver("push", push("Codertocat/Hello-World", sha("2"), sha("1")));
+    await waitForJob("hello", sha("2"), ["waiting"]);
+    await deliver("push", push("Codertocat/Hello-World", sha("3"), sha("2")));
+    const cancelled = await waitForJob("hello", sha("2"), ["cancelled"]);
+    assert.match(cancelled.error, /^superseded by job \d+$/);
+    target.state.healthStatus = 200;
+    assert.equal((await waitForJob("hello", sha("1"), ["finalized", "failed", "reverted"])).status, "finalized");
+    assert.equal((await waitForJob("hello", sha("3"), ["finalized", "failed", "reverted"])).status, "finalized");
+  });
+
+  test("a push at the 2,048-commit cap reads the whole list from the compare API", async () => {
+    const base = sha("4");
+    const head = sha("5");
+    const all = Array.from({ length: 2100 }, (_, i) => {
+      const id = i === 2099 ? head : i.toString(16).padStart(40, "f");
+      return { sha: id, commit: { message: `Commit ${i}\n\nbody`, author: { email: "dev@example.com", date: "2025-01-15T10:30:00Z" } }, author: { login: "octocat" } };
+    });
+    gh.state.compare.set(`${base}...${head}`, all);
+    const webhookCommits = all.slice(-2048).map((c) => ({ id: c.sha, message: c.commit.message, timestamp: "2025-01-15T10:30:00Z", author: { name: "Octo", email: "dev@example.com", username: "octocat" } }));
+    await deliver("push", push("Codertocat/Hello-World", head, base, webhookCommits));
+    const done = await waitForJob("hello", head, ["finalized", "failed", "reverted"]);
+    assert.equal(done.status, "finalized", done.error);
+    assert.equal(done.commits.length, 2100);
+    assert.equal(done.commits[0].subject, "Commit 0");
+    const pages = gh.requests.filter((r) => r.path.includes("/compare/"));
+    assert.equal(pages.length, 21);
+  });
+
+  test("a workflow target waits for the workflow_run of its commit", async () => {
+    const run = fixture("workflow_run.completed.json");
+    const app = {
+      repository: "octo-org/octo-repo",
+      production_branch: "master",
+      environment: "production",
+      deploy_on: "push",
+      deploy: { type: "github_workflow", workflow: "test.yml", inputs: { sha: "{sha}" } },
+    };
+    assert.equal((await admin("PUT", "/api/apps/octo", app)).status, 201);
+    const head = run.workflow_run.head_sha;
+    await deliver("push", push("octo-org/octo-repo", head));
+    const waiting = await waitForJob("octo", head, ["processing"]);
+    const until = Date.now() + 15_000;
+    while ((await job(waiting.id)).steps[2].state !== "started" && Date.now() < until) await sleep(100);
+    const dispatch = gh.requests.find((r) => r.path === "/repos/octo-org/octo-repo/actions/workflows/test.yml/dispatches");
+    assert.deepEqual(dispatch.body.inputs, { sha: head });
+    assert.equal(dispatch.body.return_run_details, true);
+    assert.equal((await job(waiting.id)).steps[2].state, "started");
+    const r = await deliver("workflow_run", run);
+    assert.deepEqual([r.status, r.json.message], [202, "Queued"]);
+    const done = await waitForJob("octo", head, ["finalized", "failed"]);
+    assert.equal(done.status, "finalized", done.error);
+    assert.equal(done.steps[2].result.workflow_run_id, run.workflow_run.id);
+  });
+});
+
+test("the fakes saw nothing unexpected and no secret reached the logs", () => {
+  assert.deepEqual(gh.violations, []);
+  assert.deepEqual(tg.violations, []);
+  const logs = worker.logs.join("\n");
+  for (const secret of [SECRET, OLD_SECRET, ADMIN, GH_TOKEN, BOT]) assert.ok(!logs.includes(secret), "a secret in the logs");
+});
