@@ -48,3 +48,34 @@ pub async fn hmac_sha256(key: &[u8], data: &ArrayBuffer) -> Result<Vec<u8>, Stri
     .map_err(js_err)?;
     Ok(Uint8Array::new(&mac).to_vec())
 }
+
+/// RSASSA-PKCS1-v1_5 with SHA-256 under a PKCS#8 key: the GitHub App JWT.
+pub struct WebCryptoSigner;
+
+impl edge_core::github::app::RsaSigner for WebCryptoSigner {
+    async fn sign_rs256(&self, pkcs8_der: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+        let subtle = subtle()?;
+        let algorithm = Object::new();
+        Reflect::set(&algorithm, &"name".into(), &"RSASSA-PKCS1-v1_5".into()).map_err(js_err)?;
+        Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into()).map_err(js_err)?;
+        let usages = Array::of1(&"sign".into());
+        let key_data = Uint8Array::from(pkcs8_der);
+        let key = JsFuture::from(
+            subtle
+                .import_key_with_object("pkcs8", &key_data, &algorithm, false, &usages)
+                .map_err(js_err)?,
+        )
+        .await
+        .map_err(js_err)?;
+        let key: web_sys::CryptoKey = key.unchecked_into();
+        let data = Uint8Array::from(data);
+        let signature = JsFuture::from(
+            subtle
+                .sign_with_str_and_buffer_source("RSASSA-PKCS1-v1_5", &key, &data)
+                .map_err(js_err)?,
+        )
+        .await
+        .map_err(js_err)?;
+        Ok(Uint8Array::new(&signature).to_vec())
+    }
+}

@@ -10,6 +10,7 @@ use edge_core::retry::backoff_seconds;
 use worker::{console_error, console_log, Env};
 
 use crate::adapters::{self, now, FetchHttp};
+use crate::crypto::WebCryptoSigner;
 
 /// What the queue does with the message.
 pub enum Retry {
@@ -26,11 +27,14 @@ pub async fn run(job: &JobMessage, env: &Env, config: &Config) -> Retry {
         }
     };
     let queue = adapters::queue(env);
+    let kv = adapters::kv(env);
     let deps = Deps {
         config,
         http: &FetchHttp,
         sql: &sql,
         queue: &queue,
+        kv: &kv,
+        signer: &WebCryptoSigner,
     };
     match job {
         JobMessage::GithubDelivery { id } => {
@@ -74,11 +78,14 @@ pub async fn run(job: &JobMessage, env: &Env, config: &Config) -> Retry {
 pub async fn sweep(env: &Env, config: &Config) {
     let Ok(sql) = adapters::d1(env) else { return };
     let queue = adapters::queue(env);
+    let kv = adapters::kv(env);
     let deps = Deps {
         config,
         http: &FetchHttp,
         sql: &sql,
         queue: &queue,
+        kv: &kv,
+        signer: &WebCryptoSigner,
     };
     for line in edge_core::deploy::sweep::sweep(&deps, now()).await {
         console_log!("cron deploy sweep: {line}");

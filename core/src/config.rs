@@ -23,6 +23,9 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("GITHUB_WEBHOOK_SECRET", true),
     ("GITHUB_WEBHOOK_SECRET_PREVIOUS", true),
     ("GITHUB_TOKEN", true),
+    ("GITHUB_APP_ID", false),
+    ("GITHUB_APP_PRIVATE_KEY", true),
+    ("GITHUB_HOOK_ID", false),
     ("GITHUB_API_BASE", false),
     ("FLY_API_TOKEN", true),
     ("FLY_API_BASE", false),
@@ -52,6 +55,15 @@ pub const DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS: u32 = 10;
 /// Default `AWAIT_TIMEOUT_MINUTES`: how long a deploy may wait for its target's
 /// result (a workflow run) before the cron fails it.
 pub const DEFAULT_AWAIT_TIMEOUT_MINUTES: u32 = 30;
+
+/// How to authenticate to GitHub: an App installation (preferred when the delivery
+/// names one) and/or a token.
+#[derive(Debug, Clone)]
+pub struct GithubSettings {
+    pub api_base: String,
+    pub token: Option<Secret>,
+    pub app: Option<crate::github::app::GithubApp>,
+}
 
 /// Fly.io Machines API access.
 #[derive(Debug, Clone)]
@@ -92,9 +104,13 @@ pub struct Config {
     /// `GITHUB_WEBHOOK_SECRET` (secret) and, during a rotation,
     /// `GITHUB_WEBHOOK_SECRET_PREVIOUS`; or the name of the missing one.
     pub github_webhook: Result<WebhookSecrets, &'static str>,
-    /// `GITHUB_TOKEN` (secret) and `GITHUB_API_BASE` (default
-    /// `https://api.github.com`); or the name of the missing one.
-    pub github: Result<crate::github::client::GithubConfig, &'static str>,
+    /// `GITHUB_TOKEN` (secret) and/or the GitHub App (`GITHUB_APP_ID`,
+    /// `GITHUB_APP_PRIVATE_KEY` secret), with `GITHUB_API_BASE` (default
+    /// `https://api.github.com`); or the name of what is missing.
+    pub github: Result<GithubSettings, &'static str>,
+    /// `GITHUB_HOOK_ID`: the repository or organization webhook whose failed
+    /// deliveries the cron asks GitHub to redeliver (`owner/repo:id` or `org:id`).
+    pub github_hook: Option<String>,
     /// `FLY_API_TOKEN` (secret) and `FLY_API_BASE` (default `https://api.machines.dev`).
     pub fly: Result<FlyConfig, &'static str>,
     /// `PUBLIC_URL`: this Worker's public origin, for links to jobs. Default none.
@@ -157,15 +173,40 @@ impl Config {
             })
             .ok_or("GITHUB_WEBHOOK_SECRET");
 
-        let github = get("GITHUB_TOKEN")
-            .map(|token| crate::github::client::GithubConfig {
+        let app = match (get("GITHUB_APP_ID"), get("GITHUB_APP_PRIVATE_KEY")) {
+            (Some(app_id), Some(pem)) => match crate::github::app::private_key_pkcs8(&pem) {
+                Ok(private_key_pkcs8) => Some(crate::github::app::GithubApp {
+                    app_id,
+                    private_key_pkcs8,
+                }),
+                Err(e) => {
+                    problems.push(e);
+                    None
+                }
+            },
+            (Some(_), None) => {
+                problems.push("GITHUB_APP_ID is set without GITHUB_APP_PRIVATE_KEY".into());
+                None
+            }
+            (None, Some(_)) => {
+                problems.push("GITHUB_APP_PRIVATE_KEY is set without GITHUB_APP_ID".into());
+                None
+            }
+            (None, None) => None,
+        };
+        let token = get("GITHUB_TOKEN").map(Secret::new);
+        let github = if token.is_some() || app.is_some() {
+            Ok(GithubSettings {
                 api_base: base_url(
                     get("GITHUB_API_BASE"),
                     crate::github::client::DEFAULT_API_BASE,
                 ),
-                token: Secret::new(token),
+                token,
+                app,
             })
-            .ok_or("GITHUB_TOKEN");
+        } else {
+            Err("GITHUB_TOKEN")
+        };
         let fly = get("FLY_API_TOKEN")
             .map(|token| FlyConfig {
                 api_base: base_url(get("FLY_API_BASE"), DEFAULT_FLY_API_BASE),
@@ -175,6 +216,7 @@ impl Config {
 
         Config {
             github,
+            github_hook: get("GITHUB_HOOK_ID"),
             fly,
             public_url: get("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
             health_check_interval_seconds,

@@ -237,3 +237,12 @@ pub fn hook_deployment(fields: serde_json::Value) -> crate::notify::Deployment {
     )
     .expect("valid deployment")
 }
+
+/// A signer for tests that use a token, not the GitHub App: signing fails the test.
+pub struct NoSigner;
+
+impl crate::github::app::RsaSigner for NoSigner {
+    async fn sign_rs256(&self, _key: &[u8], _data: &[u8]) -> Result<Vec<u8>, String> {
+        panic!("this test configures no GitHub App")
+    }
+}

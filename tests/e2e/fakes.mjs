@@ -2,6 +2,7 @@
 // receives the way the real service would (token, chat, markup, auth header) and
 // records anything unexpected as a violation; the suite fails if any were recorded.
 import { createServer } from "node:http";
+import { verify as cryptoVerify } from "node:crypto";
 
 function listen(handler) {
   return new Promise((resolve) => {
@@ -224,10 +225,11 @@ export async function fakeCloudflare({ token, accountId }) {
  * GitHub's REST API as the deploy flow uses it. Checks the headers GitHub requires
  * on every request; answers from state the test can inspect and steer.
  */
-export async function fakeGithub({ token }) {
+export async function fakeGithub({ token, appId, publicKey }) {
   const requests = [];
   const violations = [];
-  const state = { nextDeployment: 1000, dispatchRunId: null, compare: new Map(), parents: new Map(), pulls: new Map() };
+  const state = { nextDeployment: 1000, dispatchRunId: null, compare: new Map(), parents: new Map(), pulls: new Map(), exchanges: [], issued: new Set() };
+  if (token) state.issued.add(token);
   const server = await listen((req, raw, res) => {
     const url = new URL(req.url, "http://x");
     const path = url.pathname;
@@ -236,11 +238,28 @@ export async function fakeGithub({ token }) {
       try { body = JSON.parse(raw); } catch { violations.push(`${path}: body is not JSON`); }
     }
     requests.push({ method: req.method, path, search: url.search, body });
-    for (const [h, want] of [["authorization", `Bearer ${token}`], ["accept", "application/vnd.github+json"], ["x-github-api-version", "2022-11-28"]]) {
+    for (const [h, want] of [["accept", "application/vnd.github+json"], ["x-github-api-version", "2022-11-28"]]) {
       if (req.headers[h] !== want) violations.push(`${req.method} ${path}: ${h} is ${req.headers[h] === undefined ? "missing" : "wrong"}`);
     }
     if (!req.headers["user-agent"]) violations.push(`${req.method} ${path}: no User-Agent`);
+    const bearer = (req.headers.authorization ?? "").replace(/^Bearer /, "");
     let m;
+    if (req.method === "POST" && (m = path.match(/^\/app\/installations\/(\d+)\/access_tokens$/))) {
+      // The App JWT: RS256 over header.claims, verified with the App's public key.
+      const problem = verifyAppJwt(bearer, appId, publicKey);
+      if (problem) {
+        violations.push(`installation token asked with ${problem}`);
+        return json(res, 401, { message: "A JSON web token could not be decoded" });
+      }
+      const issued = `ghs_installation_${m[1]}_${state.exchanges.length + 1}`;
+      state.exchanges.push({ installation: Number(m[1]), at: Date.now() });
+      state.issued.add(issued);
+      return json(res, 201, { token: issued, expires_at: new Date(Date.now() + 3600_000).toISOString() });
+    }
+    if (!state.issued.has(bearer)) {
+      violations.push(`${req.method} ${path}: not authenticated with an issued token`);
+      return json(res, 401, { message: "Bad credentials" });
+    }
     if (req.method === "POST" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/deployments$/))) {
       if (!/^[0-9a-f]{40}$/.test(body?.ref ?? "")) violations.push(`deployment ref ${body?.ref}`);
       if (body?.auto_merge !== false || !Array.isArray(body?.required_contexts) || body.required_contexts.length) {
@@ -289,6 +308,21 @@ export async function fakeGithub({ token }) {
     state,
     close: () => new Promise((r) => server.close(r)),
   };
+}
+
+function verifyAppJwt(jwt, appId, publicKey) {
+  if (!appId || !publicKey) return "no App configured in the fake";
+  const parts = jwt.split(".");
+  if (parts.length !== 3) return "a token that is not a JWT";
+  const header = JSON.parse(Buffer.from(parts[0], "base64url").toString());
+  const claims = JSON.parse(Buffer.from(parts[1], "base64url").toString());
+  if (header.alg !== "RS256") return `alg ${header.alg}`;
+  const ok = cryptoVerify("RSA-SHA256", Buffer.from(`${parts[0]}.${parts[1]}`), publicKey, Buffer.from(parts[2], "base64url"));
+  if (!ok) return "a signature the public key does not verify";
+  const now = Math.floor(Date.now() / 1000);
+  if (String(claims.iss) !== String(appId)) return `iss ${claims.iss}`;
+  if (!(claims.iat <= now + 60) || !(claims.exp > now) || claims.exp - claims.iat > 600) return "bad iat/exp";
+  return null;
 }
 
 /** A deploy hook and a health endpoint whose answers the test sets. */

@@ -3,7 +3,7 @@
 // Telegram and a deploy target.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac, randomUUID } from "node:crypto";
+import { createHmac, randomUUID, generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fakeTelegram, fakeGithub, fakeTarget } from "./fakes.mjs";
@@ -13,7 +13,13 @@ import { root } from "../../scripts/lib.mjs";
 const SECRET = "e2e webhook secret";
 const OLD_SECRET = "e2e previous webhook secret";
 const ADMIN = "e2e-admin-token";
-const GH_TOKEN = "ghs_e2e_installation_token";
+const APP_ID = "424242";
+// The App's key as GitHub hands it out: PKCS#1 PEM.
+const { privateKey: APP_KEY, publicKey: APP_PUBLIC } = generateKeyPairSync("rsa", {
+  modulusLength: 2048,
+  privateKeyEncoding: { type: "pkcs1", format: "pem" },
+  publicKeyEncoding: { type: "spki", format: "pem" },
+});
 const BOT = "42:e2e-bot";
 const CHAT = "-100777";
 
@@ -84,7 +90,7 @@ const helloApp = () => ({
 });
 
 before(async () => {
-  gh = await fakeGithub({ token: GH_TOKEN });
+  gh = await fakeGithub({ appId: APP_ID, publicKey: APP_PUBLIC });
   tg = await fakeTelegram({ token: BOT, chatId: CHAT });
   target = await fakeTarget();
   worker = await startWorker({
@@ -92,7 +98,8 @@ before(async () => {
       GITHUB_WEBHOOK_SECRET: SECRET,
       GITHUB_WEBHOOK_SECRET_PREVIOUS: OLD_SECRET,
       ADMIN_TOKEN: ADMIN,
-      GITHUB_TOKEN: GH_TOKEN,
+      GITHUB_APP_ID: APP_ID,
+      GITHUB_APP_PRIVATE_KEY: APP_KEY,
       GITHUB_API_BASE: gh.base,
       TELEGRAM_BOT_TOKEN: BOT,
       TELEGRAM_CHAT_ID: CHAT,
@@ -179,6 +186,14 @@ describe("apps API", () => {
 });
 
 describe("deploys", () => {
+  test("act as the App installation, with one cached token", async () => {
+    await deliver("push", push("Codertocat/Hello-World", sha("9")));
+    const done = await waitForJob("hello", sha("9"), ["finalized", "failed", "reverted"]);
+    assert.equal(done.status, "finalized", done.error);
+    assert.equal(done.installation_id, 1);
+    assert.deepEqual(gh.state.exchanges.map((e) => e.installation), [1]);
+  });
+
   test("a push to the production branch deploys, reported to GitHub and Telegram", async () => {
     const delivery = await deliver("push", push("Codertocat/Hello-World", sha("a")));
     assert.deepEqual([delivery.status, delivery.json.message], [202, "Queued"]);
@@ -189,7 +204,9 @@ describe("deploys", () => {
     ]);
     assert.equal(done.commits[0].subject, `Release ${sha("a").slice(0, 7)}`);
     assert.equal(done.pusher, "Codertocat");
-    const calls = gh.requests.filter((r) => r.path.startsWith("/repos/Codertocat/Hello-World/deployments"));
+    const all = gh.requests.filter((r) => r.path.startsWith("/repos/Codertocat/Hello-World/deployments"));
+    const start = all.findIndex((c) => c.body?.ref === sha("a"));
+    const calls = all.slice(start, start + 3);
     assert.equal(calls[0].body.ref, sha("a"));
     assert.equal(calls[0].body.environment, "production");
     assert.deepEqual(calls.slice(1).map((c) => c.body.state), ["in_progress", "success"]);
@@ -314,5 +331,7 @@ test("the fakes saw nothing unexpected and no secret reached the logs", () => {
   assert.deepEqual(gh.violations, []);
   assert.deepEqual(tg.violations, []);
   const logs = worker.logs.join("\n");
-  for (const secret of [SECRET, OLD_SECRET, ADMIN, GH_TOKEN, BOT]) assert.ok(!logs.includes(secret), "a secret in the logs");
+  const tokens = [...gh.state.issued];
+  for (const secret of [SECRET, OLD_SECRET, ADMIN, BOT, ...tokens]) assert.ok(!logs.includes(secret), "a secret in the logs");
+  assert.ok(!logs.includes("PRIVATE KEY"), "the App key in the logs");
 });

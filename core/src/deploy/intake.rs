@@ -2,16 +2,17 @@
 //! a push becomes deploy jobs, a completed workflow run wakes the steps waiting for
 //! it. The delivery's outcome is recorded either way.
 
-use super::pipeline::{notify_job, start_next, Deps};
+use super::pipeline::{github_for, notify_job, start_next, Deps};
 use super::plan;
 use super::runs::wake_waiting_steps;
 use super::store::{JobStore, NewJob};
 use crate::apps::{AppStore, DeployOn};
+use crate::github::app::RsaSigner;
 use crate::github::client::{GithubClient, GithubError};
 use crate::github::deliveries::{DeliveryId, DeliveryStore, Outcome};
 use crate::github::events::{GithubEvent, PushEvent, WorkflowRunEvent};
 use crate::jobs::JobMessage;
-use crate::ports::{Http, Queue, Sql};
+use crate::ports::{Http, Kv, Queue, Sql};
 use crate::time::Timestamp;
 
 /// Why a delivery could not be processed now.
@@ -36,8 +37,8 @@ fn github(e: GithubError) -> ProcessError {
 }
 
 /// Processes delivery `id` once; returns a line for the log.
-pub async fn process_delivery<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+pub async fn process_delivery<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     id: &DeliveryId,
     now: Timestamp,
 ) -> Result<String, ProcessError> {
@@ -66,8 +67,8 @@ pub async fn process_delivery<H: Http, S: Sql + Copy, Q: Queue>(
     result.map(|detail| format!("delivery {}: {detail}", id.as_str()))
 }
 
-async fn process_push<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+async fn process_push<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     delivery: &DeliveryId,
     push: &PushEvent,
     now: Timestamp,
@@ -91,13 +92,10 @@ async fn process_push<H: Http, S: Sql + Copy, Q: Queue>(
     {
         let app = &named.app;
         if app.deploy_on == DeployOn::Merge {
-            let Ok(gh) = &deps.config.github else {
-                return Err(ProcessError::Permanent(format!(
-                    "{}: deploy_on merge needs GITHUB_TOKEN to tell merges from pushes",
-                    named.name.as_str()
-                )));
-            };
-            if !GithubClient::new(deps.http, gh)
+            let gh = github_for(deps, push.installation_id, now)
+                .await
+                .map_err(github)?;
+            if !GithubClient::new(deps.http, &gh)
                 .is_merge(&push.repository, &push.after)
                 .await
                 .map_err(github)?
@@ -108,18 +106,17 @@ async fn process_push<H: Http, S: Sql + Copy, Q: Queue>(
         }
         // A webhook lists at most 2,048 commits: at the cap, ask for all of them.
         if complete_commits.is_none() {
-            complete_commits = Some(
-                match (
-                    &deps.config.github,
-                    push.commits_capped() && !push.before.is_zero(),
-                ) {
-                    (Ok(gh), true) => GithubClient::new(deps.http, gh)
-                        .compare_commits(&push.repository, &push.before, &push.after)
-                        .await
-                        .map_err(github)?,
-                    _ => push.commits.clone(),
-                },
-            );
+            complete_commits = Some(if push.commits_capped() && !push.before.is_zero() {
+                let gh = github_for(deps, push.installation_id, now)
+                    .await
+                    .map_err(github)?;
+                GithubClient::new(deps.http, &gh)
+                    .compare_commits(&push.repository, &push.before, &push.after)
+                    .await
+                    .map_err(github)?
+            } else {
+                push.commits.clone()
+            });
         }
         let commits = complete_commits.as_deref().unwrap_or(&push.commits);
         let steps = plan(app);
@@ -132,6 +129,7 @@ async fn process_push<H: Http, S: Sql + Copy, Q: Queue>(
                     git_ref: &push.git_ref,
                     delivery_id: Some(delivery),
                     pusher: push.pusher.as_deref(),
+                    installation_id: push.installation_id,
                     commits,
                     steps: &steps,
                 },
@@ -183,8 +181,8 @@ async fn process_push<H: Http, S: Sql + Copy, Q: Queue>(
     Ok(done.join("; "))
 }
 
-async fn process_run<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+async fn process_run<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     run: &WorkflowRunEvent,
     now: Timestamp,
 ) -> Result<String, ProcessError> {

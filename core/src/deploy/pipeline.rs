@@ -11,11 +11,13 @@ use super::{plan_revert, JobStatus, StepName, StepState};
 use crate::apps::{App, AppName, AppStore, DeployTarget};
 use crate::config::Config;
 use crate::fly::FlyClient;
+use crate::github::app::{installation_token, RsaSigner};
+use crate::github::client::GithubConfig;
 use crate::github::client::{GithubClient, GithubError};
 use crate::github::{CommitSha, RepoFullName};
 use crate::http::HttpRequest;
 use crate::jobs::JobMessage;
-use crate::ports::{Http, Queue, Sql, SqlValue, StoreError};
+use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
 use crate::retry::backoff_seconds;
 use crate::telegram::{escape_html, SendOutcome, TelegramClient};
 use crate::time::Timestamp;
@@ -31,11 +33,51 @@ pub const STEP_STALE_SECONDS: i64 = 180;
 const TARGET_TIMEOUT_MS: u32 = 30_000;
 
 /// Everything a step needs.
-pub struct Deps<'a, H, S, Q> {
+pub struct Deps<'a, H, S, Q, K, R> {
     pub config: &'a Config,
     pub http: &'a H,
     pub sql: S,
     pub queue: &'a Q,
+    /// Caches GitHub App installation tokens.
+    pub kv: &'a K,
+    /// Signs the GitHub App JWT.
+    pub signer: &'a R,
+}
+
+/// GitHub credentials for a job or delivery: the App installation's token when the
+/// App is configured and the event came through an installation, else GITHUB_TOKEN.
+pub async fn github_for<H: Http, S, Q, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
+    installation_id: Option<u64>,
+    now: Timestamp,
+) -> Result<GithubConfig, GithubError> {
+    let settings = deps
+        .config
+        .github
+        .as_ref()
+        .map_err(|missing| GithubError::Rejected(format!("{missing} is not configured")))?;
+    if let (Some(app), Some(installation)) = (&settings.app, installation_id) {
+        let token = installation_token(
+            deps.http,
+            deps.kv,
+            deps.signer,
+            &settings.api_base,
+            app,
+            installation,
+            now,
+        )
+        .await?;
+        return Ok(GithubConfig {
+            api_base: settings.api_base.clone(),
+            token,
+        });
+    }
+    match &settings.token {
+        Some(token) => Ok(GithubConfig { api_base: settings.api_base.clone(), token: token.clone() }),
+        None => Err(GithubError::Rejected(
+            "the GitHub App needs an installation id in the delivery, and GITHUB_TOKEN is not configured".into(),
+        )),
+    }
 }
 
 /// What the queue should do with the step's message.
@@ -152,8 +194,8 @@ fn store_err(what: &str) -> impl Fn(StoreError) -> String + '_ {
 }
 
 /// Runs step `position` of job `job_id` once.
-pub async fn run_step<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+pub async fn run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job_id: i64,
     position: i64,
     now: Timestamp,
@@ -162,8 +204,8 @@ pub async fn run_step<H: Http, S: Sql + Copy, Q: Queue>(
 }
 
 /// Ends a step that has waited too long (the cron's timeout), as if it had failed.
-pub async fn time_out_step<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+pub async fn time_out_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job_id: i64,
     position: i64,
     error: String,
@@ -179,8 +221,8 @@ pub async fn time_out_step<H: Http, S: Sql + Copy, Q: Queue>(
     .await
 }
 
-async fn run_step_with<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+async fn run_step_with<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job_id: i64,
     position: i64,
     now: Timestamp,
@@ -198,8 +240,8 @@ async fn run_step_with<H: Http, S: Sql + Copy, Q: Queue>(
     }
 }
 
-async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job_id: i64,
     position: i64,
     now: Timestamp,
@@ -310,8 +352,8 @@ fn describe(outcome: &StepOutcome) -> String {
 }
 
 /// Carries out a [`Next`].
-async fn follow<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+async fn follow<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job: &Job,
     app: Option<&App>,
     next: Next,
@@ -390,8 +432,8 @@ async fn follow<H: Http, S: Sql + Copy, Q: Queue>(
 }
 
 /// Starts the app's next waiting job, if any and if none is active.
-pub async fn start_next<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+pub async fn start_next<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     app: &str,
     environment: &str,
     now: Timestamp,
@@ -423,21 +465,23 @@ pub async fn start_next<H: Http, S: Sql + Copy, Q: Queue>(
 
 /// GitHub Deployment `failure` for a failed deploy (best effort: the job's own
 /// record is what counts).
-async fn report_failure<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+async fn report_failure<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job: &Job,
     app: Option<&App>,
     error: &str,
 ) {
-    let (Some(app), Some(deployment_id), Ok(github)) =
-        (app, job.github_deployment_id, &deps.config.github)
-    else {
+    let (Some(app), Some(deployment_id)) = (app, job.github_deployment_id) else {
         return;
     };
     if job.status != JobStatus::Processing {
         return;
     }
-    let client = GithubClient::new(deps.http, github);
+    let now = Timestamp::from_millis(job.updated_at);
+    let Ok(github) = github_for(deps, installation(job), now).await else {
+        return;
+    };
+    let client = GithubClient::new(deps.http, &github);
     let _ = client
         .deployment_status(
             &app.repository,
@@ -473,6 +517,10 @@ fn github_err(e: GithubError) -> StepOutcome {
     }
 }
 
+fn installation(job: &Job) -> Option<u64> {
+    job.installation_id.and_then(|i| u64::try_from(i).ok())
+}
+
 /// The sha a step deploys: the job's, or the revert's.
 fn target_sha(job: &Job, step: &Step) -> Option<CommitSha> {
     let sha = match step.name {
@@ -484,22 +532,23 @@ fn target_sha(job: &Job, step: &Step) -> Option<CommitSha> {
     CommitSha::parse(sha)
 }
 
-async fn perform<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+async fn perform<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job: &Job,
     step: &Step,
     app: &App,
-    _now: Timestamp,
+    now: Timestamp,
 ) -> StepOutcome {
     let Some(sha) = target_sha(job, step) else {
         return StepOutcome::Failed("no commit to deploy".into());
     };
     match step.name {
         StepName::CreateDeployment => {
-            let Ok(github) = &deps.config.github else {
-                return StepOutcome::Failed("GITHUB_TOKEN is not configured".into());
+            let github = match github_for(deps, installation(job), now).await {
+                Ok(g) => g,
+                Err(e) => return github_err(e),
             };
-            let client = GithubClient::new(deps.http, github);
+            let client = GithubClient::new(deps.http, &github);
             // A retried attempt reuses the deployment an earlier attempt created.
             let id = match job.github_deployment_id {
                 Some(id) => id,
@@ -544,7 +593,7 @@ async fn perform<H: Http, S: Sql + Copy, Q: Queue>(
                 Err(e) => github_err(e),
             }
         }
-        StepName::Trigger | StepName::RevertTrigger => trigger(deps, job, app, &sha).await,
+        StepName::Trigger | StepName::RevertTrigger => trigger(deps, job, app, &sha, now).await,
         StepName::AwaitResult | StepName::RevertAwait => await_result(deps, job, step, app).await,
         StepName::VerifyHealth | StepName::RevertVerify => match &app.health_url {
             None => StepOutcome::Done(json!({ "skipped": "no health_url" })),
@@ -561,14 +610,15 @@ async fn perform<H: Http, S: Sql + Copy, Q: Queue>(
             }
         },
         StepName::Finalize => {
-            let Ok(github) = &deps.config.github else {
-                return StepOutcome::Failed("GITHUB_TOKEN is not configured".into());
+            let github = match github_for(deps, installation(job), now).await {
+                Ok(g) => g,
+                Err(e) => return github_err(e),
             };
             let Some(id) = job.github_deployment_id else {
                 return StepOutcome::Failed("no GitHub deployment was created".into());
             };
             let env_url = app.health_url.as_deref().map(origin);
-            match GithubClient::new(deps.http, github)
+            match GithubClient::new(deps.http, &github)
                 .deployment_status(
                     &app.repository,
                     id,
@@ -601,11 +651,12 @@ fn substitute(value: &serde_json::Value, sha: &CommitSha) -> serde_json::Value {
     }
 }
 
-async fn trigger<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job: &Job,
     app: &App,
     sha: &CommitSha,
+    now: Timestamp,
 ) -> StepOutcome {
     match &app.deploy {
         DeployTarget::DeployHook { url } => {
@@ -631,8 +682,9 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue>(
             git_ref,
             inputs,
         } => {
-            let Ok(github) = &deps.config.github else {
-                return StepOutcome::Failed("GITHUB_TOKEN is not configured".into());
+            let github = match github_for(deps, installation(job), now).await {
+                Ok(g) => g,
+                Err(e) => return github_err(e),
             };
             let repo: &RepoFullName = repository.as_ref().unwrap_or(&app.repository);
             let git_ref = git_ref.as_deref().unwrap_or(&app.production_branch);
@@ -640,7 +692,7 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue>(
                 .iter()
                 .map(|(k, v)| (k.clone(), substitute(v, sha)))
                 .collect();
-            match GithubClient::new(deps.http, github)
+            match GithubClient::new(deps.http, &github)
                 .dispatch_workflow(repo, workflow, git_ref, &inputs)
                 .await
             {
@@ -697,8 +749,8 @@ fn trigger_result(job: &Job, step: &Step) -> Option<serde_json::Value> {
         .and_then(|s| s.result.clone())
 }
 
-async fn await_result<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job: &Job,
     step: &Step,
     app: &App,
@@ -752,8 +804,8 @@ async fn await_result<H: Http, S: Sql + Copy, Q: Queue>(
 }
 
 /// Sends or edits the job's Telegram message (best effort; never fails the job).
-pub async fn notify_job<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+pub async fn notify_job<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     job_id: i64,
     app: Option<&App>,
     now: Timestamp,

@@ -21,6 +21,8 @@ pub struct Job {
     pub git_ref: String,
     pub delivery_id: Option<String>,
     pub pusher: Option<String>,
+    /// The GitHub App installation the push came from, if any.
+    pub installation_id: Option<i64>,
     pub status: JobStatus,
     pub revert_sha: Option<String>,
     pub github_deployment_id: Option<i64>,
@@ -56,6 +58,7 @@ pub struct NewJob<'a> {
     pub git_ref: &'a str,
     pub delivery_id: Option<&'a DeliveryId>,
     pub pusher: Option<&'a str>,
+    pub installation_id: Option<u64>,
     pub commits: &'a [PushCommit],
     pub steps: &'a [(StepName, StepState)],
 }
@@ -64,7 +67,7 @@ pub struct JobStore<S> {
     sql: S,
 }
 
-const JOB_COLUMNS: &str = "id, app, environment, sha, git_ref, delivery_id, pusher, status, revert_sha, \
+const JOB_COLUMNS: &str = "id, app, environment, sha, git_ref, delivery_id, pusher, installation_id, status, revert_sha, \
      github_deployment_id, telegram_message_id, error, created_at, updated_at, started_at, finished_at, commits";
 
 fn store_err(e: impl std::fmt::Display) -> StoreError {
@@ -141,8 +144,8 @@ impl<S: Sql> JobStore<S> {
             .sql
             .execute(
                 "INSERT OR IGNORE INTO deploy_jobs \
-                 (app, environment, sha, git_ref, delivery_id, pusher, commits, status, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'waiting', ?8, ?8)",
+                 (app, environment, sha, git_ref, delivery_id, pusher, commits, status, created_at, updated_at, installation_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'waiting', ?8, ?8, ?9)",
                 &[
                     job.app.as_str().into(),
                     job.environment.into(),
@@ -152,6 +155,7 @@ impl<S: Sql> JobStore<S> {
                     job.pusher.into(),
                     commits.into(),
                     now.millis().into(),
+                    job.installation_id.and_then(|i| i64::try_from(i).ok()).into(),
                 ],
             )
             .await?;
@@ -546,6 +550,7 @@ fn job(row: Row) -> Result<Job, StoreError> {
         git_ref: text(&row, "git_ref").unwrap_or_default(),
         delivery_id: text(&row, "delivery_id"),
         pusher: text(&row, "pusher"),
+        installation_id: int(&row, "installation_id"),
         status,
         revert_sha: text(&row, "revert_sha"),
         github_deployment_id: int(&row, "github_deployment_id"),

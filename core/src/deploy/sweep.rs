@@ -6,16 +6,17 @@
 use super::pipeline::{time_out_step, Deps, STEP_STALE_SECONDS};
 use super::store::JobStore;
 use super::StepName;
+use crate::github::app::RsaSigner;
 use crate::github::deliveries::DeliveryStore;
 use crate::jobs::JobMessage;
-use crate::ports::{Http, Queue, Sql};
+use crate::ports::{Http, Kv, Queue, Sql};
 use crate::time::Timestamp;
 
 /// Steps and deliveries handled per cron run; the rest wait for the next.
 pub const SWEEP_BATCH: u32 = 50;
 
-pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue>(
-    deps: &Deps<'_, H, S, Q>,
+pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
     now: Timestamp,
 ) -> Vec<String> {
     let mut log = Vec::new();

@@ -48,7 +48,9 @@ struct Message {
     message: Option<String>,
 }
 
-fn classify(result: Result<HttpResponse, HttpError>) -> Result<HttpResponse, GithubError> {
+pub(crate) fn classify(
+    result: Result<HttpResponse, HttpError>,
+) -> Result<HttpResponse, GithubError> {
     let resp = result.map_err(|e| GithubError::Transient(e.to_string()))?;
     if (200..300).contains(&resp.status) {
         return Ok(resp);

@@ -1,6 +1,7 @@
 //! GitHub: webhook signatures, the typed events the flows act on, and the ids they
 //! carry. Verification happens on the raw bytes before anything is parsed.
 
+pub mod app;
 pub mod client;
 pub mod deliveries;
 pub mod events;

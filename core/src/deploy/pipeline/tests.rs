@@ -11,7 +11,9 @@ use crate::deploy::intake::process_delivery;
 use crate::github::deliveries::{DeliveryId, DeliveryStore, Outcome};
 use crate::github::events::{GithubEvent, PushCommit, PushEvent, WorkflowRunEvent};
 use crate::http::{HttpError, HttpResponse};
-use crate::testing::{block_on, json_response, FakeHttp, MemoryQueue, SqliteSql};
+use crate::testing::{
+    block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NoSigner, SqliteSql,
+};
 
 const REPO: &str = "octo/app";
 
@@ -89,6 +91,7 @@ fn fake(world: Rc<RefCell<World>>) -> FakeHttp {
 struct Scenario {
     db: SqliteSql,
     queue: MemoryQueue,
+    kv: MemoryKv,
     http: FakeHttp,
     world: Rc<RefCell<World>>,
     config: Config,
@@ -102,6 +105,7 @@ impl Scenario {
         let s = Scenario {
             db: SqliteSql::migrated(),
             queue: MemoryQueue::default(),
+            kv: MemoryKv::default(),
             http: fake(world.clone()),
             world,
             config: config(),
@@ -127,12 +131,14 @@ impl Scenario {
         Timestamp::from_millis(*c)
     }
 
-    fn deps(&self) -> Deps<'_, FakeHttp, &SqliteSql, MemoryQueue> {
+    fn deps(&self) -> Deps<'_, FakeHttp, &SqliteSql, MemoryQueue, MemoryKv, NoSigner> {
         Deps {
             config: &self.config,
             http: &self.http,
             sql: &self.db,
             queue: &self.queue,
+            kv: &self.kv,
+            signer: &NoSigner,
         }
     }
 

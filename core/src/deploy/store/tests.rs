@@ -41,6 +41,7 @@ fn create(
             git_ref: "refs/heads/main",
             delivery_id: Some(&delivery),
             pusher: Some("octocat"),
+            installation_id: Some(1),
             commits: &commits,
             steps: STEPS,
         },
