@@ -90,4 +90,33 @@ pub async fn sweep(env: &Env, config: &Config) {
     for line in edge_core::deploy::sweep::sweep(&deps, now()).await {
         console_log!("cron deploy sweep: {line}");
     }
+
+    // Deliveries GitHub failed to make are not retried by GitHub: ask for them.
+    match edge_core::github::redeliver::from_config(config) {
+        Ok(None) => {}
+        Err(e) => console_error!("cron redelivery: {e}"),
+        Ok(Some((hook, auth))) => {
+            let api_base = config
+                .github
+                .as_ref()
+                .map(|g| g.api_base.as_str())
+                .unwrap_or_default();
+            match edge_core::github::redeliver::redeliver_failed(
+                &FetchHttp,
+                &sql,
+                &kv,
+                &WebCryptoSigner,
+                api_base,
+                &hook,
+                auth,
+                now(),
+            )
+            .await
+            {
+                Ok(asked) if asked.is_empty() => {}
+                Ok(asked) => console_log!("cron redelivery: asked GitHub to redeliver {asked:?}"),
+                Err(e) => console_error!("cron redelivery: {e}"),
+            }
+        }
+    }
 }

@@ -256,6 +256,18 @@ export async function fakeGithub({ token, appId, publicKey }) {
       state.issued.add(issued);
       return json(res, 201, { token: issued, expires_at: new Date(Date.now() + 3600_000).toISOString() });
     }
+    if ((m = path.match(/^\/app\/hook\/deliveries(?:\/(\d+)\/attempts)?$/))) {
+      const problem = verifyAppJwt(bearer, appId, publicKey);
+      if (problem) {
+        violations.push(`hook deliveries asked with ${problem}`);
+        return json(res, 401, { message: "A JSON web token could not be decoded" });
+      }
+      if (req.method === "GET" && !m[1]) return json(res, 200, state.hookDeliveries ?? []);
+      if (req.method === "POST" && m[1]) {
+        state.redeliveries = [...(state.redeliveries ?? []), Number(m[1])];
+        return json(res, 202, {});
+      }
+    }
     if (!state.issued.has(bearer)) {
       violations.push(`${req.method} ${path}: not authenticated with an issued token`);
       return json(res, 401, { message: "Bad credentials" });

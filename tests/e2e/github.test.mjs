@@ -327,6 +327,26 @@ describe("deploys", () => {
   });
 });
 
+describe("cron", () => {
+  test("asks GitHub to redeliver what failed and was never recorded, once", async () => {
+    const recorded = await deliver("ping", fixture("ping.json"));
+    const recent = new Date(Date.now() - 60_000).toISOString();
+    gh.state.hookDeliveries = [
+      { id: 501, guid: randomUUID(), delivered_at: recent, redelivery: false, status: "Invalid HTTP Response: 503", status_code: 503, event: "push" },
+      { id: 502, guid: recorded.id, delivered_at: recent, redelivery: false, status: "Invalid HTTP Response: 500", status_code: 500, event: "ping" },
+      { id: 503, guid: randomUUID(), delivered_at: recent, redelivery: false, status: "OK", status_code: 200, event: "push" },
+      { id: 504, guid: randomUUID(), delivered_at: new Date(Date.now() - 5 * 86400_000).toISOString(), redelivery: false, status: "failed", status_code: 502, event: "push" },
+    ];
+    await worker.scheduled();
+    const until = Date.now() + 10_000;
+    while (!(gh.state.redeliveries ?? []).length && Date.now() < until) await sleep(100);
+    assert.deepEqual(gh.state.redeliveries, [501]);
+    await worker.scheduled();
+    await sleep(1000);
+    assert.deepEqual(gh.state.redeliveries, [501], "asked once");
+  });
+});
+
 test("the fakes saw nothing unexpected and no secret reached the logs", () => {
   assert.deepEqual(gh.violations, []);
   assert.deepEqual(tg.violations, []);

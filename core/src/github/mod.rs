@@ -6,6 +6,7 @@ pub mod client;
 pub mod deliveries;
 pub mod events;
 pub mod intake;
+pub mod redeliver;
 pub mod webhook;
 
 use serde::{Deserialize, Serialize};
