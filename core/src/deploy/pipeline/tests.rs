@@ -29,6 +29,8 @@ fn config() -> Config {
                 "GITHUB_API_BASE" => "http://gh.test",
                 "PUBLIC_URL" => "https://notifier.example.com",
                 "HEALTH_CHECK_INTERVAL_SECONDS" => "1",
+                "FLY_API_TOKEN" => "fly_test_token",
+                "FLY_API_BASE" => "http://fly.test",
                 _ => return None,
             }
             .to_owned(),
@@ -71,6 +73,38 @@ fn fake(world: Rc<RefCell<World>>) -> FakeHttp {
                 return json_response(400, serde_json::json!({"error": "bad build"}));
             }
             return json_response(200, serde_json::json!({"ok": true}));
+        }
+        if url == "http://fly.test/v1/apps/app-prod/machines" {
+            return json_response(
+                200,
+                serde_json::json!([
+                    {"id": "m1", "state": "started", "config": {"image": "registry.fly.io/app:old", "env": {"PORT": "8080"}}},
+                    {"id": "m2", "state": "started", "config": {"image": "registry.fly.io/app:old"}}
+                ]),
+            );
+        }
+        if let Some(machine) = url.strip_prefix("http://fly.test/v1/apps/app-prod/machines/") {
+            assert!(req
+                .headers
+                .contains(&("authorization".into(), "Bearer fly_test_token".into())));
+            return if machine.ends_with("/wait?state=started&timeout=60") {
+                json_response(200, serde_json::json!({"ok": true}))
+            } else {
+                json_response(200, serde_json::json!({"id": machine}))
+            };
+        }
+        if url.starts_with("http://gh.test/repos/octo/app/commits/") {
+            let merge = url.contains(&"77".repeat(20));
+            return if url.ends_with("/pulls") {
+                json_response(200, serde_json::json!([]))
+            } else if merge {
+                json_response(
+                    200,
+                    serde_json::json!({"parents": [{"sha": "1"}, {"sha": "2"}]}),
+                )
+            } else {
+                json_response(200, serde_json::json!({"parents": [{"sha": "1"}]}))
+            };
         }
         if url == "https://app.example.com/health" {
             drop(w);
@@ -627,4 +661,63 @@ fn a_lost_delivery_message_is_enqueued_again() {
     );
     let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
     assert!(log.is_empty(), "not again before another grace period");
+}
+
+#[test]
+fn a_fly_target_moves_every_machine_to_the_new_image() {
+    let s = Scenario::new(
+        r#"{"type": "fly", "app": "app-prod", "image": "registry.fly.io/app:{sha}"}"#,
+    );
+    s.push(1);
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
+    let seen = s.http.seen.borrow();
+    let updates: Vec<serde_json::Value> = seen
+        .iter()
+        .filter(|r| {
+            r.method == crate::http::Method::Post
+                && r.url
+                    .starts_with("http://fly.test/v1/apps/app-prod/machines/")
+        })
+        .map(|r| serde_json::from_str(r.body.as_deref().unwrap_or("{}")).expect("json"))
+        .collect();
+    assert_eq!(updates.len(), 2);
+    assert_eq!(
+        updates[0]["config"]["image"],
+        format!("registry.fly.io/app:{}", sha(1).as_str())
+    );
+    assert_eq!(
+        updates[0]["config"]["env"]["PORT"], "8080",
+        "the rest of the config is kept"
+    );
+    let waits = seen
+        .iter()
+        .filter(|r| r.url.ends_with("/wait?state=started&timeout=60"))
+        .count();
+    assert_eq!(waits, 2);
+    assert_eq!(
+        job.steps[2].result.as_ref().map(|r| r["started"].clone()),
+        Some(serde_json::json!(["m1", "m2"]))
+    );
+}
+
+#[test]
+fn deploy_on_merge_skips_direct_pushes() {
+    let s = Scenario::new(HOOK);
+    let app = App::parse(
+        format!(
+            r#"{{"repository": "{REPO}", "production_branch": "main", "environment": "production",
+            "deploy_on": "merge", "deploy": {HOOK}}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("app");
+    block_on(AppStore::new(&s.db).put(&AppName::parse("app").expect("name"), &app, s.now()))
+        .expect("put");
+    assert_eq!(s.push(1), "delivery delivery-1: app: not a merge");
+    assert_eq!(s.push(0x77), "delivery delivery-2: app: job 1 started");
+    s.drain();
+    assert_eq!(s.job(1).sha, sha(0x77).as_str());
+    assert_eq!(s.job(1).status, JobStatus::Finalized);
 }
