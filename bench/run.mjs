@@ -2,7 +2,8 @@
 // through wrangler dev, local D1/KV/Queues), POST-to-Telegram latency through the
 // queue consumer, and the upload size `wrangler deploy --dry-run` reports. Prints a
 // table and writes bench/results.json. Targets are checked here, never in tests.
-import { writeFileSync, mkdtempSync } from "node:fs";
+import { writeFileSync, mkdtempSync, readFileSync } from "node:fs";
+import { createHmac, randomUUID } from "node:crypto";
 import { spawnSync } from "node:child_process";
 import { tmpdir, cpus } from "node:os";
 import { join } from "node:path";
@@ -14,7 +15,10 @@ const TOKEN = "bench-notify-token";
 const BOT = "999:bench-bot";
 const CHAT = "-100999";
 
+const WEBHOOK_SECRET = "bench-webhook-secret";
+
 const TARGETS = {
+  github_hmac_vs_openssl_max: 1.5,
   c16_rps_min: 300,
   c16_p99_ms_max: 150,
   c1_p50_ms_max: 15,
@@ -102,6 +106,80 @@ function uploadSize() {
   return { total_kib: Number(m[1]), gzip_kib: Number(m[2]) };
 }
 
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** POST /github, signed; returns the status, latency and the Worker's verify time. */
+async function github(url, event, body) {
+  const t0 = performance.now();
+  const r = await fetch(`${url}/github`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json", "x-github-event": event, "x-github-delivery": randomUUID(),
+      "x-hub-signature-256": `sha256=${createHmac("sha256", WEBHOOK_SECRET).update(body).digest("hex")}`,
+    },
+    body,
+  });
+  await r.arrayBuffer();
+  const verify = /verify;dur=([\d.]+)/.exec(r.headers.get("server-timing") ?? "")?.[1];
+  return { status: r.status, ms: performance.now() - t0, verifyMs: verify === undefined ? NaN : Number(verify) };
+}
+
+/** A ~25 KB push (the fixture with more commits) to a repository no app deploys. */
+function push25k() {
+  const p = JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", "push.with-new-branch.json"), "utf8"));
+  const c = p.commits[0];
+  p.commits = Array.from({ length: 40 }, (_, i) => ({ ...c, id: i.toString(16).padStart(40, "a"), message: `Commit ${i}: ${"x".repeat(200)}` }));
+  return JSON.stringify(p);
+}
+
+async function githubBench(url) {
+  const body = push25k();
+  const latencies = [];
+  const statuses = {};
+  let next = 0;
+  const n = 1000;
+  const started = performance.now();
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    while (next < n) {
+      next++;
+      const r = await github(url, "push", body);
+      latencies.push(r.ms);
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    }
+  }));
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const push = { bytes: body.length, requests: n, concurrency: 16, rps: round(n / seconds), p50_ms: round(percentile(latencies, 50)), p99_ms: round(percentile(latencies, 99)), statuses };
+
+  const hmac = {};
+  for (const mib of [5, 25]) {
+    const payload = JSON.stringify({ zen: "x".repeat(mib * 1024 * 1024 - 64), hook_id: 1 });
+    const worker = [];
+    const total = [];
+    for (let i = 0; i < 5; i++) {
+      const r = await github(url, "ping", payload);
+      if (r.status !== 200) throw new Error(`signed ${mib} MiB ping answered ${r.status}`);
+      worker.push(r.verifyMs);
+      total.push(r.ms);
+    }
+    const buf = Buffer.from(payload);
+    const native = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      createHmac("sha256", WEBHOOK_SECRET).update(buf).digest();
+      native.push(performance.now() - t0);
+    }
+    hmac[`${mib}MiB`] = {
+      bytes: buf.length,
+      worker_verify_ms: round(median(worker)),
+      request_ms: round(median(total)),
+      openssl_ms: round(median(native)),
+      ratio: round(median(worker) / median(native)),
+    };
+  }
+  return { push, hmac };
+}
+
 /** 2,000 requests in which every fifth repeats an id sent a little earlier. */
 function mixedLoad(prefix) {
   const bodies = [];
@@ -131,7 +209,10 @@ log("baseline: a bare KV + D1 + queue Worker, 2,000 requests at concurrency 16")
 const base = await baseline();
 const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
 const worker = await startWorker({
-  vars: { DEPLOY_NOTIFY_TOKEN: TOKEN, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT, TELEGRAM_API_BASE: tg.base },
+  vars: {
+    DEPLOY_NOTIFY_TOKEN: TOKEN, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT, TELEGRAM_API_BASE: tg.base,
+    GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
+  },
 });
 try {
   const run = Date.now().toString(36);
@@ -146,6 +227,9 @@ try {
   const c1 = await load(worker.url, Array.from({ length: 200 }, (_, i) => deployment(`c1-${run}-${i}`, i)), 1);
   const tgC1 = await telegramLatency(tg, c1.sentAt);
 
+  log("/github: 1,000 signed 25 KB pushes at concurrency 16; HMAC of 5 and 25 MiB bodies");
+  const gh = await githubBench(worker.url);
+
   log("upload size (wrangler deploy --dry-run)");
   const size = uploadSize();
 
@@ -157,6 +241,7 @@ try {
     notify_c1: { ...c1, sentAt: undefined },
     post_to_telegram_c16: tgC16,
     post_to_telegram_c1: tgC1,
+    github: gh,
     upload: size,
     targets: TARGETS,
   };
@@ -166,6 +251,7 @@ try {
     c1_p50: c1.p50_ms <= TARGETS.c1_p50_ms_max,
     telegram_p50: tgC1.p50_ms < TARGETS.telegram_p50_ms_max && tgC16.p50_ms < TARGETS.telegram_p50_ms_max,
     gzip: size.gzip_kib <= TARGETS.gzip_kib_max,
+    github_hmac: Object.values(gh.hmac).every((h) => h.ratio <= TARGETS.github_hmac_vs_openssl_max),
     all_delivered: tgC16.delivered === tgC16.expected && tgC1.delivered === tgC1.expected,
     no_errors: Object.keys(c16.statuses).every((s) => s === "202" || s === "200") &&
       c16.statuses["202"] === 1600 && c16.statuses["200"] === 400,
@@ -187,6 +273,14 @@ try {
   row("POST→Telegram c1 p50 (ms)", tgC1.p50_ms, `< ${TARGETS.telegram_p50_ms_max}`, tgC1.p50_ms < TARGETS.telegram_p50_ms_max);
   row("POST→Telegram c1 p99 (ms)", tgC1.p99_ms, "", true);
   row("delivered", `${tgC16.delivered + tgC1.delivered}/${tgC16.expected + tgC1.expected}`, "all", results.checks.all_delivered);
+  row("/github 25 KB push c16 (req/s)", gh.push.rps, "", true);
+  row("/github 25 KB push c16 p99 (ms)", gh.push.p99_ms, "", true);
+  for (const [k, h] of Object.entries(gh.hmac)) {
+    row(`HMAC ${k}: Worker (WebCrypto) ms`, h.worker_verify_ms, "", true);
+    row(`HMAC ${k}: OpenSSL (node) ms`, h.openssl_ms, "", true);
+    row(`HMAC ${k}: ratio`, h.ratio, `<= ${TARGETS.github_hmac_vs_openssl_max}`, h.ratio <= TARGETS.github_hmac_vs_openssl_max);
+    row(`HMAC ${k}: whole request ms`, h.request_ms, "", true);
+  }
   row("upload total (KiB)", size.total_kib, "", true);
   row("upload gzip (KiB)", size.gzip_kib, `<= ${TARGETS.gzip_kib_max}`, results.checks.gzip);
   console.log("\nwritten to bench/results.json");

@@ -8,6 +8,7 @@ use edge_core::deploy::store::JobStore;
 use edge_core::deploy::JobStatus;
 use edge_core::error::ApiError;
 use edge_core::github::deliveries::{DeliveryId, DeliveryStore};
+use edge_core::http::query_param;
 use edge_core::jobs::JobMessage;
 use edge_core::ports::Queue;
 use edge_core::store::NotificationStore;
@@ -76,10 +77,10 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
     match (route, method) {
         (Route::Apps, Method::Get) => {
             let list = apps.list().await.map_err(|e| unavailable("apps", e))?;
-            Ok(Reply {
-                status: 200,
-                body: serde_json::json!({ "success": true, "apps": list }),
-            })
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "apps": list }),
+            ))
         }
         (Route::Apps, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
         (Route::App(name), Method::Get) => {
@@ -89,10 +90,10 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                 .await
                 .map_err(|e| unavailable("app", e))?
                 .ok_or(ApiError::NotFound)?;
-            Ok(Reply {
-                status: 200,
-                body: serde_json::json!({ "success": true, "app": app }),
-            })
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "app": app }),
+            ))
         }
         (Route::App(name), Method::Put) => {
             let name = AppName::parse(&name)?;
@@ -130,10 +131,10 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                 .await
                 .map_err(|e| unavailable("app", e))?
                 .ok_or(ApiError::Internal)?;
-            Ok(Reply {
-                status: if created { 201 } else { 200 },
-                body: serde_json::json!({ "success": true, "app": stored }),
-            })
+            Ok(Reply::json(
+                if created { 201 } else { 200 },
+                serde_json::json!({ "success": true, "app": stored }),
+            ))
         }
         (Route::App(name), Method::Delete) => {
             let name = AppName::parse(&name)?;
@@ -177,14 +178,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         }
         (Route::Replay(_), _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
         (Route::Jobs, Method::Get) => {
-            let url = req
-                .url()
-                .map_err(|_| ApiError::BadRequest("bad URL".into()))?;
-            let query = |k: &str| {
-                url.query_pairs()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.into_owned())
-            };
+            let url = req.inner().url();
+            let query = |k: &str| query_param(&url, k);
             let status = match query("status") {
                 None => None,
                 Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
@@ -197,10 +192,10 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                 .list(app.as_ref().map(AppName::as_str), status, limit)
                 .await
                 .map_err(|e| unavailable("jobs", e))?;
-            Ok(Reply {
-                status: 200,
-                body: serde_json::json!({ "success": true, "jobs": jobs }),
-            })
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "jobs": jobs }),
+            ))
         }
         (Route::Jobs, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
         (Route::Job(id), Method::Get) => {
@@ -210,10 +205,10 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                 .await
                 .map_err(|e| unavailable("job", e))?
                 .ok_or(ApiError::NotFound)?;
-            Ok(Reply {
-                status: 200,
-                body: serde_json::json!({ "success": true, "job": job }),
-            })
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "job": job }),
+            ))
         }
         (Route::Job(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
     }
@@ -231,21 +226,7 @@ enum Route {
 /// `GET /api/deliveries?limit=`: GitHub deliveries and `/notify` notifications,
 /// newest first.
 async fn deliveries(req: &Request, sql: &adapters::D1Sql) -> Result<Reply, ApiError> {
-    let url = req
-        .url()
-        .map_err(|_| ApiError::BadRequest("bad URL".into()))?;
-    let limit = match url.query_pairs().find(|(k, _)| k == "limit") {
-        None => DEFAULT_LIMIT,
-        Some((_, v)) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be a whole number from 1 to {MAX_LIMIT}"
-                ))
-            })?,
-    };
+    let limit = parse_limit(query_param(&req.inner().url(), "limit"))?;
     let github = DeliveryStore::new(sql)
         .recent(limit)
         .await
@@ -284,8 +265,8 @@ async fn deliveries(req: &Request, sql: &adapters::D1Sql) -> Result<Reply, ApiEr
     all.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
     all.truncate(limit as usize);
     let list: Vec<serde_json::Value> = all.into_iter().map(|(_, v)| v).collect();
-    Ok(Reply {
-        status: 200,
-        body: serde_json::json!({ "success": true, "deliveries": list }),
-    })
+    Ok(Reply::json(
+        200,
+        serde_json::json!({ "success": true, "deliveries": list }),
+    ))
 }

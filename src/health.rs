@@ -20,9 +20,9 @@ pub fn handle(req: &Request, env: &Env, config: &Config) -> Result<Reply, ApiErr
             )
         })
         .collect();
-    Ok(Reply {
-        status: 200,
-        body: serde_json::json!({
+    Ok(Reply::json(
+        200,
+        serde_json::json!({
             "success": true,
             "name": env!("CARGO_PKG_NAME"),
             "version": env!("CARGO_PKG_VERSION"),
@@ -34,5 +34,5 @@ pub fn handle(req: &Request, env: &Env, config: &Config) -> Result<Reply, ApiErr
             "settings": settings,
             "problems": config.problems,
         }),
-    })
+    ))
 }

@@ -9,20 +9,39 @@ use worker::{Headers, Response};
 pub struct Reply {
     pub status: u16,
     pub body: serde_json::Value,
+    /// A `Server-Timing` header value (how long the signature check took).
+    pub server_timing: Option<String>,
 }
 
 impl Reply {
-    pub fn message(status: u16, message: &str) -> Reply {
+    pub fn json(status: u16, body: serde_json::Value) -> Reply {
         Reply {
             status,
-            body: serde_json::json!({ "success": true, "message": message }),
+            body,
+            server_timing: None,
         }
+    }
+
+    pub fn message(status: u16, message: &str) -> Reply {
+        Reply::json(
+            status,
+            serde_json::json!({ "success": true, "message": message }),
+        )
+    }
+
+    pub fn with_timing(mut self, timing: Option<String>) -> Reply {
+        self.server_timing = timing;
+        self
     }
 }
 
 pub fn finish(result: Result<Reply, ApiError>) -> worker::Result<Response> {
+    let mut timing = None;
     let (status, body, allow) = match result {
-        Ok(reply) => (reply.status, reply.body.to_string(), None),
+        Ok(reply) => {
+            timing = reply.server_timing;
+            (reply.status, reply.body.to_string(), None)
+        }
         Err(e) => {
             let allow = match &e {
                 ApiError::MethodNotAllowed { allowed } => Some(*allowed),
@@ -36,6 +55,9 @@ pub fn finish(result: Result<Reply, ApiError>) -> worker::Result<Response> {
     headers.set("cache-control", "no-store")?;
     if let Some(allow) = allow {
         headers.set("allow", allow)?;
+    }
+    if let Some(t) = timing {
+        headers.set("server-timing", &t)?;
     }
     if status == 401 {
         headers.set("www-authenticate", "Bearer")?;

@@ -88,3 +88,61 @@ pub enum HttpError {
     #[error("network error: {0}")]
     Network(String),
 }
+
+/// The first value of query parameter `name` in a URL, percent-decoded (`+` is a
+/// space). Enough for the admin API's `?limit=&app=&status=`; parsing the whole
+/// URL would pull a URL parser and its IDNA tables into the Worker.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len()
+                && s.is_char_boundary(i + 1)
+                && s.is_char_boundary(i + 3) =>
+            {
+                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params() {
+        let url = "https://x.example/api/jobs?app=hello&status=failed&limit=5&q=a%20b+c%2F#frag";
+        assert_eq!(query_param(url, "app").as_deref(), Some("hello"));
+        assert_eq!(query_param(url, "limit").as_deref(), Some("5"));
+        assert_eq!(query_param(url, "q").as_deref(), Some("a b c/"));
+        assert_eq!(query_param(url, "missing"), None);
+        assert_eq!(query_param("https://x/y", "app"), None);
+        assert_eq!(query_param("https://x/y?flag", "flag").as_deref(), Some(""));
+        assert_eq!(
+            query_param("https://x/y?bad=%zz%4", "bad").as_deref(),
+            Some("%zz%4")
+        );
+    }
+}

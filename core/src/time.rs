@@ -1,6 +1,6 @@
 //! Instants as milliseconds since the Unix epoch, with the two text forms we use.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 /// An instant, in milliseconds since the Unix epoch (UTC). The Worker gets it from
@@ -40,16 +40,41 @@ impl Timestamp {
 
     /// `2025-01-15T10:30:00.000Z`.
     pub fn to_rfc3339(self) -> String {
+        // Formatted by hand: chrono's strftime machinery is a sizeable part of the
+        // Worker's wasm for two fixed layouts.
         match self.utc() {
-            Some(d) => d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            Some(d) => format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                d.year(),
+                d.month(),
+                d.day(),
+                d.hour(),
+                d.minute(),
+                d.second(),
+                d.timestamp_subsec_millis()
+            ),
             None => self.0.to_string(),
         }
     }
 
     /// The human form the Telegram messages use: `Jan 15, 2025, 10:30 AM UTC`.
     pub fn to_human(self) -> String {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
         match self.utc() {
-            Some(d) => d.format("%b %-d, %Y, %-I:%M %p UTC").to_string(),
+            Some(d) => {
+                let (pm, hour) = d.hour12();
+                format!(
+                    "{} {}, {}, {}:{:02} {} UTC",
+                    MONTHS[d.month0() as usize],
+                    d.day(),
+                    d.year(),
+                    hour,
+                    d.minute(),
+                    if pm { "PM" } else { "AM" }
+                )
+            }
             None => self.0.to_string(),
         }
     }
