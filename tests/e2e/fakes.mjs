@@ -359,3 +359,39 @@ export async function fakeTarget() {
   });
   return { base: `http://127.0.0.1:${server.address().port}`, hooks, health, state, close: () => new Promise((r) => server.close(r)) };
 }
+
+/** The Fly.io Machines API for one app's machines; checks the token on every call. */
+export async function fakeFly({ token }) {
+  const requests = [];
+  const violations = [];
+  const machines = new Map(); // app -> [{ id, config }]
+  const server = await listen((req, raw, res) => {
+    const url = new URL(req.url, "http://x");
+    requests.push({ method: req.method, path: url.pathname, search: url.search, body: raw ? JSON.parse(raw) : null });
+    if (req.headers.authorization !== `Bearer ${token}`) {
+      violations.push(`${req.method} ${url.pathname} without the Fly token`);
+      return json(res, 401, { error: "unauthorized" });
+    }
+    let m;
+    if (req.method === "GET" && (m = url.pathname.match(/^\/v1\/apps\/([^/]+)\/machines$/))) {
+      return json(res, 200, machines.get(m[1]) ?? []);
+    }
+    if (req.method === "POST" && (m = url.pathname.match(/^\/v1\/apps\/([^/]+)\/machines\/([^/]+)$/))) {
+      const machine = (machines.get(m[1]) ?? []).find((x) => x.id === m[2]);
+      const body = JSON.parse(raw || "{}");
+      if (!machine || typeof body.config?.image !== "string") {
+        violations.push(`update of ${m[2]} without a machine or an image`);
+        return json(res, 400, { error: "bad request" });
+      }
+      machine.config = body.config;
+      return json(res, 200, { id: machine.id, config: machine.config, state: "replacing" });
+    }
+    if (req.method === "GET" && (m = url.pathname.match(/^\/v1\/apps\/([^/]+)\/machines\/([^/]+)\/wait$/))) {
+      if (url.searchParams.get("state") !== "started") violations.push(`wait for ${url.searchParams.get("state")}`);
+      return json(res, 200, { ok: true });
+    }
+    violations.push(`unexpected ${req.method} ${url.pathname}`);
+    return json(res, 404, { error: "not found" });
+  });
+  return { base: `http://127.0.0.1:${server.address().port}`, requests, violations, machines, close: () => new Promise((r) => server.close(r)) };
+}

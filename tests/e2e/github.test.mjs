@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHmac, randomUUID, generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fakeTelegram, fakeGithub, fakeTarget } from "./fakes.mjs";
+import { fakeTelegram, fakeGithub, fakeTarget, fakeFly } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
 import { root } from "../../scripts/lib.mjs";
 
@@ -27,6 +27,8 @@ let worker;
 let gh;
 let tg;
 let target;
+let fly;
+const FLY_TOKEN = "fly_e2e_token";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fixture = (name) => JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", name), "utf8"));
 const sign = (body, secret = SECRET) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
@@ -93,6 +95,7 @@ before(async () => {
   gh = await fakeGithub({ appId: APP_ID, publicKey: APP_PUBLIC });
   tg = await fakeTelegram({ token: BOT, chatId: CHAT });
   target = await fakeTarget();
+  fly = await fakeFly({ token: FLY_TOKEN });
   worker = await startWorker({
     vars: {
       GITHUB_WEBHOOK_SECRET: SECRET,
@@ -106,6 +109,11 @@ before(async () => {
       TELEGRAM_API_BASE: tg.base,
       PUBLIC_URL: "https://notifier.example.com",
       HEALTH_CHECK_INTERVAL_SECONDS: "1",
+      FLY_API_TOKEN: FLY_TOKEN,
+      FLY_API_BASE: fly.base,
+      // The cron looks at anything untouched for 2 s, and a wait times out at once.
+      SWEEP_AFTER_SECONDS: "2",
+      AWAIT_TIMEOUT_MINUTES: "0",
     },
   });
 });
@@ -115,6 +123,7 @@ after(async () => {
   await gh?.close();
   await tg?.close();
   await target?.close();
+  await fly?.close();
 });
 
 describe("POST /github", () => {
@@ -327,7 +336,43 @@ describe("deploys", () => {
   });
 });
 
+describe("targets", () => {
+  test("a fly target moves every machine to the new image and waits for them", async () => {
+    fly.machines.set("fly-prod", [
+      { id: "m-1", state: "started", config: { image: "registry.fly.io/fly-prod:old", env: { PORT: "8080" } } },
+      { id: "m-2", state: "started", config: { image: "registry.fly.io/fly-prod:old" } },
+    ]);
+    const app = { ...helloApp(), repository: "Codertocat/Fly", deploy: { type: "fly", app: "fly-prod", image: "registry.fly.io/fly-prod:{sha}" } };
+    assert.equal((await admin("PUT", "/api/apps/flyapp", app)).status, 201);
+    await deliver("push", push("Codertocat/Fly", sha("f")));
+    const done = await waitForJob("flyapp", sha("f"), ["finalized", "failed", "reverted"]);
+    assert.equal(done.status, "finalized", done.error);
+    for (const m of fly.machines.get("fly-prod")) {
+      assert.equal(m.config.image, `registry.fly.io/fly-prod:${sha("f")}`);
+    }
+    assert.equal(fly.machines.get("fly-prod")[0].config.env.PORT, "8080", "the rest of the config is kept");
+    assert.equal(fly.requests.filter((r) => r.path.endsWith("/wait")).length, 2);
+  });
+});
+
 describe("cron", () => {
+  test("fails a deploy whose workflow run never comes", async () => {
+    const app = {
+      repository: "Codertocat/Waiting", production_branch: "master", environment: "production", deploy_on: "push",
+      deploy: { type: "github_workflow", workflow: "deploy.yml" },
+    };
+    assert.equal((await admin("PUT", "/api/apps/waiting", app)).status, 201);
+    await deliver("push", push("Codertocat/Waiting", sha("7")));
+    const waiting = await waitForJob("waiting", sha("7"), ["processing"]);
+    const until = Date.now() + 15_000;
+    while ((await job(waiting.id)).steps[2].state !== "started" && Date.now() < until) await sleep(100);
+    await sleep(2500);
+    await worker.scheduled();
+    const done = await waitForJob("waiting", sha("7"), ["failed", "reverted"]);
+    assert.equal(done.status, "failed");
+    assert.equal(done.error, "Await result: no result within 0 minutes; nothing to revert to");
+  });
+
   test("asks GitHub to redeliver what failed and was never recorded, once", async () => {
     const recorded = await deliver("ping", fixture("ping.json"));
     const recent = new Date(Date.now() - 60_000).toISOString();
@@ -349,6 +394,7 @@ describe("cron", () => {
 
 test("the fakes saw nothing unexpected and no secret reached the logs", () => {
   assert.deepEqual(gh.violations, []);
+  assert.deepEqual(fly.violations, []);
   assert.deepEqual(tg.violations, []);
   const logs = worker.logs.join("\n");
   const tokens = [...gh.state.issued];

@@ -3,7 +3,7 @@
 //! fail once they have waited longer than `AWAIT_TIMEOUT_MINUTES`, and deliveries
 //! whose queue message was lost are enqueued again.
 
-use super::pipeline::{time_out_step, Deps, STEP_STALE_SECONDS};
+use super::pipeline::{time_out_step, Deps};
 use super::store::JobStore;
 use super::StepName;
 use crate::github::app::RsaSigner;
@@ -21,10 +21,10 @@ pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
 ) -> Vec<String> {
     let mut log = Vec::new();
     let jobs = JobStore::new(deps.sql);
-    let stale = match jobs
-        .stale_steps(now.minus_seconds(STEP_STALE_SECONDS), SWEEP_BATCH)
-        .await
-    {
+    // A step untouched for SWEEP_AFTER_SECONDS lost its consumer, or is a wait due
+    // for another look.
+    let cutoff = now.minus_seconds(i64::from(deps.config.sweep_after_seconds));
+    let stale = match jobs.stale_steps(cutoff, SWEEP_BATCH).await {
         Ok(s) => s,
         Err(e) => return vec![format!("deploy sweep: {e}")],
     };
@@ -82,7 +82,6 @@ pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     }
 
     let deliveries = DeliveryStore::new(deps.sql);
-    let cutoff = now.minus_seconds(i64::from(deps.config.sweep_after_seconds));
     match deliveries.lost(cutoff, SWEEP_BATCH).await {
         Ok(ids) => {
             for id in ids {
