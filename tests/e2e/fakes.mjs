@@ -173,7 +173,7 @@ export async function fakeTelegram({ token, chatId }) {
       }
       throw new Error(`Telegram got ${this.delivered(s).length} of ${count} messages about ${s} within ${timeoutMs} ms`);
     },
-    close: () => new Promise((r) => server.close(r)),
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
   };
 }
 
@@ -217,7 +217,7 @@ export async function fakeCloudflare({ token, accountId }) {
     violations,
     workers,
     pages,
-    close: () => new Promise((r) => server.close(r)),
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
   };
 }
 
@@ -318,7 +318,7 @@ export async function fakeGithub({ token, appId, publicKey }) {
     requests,
     violations,
     state,
-    close: () => new Promise((r) => server.close(r)),
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
   };
 }
 
@@ -341,8 +341,8 @@ function verifyAppJwt(jwt, appId, publicKey) {
 export async function fakeTarget() {
   const hooks = [];
   const health = [];
-  const state = { hookStatus: 200, healthStatus: 200, failHookFor: new Set() };
-  const server = await listen((req, raw, res) => {
+  const state = { hookStatus: 200, healthStatus: 200, healthDelayMs: 0, failHookFor: new Set() };
+  const server = await listen(async (req, raw, res) => {
     const path = new URL(req.url, "http://x").pathname;
     if (req.method === "POST" && path === "/hook") {
       const body = JSON.parse(raw || "{}");
@@ -352,12 +352,13 @@ export async function fakeTarget() {
     }
     if (req.method === "GET" && path === "/health") {
       health.push(Date.now());
+      if (state.healthDelayMs) await new Promise((r) => setTimeout(r, state.healthDelayMs));
       res.writeHead(state.healthStatus, { "content-type": "text/plain" });
       return res.end(state.healthStatus < 300 ? "ok" : "down");
     }
     return json(res, 404, {});
   });
-  return { base: `http://127.0.0.1:${server.address().port}`, hooks, health, state, close: () => new Promise((r) => server.close(r)) };
+  return { base: `http://127.0.0.1:${server.address().port}`, hooks, health, state, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
 }
 
 /** The Fly.io Machines API for one app's machines; checks the token on every call. */
@@ -393,5 +394,5 @@ export async function fakeFly({ token }) {
     violations.push(`unexpected ${req.method} ${url.pathname}`);
     return json(res, 404, { error: "not found" });
   });
-  return { base: `http://127.0.0.1:${server.address().port}`, requests, violations, machines, close: () => new Promise((r) => server.close(r)) };
+  return { base: `http://127.0.0.1:${server.address().port}`, requests, violations, machines, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
 }

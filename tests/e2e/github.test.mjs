@@ -28,6 +28,7 @@ let gh;
 let tg;
 let target;
 let fly;
+let vars;
 const FLY_TOKEN = "fly_e2e_token";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fixture = (name) => JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", name), "utf8"));
@@ -97,7 +98,7 @@ before(async () => {
   target = await fakeTarget();
   fly = await fakeFly({ token: FLY_TOKEN });
   worker = await startWorker({
-    vars: {
+    vars: (vars = {
       GITHUB_WEBHOOK_SECRET: SECRET,
       GITHUB_WEBHOOK_SECRET_PREVIOUS: OLD_SECRET,
       ADMIN_TOKEN: ADMIN,
@@ -114,7 +115,7 @@ before(async () => {
       // The cron looks at anything untouched for 2 s, and a wait times out at once.
       SWEEP_AFTER_SECONDS: "2",
       AWAIT_TIMEOUT_MINUTES: "0",
-    },
+    }),
   });
 });
 
@@ -356,6 +357,25 @@ describe("targets", () => {
 });
 
 describe("cron", () => {
+  test("a deploy interrupted by a crash between steps is finished after the restart", async () => {
+    // The health check hangs; the Worker dies while the step runs, and its queue
+    // (in memory, as a crashed isolate's would be) with it.
+    target.state.healthDelayMs = 60_000;
+    await deliver("push", push("Codertocat/Hello-World", sha("8"), sha("5")));
+    const running = await waitForJob("hello", sha("8"), ["processing"]);
+    const until = Date.now() + 15_000;
+    while ((await job(running.id)).steps[3].state !== "started" && Date.now() < until) await sleep(100);
+    await worker.stop();
+    target.state.healthDelayMs = 0;
+    worker = await startWorker({ persistTo: worker.persistTo, vars });
+    assert.equal((await job(running.id)).status, "processing", "nothing finished it without the cron");
+    await sleep(2500);
+    await worker.scheduled();
+    const done = await waitForJob("hello", sha("8"), ["finalized", "failed", "reverted"]);
+    assert.equal(done.status, "finalized", done.error);
+    assert.equal(done.steps[3].attempts, 2, "the health check ran again");
+  });
+
   test("fails a deploy whose workflow run never comes", async () => {
     const app = {
       repository: "Codertocat/Waiting", production_branch: "master", environment: "production", deploy_on: "push",
