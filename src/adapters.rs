@@ -23,8 +23,18 @@ pub fn lookup(env: &Env, name: &str) -> Option<String> {
         .filter(|v| !v.trim().is_empty())
 }
 
-pub fn config(env: &Env) -> Config {
-    Config::from_lookup(|name| lookup(env, name))
+thread_local! {
+    /// The parsed configuration. An isolate's vars and secrets never change (a new
+    /// deployment or secret starts new isolates), so it is read once per isolate
+    /// instead of some thirty binding lookups per request.
+    static CONFIG: std::cell::OnceCell<std::rc::Rc<Config>> = const { std::cell::OnceCell::new() };
+}
+
+pub fn config(env: &Env) -> std::rc::Rc<Config> {
+    CONFIG.with(|c| {
+        c.get_or_init(|| std::rc::Rc::new(Config::from_lookup(|name| lookup(env, name))))
+            .clone()
+    })
 }
 
 pub fn now() -> Timestamp {
