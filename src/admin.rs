@@ -2,7 +2,7 @@
 //! delivery log.
 
 use edge_core::apps::{App, AppName, AppStore};
-use edge_core::auth::{check_bearer, BearerError};
+use edge_core::auth::require_bearer;
 use edge_core::config::Config;
 use edge_core::deploy::store::JobStore;
 use edge_core::deploy::JobStatus;
@@ -39,17 +39,12 @@ fn parse_limit(v: Option<String>) -> Result<u32, ApiError> {
 }
 
 fn authorize(req: &Request, config: &Config) -> Result<(), ApiError> {
-    let token = config
-        .admin_token
-        .as_ref()
-        .ok_or(ApiError::NotConfigured("ADMIN_TOKEN"))?;
     let header = req.headers().get("authorization").ok().flatten();
-    check_bearer(header.as_deref(), token).map_err(|e| {
-        ApiError::Unauthorized(match e {
-            BearerError::Missing => "missing bearer token",
-            BearerError::Mismatch => "invalid token",
-        })
-    })
+    require_bearer(
+        header.as_deref(),
+        config.admin_token.as_ref(),
+        "ADMIN_TOKEN",
+    )
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {

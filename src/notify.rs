@@ -1,6 +1,6 @@
 //! `POST /notify`: authenticate, validate, dedupe, persist, enqueue, answer.
 
-use edge_core::auth::{check_bearer, BearerError};
+use edge_core::auth::require_bearer;
 use edge_core::config::Config;
 use edge_core::error::ApiError;
 use edge_core::jobs::JobMessage;
@@ -23,17 +23,12 @@ pub async fn handle(
         return Err(ApiError::MethodNotAllowed { allowed: "POST" });
     }
     // Authenticate before looking at the body.
-    let token = config
-        .notify_token
-        .as_ref()
-        .ok_or(ApiError::NotConfigured("DEPLOY_NOTIFY_TOKEN"))?;
     let auth = req.headers().get("authorization").ok().flatten();
-    check_bearer(auth.as_deref(), token).map_err(|e| {
-        ApiError::Unauthorized(match e {
-            BearerError::Missing => "missing bearer token",
-            BearerError::Mismatch => "invalid token",
-        })
-    })?;
+    require_bearer(
+        auth.as_deref(),
+        config.notify_token.as_ref(),
+        "DEPLOY_NOTIFY_TOKEN",
+    )?;
 
     let content_type = req
         .headers()

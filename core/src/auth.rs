@@ -42,6 +42,23 @@ pub fn check_bearer(header: Option<&str>, expected: &Secret) -> Result<(), Beare
     }
 }
 
+/// The bearer check every guarded endpoint makes: the token must be configured
+/// (503 naming `variable` otherwise) and match (401 otherwise).
+pub fn require_bearer(
+    header: Option<&str>,
+    token: Option<&Secret>,
+    variable: &'static str,
+) -> Result<(), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let token = token.ok_or(ApiError::NotConfigured(variable))?;
+    check_bearer(header, token).map_err(|e| {
+        ApiError::Unauthorized(match e {
+            BearerError::Missing => "missing bearer token",
+            BearerError::Mismatch => "invalid token",
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +70,28 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(!constant_time_eq(b"", b"a"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn required_bearer_names_what_is_wrong() {
+        use crate::error::ApiError;
+        let s = Secret::new("t");
+        assert_eq!(
+            require_bearer(Some("Bearer t"), Some(&s), "ADMIN_TOKEN"),
+            Ok(())
+        );
+        assert_eq!(
+            require_bearer(None, Some(&s), "ADMIN_TOKEN"),
+            Err(ApiError::Unauthorized("missing bearer token"))
+        );
+        assert_eq!(
+            require_bearer(Some("Bearer x"), Some(&s), "ADMIN_TOKEN"),
+            Err(ApiError::Unauthorized("invalid token"))
+        );
+        assert_eq!(
+            require_bearer(Some("Bearer t"), None, "ADMIN_TOKEN"),
+            Err(ApiError::NotConfigured("ADMIN_TOKEN"))
+        );
     }
 
     #[test]

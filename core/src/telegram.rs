@@ -426,22 +426,9 @@ impl<'a, H: Http> TelegramClient<'a, H> {
             "parse_mode": "HTML",
             "link_preview_options": { "is_disabled": true },
         });
-        let url = format!(
-            "{}/bot{}/editMessageText",
-            self.config.api_base,
-            self.config.bot_token.expose()
-        );
-        let outcome = classify(
-            self.http
-                .send(HttpRequest::post_json(
-                    url,
-                    body.to_string(),
-                    SEND_TIMEOUT_MS,
-                ))
-                .await,
-        );
+        let outcome = self.call("editMessageText", &body).await;
         // "message is not modified" means it already shows this text.
-        match self.scrub(outcome) {
+        match outcome {
             SendOutcome::Permanent { error } if error.contains("message is not modified") => {
                 SendOutcome::Sent { message_id }
             }
@@ -459,21 +446,18 @@ impl<'a, H: Http> TelegramClient<'a, H> {
         if html {
             body["parse_mode"] = "HTML".into();
         }
+        self.call("sendMessage", &body).await
+    }
+
+    /// One Bot API call, its answer classified and scrubbed of the token.
+    async fn call(&self, method: &str, body: &serde_json::Value) -> SendOutcome {
         let url = format!(
-            "{}/bot{}/sendMessage",
+            "{}/bot{}/{method}",
             self.config.api_base,
             self.config.bot_token.expose()
         );
-        let outcome = classify(
-            self.http
-                .send(HttpRequest::post_json(
-                    url,
-                    body.to_string(),
-                    SEND_TIMEOUT_MS,
-                ))
-                .await,
-        );
-        self.scrub(outcome)
+        let request = HttpRequest::post_json(url, body.to_string(), SEND_TIMEOUT_MS);
+        self.scrub(classify(self.http.send(request).await))
     }
 
     /// A network error's text can quote the URL, and the URL holds the token.

@@ -7,8 +7,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 
-use super::client::{GithubError, API_VERSION, REQUEST_TIMEOUT_MS};
-use crate::http::HttpRequest;
+use super::client::{api_request, GithubError};
+use crate::http::Method;
 use crate::ports::{Http, Kv};
 use crate::secret::Secret;
 use crate::time::Timestamp;
@@ -159,18 +159,12 @@ pub async fn installation_token<H: Http, K: Kv, R: RsaSigner>(
         }
     }
     let jwt = app_jwt(signer, app, now).await?;
-    let req = HttpRequest::post_json(
+    let req = api_request(
+        Method::Post,
         format!("{api_base}/app/installations/{installation_id}/access_tokens"),
-        "{}".into(),
-        REQUEST_TIMEOUT_MS,
-    )
-    .header("accept", "application/vnd.github+json")
-    .header("x-github-api-version", API_VERSION)
-    .header(
-        "user-agent",
-        concat!("edge-notifier/", env!("CARGO_PKG_VERSION")),
-    )
-    .header("authorization", format!("Bearer {}", jwt.expose()));
+        Some(serde_json::json!({})),
+        jwt.expose(),
+    );
     let resp = super::client::classify(http.send(req).await)?;
     #[derive(Deserialize)]
     struct Issued {

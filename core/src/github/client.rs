@@ -71,6 +71,29 @@ pub(crate) fn classify(
     }
 }
 
+/// A request to the GitHub API with the headers GitHub asks every client for: the
+/// JSON media type, the pinned API version, a User-Agent, and the bearer token (an
+/// installation token, a personal token, or the App's JWT).
+pub(crate) fn api_request(
+    method: Method,
+    url: String,
+    body: Option<serde_json::Value>,
+    bearer: &str,
+) -> HttpRequest {
+    let mut req = match body {
+        Some(b) => HttpRequest::post_json(url, b.to_string(), REQUEST_TIMEOUT_MS),
+        None => HttpRequest::get(url, REQUEST_TIMEOUT_MS),
+    };
+    req.method = method;
+    req.header("accept", "application/vnd.github+json")
+        .header("x-github-api-version", API_VERSION)
+        .header(
+            "user-agent",
+            concat!("edge-notifier/", env!("CARGO_PKG_VERSION")),
+        )
+        .header("authorization", format!("Bearer {bearer}"))
+}
+
 /// The `rel="next"` URL of a `Link` header.
 fn next_link(link: Option<&str>) -> Option<String> {
     link?.split(',').find_map(|part| {
@@ -95,21 +118,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
     }
 
     fn request(&self, method: Method, url: String, body: Option<serde_json::Value>) -> HttpRequest {
-        let mut req = match body {
-            Some(b) => HttpRequest::post_json(url, b.to_string(), REQUEST_TIMEOUT_MS),
-            None => HttpRequest::get(url, REQUEST_TIMEOUT_MS),
-        };
-        req.method = method;
-        req.header("accept", "application/vnd.github+json")
-            .header("x-github-api-version", API_VERSION)
-            .header(
-                "user-agent",
-                concat!("edge-notifier/", env!("CARGO_PKG_VERSION")),
-            )
-            .header(
-                "authorization",
-                format!("Bearer {}", self.config.token.expose()),
-            )
+        api_request(method, url, body, self.config.token.expose())
     }
 
     async fn call(

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::app::{app_jwt, GithubApp, RsaSigner};
-use super::client::{classify, GithubError, API_VERSION, REQUEST_TIMEOUT_MS};
+use super::client::{api_request, classify, GithubError};
 use super::deliveries::DeliveryId;
 use crate::http::{HttpRequest, Method};
 use crate::ports::{Http, Kv, Sql, StoreError};
@@ -137,20 +137,8 @@ pub enum HookAuth<'a> {
 }
 
 fn request(api_base: &str, method: Method, path: &str, bearer: &str) -> HttpRequest {
-    let mut req = match method {
-        Method::Post => {
-            HttpRequest::post_json(format!("{api_base}{path}"), "{}".into(), REQUEST_TIMEOUT_MS)
-        }
-        Method::Get => HttpRequest::get(format!("{api_base}{path}"), REQUEST_TIMEOUT_MS),
-    };
-    req.method = method;
-    req.header("accept", "application/vnd.github+json")
-        .header("x-github-api-version", API_VERSION)
-        .header(
-            "user-agent",
-            concat!("edge-notifier/", env!("CARGO_PKG_VERSION")),
-        )
-        .header("authorization", format!("Bearer {bearer}"))
+    let body = (method == Method::Post).then(|| serde_json::json!({}));
+    api_request(method, format!("{api_base}{path}"), body, bearer)
 }
 
 /// Lists the hook's recent deliveries and asks for the failed, unrecorded ones
