@@ -9,13 +9,17 @@ use edge_core::deploy::JobStatus;
 use edge_core::error::ApiError;
 use edge_core::github::deliveries::{DeliveryId, DeliveryStore};
 use edge_core::http::query_param;
+use edge_core::secret::Secret;
+use edge_core::secrets::{self, EnvType, SecretStore};
+
+use crate::crypto::WebCryptoCipher;
 use edge_core::jobs::JobMessage;
 use edge_core::ports::Queue;
 use edge_core::store::NotificationStore;
 use worker::{console_error, Env, Method, Request};
 
 use crate::adapters::{self, now};
-use crate::respond::Reply;
+use crate::respond::{json_body, Reply};
 
 /// Largest admin request body; an app's JSON is a few hundred bytes.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -59,6 +63,10 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
     let route = match segments.as_slice() {
         ["api", "apps"] => Route::Apps,
         ["api", "apps", name] => Route::App(name.to_string()),
+        ["api", "apps", name, "secrets", env] => Route::Secrets(name.to_string(), env.to_string()),
+        ["api", "apps", name, "secrets", env, key] => {
+            Route::Secret(name.to_string(), env.to_string(), key.to_string())
+        }
         ["api", "deliveries"] => Route::Deliveries,
         ["api", "deliveries", id, "replay"] => Route::Replay(id.to_string()),
         ["api", "jobs"] => Route::Jobs,
@@ -92,30 +100,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         }
         (Route::App(name), Method::Put) => {
             let name = AppName::parse(&name)?;
-            let media = req
-                .headers()
-                .get("content-type")
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            if !media
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-            {
-                return Err(ApiError::UnsupportedMediaType);
-            }
-            let body = req
-                .bytes()
-                .await
-                .map_err(|_| ApiError::BadRequest("unreadable body".into()))?;
-            if body.len() > MAX_BODY_BYTES {
-                return Err(ApiError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                });
-            }
+            let body = json_body(&mut req, MAX_BODY_BYTES).await?;
             let app = App::parse(&body)?;
             let created = apps
                 .put(&name, &app, now())
@@ -148,6 +133,83 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         }),
         (Route::Deliveries, Method::Get) => deliveries(&req, &sql).await,
         (Route::Deliveries, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::Secrets(name, env), Method::Get) => {
+            let (name, env) = (AppName::parse(&name)?, EnvType::parse(&env)?);
+            apps.get(&name)
+                .await
+                .map_err(|e| unavailable("app", e))?
+                .ok_or(ApiError::NotFound)?;
+            let list = SecretStore::new(&sql)
+                .list(&name, env)
+                .await
+                .map_err(|e| unavailable("secrets", e))?;
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "secrets": list }),
+            ))
+        }
+        (Route::Secrets(..), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::Secret(name, env, key), Method::Put) => {
+            let (name, env, key) = (
+                AppName::parse(&name)?,
+                EnvType::parse(&env)?,
+                secrets::parse_name(&key)?.to_owned(),
+            );
+            let keys = config
+                .secrets_keys
+                .as_ref()
+                .map_err(|missing| ApiError::NotConfigured(missing))?;
+            apps.get(&name)
+                .await
+                .map_err(|e| unavailable("app", e))?
+                .ok_or(ApiError::NotFound)?;
+            let body = json_body(&mut req, secrets::MAX_VALUE_BYTES + 1024).await?;
+            #[derive(serde::Deserialize)]
+            struct Value {
+                value: String,
+            }
+            let value: Value =
+                edge_core::error::parse_json_body(&body, "body must be {\"value\": \"...\"}")?;
+            if value.value.len() > secrets::MAX_VALUE_BYTES {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: secrets::MAX_VALUE_BYTES,
+                });
+            }
+            let created = SecretStore::new(&sql)
+                .put(
+                    &WebCryptoCipher,
+                    keys,
+                    (&name, env, &key),
+                    &Secret::new(value.value),
+                    now(),
+                )
+                .await
+                .map_err(|e| unavailable("secret", e))?;
+            // Write-only: the answer names the secret, never its value.
+            Ok(Reply::json(
+                if created { 201 } else { 200 },
+                serde_json::json!({ "success": true, "secret": { "name": key, "env_type": env.as_str() } }),
+            ))
+        }
+        (Route::Secret(name, env, key), Method::Delete) => {
+            let (name, env, key) = (
+                AppName::parse(&name)?,
+                EnvType::parse(&env)?,
+                secrets::parse_name(&key)?.to_owned(),
+            );
+            if SecretStore::new(&sql)
+                .delete(&name, env, &key)
+                .await
+                .map_err(|e| unavailable("secret", e))?
+            {
+                Ok(Reply::message(200, "Deleted"))
+            } else {
+                Err(ApiError::NotFound)
+            }
+        }
+        (Route::Secret(..), _) => Err(ApiError::MethodNotAllowed {
+            allowed: "PUT, DELETE",
+        }),
         (Route::Replay(id), Method::Post) => {
             let id = DeliveryId::parse(&id).ok_or(ApiError::NotFound)?;
             let deliveries = DeliveryStore::new(&sql);
@@ -212,6 +274,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
 enum Route {
     Apps,
     App(String),
+    Secrets(String, String),
+    Secret(String, String, String),
     Deliveries,
     Replay(String),
     Jobs,

@@ -79,3 +79,95 @@ impl edge_core::github::app::RsaSigner for WebCryptoSigner {
         Ok(Uint8Array::new(&signature).to_vec())
     }
 }
+
+/// AES-256-GCM, random nonces and SHA-256 from WebCrypto: app secrets.
+pub struct WebCryptoCipher;
+
+fn aes_gcm(nonce: &[u8], aad: &[u8]) -> Result<Object, String> {
+    let algorithm = Object::new();
+    Reflect::set(&algorithm, &"name".into(), &"AES-GCM".into()).map_err(js_err)?;
+    Reflect::set(&algorithm, &"iv".into(), &Uint8Array::from(nonce)).map_err(js_err)?;
+    Reflect::set(&algorithm, &"additionalData".into(), &Uint8Array::from(aad)).map_err(js_err)?;
+    Ok(algorithm)
+}
+
+async fn aes_key(
+    subtle: &web_sys::SubtleCrypto,
+    key: &[u8],
+    usage: &str,
+) -> Result<web_sys::CryptoKey, String> {
+    let usages = Array::of1(&usage.into());
+    let key = JsFuture::from(
+        subtle
+            .import_key_with_str("raw", &Uint8Array::from(key), "AES-GCM", false, &usages)
+            .map_err(js_err)?,
+    )
+    .await
+    .map_err(js_err)?;
+    Ok(key.unchecked_into())
+}
+
+impl edge_core::secrets::Cipher for WebCryptoCipher {
+    async fn seal(
+        &self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let subtle = subtle()?;
+        let key = aes_key(&subtle, key, "encrypt").await?;
+        let data = Uint8Array::from(plaintext);
+        let sealed = JsFuture::from(
+            subtle
+                .encrypt_with_object_and_buffer_source(&aes_gcm(nonce, aad)?, &key, &data)
+                .map_err(js_err)?,
+        )
+        .await
+        .map_err(js_err)?;
+        Ok(Uint8Array::new(&sealed).to_vec())
+    }
+
+    async fn open(
+        &self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let subtle = subtle()?;
+        let key = aes_key(&subtle, key, "decrypt").await?;
+        let data = Uint8Array::from(ciphertext);
+        let plain = JsFuture::from(
+            subtle
+                .decrypt_with_object_and_buffer_source(&aes_gcm(nonce, aad)?, &key, &data)
+                .map_err(js_err)?,
+        )
+        .await
+        .map_err(js_err)?;
+        Ok(Uint8Array::new(&plain).to_vec())
+    }
+
+    fn nonce(&self) -> Result<[u8; 12], String> {
+        let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let crypto = scope
+            .crypto()
+            .map_err(|_| "crypto is unavailable".to_owned())?;
+        let mut nonce = [0u8; 12];
+        crypto
+            .get_random_values_with_u8_array(&mut nonce)
+            .map_err(js_err)?;
+        Ok(nonce)
+    }
+
+    async fn sha256(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+        let digest = JsFuture::from(
+            subtle()?
+                .digest_with_str_and_u8_array("SHA-256", data)
+                .map_err(js_err)?,
+        )
+        .await
+        .map_err(js_err)?;
+        Ok(Uint8Array::new(&digest).to_vec())
+    }
+}

@@ -11,7 +11,7 @@ use edge_core::ports::Queue;
 use worker::{console_error, Context, Env, Method, Request};
 
 use crate::adapters::{self, now};
-use crate::respond::Reply;
+use crate::respond::{json_body, Reply};
 
 pub async fn handle(
     mut req: Request,
@@ -30,36 +30,7 @@ pub async fn handle(
         "DEPLOY_NOTIFY_TOKEN",
     )?;
 
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let declared = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::BadRequest("unreadable body".into()))?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
+    let body = json_body(&mut req, MAX_BODY_BYTES).await?;
     let received = now();
     let deployment = parse_notify_body(&body, received)?;
 

@@ -3,7 +3,7 @@
 //! status [`ApiError::status`] gives.
 
 use edge_core::error::ApiError;
-use worker::{Headers, Response};
+use worker::{Headers, Request, Response};
 
 /// A successful answer: its status and JSON body.
 pub struct Reply {
@@ -65,4 +65,34 @@ pub fn finish(result: Result<Reply, ApiError>) -> worker::Result<Response> {
     Ok(Response::ok(body)?
         .with_status(status)
         .with_headers(headers))
+}
+
+/// Reads a JSON request body: `415` unless the content type is JSON, `413` over
+/// `limit` bytes (by the declared length first, so a huge body is not read).
+pub async fn json_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let media = header("content-type").unwrap_or_default();
+    if !media
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > limit)
+    {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::BadRequest("unreadable body".into()))?;
+    if body.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(body)
 }

@@ -32,6 +32,8 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("PUBLIC_URL", false),
     ("HEALTH_CHECK_INTERVAL_SECONDS", false),
     ("AWAIT_TIMEOUT_MINUTES", false),
+    ("SECRETS_KEY", true),
+    ("SECRETS_KEY_PREVIOUS", true),
 ];
 
 /// Default `TELEGRAM_API_BASE`.
@@ -113,6 +115,9 @@ pub struct Config {
     pub github_hook: Option<String>,
     /// `FLY_API_TOKEN` (secret) and `FLY_API_BASE` (default `https://api.machines.dev`).
     pub fly: Result<FlyConfig, &'static str>,
+    /// `SECRETS_KEY` (secret, 32 bytes base64) and, while rotating,
+    /// `SECRETS_KEY_PREVIOUS`: the keys app secrets are encrypted under.
+    pub secrets_keys: Result<crate::secrets::SecretsKeys, &'static str>,
     /// `PUBLIC_URL`: this Worker's public origin, for links to jobs. Default none.
     pub public_url: Option<String>,
     /// `HEALTH_CHECK_INTERVAL_SECONDS`, default 10.
@@ -214,7 +219,30 @@ impl Config {
             })
             .ok_or("FLY_API_TOKEN");
 
+        let secrets_keys =
+            match get("SECRETS_KEY").map(|k| crate::secrets::Key::parse("SECRETS_KEY", &k)) {
+                None => Err("SECRETS_KEY"),
+                Some(Err(e)) => {
+                    problems.push(e);
+                    Err("SECRETS_KEY")
+                }
+                Some(Ok(current)) => {
+                    let previous = match get("SECRETS_KEY_PREVIOUS")
+                        .map(|k| crate::secrets::Key::parse("SECRETS_KEY_PREVIOUS", &k))
+                    {
+                        None => None,
+                        Some(Ok(k)) => Some(k),
+                        Some(Err(e)) => {
+                            problems.push(e);
+                            None
+                        }
+                    };
+                    Ok(crate::secrets::SecretsKeys { current, previous })
+                }
+            };
+
         Config {
+            secrets_keys,
             github,
             github_hook: get("GITHUB_HOOK_ID"),
             fly,

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod ports;
 pub mod retry;
 pub mod secret;
+pub mod secrets;
 pub mod store;
 pub mod telegram;
 pub mod time;

@@ -113,6 +113,11 @@ impl SqliteSql {
         }
         SqliteSql { conn }
     }
+
+    /// The connection itself, for tests that inspect or tamper with stored rows.
+    pub fn conn_for_tests(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
 }
 
 fn bind(params: &[SqlValue]) -> Vec<rusqlite::types::Value> {

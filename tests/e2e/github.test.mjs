@@ -30,6 +30,8 @@ let target;
 let fly;
 let vars;
 const FLY_TOKEN = "fly_e2e_token";
+const SECRETS_KEY = Buffer.alloc(32, 7).toString("base64");
+const SECRET_VALUE = "postgres://app:s3cr3t-e2e-value@db.internal/app";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fixture = (name) => JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", name), "utf8"));
 const sign = (body, secret = SECRET) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
@@ -115,6 +117,7 @@ before(async () => {
       // The cron looks at anything untouched for 2 s, and a wait times out at once.
       SWEEP_AFTER_SECONDS: "2",
       AWAIT_TIMEOUT_MINUTES: "0",
+      SECRETS_KEY: SECRETS_KEY,
     }),
   });
 });
@@ -192,6 +195,32 @@ describe("apps API", () => {
     assert.deepEqual(listed.json.apps.map((a) => a.name), ["hello"]);
     assert.equal((await admin("DELETE", "/api/apps/nope")).status, 404);
     assert.equal((await admin("GET", "/api/apps/nope")).status, 404);
+  });
+});
+
+describe("app secrets API", () => {
+  test("is write-only: values go in encrypted and never come out", async () => {
+    const put = await admin("PUT", "/api/apps/hello/secrets/preview/DATABASE_URL", { value: SECRET_VALUE });
+    assert.equal(put.status, 201);
+    assert.deepEqual(put.json, { success: true, secret: { name: "DATABASE_URL", env_type: "preview" } });
+    assert.equal((await admin("PUT", "/api/apps/hello/secrets/preview/DATABASE_URL", { value: `${SECRET_VALUE}-2` })).status, 200);
+    assert.equal((await admin("PUT", "/api/apps/hello/secrets/production/API_KEY", { value: "k" })).status, 201);
+    const listed = await admin("GET", "/api/apps/hello/secrets/preview");
+    assert.equal(listed.status, 200);
+    assert.deepEqual(listed.json.secrets.map((s) => Object.keys(s).sort()), [["name", "updated_at"]]);
+    assert.equal(listed.json.secrets[0].name, "DATABASE_URL");
+    assert.ok(!JSON.stringify(listed.json).includes("s3cr3t"));
+    const bad = [
+      [await admin("PUT", "/api/apps/hello/secrets/preview/lower-case", { value: "x" }), 400],
+      [await admin("PUT", "/api/apps/hello/secrets/staging/X", { value: "x" }), 400],
+      [await admin("PUT", "/api/apps/nope/secrets/preview/X", { value: "x" }), 404],
+      [await admin("PUT", "/api/apps/hello/secrets/preview/X", { val: "x" }), 400],
+      [await admin("PUT", "/api/apps/hello/secrets/preview/X", { value: "x" }, null), 401],
+      [await admin("GET", "/api/apps/hello/secrets/preview/DATABASE_URL"), 405],
+    ];
+    for (const [r, status] of bad) assert.equal(r.status, status, JSON.stringify(r.json));
+    assert.equal((await admin("DELETE", "/api/apps/hello/secrets/production/API_KEY")).status, 200);
+    assert.equal((await admin("DELETE", "/api/apps/hello/secrets/production/API_KEY")).status, 404);
   });
 });
 
@@ -418,6 +447,8 @@ test("the fakes saw nothing unexpected and no secret reached the logs", () => {
   assert.deepEqual(tg.violations, []);
   const logs = worker.logs.join("\n");
   const tokens = [...gh.state.issued];
-  for (const secret of [SECRET, OLD_SECRET, ADMIN, BOT, ...tokens]) assert.ok(!logs.includes(secret), "a secret in the logs");
+  for (const secret of [SECRET, OLD_SECRET, ADMIN, BOT, SECRETS_KEY, "s3cr3t-e2e-value", ...tokens]) {
+    assert.ok(!logs.includes(secret), "a secret in the logs");
+  }
   assert.ok(!logs.includes("PRIVATE KEY"), "the App key in the logs");
 });
