@@ -497,8 +497,9 @@ impl<S: Sql> JobStore<S> {
             .map(str::to_owned))
     }
 
-    /// Steps started before `cutoff` and not finished: their consumer died or their
-    /// wait ran out. The sweep retries or fails them.
+    /// Steps of active jobs untouched since `cutoff`: started ones whose consumer
+    /// died or whose wait is due another look, and a job's next pending step whose
+    /// message was lost (dead-lettered, or never sent). The sweep runs them again.
     pub async fn stale_steps(
         &self,
         cutoff: Timestamp,
@@ -508,7 +509,9 @@ impl<S: Sql> JobStore<S> {
             .sql
             .query(
                 "SELECT s.job_id, s.position FROM deploy_steps s JOIN deploy_jobs j ON j.id = s.job_id \
-                 WHERE s.state = 'started' AND s.updated_at < ?1 AND j.status IN ('processing', 'reverting') \
+                 WHERE s.updated_at < ?1 AND j.status IN ('processing', 'reverting') \
+                 AND (s.state = 'started' OR (s.state = 'pending' AND s.position = \
+                      (SELECT MIN(position) FROM deploy_steps WHERE job_id = s.job_id AND state IN ('pending', 'started')))) \
                  ORDER BY s.job_id LIMIT ?2",
                 &[cutoff.millis().into(), limit.into()],
             )

@@ -721,3 +721,23 @@ fn deploy_on_merge_skips_direct_pushes() {
     assert_eq!(s.job(1).sha, sha(0x77).as_str());
     assert_eq!(s.job(1).status, JobStatus::Finalized);
 }
+
+#[test]
+fn a_step_whose_message_was_lost_is_run_by_the_sweep() {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    // The first step's message never arrives (a failed send, a dead letter).
+    s.queue.sent.borrow_mut().clear();
+    *s.clock.borrow_mut() += 121 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert_eq!(log, vec!["job 1 step 0 (create_deployment) re-enqueued"]);
+    s.drain();
+    assert_eq!(s.job(1).status, JobStatus::Finalized);
+    // A waiting job's steps are not the sweep's business.
+    s.push(2);
+    s.push(3);
+    s.queue.sent.borrow_mut().clear();
+    *s.clock.borrow_mut() += 121 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert_eq!(log, vec!["job 2 step 0 (create_deployment) re-enqueued"]);
+}
