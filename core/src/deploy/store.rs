@@ -523,6 +523,23 @@ impl<S: Sql> JobStore<S> {
     }
 }
 
+impl<S: Sql> JobStore<S> {
+    /// Active jobs untouched since `cutoff` with no step left to run: the Worker
+    /// died between finishing the last step and moving the job on.
+    pub async fn stranded(&self, cutoff: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT id FROM deploy_jobs j WHERE status IN ('processing', 'reverting') AND updated_at < ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id AND s.state IN ('pending', 'started')) \
+                 ORDER BY id LIMIT ?2",
+                &[cutoff.millis().into(), limit.into()],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| int(r, "id")).collect())
+    }
+}
+
 /// Job columns set after creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobField {

@@ -3,9 +3,9 @@
 //! fail once they have waited longer than `AWAIT_TIMEOUT_MINUTES`, and deliveries
 //! whose queue message was lost are enqueued again.
 
-use super::pipeline::{time_out_step, Deps};
+use super::pipeline::{start_next, time_out_step, Deps};
 use super::store::JobStore;
-use super::StepName;
+use super::{JobStatus, StepName, StepState};
 use crate::github::app::RsaSigner;
 use crate::github::deliveries::DeliveryStore;
 use crate::jobs::JobMessage;
@@ -79,6 +79,41 @@ pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             )),
             Err(e) => log.push(format!("job {job_id} step {position}: {e}")),
         }
+    }
+
+    // Jobs whose last step finished but whose status never moved: finish them from
+    // their steps, and let the app's next job start.
+    match jobs.stranded(cutoff, SWEEP_BATCH).await {
+        Ok(ids) => {
+            for id in ids {
+                let Ok(Some(job)) = jobs.get(id).await else {
+                    continue;
+                };
+                let failed = job.steps.iter().find(|s| s.state == StepState::Failed);
+                let (to, error) = match (failed, job.status) {
+                    (Some(s), _) => (
+                        JobStatus::Failed,
+                        Some(format!(
+                            "{} failed; interrupted before the job moved on",
+                            s.name.label()
+                        )),
+                    ),
+                    (None, JobStatus::Reverting) => (JobStatus::Reverted, None),
+                    (None, _) => (JobStatus::Finalized, None),
+                };
+                match jobs.set_status(id, to, error.as_deref(), now).await {
+                    Ok(true) => {
+                        log.push(format!("job {id}: {} after an interruption", to.as_str()));
+                        if let Err(e) = start_next(deps, &job.app, &job.environment, now).await {
+                            log.push(format!("job {id}: next job not started: {e}"));
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => log.push(format!("job {id}: {e}")),
+                }
+            }
+        }
+        Err(e) => log.push(format!("stranded jobs: {e}")),
     }
 
     let deliveries = DeliveryStore::new(deps.sql);

@@ -741,3 +741,32 @@ fn a_step_whose_message_was_lost_is_run_by_the_sweep() {
     let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
     assert_eq!(log, vec!["job 2 step 0 (create_deployment) re-enqueued"]);
 }
+
+#[test]
+fn a_job_stranded_after_its_last_step_is_finished_by_the_sweep() {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    s.drain();
+    // The Worker died after the last step of job 1 and before its status moved.
+    s.db.conn_for_tests()
+        .execute(
+            "UPDATE deploy_jobs SET status = 'processing' WHERE id = 1",
+            [],
+        )
+        .expect("simulate");
+    s.push(2);
+    assert_eq!(
+        s.job(2).status,
+        JobStatus::Waiting,
+        "blocked behind the stranded job"
+    );
+    *s.clock.borrow_mut() += 121 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert!(
+        log.contains(&"job 1: finalized after an interruption".to_owned()),
+        "{log:?}"
+    );
+    assert_eq!(s.job(1).status, JobStatus::Finalized);
+    s.drain();
+    assert_eq!(s.job(2).status, JobStatus::Finalized);
+}
