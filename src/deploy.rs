@@ -12,6 +12,44 @@ use worker::{console_error, console_log, Env};
 use crate::adapters::{self, now, FetchHttp};
 use crate::crypto::WebCryptoSigner;
 
+/// The bindings the deploy flows use, taken from `Env` once per event.
+struct Bindings {
+    sql: adapters::D1Sql,
+    queue: adapters::WorkerQueue,
+    kv: adapters::WorkerKv,
+}
+
+impl Bindings {
+    fn from_env(env: &Env) -> Result<Bindings, edge_core::error::ApiError> {
+        Ok(Bindings {
+            sql: adapters::d1(env)?,
+            queue: adapters::queue(env),
+            kv: adapters::kv(env),
+        })
+    }
+
+    fn deps<'a>(
+        &'a self,
+        config: &'a Config,
+    ) -> Deps<
+        'a,
+        FetchHttp,
+        &'a adapters::D1Sql,
+        adapters::WorkerQueue,
+        adapters::WorkerKv,
+        WebCryptoSigner,
+    > {
+        Deps {
+            config,
+            http: &FetchHttp,
+            sql: &self.sql,
+            queue: &self.queue,
+            kv: &self.kv,
+            signer: &WebCryptoSigner,
+        }
+    }
+}
+
 /// What the queue does with the message.
 pub enum Retry {
     No,
@@ -19,23 +57,14 @@ pub enum Retry {
 }
 
 pub async fn run(job: &JobMessage, env: &Env, config: &Config) -> Retry {
-    let sql = match adapters::d1(env) {
-        Ok(s) => s,
+    let bindings = match Bindings::from_env(env) {
+        Ok(b) => b,
         Err(e) => {
             console_error!("deploy: {e}");
             return Retry::After(backoff_seconds(1));
         }
     };
-    let queue = adapters::queue(env);
-    let kv = adapters::kv(env);
-    let deps = Deps {
-        config,
-        http: &FetchHttp,
-        sql: &sql,
-        queue: &queue,
-        kv: &kv,
-        signer: &WebCryptoSigner,
-    };
+    let deps = bindings.deps(config);
     match job {
         JobMessage::GithubDelivery { id } => {
             let Some(id) = DeliveryId::parse(id) else {
@@ -76,17 +105,10 @@ pub async fn run(job: &JobMessage, env: &Env, config: &Config) -> Retry {
 
 /// The cron's deploy sweep.
 pub async fn sweep(env: &Env, config: &Config) {
-    let Ok(sql) = adapters::d1(env) else { return };
-    let queue = adapters::queue(env);
-    let kv = adapters::kv(env);
-    let deps = Deps {
-        config,
-        http: &FetchHttp,
-        sql: &sql,
-        queue: &queue,
-        kv: &kv,
-        signer: &WebCryptoSigner,
+    let Ok(bindings) = Bindings::from_env(env) else {
+        return;
     };
+    let deps = bindings.deps(config);
     for line in edge_core::deploy::sweep::sweep(&deps, now()).await {
         console_log!("cron deploy sweep: {line}");
     }
@@ -103,8 +125,8 @@ pub async fn sweep(env: &Env, config: &Config) {
                 .unwrap_or_default();
             match edge_core::github::redeliver::redeliver_failed(
                 &FetchHttp,
-                &sql,
-                &kv,
+                &bindings.sql,
+                &bindings.kv,
                 &WebCryptoSigner,
                 api_base,
                 &hook,

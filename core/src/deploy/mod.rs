@@ -184,15 +184,17 @@ fn target_has_result(target: &DeployTarget) -> bool {
     }
 }
 
+/// Pending when the step applies, skipped when it does not.
+fn applies(yes: bool) -> StepState {
+    if yes {
+        StepState::Pending
+    } else {
+        StepState::Skipped
+    }
+}
+
 /// The deploy steps for an app, each pending or (when it does not apply) skipped.
 pub fn plan(app: &App) -> Vec<(StepName, StepState)> {
-    let applies = |yes: bool| {
-        if yes {
-            StepState::Pending
-        } else {
-            StepState::Skipped
-        }
-    };
     vec![
         (StepName::CreateDeployment, StepState::Pending),
         (StepName::Trigger, StepState::Pending),
@@ -207,13 +209,6 @@ pub fn plan(app: &App) -> Vec<(StepName, StepState)> {
 
 /// The revert steps appended to a failed job.
 pub fn plan_revert(app: &App) -> Vec<(StepName, StepState)> {
-    let applies = |yes: bool| {
-        if yes {
-            StepState::Pending
-        } else {
-            StepState::Skipped
-        }
-    };
     vec![
         (StepName::RevertTrigger, StepState::Pending),
         (

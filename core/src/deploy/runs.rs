@@ -5,7 +5,8 @@
 use serde_json::json;
 
 use super::pipeline::StepOutcome;
-use crate::github::events::{GithubEvent, WorkflowRunEvent};
+use crate::github::deliveries::DeliveryStore;
+use crate::github::events::WorkflowRunEvent;
 use crate::ports::{Sql, StoreError};
 use crate::time::Timestamp;
 
@@ -15,32 +16,13 @@ pub async fn find_completed_run<S: Sql>(
     sql: S,
     waiting: &serde_json::Value,
 ) -> Result<Option<WorkflowRunEvent>, StoreError> {
-    let run_id = waiting["workflow_run_id"].as_u64();
-    let rows = sql
-        .query(
-            "SELECT payload FROM deliveries WHERE event = 'workflow_run' AND action = 'completed' \
-             AND ((?1 IS NOT NULL AND json_extract(payload, '$.id') = ?1) \
-               OR (?1 IS NULL AND lower(repository) = lower(?2) AND json_extract(payload, '$.head_sha') = ?3)) \
-             ORDER BY received_at DESC LIMIT 1",
-            &[
-                run_id.and_then(|r| i64::try_from(r).ok()).into(),
-                waiting["repository"].as_str().into(),
-                waiting["head_sha"].as_str().into(),
-            ],
+    DeliveryStore::new(sql)
+        .completed_run(
+            waiting["workflow_run_id"].as_u64(),
+            waiting["repository"].as_str(),
+            waiting["head_sha"].as_str(),
         )
-        .await?;
-    let Some(text) = rows
-        .first()
-        .and_then(|r| r.get("payload"))
-        .and_then(|p| p.as_str())
-    else {
-        return Ok(None);
-    };
-    match serde_json::from_str(text) {
-        Ok(GithubEvent::WorkflowRun(run)) => Ok(Some(run)),
-        Ok(_) => Ok(None),
-        Err(e) => Err(StoreError(format!("stored workflow_run: {e}"))),
-    }
+        .await
 }
 
 /// A completed run decides its step: success continues, anything else fails.

@@ -142,9 +142,7 @@ impl<S: Sql> DeliveryStore<S> {
         else {
             return Ok(None);
         };
-        serde_json::from_str(text)
-            .map(Some)
-            .map_err(|e| StoreError(format!("delivery {}: stored event: {e}", id.as_str())))
+        decode(text, id.as_str()).map(Some)
     }
 
     /// Deliveries still `queued` since before `cutoff`: their message was lost.
@@ -177,6 +175,41 @@ impl<S: Sql> DeliveryStore<S> {
             .map(drop)
     }
 
+    /// The newest recorded `workflow_run` completed event for `run_id`, or, without
+    /// one, for the repository and head sha.
+    pub async fn completed_run(
+        &self,
+        run_id: Option<u64>,
+        repository: Option<&str>,
+        head_sha: Option<&str>,
+    ) -> Result<Option<super::events::WorkflowRunEvent>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT payload FROM deliveries WHERE event = 'workflow_run' AND action = 'completed' \
+                 AND ((?1 IS NOT NULL AND json_extract(payload, '$.id') = ?1) \
+                   OR (?1 IS NULL AND lower(repository) = lower(?2) AND json_extract(payload, '$.head_sha') = ?3)) \
+                 ORDER BY received_at DESC LIMIT 1",
+                &[
+                    run_id.and_then(|r| i64::try_from(r).ok()).into(),
+                    repository.into(),
+                    head_sha.into(),
+                ],
+            )
+            .await?;
+        let payload = rows
+            .first()
+            .and_then(|r| r.get("payload"))
+            .and_then(|p| p.as_str());
+        match payload
+            .map(|text| decode(text, "workflow_run"))
+            .transpose()?
+        {
+            Some(GithubEvent::WorkflowRun(run)) => Ok(Some(run)),
+            _ => Ok(None),
+        }
+    }
+
     /// The newest deliveries first.
     pub async fn recent(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = self
@@ -194,6 +227,12 @@ impl<S: Sql> DeliveryStore<S> {
             })
             .collect()
     }
+}
+
+/// A stored event, as [`DeliveryStore::record`] wrote it.
+fn decode(text: &str, what: &str) -> Result<GithubEvent, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError(format!("delivery {what}: stored event: {e}")))
 }
 
 #[cfg(test)]
