@@ -194,6 +194,9 @@ impl Http for FetchHttp {
         init.with_method(match request.method {
             edge_core::http::Method::Get => Method::Get,
             edge_core::http::Method::Post => Method::Post,
+            edge_core::http::Method::Put => Method::Put,
+            edge_core::http::Method::Patch => Method::Patch,
+            edge_core::http::Method::Delete => Method::Delete,
         })
         .with_headers(headers);
         if let Some(body) = &request.body {

@@ -9,6 +9,7 @@ use edge_core::deploy::JobStatus;
 use edge_core::error::ApiError;
 use edge_core::github::deliveries::{DeliveryId, DeliveryStore};
 use edge_core::http::query_param;
+use edge_core::preview::store::PreviewStore;
 use edge_core::secret::Secret;
 use edge_core::secrets::{self, EnvType, SecretStore};
 
@@ -63,6 +64,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
     let route = match segments.as_slice() {
         ["api", "apps"] => Route::Apps,
         ["api", "apps", name] => Route::App(name.to_string()),
+        ["api", "apps", name, "previews"] => Route::Previews(name.to_string()),
         ["api", "apps", name, "secrets", env] => Route::Secrets(name.to_string(), env.to_string()),
         ["api", "apps", name, "secrets", env, key] => {
             Route::Secret(name.to_string(), env.to_string(), key.to_string())
@@ -149,6 +151,22 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             ))
         }
         (Route::Secrets(..), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::Previews(name), Method::Get) => {
+            let name = AppName::parse(&name)?;
+            apps.get(&name)
+                .await
+                .map_err(|e| unavailable("app", e))?
+                .ok_or(ApiError::NotFound)?;
+            let list = PreviewStore::new(&sql)
+                .list(name.as_str())
+                .await
+                .map_err(|e| unavailable("previews", e))?;
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "previews": list }),
+            ))
+        }
+        (Route::Previews(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
         (Route::Secret(name, env, key), Method::Put) => {
             let (name, env, key) = (
                 AppName::parse(&name)?,
@@ -274,6 +292,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
 enum Route {
     Apps,
     App(String),
+    Previews(String),
     Secrets(String, String),
     Secret(String, String, String),
     Deliveries,

@@ -10,7 +10,8 @@ use edge_core::retry::backoff_seconds;
 use worker::{console_error, console_log, Env};
 
 use crate::adapters::{self, now, FetchHttp};
-use crate::crypto::WebCryptoSigner;
+use crate::crypto::{WebCryptoCipher, WebCryptoSigner};
+use edge_core::preview::flow::RunVerdict;
 
 /// The bindings the deploy flows use, taken from `Env` once per event.
 struct Bindings {
@@ -99,6 +100,19 @@ pub async fn run(job: &JobMessage, env: &Env, config: &Config) -> Retry {
                 }
             }
         }
+        JobMessage::Preview { id } => {
+            let run = edge_core::preview::flow::run(&deps, &WebCryptoCipher, *id, now()).await;
+            match run.verdict {
+                RunVerdict::Ack => {
+                    console_log!("{}", run.log);
+                    Retry::No
+                }
+                RunVerdict::Retry { delay_seconds } => {
+                    console_error!("{}; retrying in {delay_seconds} s", run.log);
+                    Retry::After(delay_seconds)
+                }
+            }
+        }
         JobMessage::Notify { .. } => Retry::No,
     }
 }
@@ -111,6 +125,9 @@ pub async fn sweep(env: &Env, config: &Config) {
     let deps = bindings.deps(config);
     for line in edge_core::deploy::sweep::sweep(&deps, now()).await {
         console_log!("cron deploy sweep: {line}");
+    }
+    for line in edge_core::preview::flow::sweep(&deps, now()).await {
+        console_log!("cron preview sweep: {line}");
     }
 
     // Deliveries GitHub failed to make are not retried by GitHub: ask for them.

@@ -90,6 +90,9 @@ pub struct App {
     pub deploy: DeployTarget,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_url: Option<String>,
+    /// Preview environments for pull requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<crate::preview::PreviewSettings>,
 }
 
 fn http_url(field: &str, url: &str) -> Result<(), ApiError> {
@@ -132,6 +135,9 @@ impl App {
         }
         if let Some(url) = &self.health_url {
             http_url("health_url", url)?;
+        }
+        if let Some(preview) = &self.preview {
+            preview.validate()?;
         }
         match &self.deploy {
             DeployTarget::GithubWorkflow {

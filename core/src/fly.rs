@@ -1,5 +1,5 @@
-//! The Fly.io Machines API client (production deploys of `fly` targets; preview
-//! environments later). Generic over [`Http`]; the base URL comes from config.
+//! The Fly.io Machines API client: production deploys of `fly` targets and preview
+//! environments. Generic over [`Http`]; the base URL comes from config.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -65,6 +65,30 @@ impl<'a, H: Http> FlyClient<'a, H> {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<HttpResponse, FlyError> {
+        classify(self.send(method, path, body).await)
+    }
+
+    /// Like `call`, but a status in `expected` is an answer rather than an error
+    /// (404 when deleting what is gone, 422 when creating what exists).
+    async fn call_expecting(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        expected: &[u16],
+    ) -> Result<HttpResponse, FlyError> {
+        match self.send(method, path, body).await {
+            Ok(resp) if expected.contains(&resp.status) => Ok(resp),
+            other => classify(other),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<HttpResponse, HttpError> {
         let url = format!("{}{path}", self.config.api_base);
         let mut req = match body {
             Some(b) => HttpRequest::post_json(url, b.to_string(), REQUEST_TIMEOUT_MS),
@@ -75,7 +99,111 @@ impl<'a, H: Http> FlyClient<'a, H> {
             "authorization",
             format!("Bearer {}", self.config.token.expose()),
         );
-        classify(self.http.send(req).await)
+        self.http.send(req).await
+    }
+
+    /// Creates app `name` in `org`; `false` when it already exists (a retry, or a
+    /// preview brought back).
+    pub async fn create_app(&self, name: &str, org: &str) -> Result<bool, FlyError> {
+        let resp = self
+            .call_expecting(
+                Method::Post,
+                "/v1/apps",
+                Some(json!({ "app_name": name, "org_slug": org })),
+                &[409, 422],
+            )
+            .await?;
+        if resp.status < 300 {
+            return Ok(true);
+        }
+        let text = resp.body.to_ascii_lowercase();
+        if text.contains("already") || text.contains("taken") || text.contains("exists") {
+            Ok(false)
+        } else {
+            Err(FlyError::Rejected(format!(
+                "{}: could not create app {name}",
+                resp.status
+            )))
+        }
+    }
+
+    /// Gives an app its public addresses (a shared IPv4 and an IPv6) unless it has
+    /// some, so `{app}.fly.dev` answers.
+    pub async fn ensure_public_ips(&self, app: &str) -> Result<(), FlyError> {
+        #[derive(Deserialize)]
+        struct Ips {
+            #[serde(default)]
+            ips: Vec<serde_json::Value>,
+        }
+        let path = format!("/v1/apps/{app}/ip_assignments");
+        let resp = self.call(Method::Get, &path, None).await?;
+        let have: Ips = serde_json::from_str(&resp.body)
+            .map_err(|e| FlyError::Transient(format!("unexpected answer: {e}")))?;
+        if !have.ips.is_empty() {
+            return Ok(());
+        }
+        for kind in ["shared_v4", "v6"] {
+            self.call(Method::Post, &path, Some(json!({ "type": kind })))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a machine from `body` (`{"region", "config"}`); returns its id.
+    pub async fn create_machine(
+        &self,
+        app: &str,
+        body: serde_json::Value,
+    ) -> Result<String, FlyError> {
+        let resp = self
+            .call(
+                Method::Post,
+                &format!("/v1/apps/{app}/machines"),
+                Some(body),
+            )
+            .await?;
+        serde_json::from_str::<Machine>(&resp.body)
+            .map(|m| m.id)
+            .map_err(|e| FlyError::Transient(format!("unexpected answer: {e}")))
+    }
+
+    /// Replaces a machine's configuration; `false` when the machine is gone.
+    pub async fn update_machine(
+        &self,
+        app: &str,
+        machine_id: &str,
+        body: serde_json::Value,
+    ) -> Result<bool, FlyError> {
+        let resp = self
+            .call_expecting(
+                Method::Post,
+                &format!("/v1/apps/{app}/machines/{machine_id}"),
+                Some(body),
+                &[404],
+            )
+            .await?;
+        Ok(resp.status != 404)
+    }
+
+    /// Deletes an app with its machines; `false` when there was none.
+    pub async fn delete_app(&self, app: &str) -> Result<bool, FlyError> {
+        let resp = self
+            .call_expecting(
+                Method::Delete,
+                &format!("/v1/apps/{app}?force=true"),
+                None,
+                &[404],
+            )
+            .await?;
+        Ok(resp.status != 404)
+    }
+
+    /// Whether an app exists.
+    pub async fn app_exists(&self, app: &str) -> Result<bool, FlyError> {
+        let resp = self
+            .call_expecting(Method::Get, &format!("/v1/apps/{app}"), None, &[404])
+            .await?;
+        Ok(resp.status != 404)
     }
 
     pub async fn machines(&self, app: &str) -> Result<Vec<Machine>, FlyError> {

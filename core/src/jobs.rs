@@ -12,6 +12,8 @@ pub enum JobMessage {
     GithubDelivery { id: String },
     /// Run step `position` of deploy job `job_id`.
     DeployStep { job_id: i64, position: i64 },
+    /// Bring preview `id` to what its pull request wants.
+    Preview { id: i64 },
 }
 
 #[cfg(test)]

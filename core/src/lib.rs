@@ -19,6 +19,7 @@ pub mod http;
 pub mod jobs;
 pub mod notify;
 pub mod ports;
+pub mod preview;
 pub mod retry;
 pub mod secret;
 pub mod secrets;

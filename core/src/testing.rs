@@ -11,6 +11,8 @@ use crate::http::{HttpError, HttpRequest, HttpResponse};
 use crate::ports::{Executed, Http, Row, Sql, SqlValue, Statement, StoreError};
 
 /// Runs a future whose ports complete synchronously (all the doubles here do).
+use aes_gcm::aead::{Aead, KeyInit};
+
 pub fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
     let mut cx = Context::from_waker(Waker::noop());
@@ -249,5 +251,62 @@ pub struct NoSigner;
 impl crate::github::app::RsaSigner for NoSigner {
     async fn sign_rs256(&self, _key: &[u8], _data: &[u8]) -> Result<Vec<u8>, String> {
         panic!("this test configures no GitHub App")
+    }
+}
+
+/// AES-256-GCM from RustCrypto; nonces from a counter (unique, which is all GCM needs).
+#[derive(Default)]
+pub struct NativeCipher {
+    counter: std::cell::Cell<u64>,
+}
+
+impl crate::secrets::Cipher for NativeCipher {
+    async fn seal(
+        &self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let cipher = aes_gcm::Aes256Gcm::new_from_slice(key).map_err(|e| e.to_string())?;
+        cipher
+            .encrypt(
+                aes_gcm::Nonce::from_slice(nonce),
+                aes_gcm::aead::Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    async fn open(
+        &self,
+        key: &[u8],
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let cipher = aes_gcm::Aes256Gcm::new_from_slice(key).map_err(|e| e.to_string())?;
+        cipher
+            .decrypt(
+                aes_gcm::Nonce::from_slice(nonce),
+                aes_gcm::aead::Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    fn nonce(&self) -> Result<[u8; 12], String> {
+        self.counter.set(self.counter.get() + 1);
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&self.counter.get().to_be_bytes());
+        Ok(n)
+    }
+
+    async fn sha256(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(<sha2::Sha256 as sha2::Digest>::digest(data).to_vec())
     }
 }

@@ -51,6 +51,7 @@ pub async fn process_delivery<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSig
         GithubEvent::WorkflowRun(run) if run.action == "completed" => {
             process_run(deps, run, now).await
         }
+        GithubEvent::PullRequest(pr) => crate::preview::flow::on_pull_request(deps, pr, now).await,
         _ => Ok("nothing to do".to_owned()),
     };
     match &result {

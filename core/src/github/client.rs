@@ -144,6 +144,31 @@ impl<'a, H: Http> GithubClient<'a, H> {
         environment: &str,
         description: &str,
     ) -> Result<i64, GithubError> {
+        self.deployment(repo, sha, environment, description, false)
+            .await
+    }
+
+    /// A deployment to a pull request's preview environment: transient, so GitHub
+    /// marks it gone once the environment is torn down.
+    pub async fn create_preview_deployment(
+        &self,
+        repo: &RepoFullName,
+        sha: &CommitSha,
+        environment: &str,
+        description: &str,
+    ) -> Result<i64, GithubError> {
+        self.deployment(repo, sha, environment, description, true)
+            .await
+    }
+
+    async fn deployment(
+        &self,
+        repo: &RepoFullName,
+        sha: &CommitSha,
+        environment: &str,
+        description: &str,
+        transient: bool,
+    ) -> Result<i64, GithubError> {
         #[derive(Deserialize)]
         struct Created {
             id: i64,
@@ -158,11 +183,115 @@ impl<'a, H: Http> GithubClient<'a, H> {
                     "auto_merge": false,
                     "required_contexts": [],
                     "description": description,
-                    "production_environment": environment == "production",
+                    "transient_environment": transient,
+                    "production_environment": !transient && environment == "production",
                 })),
             )
             .await?;
         Ok(Self::json::<Created>(&resp)?.id)
+    }
+
+    /// The id of the first comment on issue or pull request `number` whose body
+    /// contains `marker` (our hidden tag), following pagination.
+    pub async fn find_comment(
+        &self,
+        repo: &RepoFullName,
+        number: u64,
+        marker: &str,
+    ) -> Result<Option<i64>, GithubError> {
+        #[derive(Deserialize)]
+        struct Comment {
+            id: i64,
+            #[serde(default)]
+            body: String,
+        }
+        let mut url = format!(
+            "{}/repos/{}/issues/{number}/comments?per_page=100",
+            self.config.api_base,
+            repo.as_str()
+        );
+        for _ in 0..MAX_COMPARE_PAGES {
+            let resp = classify(
+                self.http
+                    .send(self.request(Method::Get, url.clone(), None))
+                    .await,
+            )?;
+            let page: Vec<Comment> = Self::json(&resp)?;
+            if let Some(c) = page.iter().find(|c| c.body.contains(marker)) {
+                return Ok(Some(c.id));
+            }
+            match next_link(resp.header("link")) {
+                Some(next) if next.starts_with(&self.config.api_base) => url = next,
+                _ => break,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds a comment to issue or pull request `number`; returns its id.
+    pub async fn create_comment(
+        &self,
+        repo: &RepoFullName,
+        number: u64,
+        body: &str,
+    ) -> Result<i64, GithubError> {
+        #[derive(Deserialize)]
+        struct Created {
+            id: i64,
+        }
+        let resp = self
+            .call(
+                Method::Post,
+                &format!("/repos/{}/issues/{number}/comments", repo.as_str()),
+                Some(json!({ "body": body })),
+            )
+            .await?;
+        Ok(Self::json::<Created>(&resp)?.id)
+    }
+
+    /// Replaces a comment's body; `false` when the comment is gone (deleted by
+    /// someone), so the caller can add a new one.
+    pub async fn update_comment(
+        &self,
+        repo: &RepoFullName,
+        comment_id: i64,
+        body: &str,
+    ) -> Result<bool, GithubError> {
+        let url = format!(
+            "{}/repos/{}/issues/comments/{comment_id}",
+            self.config.api_base,
+            repo.as_str()
+        );
+        match self
+            .http
+            .send(self.request(Method::Patch, url, Some(json!({ "body": body }))))
+            .await
+        {
+            Ok(resp) if resp.status == 404 => Ok(false),
+            other => classify(other).map(|_| true),
+        }
+    }
+
+    /// `DELETE /repos/{repo}/environments/{name}`; an environment already gone is
+    /// fine.
+    pub async fn delete_environment(
+        &self,
+        repo: &RepoFullName,
+        name: &str,
+    ) -> Result<(), GithubError> {
+        let url = format!(
+            "{}/repos/{}/environments/{name}",
+            self.config.api_base,
+            repo.as_str()
+        );
+        match self
+            .http
+            .send(self.request(Method::Delete, url, None))
+            .await
+        {
+            Ok(resp) if resp.status == 404 => Ok(()),
+            other => classify(other).map(drop),
+        }
     }
 
     /// `POST /repos/{repo}/deployments/{id}/statuses`.

@@ -4,6 +4,16 @@
 use super::events::GithubEvent;
 use crate::apps::NamedApp;
 
+/// The `pull_request` actions that change a preview.
+const PREVIEW_ACTIONS: &[&str] = &[
+    "opened",
+    "reopened",
+    "synchronize",
+    "closed",
+    "ready_for_review",
+    "converted_to_draft",
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Intake {
     /// `ping`: answered 200 at once.
@@ -33,6 +43,12 @@ pub fn decide(event: &GithubEvent, apps: &[NamedApp]) -> Intake {
                     push.repository.as_str()
                 ))
             }
+        }
+        GithubEvent::PullRequest(pr)
+            if PREVIEW_ACTIONS.contains(&pr.action.as_str())
+                && apps.iter().any(|a| a.app.preview.is_some() && a.app.repository.same_as(&pr.repository)) =>
+        {
+            Intake::Enqueue
         }
         GithubEvent::WorkflowRun(run)
             if run.action == "completed"

@@ -1,70 +1,7 @@
 //! Secrets against SQLite with the real migrations and a native AES-256-GCM.
 
-use std::cell::Cell;
-
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use sha2::Digest;
-
 use super::*;
-use crate::testing::{block_on, SqliteSql};
-
-/// AES-256-GCM from RustCrypto; nonces from a counter (unique, which is all GCM needs).
-#[derive(Default)]
-struct NativeCipher {
-    counter: Cell<u64>,
-}
-
-impl Cipher for NativeCipher {
-    async fn seal(
-        &self,
-        key: &[u8],
-        nonce: &[u8],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, String> {
-        let cipher = Aes256Gcm::new_from_slice(key).map_err(|e| e.to_string())?;
-        cipher
-            .encrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|e| e.to_string())
-    }
-
-    async fn open(
-        &self,
-        key: &[u8],
-        nonce: &[u8],
-        aad: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Vec<u8>, String> {
-        let cipher = Aes256Gcm::new_from_slice(key).map_err(|e| e.to_string())?;
-        cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .map_err(|e| e.to_string())
-    }
-
-    fn nonce(&self) -> Result<[u8; 12], String> {
-        self.counter.set(self.counter.get() + 1);
-        let mut n = [0u8; 12];
-        n[4..].copy_from_slice(&self.counter.get().to_be_bytes());
-        Ok(n)
-    }
-
-    async fn sha256(&self, data: &[u8]) -> Result<Vec<u8>, String> {
-        Ok(sha2::Sha256::digest(data).to_vec())
-    }
-}
+use crate::testing::{block_on, NativeCipher, SqliteSql};
 
 fn key(byte: u8) -> Key {
     Key::parse("SECRETS_KEY", &STANDARD.encode([byte; 32])).expect("32 bytes")

@@ -1,0 +1,770 @@
+//! Carrying out preview plans: recording `pull_request` events, one reconcile run
+//! per queue message, and the cron's expiry and clean-up.
+//!
+//! A run claims the row, plans, acts, and settles the revision it acted on. If a
+//! newer event arrived meanwhile the settle fails and the run goes round again, so
+//! a message that found the row held can simply be acknowledged.
+
+use std::cell::RefCell;
+
+use serde_json::json;
+
+use super::store::{Field, Observed, PreviewStore};
+use super::{
+    plan, render_comment, render_telegram, Action, Preview, PreviewSettings, Shown, SkipReason,
+    Status, TeardownReason, Wanted, CLAIM_STALE_SECONDS, MAX_ATTEMPTS,
+};
+use crate::apps::{AppName, AppStore, NamedApp};
+use crate::deploy::intake::ProcessError;
+use crate::deploy::pipeline::{github_for, Deps};
+use crate::fly::{FlyClient, FlyError};
+use crate::github::app::RsaSigner;
+use crate::github::client::{GithubClient, GithubConfig, GithubError};
+use crate::github::events::PullRequestEvent;
+use crate::jobs::JobMessage;
+use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
+use crate::retry::backoff_seconds;
+use crate::secrets::{Cipher, EnvType, SecretStore, SecretsError};
+use crate::telegram::{SendOutcome, TelegramClient};
+use crate::time::Timestamp;
+
+/// Records a `pull_request` event for every app that previews the repository and
+/// enqueues a run for each; returns a line for the delivery log.
+pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
+    pr: &PullRequestEvent,
+    now: Timestamp,
+) -> Result<String, ProcessError> {
+    let transient = |e: StoreError| ProcessError::Transient(e.to_string());
+    let wanted = match pr.action.as_str() {
+        "opened" | "reopened" | "synchronize" => Some(Wanted::Live),
+        "closed" => Some(Wanted::Closed),
+        // Only the draft state changes; whether a preview is wanted does not.
+        "ready_for_review" | "converted_to_draft" => None,
+        other => return Ok(format!("pull_request.{other}: nothing to do")),
+    };
+    let fork = !pr
+        .head_repository
+        .as_ref()
+        .is_some_and(|head| head.same_as(&pr.repository));
+    let apps = AppStore::new(deps.sql)
+        .for_repository(&pr.repository)
+        .await
+        .map_err(transient)?;
+    let store = PreviewStore::new(deps.sql);
+    let mut done = Vec::new();
+    for named in &apps {
+        let Some(settings) = &named.app.preview else {
+            continue;
+        };
+        let fly_app = settings.fly_app_name(named.name.as_str(), pr.number, &pr.head_ref);
+        let url = format!("https://{fly_app}.fly.dev");
+        let id = store
+            .observe(
+                &Observed {
+                    app: named.name.as_str(),
+                    repository: &pr.repository,
+                    pr_number: pr.number,
+                    installation_id: pr.installation_id,
+                    head_ref: &pr.head_ref,
+                    head_sha: &pr.head_sha,
+                    draft: pr.draft,
+                    fork,
+                    wanted,
+                    fly_app: &fly_app,
+                    url: &url,
+                },
+                now,
+            )
+            .await
+            .map_err(transient)?;
+        deps.queue
+            .send(&JobMessage::Preview { id })
+            .await
+            .map_err(|e| ProcessError::Transient(e.to_string()))?;
+        done.push(format!("{}: preview {id}", named.name.as_str()));
+    }
+    Ok(if done.is_empty() {
+        format!("no app previews {}", pr.repository.as_str())
+    } else {
+        done.join("; ")
+    })
+}
+
+/// What the queue should do with the run's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunVerdict {
+    Ack,
+    Retry { delay_seconds: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub verdict: RunVerdict,
+    pub log: String,
+}
+
+/// Why an action stopped.
+#[derive(Debug)]
+struct Failure {
+    text: String,
+    transient: bool,
+}
+
+impl Failure {
+    fn permanent(text: impl Into<String>) -> Self {
+        Failure {
+            text: text.into(),
+            transient: false,
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure {
+            text: e.to_string(),
+            transient: true,
+        }
+    }
+}
+
+impl From<GithubError> for Failure {
+    fn from(e: GithubError) -> Self {
+        Failure {
+            transient: e.is_transient(),
+            text: e.to_string(),
+        }
+    }
+}
+
+impl From<FlyError> for Failure {
+    fn from(e: FlyError) -> Self {
+        Failure {
+            transient: e.is_transient(),
+            text: e.to_string(),
+        }
+    }
+}
+
+impl From<SecretsError> for Failure {
+    fn from(e: SecretsError) -> Self {
+        Failure {
+            transient: matches!(e, SecretsError::Store(_)),
+            text: format!("preview secrets: {e}"),
+        }
+    }
+}
+
+/// One run's context.
+struct Ctx<'d, 'a, H, S, Q, K, R, C> {
+    deps: &'d Deps<'a, H, S, Q, K, R>,
+    cipher: &'d C,
+    now: Timestamp,
+    /// What the run did, for its log line.
+    log: RefCell<Vec<String>>,
+}
+
+/// One reconcile run for preview `id`.
+pub async fn run<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>(
+    deps: &Deps<'_, H, S, Q, K, R>,
+    cipher: &C,
+    id: i64,
+    now: Timestamp,
+) -> Run {
+    let ctx = Ctx {
+        deps,
+        cipher,
+        now,
+        log: RefCell::default(),
+    };
+    let verdict = match run_claimed(&ctx, id).await {
+        Ok(v) => v,
+        Err(e) => {
+            ctx.note(format!("database: {e}"));
+            RunVerdict::Retry {
+                delay_seconds: backoff_seconds(1),
+            }
+        }
+    };
+    Run {
+        verdict,
+        log: format!("preview {id}: {}", ctx.log.take().join("; ")),
+    }
+}
+
+/// Rounds of plan-and-act one run makes before it lets go (events keep arriving).
+const MAX_ROUNDS: usize = 6;
+
+async fn run_claimed<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>(
+    ctx: &Ctx<'_, '_, H, S, Q, K, R, C>,
+    id: i64,
+) -> Result<RunVerdict, StoreError> {
+    let store = PreviewStore::new(ctx.deps.sql);
+    let now = ctx.now;
+    if !store
+        .claim(id, now, now.minus_seconds(CLAIM_STALE_SECONDS))
+        .await?
+    {
+        ctx.note("held by another run, which picks up this change");
+        return Ok(RunVerdict::Ack);
+    }
+    for _ in 0..MAX_ROUNDS {
+        let Some(mut p) = store.get(id).await? else {
+            ctx.note("not found");
+            return Ok(RunVerdict::Ack);
+        };
+        let app = match AppName::parse(&p.app) {
+            Ok(name) => AppStore::new(ctx.deps.sql).get(&name).await?,
+            Err(_) => None,
+        };
+        let settings = app.as_ref().and_then(|a| a.app.preview.clone());
+        let held_slot = p.status.may_have_fly_app();
+        let action = plan(&p, settings.as_ref());
+        let result = match (action, &settings) {
+            (Action::Nothing, _) => Ok(()),
+            (Action::Deploy, Some(s)) => ctx.deploy(&mut p, s, app.as_ref()).await,
+            (Action::Skip(reason), _) => ctx.skip(&mut p, app.as_ref(), reason).await,
+            (Action::Teardown(reason), _) => ctx.teardown(&mut p, app.as_ref(), reason).await,
+            (Action::Deploy, None) => Err(Failure::permanent("the app has no preview settings")),
+        };
+        if action != Action::Nothing {
+            ctx.note(format!("{action:?} at {}", p.head_sha.short()));
+        }
+        match result {
+            Ok(()) => {}
+            Err(f) if f.transient && p.attempts + 1 < MAX_ATTEMPTS => {
+                let attempts = store.release_failed_attempt(id, &f.text, now).await?;
+                let delay = backoff_seconds(u32::try_from(attempts).unwrap_or(u32::MAX));
+                ctx.note(format!(
+                    "{} (attempt {attempts} of {MAX_ATTEMPTS}, again in {delay} s)",
+                    f.text
+                ));
+                return Ok(RunVerdict::Retry {
+                    delay_seconds: delay,
+                });
+            }
+            Err(f) => {
+                ctx.note(format!("failed: {}", f.text));
+                ctx.fail(&mut p, app.as_ref(), &f.text).await?;
+            }
+        }
+        if store.settle(id, p.revision, now).await? {
+            // A slot freed: the previews waiting for one try again, oldest first.
+            if held_slot && !p.status.may_have_fly_app() {
+                for waiting in store.queued(&p.app).await? {
+                    if let Err(e) = ctx
+                        .deps
+                        .queue
+                        .send(&JobMessage::Preview { id: waiting })
+                        .await
+                    {
+                        ctx.note(format!("could not wake preview {waiting}: {e}"));
+                    }
+                }
+            }
+            ctx.note(format!("settled as {}", p.status.as_str()));
+            return Ok(RunVerdict::Ack);
+        }
+    }
+    // Still changing: let go and come back shortly.
+    store.release_failed_attempt(id, "busy", now).await?;
+    Ok(RunVerdict::Retry {
+        delay_seconds: backoff_seconds(1),
+    })
+}
+
+impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
+    Ctx<'_, '_, H, S, Q, K, R, C>
+{
+    fn note(&self, line: impl Into<String>) {
+        self.log.borrow_mut().push(line.into());
+    }
+
+    fn store(&self) -> PreviewStore<S> {
+        PreviewStore::new(self.deps.sql)
+    }
+
+    async fn set(&self, p: &Preview, fields: &[(Field, SqlValue)]) -> Result<(), StoreError> {
+        self.store().set(p.id, fields, self.now).await
+    }
+
+    async fn github(&self, p: &Preview) -> Result<GithubConfig, Failure> {
+        Ok(github_for(self.deps, p.installation_id, self.now).await?)
+    }
+
+    fn fly(&self) -> Result<FlyClient<'_, H>, Failure> {
+        match &self.deps.config.fly {
+            Ok(config) => Ok(FlyClient::new(self.deps.http, config)),
+            Err(missing) => Err(Failure::permanent(format!("{missing} is not configured"))),
+        }
+    }
+
+    /// Deploys the head sha (or finishes announcing it), or queues for a slot.
+    async fn deploy(
+        &self,
+        p: &mut Preview,
+        s: &PreviewSettings,
+        app: Option<&NamedApp>,
+    ) -> Result<(), Failure> {
+        let store = self.store();
+        if !store.reserve_slot(p.id, s.max_concurrent, self.now).await? {
+            let ahead = store.ahead_of(p).await?;
+            if p.status != Status::Queued || p.queue_ahead != Some(ahead) {
+                self.set(
+                    p,
+                    &[
+                        (Field::Status, Status::Queued.as_str().into()),
+                        (Field::QueueAhead, ahead.into()),
+                    ],
+                )
+                .await?;
+                p.status = Status::Queued;
+                let gh = self.github(p).await?;
+                self.show(
+                    &gh,
+                    p,
+                    app,
+                    &Shown::Queued {
+                        ahead,
+                        max: s.max_concurrent,
+                    },
+                    true,
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let up =
+            p.status == Status::Ready && p.deployed_sha.as_deref() == Some(p.head_sha.as_str());
+        p.status = Status::Deploying;
+        let gh = self.github(p).await?;
+        let client = GithubClient::new(self.deps.http, &gh);
+        if !up {
+            self.show(&gh, p, app, &Shown::Deploying, true).await?;
+            if p.deployment_sha.as_deref() != Some(p.head_sha.as_str()) {
+                let id = client
+                    .create_preview_deployment(
+                        &p.repository,
+                        &p.head_sha,
+                        &p.environment(),
+                        &format!("Preview of {} for #{}", p.app, p.pr_number),
+                    )
+                    .await?;
+                self.set(
+                    p,
+                    &[
+                        (Field::DeploymentId, id.into()),
+                        (Field::DeploymentSha, p.head_sha.as_str().into()),
+                    ],
+                )
+                .await?;
+                p.deployment_id = Some(id);
+                p.deployment_sha = Some(p.head_sha.as_str().to_owned());
+                client
+                    .deployment_status(&p.repository, id, "in_progress", "Deploying", None, None)
+                    .await?;
+            }
+            let machine = self.machine_config(p, s, &gh).await?;
+            let fly = self.fly()?;
+            fly.create_app(&p.fly_app, &s.org).await?;
+            fly.ensure_public_ips(&p.fly_app).await?;
+            let existing = match &p.machine_id {
+                Some(id) => Some(id.clone()),
+                // A run that died after creating the machine left it there.
+                None => fly
+                    .machines(&p.fly_app)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|m| m.id),
+            };
+            let machine_id = match existing {
+                Some(id) if fly.update_machine(&p.fly_app, &id, machine.clone()).await? => id,
+                _ => fly.create_machine(&p.fly_app, machine).await?,
+            };
+            self.set(p, &[(Field::MachineId, machine_id.as_str().into())])
+                .await?;
+            p.machine_id = Some(machine_id.clone());
+            fly.wait_started(&p.fly_app, &machine_id).await?;
+            let expires = self
+                .now
+                .plus_seconds(i64::from(s.ttl_hours) * 3600)
+                .millis();
+            self.set(
+                p,
+                &[
+                    (Field::Status, Status::Ready.as_str().into()),
+                    (Field::DeployedSha, p.head_sha.as_str().into()),
+                    (Field::ExpiresAt, expires.into()),
+                    (Field::Error, SqlValue::Null),
+                    (Field::FlyCheckedAt, SqlValue::Null),
+                ],
+            )
+            .await?;
+            p.expires_at = Some(expires);
+            p.deployed_sha = Some(p.head_sha.as_str().to_owned());
+        } else {
+            // Up already; the last run stopped before it announced it.
+            self.set(p, &[(Field::Status, Status::Ready.as_str().into())])
+                .await?;
+        }
+        p.status = Status::Ready;
+        if let Some(id) = p.deployment_id {
+            client
+                .deployment_status(
+                    &p.repository,
+                    id,
+                    "success",
+                    "Preview is up",
+                    Some(&p.url),
+                    None,
+                )
+                .await?;
+        }
+        self.show(&gh, p, app, &Shown::Ready, true).await
+    }
+
+    /// The machine: image, services on 443 to the app's port, and the environment:
+    /// plain `env`, then the decrypted preview secrets, then `GITHUB_TOKEN`.
+    async fn machine_config(
+        &self,
+        p: &Preview,
+        s: &PreviewSettings,
+        gh: &GithubConfig,
+    ) -> Result<serde_json::Value, Failure> {
+        let mut env: serde_json::Map<String, serde_json::Value> = s
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().into()))
+            .collect();
+        let name = AppName::parse(&p.app).map_err(|e| Failure::permanent(e.to_string()))?;
+        let secrets = SecretStore::new(self.deps.sql);
+        match &self.deps.config.secrets_keys {
+            Ok(keys) => {
+                for (k, v) in secrets
+                    .reveal_all(self.cipher, keys, &name, EnvType::Preview)
+                    .await?
+                {
+                    env.insert(k, v.expose().into());
+                }
+            }
+            Err(missing) => {
+                if !secrets.list(&name, EnvType::Preview).await?.is_empty() {
+                    return Err(Failure::permanent(format!(
+                        "{missing} is not configured, so the preview secrets cannot be decrypted"
+                    )));
+                }
+            }
+        }
+        env.insert("GITHUB_TOKEN".into(), gh.token.expose().into());
+        let mut body = json!({
+            "config": {
+                "image": s.image_for(&p.head_sha, &p.head_ref, p.pr_number),
+                "env": env,
+                "services": [{
+                    "protocol": "tcp",
+                    "internal_port": s.internal_port,
+                    "ports": [
+                        { "port": 443, "handlers": ["tls", "http"] },
+                        { "port": 80, "handlers": ["http"], "force_https": true }
+                    ]
+                }],
+                "metadata": { "edge_notifier_app": p.app, "pull_request": p.pr_number.to_string() },
+                "restart": { "policy": "always" }
+            }
+        });
+        if let Some(region) = &s.region {
+            body["region"] = region.as_str().into();
+        }
+        Ok(body)
+    }
+
+    /// Takes down whatever exists and says the PR gets no preview, and why.
+    async fn skip(
+        &self,
+        p: &mut Preview,
+        app: Option<&NamedApp>,
+        reason: SkipReason,
+    ) -> Result<(), Failure> {
+        self.take_down(p).await?;
+        self.set(
+            p,
+            &[
+                (Field::Status, Status::Skipped.as_str().into()),
+                (Field::QueueAhead, SqlValue::Null),
+            ],
+        )
+        .await?;
+        p.status = Status::Skipped;
+        let gh = self.github(p).await?;
+        self.show(&gh, p, app, &Shown::Skipped(reason), true).await
+    }
+
+    /// Closed or expired: removes the Fly app, ends the GitHub environment, and
+    /// says so in the comment (a PR that never had one gets none).
+    async fn teardown(
+        &self,
+        p: &mut Preview,
+        app: Option<&NamedApp>,
+        reason: TeardownReason,
+    ) -> Result<(), Failure> {
+        self.take_down(p).await?;
+        self.set(
+            p,
+            &[
+                (Field::Status, Status::Destroyed.as_str().into()),
+                (Field::QueueAhead, SqlValue::Null),
+            ],
+        )
+        .await?;
+        p.status = Status::Destroyed;
+        if p.deployment_id.is_none() && p.comment_id.is_none() {
+            return Ok(());
+        }
+        let gh = self.github(p).await?;
+        if p.deployment_id.is_some() {
+            GithubClient::new(self.deps.http, &gh)
+                .delete_environment(&p.repository, &p.environment())
+                .await?;
+        }
+        self.show(&gh, p, app, &Shown::Destroyed(reason), false)
+            .await
+    }
+
+    /// Deletes the Fly app and marks the GitHub deployment inactive, if they exist.
+    async fn take_down(&self, p: &mut Preview) -> Result<(), Failure> {
+        if p.status.may_have_fly_app() || p.machine_id.is_some() {
+            self.fly()?.delete_app(&p.fly_app).await?;
+            self.set(
+                p,
+                &[
+                    (Field::MachineId, SqlValue::Null),
+                    (Field::DeployedSha, SqlValue::Null),
+                    (Field::FlyCheckedAt, SqlValue::Null),
+                ],
+            )
+            .await?;
+            p.machine_id = None;
+            p.deployed_sha = None;
+            // The slot is free from here on, whatever else fails.
+            p.status = Status::Destroyed;
+            if let Some(id) = p.deployment_id {
+                let gh = self.github(p).await?;
+                GithubClient::new(self.deps.http, &gh)
+                    .deployment_status(&p.repository, id, "inactive", "Preview removed", None, None)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a permanent failure or the last transient one: removes what the
+    /// deploy half-made and says what went wrong. Clean-up failures are left to the
+    /// cron, which finds failed previews whose Fly app still exists.
+    async fn fail(
+        &self,
+        p: &mut Preview,
+        app: Option<&NamedApp>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        if p.status.may_have_fly_app() || p.machine_id.is_some() {
+            match self.fly() {
+                Ok(fly) => {
+                    if let Err(e) = fly.delete_app(&p.fly_app).await {
+                        self.note(format!("clean-up of {} left to the cron: {e}", p.fly_app));
+                    }
+                }
+                Err(f) => self.note(f.text),
+            }
+        }
+        self.set(
+            p,
+            &[
+                (Field::Status, Status::Failed.as_str().into()),
+                (Field::Error, error.into()),
+                (Field::MachineId, SqlValue::Null),
+                (Field::DeployedSha, SqlValue::Null),
+                (Field::QueueAhead, SqlValue::Null),
+                (Field::FlyCheckedAt, SqlValue::Null),
+            ],
+        )
+        .await?;
+        p.status = Status::Failed;
+        p.machine_id = None;
+        let announced = async {
+            let gh = self.github(p).await?;
+            if let (Some(id), Some(sha)) = (p.deployment_id, &p.deployment_sha) {
+                if sha == p.head_sha.as_str() {
+                    GithubClient::new(self.deps.http, &gh)
+                        .deployment_status(
+                            &p.repository,
+                            id,
+                            "failure",
+                            &cut(error, 140),
+                            None,
+                            None,
+                        )
+                        .await?;
+                }
+            }
+            self.show(&gh, p, app, &Shown::Failed(error), true).await
+        };
+        if let Err(f) = announced.await {
+            self.note(format!(
+                "the failure was not announced on GitHub: {}",
+                f.text
+            ));
+        }
+        Ok(())
+    }
+
+    /// Puts the state in the PR comment (found by its marker, edited in place;
+    /// created only when `create`) and in the quiet Telegram message.
+    async fn show(
+        &self,
+        gh: &GithubConfig,
+        p: &mut Preview,
+        app: Option<&NamedApp>,
+        shown: &Shown<'_>,
+        create: bool,
+    ) -> Result<(), Failure> {
+        self.telegram(p, app, shown).await?;
+        let client = GithubClient::new(self.deps.http, gh);
+        let body = render_comment(p, shown);
+        if let Some(id) = p.comment_id {
+            if client.update_comment(&p.repository, id, &body).await? {
+                return Ok(());
+            }
+        }
+        // Not recorded (a run died after posting it), or deleted by someone.
+        let marker = super::comment_marker(&p.app);
+        let id = match client
+            .find_comment(&p.repository, p.pr_number, &marker)
+            .await?
+        {
+            Some(id) if Some(id) != p.comment_id => {
+                client.update_comment(&p.repository, id, &body).await?;
+                id
+            }
+            _ if create => {
+                client
+                    .create_comment(&p.repository, p.pr_number, &body)
+                    .await?
+            }
+            _ => return Ok(()),
+        };
+        self.set(p, &[(Field::CommentId, id.into())]).await?;
+        p.comment_id = Some(id);
+        Ok(())
+    }
+
+    /// One quiet message per preview, edited in place. Telegram being down never
+    /// holds a preview up.
+    async fn telegram(
+        &self,
+        p: &mut Preview,
+        app: Option<&NamedApp>,
+        shown: &Shown<'_>,
+    ) -> Result<(), StoreError> {
+        let Ok(config) = &self.deps.config.telegram else {
+            return Ok(());
+        };
+        let mut config = config.clone();
+        if let Some(chat) = app.and_then(|a| a.app.telegram_chat_id.clone()) {
+            config.chat_id = chat;
+        }
+        let client = TelegramClient::new(self.deps.http, &config);
+        let text = render_telegram(p, shown);
+        let outcome = match p.telegram_message_id {
+            Some(id) => client.edit_html(id, &text).await,
+            None => client.send_html(&text, true).await,
+        };
+        match outcome {
+            SendOutcome::Sent { message_id } if p.telegram_message_id.is_none() => {
+                self.set(p, &[(Field::TelegramMessageId, message_id.into())])
+                    .await?;
+                p.telegram_message_id = Some(message_id);
+            }
+            SendOutcome::Sent { .. } => {}
+            other => self.note(format!("telegram: {other:?}")),
+        }
+        Ok(())
+    }
+}
+
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        s.chars().take(max - 1).collect::<String>() + "…"
+    }
+}
+
+/// The cron's part: expire previews past their time, re-run what a lost message or
+/// a dead run left unfinished, wake the queue, and delete Fly apps that outlived
+/// their teardown.
+pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
+    deps: &Deps<'_, H, S, Q, K, R>,
+    now: Timestamp,
+) -> Vec<String> {
+    let store = PreviewStore::new(deps.sql);
+    let mut log = Vec::new();
+    let mut wake = Vec::new();
+    match store.expire(now).await {
+        Ok(ids) if !ids.is_empty() => {
+            log.push(format!("previews {ids:?} expired"));
+            wake.extend(ids);
+        }
+        Ok(_) => {}
+        Err(e) => log.push(format!("expiry: {e}")),
+    }
+    match store
+        .needing_a_run(
+            now.minus_seconds(i64::from(deps.config.sweep_after_seconds)),
+            now.minus_seconds(CLAIM_STALE_SECONDS),
+        )
+        .await
+    {
+        Ok(ids) => wake.extend(ids),
+        Err(e) => log.push(format!("unfinished previews: {e}")),
+    }
+    wake.sort_unstable();
+    wake.dedup();
+    for id in wake {
+        if let Err(e) = deps.queue.send(&JobMessage::Preview { id }).await {
+            log.push(format!("preview {id}: not enqueued: {e}"));
+        }
+    }
+    if let Ok(config) = &deps.config.fly {
+        let fly = FlyClient::new(deps.http, config);
+        match store.unchecked_teardowns(10).await {
+            Ok(rows) => {
+                for (id, app) in rows {
+                    let checked = match fly.app_exists(&app).await {
+                        Ok(false) => Ok(()),
+                        Ok(true) => fly.delete_app(&app).await.map(|_| {
+                            log.push(format!(
+                                "preview {id}: Fly app {app} outlived its teardown; deleted"
+                            ));
+                        }),
+                        Err(e) => Err(e),
+                    };
+                    match checked {
+                        Ok(()) => {
+                            if let Err(e) = store
+                                .set(id, &[(Field::FlyCheckedAt, now.millis().into())], now)
+                                .await
+                            {
+                                log.push(format!("preview {id}: {e}"));
+                            }
+                        }
+                        Err(e) => log.push(format!("preview {id}: Fly app {app}: {e}")),
+                    }
+                }
+            }
+            Err(e) => log.push(format!("torn-down previews: {e}")),
+        }
+    }
+    log
+}

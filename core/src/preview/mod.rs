@@ -1,0 +1,520 @@
+//! Preview environments: a running copy of an app on Fly.io for each open pull
+//! request, announced in one PR comment that stays current, torn down on close or
+//! expiry.
+//!
+//! The row in `previews` says what the latest event wants and what exists. The pure
+//! [`plan`] compares the two and names one [`Action`]; [`flow`] performs it and
+//! settles the row. Every step is safe to repeat, so a retried or duplicated
+//! message, or a run interrupted half-way, converges on the same state.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::github::{CommitSha, RepoFullName};
+use crate::time::Timestamp;
+
+pub mod flow;
+pub mod store;
+
+/// A transient failure is tried this many times before the preview is marked failed.
+pub const MAX_ATTEMPTS: i64 = 5;
+/// A reconcile run that held a row this long died.
+pub const CLAIM_STALE_SECONDS: i64 = 180;
+
+fn yes() -> bool {
+    true
+}
+fn default_port() -> u16 {
+    8080
+}
+fn default_app_name() -> String {
+    "{app}-pr-{pr}".into()
+}
+fn default_ttl() -> u32 {
+    72
+}
+fn default_max() -> u32 {
+    5
+}
+
+/// An app's `preview` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewSettings {
+    /// On unless set to false (the block is there to be used).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The Fly organization slug the preview apps are created in.
+    pub org: String,
+    /// The image; `{sha}`, `{branch}` and `{pr}` are filled in.
+    pub image: String,
+    /// Fly region; Fly picks one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The port the app listens on; Fly serves it on 443.
+    #[serde(default = "default_port")]
+    pub internal_port: u16,
+    /// Plain environment variables (app secrets are added, and win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The Fly app's name; `{app}`, `{pr}` and `{branch}` are filled in, then the
+    /// result is made a valid Fly name.
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+    /// A preview without a new deploy for this long is destroyed.
+    #[serde(default = "default_ttl")]
+    pub ttl_hours: u32,
+    /// Live previews per app; more wait, queued.
+    #[serde(default = "default_max")]
+    pub max_concurrent: u32,
+    #[serde(default)]
+    pub skip_drafts: bool,
+    /// Whether pull requests from forks are deployed (their code gets the secrets).
+    #[serde(default)]
+    pub allow_forks: bool,
+}
+
+fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            return Err(ApiError::BadRequest(format!("{field} has an unclosed {{")));
+        };
+        let name = &after[..end];
+        if !allowed.contains(&name) {
+            return Err(ApiError::BadRequest(format!(
+                "{field}: unknown placeholder {{{name}}} (use {})",
+                allowed
+                    .iter()
+                    .map(|a| format!("{{{a}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+fn plain(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+    if s.is_empty() || s.len() > max || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Err(ApiError::BadRequest(format!(
+            "{field} must be 1 to {max} characters without spaces"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+impl PreviewSettings {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        plain("preview.org", &self.org, 64)?;
+        plain("preview.image", &self.image, 512)?;
+        placeholders_ok("preview.image", &self.image, &["sha", "branch", "pr"])?;
+        plain("preview.app_name", &self.app_name, 128)?;
+        placeholders_ok("preview.app_name", &self.app_name, &["app", "pr", "branch"])?;
+        if let Some(r) = &self.region {
+            plain("preview.region", r, 16)?;
+        }
+        if self.internal_port == 0 {
+            return Err(ApiError::BadRequest(
+                "preview.internal_port must be 1 to 65535".into(),
+            ));
+        }
+        if !(1..=720).contains(&self.ttl_hours) {
+            return Err(ApiError::BadRequest(
+                "preview.ttl_hours must be 1 to 720".into(),
+            ));
+        }
+        if !(1..=100).contains(&self.max_concurrent) {
+            return Err(ApiError::BadRequest(
+                "preview.max_concurrent must be 1 to 100".into(),
+            ));
+        }
+        if self.env.len() > 100 {
+            return Err(ApiError::BadRequest(
+                "preview.env: at most 100 variables".into(),
+            ));
+        }
+        for (name, value) in &self.env {
+            crate::secrets::parse_name(name).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "preview.env: {name:?} is not a valid variable name"
+                ))
+            })?;
+            if value.len() > 4096 {
+                return Err(ApiError::BadRequest(format!(
+                    "preview.env.{name} is longer than 4096 bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The Fly app for pull request `pr`: the template filled in, lower-cased,
+    /// anything outside `[a-z0-9-]` made a dash, at most 63 characters, starting
+    /// with a letter (Fly's rules for app names, which are also DNS labels).
+    pub fn fly_app_name(&self, app: &str, pr: u64, branch: &str) -> String {
+        let filled = self
+            .app_name
+            .replace("{app}", app)
+            .replace("{pr}", &pr.to_string())
+            .replace("{branch}", branch);
+        let mut name = String::with_capacity(filled.len());
+        for c in filled.chars() {
+            let c = c.to_ascii_lowercase();
+            let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            };
+            if !(c == '-' && (name.is_empty() || name.ends_with('-'))) {
+                name.push(c);
+            }
+        }
+        if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+            name.insert_str(0, "pr-");
+        }
+        // Keep the pull request number, which is at the end of the default
+        // template, when a long app name has to be cut.
+        if name.len() > 63 {
+            let tail = format!("-{pr}");
+            name.truncate(63 - tail.len());
+            name = name.trim_end_matches('-').to_owned() + &tail;
+        }
+        name.trim_end_matches('-').to_owned()
+    }
+
+    /// The image for a deploy of `sha`: `{branch}` is made a valid tag (anything
+    /// outside `[A-Za-z0-9_.-]` becomes a dash).
+    pub fn image_for(&self, sha: &CommitSha, branch: &str, pr: u64) -> String {
+        let tag: String = branch
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        self.image
+            .replace("{sha}", sha.as_str())
+            .replace("{branch}", &tag)
+            .replace("{pr}", &pr.to_string())
+    }
+}
+
+/// What the pull request wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wanted {
+    Live,
+    Closed,
+    Expired,
+}
+
+impl Wanted {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wanted::Live => "live",
+            Wanted::Closed => "closed",
+            Wanted::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "live" => Wanted::Live,
+            "closed" => Wanted::Closed,
+            "expired" => Wanted::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// What exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Recorded, nothing done yet.
+    New,
+    /// Waiting for a slot.
+    Queued,
+    /// Holds a slot; the Fly app may exist.
+    Deploying,
+    Ready,
+    /// Cleaned up after a failure; the next push tries again.
+    Failed,
+    Destroyed,
+    /// Not deployed (a draft, or a fork).
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Queued => "queued",
+            Status::Deploying => "deploying",
+            Status::Ready => "ready",
+            Status::Failed => "failed",
+            Status::Destroyed => "destroyed",
+            Status::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "new" => Status::New,
+            "queued" => Status::Queued,
+            "deploying" => Status::Deploying,
+            "ready" => Status::Ready,
+            "failed" => Status::Failed,
+            "destroyed" => Status::Destroyed,
+            "skipped" => Status::Skipped,
+            _ => return None,
+        })
+    }
+
+    /// Whether a Fly app may exist for it.
+    pub fn may_have_fly_app(self) -> bool {
+        matches!(self, Status::Deploying | Status::Ready)
+    }
+}
+
+/// One preview as stored (and as the admin API lists it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preview {
+    pub id: i64,
+    pub app: String,
+    pub repository: RepoFullName,
+    pub pr_number: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+    pub head_ref: String,
+    pub head_sha: CommitSha,
+    pub draft: bool,
+    pub fork: bool,
+    pub wanted: Wanted,
+    pub revision: i64,
+    pub done_revision: i64,
+    pub status: Status,
+    pub fly_app: String,
+    pub url: String,
+    pub machine_id: Option<String>,
+    pub deployed_sha: Option<String>,
+    pub deployment_id: Option<i64>,
+    pub deployment_sha: Option<String>,
+    pub comment_id: Option<i64>,
+    pub telegram_message_id: Option<i64>,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub queued_at: i64,
+    pub queue_ahead: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub claimed_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Preview {
+    /// Whether the latest revision of what is wanted has been carried out.
+    pub fn settled(&self) -> bool {
+        self.done_revision == self.revision
+    }
+
+    /// The GitHub environment: one per pull request.
+    pub fn environment(&self) -> String {
+        format!("pr-{}", self.pr_number)
+    }
+}
+
+/// Why a pull request gets no preview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    Draft,
+    Fork,
+}
+
+impl SkipReason {
+    pub fn explain(self) -> &'static str {
+        match self {
+            SkipReason::Draft => {
+                "draft pull requests are not previewed (`skip_drafts`); mark it ready for review to deploy it"
+            }
+            SkipReason::Fork => {
+                "pull requests from forks are not previewed, because the preview would run their code with this app's secrets (`allow_forks` is off)"
+            }
+        }
+    }
+}
+
+/// Why a preview is taken down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TeardownReason {
+    Closed,
+    Expired,
+    /// Previews were switched off for the app, or the app was removed.
+    Disabled,
+}
+
+impl TeardownReason {
+    pub fn explain(self) -> &'static str {
+        match self {
+            TeardownReason::Closed => "the pull request was closed",
+            TeardownReason::Expired => "it expired without a new deploy",
+            TeardownReason::Disabled => "previews were switched off for this app",
+        }
+    }
+}
+
+/// The one thing a reconcile run does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Everything is as wanted.
+    Nothing,
+    /// Deploy (or finish announcing) the head sha; waits queued when no slot is free.
+    Deploy,
+    /// Take down whatever exists and say why it is not deployed.
+    Skip(SkipReason),
+    /// Take down whatever exists.
+    Teardown(TeardownReason),
+}
+
+/// Pure: what to do about `p`, given the app's settings (`None` when the app is
+/// gone or its previews are off).
+pub fn plan(p: &Preview, settings: Option<&PreviewSettings>) -> Action {
+    let settled = p.settled();
+    let teardown = |reason| {
+        if p.status == Status::Destroyed && settled {
+            Action::Nothing
+        } else {
+            Action::Teardown(reason)
+        }
+    };
+    match (p.wanted, settings.filter(|s| s.enabled)) {
+        (Wanted::Closed, _) => teardown(TeardownReason::Closed),
+        (Wanted::Expired, _) => teardown(TeardownReason::Expired),
+        (Wanted::Live, None) => teardown(TeardownReason::Disabled),
+        (Wanted::Live, Some(s)) => {
+            let skip = if p.fork && !s.allow_forks {
+                Some(SkipReason::Fork)
+            } else if p.draft && s.skip_drafts {
+                Some(SkipReason::Draft)
+            } else {
+                None
+            };
+            match skip {
+                Some(_) if settled && p.status == Status::Skipped => Action::Nothing,
+                Some(reason) => Action::Skip(reason),
+                // A settled failure waits for the next push; a settled ready one is
+                // the head. A queued one tries for a slot again.
+                None if settled && matches!(p.status, Status::Ready | Status::Failed) => {
+                    Action::Nothing
+                }
+                None => Action::Deploy,
+            }
+        }
+    }
+}
+
+/// The marker that finds an app's comment on a pull request.
+pub fn comment_marker(app: &str) -> String {
+    format!("<!-- edge-notifier:preview:{app} -->")
+}
+
+/// What the comment shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shown<'a> {
+    Queued { ahead: i64, max: u32 },
+    Deploying,
+    Ready,
+    Failed(&'a str),
+    Destroyed(TeardownReason),
+    Skipped(SkipReason),
+}
+
+/// Markdown safe for a table cell or inline text: no pipes, backticks or newlines.
+fn cell(s: &str) -> String {
+    s.replace(['|', '`', '\n', '\r'], " ")
+}
+
+/// The PR comment's body (Markdown, with the hidden marker first).
+pub fn render_comment(p: &Preview, shown: &Shown<'_>) -> String {
+    let sha = p.head_sha.short();
+    let (icon, state) = match shown {
+        Shown::Queued { .. } => ("⏳", "queued"),
+        Shown::Deploying => ("🔄", "deploying"),
+        Shown::Ready => ("✅", "ready"),
+        Shown::Failed(_) => ("❌", "failed"),
+        Shown::Destroyed(_) => ("🗑️", "destroyed"),
+        Shown::Skipped(_) => ("⏭️", "not deployed"),
+    };
+    let mut out = format!(
+        "{}\n### {icon} Preview of `{}`: {state}\n\n| | |\n|---|---|\n",
+        comment_marker(&p.app),
+        cell(&p.app)
+    );
+    let mut row = |k: &str, v: String| out.push_str(&format!("| {k} | {v} |\n"));
+    match shown {
+        Shown::Ready | Shown::Deploying => row("URL", p.url.clone()),
+        _ => {}
+    }
+    row("Commit", format!("`{sha}`"));
+    match shown {
+        Shown::Queued { ahead, max } => row(
+            "Queue",
+            match ahead {
+                0 => format!("next in line; at most {max} previews run at once"),
+                1 => format!("1 preview ahead; at most {max} run at once"),
+                n => format!("{n} previews ahead; at most {max} run at once"),
+            },
+        ),
+        Shown::Ready => {
+            if let Some(at) = p.expires_at {
+                row("Expires", Timestamp::from_millis(at).to_human());
+            }
+        }
+        Shown::Destroyed(reason) => row("Why", reason.explain().into()),
+        Shown::Skipped(reason) => row("Why", reason.explain().into()),
+        Shown::Failed(_) | Shown::Deploying => {}
+    }
+    if let Shown::Failed(error) = shown {
+        out.push_str(&format!(
+            "\n```\n{}\n```\nThe next push tries again.\n",
+            error.replace("```", "'''")
+        ));
+    }
+    out
+}
+
+/// The quiet Telegram message (HTML, escaped).
+pub fn render_telegram(p: &Preview, shown: &Shown<'_>) -> String {
+    use crate::telegram::escape_html as e;
+    let state = match shown {
+        Shown::Queued { ahead, .. } => format!("⏳ queued, {ahead} ahead"),
+        Shown::Deploying => "🔄 deploying".into(),
+        Shown::Ready => "✅ ready".into(),
+        Shown::Failed(error) => format!("❌ failed: {}", e(error)),
+        Shown::Destroyed(reason) => format!("🗑️ destroyed: {}", reason.explain()),
+        Shown::Skipped(reason) => format!("⏭️ not deployed: {}", e(reason.explain())),
+    };
+    let mut text = format!(
+        "🔍 <b>Preview</b> {} · {} #{}\n{state}\nCommit: <code>{}</code>",
+        e(&p.app),
+        e(p.repository.as_str()),
+        p.pr_number,
+        p.head_sha.short()
+    );
+    if matches!(shown, Shown::Ready) {
+        text.push_str(&format!("\n{}", e(&p.url)));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,849 @@
+//! Previews in the core: the pure plan and names, then whole pull-request stories
+//! on SQLite with the real migrations, against a stateful fake of GitHub, Fly.io and
+//! Telegram that keeps the apps, machines and comments it was asked to make.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use super::flow::{on_pull_request, run, sweep, RunVerdict};
+use super::store::PreviewStore;
+use super::*;
+use crate::apps::{App, AppName, AppStore};
+use crate::config::Config;
+use crate::deploy::pipeline::Deps;
+use crate::github::events::{parse, GithubEvent, PullRequestEvent};
+use crate::http::{HttpError, HttpResponse, Method};
+use crate::jobs::JobMessage;
+use crate::secrets::{EnvType, SecretStore, SecretsKeys};
+use crate::testing::{
+    block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher, NoSigner, SqliteSql,
+};
+
+const SECRET_VALUE: &str = "s3cr3t-database-password";
+const HOUR_MS: i64 = 3_600_000;
+
+fn settings(extra: serde_json::Value) -> PreviewSettings {
+    let mut v = serde_json::json!({"org": "acme", "image": "registry.fly.io/hello:{sha}"});
+    if let (Some(base), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+        base.extend(more.clone());
+    }
+    serde_json::from_value(v).expect("settings")
+}
+
+#[test]
+fn fly_app_names_follow_flys_rules() {
+    let s = settings(serde_json::json!({}));
+    assert_eq!(s.fly_app_name("hello", 12, "main"), "hello-pr-12");
+    let s = settings(serde_json::json!({"app_name": "{app}--{branch}-{pr}"}));
+    assert_eq!(
+        s.fly_app_name("hello", 7, "Feature/Add_Auth!"),
+        "hello-feature-add-auth-7"
+    );
+    let s = settings(serde_json::json!({"app_name": "{pr}-{app}"}));
+    assert_eq!(s.fly_app_name("hello", 7, "x"), "pr-7-hello");
+    let long = "a".repeat(80);
+    let name =
+        settings(serde_json::json!({"app_name": "{branch}-{pr}"})).fly_app_name("x", 4321, &long);
+    assert!(name.len() <= 63 && name.ends_with("-4321"), "{name}");
+}
+
+#[test]
+fn images_get_the_sha_branch_and_number() {
+    let s = settings(serde_json::json!({"image": "reg/app:{branch}-{pr}-{sha}"}));
+    let sha = crate::github::CommitSha::parse(&"ab".repeat(20)).expect("sha");
+    assert_eq!(
+        s.image_for(&sha, "feat/x y", 3),
+        format!("reg/app:feat-x-y-3-{}", "ab".repeat(20))
+    );
+}
+
+#[test]
+fn settings_errors_name_the_field() {
+    let bad = |v: serde_json::Value| {
+        let s: PreviewSettings = serde_json::from_value(v).expect("shape");
+        s.validate().expect_err("invalid").to_string()
+    };
+    assert!(bad(serde_json::json!({"org": "acme", "image": "x:{tag}"})).contains("preview.image"));
+    assert!(bad(serde_json::json!({"org": "", "image": "x"})).contains("preview.org"));
+    assert!(
+        bad(serde_json::json!({"org": "a", "image": "x", "max_concurrent": 0}))
+            .contains("preview.max_concurrent")
+    );
+    assert!(
+        bad(serde_json::json!({"org": "a", "image": "x", "env": {"1BAD": "v"}}))
+            .contains("preview.env")
+    );
+}
+
+fn a_preview() -> Preview {
+    Preview {
+        id: 1,
+        app: "hello".into(),
+        repository: crate::github::RepoFullName::parse("octo/app").expect("repo"),
+        pr_number: 2,
+        installation_id: None,
+        head_ref: "changes".into(),
+        head_sha: crate::github::CommitSha::parse(&"ab".repeat(20)).expect("sha"),
+        draft: false,
+        fork: false,
+        wanted: Wanted::Live,
+        revision: 1,
+        done_revision: 0,
+        status: Status::New,
+        fly_app: "hello-pr-2".into(),
+        url: "https://hello-pr-2.fly.dev".into(),
+        machine_id: None,
+        deployed_sha: None,
+        deployment_id: None,
+        deployment_sha: None,
+        comment_id: None,
+        telegram_message_id: None,
+        error: None,
+        attempts: 0,
+        queued_at: 0,
+        queue_ahead: None,
+        expires_at: None,
+        claimed_at: None,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+#[test]
+fn the_plan_compares_what_is_wanted_with_what_exists() {
+    let s = settings(serde_json::json!({"skip_drafts": true}));
+    let p = a_preview();
+    assert_eq!(plan(&p, Some(&s)), Action::Deploy);
+    let settled = |status| Preview {
+        done_revision: 1,
+        status,
+        ..a_preview()
+    };
+    assert_eq!(plan(&settled(Status::Ready), Some(&s)), Action::Nothing);
+    assert_eq!(plan(&settled(Status::Failed), Some(&s)), Action::Nothing);
+    assert_eq!(plan(&settled(Status::Queued), Some(&s)), Action::Deploy);
+    let draft = Preview {
+        draft: true,
+        ..a_preview()
+    };
+    assert_eq!(plan(&draft, Some(&s)), Action::Skip(SkipReason::Draft));
+    let fork = Preview {
+        fork: true,
+        ..a_preview()
+    };
+    assert_eq!(plan(&fork, Some(&s)), Action::Skip(SkipReason::Fork));
+    let forks_ok = settings(serde_json::json!({"allow_forks": true}));
+    assert_eq!(plan(&fork, Some(&forks_ok)), Action::Deploy);
+    let closed = Preview {
+        wanted: Wanted::Closed,
+        ..settled(Status::Ready)
+    };
+    assert_eq!(
+        plan(&closed, Some(&s)),
+        Action::Teardown(TeardownReason::Closed)
+    );
+    let gone = Preview {
+        wanted: Wanted::Closed,
+        ..settled(Status::Destroyed)
+    };
+    assert_eq!(plan(&gone, Some(&s)), Action::Nothing);
+    let off = settings(serde_json::json!({"enabled": false}));
+    assert_eq!(
+        plan(&settled(Status::Ready), Some(&off)),
+        Action::Teardown(TeardownReason::Disabled)
+    );
+    assert_eq!(
+        plan(&settled(Status::Ready), None),
+        Action::Teardown(TeardownReason::Disabled)
+    );
+}
+
+#[test]
+fn the_comment_carries_the_marker_and_the_state() {
+    let mut p = a_preview();
+    p.expires_at = Some(1_736_937_000_000);
+    let ready = render_comment(&p, &Shown::Ready);
+    assert!(ready.starts_with("<!-- edge-notifier:preview:hello -->"));
+    assert!(ready.contains("https://hello-pr-2.fly.dev") && ready.contains("`ababab"));
+    assert!(ready.contains("Expires"));
+    let failed = render_comment(&p, &Shown::Failed("boom ``` |x|"));
+    assert!(failed.contains("failed") && !failed.contains("boom ```"));
+    let queued = render_comment(&p, &Shown::Queued { ahead: 2, max: 5 });
+    assert!(queued.contains("2 previews ahead; at most 5 run at once"));
+    let tg = render_telegram(&p, &Shown::Failed("<b>"));
+    assert!(tg.contains("&lt;b&gt;"));
+}
+
+// ---- Stories -----------------------------------------------------------------
+
+/// What the fakes hold and how they misbehave.
+#[derive(Default)]
+struct World {
+    fly_apps: BTreeSet<String>,
+    /// app → machine ids
+    machines: BTreeMap<String, Vec<String>>,
+    /// machine id → image
+    images: BTreeMap<String, String>,
+    ips: BTreeMap<String, u32>,
+    comments: BTreeMap<i64, String>,
+    deployments: BTreeMap<i64, Vec<String>>,
+    deleted_environments: Vec<String>,
+    telegram: BTreeMap<i64, String>,
+    next_id: i64,
+    /// Machine creation answers this status and message.
+    machine_create_fails: Option<(u16, &'static str)>,
+    /// `wait` answers 503 this many times.
+    wait_failures: u32,
+}
+
+fn answer(
+    w: &mut World,
+    method: Method,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<HttpResponse, HttpError> {
+    w.next_id += 1;
+    let id = w.next_id;
+    let path = url
+        .strip_prefix("http://gh.test/repos/octo/app")
+        .map(|p| ("gh", p))
+        .or_else(|| url.strip_prefix("http://fly.test/v1").map(|p| ("fly", p)))
+        .or_else(|| {
+            url.strip_prefix("http://tg.test/bottg-token/")
+                .map(|p| ("tg", p))
+        });
+    match (method, path) {
+        (Method::Get, Some(("gh", p)))
+            if p.starts_with("/issues/") && p.ends_with("/comments?per_page=100") =>
+        {
+            let list: Vec<_> = w
+                .comments
+                .iter()
+                .map(|(id, body)| serde_json::json!({"id": id, "body": body}))
+                .collect();
+            json_response(200, serde_json::json!(list))
+        }
+        (Method::Post, Some(("gh", p)))
+            if p.starts_with("/issues/") && p.ends_with("/comments") =>
+        {
+            w.comments
+                .insert(id, body["body"].as_str().expect("body").to_owned());
+            json_response(201, serde_json::json!({"id": id}))
+        }
+        (Method::Patch, Some(("gh", p))) if p.starts_with("/issues/comments/") => {
+            let cid: i64 = p["/issues/comments/".len()..].parse().expect("id");
+            match w.comments.get_mut(&cid) {
+                Some(c) => {
+                    *c = body["body"].as_str().expect("body").to_owned();
+                    json_response(200, serde_json::json!({"id": cid}))
+                }
+                None => json_response(404, serde_json::json!({"message": "Not Found"})),
+            }
+        }
+        (Method::Post, Some(("gh", "/deployments"))) => {
+            assert_eq!(body["transient_environment"], true);
+            assert_eq!(body["production_environment"], false);
+            w.deployments.insert(id, Vec::new());
+            json_response(201, serde_json::json!({"id": id}))
+        }
+        (Method::Post, Some(("gh", p))) if p.starts_with("/deployments/") => {
+            let did: i64 = p["/deployments/".len()..p.len() - "/statuses".len()]
+                .parse()
+                .expect("id");
+            let state = body["state"].as_str().expect("state").to_owned();
+            w.deployments
+                .get_mut(&did)
+                .expect("known deployment")
+                .push(state);
+            json_response(201, serde_json::json!({"id": id}))
+        }
+        (Method::Delete, Some(("gh", p))) if p.starts_with("/environments/") => {
+            w.deleted_environments
+                .push(p["/environments/".len()..].to_owned());
+            Ok(HttpResponse::new(204, ""))
+        }
+        (Method::Post, Some(("fly", "/apps"))) => {
+            let name = body["app_name"].as_str().expect("name").to_owned();
+            assert_eq!(body["org_slug"], "acme");
+            if w.fly_apps.insert(name) {
+                json_response(201, serde_json::json!({"id": "x"}))
+            } else {
+                json_response(422, serde_json::json!({"error": "app name already taken"}))
+            }
+        }
+        (Method::Get | Method::Delete, Some(("fly", p)))
+            if p.starts_with("/apps/") && !p["/apps/".len()..].contains('/') =>
+        {
+            let name = p["/apps/".len()..].trim_end_matches("?force=true");
+            let existed = w.fly_apps.contains(name);
+            if method == Method::Delete {
+                w.fly_apps.remove(name);
+                if let Some(ms) = w.machines.remove(name) {
+                    for m in ms {
+                        w.images.remove(&m);
+                    }
+                }
+                w.ips.remove(name);
+            }
+            if existed {
+                json_response(
+                    if method == Method::Delete { 202 } else { 200 },
+                    serde_json::json!({"name": name}),
+                )
+            } else {
+                json_response(404, serde_json::json!({"error": "not found"}))
+            }
+        }
+        (_, Some(("fly", p))) if p.starts_with("/apps/") => {
+            let rest = &p["/apps/".len()..];
+            let (app, tail) = rest.split_once('/').expect("app/…");
+            assert!(w.fly_apps.contains(app), "{app} must exist before {tail}");
+            match (method, tail) {
+                (Method::Get, "ip_assignments") => {
+                    let n = w.ips.get(app).copied().unwrap_or(0);
+                    json_response(
+                        200,
+                        serde_json::json!({"ips": vec![serde_json::json!({}); n as usize]}),
+                    )
+                }
+                (Method::Post, "ip_assignments") => {
+                    *w.ips.entry(app.to_owned()).or_default() += 1;
+                    json_response(200, serde_json::json!({"ip": "::1"}))
+                }
+                (Method::Get, "machines") => {
+                    let list: Vec<_> = w
+                        .machines
+                        .get(app)
+                        .into_iter()
+                        .flatten()
+                        .map(|m| serde_json::json!({"id": m}))
+                        .collect();
+                    json_response(200, serde_json::json!(list))
+                }
+                (Method::Post, "machines") => {
+                    if let Some((status, error)) = w.machine_create_fails {
+                        return json_response(status, serde_json::json!({"error": error}));
+                    }
+                    let m = format!("m{id}");
+                    w.machines
+                        .entry(app.to_owned())
+                        .or_default()
+                        .push(m.clone());
+                    w.images.insert(
+                        m.clone(),
+                        body["config"]["image"].as_str().expect("image").to_owned(),
+                    );
+                    json_response(200, serde_json::json!({"id": m}))
+                }
+                (Method::Get, t) if t.ends_with("/wait?state=started&timeout=60") => {
+                    if w.wait_failures > 0 {
+                        w.wait_failures -= 1;
+                        return json_response(503, serde_json::json!({"error": "unavailable"}));
+                    }
+                    json_response(200, serde_json::json!({"ok": true}))
+                }
+                (Method::Post, t) if t.starts_with("machines/") => {
+                    let m = &t["machines/".len()..];
+                    if !w.images.contains_key(m) {
+                        return json_response(
+                            404,
+                            serde_json::json!({"error": "machine not found"}),
+                        );
+                    }
+                    w.images.insert(
+                        m.to_owned(),
+                        body["config"]["image"].as_str().expect("image").to_owned(),
+                    );
+                    json_response(200, serde_json::json!({"id": m}))
+                }
+                other => panic!("the fake Fly does not serve {other:?}"),
+            }
+        }
+        (Method::Post, Some(("tg", "sendMessage"))) => {
+            assert_eq!(
+                body["disable_notification"], true,
+                "preview messages are quiet"
+            );
+            w.telegram
+                .insert(id, body["text"].as_str().expect("text").to_owned());
+            json_response(
+                200,
+                serde_json::json!({"ok": true, "result": {"message_id": id}}),
+            )
+        }
+        (Method::Post, Some(("tg", "editMessageText"))) => {
+            let mid = body["message_id"].as_i64().expect("id");
+            w.telegram
+                .insert(mid, body["text"].as_str().expect("text").to_owned());
+            json_response(
+                200,
+                serde_json::json!({"ok": true, "result": {"message_id": mid}}),
+            )
+        }
+        _ => Err(HttpError::Network(format!(
+            "the fake does not serve {} {url}",
+            method.as_str()
+        ))),
+    }
+}
+
+struct Story {
+    db: SqliteSql,
+    queue: MemoryQueue,
+    kv: MemoryKv,
+    http: FakeHttp,
+    world: Rc<RefCell<World>>,
+    config: Config,
+    clock: RefCell<i64>,
+}
+
+const T0: i64 = 1_764_000_000_000;
+
+impl Story {
+    fn new(preview: serde_json::Value) -> Story {
+        let world = Rc::new(RefCell::new(World::default()));
+        let w = world.clone();
+        let http = FakeHttp::routed(move |req| {
+            // Every call carries its credentials.
+            let auth = req
+                .headers
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.as_str());
+            if req.url.starts_with("http://gh.test") {
+                assert_eq!(auth, Some("Bearer ghs_test"));
+            } else if req.url.starts_with("http://fly.test") {
+                assert_eq!(auth, Some("Bearer fly_test_token"));
+            }
+            let body: serde_json::Value =
+                serde_json::from_str(req.body.as_deref().unwrap_or("null")).expect("JSON body");
+            answer(&mut w.borrow_mut(), req.method, &req.url, &body)
+        });
+        let key = STANDARD.encode([7u8; 32]);
+        let config = Config::from_lookup(move |k| {
+            Some(
+                match k {
+                    "GITHUB_TOKEN" => "ghs_test",
+                    "GITHUB_API_BASE" => "http://gh.test",
+                    "FLY_API_TOKEN" => "fly_test_token",
+                    "FLY_API_BASE" => "http://fly.test",
+                    "TELEGRAM_BOT_TOKEN" => "tg-token",
+                    "TELEGRAM_CHAT_ID" => "42",
+                    "TELEGRAM_API_BASE" => "http://tg.test",
+                    "SECRETS_KEY" => key.as_str(),
+                    _ => return None,
+                }
+                .to_owned(),
+            )
+        });
+        let story = Story {
+            db: SqliteSql::migrated(),
+            queue: MemoryQueue::default(),
+            kv: MemoryKv::default(),
+            http,
+            world,
+            config,
+            clock: RefCell::new(T0),
+        };
+        let mut app = serde_json::json!({
+            "repository": "octo/app", "production_branch": "main", "environment": "production",
+            "deploy_on": "push", "deploy": {"type": "deploy_hook", "url": "https://hooks.example.com/x"},
+            "preview": settings(preview),
+        });
+        app["preview"]["env"] =
+            serde_json::json!({"PORT": "8080", "DATABASE_PASSWORD": "placeholder"});
+        let app = App::parse(app.to_string().as_bytes()).expect("app");
+        let name = AppName::parse("hello").expect("name");
+        block_on(AppStore::new(&story.db).put(&name, &app, story.now())).expect("stored");
+        let keys: &SecretsKeys = story.config.secrets_keys.as_ref().expect("key");
+        block_on(SecretStore::new(&story.db).put(
+            &NativeCipher::default(),
+            keys,
+            (&name, EnvType::Preview, "DATABASE_PASSWORD"),
+            &crate::secret::Secret::new(SECRET_VALUE.to_owned()),
+            story.now(),
+        ))
+        .expect("secret stored");
+        story
+    }
+
+    fn now(&self) -> crate::time::Timestamp {
+        crate::time::Timestamp::from_millis(*self.clock.borrow())
+    }
+
+    fn later(&self, ms: i64) {
+        *self.clock.borrow_mut() += ms;
+    }
+
+    fn deps(&self) -> Deps<'_, FakeHttp, &SqliteSql, MemoryQueue, MemoryKv, NoSigner> {
+        Deps {
+            config: &self.config,
+            http: &self.http,
+            sql: &self.db,
+            queue: &self.queue,
+            kv: &self.kv,
+            signer: &NoSigner,
+        }
+    }
+
+    /// A fixture event, changed by `edit` (the number, sha, draft flag, fork).
+    fn event(&self, fixture: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PullRequestEvent {
+        let path = format!(
+            "{}/../tests/fixtures/github/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("JSON");
+        v["repository"]["full_name"] = "octo/app".into();
+        v["pull_request"]["head"]["repo"]["full_name"] = "octo/app".into();
+        edit(&mut v);
+        match parse("pull_request", v.to_string().as_bytes()).expect("parses") {
+            GithubEvent::PullRequest(pr) => pr,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Delivers the event, then runs the queue dry (a retried message runs again
+    /// after its delay).
+    fn deliver(&self, pr: &PullRequestEvent) -> Vec<String> {
+        block_on(on_pull_request(&self.deps(), pr, self.now())).expect("recorded");
+        self.drain()
+    }
+
+    fn drain(&self) -> Vec<String> {
+        let mut logs = Vec::new();
+        for _ in 0..50 {
+            let next = {
+                let mut sent = self.queue.sent.borrow_mut();
+                if sent.is_empty() {
+                    return logs;
+                }
+                sent.remove(0)
+            };
+            let JobMessage::Preview { id } = next else {
+                panic!("unexpected message {next:?}");
+            };
+            let r = block_on(run(&self.deps(), &NativeCipher::default(), id, self.now()));
+            if let RunVerdict::Retry { delay_seconds } = r.verdict {
+                self.later(i64::from(delay_seconds) * 1000);
+                self.queue
+                    .sent
+                    .borrow_mut()
+                    .push(JobMessage::Preview { id });
+            }
+            logs.push(r.log);
+        }
+        panic!("the queue never drained: {logs:?}");
+    }
+
+    fn preview(&self, pr: u64) -> Preview {
+        block_on(PreviewStore::new(&self.db).list("hello"))
+            .expect("list")
+            .into_iter()
+            .find(|p| p.pr_number == pr)
+            .expect("preview exists")
+    }
+}
+
+fn sha(n: u8) -> String {
+    format!("{n:02x}").repeat(20)
+}
+
+fn with(number: u64, head: u8) -> impl FnOnce(&mut serde_json::Value) {
+    move |v| {
+        v["number"] = number.into();
+        v["pull_request"]["number"] = number.into();
+        v["pull_request"]["head"]["sha"] = sha(head).into();
+    }
+}
+
+#[test]
+fn opened_deploys_synchronize_updates_close_tears_down_reopen_restores() {
+    let s = Story::new(serde_json::json!({"region": "ams"}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Ready, "{p:?}");
+    assert_eq!(p.url, "https://hello-pr-2.fly.dev");
+    assert_eq!(p.expires_at, Some(T0 + 72 * HOUR_MS));
+    {
+        let w = s.world.borrow();
+        assert!(w.fly_apps.contains("hello-pr-2"));
+        assert_eq!(w.ips.get("hello-pr-2"), Some(&2), "shared v4 and v6");
+        assert_eq!(w.comments.len(), 1);
+        let comment = w.comments.values().next().expect("comment");
+        assert!(comment.contains("ready") && comment.contains("https://hello-pr-2.fly.dev"));
+        let states: Vec<_> = w.deployments.values().flatten().cloned().collect();
+        assert_eq!(states, ["in_progress", "success"]);
+        assert!(w.telegram.values().any(|t| t.contains("✅ ready")));
+    }
+    // The machine got the image, the settings' env, the secret (which wins over a
+    // plain variable of the same name) and the GitHub token.
+    let create = s
+        .http
+        .seen
+        .borrow()
+        .iter()
+        .find(|r| {
+            r.method == Method::Post && r.url == "http://fly.test/v1/apps/hello-pr-2/machines"
+        })
+        .map(|r| {
+            serde_json::from_str::<serde_json::Value>(r.body.as_deref().expect("body"))
+                .expect("JSON")
+        })
+        .expect("machine created");
+    assert_eq!(create["region"], "ams");
+    assert_eq!(
+        create["config"]["image"],
+        format!("registry.fly.io/hello:{}", sha(1))
+    );
+    assert_eq!(create["config"]["env"]["DATABASE_PASSWORD"], SECRET_VALUE);
+    assert_eq!(create["config"]["env"]["PORT"], "8080");
+    assert_eq!(create["config"]["env"]["GITHUB_TOKEN"], "ghs_test");
+    assert_eq!(create["config"]["services"][0]["internal_port"], 8080);
+    assert_eq!(create["config"]["services"][0]["ports"][0]["port"], 443);
+
+    // A new push updates the same machine and edits the same comment.
+    s.later(HOUR_MS);
+    s.deliver(&s.event("pull_request.synchronize.json", with(2, 2)));
+    let p = s.preview(2);
+    assert_eq!(
+        (p.status, p.deployed_sha.as_deref()),
+        (Status::Ready, Some(sha(2).as_str()))
+    );
+    assert_eq!(
+        p.expires_at,
+        Some(T0 + 73 * HOUR_MS),
+        "each deploy extends the expiry"
+    );
+    {
+        let w = s.world.borrow();
+        assert_eq!(w.machines["hello-pr-2"].len(), 1, "updated, not added");
+        let m = &w.machines["hello-pr-2"][0];
+        assert_eq!(w.images[m], format!("registry.fly.io/hello:{}", sha(2)));
+        assert_eq!(w.comments.len(), 1, "edited, not added");
+        assert!(w.comments.values().all(|c| c.contains(&sha(2)[..7])));
+        assert_eq!(w.telegram.len(), 1, "one Telegram message, edited");
+    }
+
+    // Closing removes the Fly app, ends the environment and says so.
+    s.deliver(&s.event("pull_request.closed.json", with(2, 2)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Destroyed);
+    {
+        let w = s.world.borrow();
+        assert!(w.fly_apps.is_empty());
+        assert_eq!(w.deleted_environments, ["pr-2"]);
+        assert!(w
+            .comments
+            .values()
+            .all(|c| c.contains("destroyed") && c.contains("closed")));
+        // The latest deployment is marked inactive (GitHub already made the older
+        // one inactive when the newer succeeded).
+        let latest = w.deployments.values().last().expect("deployments");
+        assert_eq!(latest.last().map(String::as_str), Some("inactive"));
+    }
+
+    // Reopening brings it back.
+    s.deliver(&s.event("pull_request.reopened.json", with(2, 2)));
+    assert_eq!(s.preview(2).status, Status::Ready);
+    assert!(s.world.borrow().fly_apps.contains("hello-pr-2"));
+    assert_eq!(s.world.borrow().comments.len(), 1);
+
+    // The secret went to Fly's machine API and nowhere else.
+    for r in s.http.seen.borrow().iter() {
+        let body = r.body.as_deref().unwrap_or_default();
+        let machine_call = r
+            .url
+            .starts_with("http://fly.test/v1/apps/hello-pr-2/machines");
+        assert!(
+            machine_call || !body.contains(SECRET_VALUE),
+            "secret sent to {}",
+            r.url
+        );
+    }
+    let listed = serde_json::to_string(&s.preview(2)).expect("json");
+    assert!(!listed.contains(SECRET_VALUE));
+}
+
+#[test]
+fn duplicate_deliveries_change_nothing() {
+    let s = Story::new(serde_json::json!({}));
+    let opened = s.event("pull_request.opened.json", with(2, 1));
+    s.deliver(&opened);
+    let calls = s.http.seen.borrow().len();
+    let logs = s.deliver(&opened);
+    let p = s.preview(2);
+    assert_eq!(
+        (p.revision, p.done_revision, p.status),
+        (1, 1, Status::Ready)
+    );
+    assert_eq!(
+        s.http.seen.borrow().len(),
+        calls,
+        "no call for a duplicate: {logs:?}"
+    );
+}
+
+#[test]
+fn previews_past_their_slots_wait_and_start_when_one_frees() {
+    let s = Story::new(serde_json::json!({"max_concurrent": 1}));
+    s.deliver(&s.event("pull_request.opened.json", with(1, 1)));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 2)));
+    s.later(1000);
+    s.deliver(&s.event("pull_request.opened.json", with(3, 3)));
+    assert_eq!(s.preview(1).status, Status::Ready);
+    assert_eq!(s.preview(2).status, Status::Queued);
+    assert_eq!(s.preview(3).status, Status::Queued);
+    assert_eq!(s.preview(3).queue_ahead, Some(1));
+    assert!(s
+        .world
+        .borrow()
+        .comments
+        .values()
+        .any(|c| c.contains("1 preview ahead")));
+    assert_eq!(s.world.borrow().fly_apps.len(), 1);
+
+    // Closing #1 frees its slot: #2 (first in line) starts, #3 moves up.
+    s.deliver(&s.event("pull_request.closed.json", with(1, 1)));
+    assert_eq!(s.preview(2).status, Status::Ready);
+    assert_eq!(s.preview(3).status, Status::Queued);
+    assert_eq!(s.preview(3).queue_ahead, Some(0));
+    assert!(s
+        .world
+        .borrow()
+        .comments
+        .values()
+        .any(|c| c.contains("next in line")));
+}
+
+#[test]
+fn a_failure_midway_cleans_up_and_says_why() {
+    let s = Story::new(serde_json::json!({}));
+    s.world.borrow_mut().machine_create_fails = Some((422, "image not found"));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Failed);
+    assert!(
+        p.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("image not found"),
+        "{p:?}"
+    );
+    let w = s.world.borrow();
+    assert!(w.fly_apps.is_empty(), "the half-made app is deleted");
+    assert!(w
+        .comments
+        .values()
+        .all(|c| c.contains("failed") && c.contains("image not found")));
+    assert!(w
+        .deployments
+        .values()
+        .all(|d| d.last().map(String::as_str) == Some("failure")));
+}
+
+#[test]
+fn transient_failures_are_retried_then_give_up_cleanly() {
+    let s = Story::new(serde_json::json!({}));
+    s.world.borrow_mut().wait_failures = 2;
+    let logs = s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    assert_eq!(s.preview(2).status, Status::Ready, "{logs:?}");
+    assert_eq!(
+        s.world.borrow().machines["hello-pr-2"].len(),
+        1,
+        "the retry reused the machine"
+    );
+
+    s.world.borrow_mut().wait_failures = 100;
+    s.deliver(&s.event("pull_request.synchronize.json", with(2, 2)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Failed);
+    assert!(p.error.as_deref().unwrap_or_default().contains("503"));
+    assert!(s.world.borrow().fly_apps.is_empty());
+}
+
+#[test]
+fn forks_and_drafts_are_not_deployed_and_the_comment_says_why() {
+    let s = Story::new(serde_json::json!({"skip_drafts": true}));
+    s.deliver(&s.event("pull_request.opened.json", |v| {
+        with(5, 1)(v);
+        v["pull_request"]["head"]["repo"]["full_name"] = "stranger/app".into();
+    }));
+    assert_eq!(s.preview(5).status, Status::Skipped);
+    assert!(s
+        .world
+        .borrow()
+        .comments
+        .values()
+        .any(|c| c.contains("forks")));
+
+    s.deliver(&s.event("pull_request.opened.json", |v| {
+        with(6, 2)(v);
+        v["pull_request"]["draft"] = true.into();
+    }));
+    assert_eq!(s.preview(6).status, Status::Skipped);
+    assert!(s.world.borrow().fly_apps.is_empty());
+    // Ready for review: now it deploys.
+    s.deliver(&s.event("pull_request.opened.json", |v| {
+        with(6, 2)(v);
+        v["action"] = "ready_for_review".into();
+    }));
+    assert_eq!(s.preview(6).status, Status::Ready);
+}
+
+#[test]
+fn the_cron_expires_previews_and_deletes_fly_apps_that_outlived_teardown() {
+    let s = Story::new(serde_json::json!({"ttl_hours": 1}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    s.later(HOUR_MS + 1);
+    block_on(sweep(&s.deps(), s.now()));
+    s.drain();
+    let p = s.preview(2);
+    assert_eq!((p.status, p.wanted), (Status::Destroyed, Wanted::Expired));
+    assert!(s
+        .world
+        .borrow()
+        .comments
+        .values()
+        .all(|c| c.contains("expired")));
+
+    // Someone (or a lost delete) left the app behind: the cron removes it once.
+    s.world.borrow_mut().fly_apps.insert("hello-pr-2".into());
+    let log = block_on(sweep(&s.deps(), s.now()));
+    assert!(log.iter().any(|l| l.contains("outlived")), "{log:?}");
+    assert!(s.world.borrow().fly_apps.is_empty());
+    let log = block_on(sweep(&s.deps(), s.now()));
+    assert!(log.is_empty(), "{log:?}");
+}
+
+#[test]
+fn a_run_that_died_is_picked_up_by_the_cron() {
+    let s = Story::new(serde_json::json!({}));
+    block_on(on_pull_request(
+        &s.deps(),
+        &s.event("pull_request.opened.json", with(2, 1)),
+        s.now(),
+    ))
+    .expect("recorded");
+    // The message is lost and a run claimed the row, then died.
+    s.queue.sent.borrow_mut().clear();
+    let store = PreviewStore::new(&s.db);
+    let id = s.preview(2).id;
+    assert!(block_on(store.claim(id, s.now(), s.now())).expect("claim"));
+    s.later(60_000);
+    block_on(sweep(&s.deps(), s.now()));
+    s.drain();
+    assert_eq!(
+        s.preview(2).status,
+        Status::New,
+        "the claim is not stale yet"
+    );
+    s.later(CLAIM_STALE_SECONDS * 1000);
+    block_on(sweep(&s.deps(), s.now()));
+    s.drain();
+    assert_eq!(s.preview(2).status, Status::Ready);
+}
