@@ -228,7 +228,12 @@ export async function fakeCloudflare({ token, accountId }) {
 export async function fakeGithub({ token, appId, publicKey }) {
   const requests = [];
   const violations = [];
-  const state = { nextDeployment: 1000, dispatchRunId: null, compare: new Map(), parents: new Map(), pulls: new Map(), exchanges: [], issued: new Set() };
+  const state = {
+    nextDeployment: 1000, dispatchRunId: null, compare: new Map(), parents: new Map(), pulls: new Map(), exchanges: [], issued: new Set(),
+    // Pull request comments (id -> { repo, number, body, edits }), deployments
+    // (id -> { repo, environment, transient, statuses }), deleted environments.
+    comments: new Map(), nextComment: 5000, deployments: new Map(), deletedEnvironments: [],
+  };
   if (token) state.issued.add(token);
   const server = await listen((req, raw, res) => {
     const url = new URL(req.url, "http://x");
@@ -277,10 +282,17 @@ export async function fakeGithub({ token, appId, publicKey }) {
       if (body?.auto_merge !== false || !Array.isArray(body?.required_contexts) || body.required_contexts.length) {
         violations.push("deployment without auto_merge false and required_contexts []");
       }
-      return json(res, 201, { id: state.nextDeployment++, ref: body.ref, environment: body.environment });
+      const preview = /^pr-\d+$/.test(body.environment ?? "");
+      if (preview && (body.transient_environment !== true || body.production_environment !== false)) {
+        violations.push(`preview deployment ${body.environment} not transient, or marked production`);
+      }
+      const id = state.nextDeployment++;
+      state.deployments.set(id, { repo: m[1], environment: body.environment, transient: body.transient_environment, ref: body.ref, statuses: [] });
+      return json(res, 201, { id, ref: body.ref, environment: body.environment });
     }
     if (req.method === "POST" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/deployments\/(\d+)\/statuses$/))) {
       if (!["in_progress", "success", "failure", "inactive", "queued", "error"].includes(body?.state)) violations.push(`status ${body?.state}`);
+      state.deployments.get(Number(m[2]))?.statuses.push({ state: body.state, environment_url: body.environment_url });
       return json(res, 201, { id: 1, state: body.state });
     }
     if (req.method === "POST" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/actions\/workflows\/([^/]+)\/dispatches$/))) {
@@ -310,6 +322,33 @@ export async function fakeGithub({ token, appId, publicKey }) {
     if (req.method === "GET" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/commits\/([0-9a-f]{40})\/pulls$/))) {
       return json(res, 200, state.pulls.get(m[2]) ?? []);
     }
+    if ((m = path.match(/^\/repos\/([^/]+\/[^/]+)\/issues\/(\d+)\/comments$/))) {
+      const [repo, number] = [m[1], Number(m[2])];
+      if (req.method === "GET") {
+        const perPage = Number(url.searchParams.get("per_page") ?? 30);
+        const list = [...state.comments].filter(([, c]) => c.repo === repo && c.number === number);
+        return json(res, 200, list.slice(0, perPage).map(([id, c]) => ({ id, body: c.body })));
+      }
+      if (req.method === "POST") {
+        if (typeof body?.body !== "string" || !body.body) violations.push(`comment on #${number} without a body`);
+        const id = state.nextComment++;
+        state.comments.set(id, { repo, number, body: body.body, edits: 0 });
+        return json(res, 201, { id, body: body.body });
+      }
+    }
+    if (req.method === "PATCH" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/issues\/comments\/(\d+)$/))) {
+      const c = state.comments.get(Number(m[2]));
+      if (!c || c.repo !== m[1]) return json(res, 404, { message: "Not Found" });
+      if (typeof body?.body !== "string" || !body.body) violations.push(`comment edit without a body`);
+      c.body = body.body;
+      c.edits++;
+      return json(res, 200, { id: Number(m[2]), body: c.body });
+    }
+    if (req.method === "DELETE" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/environments\/([^/]+)$/))) {
+      state.deletedEnvironments.push(`${m[1]}:${decodeURIComponent(m[2])}`);
+      res.writeHead(204);
+      return res.end();
+    }
     violations.push(`unexpected ${req.method} ${path}`);
     return json(res, 404, { message: "Not Found" });
   });
@@ -318,6 +357,10 @@ export async function fakeGithub({ token, appId, publicKey }) {
     requests,
     violations,
     state,
+    /** The comments on one pull request. */
+    commentsOn(repo, number) {
+      return [...state.comments.values()].filter((c) => c.repo === repo && c.number === number);
+    },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
   };
 }
@@ -366,6 +409,10 @@ export async function fakeFly({ token }) {
   const requests = [];
   const violations = [];
   const machines = new Map(); // app -> [{ id, config }]
+  // Apps made through the API (production targets' apps are only in `machines`),
+  // their IP assignments, and what to break: { createMachine: { status, error } }.
+  const apps = new Map(); // name -> { org, ips: [] }
+  const state = { fail: {}, nextMachine: 1 };
   const server = await listen((req, raw, res) => {
     const url = new URL(req.url, "http://x");
     requests.push({ method: req.method, path: url.pathname, search: url.search, body: raw ? JSON.parse(raw) : null });
@@ -374,8 +421,47 @@ export async function fakeFly({ token }) {
       return json(res, 401, { error: "unauthorized" });
     }
     let m;
+    const body = raw ? JSON.parse(raw) : null;
+    if (req.method === "POST" && url.pathname === "/v1/apps") {
+      if (!/^[a-z][a-z0-9-]{0,62}$/.test(body?.app_name ?? "") || !body?.org_slug) {
+        violations.push(`app creation with name ${body?.app_name} org ${body?.org_slug}`);
+        return json(res, 400, { error: "invalid app" });
+      }
+      if (apps.has(body.app_name)) return json(res, 422, { error: `app name "${body.app_name}" is already taken` });
+      apps.set(body.app_name, { org: body.org_slug, ips: [] });
+      return json(res, 201, { id: `app-${body.app_name}`, created_at: Date.now() });
+    }
+    if ((m = url.pathname.match(/^\/v1\/apps\/([^/]+)$/)) && ["GET", "DELETE"].includes(req.method)) {
+      if (!apps.has(m[1])) return json(res, 404, { error: "app not found" });
+      if (req.method === "GET") return json(res, 200, { name: m[1], organization: { slug: apps.get(m[1]).org } });
+      apps.delete(m[1]);
+      machines.delete(m[1]);
+      return json(res, 202, {});
+    }
+    if ((m = url.pathname.match(/^\/v1\/apps\/([^/]+)\/ip_assignments$/))) {
+      const app = apps.get(m[1]);
+      if (!app) return json(res, 404, { error: "app not found" });
+      if (req.method === "GET") return json(res, 200, { ips: app.ips });
+      if (req.method === "POST") {
+        if (!["shared_v4", "v6"].includes(body?.type)) violations.push(`ip assignment of type ${body?.type}`);
+        app.ips.push({ type: body.type, ip: body.type === "v6" ? "2a09::1" : "66.241.124.1" });
+        return json(res, 200, app.ips.at(-1));
+      }
+    }
     if (req.method === "GET" && (m = url.pathname.match(/^\/v1\/apps\/([^/]+)\/machines$/))) {
       return json(res, 200, machines.get(m[1]) ?? []);
+    }
+    if (req.method === "POST" && (m = url.pathname.match(/^\/v1\/apps\/([^/]+)\/machines$/))) {
+      if (!apps.has(m[1])) return json(res, 404, { error: "app not found" });
+      const c = body?.config;
+      if (typeof c?.image !== "string" || !Array.isArray(c?.services) || typeof c?.env !== "object") {
+        violations.push(`machine for ${m[1]} without image, services or env`);
+        return json(res, 400, { error: "bad config" });
+      }
+      if (state.fail.createMachine) return json(res, state.fail.createMachine.status, { error: state.fail.createMachine.error });
+      const machine = { id: `m-${m[1]}-${state.nextMachine++}`, config: c, region: body.region, state: "created" };
+      machines.set(m[1], [...(machines.get(m[1]) ?? []), machine]);
+      return json(res, 200, machine);
     }
     if (req.method === "POST" && (m = url.pathname.match(/^\/v1\/apps\/([^/]+)\/machines\/([^/]+)$/))) {
       const machine = (machines.get(m[1]) ?? []).find((x) => x.id === m[2]);
@@ -394,5 +480,5 @@ export async function fakeFly({ token }) {
     violations.push(`unexpected ${req.method} ${url.pathname}`);
     return json(res, 404, { error: "not found" });
   });
-  return { base: `http://127.0.0.1:${server.address().port}`, requests, violations, machines, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
+  return { base: `http://127.0.0.1:${server.address().port}`, requests, violations, machines, apps, state, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
 }
