@@ -270,7 +270,7 @@ fn named(row: crate::ports::Row) -> Result<NamedApp, StoreError> {
     let name = text("name").ok_or_else(|| StoreError("app without name".into()))?;
     let config = text("config").ok_or_else(|| StoreError(format!("app {name} without config")))?;
     Ok(NamedApp {
-        app: serde_json::from_str(&config).map_err(|e| StoreError(format!("app {name}: {e}")))?,
+        app: crate::json::from_str(&config).map_err(|e| StoreError(format!("app {name}: {e}")))?,
         name: AppName(name),
         created_at: int("created_at"),
         updated_at: int("updated_at"),

@@ -143,7 +143,7 @@ impl<'a, H: Http> CloudflareClient<'a, H> {
             )
             .header("accept", "application/json");
         let response = self.http.send(request).await?;
-        let envelope: Result<Envelope<T>, _> = serde_json::from_str(&response.body);
+        let envelope: Result<Envelope<T>, _> = crate::json::from_str(&response.body);
         match envelope {
             Ok(e) if e.success && (200..300).contains(&response.status) => e
                 .result

@@ -38,7 +38,7 @@ impl Summary {
     /// Reads the stored summary; an unreadable one is treated as empty (D1 still
     /// prevents repeats, the summary only saves lookups).
     pub fn parse(text: Option<&str>) -> Summary {
-        text.and_then(|t| serde_json::from_str(t).ok())
+        text.and_then(|t| crate::json::from_str(t).ok())
             .unwrap_or_default()
     }
 

@@ -37,7 +37,7 @@ fn classify(result: Result<HttpResponse, HttpError>) -> Result<HttpResponse, Fly
     if (200..300).contains(&resp.status) {
         return Ok(resp);
     }
-    let message = serde_json::from_str::<serde_json::Value>(&resp.body)
+    let message = crate::json::from_str::<serde_json::Value>(&resp.body)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
         .unwrap_or_else(|| "no message".into());
@@ -137,7 +137,7 @@ impl<'a, H: Http> FlyClient<'a, H> {
         }
         let path = format!("/v1/apps/{app}/ip_assignments");
         let resp = self.call(Method::Get, &path, None).await?;
-        let have: Ips = serde_json::from_str(&resp.body)
+        let have: Ips = crate::json::from_str(&resp.body)
             .map_err(|e| FlyError::Transient(format!("unexpected answer: {e}")))?;
         if !have.ips.is_empty() {
             return Ok(());
@@ -162,7 +162,7 @@ impl<'a, H: Http> FlyClient<'a, H> {
                 Some(body),
             )
             .await?;
-        serde_json::from_str::<Machine>(&resp.body)
+        crate::json::from_str::<Machine>(&resp.body)
             .map(|m| m.id)
             .map_err(|e| FlyError::Transient(format!("unexpected answer: {e}")))
     }
@@ -210,7 +210,7 @@ impl<'a, H: Http> FlyClient<'a, H> {
         let resp = self
             .call(Method::Get, &format!("/v1/apps/{app}/machines"), None)
             .await?;
-        serde_json::from_str(&resp.body)
+        crate::json::from_str(&resp.body)
             .map_err(|e| FlyError::Transient(format!("unexpected answer: {e}")))
     }
 

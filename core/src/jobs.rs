@@ -25,6 +25,6 @@ mod tests {
         let m = JobMessage::Notify { id: 7 };
         let s = serde_json::to_string(&m).expect("serialises");
         assert_eq!(s, r#"{"kind":"notify","id":7}"#);
-        assert_eq!(serde_json::from_str::<JobMessage>(&s).expect("parses"), m);
+        assert_eq!(crate::json::from_str::<JobMessage>(&s).expect("parses"), m);
     }
 }

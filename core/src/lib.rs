@@ -17,6 +17,7 @@ pub mod fly;
 pub mod github;
 pub mod http;
 pub mod jobs;
+pub mod json;
 pub mod notify;
 pub mod ports;
 pub mod preview;

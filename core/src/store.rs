@@ -187,7 +187,7 @@ impl<S: Sql> NotificationStore<S> {
                     .get("deployment")
                     .and_then(|v| v.as_str())
                     .ok_or_else(|| StoreError(format!("notification {id} has no deployment")))?;
-                let deployment: Deployment = serde_json::from_str(json).map_err(|e| {
+                let deployment: Deployment = crate::json::from_str(json).map_err(|e| {
                     StoreError(format!("notification {id}: stored deployment: {e}"))
                 })?;
                 Ok(ClaimedNotification {

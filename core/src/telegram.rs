@@ -301,7 +301,7 @@ pub fn classify(result: Result<HttpResponse, HttpError>) -> SendOutcome {
             }
         }
     };
-    let answer: Option<ApiAnswer> = serde_json::from_str(&resp.body).ok();
+    let answer: Option<ApiAnswer> = crate::json::from_str(&resp.body).ok();
     let description = answer
         .as_ref()
         .and_then(|a| a.description.clone())

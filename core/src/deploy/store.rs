@@ -581,7 +581,7 @@ fn job(row: Row) -> Result<Job, StoreError> {
         started_at: int(&row, "started_at"),
         finished_at: int(&row, "finished_at"),
         commits: text(&row, "commits")
-            .map(|c| serde_json::from_str(&c))
+            .map(|c| crate::json::from_str(&c))
             .transpose()
             .map_err(store_err)?
             .unwrap_or_default(),
@@ -604,7 +604,7 @@ fn step(row: Row) -> Result<Step, StoreError> {
             _ => return Err(StoreError("step state".into())),
         },
         attempts: int(&row, "attempts").unwrap_or(0),
-        result: text(&row, "result").and_then(|r| serde_json::from_str(&r).ok()),
+        result: text(&row, "result").and_then(|r| crate::json::from_str(&r).ok()),
         error: text(&row, "error"),
         started_at: int(&row, "started_at"),
         finished_at: int(&row, "finished_at"),

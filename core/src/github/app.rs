@@ -152,7 +152,7 @@ pub async fn installation_token<H: Http, K: Kv, R: RsaSigner>(
 ) -> Result<Secret, GithubError> {
     let key = format!("github:installation-token:{}:{installation_id}", app.app_id);
     if let Ok(Some(text)) = kv.get(&key).await {
-        if let Ok(c) = serde_json::from_str::<Cached>(&text) {
+        if let Ok(c) = crate::json::from_str::<Cached>(&text) {
             if c.expires_at > now.plus_seconds(TOKEN_RENEW_MARGIN_SECONDS).millis() {
                 return Ok(Secret::new(c.token));
             }
@@ -171,7 +171,7 @@ pub async fn installation_token<H: Http, K: Kv, R: RsaSigner>(
         token: String,
         expires_at: String,
     }
-    let issued: Issued = serde_json::from_str(&resp.body).map_err(|e| {
+    let issued: Issued = crate::json::from_str(&resp.body).map_err(|e| {
         GithubError::Transient(format!("installation token: unexpected answer: {e}"))
     })?;
     let expires_at = Timestamp::parse_rfc3339(&issued.expires_at)

@@ -55,7 +55,7 @@ pub(crate) fn classify(
     if (200..300).contains(&resp.status) {
         return Ok(resp);
     }
-    let message = serde_json::from_str::<Message>(&resp.body)
+    let message = crate::json::from_str::<Message>(&resp.body)
         .ok()
         .and_then(|m| m.message)
         .unwrap_or_else(|| "no message".into());
@@ -132,7 +132,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
     }
 
     fn json<T: for<'de> Deserialize<'de>>(resp: &HttpResponse) -> Result<T, GithubError> {
-        serde_json::from_str(&resp.body)
+        crate::json::from_str(&resp.body)
             .map_err(|e| GithubError::Transient(format!("unexpected answer: {e}")))
     }
 

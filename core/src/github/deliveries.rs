@@ -231,7 +231,7 @@ impl<S: Sql> DeliveryStore<S> {
 
 /// A stored event, as [`DeliveryStore::record`] wrote it.
 fn decode(text: &str, what: &str) -> Result<GithubEvent, StoreError> {
-    serde_json::from_str(text)
+    crate::json::from_str(text)
         .map_err(|e| StoreError(format!("delivery {what}: stored event: {e}")))
 }
 

@@ -485,7 +485,7 @@ mod tests {
         let json = serde_json::to_string(&e).expect("serialises");
         assert!(json.starts_with(r#"{"type":"push""#));
         assert_eq!(
-            serde_json::from_str::<GithubEvent>(&json).expect("parses"),
+            crate::json::from_str::<GithubEvent>(&json).expect("parses"),
             e
         );
     }

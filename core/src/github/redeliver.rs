@@ -166,7 +166,7 @@ pub async fn redeliver_failed<H: Http, S: Sql, K: Kv, R: RsaSigner>(
         http.send(request(api_base, Method::Get, &list_path, &bearer))
             .await,
     )?;
-    let listed: Vec<ListedDelivery> = serde_json::from_str(&resp.body)
+    let listed: Vec<ListedDelivery> = crate::json::from_str(&resp.body)
         .map_err(|e| GithubError::Transient(format!("hook deliveries: unexpected answer: {e}")))?;
 
     let guids: Vec<&str> = listed
