@@ -18,6 +18,7 @@ pub mod github;
 pub mod http;
 pub mod jobs;
 pub mod notify;
+pub mod orchestrate;
 pub mod ports;
 pub mod retry;
 pub mod secret;
