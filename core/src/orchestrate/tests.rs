@@ -1039,3 +1039,22 @@ fn statuses_only_move_forward() {
     }
     assert_eq!(StepKind::OpenPr.done_at(), Raised);
 }
+
+#[test]
+fn a_merge_before_its_pr_number_is_stored_is_kept_and_matched() {
+    let h = Harness::new();
+    let id = h.create("payments");
+    // The merge event is processed before the step that opened the PR recorded it.
+    let fx = h.deliver("d-merge", &pr_closed("acme/infra", 10, Some(&sha(MERGED))));
+    assert_eq!(fx.log, vec!["delivery d-merge: kept for later"]);
+    h.drain();
+    let pr = h.step(id, "infra_pr");
+    assert_eq!(pr.status, StepStatus::Merged);
+    assert_eq!(pr.events[0].delivery.as_deref(), Some("d-merge"));
+    assert!(
+        h.bodies_to("/graphql").is_empty(),
+        "no auto-merge on a merged PR"
+    );
+    assert_eq!(h.status(id, "infra_merged"), StepStatus::Merged);
+    assert_eq!(h.status(id, "infra_applied"), StepStatus::Waiting);
+}
