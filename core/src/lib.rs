@@ -19,6 +19,7 @@ pub mod http;
 pub mod jobs;
 pub mod json;
 pub mod notify;
+pub mod orchestrate;
 pub mod ports;
 pub mod preview;
 pub mod retry;

@@ -1,0 +1,425 @@
+//! The GitHub calls the orchestration steps make, each safe to repeat: a retried
+//! `open_pr` finds the PR or the branch an earlier attempt made and goes on from
+//! there.
+//!
+//! A PR's files are committed through the Git data API (a tree and a commit on the
+//! default branch's head), and the branch is created last, pointing at that
+//! commit. So a branch never exists without its files, and "the branch exists"
+//! means "an earlier attempt got that far". (It also needs only GET and POST, the
+//! two methods the [`Http`] port carries.) Files to edit are read with the
+//! contents API.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::definition::{FileChange, MergeMethod};
+use super::store::{PullRequest, WorkflowRun};
+use crate::github::client::{api_request, classify, GithubConfig, GithubError};
+use crate::github::RepoFullName;
+use crate::http::{HttpResponse, Method};
+use crate::ports::Http;
+
+pub struct Github<'a, H> {
+    http: &'a H,
+    config: &'a GithubConfig,
+}
+
+/// What `enable_auto_merge` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoMerge {
+    Enabled,
+    /// GitHub refuses auto-merge on a PR with nothing left to wait for ("clean
+    /// status"); it was merged right away instead.
+    MergedNow,
+    AlreadyMerged,
+}
+
+#[derive(Deserialize)]
+struct RawPull {
+    number: u64,
+    node_id: String,
+    html_url: String,
+    head: RawRef,
+    base: RawRef,
+}
+
+#[derive(Deserialize)]
+struct RawRef {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    sha: String,
+}
+
+impl From<RawPull> for PullRequest {
+    fn from(p: RawPull) -> Self {
+        PullRequest {
+            number: p.number,
+            node_id: p.node_id,
+            sha: Some(p.head.sha),
+            git_ref: Some(p.head.git_ref),
+            base: Some(p.base.git_ref),
+            html_url: Some(p.html_url),
+        }
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(what: &str, resp: &HttpResponse) -> Result<T, GithubError> {
+    serde_json::from_str(&resp.body)
+        .map_err(|e| GithubError::Transient(format!("{what}: unexpected answer: {e}")))
+}
+
+impl<'a, H: Http> Github<'a, H> {
+    pub fn new(http: &'a H, config: &'a GithubConfig) -> Self {
+        Github { http, config }
+    }
+
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<HttpResponse, GithubError> {
+        let url = format!("{}{path}", self.config.api_base);
+        let req = api_request(method, url, body, self.config.token.expose());
+        self.http
+            .send(req)
+            .await
+            .map_err(|e| GithubError::Transient(e.to_string()))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<HttpResponse, GithubError> {
+        classify(Ok(self.raw(method, path, body).await?))
+    }
+
+    /// A GET whose 404 is an answer (no such branch or file), not an error.
+    async fn get_opt(&self, path: &str) -> Result<Option<HttpResponse>, GithubError> {
+        let resp = self.raw(Method::Get, path, None).await?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        classify(Ok(resp)).map(Some)
+    }
+
+    pub async fn default_branch(&self, repo: &RepoFullName) -> Result<String, GithubError> {
+        #[derive(Deserialize)]
+        struct Repo {
+            default_branch: String,
+        }
+        let resp = self
+            .call(Method::Get, &format!("/repos/{}", repo.as_str()), None)
+            .await?;
+        Ok(parse::<Repo>("repository", &resp)?.default_branch)
+    }
+
+    /// The open PR whose head is `branch`, if any.
+    async fn open_pr_for(
+        &self,
+        repo: &RepoFullName,
+        branch: &str,
+    ) -> Result<Option<PullRequest>, GithubError> {
+        let owner = repo.as_str().split('/').next().unwrap_or_default();
+        let resp = self
+            .call(
+                Method::Get,
+                &format!(
+                    "/repos/{}/pulls?head={owner}:{branch}&state=open&per_page=1",
+                    repo.as_str()
+                ),
+                None,
+            )
+            .await?;
+        Ok(parse::<Vec<RawPull>>("pulls", &resp)?
+            .into_iter()
+            .next()
+            .map(PullRequest::from))
+    }
+
+    /// The text of a file at `at`, or `None` when it does not exist.
+    async fn file(
+        &self,
+        repo: &RepoFullName,
+        path: &str,
+        at: &str,
+    ) -> Result<Option<String>, GithubError> {
+        #[derive(Deserialize)]
+        struct Contents {
+            #[serde(default)]
+            content: String,
+            encoding: Option<String>,
+        }
+        let Some(resp) = self
+            .get_opt(&format!(
+                "/repos/{}/contents/{path}?ref={at}",
+                repo.as_str()
+            ))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let c: Contents = parse("contents", &resp)?;
+        if c.encoding.as_deref() != Some("base64") {
+            // Files over 1 MB come without content; ours are small config files.
+            return Err(GithubError::Rejected(format!(
+                "{path} in {} is too large to edit",
+                repo.as_str()
+            )));
+        }
+        let b64: String = c.content.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes = STANDARD
+            .decode(b64)
+            .map_err(|e| GithubError::Transient(format!("contents of {path}: {e}")))?;
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| GithubError::Rejected(format!("{path} is not UTF-8 text")))
+    }
+
+    /// Opens the PR for `branch` with `files` changed, reusing what an earlier
+    /// attempt made: an open PR for the branch, or the branch itself.
+    pub async fn open_pr(
+        &self,
+        repo: &RepoFullName,
+        branch: &str,
+        title: &str,
+        body: &str,
+        files: &[FileChange],
+    ) -> Result<PullRequest, GithubError> {
+        let r = repo.as_str();
+        let base = self.default_branch(repo).await?;
+        if let Some(pr) = self.open_pr_for(repo, branch).await? {
+            return Ok(pr);
+        }
+        if self
+            .get_opt(&format!("/repos/{r}/branches/{branch}"))
+            .await?
+            .is_none()
+        {
+            self.commit_branch(repo, &base, branch, title, files)
+                .await?;
+        }
+        let resp = self
+            .raw(
+                Method::Post,
+                &format!("/repos/{r}/pulls"),
+                Some(json!({ "title": title, "head": branch, "base": base, "body": body })),
+            )
+            .await?;
+        if resp.status == 422 {
+            // "A pull request already exists": a concurrent attempt opened it.
+            if let Some(pr) = self.open_pr_for(repo, branch).await? {
+                return Ok(pr);
+            }
+            return Err(GithubError::Rejected(format!(
+                "opening the PR in {r}: 422: {}",
+                resp.body.chars().take(300).collect::<String>()
+            )));
+        }
+        let resp = classify(Ok(resp))?;
+        Ok(parse::<RawPull>("pull", &resp)?.into())
+    }
+
+    /// Commits `files` on top of `base`'s head and creates `branch` at that commit.
+    async fn commit_branch(
+        &self,
+        repo: &RepoFullName,
+        base: &str,
+        branch: &str,
+        message: &str,
+        files: &[FileChange],
+    ) -> Result<(), GithubError> {
+        #[derive(Deserialize)]
+        struct Branch {
+            commit: BranchCommit,
+        }
+        #[derive(Deserialize)]
+        struct BranchCommit {
+            sha: String,
+            commit: GitCommit,
+        }
+        #[derive(Deserialize)]
+        struct GitCommit {
+            tree: Sha,
+        }
+        #[derive(Deserialize)]
+        struct Sha {
+            sha: String,
+        }
+        let r = repo.as_str();
+        let resp = self
+            .call(Method::Get, &format!("/repos/{r}/branches/{base}"), None)
+            .await?;
+        let head: Branch = parse("branch", &resp)?;
+        // path -> (as it is, as it will be), so several changes to one file add up.
+        let mut changed: BTreeMap<&str, (Option<String>, Option<String>)> = BTreeMap::new();
+        for change in files {
+            let path = change.path();
+            if !changed.contains_key(path) {
+                let current = self.file(repo, path, &head.commit.sha).await?;
+                changed.insert(path, (current.clone(), current));
+            }
+            if let Some((_, now)) = changed.get_mut(path) {
+                if let Some(next) = change
+                    .apply(now.as_deref())
+                    .map_err(|e| GithubError::Rejected(format!("{e} in {r}")))?
+                {
+                    *now = Some(next);
+                }
+            }
+        }
+        let tree: Vec<serde_json::Value> = changed
+            .iter()
+            .filter(|(_, (before, after))| before != after)
+            .filter_map(|(path, (_, after))| {
+                let content = after.as_ref()?;
+                Some(json!({ "path": path, "mode": "100644", "type": "blob", "content": content }))
+            })
+            .collect();
+        if tree.is_empty() {
+            return Err(GithubError::Rejected(format!(
+                "nothing to change in {r}: every file has its content already"
+            )));
+        }
+        let resp = self
+            .call(
+                Method::Post,
+                &format!("/repos/{r}/git/trees"),
+                Some(json!({ "base_tree": head.commit.commit.tree.sha, "tree": tree })),
+            )
+            .await?;
+        let tree: Sha = parse("tree", &resp)?;
+        let resp = self
+            .call(
+                Method::Post,
+                &format!("/repos/{r}/git/commits"),
+                Some(json!({ "message": message, "tree": tree.sha, "parents": [head.commit.sha] })),
+            )
+            .await?;
+        let commit: Sha = parse("commit", &resp)?;
+        let resp = self
+            .raw(
+                Method::Post,
+                &format!("/repos/{r}/git/refs"),
+                Some(json!({ "ref": format!("refs/heads/{branch}"), "sha": commit.sha })),
+            )
+            .await?;
+        // "Reference already exists": a concurrent attempt created the branch (with
+        // its own, identical commit).
+        if resp.status == 422 && resp.body.contains("already exists") {
+            return Ok(());
+        }
+        classify(Ok(resp)).map(drop)
+    }
+
+    /// Enables auto-merge on a PR (by its node id) with GraphQL.
+    pub async fn enable_auto_merge(
+        &self,
+        node_id: &str,
+        method: MergeMethod,
+    ) -> Result<AutoMerge, GithubError> {
+        const ENABLE: &str = "mutation($id: ID!, $method: PullRequestMergeMethod!) { \
+            enablePullRequestAutoMerge(input: {pullRequestId: $id, mergeMethod: $method}) { clientMutationId } }";
+        const MERGE: &str = "mutation($id: ID!, $method: PullRequestMergeMethod!) { \
+            mergePullRequest(input: {pullRequestId: $id, mergeMethod: $method}) { clientMutationId } }";
+        let vars = json!({ "id": node_id, "method": method.graphql() });
+        match self.graphql(ENABLE, &vars).await {
+            Ok(()) => Ok(AutoMerge::Enabled),
+            Err(GithubError::Rejected(e)) if e.contains("clean status") => {
+                self.graphql(MERGE, &vars).await?;
+                Ok(AutoMerge::MergedNow)
+            }
+            Err(GithubError::Rejected(e)) if e.contains("already merged") => {
+                Ok(AutoMerge::AlreadyMerged)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A GraphQL mutation; its `errors` (GraphQL answers 200 with them) are
+    /// rejections, except rate limits.
+    async fn graphql(&self, query: &str, variables: &serde_json::Value) -> Result<(), GithubError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            errors: Vec<GraphqlError>,
+        }
+        #[derive(Deserialize)]
+        struct GraphqlError {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            message: String,
+        }
+        let resp = self
+            .call(
+                Method::Post,
+                "/graphql",
+                Some(json!({ "query": query, "variables": variables })),
+            )
+            .await?;
+        let answer: Answer = parse("graphql", &resp)?;
+        if answer.errors.is_empty() {
+            return Ok(());
+        }
+        let text = answer
+            .errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if answer
+            .errors
+            .iter()
+            .any(|e| e.kind.as_deref() == Some("RATE_LIMITED"))
+        {
+            Err(GithubError::Transient(format!("GraphQL: {text}")))
+        } else {
+            Err(GithubError::Rejected(format!("GraphQL: {text}")))
+        }
+    }
+
+    /// `workflow_dispatch` of `workflow` (a file name) on `git_ref`; the run when
+    /// GitHub reports it.
+    pub async fn dispatch(
+        &self,
+        repo: &RepoFullName,
+        workflow: &str,
+        git_ref: &str,
+        inputs: &BTreeMap<String, String>,
+    ) -> Result<Option<WorkflowRun>, GithubError> {
+        #[derive(Deserialize)]
+        struct Dispatched {
+            workflow_run_id: Option<u64>,
+            html_url: Option<String>,
+        }
+        let resp = self
+            .call(
+                Method::Post,
+                &format!(
+                    "/repos/{}/actions/workflows/{workflow}/dispatches",
+                    repo.as_str()
+                ),
+                Some(json!({ "ref": git_ref, "inputs": inputs, "return_run_details": true })),
+            )
+            .await?;
+        if resp.status == 204 || resp.body.trim().is_empty() {
+            return Ok(None);
+        }
+        let d: Dispatched = parse("dispatch", &resp)?;
+        Ok(d.workflow_run_id.map(|id| WorkflowRun {
+            name: None,
+            id,
+            html_url: d.html_url,
+            created_at: None,
+            updated_at: None,
+            path: Some(format!(".github/workflows/{workflow}")),
+            conclusion: None,
+        }))
+    }
+}

@@ -1,0 +1,402 @@
+//! Multi-repository orchestration workflows (creating a service across the infra,
+//! app-config, nginx-upstreams and service-definition repositories, then the
+//! boilerplate workflow). This module owns the state machines and the pure engine:
+//! which steps are ready, how an incoming event moves a step (forward only, so a
+//! late or duplicated event changes nothing), and when a wait has timed out.
+//!
+//! [`definition`] holds workflows as data, [`store`] the SQL, [`github`] the calls
+//! a step makes, [`runner`] the effects, [`message`] the Telegram text.
+
+pub mod definition;
+pub mod github;
+pub mod message;
+pub mod runner;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+use crate::github::events::{PullRequestEvent, WorkflowRunEvent};
+use crate::time::Timestamp;
+use definition::{Action, Definition, StepDef, StepId};
+use store::{EventRecord, PullRequest, StepRecord, WorkflowRun};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl WorkflowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowStatus::Running => "running",
+            WorkflowStatus::Succeeded => "succeeded",
+            WorkflowStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => WorkflowStatus::Running,
+            "succeeded" => WorkflowStatus::Succeeded,
+            "failed" => WorkflowStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A step's status, in the order it may move (declaration order); `succeeded`,
+/// `failed` and `skipped` are terminal. Each kind is done at its own status
+/// ([`StepKind::done_at`]); an `open_pr` step goes on to mirror its PR
+/// (`auto_merge_enabled`, `merged`) after it is done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    #[default]
+    Pending,
+    /// Claimed by an attempt (or released between attempts of a retry).
+    Running,
+    /// Waiting for an event (a merge, a workflow run).
+    Waiting,
+    Raised,
+    AutoMergeEnabled,
+    Merged,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl StepStatus {
+    pub const ALL: [StepStatus; 9] = [
+        StepStatus::Pending,
+        StepStatus::Running,
+        StepStatus::Waiting,
+        StepStatus::Raised,
+        StepStatus::AutoMergeEnabled,
+        StepStatus::Merged,
+        StepStatus::Succeeded,
+        StepStatus::Failed,
+        StepStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Raised => "raised",
+            StepStatus::AutoMergeEnabled => "auto_merge_enabled",
+            StepStatus::Merged => "merged",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped
+        )
+    }
+
+    /// The statuses a move to `self` may start from: any earlier, non-terminal
+    /// one. Everything else is a late or duplicated move and changes nothing.
+    pub fn allowed_from(self) -> Vec<StepStatus> {
+        Self::ALL
+            .into_iter()
+            .filter(|s| !s.is_terminal() && *s < self)
+            // Skipping is for steps that have done nothing yet: a running step's
+            // effect (a PR raised) must still be recorded when it ends.
+            .filter(|s| {
+                self != StepStatus::Skipped
+                    || matches!(s, StepStatus::Pending | StepStatus::Waiting)
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    OpenPr,
+    EnableAutoMerge,
+    AwaitMerge,
+    AwaitWorkflow,
+    DispatchWorkflow,
+}
+
+impl StepKind {
+    pub fn of(action: &Action) -> StepKind {
+        match action {
+            Action::OpenPr { .. } => StepKind::OpenPr,
+            Action::EnableAutoMerge { .. } => StepKind::EnableAutoMerge,
+            Action::AwaitMerge { .. } => StepKind::AwaitMerge,
+            Action::AwaitWorkflow { .. } => StepKind::AwaitWorkflow,
+            Action::DispatchWorkflow { .. } => StepKind::DispatchWorkflow,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::OpenPr => "open_pr",
+            StepKind::EnableAutoMerge => "enable_auto_merge",
+            StepKind::AwaitMerge => "await_merge",
+            StepKind::AwaitWorkflow => "await_workflow",
+            StepKind::DispatchWorkflow => "dispatch_workflow",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            StepKind::OpenPr,
+            StepKind::EnableAutoMerge,
+            StepKind::AwaitMerge,
+            StepKind::AwaitWorkflow,
+            StepKind::DispatchWorkflow,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// The status at which a step of this kind is done (its dependents may run).
+    pub fn done_at(self) -> StepStatus {
+        match self {
+            StepKind::OpenPr => StepStatus::Raised,
+            StepKind::EnableAutoMerge => StepStatus::AutoMergeEnabled,
+            StepKind::AwaitMerge => StepStatus::Merged,
+            StepKind::AwaitWorkflow | StepKind::DispatchWorkflow => StepStatus::Succeeded,
+        }
+    }
+}
+
+impl StepRecord {
+    pub fn is_done(&self) -> bool {
+        !matches!(self.status, StepStatus::Failed | StepStatus::Skipped)
+            && self.status >= self.kind.done_at()
+    }
+}
+
+/// One forward move of a step, with what it records. Fields left `None` keep
+/// their stored value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Move {
+    pub to: StepStatus,
+    pub pr: Option<PullRequest>,
+    pub merged_sha: Option<String>,
+    pub run: Option<WorkflowRun>,
+    pub error: Option<String>,
+    /// When the wait started and when it times out.
+    pub wait: Option<(Timestamp, Timestamp)>,
+    /// The event that caused the move, kept with the step.
+    pub event: Option<EventRecord>,
+}
+
+impl Move {
+    pub fn to(to: StepStatus) -> Move {
+        Move {
+            to,
+            ..Move::default()
+        }
+    }
+
+    pub fn failed(error: String, event: Option<EventRecord>) -> Move {
+        Move {
+            to: StepStatus::Failed,
+            error: Some(error),
+            event,
+            ..Move::default()
+        }
+    }
+}
+
+/// A step of a workflow, as the queue message that runs it names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRef {
+    pub workflow_id: i64,
+    pub step: StepId,
+}
+
+/// Where a workflow stands, decided from its definition and its steps' states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Still running; these pending steps have everything they come after done.
+    Continue(Vec<StepId>),
+    Succeeded,
+    Failed(String),
+}
+
+fn record<'a>(steps: &'a [StepRecord], id: &StepId) -> Option<&'a StepRecord> {
+    steps.iter().find(|s| &s.id == id)
+}
+
+/// Whether every step `step` comes after is done.
+pub fn deps_done(step: &StepDef, steps: &[StepRecord]) -> bool {
+    step.after
+        .iter()
+        .all(|d| record(steps, d).is_some_and(StepRecord::is_done))
+}
+
+/// Pure: where the workflow stands. A failed step fails it (the steps after it
+/// never run); all steps done is success.
+pub fn progress(def: &Definition, steps: &[StepRecord]) -> Progress {
+    let mut ready = Vec::new();
+    let mut all_done = true;
+    for step in &def.steps {
+        let Some(rec) = record(steps, &step.id) else {
+            return Progress::Failed(format!(
+                "step {} was never stored: the workflow was interrupted while being created",
+                step.id.as_str()
+            ));
+        };
+        if rec.status == StepStatus::Failed {
+            let error = rec.error.as_deref().unwrap_or("failed");
+            return Progress::Failed(format!("{}: {error}", step.id.as_str()));
+        }
+        all_done &= rec.is_done();
+        if rec.status == StepStatus::Pending && deps_done(step, steps) {
+            ready.push(step.id.clone());
+        }
+    }
+    if all_done {
+        Progress::Succeeded
+    } else {
+        Progress::Continue(ready)
+    }
+}
+
+/// Pure: moves that follow from other steps' states: an `await_merge` step that
+/// is waiting completes once its PR step has recorded the merge (whichever of the
+/// two got there first).
+pub fn derived_moves(def: &Definition, steps: &[StepRecord]) -> Vec<(StepId, Move)> {
+    def.steps
+        .iter()
+        .filter_map(|s| {
+            let Action::AwaitMerge { pr } = &s.action else {
+                return None;
+            };
+            let me = record(steps, &s.id)?;
+            let pr_step = record(steps, pr)?;
+            (me.status == StepStatus::Waiting && pr_step.status == StepStatus::Merged).then(|| {
+                let mv = Move {
+                    to: StepStatus::Merged,
+                    pr: pr_step.pr.clone(),
+                    merged_sha: pr_step.merged_sha.clone(),
+                    event: pr_step.events.last().cloned(),
+                    ..Move::default()
+                };
+                (s.id.clone(), mv)
+            })
+        })
+        .collect()
+}
+
+/// Pure: how a `pull_request` event moves an `open_pr` step that raised that PR.
+/// Closed and merged records the merge commit; closed without merging fails the
+/// step (the workflow cannot complete without it). Other actions move nothing.
+pub fn pr_move(step: &StepRecord, ev: &PullRequestEvent, event: EventRecord) -> Option<Move> {
+    if step.kind != StepKind::OpenPr || ev.action != "closed" {
+        return None;
+    }
+    if ev.merged {
+        let sha = ev.merge_commit_sha.as_ref()?;
+        Some(Move {
+            to: StepStatus::Merged,
+            merged_sha: Some(sha.as_str().to_owned()),
+            event: Some(event),
+            ..Move::default()
+        })
+    } else {
+        Some(Move::failed(
+            format!("PR #{} was closed without being merged", ev.number),
+            Some(event),
+        ))
+    }
+}
+
+/// Pure: how a `workflow_run` event moves an `await_workflow` step: a completed
+/// run of the step's workflow on the merged commit, on the branch the PR merged
+/// into. Success is done; any other conclusion fails the step.
+pub fn run_move(step: &StepRecord, ev: &WorkflowRunEvent, event: EventRecord) -> Option<Move> {
+    let matches = step.kind == StepKind::AwaitWorkflow
+        && step.status == StepStatus::Waiting
+        && ev.action == "completed"
+        && step
+            .repository
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case(ev.repository.as_str()))
+        && step.merged_sha.as_deref() == Some(ev.head_sha.as_str())
+        && step.workflow_path.is_some()
+        && ev.path == step.workflow_path
+        // The merged commit can also be the head of another branch; only the run on
+        // the branch the PR merged into is the apply we wait for.
+        && match (&step.pr, &ev.head_branch) {
+            (Some(pr), Some(branch)) => pr.base.as_deref().is_none_or(|b| b == branch),
+            _ => true,
+        };
+    if !matches {
+        return None;
+    }
+    let run = WorkflowRun {
+        name: ev.name.clone(),
+        id: ev.id,
+        html_url: ev.html_url.clone(),
+        created_at: ev.created_at.clone(),
+        updated_at: ev.updated_at.clone(),
+        path: ev.path.clone(),
+        conclusion: ev.conclusion.clone(),
+    };
+    let conclusion = ev.conclusion.as_deref().unwrap_or("no conclusion");
+    let mut mv = if conclusion == "success" {
+        Move::to(StepStatus::Succeeded)
+    } else {
+        Move::failed(
+            format!(
+                "workflow {} concluded {conclusion}{}",
+                ev.name.as_deref().or(ev.path.as_deref()).unwrap_or("run"),
+                ev.html_url
+                    .as_deref()
+                    .map(|u| format!(": {u}"))
+                    .unwrap_or_default()
+            ),
+            None,
+        )
+    };
+    mv.run = Some(run);
+    mv.event = Some(event);
+    Some(mv)
+}
+
+/// Pure: the error of a waiting step whose deadline has passed, else `None`.
+pub fn timed_out(step: &StepRecord, now: Timestamp) -> Option<String> {
+    let deadline = step.deadline?;
+    if step.status != StepStatus::Waiting || deadline > now.millis() {
+        return None;
+    }
+    let minutes = (deadline - step.waiting_since.unwrap_or(deadline)) / 60_000;
+    let repo = step.repository.as_deref().unwrap_or("?");
+    let what = match (step.kind, &step.pr) {
+        (StepKind::AwaitMerge, Some(pr)) => format!("{repo}#{} to be merged", pr.number),
+        (StepKind::AwaitWorkflow, _) => format!(
+            "{} in {repo} to complete on {}",
+            step.workflow_path.as_deref().unwrap_or("the workflow"),
+            step.merged_sha
+                .as_deref()
+                .map(|s| &s[..s.len().min(7)])
+                .unwrap_or("the merged commit")
+        ),
+        _ => format!("{} in {repo}", step.kind.as_str()),
+    };
+    Some(format!(
+        "timed out after {minutes} minutes waiting for {what}"
+    ))
+}
+
+#[cfg(test)]
+mod tests;

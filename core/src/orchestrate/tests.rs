@@ -1,0 +1,1060 @@
+//! Orchestration workflows in the core, as scenarios: SQLite with the real
+//! migrations, a strict stateful fake of GitHub (anything it does not know fails the
+//! test), real webhook fixtures adapted per scenario, and the queue drained by hand.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::definition::{Definition, FileChange, OrchestrateConfig, StepId};
+use super::runner::{
+    announce, apply_event, create_service, get_service, list_services, sweep, Runner, Verdict,
+};
+use super::store::{Workflow, WorkflowStore};
+use super::*;
+use crate::github::client::GithubConfig;
+use crate::github::deliveries::DeliveryId;
+use crate::github::events::{parse, GithubEvent};
+use crate::http::{HttpRequest, HttpResponse, Method};
+use crate::secret::Secret;
+use crate::telegram::TelegramConfig;
+use crate::testing::{block_on, json_response, FakeHttp, SqliteSql};
+
+const GH: &str = "http://gh.test";
+const T0: i64 = 1_736_937_000_000;
+const INFRA_APPLY: &str = ".github/workflows/apply.yml";
+
+fn config() -> OrchestrateConfig {
+    OrchestrateConfig::from_lookup(|k| {
+        Some(
+            match k {
+                "ORCHESTRATE_OWNER" => "acme",
+                "SERVICE_TEMPLATES" => "node-api=template-node, go-grpc=template-go",
+                _ => return None,
+            }
+            .to_owned(),
+        )
+    })
+    .expect("valid config")
+}
+
+fn sha(n: u8) -> String {
+    format!("{n:02x}").repeat(20)
+}
+
+/// GitHub as the fake keeps it; tests look at it and flip its failures.
+#[derive(Default)]
+struct World {
+    branches: BTreeSet<(String, String)>,
+    files: BTreeMap<(String, String), String>,
+    /// (repo, number, branch, node id)
+    pulls: Vec<(String, u64, String, String)>,
+    /// Answers to give before the normal one, by "METHOD path" prefix.
+    failures: Vec<(String, u16, Value)>,
+    /// GraphQL answers "clean status" to enablePullRequestAutoMerge.
+    clean_status: bool,
+    telegram_sent: u32,
+}
+
+fn fake(world: Rc<RefCell<World>>) -> FakeHttp {
+    FakeHttp::routed(move |req| route(&mut world.borrow_mut(), req))
+}
+
+fn route(w: &mut World, req: &HttpRequest) -> Result<HttpResponse, crate::http::HttpError> {
+    if req.url.starts_with("http://tg.test/") {
+        w.telegram_sent += 1;
+        return json_response(200, json!({"ok": true, "result": {"message_id": 77}}));
+    }
+    let rest = req
+        .url
+        .strip_prefix(GH)
+        .unwrap_or_else(|| panic!("unexpected host: {}", req.url));
+    let call = format!("{} {rest}", req.method.as_str());
+    if let Some(i) = w.failures.iter().position(|(p, _, _)| call.starts_with(p)) {
+        let (_, status, body) = w.failures.remove(i);
+        return json_response(status, body);
+    }
+    let body: Value = req
+        .body
+        .as_deref()
+        .map(|b| serde_json::from_str(b).expect("JSON body"))
+        .unwrap_or(Value::Null);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path == "/graphql" {
+        let q = body["query"].as_str().unwrap_or_default();
+        if q.contains("enablePullRequestAutoMerge") && w.clean_status {
+            return json_response(
+                200,
+                json!({"data": null, "errors": [{"type": "UNPROCESSABLE", "message": "Pull request Pull request is in clean status"}]}),
+            );
+        }
+        return json_response(200, json!({"data": {"x": {"clientMutationId": null}}}));
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    assert_eq!(parts[0], "repos", "unexpected call {call}");
+    let repo = format!("{}/{}", parts[1], parts[2]);
+    let tail = parts[3..].join("/");
+    let pr_json = |n: u64, branch: &str, node: &str| {
+        json!({
+            "number": n, "node_id": node, "html_url": format!("https://github.com/{repo}/pull/{n}"),
+            "head": {"ref": branch, "sha": sha(0xee)}, "base": {"ref": "main", "sha": sha(0xbb)},
+        })
+    };
+    match (req.method, tail.as_str()) {
+        (Method::Get, "") => json_response(200, json!({"default_branch": "main"})),
+        (Method::Get, "pulls") => {
+            let head = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("head="))
+                .expect("head= query");
+            let branch = head.split_once(':').expect("owner:branch").1;
+            let found: Vec<Value> = w
+                .pulls
+                .iter()
+                .filter(|(r, _, b, _)| *r == repo && b == branch)
+                .map(|(_, n, b, node)| pr_json(*n, b, node))
+                .collect();
+            json_response(200, json!(found))
+        }
+        (Method::Post, "pulls") => {
+            let branch = body["head"].as_str().expect("head").to_owned();
+            assert!(
+                w.branches.contains(&(repo.clone(), branch.clone())),
+                "a PR for a branch that does not exist"
+            );
+            let n = 10 + w.pulls.len() as u64;
+            let node = format!("PR_node_{n}");
+            w.pulls
+                .push((repo.clone(), n, branch.clone(), node.clone()));
+            json_response(201, pr_json(n, &branch, &node))
+        }
+        (Method::Get, t) if t.starts_with("branches/") => {
+            let branch = &t["branches/".len()..];
+            if branch == "main" || w.branches.contains(&(repo.clone(), branch.to_owned())) {
+                json_response(
+                    200,
+                    json!({"commit": {"sha": sha(0xbb), "commit": {"tree": {"sha": sha(0xcc)}}}}),
+                )
+            } else {
+                json_response(404, json!({"message": "Branch not found"}))
+            }
+        }
+        (Method::Get, t) if t.starts_with("contents/") => {
+            assert!(
+                query.contains(&format!("ref={}", sha(0xbb))),
+                "reads the base commit"
+            );
+            match w
+                .files
+                .get(&(repo.clone(), t["contents/".len()..].to_owned()))
+            {
+                Some(c) => json_response(
+                    200,
+                    json!({"type": "file", "encoding": "base64", "content": STANDARD.encode(c)}),
+                ),
+                None => json_response(404, json!({"message": "Not Found"})),
+            }
+        }
+        (Method::Post, "git/trees") => {
+            assert_eq!(body["base_tree"], json!(sha(0xcc)));
+            json_response(201, json!({"sha": sha(0xdd)}))
+        }
+        (Method::Post, "git/commits") => {
+            assert_eq!(body["parents"], json!([sha(0xbb)]));
+            json_response(201, json!({"sha": sha(0xee)}))
+        }
+        (Method::Post, "git/refs") => {
+            let branch = body["ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("refs/heads/"))
+                .expect("a branch ref")
+                .to_owned();
+            if !w.branches.insert((repo, branch)) {
+                return json_response(422, json!({"message": "Reference already exists"}));
+            }
+            json_response(201, json!({"ref": body["ref"]}))
+        }
+        (Method::Post, t) if t.starts_with("actions/workflows/") && t.ends_with("/dispatches") => {
+            Ok(HttpResponse::new(204, ""))
+        }
+        _ => panic!("unexpected call {call}"),
+    }
+}
+
+struct Harness {
+    sql: SqliteSql,
+    http: FakeHttp,
+    world: Rc<RefCell<World>>,
+    github: GithubConfig,
+    telegram: Option<TelegramConfig>,
+    config: OrchestrateConfig,
+    queue: RefCell<Vec<StepRef>>,
+    now: std::cell::Cell<i64>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let world = Rc::new(RefCell::new(World::default()));
+        world.borrow_mut().files.insert(
+            ("acme/nginx-upstreams".into(), "upstreams.conf".into()),
+            "upstream billing {\n  server billing.internal:8080;\n}\n".into(),
+        );
+        Harness {
+            sql: SqliteSql::migrated(),
+            http: fake(world.clone()),
+            world,
+            github: GithubConfig {
+                api_base: GH.into(),
+                token: Secret::new("ghs_test"),
+            },
+            telegram: None,
+            config: config(),
+            queue: RefCell::default(),
+            now: std::cell::Cell::new(T0),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.now.get())
+    }
+
+    fn later(&self, seconds: i64) {
+        self.now.set(self.now.get() + seconds * 1000);
+    }
+
+    fn create(&self, name: &str) -> i64 {
+        let body = json!({"repositoryName": name, "serviceType": "node-api", "owningTeam": "payments-team"});
+        let created = block_on(create_service(
+            &self.sql,
+            &self.config,
+            body.to_string().as_bytes(),
+            self.now(),
+        ))
+        .expect("created");
+        self.queue.borrow_mut().extend(created.ready);
+        created.workflow.id
+    }
+
+    fn runner(&self) -> Runner<'_, FakeHttp, &SqliteSql> {
+        Runner {
+            http: &self.http,
+            sql: &self.sql,
+            github: &self.github,
+            telegram: self.telegram.as_ref(),
+        }
+    }
+
+    /// Runs queued steps until none is left; a retried message runs again.
+    fn drain(&self) -> Vec<String> {
+        let mut log = Vec::new();
+        for _ in 0..100 {
+            let next = self.queue.borrow_mut().pop();
+            let Some(step) = next else { return log };
+            let run = block_on(self.runner().run_step(&step, self.now()));
+            log.push(run.log.clone());
+            if let Verdict::Retry { delay_seconds } = run.verdict {
+                self.later(i64::from(delay_seconds));
+                self.queue.borrow_mut().insert(0, step);
+            }
+            self.queue.borrow_mut().extend(run.next);
+        }
+        panic!("the queue never drained: {log:#?}")
+    }
+
+    fn deliver(&self, delivery: &str, event: &GithubEvent) -> runner::Effects {
+        let fx = block_on(apply_event(
+            &self.sql,
+            &DeliveryId::parse(delivery).expect("delivery id"),
+            event,
+            self.now(),
+        ))
+        .expect("applied");
+        self.queue.borrow_mut().extend(fx.ready.clone());
+        fx
+    }
+
+    fn workflow(&self, id: i64) -> Workflow {
+        block_on(WorkflowStore::new(&self.sql).get(id))
+            .expect("db")
+            .expect("exists")
+    }
+
+    fn step(&self, id: i64, step: &str) -> store::StepRecord {
+        self.workflow(id)
+            .steps
+            .into_iter()
+            .find(|s| s.id.as_str() == step)
+            .expect("step exists")
+    }
+
+    fn status(&self, id: i64, step: &str) -> StepStatus {
+        self.step(id, step).status
+    }
+
+    fn calls_matching(&self, needle: &str) -> Vec<String> {
+        self.http
+            .calls()
+            .into_iter()
+            .filter(|c| c.contains(needle))
+            .collect()
+    }
+
+    /// The JSON bodies of POSTs to URLs containing `needle`.
+    fn bodies_to(&self, needle: &str) -> Vec<Value> {
+        self.http
+            .seen
+            .borrow()
+            .iter()
+            .filter(|r| r.url.contains(needle) && r.body.is_some())
+            .map(|r| serde_json::from_str(r.body.as_deref().unwrap_or("null")).expect("JSON"))
+            .collect()
+    }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/../tests/fixtures/github/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON")
+}
+
+/// `pull_request.closed.json` as the merge (or close) of `repo`#`number`.
+fn pr_closed(repo: &str, number: u64, merged_as: Option<&str>) -> GithubEvent {
+    let mut v = fixture("pull_request.closed.json");
+    v["number"] = json!(number);
+    v["repository"]["full_name"] = json!(repo);
+    v["pull_request"]["number"] = json!(number);
+    v["pull_request"]["node_id"] = json!(format!("PR_node_{number}"));
+    v["pull_request"]["merged"] = json!(merged_as.is_some());
+    v["pull_request"]["merge_commit_sha"] = json!(merged_as.unwrap_or(&sha(0x99)));
+    v["pull_request"]["base"]["ref"] = json!("main");
+    parse("pull_request", v.to_string().as_bytes()).expect("parses")
+}
+
+/// `workflow_run.completed.json` as a run of `path` in `repo` on `head_sha`.
+fn run_completed(repo: &str, path: &str, head_sha: &str, conclusion: &str) -> GithubEvent {
+    let mut v = fixture("workflow_run.completed.json");
+    v["repository"]["full_name"] = json!(repo);
+    v["workflow_run"]["path"] = json!(path);
+    v["workflow_run"]["name"] = json!("Apply");
+    v["workflow_run"]["head_sha"] = json!(head_sha);
+    v["workflow_run"]["head_branch"] = json!("main");
+    v["workflow_run"]["conclusion"] = json!(conclusion);
+    parse("workflow_run", v.to_string().as_bytes()).expect("parses")
+}
+
+const MERGED: u8 = 0x4e;
+
+/// Creates `payments` and runs it to where it waits for the infra merge.
+fn up_to_the_infra_merge(h: &Harness) -> i64 {
+    let id = h.create("payments");
+    h.drain();
+    assert_eq!(h.status(id, "infra_merged"), StepStatus::Waiting);
+    id
+}
+
+#[test]
+fn creates_a_service_end_to_end() {
+    let h = Harness::new();
+    let id = up_to_the_infra_merge(&h);
+
+    // Infra PR: a branch made from one commit with the new file, then the PR, then
+    // auto-merge. App-config and nginx PRs are open, without auto-merge yet.
+    assert_eq!(h.status(id, "infra_pr"), StepStatus::AutoMergeEnabled);
+    for s in ["app_config_pr", "nginx_pr"] {
+        assert_eq!(h.status(id, s), StepStatus::Raised, "{s}");
+    }
+    assert_eq!(h.status(id, "service_definition_pr"), StepStatus::Pending);
+    let trees = h.bodies_to("/git/trees");
+    assert_eq!(trees.len(), 3);
+    let infra = &trees[0]["tree"][0];
+    assert_eq!(infra["path"], "services/payments/main.tf");
+    let tf = infra["content"].as_str().expect("content");
+    assert!(
+        tf.contains("module \"payments\" {") && tf.contains("team   = \"payments-team\""),
+        "{tf}"
+    );
+    let nginx = trees
+        .iter()
+        .find_map(|t| {
+            (t["tree"][0]["path"] == "upstreams.conf").then(|| t["tree"][0]["content"].clone())
+        })
+        .expect("the nginx edit");
+    assert_eq!(
+        nginx,
+        "upstream billing {\n  server billing.internal:8080;\n}\nupstream payments {\n  server payments.internal:8080;\n}\n",
+        "appended to the file as it is on main"
+    );
+    let refs = h.bodies_to("/git/refs");
+    assert!(refs
+        .iter()
+        .all(|r| r["ref"] == "refs/heads/create-service/payments"));
+    let pulls = h.bodies_to("/pulls");
+    assert_eq!(pulls[0]["base"], "main");
+    assert_eq!(pulls[0]["title"], "Create service payments: infrastructure");
+    let graphql = h.bodies_to("/graphql");
+    assert_eq!(graphql.len(), 1, "only the infra PR gets auto-merge now");
+    assert_eq!(
+        graphql[0]["variables"],
+        json!({"id": "PR_node_10", "method": "SQUASH"})
+    );
+    assert!(graphql[0]["query"]
+        .as_str()
+        .expect("query")
+        .contains("enablePullRequestAutoMerge"));
+
+    // The infra PR merges; the wait moves on to the apply run on the merged commit.
+    let fx = h.deliver("d-merge", &pr_closed("acme/infra", 10, Some(&sha(MERGED))));
+    assert_eq!(fx.changed, vec![id]);
+    h.drain();
+    let infra_pr = h.step(id, "infra_pr");
+    assert_eq!(infra_pr.status, StepStatus::Merged);
+    assert_eq!(infra_pr.merged_sha.as_deref(), Some(sha(MERGED).as_str()));
+    let applied = h.step(id, "infra_applied");
+    assert_eq!(applied.status, StepStatus::Waiting);
+    assert_eq!(applied.merged_sha.as_deref(), Some(sha(MERGED).as_str()));
+    assert!(h.calls_matching("service-definitions/pulls").is_empty());
+
+    h.deliver(
+        "d-run",
+        &run_completed("acme/infra", INFRA_APPLY, &sha(MERGED), "success"),
+    );
+    h.drain();
+    let wf = h.workflow(id);
+    assert_eq!(wf.status, WorkflowStatus::Succeeded, "{wf:#?}");
+    assert!(wf.steps.iter().all(StepRecord::is_done));
+    let graphql = h.bodies_to("/graphql");
+    let nodes: BTreeSet<&str> = graphql
+        .iter()
+        .filter_map(|b| b["variables"]["id"].as_str())
+        .collect();
+    assert_eq!(
+        nodes,
+        ["PR_node_10", "PR_node_11", "PR_node_12", "PR_node_13"]
+            .into_iter()
+            .collect(),
+        "auto-merge on infra, app-config, nginx and the service definition"
+    );
+    let dispatch = h.bodies_to("/dispatches");
+    assert_eq!(
+        dispatch,
+        vec![json!({
+            "ref": "main",
+            "inputs": {"name": "payments", "team": "payments-team", "type": "node-api", "template": "template-node"},
+            "return_run_details": true,
+        })]
+    );
+    assert_eq!(
+        h.calls_matching("/dispatches"),
+        vec!["POST http://gh.test/repos/acme/service-boilerplate/actions/workflows/create-service.yml/dispatches"]
+    );
+
+    // The status record, as GET /api/services/payments shows it.
+    let record = serde_json::to_value(block_on(get_service(&h.sql, "payments")).expect("found"))
+        .expect("serialises");
+    let step = |id: &str| {
+        record["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["id"] == id))
+            .cloned()
+            .expect("step")
+    };
+    let infra = step("infra_merged");
+    assert_eq!(infra["status"], "merged");
+    assert_eq!(
+        infra["pr"],
+        json!({"number": 10, "node_id": "PR_node_10", "sha": sha(0xee), "ref": "create-service/payments",
+               "base": "main", "html_url": "https://github.com/acme/infra/pull/10"})
+    );
+    assert_eq!(infra["merged_sha"], json!(sha(MERGED)));
+    let applied = step("infra_applied");
+    assert_eq!(applied["run"]["id"], 289_782_451);
+    assert_eq!(applied["run"]["path"], INFRA_APPLY);
+    assert_eq!(applied["run"]["conclusion"], "success");
+    assert_eq!(applied["run"]["created_at"], "2020-10-05T16:33:24Z");
+    assert_eq!(applied["events"][0]["source"], "workflow_run");
+    assert_eq!(applied["events"][0]["delivery"], "d-run");
+    assert_eq!(
+        step("infra_pr")["events"][0]["detail"],
+        format!("PR #10 merged as {}", &sha(MERGED)[..7])
+    );
+    assert_eq!(record["input"]["owningTeam"], "payments-team");
+    let list = block_on(list_services(&h.sql, None, 10)).expect("lists");
+    assert_eq!((list.len(), list[0].name.as_str()), (1, "payments"));
+}
+
+#[test]
+fn a_failed_infra_apply_fails_the_workflow_and_raises_no_more_prs() {
+    let h = Harness::new();
+    let id = up_to_the_infra_merge(&h);
+    h.deliver("d-merge", &pr_closed("acme/infra", 10, Some(&sha(MERGED))));
+    h.drain();
+    h.deliver(
+        "d-run",
+        &run_completed("acme/infra", INFRA_APPLY, &sha(MERGED), "failure"),
+    );
+    h.drain();
+    let wf = h.workflow(id);
+    assert_eq!(wf.status, WorkflowStatus::Failed);
+    let error = wf.error.as_deref().expect("an error");
+    assert!(
+        error.starts_with("infra_applied: workflow Apply concluded failure: https://github.com/octo-org/octo-repo/actions/runs/289782451"),
+        "{error}"
+    );
+    assert_eq!(h.status(id, "infra_applied"), StepStatus::Failed);
+    for s in [
+        "service_definition_pr",
+        "app_config_auto_merge",
+        "boilerplate",
+    ] {
+        assert_eq!(h.status(id, s), StepStatus::Skipped, "{s}");
+    }
+    assert!(h.calls_matching("service-definitions").is_empty());
+    assert!(h.calls_matching("/dispatches").is_empty());
+    assert_eq!(
+        h.bodies_to("/graphql").len(),
+        1,
+        "no auto-merge enabled after the failure"
+    );
+}
+
+#[test]
+fn a_run_before_the_merge_is_kept_and_matched_when_the_merge_comes() {
+    let h = Harness::new();
+    let id = up_to_the_infra_merge(&h);
+    let run = run_completed("acme/infra", INFRA_APPLY, &sha(MERGED), "success");
+    let fx = h.deliver("d-run", &run);
+    assert!(fx.changed.is_empty() && fx.ready.is_empty());
+    assert_eq!(fx.log, vec!["delivery d-run: kept for later"]);
+    // A run in a repository no workflow uses is not ours to keep.
+    let other = h.deliver(
+        "d-other",
+        &run_completed("octo-org/octo-repo", INFRA_APPLY, &sha(1), "success"),
+    );
+    assert!(other.log.is_empty());
+
+    h.deliver("d-merge", &pr_closed("acme/infra", 10, Some(&sha(MERGED))));
+    h.drain();
+    let applied = h.step(id, "infra_applied");
+    assert_eq!(applied.status, StepStatus::Succeeded, "{applied:#?}");
+    assert_eq!(applied.events[0].delivery.as_deref(), Some("d-run"));
+    assert_eq!(h.workflow(id).status, WorkflowStatus::Succeeded);
+    let kept: i64 = h
+        .sql
+        .conn_for_tests()
+        .query_row(
+            "SELECT COUNT(*) FROM workflow_events WHERE matched_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(kept, 1);
+}
+
+#[test]
+fn duplicate_events_change_nothing() {
+    let h = Harness::new();
+    let id = up_to_the_infra_merge(&h);
+    let merge = pr_closed("acme/infra", 10, Some(&sha(MERGED)));
+    h.deliver("d-merge", &merge);
+    // The same delivery again, and the same event from a second hook.
+    assert_eq!(h.deliver("d-merge", &merge), runner::Effects::default());
+    assert_eq!(
+        h.deliver("d-merge-org-hook", &merge),
+        runner::Effects::default()
+    );
+    h.drain();
+    let run = run_completed("acme/infra", INFRA_APPLY, &sha(MERGED), "success");
+    h.deliver("d-run", &run);
+    assert_eq!(h.deliver("d-run", &run), runner::Effects::default());
+    h.drain();
+    assert_eq!(h.step(id, "infra_pr").events.len(), 1);
+    assert_eq!(h.step(id, "infra_applied").events.len(), 1);
+    // A failure for the same commit after the success cannot undo it.
+    h.deliver(
+        "d-rerun",
+        &run_completed("acme/infra", INFRA_APPLY, &sha(MERGED), "failure"),
+    );
+    assert_eq!(h.workflow(id).status, WorkflowStatus::Succeeded);
+    assert_eq!(h.bodies_to("/pulls").len(), 4, "one PR per repository");
+}
+
+#[test]
+fn a_step_only_moves_forward() {
+    let h = Harness::new();
+    let id = h.create("payments");
+    // Run just the infra PR, then the merge arrives before auto-merge is enabled.
+    let first = h.queue.borrow_mut().pop().expect("infra_pr");
+    let run = block_on(h.runner().run_step(&first, h.now()));
+    h.queue.borrow_mut().extend(run.next);
+    h.deliver("d-merge", &pr_closed("acme/infra", 10, Some(&sha(MERGED))));
+    h.drain();
+    let pr = h.step(id, "infra_pr");
+    assert_eq!(
+        pr.status,
+        StepStatus::Merged,
+        "auto-merge never overwrites merged"
+    );
+    assert!(
+        h.bodies_to("/graphql").is_empty(),
+        "no auto-merge on a merged PR"
+    );
+    // A late "raised" (a redelivered step, a stale writer) is refused.
+    let store = WorkflowStore::new(&h.sql);
+    let late = Move::to(StepStatus::Raised);
+    assert!(!block_on(store.advance(id, &pr.id, &late, h.now())).expect("db"));
+    assert_eq!(h.status(id, "infra_pr"), StepStatus::Merged);
+    // Running a finished step again does nothing.
+    let again = block_on(h.runner().run_step(&first, h.now()));
+    assert_eq!(again.verdict, Verdict::Ack);
+    assert!(
+        again.log.ends_with("finished or held elsewhere"),
+        "{}",
+        again.log
+    );
+    assert_eq!(h.bodies_to("/pulls").len(), 3);
+}
+
+#[test]
+fn a_pr_closed_without_merging_fails_the_workflow() {
+    let h = Harness::new();
+    let id = up_to_the_infra_merge(&h);
+    h.deliver("d-close", &pr_closed("acme/infra", 10, None));
+    let wf = h.workflow(id);
+    assert_eq!(wf.status, WorkflowStatus::Failed);
+    assert_eq!(
+        wf.error.as_deref(),
+        Some("infra_pr: PR #10 was closed without being merged")
+    );
+    assert_eq!(h.status(id, "infra_merged"), StepStatus::Skipped);
+}
+
+#[test]
+fn a_wait_times_out_and_fails_the_workflow() {
+    let h = Harness::new();
+    let id = up_to_the_infra_merge(&h);
+    h.later(59 * 60);
+    assert_eq!(block_on(sweep(&h.sql, h.now())).changed, Vec::<i64>::new());
+    h.later(2 * 60);
+    let fx = block_on(sweep(&h.sql, h.now()));
+    assert_eq!(fx.changed, vec![id]);
+    let wf = h.workflow(id);
+    assert_eq!(wf.status, WorkflowStatus::Failed);
+    assert_eq!(
+        wf.error.as_deref(),
+        Some("infra_merged: timed out after 60 minutes waiting for acme/infra#10 to be merged")
+    );
+    let step = h.step(id, "infra_merged");
+    assert_eq!(
+        step.events.last().map(|e| e.source.as_str()),
+        Some("timeout")
+    );
+    // A merge after the timeout changes nothing.
+    h.deliver("d-late", &pr_closed("acme/infra", 10, Some(&sha(MERGED))));
+    assert_eq!(h.workflow(id).status, WorkflowStatus::Failed);
+}
+
+#[test]
+fn the_sweep_requeues_a_lost_message() {
+    let h = Harness::new();
+    let id = h.create("payments");
+    h.queue.borrow_mut().clear(); // the message was lost
+    assert!(
+        block_on(sweep(&h.sql, h.now())).ready.is_empty(),
+        "too soon to tell"
+    );
+    h.later(600);
+    let fx = block_on(sweep(&h.sql, h.now()));
+    assert_eq!(
+        fx.ready,
+        vec![StepRef {
+            workflow_id: id,
+            step: StepId::parse("infra_pr").expect("id")
+        }]
+    );
+}
+
+#[test]
+fn transient_github_errors_are_retried_with_backoff() {
+    let h = Harness::new();
+    let id = h.create("payments");
+    h.world.borrow_mut().failures = vec![
+        (
+            "POST /repos/acme/infra/pulls".into(),
+            502,
+            json!({"message": "Bad Gateway"}),
+        ),
+        (
+            "POST /repos/acme/infra/pulls".into(),
+            403,
+            json!({"message": "API rate limit exceeded"}),
+        ),
+    ];
+    let step = h.queue.borrow_mut().pop().expect("infra_pr");
+    let first = block_on(h.runner().run_step(&step, h.now()));
+    assert_eq!(first.verdict, Verdict::Retry { delay_seconds: 2 });
+    let rec = h.step(id, "infra_pr");
+    assert_eq!((rec.status, rec.attempts), (StepStatus::Running, 1));
+    assert_eq!(rec.error.as_deref(), Some("GitHub 502: Bad Gateway"));
+    let second = block_on(h.runner().run_step(&step, h.now()));
+    assert_eq!(second.verdict, Verdict::Retry { delay_seconds: 4 });
+    let third = block_on(h.runner().run_step(&step, h.now()));
+    assert_eq!(third.verdict, Verdict::Ack);
+    let rec = h.step(id, "infra_pr");
+    assert_eq!(
+        (rec.status, rec.attempts, rec.error),
+        (StepStatus::Raised, 3, None)
+    );
+    // The branch made by the first attempt was reused, not made again.
+    assert_eq!(h.bodies_to("/git/refs").len(), 1);
+}
+
+#[test]
+fn a_rejected_call_fails_the_step_at_once() {
+    let h = Harness::new();
+    let id = h.create("payments");
+    h.world.borrow_mut().files.insert(
+        ("acme/infra".into(), "services/payments/main.tf".into()),
+        "# someone else's\n".into(),
+    );
+    h.drain();
+    let wf = h.workflow(id);
+    assert_eq!(wf.status, WorkflowStatus::Failed);
+    assert_eq!(
+        wf.error.as_deref(),
+        Some("infra_pr: GitHub services/payments/main.tf already exists in acme/infra")
+    );
+    assert_eq!(h.step(id, "infra_pr").attempts, 1);
+    assert!(h.bodies_to("/pulls").is_empty());
+}
+
+#[test]
+fn an_open_pr_from_an_earlier_attempt_is_reused() {
+    let h = Harness::new();
+    let id = h.create("payments");
+    {
+        let mut w = h.world.borrow_mut();
+        w.branches
+            .insert(("acme/infra".into(), "create-service/payments".into()));
+        w.pulls.push((
+            "acme/infra".into(),
+            10,
+            "create-service/payments".into(),
+            "PR_node_10".into(),
+        ));
+    }
+    let step = h.queue.borrow_mut().pop().expect("infra_pr");
+    block_on(h.runner().run_step(&step, h.now()));
+    assert_eq!(h.step(id, "infra_pr").pr.map(|p| p.number), Some(10));
+    assert!(h.calls_matching("/repos/acme/infra/git/").is_empty());
+    assert!(!h
+        .calls_matching("POST http://gh.test/repos/acme/infra/pulls")
+        .iter()
+        .any(|_| true));
+}
+
+#[test]
+fn a_clean_pr_is_merged_when_auto_merge_is_refused() {
+    let h = Harness::new();
+    h.world.borrow_mut().clean_status = true;
+    let id = up_to_the_infra_merge(&h);
+    assert_eq!(
+        h.status(id, "infra_auto_merge"),
+        StepStatus::AutoMergeEnabled
+    );
+    let graphql = h.bodies_to("/graphql");
+    assert!(graphql[1]["query"]
+        .as_str()
+        .expect("query")
+        .contains("mergePullRequest"));
+}
+
+#[test]
+fn invalid_and_duplicate_requests() {
+    let h = Harness::new();
+    let create = |body: Value| {
+        block_on(create_service(
+            &h.sql,
+            &h.config,
+            body.to_string().as_bytes(),
+            h.now(),
+        ))
+    };
+    let err = |body: Value| {
+        let e = create(body).expect_err("refused");
+        (e.status(), e.to_string())
+    };
+    let ok = json!({"repositoryName": "payments", "serviceType": "go-grpc", "owningTeam": "core"});
+    for (bad, field) in [
+        ("Payments", "repositoryName"),
+        ("p", "repositoryName"),
+        ("9lives", "repositoryName"),
+        (&"x".repeat(40), "repositoryName"),
+    ] {
+        let mut body = ok.clone();
+        body["repositoryName"] = json!(bad);
+        let (status, text) = err(body);
+        assert_eq!(status, 400);
+        assert!(text.starts_with(field), "{text}");
+    }
+    let mut body = ok.clone();
+    body["serviceType"] = json!("cobol");
+    assert_eq!(
+        err(body),
+        (400, "serviceType must be one of: go-grpc, node-api".into())
+    );
+    let mut body = ok.clone();
+    body["owningTeam"] = json!("<b>");
+    assert!(err(body).1.starts_with("owningTeam"));
+    assert_eq!(
+        err(json!({"repositoryName": "payments", "serviceType": "go-grpc"})),
+        (400, "missing field `owningTeam`".into())
+    );
+    let mut body = ok.clone();
+    body["repositoryName"] = json!(7);
+    assert!(err(body).1.starts_with("repositoryName: invalid type"));
+
+    let first = create(ok.clone()).expect("created");
+    assert_eq!(first.ready.len(), 1);
+    let dup = create(ok.clone()).expect_err("a duplicate");
+    assert_eq!(dup.status(), 409);
+    assert_eq!(
+        dup.body(),
+        r#"{"error":"a workflow for payments is already running","success":false}"#
+    );
+    assert_eq!(
+        block_on(get_service(&h.sql, "nope"))
+            .expect_err("404")
+            .status(),
+        404
+    );
+    // Once it has failed, the name may be tried again.
+    let store = WorkflowStore::new(&h.sql);
+    block_on(store.finish(
+        first.workflow.id,
+        WorkflowStatus::Failed,
+        Some("x"),
+        h.now(),
+    ))
+    .expect("db");
+    assert!(create(ok).is_ok());
+}
+
+#[test]
+fn the_telegram_message_is_sent_once_then_edited() {
+    let mut h = Harness::new();
+    h.telegram = Some(TelegramConfig {
+        api_base: "http://tg.test".into(),
+        bot_token: Secret::new("123:abc"),
+        chat_id: "-100".into(),
+    });
+    let id = up_to_the_infra_merge(&h);
+    let calls = h.calls_matching("tg.test");
+    assert!(calls[0].ends_with("/sendMessage"), "{calls:?}");
+    assert!(calls[1..].iter().all(|c| c.ends_with("/editMessageText")));
+    assert_eq!(h.workflow(id).telegram_message_id, Some(77));
+    let last = h.bodies_to("editMessageText").pop().expect("an edit");
+    let text = last["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("<b>🛠 Create service payments</b>"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "🔁 PR <a href=\"https://github.com/acme/infra/pull/10\">acme/infra#10</a> <i>auto merge enabled</i>"
+    ), "{text}");
+    assert!(text.contains("⏱ Merge of"), "{text}");
+    // A changed workflow announced by the caller after an event edits the same message.
+    let fx = h.deliver("d-merge", &pr_closed("acme/infra", 10, Some(&sha(MERGED))));
+    block_on(announce(
+        &h.http,
+        &h.sql,
+        h.telegram.as_ref().expect("set"),
+        fx.changed[0],
+    ));
+    assert_eq!(h.calls_matching("sendMessage").len(), 1);
+}
+
+#[test]
+fn the_message_escapes_what_comes_from_outside() {
+    let h = Harness::new();
+    let id = h.create("payments");
+    let mut wf = h.workflow(id);
+    wf.error = Some("x <script> & \"y\"".into());
+    wf.input["owningTeam"] = json!("<team>");
+    let text = message::render(&wf);
+    assert!(
+        text.contains("<b>Error:</b> x &lt;script&gt; &amp; &quot;y&quot;"),
+        "{text}"
+    );
+    assert!(text.contains("&lt;team&gt;"));
+    assert!(
+        text.contains("⏳ PR in acme/infra <i>pending</i>"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_default_definition_is_valid_and_uses_the_configured_repositories() {
+    let mut c = config();
+    c.infra_repo = crate::github::RepoFullName::parse("other/tf").expect("repo");
+    let def = default_create_service_for(&c);
+    for s in &def.steps {
+        assert_eq!(StepId::parse(s.id.as_str()).as_ref(), Some(&s.id));
+    }
+    let Action::OpenPr { repository, .. } = &def.steps[0].action else {
+        panic!("open_pr first")
+    };
+    assert_eq!(repository, "other/tf");
+    let json = serde_json::to_string(&def).expect("serialises");
+    assert_eq!(Definition::parse(&json).expect("round trips"), def);
+    let rendered = c.definition().render(
+        &super::definition::Vars {
+            name: "svc".into(),
+            team: "t".into(),
+            service_type: "node-api".into(),
+            template: "template-node".into(),
+        },
+        45,
+    );
+    rendered.validate().expect("valid");
+    assert_eq!(
+        rendered.steps[4].timeout_minutes,
+        Some(45),
+        "waits get the default"
+    );
+    assert_eq!(rendered.steps[0].timeout_minutes, None);
+}
+
+fn default_create_service_for(c: &OrchestrateConfig) -> Definition {
+    definition::default_create_service(c)
+}
+
+#[test]
+fn definitions_are_validated_naming_the_field() {
+    let parse = |steps: Value| Definition::parse(&json!({ "steps": steps }).to_string());
+    let pr = json!({"id": "pr", "action": {"kind": "open_pr", "repository": "a/b", "branch": "x",
+        "title": "t", "files": [{"op": "create", "path": "f", "content": "c"}]}});
+    let e = parse(json!([{"id": "a", "action": {"kind": "await_merge", "pr": "x"}, "extra": 1}]))
+        .expect_err("unknown field");
+    assert!(
+        e.starts_with("steps[0]: unknown field `extra`") || e.contains("extra"),
+        "{e}"
+    );
+    let e = parse(json!([{"id": "A", "action": {"kind": "await_merge", "pr": "x"}}]))
+        .expect_err("bad id");
+    assert!(e.starts_with("steps[0].id:"), "{e}");
+    let e = parse(json!([pr, {"id": "m", "action": {"kind": "teleport"}}])).expect_err("bad kind");
+    assert!(e.starts_with("steps[1].action"), "{e}");
+
+    let check = |steps: Value| parse(steps).expect("parses").validate();
+    assert_eq!(
+        check(
+            json!([pr, {"id": "m", "after": ["nope"], "action": {"kind": "await_merge", "pr": "pr"}}])
+        ),
+        Err("steps[1].after[0]: \"nope\" is not a step before this one".into())
+    );
+    assert_eq!(
+        check(json!([pr, {"id": "m", "action": {"kind": "await_merge", "pr": "pr"}}])),
+        Err("steps[1].action.pr: \"pr\" is not an open_pr step this step comes after".into())
+    );
+    assert_eq!(
+        check(
+            json!([pr, {"id": "w", "after": ["pr"], "action": {"kind": "await_workflow", "merge": "pr", "workflow": ".github/workflows/a.yml"}}])
+        ),
+        Err(
+            "steps[1].action.merge: \"pr\" is not an await_merge step this step comes after".into()
+        )
+    );
+    let mut bad = pr.clone();
+    bad["action"]["repository"] = json!("nope");
+    assert_eq!(
+        check(json!([bad])),
+        Err("steps[0].action.repository: \"nope\" is not owner/repo".into())
+    );
+    let mut bad = pr.clone();
+    bad["action"]["files"][0]["path"] = json!("../etc/passwd");
+    assert!(check(json!([bad]))
+        .expect_err("unsafe path")
+        .starts_with("steps[0].action.files[0].path"));
+    assert_eq!(
+        check(json!([pr.clone(), pr])),
+        Err("steps[1].id: \"pr\" is used twice".into())
+    );
+}
+
+#[test]
+fn file_changes() {
+    let create = FileChange::Create {
+        path: "a".into(),
+        content: "x\n".into(),
+    };
+    assert_eq!(create.apply(None), Ok(Some("x\n".into())));
+    assert_eq!(
+        create.apply(Some("x\n")),
+        Ok(None),
+        "made by an earlier attempt"
+    );
+    assert_eq!(create.apply(Some("y")), Err("a already exists".into()));
+    let append = FileChange::Append {
+        path: "a".into(),
+        content: "b\n".into(),
+    };
+    assert_eq!(append.apply(Some("a")), Ok(Some("a\nb\n".into())));
+    assert_eq!(append.apply(Some("a\nb\n")), Ok(None));
+    assert_eq!(append.apply(None), Err("a does not exist".into()));
+    let insert = FileChange::InsertBefore {
+        path: "a".into(),
+        marker: "# end".into(),
+        content: "new".into(),
+    };
+    assert_eq!(
+        insert.apply(Some("one\n  # end of list\n")),
+        Ok(Some("one\nnew\n  # end of list\n".into()))
+    );
+    assert_eq!(
+        insert.apply(Some("one\n")),
+        Err("a has no line containing \"# end\"".into())
+    );
+}
+
+#[test]
+fn statuses_only_move_forward() {
+    use StepStatus::*;
+    assert!(Merged.allowed_from().contains(&Raised));
+    assert!(!Raised.allowed_from().contains(&Merged));
+    assert!(
+        !Raised.allowed_from().contains(&Raised),
+        "a duplicate is no move"
+    );
+    assert!(Failed.allowed_from().contains(&Waiting));
+    assert!(!Failed.allowed_from().contains(&Succeeded));
+    assert_eq!(Skipped.allowed_from(), vec![Pending, Waiting]);
+    for s in StepStatus::ALL {
+        assert_eq!(StepStatus::parse(s.as_str()), Some(s));
+    }
+    assert_eq!(StepKind::OpenPr.done_at(), Raised);
+}
+
+#[test]
+fn a_merge_before_its_pr_number_is_stored_is_kept_and_matched() {
+    let h = Harness::new();
+    let id = h.create("payments");
+    // The merge event is processed before the step that opened the PR recorded it.
+    let fx = h.deliver("d-merge", &pr_closed("acme/infra", 10, Some(&sha(MERGED))));
+    assert_eq!(fx.log, vec!["delivery d-merge: kept for later"]);
+    h.drain();
+    let pr = h.step(id, "infra_pr");
+    assert_eq!(pr.status, StepStatus::Merged);
+    assert_eq!(pr.events[0].delivery.as_deref(), Some("d-merge"));
+    assert!(
+        h.bodies_to("/graphql").is_empty(),
+        "no auto-merge on a merged PR"
+    );
+    assert_eq!(h.status(id, "infra_merged"), StepStatus::Merged);
+    assert_eq!(h.status(id, "infra_applied"), StepStatus::Waiting);
+}
