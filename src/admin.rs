@@ -9,6 +9,8 @@ use edge_core::deploy::JobStatus;
 use edge_core::error::ApiError;
 use edge_core::github::deliveries::{DeliveryId, DeliveryStore};
 use edge_core::http::query_param;
+use edge_core::orchestrate::runner::AdminError;
+use edge_core::orchestrate::WorkflowStatus;
 use edge_core::preview::store::PreviewStore;
 use edge_core::secret::Secret;
 use edge_core::secrets::{self, EnvType, SecretStore};
@@ -71,6 +73,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         }
         ["api", "deliveries"] => Route::Deliveries,
         ["api", "deliveries", id, "replay"] => Route::Replay(id.to_string()),
+        ["api", "services"] => Route::Services,
+        ["api", "services", name] => Route::Service(name.to_string()),
         ["api", "jobs"] => Route::Jobs,
         ["api", "jobs", id] => Route::Job(id.to_string()),
         _ => return Err(ApiError::NotFound),
@@ -286,10 +290,65 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             ))
         }
         (Route::Job(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::Services, Method::Post) => {
+            let body = json_body(&mut req, MAX_BODY_BYTES).await?;
+            let bindings = crate::deploy::Bindings::from_env(env)?;
+            let (workflow, log) =
+                edge_core::orchestrate::drive::start(&bindings.deps(config), &body, now())
+                    .await
+                    .map_err(|e| {
+                        if let AdminError::Store(detail) = &e {
+                            console_error!("admin: services: {detail}");
+                        }
+                        ApiError::from(e)
+                    })?;
+            for line in log {
+                console_error!("admin: services: {line}");
+            }
+            Ok(Reply::json(
+                202,
+                serde_json::json!({ "success": true, "service": workflow }),
+            ))
+        }
+        (Route::Services, Method::Get) => {
+            let url = req.inner().url();
+            let status = match query_param(&url, "status") {
+                None => None,
+                Some(s) => Some(WorkflowStatus::parse(&s).ok_or_else(|| {
+                    ApiError::BadRequest("status must be one of running, succeeded, failed".into())
+                })?),
+            };
+            let limit = parse_limit(query_param(&url, "limit"))?;
+            let list = edge_core::orchestrate::runner::list_services(&sql, status, limit)
+                .await
+                .map_err(|e| unavailable("services", e))?;
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "services": list }),
+            ))
+        }
+        (Route::Services, _) => Err(ApiError::MethodNotAllowed {
+            allowed: "GET, POST",
+        }),
+        (Route::Service(name), Method::Get) => {
+            let workflow = edge_core::orchestrate::runner::get_service(&sql, &name)
+                .await
+                .map_err(|e| match e {
+                    AdminError::Store(detail) => unavailable("service", detail),
+                    other => ApiError::from(other),
+                })?;
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "service": workflow }),
+            ))
+        }
+        (Route::Service(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
     }
 }
 
 enum Route {
+    Services,
+    Service(String),
     Apps,
     App(String),
     Previews(String),

@@ -11,17 +11,19 @@ use worker::{console_error, console_log, Env};
 
 use crate::adapters::{self, now, FetchHttp};
 use crate::crypto::{WebCryptoCipher, WebCryptoSigner};
+use edge_core::orchestrate::runner::Verdict;
+use edge_core::orchestrate::StepRef;
 use edge_core::preview::flow::RunVerdict;
 
 /// The bindings the deploy flows use, taken from `Env` once per event.
-struct Bindings {
+pub(crate) struct Bindings {
     sql: adapters::D1Sql,
     queue: adapters::WorkerQueue,
     kv: adapters::WorkerKv,
 }
 
 impl Bindings {
-    fn from_env(env: &Env) -> Result<Bindings, edge_core::error::ApiError> {
+    pub(crate) fn from_env(env: &Env) -> Result<Bindings, edge_core::error::ApiError> {
         Ok(Bindings {
             sql: adapters::d1(env)?,
             queue: adapters::queue(env),
@@ -29,7 +31,7 @@ impl Bindings {
         })
     }
 
-    fn deps<'a>(
+    pub(crate) fn deps<'a>(
         &'a self,
         config: &'a Config,
     ) -> Deps<
@@ -113,6 +115,23 @@ pub async fn run(job: &JobMessage, env: &Env, config: &Config) -> Retry {
                 }
             }
         }
+        JobMessage::WorkflowStep { workflow_id, step } => {
+            let step = StepRef {
+                workflow_id: *workflow_id,
+                step: step.clone(),
+            };
+            let run = edge_core::orchestrate::drive::run_step(&deps, &step, now()).await;
+            match run.verdict {
+                Verdict::Ack => {
+                    console_log!("orchestrate: {}", run.log);
+                    Retry::No
+                }
+                Verdict::Retry { delay_seconds } => {
+                    console_error!("orchestrate: {}; retrying in {delay_seconds} s", run.log);
+                    Retry::After(delay_seconds)
+                }
+            }
+        }
         JobMessage::Notify { .. } => Retry::No,
     }
 }
@@ -128,6 +147,9 @@ pub async fn sweep(env: &Env, config: &Config) {
     }
     for line in edge_core::preview::flow::sweep(&deps, now()).await {
         console_log!("cron preview sweep: {line}");
+    }
+    for line in edge_core::orchestrate::drive::sweep(&deps, now()).await {
+        console_log!("cron workflow sweep: {line}");
     }
 
     // Deliveries GitHub failed to make are not retried by GitHub: ask for them.

@@ -111,7 +111,11 @@ pub async fn handle(
             })?,
         None => Vec::new(),
     };
-    let intake = decide(&event, &apps);
+    let intake = decide(
+        &event,
+        &apps,
+        edge_core::orchestrate::drive::configured(config),
+    );
     let (outcome, detail) = match &intake {
         Intake::Pong => (Outcome::Processed, None),
         Intake::Ignore(reason) => (Outcome::Ignored, Some(reason.as_str())),

@@ -34,6 +34,18 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("AWAIT_TIMEOUT_MINUTES", false),
     ("SECRETS_KEY", true),
     ("SECRETS_KEY_PREVIOUS", true),
+    ("ORCHESTRATE_OWNER", false),
+    ("ORCHESTRATE_INSTALLATION_ID", false),
+    ("ORCHESTRATE_INFRA_REPO", false),
+    ("ORCHESTRATE_INFRA_WORKFLOW", false),
+    ("ORCHESTRATE_APP_CONFIG_REPO", false),
+    ("ORCHESTRATE_NGINX_REPO", false),
+    ("ORCHESTRATE_SERVICE_DEFINITION_REPO", false),
+    ("ORCHESTRATE_BOILERPLATE_REPO", false),
+    ("ORCHESTRATE_BOILERPLATE_WORKFLOW", false),
+    ("ORCHESTRATE_WAIT_TIMEOUT_MINUTES", false),
+    ("ORCHESTRATE_DEFINITION", false),
+    ("SERVICE_TEMPLATES", false),
 ];
 
 /// Default `TELEGRAM_API_BASE`.
@@ -124,6 +136,12 @@ pub struct Config {
     pub health_check_interval_seconds: u32,
     /// `AWAIT_TIMEOUT_MINUTES`, default 30.
     pub await_timeout_minutes: u32,
+    /// The orchestration workflows' repositories, templates and timeouts
+    /// (`ORCHESTRATE_*`, `SERVICE_TEMPLATES`); or what is missing or wrong.
+    pub orchestrate: Result<crate::orchestrate::definition::OrchestrateConfig, String>,
+    /// `ORCHESTRATE_INSTALLATION_ID`: the GitHub App installation workflows act as
+    /// (else `GITHUB_TOKEN`).
+    pub orchestrate_installation_id: Option<u64>,
     /// Settings that were present but unusable (they fell back to their defaults).
     pub problems: Vec<String>,
 }
@@ -241,7 +259,17 @@ impl Config {
                 }
             };
 
+        let orchestrate = crate::orchestrate::definition::OrchestrateConfig::from_lookup(&lookup);
+        let orchestrate_installation_id = get("ORCHESTRATE_INSTALLATION_ID").and_then(|v| {
+            let id = v.parse().ok();
+            if id.is_none() {
+                problems.push("ORCHESTRATE_INSTALLATION_ID is not a number".into());
+            }
+            id
+        });
         Config {
+            orchestrate,
+            orchestrate_installation_id,
             secrets_keys,
             github,
             github_hook: get("GITHUB_HOOK_ID"),

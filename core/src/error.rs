@@ -23,6 +23,12 @@ pub enum ApiError {
     /// A feature is called whose configuration is missing; names the variable.
     #[error("{0} is not configured")]
     NotConfigured(&'static str),
+    /// A feature's configuration is missing or wrong; says what.
+    #[error("{0}")]
+    Misconfigured(String),
+    /// The request clashes with something live (a workflow for the same name).
+    #[error("{0}")]
+    Conflict(String),
     /// Storage or another dependency failed; the detail is in the log only.
     #[error("temporarily unavailable, try again")]
     Unavailable,
@@ -39,7 +45,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType => 415,
-            ApiError::NotConfigured(_) | ApiError::Unavailable => 503,
+            ApiError::Conflict(_) => 409,
+            ApiError::NotConfigured(_) | ApiError::Misconfigured(_) | ApiError::Unavailable => 503,
             ApiError::Internal => 500,
         }
     }

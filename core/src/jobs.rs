@@ -14,6 +14,11 @@ pub enum JobMessage {
     DeployStep { job_id: i64, position: i64 },
     /// Bring preview `id` to what its pull request wants.
     Preview { id: i64 },
+    /// Run step `step` of orchestration workflow `workflow_id`.
+    WorkflowStep {
+        workflow_id: i64,
+        step: crate::orchestrate::definition::StepId,
+    },
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub async fn process_delivery<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSig
     let Some(event) = deliveries.event(id).await.map_err(transient)? else {
         return Ok(format!("delivery {}: not recorded", id.as_str()));
     };
-    let result = match &event {
+    let mut result = match &event {
         GithubEvent::Push(push) => process_push(deps, id, push, now).await,
         GithubEvent::WorkflowRun(run) if run.action == "completed" => {
             process_run(deps, run, now).await
@@ -54,6 +54,13 @@ pub async fn process_delivery<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSig
         GithubEvent::PullRequest(pr) => crate::preview::flow::on_pull_request(deps, pr, now).await,
         _ => Ok("nothing to do".to_owned()),
     };
+    // The same event may also move an orchestration workflow.
+    if let Ok(detail) = &mut result {
+        if let Some(more) = crate::orchestrate::drive::on_event(deps, id, &event, now).await? {
+            detail.push_str("; ");
+            detail.push_str(&more);
+        }
+    }
     match &result {
         Ok(detail) => deliveries
             .set_outcome(id, Outcome::Processed, Some(detail), now)

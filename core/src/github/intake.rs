@@ -24,8 +24,10 @@ pub enum Intake {
     Enqueue,
 }
 
-/// Decides from the event and the apps registered for its repository.
-pub fn decide(event: &GithubEvent, apps: &[NamedApp]) -> Intake {
+/// Decides from the event, the apps registered for its repository, and whether
+/// orchestration workflows are configured (they wait on merges and workflow runs in
+/// repositories no app is registered for).
+pub fn decide(event: &GithubEvent, apps: &[NamedApp], orchestrating: bool) -> Intake {
     match event {
         GithubEvent::Ping { .. } => Intake::Pong,
         GithubEvent::Push(push) => {
@@ -43,6 +45,10 @@ pub fn decide(event: &GithubEvent, apps: &[NamedApp]) -> Intake {
                     push.repository.as_str()
                 ))
             }
+        }
+        GithubEvent::PullRequest(pr) if orchestrating && pr.action == "closed" => Intake::Enqueue,
+        GithubEvent::WorkflowRun(run) if orchestrating && run.action == "completed" => {
+            Intake::Enqueue
         }
         GithubEvent::PullRequest(pr)
             if PREVIEW_ACTIONS.contains(&pr.action.as_str())
@@ -99,26 +105,33 @@ mod tests {
     fn pushes_to_a_watched_branch_are_enqueued() {
         let push = fixture("push.with-new-branch.json", "push");
         assert_eq!(
-            decide(&push, &[app("Codertocat/Hello-World", "master")]),
+            decide(&push, &[app("Codertocat/Hello-World", "master")], false),
             Intake::Enqueue
         );
         assert_eq!(
-            decide(&push, &[app("Codertocat/Hello-World", "main")]),
+            decide(&push, &[app("Codertocat/Hello-World", "main")], false),
             Intake::Ignore("no app deploys Codertocat/Hello-World from master".into())
         );
-        assert!(matches!(decide(&push, &[]), Intake::Ignore(_)));
+        assert!(matches!(decide(&push, &[], false), Intake::Ignore(_)));
     }
 
     #[test]
     fn deletions_tags_pings_and_the_rest() {
         let tag = fixture("push.tag-deleted.json", "push");
         assert_eq!(
-            decide(&tag, &[app("Codertocat/Hello-World", "master")]),
+            decide(&tag, &[app("Codertocat/Hello-World", "master")], false),
             Intake::Ignore("refs/tags/simple-tag was deleted".into())
         );
-        assert_eq!(decide(&fixture("ping.json", "ping"), &[]), Intake::Pong);
         assert_eq!(
-            decide(&fixture("deployment_status.json", "deployment_status"), &[]),
+            decide(&fixture("ping.json", "ping"), &[], false),
+            Intake::Pong
+        );
+        assert_eq!(
+            decide(
+                &fixture("deployment_status.json", "deployment_status"),
+                &[],
+                false
+            ),
             Intake::Ignore("no app uses deployment_status.created".into())
         );
     }

@@ -68,7 +68,7 @@ impl From<RawPull> for PullRequest {
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(what: &str, resp: &HttpResponse) -> Result<T, GithubError> {
-    serde_json::from_str(&resp.body)
+    crate::json::from_str(&resp.body)
         .map_err(|e| GithubError::Transient(format!("{what}: unexpected answer: {e}")))
 }
 

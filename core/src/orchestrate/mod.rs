@@ -8,6 +8,7 @@
 //! a step makes, [`runner`] the effects, [`message`] the Telegram text.
 
 pub mod definition;
+pub mod drive;
 pub mod github;
 pub mod message;
 pub mod runner;

@@ -77,6 +77,16 @@ impl AdminError {
     }
 }
 
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Api(e) => e,
+            AdminError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            AdminError::Store(_) => ApiError::Unavailable,
+        }
+    }
+}
+
 /// A workflow just created, and its first steps to enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Created {

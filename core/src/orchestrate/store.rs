@@ -525,7 +525,7 @@ impl<S: Sql> WorkflowStore<S> {
                     .and_then(|d| DeliveryId::parse(&d))
                     .ok_or_else(|| StoreError("kept event: delivery id".into()))?;
                 let event = text(r, "event")
-                    .map(|e| serde_json::from_str(&e))
+                    .map(|e| crate::json::from_str(&e))
                     .transpose()
                     .map_err(store_err)?
                     .ok_or_else(|| StoreError("kept event: event".into()))?;
@@ -622,7 +622,7 @@ fn text(row: &Row, column: &str) -> Option<String> {
 
 fn parsed<T: for<'de> Deserialize<'de>>(row: &Row, column: &str) -> Result<Option<T>, StoreError> {
     text(row, column)
-        .map(|t| serde_json::from_str(&t))
+        .map(|t| crate::json::from_str(&t))
         .transpose()
         .map_err(|e| StoreError(format!("{column}: {e}")))
 }
