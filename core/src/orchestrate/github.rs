@@ -2,12 +2,10 @@
 //! `open_pr` finds the PR or the branch an earlier attempt made and goes on from
 //! there.
 //!
-//! A PR's files are committed through the Git data API (a tree and a commit on the
-//! default branch's head), and the branch is created last, pointing at that
-//! commit. So a branch never exists without its files, and "the branch exists"
-//! means "an earlier attempt got that far". (It also needs only GET and POST, the
-//! two methods the [`Http`] port carries.) Files to edit are read with the
-//! contents API.
+//! A PR's branch is made from the default branch's head, then each file change is
+//! written to it through the contents API. Every change reads the file on the
+//! branch first and is skipped when it is there already, so a retry after any
+//! failure finishes the branch without writing anything twice.
 
 use std::collections::BTreeMap;
 
@@ -143,18 +141,19 @@ impl<'a, H: Http> Github<'a, H> {
             .map(PullRequest::from))
     }
 
-    /// The text of a file at `at`, or `None` when it does not exist.
+    /// The text and blob sha of a file at `at`, or `None` when it does not exist.
     async fn file(
         &self,
         repo: &RepoFullName,
         path: &str,
         at: &str,
-    ) -> Result<Option<String>, GithubError> {
+    ) -> Result<Option<(String, String)>, GithubError> {
         #[derive(Deserialize)]
         struct Contents {
             #[serde(default)]
             content: String,
             encoding: Option<String>,
+            sha: String,
         }
         let Some(resp) = self
             .get_opt(&format!(
@@ -178,7 +177,7 @@ impl<'a, H: Http> Github<'a, H> {
             .decode(b64)
             .map_err(|e| GithubError::Transient(format!("contents of {path}: {e}")))?;
         String::from_utf8(bytes)
-            .map(Some)
+            .map(|text| Some((text, c.sha)))
             .map_err(|_| GithubError::Rejected(format!("{path} is not UTF-8 text")))
     }
 
@@ -197,14 +196,7 @@ impl<'a, H: Http> Github<'a, H> {
         if let Some(pr) = self.open_pr_for(repo, branch).await? {
             return Ok(pr);
         }
-        if self
-            .get_opt(&format!("/repos/{r}/branches/{branch}"))
-            .await?
-            .is_none()
-        {
-            self.commit_branch(repo, &base, branch, title, files)
-                .await?;
-        }
+        self.write_branch(repo, &base, branch, title, files).await?;
         let resp = self
             .raw(
                 Method::Post,
@@ -226,8 +218,9 @@ impl<'a, H: Http> Github<'a, H> {
         Ok(parse::<RawPull>("pull", &resp)?.into())
     }
 
-    /// Commits `files` on top of `base`'s head and creates `branch` at that commit.
-    async fn commit_branch(
+    /// Makes `branch` from `base`'s head unless it exists, then writes each change
+    /// to it (contents API), skipping what is there already.
+    async fn write_branch(
         &self,
         repo: &RepoFullName,
         base: &str,
@@ -237,85 +230,59 @@ impl<'a, H: Http> Github<'a, H> {
     ) -> Result<(), GithubError> {
         #[derive(Deserialize)]
         struct Branch {
-            commit: BranchCommit,
-        }
-        #[derive(Deserialize)]
-        struct BranchCommit {
-            sha: String,
-            commit: GitCommit,
-        }
-        #[derive(Deserialize)]
-        struct GitCommit {
-            tree: Sha,
+            commit: Sha,
         }
         #[derive(Deserialize)]
         struct Sha {
             sha: String,
         }
         let r = repo.as_str();
-        let resp = self
-            .call(Method::Get, &format!("/repos/{r}/branches/{base}"), None)
-            .await?;
-        let head: Branch = parse("branch", &resp)?;
-        // path -> (as it is, as it will be), so several changes to one file add up.
-        let mut changed: BTreeMap<&str, (Option<String>, Option<String>)> = BTreeMap::new();
+        if self
+            .get_opt(&format!("/repos/{r}/branches/{branch}"))
+            .await?
+            .is_none()
+        {
+            let resp = self
+                .call(Method::Get, &format!("/repos/{r}/branches/{base}"), None)
+                .await?;
+            let head: Branch = parse("branch", &resp)?;
+            let resp = self
+                .raw(
+                    Method::Post,
+                    &format!("/repos/{r}/git/refs"),
+                    Some(json!({ "ref": format!("refs/heads/{branch}"), "sha": head.commit.sha })),
+                )
+                .await?;
+            // "Reference already exists": a concurrent attempt made it.
+            if !(resp.status == 422 && resp.body.contains("already exists")) {
+                classify(Ok(resp))?;
+            }
+        }
         for change in files {
             let path = change.path();
-            if !changed.contains_key(path) {
-                let current = self.file(repo, path, &head.commit.sha).await?;
-                changed.insert(path, (current.clone(), current));
+            let current = self.file(repo, path, branch).await?;
+            let next = change
+                .apply(current.as_ref().map(|(text, _)| text.as_str()))
+                .map_err(|e| GithubError::Rejected(format!("{e} in {r}")))?;
+            let Some(next) = next else {
+                continue;
+            };
+            let mut body = json!({
+                "message": format!("{message}: {path}"),
+                "content": STANDARD.encode(next),
+                "branch": branch,
+            });
+            if let Some((_, sha)) = current {
+                body["sha"] = sha.into();
             }
-            if let Some((_, now)) = changed.get_mut(path) {
-                if let Some(next) = change
-                    .apply(now.as_deref())
-                    .map_err(|e| GithubError::Rejected(format!("{e} in {r}")))?
-                {
-                    *now = Some(next);
-                }
-            }
-        }
-        let tree: Vec<serde_json::Value> = changed
-            .iter()
-            .filter(|(_, (before, after))| before != after)
-            .filter_map(|(path, (_, after))| {
-                let content = after.as_ref()?;
-                Some(json!({ "path": path, "mode": "100644", "type": "blob", "content": content }))
-            })
-            .collect();
-        if tree.is_empty() {
-            return Err(GithubError::Rejected(format!(
-                "nothing to change in {r}: every file has its content already"
-            )));
-        }
-        let resp = self
-            .call(
-                Method::Post,
-                &format!("/repos/{r}/git/trees"),
-                Some(json!({ "base_tree": head.commit.commit.tree.sha, "tree": tree })),
+            self.call(
+                Method::Put,
+                &format!("/repos/{r}/contents/{path}"),
+                Some(body),
             )
             .await?;
-        let tree: Sha = parse("tree", &resp)?;
-        let resp = self
-            .call(
-                Method::Post,
-                &format!("/repos/{r}/git/commits"),
-                Some(json!({ "message": message, "tree": tree.sha, "parents": [head.commit.sha] })),
-            )
-            .await?;
-        let commit: Sha = parse("commit", &resp)?;
-        let resp = self
-            .raw(
-                Method::Post,
-                &format!("/repos/{r}/git/refs"),
-                Some(json!({ "ref": format!("refs/heads/{branch}"), "sha": commit.sha })),
-            )
-            .await?;
-        // "Reference already exists": a concurrent attempt created the branch (with
-        // its own, identical commit).
-        if resp.status == 422 && resp.body.contains("already exists") {
-            return Ok(());
         }
-        classify(Ok(resp)).map(drop)
+        Ok(())
     }
 
     /// Enables auto-merge on a PR (by its node id) with GraphQL.

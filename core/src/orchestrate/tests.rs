@@ -50,7 +50,10 @@ fn sha(n: u8) -> String {
 #[derive(Default)]
 struct World {
     branches: BTreeSet<(String, String)>,
+    /// Files on the default branch: (repo, path) → text.
     files: BTreeMap<(String, String), String>,
+    /// Files written on a branch: (repo, branch, path) → text.
+    written: BTreeMap<(String, String, String), String>,
     /// (repo, number, branch, node id)
     pulls: Vec<(String, u64, String, String)>,
     /// Answers to give before the normal one, by "METHOD path" prefix.
@@ -58,6 +61,15 @@ struct World {
     /// GraphQL answers "clean status" to enablePullRequestAutoMerge.
     clean_status: bool,
     telegram_sent: u32,
+}
+
+/// A stand-in for a git blob sha: anything that changes with the text.
+fn blob(text: &str) -> String {
+    format!(
+        "blob-{}-{}",
+        text.len(),
+        text.bytes().map(u64::from).sum::<u64>()
+    )
 }
 
 fn fake(world: Rc<RefCell<World>>) -> FakeHttp {
@@ -144,30 +156,52 @@ fn route(w: &mut World, req: &HttpRequest) -> Result<HttpResponse, crate::http::
             }
         }
         (Method::Get, t) if t.starts_with("contents/") => {
-            assert!(
-                query.contains(&format!("ref={}", sha(0xbb))),
-                "reads the base commit"
-            );
-            match w
-                .files
-                .get(&(repo.clone(), t["contents/".len()..].to_owned()))
-            {
+            let path = t["contents/".len()..].to_owned();
+            let at = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("ref="))
+                .expect("contents are read at a ref")
+                .to_owned();
+            let text = w
+                .written
+                .get(&(repo.clone(), at.clone(), path.clone()))
+                .or_else(|| w.files.get(&(repo.clone(), path.clone())));
+            match text {
                 Some(c) => json_response(
                     200,
-                    json!({"type": "file", "encoding": "base64", "content": STANDARD.encode(c)}),
+                    json!({"type": "file", "encoding": "base64", "content": STANDARD.encode(c), "sha": blob(c)}),
                 ),
                 None => json_response(404, json!({"message": "Not Found"})),
             }
         }
-        (Method::Post, "git/trees") => {
-            assert_eq!(body["base_tree"], json!(sha(0xcc)));
-            json_response(201, json!({"sha": sha(0xdd)}))
-        }
-        (Method::Post, "git/commits") => {
-            assert_eq!(body["parents"], json!([sha(0xbb)]));
-            json_response(201, json!({"sha": sha(0xee)}))
+        (Method::Put, t) if t.starts_with("contents/") => {
+            let path = t["contents/".len()..].to_owned();
+            let branch = body["branch"].as_str().expect("a branch").to_owned();
+            assert!(
+                w.branches.contains(&(repo.clone(), branch.clone())),
+                "writes go to the PR's branch, made first"
+            );
+            let current = w
+                .written
+                .get(&(repo.clone(), branch.clone(), path.clone()))
+                .or_else(|| w.files.get(&(repo.clone(), path.clone())));
+            // GitHub needs the sha of the blob being replaced, and only then.
+            assert_eq!(
+                body.get("sha").and_then(Value::as_str),
+                current.map(|c| blob(c)).as_deref(),
+                "the sha of {path}"
+            );
+            let text = String::from_utf8(
+                STANDARD
+                    .decode(body["content"].as_str().expect("content"))
+                    .expect("base64"),
+            )
+            .expect("utf-8");
+            w.written.insert((repo, branch, path), text);
+            json_response(201, json!({"content": {"sha": "x"}}))
         }
         (Method::Post, "git/refs") => {
+            assert_eq!(body["sha"], json!(sha(0xbb)), "branched from main's head");
             let branch = body["ref"]
                 .as_str()
                 .and_then(|r| r.strip_prefix("refs/heads/"))
@@ -370,23 +404,22 @@ fn creates_a_service_end_to_end() {
         assert_eq!(h.status(id, s), StepStatus::Raised, "{s}");
     }
     assert_eq!(h.status(id, "service_definition_pr"), StepStatus::Pending);
-    let trees = h.bodies_to("/git/trees");
-    assert_eq!(trees.len(), 3);
-    let infra = &trees[0]["tree"][0];
-    assert_eq!(infra["path"], "services/payments/main.tf");
-    let tf = infra["content"].as_str().expect("content");
+    let written = |repo: &str, path: &str| {
+        h.world
+            .borrow()
+            .written
+            .get(&(repo.into(), "create-service/payments".into(), path.into()))
+            .cloned()
+            .unwrap_or_else(|| panic!("{path} written in {repo}"))
+    };
+    assert_eq!(h.bodies_to("/contents/").len(), 3, "one write per file");
+    let tf = written("acme/infra", "services/payments/main.tf");
     assert!(
         tf.contains("module \"payments\" {") && tf.contains("team   = \"payments-team\""),
         "{tf}"
     );
-    let nginx = trees
-        .iter()
-        .find_map(|t| {
-            (t["tree"][0]["path"] == "upstreams.conf").then(|| t["tree"][0]["content"].clone())
-        })
-        .expect("the nginx edit");
     assert_eq!(
-        nginx,
+        written("acme/nginx-upstreams", "upstreams.conf"),
         "upstream billing {\n  server billing.internal:8080;\n}\nupstream payments {\n  server payments.internal:8080;\n}\n",
         "appended to the file as it is on main"
     );
@@ -752,6 +785,7 @@ fn an_open_pr_from_an_earlier_attempt_is_reused() {
     block_on(h.runner().run_step(&step, h.now()));
     assert_eq!(h.step(id, "infra_pr").pr.map(|p| p.number), Some(10));
     assert!(h.calls_matching("/repos/acme/infra/git/").is_empty());
+    assert!(h.calls_matching("PUT ").is_empty());
     assert!(!h
         .calls_matching("POST http://gh.test/repos/acme/infra/pulls")
         .iter()
