@@ -1,6 +1,7 @@
 // Strict fakes of the upstream APIs, on loopback. Each one checks every request it
 // receives the way the real service would (token, chat, markup, auth header) and
 // records anything unexpected as a violation; the suite fails if any were recorded.
+import { createHash } from "node:crypto";
 import { createServer } from "node:http";
 import { verify as cryptoVerify } from "node:crypto";
 
@@ -233,7 +234,20 @@ export async function fakeGithub({ token, appId, publicKey }) {
     // Pull request comments (id -> { repo, number, body, edits }), deployments
     // (id -> { repo, environment, transient, statuses }), deleted environments.
     comments: new Map(), nextComment: 5000, deployments: new Map(), deletedEnvironments: [],
+    // Repositories the orchestration works in (name -> { defaultBranch, head,
+    // branches: Map(name -> sha), files: Map("branch:path" -> text), pulls: [] }),
+    // GraphQL mutations seen, workflow dispatches.
+    repos: new Map(), nextPull: 100, graphql: [], dispatches: [],
   };
+  /** Adds a repository with `files` on its default branch `main`. */
+  state.addRepo = (name, files = {}) => {
+    const head = createHash("sha1").update(name).digest("hex");
+    const repo = { defaultBranch: "main", head, branches: new Map([["main", head]]), files: new Map(), pulls: [] };
+    for (const [path, text] of Object.entries(files)) repo.files.set(`main:${path}`, text);
+    state.repos.set(name, repo);
+    return repo;
+  };
+  const blobSha = (text) => createHash("sha1").update(`blob ${Buffer.byteLength(text)}\0${text}`).digest("hex");
   if (token) state.issued.add(token);
   const server = await listen((req, raw, res) => {
     const url = new URL(req.url, "http://x");
@@ -297,6 +311,7 @@ export async function fakeGithub({ token, appId, publicKey }) {
     }
     if (req.method === "POST" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/actions\/workflows\/([^/]+)\/dispatches$/))) {
       if (typeof body?.ref !== "string") violations.push("dispatch without ref");
+      state.dispatches.push({ repo: m[1], workflow: m[2], ref: body.ref, inputs: body.inputs });
       if (state.dispatchRunId) return json(res, 200, { workflow_run_id: state.dispatchRunId, run_url: "x", html_url: "y" });
       res.writeHead(204);
       return res.end();
@@ -321,6 +336,85 @@ export async function fakeGithub({ token, appId, publicKey }) {
     }
     if (req.method === "GET" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/commits\/([0-9a-f]{40})\/pulls$/))) {
       return json(res, 200, state.pulls.get(m[2]) ?? []);
+    }
+    if (req.method === "POST" && path === "/graphql") {
+      const id = body?.variables?.id;
+      const pull = [...state.repos.values()].flatMap((r) => r.pulls).find((p) => p.node_id === id);
+      const mutation = /enablePullRequestAutoMerge|mergePullRequest/.exec(body?.query ?? "")?.[0];
+      if (!pull || !mutation || !["MERGE", "SQUASH", "REBASE"].includes(body.variables.method)) {
+        violations.push(`GraphQL ${mutation ?? "query"} for ${id}`);
+        return json(res, 200, { data: null, errors: [{ type: "NOT_FOUND", message: `Could not resolve to a node with the global id of '${id}'` }] });
+      }
+      state.graphql.push({ mutation, number: pull.number, repo: pull.repo, method: body.variables.method });
+      pull.autoMerge = body.variables.method;
+      return json(res, 200, { data: { [mutation]: { clientMutationId: null } } });
+    }
+    const repoPath = path.match(/^\/repos\/([^/]+\/[^/]+)(\/.*)?$/);
+    const repo = repoPath && state.repos.get(repoPath[1]);
+    if (repo) {
+      const [name, rest = ""] = [repoPath[1], repoPath[2]];
+      if (req.method === "GET" && rest === "") return json(res, 200, { full_name: name, default_branch: repo.defaultBranch });
+      if (req.method === "GET" && (m = rest.match(/^\/branches\/(.+)$/))) {
+        const sha = repo.branches.get(m[1]);
+        return sha ? json(res, 200, { name: m[1], commit: { sha } }) : json(res, 404, { message: "Branch not found" });
+      }
+      if (req.method === "POST" && rest === "/git/refs") {
+        const branch = (body?.ref ?? "").replace(/^refs\/heads\//, "");
+        if (body?.sha !== repo.head) violations.push(`${name}: branch ${branch} made from ${body?.sha}, not the default branch's head`);
+        if (repo.branches.has(branch)) return json(res, 422, { message: "Reference already exists" });
+        repo.branches.set(branch, body.sha);
+        return json(res, 201, { ref: body.ref, object: { sha: body.sha } });
+      }
+      if ((m = rest.match(/^\/contents\/(.+)$/))) {
+        const file = m[1];
+        if (req.method === "GET") {
+          const at = url.searchParams.get("ref") ?? repo.defaultBranch;
+          const text = repo.files.get(`${at}:${file}`) ?? repo.files.get(`${repo.defaultBranch}:${file}`);
+          if (text === undefined) return json(res, 404, { message: "Not Found" });
+          return json(res, 200, { type: "file", encoding: "base64", content: Buffer.from(text).toString("base64"), sha: blobSha(text), path: file });
+        }
+        if (req.method === "PUT") {
+          const branch = body?.branch;
+          if (!repo.branches.has(branch) || branch === repo.defaultBranch) {
+            violations.push(`${name}: contents written to ${branch}`);
+            return json(res, 422, { message: "Branch not found" });
+          }
+          const current = repo.files.get(`${branch}:${file}`) ?? repo.files.get(`${repo.defaultBranch}:${file}`);
+          if ((current === undefined) !== (body.sha === undefined) || (current !== undefined && body.sha !== blobSha(current))) {
+            violations.push(`${name}: ${file} written with sha ${body.sha}`);
+            return json(res, 409, { message: `${file} does not match ${body.sha}` });
+          }
+          if (typeof body.message !== "string" || !body.message) violations.push(`${name}: ${file} written without a message`);
+          const text = Buffer.from(body.content ?? "", "base64").toString("utf8");
+          repo.files.set(`${branch}:${file}`, text);
+          repo.branches.set(branch, createHash("sha1").update(`${branch}:${file}:${text}`).digest("hex"));
+          return json(res, current === undefined ? 201 : 200, { content: { path: file, sha: blobSha(text) } });
+        }
+      }
+      if ((m = rest.match(/^\/pulls$/))) {
+        if (req.method === "GET") {
+          const head = url.searchParams.get("head") ?? "";
+          const state_ = url.searchParams.get("state") ?? "open";
+          return json(res, 200, repo.pulls.filter((p) => `${name.split("/")[0]}:${p.head.ref}` === head && (state_ === "all" || p.state === state_)));
+        }
+        if (req.method === "POST") {
+          if (!repo.branches.has(body?.head) || body?.base !== repo.defaultBranch || !body?.title) {
+            violations.push(`${name}: PR from ${body?.head} to ${body?.base}`);
+            return json(res, 422, { message: "Validation Failed" });
+          }
+          if (repo.pulls.some((p) => p.head.ref === body.head && p.state === "open")) {
+            return json(res, 422, { message: "Validation Failed", errors: [{ message: `A pull request already exists for ${body.head}.` }] });
+          }
+          const number = state.nextPull++;
+          const pull = {
+            number, state: "open", title: body.title, body: body.body, repo: name,
+            node_id: `PR_kw${number}`, html_url: `https://github.com/${name}/pull/${number}`,
+            head: { ref: body.head, sha: repo.branches.get(body.head) }, base: { ref: body.base, sha: repo.head },
+          };
+          repo.pulls.push(pull);
+          return json(res, 201, pull);
+        }
+      }
     }
     if ((m = path.match(/^\/repos\/([^/]+\/[^/]+)\/issues\/(\d+)\/comments$/))) {
       const [repo, number] = [m[1], Number(m[2])];
