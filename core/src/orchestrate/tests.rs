@@ -981,7 +981,10 @@ fn definitions_are_validated_naming_the_field() {
     );
     let e = parse(json!([{"id": "A", "action": {"kind": "await_merge", "pr": "x"}}]))
         .expect_err("bad id");
-    assert!(e.starts_with("steps[0].id:"), "{e}");
+    assert!(
+        e.starts_with("steps[0]") && e.contains("is not a step id"),
+        "{e}"
+    );
     let e = parse(json!([pr, {"id": "m", "action": {"kind": "teleport"}}])).expect_err("bad kind");
     assert!(e.starts_with("steps[1].action"), "{e}");
 
