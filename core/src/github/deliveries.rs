@@ -187,8 +187,8 @@ impl<S: Sql> DeliveryStore<S> {
             .sql
             .query(
                 "SELECT payload FROM deliveries WHERE event = 'workflow_run' AND action = 'completed' \
-                 AND ((?1 IS NOT NULL AND json_extract(payload, '$.id') = ?1) \
-                   OR (?1 IS NULL AND lower(repository) = lower(?2) AND json_extract(payload, '$.head_sha') = ?3)) \
+                 AND ((?1 IS NOT NULL AND json_extract(payload, '$.workflow_run.id') = ?1) \
+                   OR (?1 IS NULL AND lower(repository) = lower(?2) AND json_extract(payload, '$.workflow_run.head_sha') = ?3)) \
                  ORDER BY received_at DESC LIMIT 1",
                 &[
                     run_id.and_then(|r| i64::try_from(r).ok()).into(),
