@@ -311,6 +311,18 @@ fn list(v: Option<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variable_is_documented() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let example =
+            std::fs::read_to_string(format!("{root}/.dev.vars.example")).expect("example");
+        let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("readme");
+        for (name, _) in VARIABLES {
+            assert!(example.contains(name), "{name} is not in .dev.vars.example");
+            assert!(readme.contains(name), "{name} is not in the README");
+        }
+    }
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Config {
