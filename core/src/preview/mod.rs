@@ -116,6 +116,14 @@ impl PreviewSettings {
         placeholders_ok("preview.image", &self.image, &["sha", "branch", "pr"])?;
         plain("preview.app_name", &self.app_name, 128)?;
         placeholders_ok("preview.app_name", &self.app_name, &["app", "pr", "branch"])?;
+        // Teardown deletes the Fly app: a name without the PR number could be an
+        // app that is not a preview at all (or another PR's).
+        if !self.app_name.contains("{pr}") {
+            return Err(ApiError::BadRequest(
+                "preview.app_name must contain {pr}, so each pull request gets its own Fly app"
+                    .into(),
+            ));
+        }
         if let Some(r) = &self.region {
             plain("preview.region", r, 16)?;
         }

@@ -70,6 +70,10 @@ fn settings_errors_name_the_field() {
     assert!(bad(serde_json::json!({"org": "acme", "image": "x:{tag}"})).contains("preview.image"));
     assert!(bad(serde_json::json!({"org": "", "image": "x"})).contains("preview.org"));
     assert!(
+        bad(serde_json::json!({"org": "a", "image": "x", "app_name": "{app}-preview"}))
+            .contains("must contain {pr}")
+    );
+    assert!(
         bad(serde_json::json!({"org": "a", "image": "x", "max_concurrent": 0}))
             .contains("preview.max_concurrent")
     );
