@@ -800,6 +800,29 @@ fn forks_and_drafts_are_not_deployed_and_the_comment_says_why() {
 }
 
 #[test]
+fn converting_to_draft_takes_a_live_preview_down_when_drafts_are_skipped() {
+    let s = Story::new(serde_json::json!({"skip_drafts": true}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    assert_eq!(s.preview(2).status, Status::Ready);
+    s.deliver(&s.event("pull_request.opened.json", |v| {
+        with(2, 1)(v);
+        v["action"] = "converted_to_draft".into();
+        v["pull_request"]["draft"] = true.into();
+    }));
+    let p = s.preview(2);
+    assert_eq!((p.status, p.wanted), (Status::Skipped, Wanted::Live));
+    let w = s.world.borrow();
+    assert!(
+        w.fly_apps.is_empty(),
+        "the machine does not run for a draft"
+    );
+    assert_eq!(w.comments.len(), 1);
+    assert!(w.comments.values().all(|c| c.contains("draft")));
+    let latest = w.deployments.values().last().expect("deployment");
+    assert_eq!(latest.last().map(String::as_str), Some("inactive"));
+}
+
+#[test]
 fn the_cron_expires_previews_and_deletes_fly_apps_that_outlived_teardown() {
     let s = Story::new(serde_json::json!({"ttl_hours": 1}));
     s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
