@@ -250,8 +250,14 @@ async fn run_claimed<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: C
             }
         }
         if store.settle(id, p.revision, now).await? {
-            // A slot freed: the previews waiting for one try again, oldest first.
-            if held_slot && !p.status.may_have_fly_app() {
+            // A slot freed (the preview held one, or reserved one for a deploy that
+            // failed): the previews waiting for one try again, oldest first. One
+            // that ends queued frees nothing, so waiting previews never wake each
+            // other in a loop.
+            let freed = (held_slot || action == Action::Deploy)
+                && !p.status.may_have_fly_app()
+                && p.status != Status::Queued;
+            if freed {
                 for waiting in store.queued(&p.app).await? {
                     if let Err(e) = ctx
                         .deps

@@ -200,6 +200,8 @@ struct World {
     next_id: i64,
     /// Machine creation answers this status and message.
     machine_create_fails: Option<(u16, &'static str)>,
+    /// Machine creation for an image containing this fails with a 422.
+    bad_image: Option<String>,
     /// `wait` answers 503 this many times.
     wait_failures: u32,
 }
@@ -331,6 +333,13 @@ fn answer(
                 (Method::Post, "machines") => {
                     if let Some((status, error)) = w.machine_create_fails {
                         return json_response(status, serde_json::json!({"error": error}));
+                    }
+                    let image = body["config"]["image"].as_str().unwrap_or_default();
+                    if w.bad_image
+                        .as_deref()
+                        .is_some_and(|bad| image.contains(bad))
+                    {
+                        return json_response(422, serde_json::json!({"error": "image not found"}));
                     }
                     let m = format!("m{id}");
                     w.machines
@@ -544,6 +553,14 @@ impl Story {
         panic!("the queue never drained: {logs:?}");
     }
 
+    /// Runs the first queued message only.
+    fn run_one(&self) -> RunVerdict {
+        let JobMessage::Preview { id } = self.queue.sent.borrow_mut().remove(0) else {
+            panic!("not a preview message");
+        };
+        block_on(run(&self.deps(), &NativeCipher::default(), id, self.now())).verdict
+    }
+
     fn preview(&self, pr: u64) -> Preview {
         block_on(PreviewStore::new(&self.db).list("hello"))
             .expect("list")
@@ -711,6 +728,9 @@ fn previews_past_their_slots_wait_and_start_when_one_frees() {
         .any(|c| c.contains("1 preview ahead")));
     assert_eq!(s.world.borrow().fly_apps.len(), 1);
 
+    // Waiting previews do not wake each other.
+    assert!(s.queue.sent.borrow().is_empty());
+
     // Closing #1 frees its slot: #2 (first in line) starts, #3 moves up.
     s.deliver(&s.event("pull_request.closed.json", with(1, 1)));
     assert_eq!(s.preview(2).status, Status::Ready);
@@ -722,6 +742,42 @@ fn previews_past_their_slots_wait_and_start_when_one_frees() {
         .comments
         .values()
         .any(|c| c.contains("next in line")));
+}
+
+#[test]
+fn a_deploy_that_fails_after_taking_a_slot_gives_it_back() {
+    let s = Story::new(serde_json::json!({"max_concurrent": 1}));
+    s.world.borrow_mut().bad_image = Some(sha(2));
+    s.deliver(&s.event("pull_request.opened.json", with(1, 1)));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 2)));
+    s.later(1000);
+    s.deliver(&s.event("pull_request.opened.json", with(3, 3)));
+    assert_eq!(s.preview(3).status, Status::Queued);
+    block_on(on_pull_request(
+        &s.deps(),
+        &s.event("pull_request.closed.json", with(1, 1)),
+        s.now(),
+    ))
+    .expect("recorded");
+    assert_eq!(s.run_one(), RunVerdict::Ack);
+    assert_eq!(s.preview(1).status, Status::Destroyed);
+    // #1's wake-up call to #3 is lost; #2 takes the slot and fails.
+    let p3 = s.preview(3).id;
+    s.queue
+        .sent
+        .borrow_mut()
+        .retain(|m| *m != JobMessage::Preview { id: p3 });
+    assert_eq!(s.run_one(), RunVerdict::Ack);
+    assert_eq!(s.preview(2).status, Status::Failed);
+    assert!(
+        s.queue
+            .sent
+            .borrow()
+            .contains(&JobMessage::Preview { id: p3 }),
+        "the failed deploy gave its slot back"
+    );
+    s.drain();
+    assert_eq!(s.preview(3).status, Status::Ready);
 }
 
 #[test]
