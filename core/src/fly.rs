@@ -130,16 +130,15 @@ impl<'a, H: Http> FlyClient<'a, H> {
     /// Gives an app its public addresses (a shared IPv4 and an IPv6) unless it has
     /// some, so `{app}.fly.dev` answers.
     pub async fn ensure_public_ips(&self, app: &str) -> Result<(), FlyError> {
-        #[derive(Deserialize)]
-        struct Ips {
-            #[serde(default)]
-            ips: Vec<serde_json::Value>,
-        }
         let path = format!("/v1/apps/{app}/ip_assignments");
         let resp = self.call(Method::Get, &path, None).await?;
-        let have: Ips = crate::json::from_str(&resp.body)
+        let have = crate::json::value(&resp.body)
             .map_err(|e| FlyError::Transient(format!("unexpected answer: {e}")))?;
-        if !have.ips.is_empty() {
+        if have
+            .get("ips")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|ips| !ips.is_empty())
+        {
             return Ok(());
         }
         for kind in ["shared_v4", "v6"] {

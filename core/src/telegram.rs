@@ -2,8 +2,6 @@
 //! classified, and what a delivery does next. The client is generic over [`Http`] and
 //! takes its API base from config, so tests point it at a fake.
 
-use serde::Deserialize;
-
 use crate::http::{HttpError, HttpRequest, HttpResponse};
 use crate::notify::{DeployKind, Deployment, Source};
 use crate::ports::Http;
@@ -267,27 +265,6 @@ pub enum SendOutcome {
     },
 }
 
-#[derive(Deserialize)]
-struct ApiAnswer {
-    ok: bool,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    result: Option<ApiMessage>,
-    #[serde(default)]
-    parameters: Option<ApiParameters>,
-}
-
-#[derive(Deserialize)]
-struct ApiMessage {
-    message_id: i64,
-}
-
-#[derive(Deserialize)]
-struct ApiParameters {
-    retry_after: Option<u64>,
-}
-
 /// Fallback wait when a 429 carries no `retry_after`.
 const DEFAULT_RETRY_AFTER_SECONDS: u64 = 5;
 
@@ -301,29 +278,25 @@ pub fn classify(result: Result<HttpResponse, HttpError>) -> SendOutcome {
             }
         }
     };
-    let answer: Option<ApiAnswer> = crate::json::from_str(&resp.body).ok();
-    let description = answer
-        .as_ref()
-        .and_then(|a| a.description.clone())
-        .unwrap_or_else(|| "no description".into());
+    // {"ok", "description", "result": {"message_id"}, "parameters": {"retry_after"}}
+    let answer = crate::json::value(&resp.body).unwrap_or_default();
+    let description = crate::json::str_at(&answer, "/description")
+        .unwrap_or("no description")
+        .to_owned();
+    let sent = crate::json::int_at(&answer, "/result/message_id")
+        .filter(|_| answer.get("ok") == Some(&serde_json::Value::Bool(true)));
     match resp.status {
-        200..=299 => match answer {
-            Some(ApiAnswer {
-                ok: true,
-                result: Some(m),
-                ..
-            }) => SendOutcome::Sent {
-                message_id: m.message_id,
-            },
-            _ => SendOutcome::Transient {
+        200..=299 => match sent {
+            Some(message_id) => SendOutcome::Sent { message_id },
+            None => SendOutcome::Transient {
                 error: format!("Telegram {}: unexpected answer", resp.status),
             },
         },
         429 => SendOutcome::RateLimited {
             retry_after: clamp_retry_after(
                 answer
-                    .and_then(|a| a.parameters)
-                    .and_then(|p| p.retry_after)
+                    .pointer("/parameters/retry_after")
+                    .and_then(serde_json::Value::as_u64)
                     .unwrap_or(DEFAULT_RETRY_AFTER_SECONDS),
             ),
         },

@@ -4,7 +4,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::future::Future;
 
 use super::client::{api_request, GithubError};
@@ -129,7 +129,7 @@ pub async fn app_jwt<R: RsaSigner>(
 }
 
 /// A cached installation token.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct Cached {
     token: String,
     expires_at: i64,
@@ -152,9 +152,11 @@ pub async fn installation_token<H: Http, K: Kv, R: RsaSigner>(
 ) -> Result<Secret, GithubError> {
     let key = format!("github:installation-token:{}:{installation_id}", app.app_id);
     if let Ok(Some(text)) = kv.get(&key).await {
-        if let Ok(c) = crate::json::from_str::<Cached>(&text) {
-            if c.expires_at > now.plus_seconds(TOKEN_RENEW_MARGIN_SECONDS).millis() {
-                return Ok(Secret::new(c.token));
+        if let Ok(c) = crate::json::value(&text) {
+            let fresh = crate::json::int_at(&c, "/expires_at")
+                .is_some_and(|at| at > now.plus_seconds(TOKEN_RENEW_MARGIN_SECONDS).millis());
+            if let (true, Some(token)) = (fresh, crate::json::str_at(&c, "/token")) {
+                return Ok(Secret::new(token.to_owned()));
             }
         }
     }
@@ -166,28 +168,27 @@ pub async fn installation_token<H: Http, K: Kv, R: RsaSigner>(
         jwt.expose(),
     );
     let resp = super::client::classify(http.send(req).await)?;
-    #[derive(Deserialize)]
-    struct Issued {
-        token: String,
-        expires_at: String,
-    }
-    let issued: Issued = crate::json::from_str(&resp.body).map_err(|e| {
+    let issued = crate::json::value(&resp.body).map_err(|e| {
         GithubError::Transient(format!("installation token: unexpected answer: {e}"))
     })?;
-    let expires_at = Timestamp::parse_rfc3339(&issued.expires_at)
+    let token = crate::json::str_at(&issued, "/token")
+        .ok_or_else(|| GithubError::Transient("installation token: no token in the answer".into()))?
+        .to_owned();
+    let expires_at = crate::json::str_at(&issued, "/expires_at")
+        .and_then(Timestamp::parse_rfc3339)
         .unwrap_or_else(|| now.plus_seconds(3600))
         .millis();
     let ttl = (expires_at - now.millis()) / 1000 - TOKEN_RENEW_MARGIN_SECONDS;
     if ttl >= 60 {
         let cached = serde_json::to_string(&Cached {
-            token: issued.token.clone(),
+            token: token.clone(),
             expires_at,
         })
         .unwrap_or_default();
         // A cache miss next time only costs another exchange.
         let _ = kv.put(&key, &cached, ttl as u64).await;
     }
-    Ok(Secret::new(issued.token))
+    Ok(Secret::new(token))
 }
 
 #[cfg(test)]

@@ -43,11 +43,6 @@ impl GithubError {
     }
 }
 
-#[derive(Deserialize)]
-struct Message {
-    message: Option<String>,
-}
-
 pub(crate) fn classify(
     result: Result<HttpResponse, HttpError>,
 ) -> Result<HttpResponse, GithubError> {
@@ -55,9 +50,9 @@ pub(crate) fn classify(
     if (200..300).contains(&resp.status) {
         return Ok(resp);
     }
-    let message = crate::json::from_str::<Message>(&resp.body)
+    let message = crate::json::value(&resp.body)
         .ok()
-        .and_then(|m| m.message)
+        .and_then(|v| crate::json::str_at(&v, "/message").map(str::to_owned))
         .unwrap_or_else(|| "no message".into());
     let text = format!("{}: {message}", resp.status);
     let rate_limited = resp.status == 429
@@ -131,6 +126,12 @@ impl<'a, H: Http> GithubClient<'a, H> {
         classify(self.http.send(self.request(method, url, body)).await)
     }
 
+    /// The `id` of what an answer describes.
+    fn id(resp: &HttpResponse) -> Result<i64, GithubError> {
+        crate::json::int_at(&Self::json(resp)?, "/id")
+            .ok_or_else(|| GithubError::Transient("unexpected answer: no id".into()))
+    }
+
     fn json<T: for<'de> Deserialize<'de>>(resp: &HttpResponse) -> Result<T, GithubError> {
         crate::json::from_str(&resp.body)
             .map_err(|e| GithubError::Transient(format!("unexpected answer: {e}")))
@@ -169,10 +170,6 @@ impl<'a, H: Http> GithubClient<'a, H> {
         description: &str,
         transient: bool,
     ) -> Result<i64, GithubError> {
-        #[derive(Deserialize)]
-        struct Created {
-            id: i64,
-        }
         let resp = self
             .call(
                 Method::Post,
@@ -188,7 +185,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
                 })),
             )
             .await?;
-        Ok(Self::json::<Created>(&resp)?.id)
+        Self::id(&resp)
     }
 
     /// The id of the first comment on issue or pull request `number` whose body
@@ -199,12 +196,6 @@ impl<'a, H: Http> GithubClient<'a, H> {
         number: u64,
         marker: &str,
     ) -> Result<Option<i64>, GithubError> {
-        #[derive(Deserialize)]
-        struct Comment {
-            id: i64,
-            #[serde(default)]
-            body: String,
-        }
         let mut url = format!(
             "{}/repos/{}/issues/{number}/comments?per_page=100",
             self.config.api_base,
@@ -216,9 +207,14 @@ impl<'a, H: Http> GithubClient<'a, H> {
                     .send(self.request(Method::Get, url.clone(), None))
                     .await,
             )?;
-            let page: Vec<Comment> = Self::json(&resp)?;
-            if let Some(c) = page.iter().find(|c| c.body.contains(marker)) {
-                return Ok(Some(c.id));
+            let page = Self::json::<serde_json::Value>(&resp)?;
+            let found = page
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| crate::json::str_at(c, "/body").is_some_and(|b| b.contains(marker)));
+            if let Some(c) = found {
+                return Ok(crate::json::int_at(c, "/id"));
             }
             match next_link(resp.header("link")) {
                 Some(next) if next.starts_with(&self.config.api_base) => url = next,
@@ -235,10 +231,6 @@ impl<'a, H: Http> GithubClient<'a, H> {
         number: u64,
         body: &str,
     ) -> Result<i64, GithubError> {
-        #[derive(Deserialize)]
-        struct Created {
-            id: i64,
-        }
         let resp = self
             .call(
                 Method::Post,
@@ -246,7 +238,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
                 Some(json!({ "body": body })),
             )
             .await?;
-        Ok(Self::json::<Created>(&resp)?.id)
+        Self::id(&resp)
     }
 
     /// Replaces a comment's body; `false` when the comment is gone (deleted by
@@ -332,10 +324,6 @@ impl<'a, H: Http> GithubClient<'a, H> {
         git_ref: &str,
         inputs: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Option<u64>, GithubError> {
-        #[derive(Deserialize)]
-        struct Dispatched {
-            workflow_run_id: Option<u64>,
-        }
         let resp = self
             .call(
                 Method::Post,
@@ -349,7 +337,10 @@ impl<'a, H: Http> GithubClient<'a, H> {
         if resp.status == 204 || resp.body.trim().is_empty() {
             return Ok(None);
         }
-        Ok(Self::json::<Dispatched>(&resp)?.workflow_run_id)
+        let answer = Self::json::<serde_json::Value>(&resp)?;
+        Ok(answer
+            .get("workflow_run_id")
+            .and_then(serde_json::Value::as_u64))
     }
 
     /// Every commit between `base` and `head` (`GET /repos/{repo}/compare/{base}...{head}`,
@@ -431,14 +422,6 @@ impl<'a, H: Http> GithubClient<'a, H> {
         repo: &RepoFullName,
         sha: &CommitSha,
     ) -> Result<bool, GithubError> {
-        #[derive(Deserialize)]
-        struct Commit {
-            parents: Vec<serde_json::Value>,
-        }
-        #[derive(Deserialize)]
-        struct Pull {
-            merged_at: Option<String>,
-        }
         let resp = self
             .call(
                 Method::Get,
@@ -446,7 +429,12 @@ impl<'a, H: Http> GithubClient<'a, H> {
                 None,
             )
             .await?;
-        if Self::json::<Commit>(&resp)?.parents.len() > 1 {
+        let commit = Self::json::<serde_json::Value>(&resp)?;
+        if commit
+            .get("parents")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|p| p.len() > 1)
+        {
             return Ok(true);
         }
         let resp = self
@@ -456,9 +444,12 @@ impl<'a, H: Http> GithubClient<'a, H> {
                 None,
             )
             .await?;
-        Ok(Self::json::<Vec<Pull>>(&resp)?
-            .iter()
-            .any(|p| p.merged_at.is_some()))
+        let pulls = Self::json::<serde_json::Value>(&resp)?;
+        Ok(pulls
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| crate::json::str_at(p, "/merged_at").is_some()))
     }
 }
 

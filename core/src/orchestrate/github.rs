@@ -108,14 +108,13 @@ impl<'a, H: Http> Github<'a, H> {
     }
 
     pub async fn default_branch(&self, repo: &RepoFullName) -> Result<String, GithubError> {
-        #[derive(Deserialize)]
-        struct Repo {
-            default_branch: String,
-        }
         let resp = self
             .call(Method::Get, &format!("/repos/{}", repo.as_str()), None)
             .await?;
-        Ok(parse::<Repo>("repository", &resp)?.default_branch)
+        let answer: serde_json::Value = parse("repository", &resp)?;
+        crate::json::str_at(&answer, "/default_branch")
+            .map(str::to_owned)
+            .ok_or_else(|| GithubError::Transient("repository: no default_branch".into()))
     }
 
     /// The open PR whose head is `branch`, if any.
@@ -148,13 +147,6 @@ impl<'a, H: Http> Github<'a, H> {
         path: &str,
         at: &str,
     ) -> Result<Option<(String, String)>, GithubError> {
-        #[derive(Deserialize)]
-        struct Contents {
-            #[serde(default)]
-            content: String,
-            encoding: Option<String>,
-            sha: String,
-        }
         let Some(resp) = self
             .get_opt(&format!(
                 "/repos/{}/contents/{path}?ref={at}",
@@ -164,20 +156,27 @@ impl<'a, H: Http> Github<'a, H> {
         else {
             return Ok(None);
         };
-        let c: Contents = parse("contents", &resp)?;
-        if c.encoding.as_deref() != Some("base64") {
+        let c: serde_json::Value = parse("contents", &resp)?;
+        let blob = crate::json::str_at(&c, "/sha")
+            .unwrap_or_default()
+            .to_owned();
+        if crate::json::str_at(&c, "/encoding") != Some("base64") {
             // Files over 1 MB come without content; ours are small config files.
             return Err(GithubError::Rejected(format!(
                 "{path} in {} is too large to edit",
                 repo.as_str()
             )));
         }
-        let b64: String = c.content.chars().filter(|c| !c.is_whitespace()).collect();
+        let b64: String = crate::json::str_at(&c, "/content")
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
         let bytes = STANDARD
             .decode(b64)
             .map_err(|e| GithubError::Transient(format!("contents of {path}: {e}")))?;
         String::from_utf8(bytes)
-            .map(|text| Some((text, c.sha)))
+            .map(|text| Some((text, blob)))
             .map_err(|_| GithubError::Rejected(format!("{path} is not UTF-8 text")))
     }
 
@@ -228,14 +227,6 @@ impl<'a, H: Http> Github<'a, H> {
         message: &str,
         files: &[FileChange],
     ) -> Result<(), GithubError> {
-        #[derive(Deserialize)]
-        struct Branch {
-            commit: Sha,
-        }
-        #[derive(Deserialize)]
-        struct Sha {
-            sha: String,
-        }
         let r = repo.as_str();
         if self
             .get_opt(&format!("/repos/{r}/branches/{branch}"))
@@ -245,12 +236,14 @@ impl<'a, H: Http> Github<'a, H> {
             let resp = self
                 .call(Method::Get, &format!("/repos/{r}/branches/{base}"), None)
                 .await?;
-            let head: Branch = parse("branch", &resp)?;
+            let head: serde_json::Value = parse("branch", &resp)?;
+            let head = crate::json::str_at(&head, "/commit/sha")
+                .ok_or_else(|| GithubError::Transient(format!("branch {base}: no commit")))?;
             let resp = self
                 .raw(
                     Method::Post,
                     &format!("/repos/{r}/git/refs"),
-                    Some(json!({ "ref": format!("refs/heads/{branch}"), "sha": head.commit.sha })),
+                    Some(json!({ "ref": format!("refs/heads/{branch}"), "sha": head })),
                 )
                 .await?;
             // "Reference already exists": a concurrent attempt made it.
@@ -312,17 +305,6 @@ impl<'a, H: Http> Github<'a, H> {
     /// A GraphQL mutation; its `errors` (GraphQL answers 200 with them) are
     /// rejections, except rate limits.
     async fn graphql(&self, query: &str, variables: &serde_json::Value) -> Result<(), GithubError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(default)]
-            errors: Vec<GraphqlError>,
-        }
-        #[derive(Deserialize)]
-        struct GraphqlError {
-            #[serde(rename = "type")]
-            kind: Option<String>,
-            message: String,
-        }
         let resp = self
             .call(
                 Method::Post,
@@ -330,20 +312,23 @@ impl<'a, H: Http> Github<'a, H> {
                 Some(json!({ "query": query, "variables": variables })),
             )
             .await?;
-        let answer: Answer = parse("graphql", &resp)?;
-        if answer.errors.is_empty() {
+        let answer: serde_json::Value = parse("graphql", &resp)?;
+        let errors = answer
+            .get("errors")
+            .and_then(serde_json::Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if errors.is_empty() {
             return Ok(());
         }
-        let text = answer
-            .errors
+        let text = errors
             .iter()
-            .map(|e| e.message.as_str())
+            .map(|e| crate::json::str_at(e, "/message").unwrap_or("no message"))
             .collect::<Vec<_>>()
             .join("; ");
-        if answer
-            .errors
+        if errors
             .iter()
-            .any(|e| e.kind.as_deref() == Some("RATE_LIMITED"))
+            .any(|e| crate::json::str_at(e, "/type") == Some("RATE_LIMITED"))
         {
             Err(GithubError::Transient(format!("GraphQL: {text}")))
         } else {
@@ -360,11 +345,6 @@ impl<'a, H: Http> Github<'a, H> {
         git_ref: &str,
         inputs: &BTreeMap<String, String>,
     ) -> Result<Option<WorkflowRun>, GithubError> {
-        #[derive(Deserialize)]
-        struct Dispatched {
-            workflow_run_id: Option<u64>,
-            html_url: Option<String>,
-        }
         let resp = self
             .call(
                 Method::Post,
@@ -378,15 +358,17 @@ impl<'a, H: Http> Github<'a, H> {
         if resp.status == 204 || resp.body.trim().is_empty() {
             return Ok(None);
         }
-        let d: Dispatched = parse("dispatch", &resp)?;
-        Ok(d.workflow_run_id.map(|id| WorkflowRun {
-            name: None,
-            id,
-            html_url: d.html_url,
-            created_at: None,
-            updated_at: None,
-            path: Some(format!(".github/workflows/{workflow}")),
-            conclusion: None,
-        }))
+        let d: serde_json::Value = parse("dispatch", &resp)?;
+        Ok(d.get("workflow_run_id")
+            .and_then(serde_json::Value::as_u64)
+            .map(|id| WorkflowRun {
+                name: None,
+                id,
+                html_url: crate::json::str_at(&d, "/html_url").map(str::to_owned),
+                created_at: None,
+                updated_at: None,
+                path: Some(format!(".github/workflows/{workflow}")),
+                conclusion: None,
+            }))
     }
 }
