@@ -697,7 +697,7 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                 .await
             {
                 Ok(run) => StepOutcome::Done(json!({
-                    "workflow_run_id": run,
+                    "workflow_run_id": run.map(|r| r.id),
                     "repository": repo.as_str(),
                     "head_sha": sha.as_str(),
                 })),

@@ -102,6 +102,13 @@ fn next_link(link: Option<&str>) -> Option<String> {
     })
 }
 
+/// A dispatched workflow's run, as the dispatch answer describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchedRun {
+    pub id: u64,
+    pub html_url: Option<String>,
+}
+
 pub struct GithubClient<'a, H> {
     http: &'a H,
     config: &'a GithubConfig,
@@ -316,14 +323,14 @@ impl<'a, H: Http> GithubClient<'a, H> {
     }
 
     /// `POST /repos/{repo}/actions/workflows/{workflow}/dispatches` asking for the
-    /// run's details; returns the run id when GitHub gives one.
+    /// run's details; returns the run when GitHub gives one.
     pub async fn dispatch_workflow(
         &self,
         repo: &RepoFullName,
         workflow: &str,
         git_ref: &str,
         inputs: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Option<u64>, GithubError> {
+    ) -> Result<Option<DispatchedRun>, GithubError> {
         let resp = self
             .call(
                 Method::Post,
@@ -340,7 +347,11 @@ impl<'a, H: Http> GithubClient<'a, H> {
         let answer = Self::json::<serde_json::Value>(&resp)?;
         Ok(answer
             .get("workflow_run_id")
-            .and_then(serde_json::Value::as_u64))
+            .and_then(serde_json::Value::as_u64)
+            .map(|id| DispatchedRun {
+                id,
+                html_url: crate::json::str_at(&answer, "/html_url").map(str::to_owned),
+            }))
     }
 
     /// Every commit between `base` and `head` (`GET /repos/{repo}/compare/{base}...{head}`,

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::definition::{FileChange, MergeMethod};
 use super::store::{PullRequest, WorkflowRun};
-use crate::github::client::{api_request, classify, GithubConfig, GithubError};
+use crate::github::client::{api_request, classify, GithubClient, GithubConfig, GithubError};
 use crate::github::RepoFullName;
 use crate::http::{HttpResponse, Method};
 use crate::ports::Http;
@@ -345,30 +345,21 @@ impl<'a, H: Http> Github<'a, H> {
         git_ref: &str,
         inputs: &BTreeMap<String, String>,
     ) -> Result<Option<WorkflowRun>, GithubError> {
-        let resp = self
-            .call(
-                Method::Post,
-                &format!(
-                    "/repos/{}/actions/workflows/{workflow}/dispatches",
-                    repo.as_str()
-                ),
-                Some(json!({ "ref": git_ref, "inputs": inputs, "return_run_details": true })),
-            )
+        let inputs = inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().into()))
+            .collect();
+        let run = GithubClient::new(self.http, self.config)
+            .dispatch_workflow(repo, workflow, git_ref, &inputs)
             .await?;
-        if resp.status == 204 || resp.body.trim().is_empty() {
-            return Ok(None);
-        }
-        let d: serde_json::Value = parse("dispatch", &resp)?;
-        Ok(d.get("workflow_run_id")
-            .and_then(serde_json::Value::as_u64)
-            .map(|id| WorkflowRun {
-                name: None,
-                id,
-                html_url: crate::json::str_at(&d, "/html_url").map(str::to_owned),
-                created_at: None,
-                updated_at: None,
-                path: Some(format!(".github/workflows/{workflow}")),
-                conclusion: None,
-            }))
+        Ok(run.map(|run| WorkflowRun {
+            name: None,
+            id: run.id,
+            html_url: run.html_url,
+            created_at: None,
+            updated_at: None,
+            path: Some(format!(".github/workflows/{workflow}")),
+            conclusion: None,
+        }))
     }
 }

@@ -139,7 +139,10 @@ fn dispatch_returns_the_run_when_given() {
     let inputs = serde_json::Map::new();
     assert_eq!(
         block_on(c.dispatch_workflow(&repo(), "deploy.yml", "main", &inputs)).expect("ok"),
-        Some(991)
+        Some(DispatchedRun {
+            id: 991,
+            html_url: Some("y".into())
+        })
     );
     assert_eq!(
         block_on(c.dispatch_workflow(&repo(), "deploy.yml", "main", &inputs)).expect("ok"),
