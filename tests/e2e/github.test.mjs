@@ -3,23 +3,17 @@
 // Telegram and a deploy target.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac, randomUUID, generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { randomUUID } from "node:crypto";
 import { fakeTelegram, fakeGithub, fakeTarget, fakeFly } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
-import { root } from "../../scripts/lib.mjs";
+import { appKeyPair, clients, fixture, sha, sign, sleep } from "./github-kit.mjs";
 
 const SECRET = "e2e webhook secret";
 const OLD_SECRET = "e2e previous webhook secret";
 const ADMIN = "e2e-admin-token";
 const APP_ID = "424242";
 // The App's key as GitHub hands it out: PKCS#1 PEM.
-const { privateKey: APP_KEY, publicKey: APP_PUBLIC } = generateKeyPairSync("rsa", {
-  modulusLength: 2048,
-  privateKeyEncoding: { type: "pkcs1", format: "pem" },
-  publicKeyEncoding: { type: "spki", format: "pem" },
-});
+const { privateKey: APP_KEY, publicKey: APP_PUBLIC } = appKeyPair();
 const BOT = "42:e2e-bot";
 const CHAT = "-100777";
 
@@ -32,27 +26,7 @@ let vars;
 const FLY_TOKEN = "fly_e2e_token";
 const SECRETS_KEY = Buffer.alloc(32, 7).toString("base64");
 const SECRET_VALUE = "postgres://app:s3cr3t-e2e-value@db.internal/app";
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const fixture = (name) => JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", name), "utf8"));
-const sign = (body, secret = SECRET) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
-const sha = (c) => c.repeat(40);
-
-async function deliver(event, payload, { id = randomUUID(), secret = SECRET, signature, headers = {} } = {}) {
-  const body = typeof payload === "string" ? payload : JSON.stringify(payload);
-  const h = { "content-type": "application/json", "x-github-event": event, "x-github-delivery": id, ...headers };
-  const sig = signature === undefined ? sign(body, secret) : signature;
-  if (sig !== null) h["x-hub-signature-256"] = sig;
-  const r = await fetch(`${worker.url}/github`, { method: "POST", headers: h, body });
-  const text = await r.text();
-  return { status: r.status, json: JSON.parse(text), id };
-}
-
-async function admin(method, path, body, token = ADMIN) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const r = await fetch(`${worker.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  return { status: r.status, json: JSON.parse(await r.text()) };
-}
+const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
 /** The push fixture, moved to another repository and commit. */
 function push(repo, after, before = sha("0"), commits) {
@@ -138,7 +112,7 @@ describe("POST /github", () => {
     assert.deepEqual((await deliver("ping", ping, { signature: "sha256=zz" })).json, { success: false, error: "malformed X-Hub-Signature-256 header" });
     const wrong = await deliver("ping", ping, { secret: "not the secret" });
     assert.deepEqual([wrong.status, wrong.json.error], [401, "signature does not match"]);
-    const tampered = await deliver("ping", `${ping} `, { signature: sign(ping) });
+    const tampered = await deliver("ping", `${ping} `, { signature: sign(ping, SECRET) });
     assert.equal(tampered.status, 401);
     // GitHub's documented test vector, under the documented secret, is refused here.
     const vector = await deliver("ping", "Hello, World!", { signature: "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17" });

@@ -5,53 +5,21 @@
 // it along.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac, randomUUID, generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { spawnSync } from "node:child_process";
 import { fakeTelegram, fakeGithub } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
-import { root, toolEnv } from "../../scripts/lib.mjs";
+import { appKeyPair, clients, d1Execute, fixture, sha, sleep } from "./github-kit.mjs";
 
 const SECRET = "e2e orchestrate webhook secret";
 const ADMIN = "e2e-orchestrate-admin";
 const APP_ID = "616161";
 const INSTALLATION = "77";
-const { privateKey: APP_KEY, publicKey: APP_PUBLIC } = generateKeyPairSync("rsa", {
-  modulusLength: 2048,
-  privateKeyEncoding: { type: "pkcs1", format: "pem" },
-  publicKeyEncoding: { type: "spki", format: "pem" },
-});
+const { privateKey: APP_KEY, publicKey: APP_PUBLIC } = appKeyPair();
 const BOT = "44:e2e-orchestrate-bot";
 const CHAT = "-100999";
 const INFRA_WORKFLOW = ".github/workflows/apply.yml";
 
 let worker, gh, tg;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const fixture = (name) => JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", name), "utf8"));
-const sha = (c) => c.repeat(40);
-
-async function deliver(event, payload, id = randomUUID()) {
-  const body = JSON.stringify(payload);
-  const r = await fetch(`${worker.url}/github`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "x-github-event": event,
-      "x-github-delivery": id,
-      "x-hub-signature-256": `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`,
-    },
-    body,
-  });
-  return { status: r.status, json: await r.json(), id };
-}
-
-async function admin(method, path, body, token = ADMIN) {
-  const headers = { "content-type": "application/json" };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const r = await fetch(`${worker.url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  return { status: r.status, json: await r.json() };
-}
+const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
 const service = async (name) => (await admin("GET", `/api/services/${name}`)).json.service;
 const step = (wf, id) => wf.steps.find((s) => s.id === id);
@@ -245,13 +213,10 @@ describe("create a service", () => {
   test("a wait past its deadline fails the workflow with a clear error", async () => {
     assert.equal((await admin("POST", "/api/services", { repositoryName: "search", serviceType: "go", owningTeam: "search" })).status, 202);
     const wf = await waitUntil("search", "the merge wait", waitingForMerge);
-    const r = spawnSync(
-      join(root, "node_modules", ".bin", "wrangler"),
-      ["d1", "execute", "DB", "--local", "--persist-to", worker.persistTo, "--command",
-        `UPDATE workflow_steps SET waiting_since = 0, deadline = 3600000 WHERE workflow_id = ${wf.id} AND step_id = 'infra_merged'`],
-      { cwd: root, env: toolEnv({ CI: "true" }), encoding: "utf8" },
+    d1Execute(
+      worker.persistTo,
+      `UPDATE workflow_steps SET waiting_since = 0, deadline = 3600000 WHERE workflow_id = ${wf.id} AND step_id = 'infra_merged'`,
     );
-    assert.equal(r.status, 0, r.stderr);
     await worker.scheduled();
     const done = await waitUntil("search", "the timeout", (w) => w.status !== "running");
     assert.equal(done.status, "failed");

@@ -3,22 +3,14 @@
 // of GitHub (App auth, comments, deployments, environments), Fly.io and Telegram.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac, randomUUID, generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { spawnSync } from "node:child_process";
 import { fakeTelegram, fakeGithub, fakeFly } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
-import { root, toolEnv } from "../../scripts/lib.mjs";
+import { appKeyPair, clients, d1Execute, fixture, sha, sleep } from "./github-kit.mjs";
 
 const SECRET = "e2e preview webhook secret";
 const ADMIN = "e2e-preview-admin";
 const APP_ID = "515151";
-const { privateKey: APP_KEY, publicKey: APP_PUBLIC } = generateKeyPairSync("rsa", {
-  modulusLength: 2048,
-  privateKeyEncoding: { type: "pkcs1", format: "pem" },
-  publicKeyEncoding: { type: "spki", format: "pem" },
-});
+const { privateKey: APP_KEY, publicKey: APP_PUBLIC } = appKeyPair();
 const BOT = "43:e2e-preview-bot";
 const CHAT = "-100888";
 const FLY_TOKEN = "fly_e2e_preview_token";
@@ -28,33 +20,7 @@ const REPO = "Codertocat/Hello-World";
 const MARKER = "<!-- edge-notifier:preview:hello -->";
 
 let worker, gh, tg, fly;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const sha = (c) => c.repeat(40);
-const fixture = (name) => JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", name), "utf8"));
-
-async function deliver(event, payload, id = randomUUID()) {
-  const body = JSON.stringify(payload);
-  const r = await fetch(`${worker.url}/github`, {
-    method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "x-github-event": event,
-      "x-github-delivery": id,
-      "x-hub-signature-256": `sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`,
-    },
-    body,
-  });
-  return { status: r.status, json: await r.json(), id };
-}
-
-async function admin(method, path, body) {
-  const r = await fetch(`${worker.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: r.status, json: await r.json() };
-}
+const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
 /** A pull_request fixture for PR `number` at `head`, optionally changed further. */
 function pr(action, number, head, edit = () => {}) {
@@ -202,7 +168,7 @@ describe("previews", () => {
     const seen = [gh.requests.length, fly.requests.length];
     const again = await deliver("pull_request", event);
     assert.equal(again.status, 202);
-    const dup = await deliver("pull_request", event, again.id);
+    const dup = await deliver("pull_request", event, { id: again.id });
     assert.equal(dup.status, 200, "the same delivery id is recognised");
     await sleep(1500);
     assert.deepEqual([gh.requests.length, fly.requests.length], seen, "no call for a duplicate");
@@ -278,12 +244,7 @@ describe("previews", () => {
   test("the cron destroys an expired preview and says so", async () => {
     const live = await waitFor(5, ["ready"]);
     // Move the expiry into the past in the local D1 (the TTL is counted in hours).
-    const r = spawnSync(
-      join(root, "node_modules", ".bin", "wrangler"),
-      ["d1", "execute", "DB", "--local", "--persist-to", worker.persistTo, "--command", `UPDATE previews SET expires_at = 1000 WHERE id = ${live.id}`],
-      { cwd: root, env: toolEnv({ CI: "true" }), encoding: "utf8" },
-    );
-    assert.equal(r.status, 0, r.stderr);
+    d1Execute(worker.persistTo, `UPDATE previews SET expires_at = 1000 WHERE id = ${live.id}`);
     await worker.scheduled();
     const p = await waitFor(5, ["destroyed"]);
     assert.equal(p.wanted, "expired");

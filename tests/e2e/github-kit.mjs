@@ -1,0 +1,57 @@
+// What the GitHub-facing end-to-end suites share: the real fixtures, a GitHub App key
+// pair as GitHub hands it out, signed webhook deliveries, the admin API, and direct
+// writes to the local D1 for clocks no test can wait out (hours of TTL, an hour of
+// wait).
+import { createHmac, randomUUID, generateKeyPairSync } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { root, toolEnv } from "../../scripts/lib.mjs";
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const sha = (c) => c.repeat(40);
+export const fixture = (name) => JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", name), "utf8"));
+export const sign = (body, secret) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+
+/** A GitHub App key pair: the private key as GitHub hands it out (PKCS#1 PEM). */
+export function appKeyPair() {
+  const { privateKey, publicKey } = generateKeyPairSync("rsa", {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: "pkcs1", format: "pem" },
+    publicKeyEncoding: { type: "spki", format: "pem" },
+  });
+  return { privateKey, publicKey };
+}
+
+/**
+ * Clients of one Worker (`worker()` is read at each call, so a restarted Worker is
+ * followed): `deliver` signs a webhook delivery with `secret`; `admin` calls the
+ * admin API with `token`.
+ */
+export function clients(worker, { secret, token }) {
+  async function deliver(event, payload, { id = randomUUID(), secret: key = secret, signature, headers = {} } = {}) {
+    const body = typeof payload === "string" ? payload : JSON.stringify(payload);
+    const h = { "content-type": "application/json", "x-github-event": event, "x-github-delivery": id, ...headers };
+    const sig = signature === undefined ? sign(body, key) : signature;
+    if (sig !== null) h["x-hub-signature-256"] = sig;
+    const r = await fetch(`${worker().url}/github`, { method: "POST", headers: h, body });
+    return { status: r.status, json: JSON.parse(await r.text()), id };
+  }
+  async function admin(method, path, body, bearer = token) {
+    const headers = { "content-type": "application/json" };
+    if (bearer) headers.authorization = `Bearer ${bearer}`;
+    const r = await fetch(`${worker().url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: r.status, json: JSON.parse(await r.text()) };
+  }
+  return { deliver, admin };
+}
+
+/** Runs one SQL statement on a stopped-clock row in the Worker's local D1. */
+export function d1Execute(persistTo, sql) {
+  const r = spawnSync(
+    join(root, "node_modules", ".bin", "wrangler"),
+    ["d1", "execute", "DB", "--local", "--persist-to", persistTo, "--command", sql],
+    { cwd: root, env: toolEnv({ CI: "true" }), encoding: "utf8" },
+  );
+  if (r.status !== 0) throw new Error(`wrangler d1 execute failed:\n${r.stderr}`);
+}
