@@ -219,7 +219,9 @@ async fn run_claimed<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: C
             Err(_) => None,
         };
         let settings = app.as_ref().and_then(|a| a.app.preview.clone());
-        let held_slot = p.status.may_have_fly_app();
+        // Whether the preview had a place the others count: a slot, or one in the
+        // queue (those behind it move up when it leaves).
+        let had_place = p.status.may_have_fly_app() || p.status == Status::Queued;
         let action = plan(&p, settings.as_ref());
         let result = match (action, &settings) {
             (Action::Nothing, _) => Ok(()),
@@ -250,11 +252,11 @@ async fn run_claimed<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: C
             }
         }
         if store.settle(id, p.revision, now).await? {
-            // A slot freed (the preview held one, or reserved one for a deploy that
-            // failed): the previews waiting for one try again, oldest first. One
-            // that ends queued frees nothing, so waiting previews never wake each
-            // other in a loop.
-            let freed = (held_slot || action == Action::Deploy)
+            // A place freed (a slot, one reserved for a deploy that failed, or a
+            // place in the queue): the waiting previews try again, oldest first,
+            // and their comments show their new place. One that ends queued frees
+            // nothing, so waiting previews never wake each other in a loop.
+            let freed = (had_place || action == Action::Deploy)
                 && !p.status.may_have_fly_app()
                 && p.status != Status::Queued;
             if freed {

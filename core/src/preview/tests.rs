@@ -731,6 +731,26 @@ fn previews_past_their_slots_wait_and_start_when_one_frees() {
     // Waiting previews do not wake each other.
     assert!(s.queue.sent.borrow().is_empty());
 
+    // A fourth in line moves up when one ahead of it closes.
+    s.later(1000);
+    s.deliver(&s.event("pull_request.opened.json", with(4, 4)));
+    assert_eq!(s.preview(4).queue_ahead, Some(2));
+    s.deliver(&s.event("pull_request.closed.json", with(3, 3)));
+    assert_eq!(s.preview(3).status, Status::Destroyed);
+    assert_eq!(
+        s.preview(4).queue_ahead,
+        Some(1),
+        "its comment shows its new place"
+    );
+    s.later(1000);
+    s.deliver(&s.event("pull_request.reopened.json", with(3, 3)));
+    assert_eq!(
+        s.preview(3).queue_ahead,
+        Some(2),
+        "back at the end of the queue"
+    );
+    s.deliver(&s.event("pull_request.closed.json", with(4, 4)));
+
     // Closing #1 frees its slot: #2 (first in line) starts, #3 moves up.
     s.deliver(&s.event("pull_request.closed.json", with(1, 1)));
     assert_eq!(s.preview(2).status, Status::Ready);
