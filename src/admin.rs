@@ -54,6 +54,15 @@ fn authorize(req: &Request, config: &Config) -> Result<(), ApiError> {
     )
 }
 
+/// 404 unless app `name` is registered (its secrets and previews hang off it).
+async fn existing_app(apps: &AppStore<&adapters::D1Sql>, name: &AppName) -> Result<(), ApiError> {
+    apps.get(name)
+        .await
+        .map_err(|e| unavailable("app", e))?
+        .map(drop)
+        .ok_or(ApiError::NotFound)
+}
+
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
     console_error!("admin: {what}: {e}");
     ApiError::Unavailable
@@ -141,10 +150,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         (Route::Deliveries, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
         (Route::Secrets(name, env), Method::Get) => {
             let (name, env) = (AppName::parse(&name)?, EnvType::parse(&env)?);
-            apps.get(&name)
-                .await
-                .map_err(|e| unavailable("app", e))?
-                .ok_or(ApiError::NotFound)?;
+            existing_app(&apps, &name).await?;
             let list = SecretStore::new(&sql)
                 .list(&name, env)
                 .await
@@ -157,10 +163,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         (Route::Secrets(..), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
         (Route::Previews(name), Method::Get) => {
             let name = AppName::parse(&name)?;
-            apps.get(&name)
-                .await
-                .map_err(|e| unavailable("app", e))?
-                .ok_or(ApiError::NotFound)?;
+            existing_app(&apps, &name).await?;
             let list = PreviewStore::new(&sql)
                 .list(name.as_str())
                 .await
@@ -181,10 +184,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                 .secrets_keys
                 .as_ref()
                 .map_err(|missing| ApiError::NotConfigured(missing))?;
-            apps.get(&name)
-                .await
-                .map_err(|e| unavailable("app", e))?
-                .ok_or(ApiError::NotFound)?;
+            existing_app(&apps, &name).await?;
             let body = json_body(&mut req, secrets::MAX_VALUE_BYTES + 1024).await?;
             #[derive(serde::Deserialize)]
             struct Value {

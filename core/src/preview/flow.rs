@@ -542,7 +542,7 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
 
     /// Deletes the Fly app and marks the GitHub deployment inactive, if they exist.
     async fn take_down(&self, p: &mut Preview) -> Result<(), Failure> {
-        if p.status.may_have_fly_app() || p.machine_id.is_some() {
+        if p.may_have_fly_app() {
             self.fly()?.delete_app(&p.fly_app).await?;
             self.set(
                 p,
@@ -576,7 +576,7 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
         app: Option<&NamedApp>,
         error: &str,
     ) -> Result<(), StoreError> {
-        if p.status.may_have_fly_app() || p.machine_id.is_some() {
+        if p.may_have_fly_app() {
             match self.fly() {
                 Ok(fly) => {
                     if let Err(e) = fly.delete_app(&p.fly_app).await {

@@ -335,6 +335,12 @@ impl Preview {
         self.done_revision == self.revision
     }
 
+    /// Whether a Fly app may exist for it: it holds a slot, or a machine is
+    /// recorded (a run that stopped before its status moved).
+    pub fn may_have_fly_app(&self) -> bool {
+        self.status.may_have_fly_app() || self.machine_id.is_some()
+    }
+
     /// The GitHub environment: one per pull request.
     pub fn environment(&self) -> String {
         format!("pr-{}", self.pr_number)
