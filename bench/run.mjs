@@ -8,8 +8,9 @@ import { spawnSync } from "node:child_process";
 import { tmpdir, cpus } from "node:os";
 import { join } from "node:path";
 import { ensureTools, buildWorker, toolEnv, root, log } from "../scripts/lib.mjs";
-import { fakeTelegram } from "../tests/e2e/fakes.mjs";
+import { fakeTelegramThread as fakeTelegram } from "./telegram-thread.mjs";
 import { startWorker } from "../tests/e2e/worker.mjs";
+import { startOnWorkerd } from "./runtime.mjs";
 
 const TOKEN = "bench-notify-token";
 const BOT = "999:bench-bot";
@@ -84,7 +85,7 @@ async function telegramLatency(tg, sentAt, timeoutMs = 120_000) {
   const until = Date.now() + timeoutMs;
   const arrived = new Map();
   while (Date.now() < until) {
-    for (const m of tg.messages) {
+    for (const m of (await tg.snapshot()).messages) {
       const id = /Deployment ID:<\/b> <code>([^<]+)<\/code>/.exec(m.text)?.[1];
       if (id && sentAt.has(id) && !arrived.has(id) && m.answered === 200) arrived.set(id, m.at);
     }
@@ -190,49 +191,76 @@ function mixedLoad(prefix) {
   return bodies;
 }
 
+/** Warms a Worker up, then runs the mixed c16 load against it. */
+async function c16Run(url, label) {
+  const run = `${label}-${Date.now().toString(36)}`;
+  await load(url, Array.from({ length: 50 }, (_, i) => deployment(`warm-${run}-${i}`, i)), 4);
+  return load(url, mixedLoad(`c16-${run}`), 16);
+}
+
 /** The same load against the least a /notify can do here (bench/baseline). */
-async function baseline() {
-  const w = await startWorker({ config: "bench/baseline/wrangler.toml" });
+async function baseline(start) {
+  const w = await start({ config: "bench/baseline/wrangler.toml" });
   try {
-    const run = Date.now().toString(36);
-    await load(w.url, Array.from({ length: 50 }, (_, i) => deployment(`warm-${run}-${i}`, i)), 4);
-    const r = await load(w.url, mixedLoad(`base-${run}`), 16);
-    return { ...r, sentAt: undefined };
+    return { ...(await c16Run(w.url, "base")), sentAt: undefined };
   } finally {
     await w.stop();
   }
 }
 
+const workerVars = (tg) => ({
+  DEPLOY_NOTIFY_TOKEN: TOKEN, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT, TELEGRAM_API_BASE: tg.base,
+  GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
+});
+
+/** For reference only: the same c16 runs through the `wrangler dev` CLI (see runtime.mjs). */
+async function throughWranglerDev() {
+  const base = await baseline(startWorker);
+  const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
+  const w = await startWorker({ vars: workerVars(tg) });
+  try {
+    const c16 = await c16Run(w.url, "dev");
+    const latency = await telegramLatency(tg, c16.sentAt);
+    return { baseline_c16: base, notify_c16: { ...c16, sentAt: undefined }, post_to_telegram_c16: latency };
+  } finally {
+    await w.stop();
+    await tg.close();
+  }
+}
+
 ensureTools();
 buildWorker();
-log("baseline: a bare KV + D1 + queue Worker, 2,000 requests at concurrency 16");
-const base = await baseline();
+log("baseline: a bare KV + D1 + queue Worker on workerd, 2,000 requests at concurrency 16");
+const base = await baseline(startOnWorkerd);
 const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
-const worker = await startWorker({
-  vars: {
-    DEPLOY_NOTIFY_TOKEN: TOKEN, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT, TELEGRAM_API_BASE: tg.base,
-    GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
-  },
-});
+const worker = await startOnWorkerd({ vars: workerVars(tg) });
+let c16, tgC16, c1, tgC1, gh;
 try {
-  const run = Date.now().toString(36);
-  log("warm-up: 50 requests");
-  await load(worker.url, Array.from({ length: 50 }, (_, i) => deployment(`warm-${run}-${i}`, i)), 4);
-
-  log("2,000 POST /notify at concurrency 16, 20% duplicates");
-  const c16 = await load(worker.url, mixedLoad(`c16-${run}`), 16);
-  const tgC16 = await telegramLatency(tg, c16.sentAt);
+  log("2,000 POST /notify at concurrency 16, 20% duplicates (after 50 to warm up)");
+  c16 = await c16Run(worker.url, "worker");
+  tgC16 = await telegramLatency(tg, c16.sentAt);
 
   log("200 POST /notify at concurrency 1");
-  const c1 = await load(worker.url, Array.from({ length: 200 }, (_, i) => deployment(`c1-${run}-${i}`, i)), 1);
-  const tgC1 = await telegramLatency(tg, c1.sentAt);
+  const run = Date.now().toString(36);
+  c1 = await load(worker.url, Array.from({ length: 200 }, (_, i) => deployment(`c1-${run}-${i}`, i)), 1);
+  tgC1 = await telegramLatency(tg, c1.sentAt);
 
   log("/github: 1,000 signed 25 KB pushes at concurrency 16; HMAC of 5 and 25 MiB bodies");
-  const gh = await githubBench(worker.url);
+  gh = await githubBench(worker.url);
+  const { violations } = await tg.snapshot();
+  if (violations.length) console.log(`Telegram fake violations: ${violations.slice(0, 5).join("; ")}`);
+} finally {
+  await worker.stop();
+  await tg.close();
+}
 
-  log("upload size (wrangler deploy --dry-run)");
-  const size = uploadSize();
+log("for reference: the baseline and the Worker at concurrency 16 through wrangler dev");
+const dev = await throughWranglerDev();
 
+log("upload size (wrangler deploy --dry-run)");
+const size = uploadSize();
+
+{
   const results = {
     when: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
@@ -243,6 +271,7 @@ try {
     post_to_telegram_c1: tgC1,
     github: gh,
     upload: size,
+    through_wrangler_dev: dev,
     targets: TARGETS,
   };
   results.checks = {
@@ -283,9 +312,9 @@ try {
   }
   row("upload total (KiB)", size.total_kib, "", true);
   row("upload gzip (KiB)", size.gzip_kib, `<= ${TARGETS.gzip_kib_max}`, results.checks.gzip);
+  row("wrangler dev: baseline c16 (req/s)", dev.baseline_c16.rps, "(reference)", true);
+  row("wrangler dev: /notify c16 (req/s)", dev.notify_c16.rps, "(reference)", true);
+  row("wrangler dev: /notify c16 p99 (ms)", dev.notify_c16.p99_ms, "(reference)", true);
+  row("wrangler dev: POST→Telegram c16 p50", dev.post_to_telegram_c16.p50_ms, "(reference)", true);
   console.log("\nwritten to bench/results.json");
-  if (tg.violations.length) console.log(`Telegram fake violations: ${tg.violations.slice(0, 5).join("; ")}`);
-} finally {
-  await worker.stop();
-  await tg.close();
 }

@@ -1,28 +1,482 @@
-//! One JSON reader for the whole crate. `serde_json::from_str` and `from_slice` each
-//! instantiate every `Deserialize` impl again for their own reader type; reading all
-//! text through the slice reader keeps one copy, which matters in a Worker whose
-//! upload size is budgeted.
+//! One JSON reader for the whole crate.
+//!
+//! Text is parsed once into a [`Value`] (one instantiation of serde_json's parser), and
+//! typed data is read out of it by [`FromJson`] impls written against [`Obj`]. A
+//! `#[derive(Deserialize)]` would instead generate, for every type, a visitor that
+//! serde_json monomorphises again (field matching, sequences, `Option`s, buffered
+//! `Content` for tagged enums); across the webhook payloads, app and workflow
+//! definitions, upstream answers and stored rows that was about a fifth of the
+//! Worker's code, and the Worker's upload size is budgeted. Reading a `Value` field by
+//! field also gives every error its full path (`steps[2].action.files[0].path`).
+//!
+//! Writing stays with `#[derive(Serialize)]`; every type that is both written and read
+//! has a round-trip test.
 
-use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::fmt;
 
-/// `serde_json::from_str`, through the slice reader.
-pub fn from_str<T: DeserializeOwned>(s: &str) -> serde_json::Result<T> {
+use serde_json::{Map, Value};
+
+/// Where a value sits in a document: `deployment.projectName`, `commits[2].id`.
+/// Built on the stack while reading and rendered only for an error.
+#[derive(Debug, Clone, Copy)]
+pub enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    pub fn is_root(&self) -> bool {
+        matches!(self, Path::Root)
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Key(parent, key) => {
+                parent.fmt(f)?;
+                if !parent.is_root() {
+                    f.write_str(".")?;
+                }
+                f.write_str(key)
+            }
+            Path::Index(parent, i) => {
+                parent.fmt(f)?;
+                write!(f, "[{i}]")
+            }
+        }
+    }
+}
+
+/// A document without the shape its reader expects: where, and what is wrong (in
+/// serde's words, so messages read the same as before this reader existed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub path: String,
+    pub problem: String,
+}
+
+impl Invalid {
+    pub fn at(at: Path<'_>, problem: impl Into<String>) -> Self {
+        Invalid {
+            path: at.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "{}: {}", self.path, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Why a text could not be read as a `T`.
+#[derive(Debug)]
+pub enum Error {
+    /// Not JSON at all.
+    Syntax(serde_json::Error),
+    /// JSON, but not a `T`.
+    Invalid(Invalid),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Syntax(e) => write!(f, "malformed JSON: {e}"),
+            Error::Invalid(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Invalid> for Error {
+    fn from(e: Invalid) -> Self {
+        Error::Invalid(e)
+    }
+}
+
+/// A type read out of a JSON [`Value`].
+pub trait FromJson: Sized {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid>;
+}
+
+/// serde_json through the slice reader, for the types still read by `Deserialize`.
+pub fn from_str<T: serde::de::DeserializeOwned>(s: &str) -> serde_json::Result<T> {
     serde_json::from_slice(s.as_bytes())
 }
 
-/// Parses JSON text into a [`serde_json::Value`], for the small upstream answers read
-/// a field or two at a time: one `Value` deserializer serves them all, where a
-/// struct per answer would add a deserializer each.
-pub fn value(s: &str) -> serde_json::Result<serde_json::Value> {
-    from_str(s)
+/// Parses JSON text into a [`Value`].
+pub fn value(s: &str) -> serde_json::Result<Value> {
+    serde_json::from_slice(s.as_bytes())
+}
+
+/// Parses JSON text and reads a `T` out of it.
+pub fn read<T: FromJson>(s: &str) -> Result<T, Error> {
+    read_slice(s.as_bytes())
+}
+
+/// [`read`] for bytes.
+pub fn read_slice<T: FromJson>(s: &[u8]) -> Result<T, Error> {
+    let v: Value = serde_json::from_slice(s).map_err(Error::Syntax)?;
+    Ok(T::from_json(&v, Path::Root)?)
+}
+
+/// Reads a `T` out of an already parsed value.
+pub fn from_value<T: FromJson>(v: &Value) -> Result<T, Invalid> {
+    T::from_json(v, Path::Root)
 }
 
 /// The integer at `pointer` (`/id`) of an answer.
-pub fn int_at(v: &serde_json::Value, pointer: &str) -> Option<i64> {
-    v.pointer(pointer).and_then(serde_json::Value::as_i64)
+pub fn int_at(v: &Value, pointer: &str) -> Option<i64> {
+    v.pointer(pointer).and_then(Value::as_i64)
 }
 
 /// The string at `pointer` of an answer.
-pub fn str_at<'a>(v: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(serde_json::Value::as_str)
+pub fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+/// How serde describes a value it did not expect: integer `5`, string "x", map.
+fn unexpected(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) if n.is_f64() => format!("floating point `{n}`"),
+        Value::Number(n) => format!("integer `{n}`"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Array(_) => "sequence".to_owned(),
+        Value::Object(_) => "map".to_owned(),
+    }
+}
+
+/// `invalid type: integer `5`, expected a string`.
+pub fn invalid_type(v: &Value, at: Path<'_>, expected: &str) -> Invalid {
+    Invalid::at(
+        at,
+        format!("invalid type: {}, expected {expected}", unexpected(v)),
+    )
+}
+
+/// `invalid value: string "x", expected <what>`: the right type, a wrong value.
+pub fn invalid_value(v: &Value, at: Path<'_>, expected: &str) -> Invalid {
+    Invalid::at(
+        at,
+        format!("invalid value: {}, expected {expected}", unexpected(v)),
+    )
+}
+
+/// "`a`, `b` or `c`" for messages.
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => "nothing".to_owned(),
+        [one] => format!("`{one}`"),
+        [a, b] => format!("`{a}` or `{b}`"),
+        _ => {
+            let all: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            format!("one of {}", all.join(", "))
+        }
+    }
+}
+
+/// The string `v` must be, or a type error naming `expected`.
+pub fn str_of<'v>(v: &'v Value, at: Path<'_>, expected: &str) -> Result<&'v str, Invalid> {
+    v.as_str().ok_or_else(|| invalid_type(v, at, expected))
+}
+
+/// A unit-like enum written as one of `variants`' names.
+pub fn variant<T: Copy>(v: &Value, at: Path<'_>, variants: &[(&str, T)]) -> Result<T, Invalid> {
+    let s = str_of(v, at, "a string")?;
+    variants
+        .iter()
+        .find(|(name, _)| *name == s)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
+            Invalid::at(
+                at,
+                format!("unknown variant `{s}`, expected {}", one_of(&names)),
+            )
+        })
+}
+
+/// A JSON object being read field by field.
+#[derive(Clone, Copy)]
+pub struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    at: Path<'a>,
+}
+
+impl<'a> Obj<'a> {
+    /// `v` as an object; anything else is a type error.
+    pub fn new(v: &'a Value, at: Path<'a>) -> Result<Self, Invalid> {
+        match v {
+            Value::Object(map) => Ok(Obj { map, at }),
+            other => Err(invalid_type(other, at, "an object")),
+        }
+    }
+
+    pub fn at(&self) -> Path<'a> {
+        self.at
+    }
+
+    /// The raw value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key)
+    }
+
+    /// A field that must be present (null only where `T` allows it).
+    pub fn req<T: FromJson>(&self, key: &str) -> Result<T, Invalid> {
+        match self.map.get(key) {
+            Some(v) => T::from_json(v, Path::Key(&self.at, key)),
+            None => Err(Invalid::at(self.at, format!("missing field `{key}`"))),
+        }
+    }
+
+    /// A field that may be absent or null.
+    pub fn opt<T: FromJson>(&self, key: &str) -> Result<Option<T>, Invalid> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => T::from_json(v, Path::Key(&self.at, key)).map(Some),
+        }
+    }
+
+    /// A field that falls back to `T::default()` when absent or null.
+    pub fn or_default<T: FromJson + Default>(&self, key: &str) -> Result<T, Invalid> {
+        self.opt(key).map(Option::unwrap_or_default)
+    }
+
+    /// A nested object that must be present. It borrows this one (its path does).
+    pub fn obj<'b>(&'b self, key: &'b str) -> Result<Obj<'b>, Invalid> {
+        match self.map.get(key) {
+            Some(v) => Obj::new(v, Path::Key(&self.at, key)),
+            None => Err(Invalid::at(self.at, format!("missing field `{key}`"))),
+        }
+    }
+
+    /// A nested object that may be absent or null.
+    pub fn opt_obj<'b>(&'b self, key: &'b str) -> Result<Option<Obj<'b>>, Invalid> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => Obj::new(v, Path::Key(&self.at, key)).map(Some),
+        }
+    }
+
+    /// A field holding one of `variants`' names.
+    pub fn variant<T: Copy>(&self, key: &str, variants: &[(&str, T)]) -> Result<T, Invalid> {
+        match self.map.get(key) {
+            Some(v) => variant(v, Path::Key(&self.at, key), variants),
+            None => Err(Invalid::at(self.at, format!("missing field `{key}`"))),
+        }
+    }
+
+    /// Refuses fields outside `known` (serde's `deny_unknown_fields`).
+    pub fn only(&self, known: &[&str]) -> Result<(), Invalid> {
+        match self.map.keys().find(|k| !known.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(k) => Err(Invalid::at(
+                Path::Key(&self.at, k),
+                format!("unknown field `{k}`, expected {}", one_of(known)),
+            )),
+        }
+    }
+}
+
+impl FromJson for String {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        str_of(v, at, "a string").map(str::to_owned)
+    }
+}
+
+impl FromJson for bool {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        v.as_bool().ok_or_else(|| invalid_type(v, at, "a boolean"))
+    }
+}
+
+impl FromJson for i64 {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        v.as_i64()
+            // D1 hands some integers over as whole doubles.
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
+            .ok_or_else(|| invalid_type(v, at, "i64"))
+    }
+}
+
+macro_rules! narrow_int {
+    ($($t:ty => $name:literal),*) => {$(
+        impl FromJson for $t {
+            fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+                let wide = i64::from_json(v, at).map_err(|_| invalid_type(v, at, $name))?;
+                <$t>::try_from(wide).map_err(|_| invalid_value(v, at, $name))
+            }
+        }
+    )*};
+}
+
+narrow_int!(u64 => "u64", u32 => "u32", u16 => "u16", u8 => "u8", i32 => "i32", usize => "usize");
+
+impl FromJson for Value {
+    fn from_json(v: &Value, _: Path<'_>) -> Result<Self, Invalid> {
+        Ok(v.clone())
+    }
+}
+
+impl<T: FromJson> FromJson for Option<T> {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        match v {
+            Value::Null => Ok(None),
+            v => T::from_json(v, at).map(Some),
+        }
+    }
+}
+
+impl<T: FromJson> FromJson for Vec<T> {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let items = v
+            .as_array()
+            .ok_or_else(|| invalid_type(v, at, "a sequence"))?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| T::from_json(item, Path::Index(&at, i)))
+            .collect()
+    }
+}
+
+impl<T: FromJson> FromJson for BTreeMap<String, T> {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let map = v.as_object().ok_or_else(|| invalid_type(v, at, "a map"))?;
+        map.iter()
+            .map(|(k, item)| Ok((k.clone(), T::from_json(item, Path::Key(&at, k))?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Inner {
+        project_name: String,
+        is_ci: bool,
+        tags: Vec<u32>,
+    }
+
+    impl FromJson for Inner {
+        fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+            let o = Obj::new(v, at)?;
+            o.only(&["projectName", "isCi", "tags"])?;
+            Ok(Inner {
+                project_name: o.req("projectName")?,
+                is_ci: o.or_default("isCi")?,
+                tags: o.or_default("tags")?,
+            })
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Outer {
+        deployment: Inner,
+        kind: Kind,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Kind {
+        Worker,
+        Pages,
+    }
+
+    impl FromJson for Outer {
+        fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+            let o = Obj::new(v, at)?;
+            Ok(Outer {
+                deployment: o.req("deployment")?,
+                kind: o.variant("kind", &[("worker", Kind::Worker), ("pages", Kind::Pages)])?,
+            })
+        }
+    }
+
+    fn error(s: &str) -> String {
+        read::<Outer>(s).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn reads_typed_data_and_ignores_unknown_fields_unless_told() {
+        let o: Outer = read(
+            r#"{"deployment": {"projectName": "api", "tags": [1, 2]}, "kind": "pages", "extra": 1}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            o,
+            Outer {
+                deployment: Inner {
+                    project_name: "api".into(),
+                    is_ci: false,
+                    tags: vec![1, 2]
+                },
+                kind: Kind::Pages
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_path_in_serdes_words() {
+        assert_eq!(
+            error(r#"{"deployment": {"projectName": 5}, "kind": "worker"}"#),
+            "deployment.projectName: invalid type: integer `5`, expected a string"
+        );
+        assert_eq!(
+            error(r#"{"deployment": {"projectName": "x", "isCi": "yes"}, "kind": "worker"}"#),
+            "deployment.isCi: invalid type: string \"yes\", expected a boolean"
+        );
+        assert_eq!(
+            error(r#"{"deployment": {"isCi": true}}"#),
+            "deployment: missing field `projectName`"
+        );
+        assert_eq!(
+            error(r#"{"deployment": {"projectName": "x", "tags": [1, "x"]}, "kind": "worker"}"#),
+            "deployment.tags[1]: invalid type: string \"x\", expected u32"
+        );
+        assert_eq!(
+            error(r#"{"deployment": {"projectName": "x", "tags": [-1]}, "kind": "worker"}"#),
+            "deployment.tags[0]: invalid value: integer `-1`, expected u32"
+        );
+        assert_eq!(
+            error(r#"{"deployment": {"projectName": "x", "extra": 1}, "kind": "worker"}"#),
+            "deployment.extra: unknown field `extra`, expected one of `projectName`, `isCi`, `tags`"
+        );
+        assert_eq!(
+            error(r#"{"deployment": {"projectName": "x"}, "kind": "lambda"}"#),
+            "kind: unknown variant `lambda`, expected `worker` or `pages`"
+        );
+        assert_eq!(error("{}"), "missing field `deployment`");
+        assert_eq!(
+            error(r#""x""#),
+            "invalid type: string \"x\", expected an object"
+        );
+        assert!(error("{").starts_with("malformed JSON"));
+    }
+
+    #[test]
+    fn whole_doubles_read_as_integers() {
+        assert_eq!(read::<i64>("42.0").expect("whole"), 42);
+        assert!(read::<i64>("4.5").is_err());
+        assert_eq!(read::<Option<u32>>("null").expect("null"), None);
+    }
 }
