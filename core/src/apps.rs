@@ -14,6 +14,16 @@ use crate::time::Timestamp;
 #[serde(transparent)]
 pub struct AppName(String);
 
+/// Stored values are read back as written (validation happened on the way in).
+impl crate::json::FromJson for AppName {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        String::from_json(v, at).map(AppName)
+    }
+}
+
 impl AppName {
     pub fn parse(s: &str) -> Result<Self, ApiError> {
         let ok = !s.is_empty()

@@ -194,6 +194,13 @@ pub fn str_of<'v>(v: &'v Value, at: Path<'_>, expected: &str) -> Result<&'v str,
     v.as_str().ok_or_else(|| invalid_type(v, at, expected))
 }
 
+/// A string newtype that validates through `TryFrom<String>`; its error text is the
+/// message (as with serde's `try_from`).
+pub fn parsed<T: TryFrom<String, Error = String>>(v: &Value, at: Path<'_>) -> Result<T, Invalid> {
+    let s = str_of(v, at, "a string")?;
+    T::try_from(s.to_owned()).map_err(|e| Invalid::at(at, e))
+}
+
 /// A unit-like enum written as one of `variants`' names.
 pub fn variant<T: Copy>(v: &Value, at: Path<'_>, variants: &[(&str, T)]) -> Result<T, Invalid> {
     let s = str_of(v, at, "a string")?;

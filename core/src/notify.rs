@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::json::FromJson;
+
 use crate::error::ApiError;
 use crate::time::Timestamp;
 
@@ -69,6 +71,19 @@ pub enum DeployKind {
     Pages,
 }
 
+impl FromJson for DeployKind {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        crate::json::variant(
+            v,
+            at,
+            &[("worker", DeployKind::Worker), ("pages", DeployKind::Pages)],
+        )
+    }
+}
+
 impl DeployKind {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,6 +106,16 @@ impl DeployKind {
 #[serde(transparent)]
 pub struct DeploymentId(String);
 
+/// Stored values are read back as written (validation happened on the way in).
+impl crate::json::FromJson for DeploymentId {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        String::from_json(v, at).map(DeploymentId)
+    }
+}
+
 impl DeploymentId {
     pub fn as_str(&self) -> &str {
         &self.0
@@ -106,6 +131,16 @@ impl DeploymentId {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CommitHash(String);
+
+/// Stored values are read back as written (validation happened on the way in).
+impl crate::json::FromJson for CommitHash {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        String::from_json(v, at).map(CommitHash)
+    }
+}
 
 impl CommitHash {
     pub fn parse(s: &str) -> Option<Self> {
@@ -132,6 +167,15 @@ pub enum Source {
     Hook,
     /// The cron poll found it in the Cloudflare API.
     Poll,
+}
+
+impl FromJson for Source {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        crate::json::variant(v, at, &[("hook", Source::Hook), ("poll", Source::Poll)])
+    }
 }
 
 impl Source {

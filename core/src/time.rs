@@ -9,6 +9,15 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct Timestamp(i64);
 
+impl crate::json::FromJson for Timestamp {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        i64::from_json(v, at).map(Timestamp)
+    }
+}
+
 impl Timestamp {
     pub const fn from_millis(ms: i64) -> Self {
         Timestamp(ms)

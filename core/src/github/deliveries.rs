@@ -12,6 +12,16 @@ use crate::time::Timestamp;
 #[serde(transparent)]
 pub struct DeliveryId(String);
 
+/// Stored values are read back as written (validation happened on the way in).
+impl crate::json::FromJson for DeliveryId {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        String::from_json(v, at).map(DeliveryId)
+    }
+}
+
 impl DeliveryId {
     /// GitHub's ids are GUIDs; accept any short printable token so other senders
     /// (and replays) work, but nothing that could be mistaken for a path or a query.

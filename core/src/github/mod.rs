@@ -37,6 +37,15 @@ impl RepoFullName {
     }
 }
 
+impl crate::json::FromJson for RepoFullName {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        crate::json::parsed(v, at)
+    }
+}
+
 impl TryFrom<String> for RepoFullName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -72,6 +81,15 @@ impl CommitSha {
     /// The all-zero id GitHub uses for "no commit" (a created or deleted ref).
     pub fn is_zero(&self) -> bool {
         self.0.bytes().all(|b| b == b'0')
+    }
+}
+
+impl crate::json::FromJson for CommitSha {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        crate::json::parsed(v, at)
     }
 }
 

@@ -30,6 +30,15 @@ impl StepId {
     }
 }
 
+impl crate::json::FromJson for StepId {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        crate::json::parsed(v, at)
+    }
+}
+
 impl TryFrom<String> for StepId {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
