@@ -67,6 +67,23 @@ impl ApiError {
     }
 }
 
+/// Reads a JSON request body as a `T` (see [`crate::json`]). Errors are 400s that name
+/// the offending field by its path (`deployment.projectName: invalid type: ...`); a
+/// body of the wrong shape altogether is described by `root_hint`.
+pub fn parse_body<T: crate::json::FromJson>(body: &[u8], root_hint: &str) -> Result<T, ApiError> {
+    crate::json::read_slice(body).map_err(|e| match e {
+        crate::json::Error::Syntax(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        crate::json::Error::Invalid(e)
+            if e.path.is_empty()
+                && !e.problem.starts_with("missing field")
+                && !e.problem.starts_with("unknown field") =>
+        {
+            ApiError::BadRequest(root_hint.to_owned())
+        }
+        crate::json::Error::Invalid(e) => ApiError::BadRequest(e.to_string()),
+    })
+}
+
 /// Parses a JSON request body into `T`. Errors are 400s that name the offending
 /// field by its path (`deployment.projectName: invalid type: ...`); a body of the
 /// wrong shape altogether is described by `root_hint`.
