@@ -31,7 +31,7 @@ fn settings(extra: serde_json::Value) -> PreviewSettings {
     if let (Some(base), Some(more)) = (v.as_object_mut(), extra.as_object()) {
         base.extend(more.clone());
     }
-    serde_json::from_value(v).expect("settings")
+    crate::json::from_value(&v).expect("settings")
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn images_get_the_sha_branch_and_number() {
 #[test]
 fn settings_errors_name_the_field() {
     let bad = |v: serde_json::Value| {
-        let s: PreviewSettings = serde_json::from_value(v).expect("shape");
+        let s: PreviewSettings = crate::json::from_value(&v).expect("shape");
         s.validate().expect_err("invalid").to_string()
     };
     assert!(bad(serde_json::json!({"org": "acme", "image": "x:{tag}"})).contains("preview.image"));
