@@ -343,4 +343,40 @@ mod tests {
             assert_eq!(StepName::parse(n.as_str()), Some(n));
         }
     }
+
+    fn round_trip<T: Serialize + FromJson + PartialEq + std::fmt::Debug>(x: T) {
+        let text = serde_json::to_string(&x).expect("serialises");
+        assert_eq!(crate::json::read::<T>(&text).expect("reads back"), x);
+    }
+
+    #[test]
+    fn states_and_names_round_trip_through_their_json() {
+        use JobStatus::*;
+        for s in [
+            Waiting, Processing, Finalized, Failed, Reverting, Reverted, Cancelled,
+        ] {
+            round_trip(s);
+        }
+        for s in [
+            StepState::Pending,
+            StepState::Started,
+            StepState::Done,
+            StepState::Failed,
+            StepState::Skipped,
+        ] {
+            round_trip(s);
+        }
+        for n in [
+            StepName::CreateDeployment,
+            StepName::Trigger,
+            StepName::AwaitResult,
+            StepName::VerifyHealth,
+            StepName::Finalize,
+            StepName::RevertTrigger,
+            StepName::RevertAwait,
+            StepName::RevertVerify,
+        ] {
+            round_trip(n);
+        }
+    }
 }
