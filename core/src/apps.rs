@@ -2,24 +2,23 @@
 //! live in D1 and are managed through the admin API; this module owns their shape,
 //! their validation (errors name the field) and their SQL.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::github::RepoFullName;
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Sql, StoreError};
 use crate::time::Timestamp;
 
 /// An app's name: lower-case letters, digits and dashes, as in a URL path.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct AppName(String);
 
 /// Stored values are read back as written (validation happened on the way in).
-impl crate::json::FromJson for AppName {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
+impl FromJson for AppName {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         String::from_json(v, at).map(AppName)
     }
 }
@@ -49,7 +48,7 @@ impl AppName {
 }
 
 /// When a push to the production branch deploys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeployOn {
     /// Every push.
@@ -58,8 +57,18 @@ pub enum DeployOn {
     Merge,
 }
 
+impl FromJson for DeployOn {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        crate::json::variant(
+            v,
+            at,
+            &[("push", DeployOn::Push), ("merge", DeployOn::Merge)],
+        )
+    }
+}
+
 /// How an app is deployed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DeployTarget {
     /// Dispatch a GitHub Actions workflow and wait for its run.
@@ -87,8 +96,61 @@ pub enum DeployTarget {
     },
 }
 
+/// Internally tagged by `type`; each variant refuses fields it does not know.
+impl FromJson for DeployTarget {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        #[derive(Clone, Copy)]
+        enum Type {
+            GithubWorkflow,
+            DeployHook,
+            Fly,
+        }
+        let o = Obj::new(v, at)?;
+        let kind = o.variant(
+            "type",
+            &[
+                ("github_workflow", Type::GithubWorkflow),
+                ("deploy_hook", Type::DeployHook),
+                ("fly", Type::Fly),
+            ],
+        )?;
+        Ok(match kind {
+            Type::GithubWorkflow => {
+                o.only(&["type", "repository", "workflow", "ref", "inputs"])?;
+                DeployTarget::GithubWorkflow {
+                    repository: o.opt("repository")?,
+                    workflow: o.req("workflow")?,
+                    git_ref: o.opt("ref")?,
+                    inputs: match o.get("inputs") {
+                        None | Some(Value::Null) => serde_json::Map::new(),
+                        Some(Value::Object(map)) => map.clone(),
+                        Some(other) => {
+                            return Err(crate::json::invalid_type(
+                                other,
+                                Path::Key(&o.at(), "inputs"),
+                                "a map",
+                            ))
+                        }
+                    },
+                }
+            }
+            Type::DeployHook => {
+                o.only(&["type", "url"])?;
+                DeployTarget::DeployHook { url: o.req("url")? }
+            }
+            Type::Fly => {
+                o.only(&["type", "app", "image"])?;
+                DeployTarget::Fly {
+                    app: o.req("app")?,
+                    image: o.req("image")?,
+                }
+            }
+        })
+    }
+}
+
 /// An app as stored and as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct App {
     pub repository: RepoFullName,
@@ -103,6 +165,32 @@ pub struct App {
     /// Preview environments for pull requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<crate::preview::PreviewSettings>,
+}
+
+impl FromJson for App {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        o.only(&[
+            "repository",
+            "production_branch",
+            "environment",
+            "deploy_on",
+            "telegram_chat_id",
+            "deploy",
+            "health_url",
+            "preview",
+        ])?;
+        Ok(App {
+            repository: o.req("repository")?,
+            production_branch: o.req("production_branch")?,
+            environment: o.req("environment")?,
+            deploy_on: o.req("deploy_on")?,
+            telegram_chat_id: o.opt("telegram_chat_id")?,
+            deploy: o.req("deploy")?,
+            health_url: o.opt("health_url")?,
+            preview: o.opt("preview")?,
+        })
+    }
 }
 
 fn http_url(field: &str, url: &str) -> Result<(), ApiError> {
@@ -132,7 +220,7 @@ impl App {
     /// Parses and validates an app from the admin API's JSON body.
     pub fn parse(body: &[u8]) -> Result<App, ApiError> {
         let app: App =
-            crate::error::parse_json_body(body, "body must be a JSON object describing the app")?;
+            crate::error::parse_body(body, "body must be a JSON object describing the app")?;
         app.validate()?;
         Ok(app)
     }
@@ -280,7 +368,7 @@ fn named(row: crate::ports::Row) -> Result<NamedApp, StoreError> {
     let name = text("name").ok_or_else(|| StoreError("app without name".into()))?;
     let config = text("config").ok_or_else(|| StoreError(format!("app {name} without config")))?;
     Ok(NamedApp {
-        app: crate::json::from_str(&config).map_err(|e| StoreError(format!("app {name}: {e}")))?,
+        app: crate::json::read(&config).map_err(|e| StoreError(format!("app {name}: {e}")))?,
         name: AppName(name),
         created_at: int("created_at"),
         updated_at: int("updated_at"),

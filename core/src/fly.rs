@@ -1,11 +1,11 @@
 //! The Fly.io Machines API client: production deploys of `fly` targets and preview
 //! environments. Generic over [`Http`]; the base URL comes from config.
 
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::FlyConfig;
 use crate::http::{HttpError, HttpRequest, HttpResponse, Method};
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::Http;
 
 /// One call may take this long; `wait` asks Fly to hold for up to 60 s.
@@ -25,11 +25,20 @@ impl FlyError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Machine {
     pub id: String,
-    #[serde(default)]
     pub config: serde_json::Value,
+}
+
+impl FromJson for Machine {
+    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(Machine {
+            id: o.req("id")?,
+            config: o.or_default("config")?,
+        })
+    }
 }
 
 fn classify(result: Result<HttpResponse, HttpError>) -> Result<HttpResponse, FlyError> {
@@ -37,7 +46,7 @@ fn classify(result: Result<HttpResponse, HttpError>) -> Result<HttpResponse, Fly
     if (200..300).contains(&resp.status) {
         return Ok(resp);
     }
-    let message = crate::json::from_str::<serde_json::Value>(&resp.body)
+    let message = crate::json::value(&resp.body)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
         .unwrap_or_else(|| "no message".into());
@@ -161,7 +170,7 @@ impl<'a, H: Http> FlyClient<'a, H> {
                 Some(body),
             )
             .await?;
-        crate::json::from_str::<Machine>(&resp.body)
+        crate::json::read::<Machine>(&resp.body)
             .map(|m| m.id)
             .map_err(|e| FlyError::Transient(format!("unexpected answer: {e}")))
     }
@@ -209,7 +218,7 @@ impl<'a, H: Http> FlyClient<'a, H> {
         let resp = self
             .call(Method::Get, &format!("/v1/apps/{app}/machines"), None)
             .await?;
-        crate::json::from_str(&resp.body)
+        crate::json::read(&resp.body)
             .map_err(|e| FlyError::Transient(format!("unexpected answer: {e}")))
     }
 

@@ -93,3 +93,71 @@ fn the_store_round_trips() {
     assert!(!block_on(store.delete(&name)).expect("delete"));
     assert!(block_on(store.get(&name)).expect("get").is_none());
 }
+
+fn round_trip(app: &App) {
+    let text = serde_json::to_string(app).expect("serialises");
+    assert_eq!(&crate::json::read::<App>(&text).expect("reads back"), app);
+}
+
+#[test]
+fn apps_round_trip_through_their_json() {
+    let preview = crate::json::read::<crate::preview::PreviewSettings>(
+        r#"{"org": "acme", "image": "reg/app:{sha}", "region": "ams", "env": {"A": "1"}}"#,
+    )
+    .expect("settings");
+    let mut app = App {
+        repository: RepoFullName::parse("a/b").expect("repo"),
+        production_branch: "main".into(),
+        environment: "production".into(),
+        deploy_on: DeployOn::Merge,
+        telegram_chat_id: Some("-100".into()),
+        deploy: DeployTarget::GithubWorkflow {
+            repository: Some(RepoFullName::parse("a/deployer").expect("repo")),
+            workflow: "deploy.yml".into(),
+            git_ref: Some("release".into()),
+            inputs: serde_json::json!({"sha": "{sha}", "n": 1})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        },
+        health_url: Some("https://b.example.com/health".into()),
+        preview: Some(preview),
+    };
+    round_trip(&app);
+    app.deploy = DeployTarget::GithubWorkflow {
+        repository: None,
+        workflow: "7".into(),
+        git_ref: None,
+        inputs: serde_json::Map::new(),
+    };
+    app.deploy_on = DeployOn::Push;
+    app.telegram_chat_id = None;
+    app.health_url = None;
+    app.preview = None;
+    round_trip(&app);
+    app.deploy = DeployTarget::DeployHook {
+        url: "https://hooks.example.com/x".into(),
+    };
+    round_trip(&app);
+    app.deploy = DeployTarget::Fly {
+        app: "b-prod".into(),
+        image: "registry.fly.io/b:{sha}".into(),
+    };
+    round_trip(&app);
+}
+
+#[test]
+fn deploy_targets_are_tagged_and_closed() {
+    assert_eq!(
+        bad(&WORKFLOW_APP.replace("\"type\": \"github_workflow\", ", "")),
+        "deploy: missing field `type`"
+    );
+    assert_eq!(
+        bad(&WORKFLOW_APP.replace("\"workflow\"", "\"url\"")),
+        "deploy.url: unknown field `url`, expected one of `type`, `repository`, `workflow`, `ref`, `inputs`"
+    );
+    assert_eq!(
+        bad(&WORKFLOW_APP.replace("{\"sha\": \"{sha}\"}", "[]")),
+        "deploy.inputs: invalid type: sequence, expected a map"
+    );
+}

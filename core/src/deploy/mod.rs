@@ -10,11 +10,13 @@ pub mod runs;
 pub mod store;
 pub mod sweep;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::apps::{App, DeployTarget};
+use crate::json::{FromJson, Invalid, Path};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Waiting,
@@ -24,6 +26,25 @@ pub enum JobStatus {
     Reverting,
     Reverted,
     Cancelled,
+}
+
+impl FromJson for JobStatus {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        use JobStatus::*;
+        crate::json::variant(
+            v,
+            at,
+            &[
+                ("waiting", Waiting),
+                ("processing", Processing),
+                ("finalized", Finalized),
+                ("failed", Failed),
+                ("reverting", Reverting),
+                ("reverted", Reverted),
+                ("cancelled", Cancelled),
+            ],
+        )
+    }
 }
 
 impl JobStatus {
@@ -83,7 +104,7 @@ impl JobStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     Pending,
@@ -91,6 +112,23 @@ pub enum StepState {
     Done,
     Failed,
     Skipped,
+}
+
+impl FromJson for StepState {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        use StepState::*;
+        crate::json::variant(
+            v,
+            at,
+            &[
+                ("pending", Pending),
+                ("started", Started),
+                ("done", Done),
+                ("failed", Failed),
+                ("skipped", Skipped),
+            ],
+        )
+    }
 }
 
 impl StepState {
@@ -113,7 +151,7 @@ impl StepState {
 }
 
 /// The steps of a deploy, in order; the revert steps are appended when a deploy fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepName {
     /// Create the GitHub Deployment and set it `in_progress`.
@@ -130,6 +168,26 @@ pub enum StepName {
     RevertTrigger,
     RevertAwait,
     RevertVerify,
+}
+
+impl FromJson for StepName {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        use StepName::*;
+        crate::json::variant(
+            v,
+            at,
+            &[
+                ("create_deployment", CreateDeployment),
+                ("trigger", Trigger),
+                ("await_result", AwaitResult),
+                ("verify_health", VerifyHealth),
+                ("finalize", Finalize),
+                ("revert_trigger", RevertTrigger),
+                ("revert_await", RevertAwait),
+                ("revert_verify", RevertVerify),
+            ],
+        )
+    }
 }
 
 impl StepName {
@@ -283,6 +341,42 @@ mod tests {
             StepName::RevertVerify,
         ] {
             assert_eq!(StepName::parse(n.as_str()), Some(n));
+        }
+    }
+
+    fn round_trip<T: Serialize + FromJson + PartialEq + std::fmt::Debug>(x: T) {
+        let text = serde_json::to_string(&x).expect("serialises");
+        assert_eq!(crate::json::read::<T>(&text).expect("reads back"), x);
+    }
+
+    #[test]
+    fn states_and_names_round_trip_through_their_json() {
+        use JobStatus::*;
+        for s in [
+            Waiting, Processing, Finalized, Failed, Reverting, Reverted, Cancelled,
+        ] {
+            round_trip(s);
+        }
+        for s in [
+            StepState::Pending,
+            StepState::Started,
+            StepState::Done,
+            StepState::Failed,
+            StepState::Skipped,
+        ] {
+            round_trip(s);
+        }
+        for n in [
+            StepName::CreateDeployment,
+            StepName::Trigger,
+            StepName::AwaitResult,
+            StepName::VerifyHealth,
+            StepName::Finalize,
+            StepName::RevertTrigger,
+            StepName::RevertAwait,
+            StepName::RevertVerify,
+        ] {
+            round_trip(n);
         }
     }
 }

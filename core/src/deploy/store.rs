@@ -1,18 +1,20 @@
 //! Deploy jobs and steps in D1. Every state change is a conditional update (the
 //! state machine's allowed moves), so redelivered or late messages change nothing.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{JobStatus, StepName, StepState};
 use crate::apps::AppName;
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::PushCommit;
 use crate::github::CommitSha;
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Row, Sql, SqlValue, Statement, StoreError};
 use crate::time::Timestamp;
 
-/// A job as the API shows it, with its steps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A job as the API shows it, with its steps. Never read back as JSON: it is
+/// assembled from its row ([`job`]) and its steps' rows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Job {
     pub id: i64,
     pub app: String,
@@ -38,7 +40,7 @@ pub struct Job {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     pub position: i64,
     pub name: StepName,
@@ -48,6 +50,22 @@ pub struct Step {
     pub error: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+}
+
+impl FromJson for Step {
+    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(Step {
+            position: o.req("position")?,
+            name: o.req("name")?,
+            state: o.req("state")?,
+            attempts: o.req("attempts")?,
+            result: o.opt("result")?,
+            error: o.opt("error")?,
+            started_at: o.opt("started_at")?,
+            finished_at: o.opt("finished_at")?,
+        })
+    }
 }
 
 /// What a push asks for.
@@ -580,6 +598,7 @@ fn job(row: Row) -> Result<Job, StoreError> {
         updated_at: int(&row, "updated_at").unwrap_or(0),
         started_at: int(&row, "started_at"),
         finished_at: int(&row, "finished_at"),
+        // Still serde: `PushCommit` (core/src/github) has no `FromJson` yet.
         commits: text(&row, "commits")
             .map(|c| crate::json::from_str(&c))
             .transpose()
@@ -604,7 +623,7 @@ fn step(row: Row) -> Result<Step, StoreError> {
             _ => return Err(StoreError("step state".into())),
         },
         attempts: int(&row, "attempts").unwrap_or(0),
-        result: text(&row, "result").and_then(|r| crate::json::from_str(&r).ok()),
+        result: text(&row, "result").and_then(|r| crate::json::value(&r).ok()),
         error: text(&row, "error"),
         started_at: int(&row, "started_at"),
         finished_at: int(&row, "finished_at"),

@@ -9,10 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::github::{CommitSha, RepoFullName};
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::time::Timestamp;
 
 pub mod flow;
@@ -40,7 +42,7 @@ fn default_max() -> u32 {
 }
 
 /// An app's `preview` settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewSettings {
     /// On unless set to false (the block is there to be used).
@@ -74,6 +76,38 @@ pub struct PreviewSettings {
     /// Whether pull requests from forks are deployed (their code gets the secrets).
     #[serde(default)]
     pub allow_forks: bool,
+}
+
+impl FromJson for PreviewSettings {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        o.only(&[
+            "enabled",
+            "org",
+            "image",
+            "region",
+            "internal_port",
+            "env",
+            "app_name",
+            "ttl_hours",
+            "max_concurrent",
+            "skip_drafts",
+            "allow_forks",
+        ])?;
+        Ok(PreviewSettings {
+            enabled: o.opt("enabled")?.unwrap_or_else(yes),
+            org: o.req("org")?,
+            image: o.req("image")?,
+            region: o.opt("region")?,
+            internal_port: o.opt("internal_port")?.unwrap_or_else(default_port),
+            env: o.or_default("env")?,
+            app_name: o.opt("app_name")?.unwrap_or_else(default_app_name),
+            ttl_hours: o.opt("ttl_hours")?.unwrap_or_else(default_ttl),
+            max_concurrent: o.opt("max_concurrent")?.unwrap_or_else(default_max),
+            skip_drafts: o.or_default("skip_drafts")?,
+            allow_forks: o.or_default("allow_forks")?,
+        })
+    }
 }
 
 fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), ApiError> {
@@ -217,12 +251,26 @@ impl PreviewSettings {
 }
 
 /// What the pull request wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Wanted {
     Live,
     Closed,
     Expired,
+}
+
+impl FromJson for Wanted {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        crate::json::variant(
+            v,
+            at,
+            &[
+                ("live", Wanted::Live),
+                ("closed", Wanted::Closed),
+                ("expired", Wanted::Expired),
+            ],
+        )
+    }
 }
 
 impl Wanted {
@@ -245,7 +293,7 @@ impl Wanted {
 }
 
 /// What exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Recorded, nothing done yet.
@@ -260,6 +308,24 @@ pub enum Status {
     Destroyed,
     /// Not deployed (a draft, or a fork).
     Skipped,
+}
+
+impl FromJson for Status {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        crate::json::variant(
+            v,
+            at,
+            &[
+                ("new", Status::New),
+                ("queued", Status::Queued),
+                ("deploying", Status::Deploying),
+                ("ready", Status::Ready),
+                ("failed", Status::Failed),
+                ("destroyed", Status::Destroyed),
+                ("skipped", Status::Skipped),
+            ],
+        )
+    }
 }
 
 impl Status {

@@ -31,7 +31,7 @@ fn settings(extra: serde_json::Value) -> PreviewSettings {
     if let (Some(base), Some(more)) = (v.as_object_mut(), extra.as_object()) {
         base.extend(more.clone());
     }
-    serde_json::from_value(v).expect("settings")
+    crate::json::from_value(&v).expect("settings")
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn images_get_the_sha_branch_and_number() {
 #[test]
 fn settings_errors_name_the_field() {
     let bad = |v: serde_json::Value| {
-        let s: PreviewSettings = serde_json::from_value(v).expect("shape");
+        let s: PreviewSettings = crate::json::from_value(&v).expect("shape");
         s.validate().expect_err("invalid").to_string()
     };
     assert!(bad(serde_json::json!({"org": "acme", "image": "x:{tag}"})).contains("preview.image"));
@@ -949,4 +949,59 @@ fn a_run_that_died_is_picked_up_by_the_cron() {
     block_on(sweep(&s.deps(), s.now()));
     s.drain();
     assert_eq!(s.preview(2).status, Status::Ready);
+}
+
+#[test]
+fn settings_and_states_round_trip_through_their_json() {
+    let round_trip = |s: &PreviewSettings| {
+        let text = serde_json::to_string(s).expect("serialises");
+        assert_eq!(
+            &crate::json::read::<PreviewSettings>(&text).expect("reads"),
+            s
+        );
+    };
+    let defaults = settings(serde_json::json!({}));
+    assert!(defaults.enabled && defaults.region.is_none() && defaults.env.is_empty());
+    assert_eq!(
+        (defaults.internal_port, defaults.app_name.as_str()),
+        (8080, "{app}-pr-{pr}")
+    );
+    assert_eq!((defaults.ttl_hours, defaults.max_concurrent), (72, 5));
+    round_trip(&defaults);
+    round_trip(&PreviewSettings {
+        enabled: false,
+        org: "acme".into(),
+        image: "reg/app:{sha}".into(),
+        region: Some("ams".into()),
+        internal_port: 3000,
+        env: BTreeMap::from([("MODE".to_owned(), "preview".to_owned())]),
+        app_name: "{app}-{pr}".into(),
+        ttl_hours: 24,
+        max_concurrent: 2,
+        skip_drafts: true,
+        allow_forks: true,
+    });
+    assert_eq!(
+        crate::json::read::<PreviewSettings>(r#"{"org": "a", "image": "x", "ttl": 1}"#)
+            .expect_err("unknown field")
+            .to_string(),
+        "ttl: unknown field `ttl`, expected one of `enabled`, `org`, `image`, `region`, \
+         `internal_port`, `env`, `app_name`, `ttl_hours`, `max_concurrent`, `skip_drafts`, `allow_forks`"
+    );
+    for w in [Wanted::Live, Wanted::Closed, Wanted::Expired] {
+        let text = serde_json::to_string(&w).expect("serialises");
+        assert_eq!(crate::json::read::<Wanted>(&text).expect("reads"), w);
+    }
+    for s in [
+        Status::New,
+        Status::Queued,
+        Status::Deploying,
+        Status::Ready,
+        Status::Failed,
+        Status::Destroyed,
+        Status::Skipped,
+    ] {
+        let text = serde_json::to_string(&s).expect("serialises");
+        assert_eq!(crate::json::read::<Status>(&text).expect("reads"), s);
+    }
 }

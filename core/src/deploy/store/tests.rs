@@ -260,3 +260,31 @@ fn the_same_commit_again_after_its_job_finished_is_not_a_new_deploy() {
     let job = block_on(store.get(b)).expect("get").expect("job");
     assert_eq!(job.status, JobStatus::Waiting);
 }
+
+#[test]
+fn steps_round_trip_through_their_json() {
+    let round_trip = |s: &Step| {
+        let text = serde_json::to_string(s).expect("serialises");
+        assert_eq!(&crate::json::read::<Step>(&text).expect("reads back"), s);
+    };
+    round_trip(&Step {
+        position: 2,
+        name: StepName::AwaitResult,
+        state: StepState::Failed,
+        attempts: 3,
+        result: Some(serde_json::json!({"run_id": 42})),
+        error: Some("boom".into()),
+        started_at: Some(10),
+        finished_at: Some(20),
+    });
+    round_trip(&Step {
+        position: 0,
+        name: StepName::CreateDeployment,
+        state: StepState::Pending,
+        attempts: 0,
+        result: None,
+        error: None,
+        started_at: None,
+        finished_at: None,
+    });
+}
