@@ -5,9 +5,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::error::{parse_json_body, ApiError};
+use super::StepKind;
+use crate::error::{parse_body, ApiError};
 use crate::github::RepoFullName;
+use crate::json::{FromJson, Invalid, Obj, Path};
 
 /// A step's id within its definition: `infra_pr`, `await_infra_merge`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -30,11 +33,8 @@ impl StepId {
     }
 }
 
-impl crate::json::FromJson for StepId {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
+impl FromJson for StepId {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         crate::json::parsed(v, at)
     }
 }
@@ -97,14 +97,22 @@ impl TeamSlug {
 }
 
 /// A workflow definition: steps run as soon as every step in their `after` is done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Definition {
     pub steps: Vec<StepDef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl FromJson for Definition {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        o.only(&["steps"])?;
+        Ok(Definition {
+            steps: o.req("steps")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepDef {
     pub id: StepId,
     /// Steps that must be done first; each must come earlier in the list, which
@@ -118,10 +126,23 @@ pub struct StepDef {
     pub action: Action,
 }
 
+impl FromJson for StepDef {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        o.only(&["id", "after", "timeout_minutes", "action"])?;
+        Ok(StepDef {
+            id: o.req("id")?,
+            after: o.or_default("after")?,
+            timeout_minutes: o.opt("timeout_minutes")?,
+            action: o.req("action")?,
+        })
+    }
+}
+
 /// What a step does. Strings may hold `{name}`, `{team}`, `{type}` and
 /// `{template}`, filled in when the workflow is created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     /// Commits `files` on a new branch off the default branch and opens a PR.
     OpenPr {
@@ -155,13 +176,83 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+impl FromJson for Action {
+    /// Tagged by `kind`; each kind takes only its own fields (and the tag).
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        let kind = o.variant(
+            "kind",
+            &[
+                ("open_pr", StepKind::OpenPr),
+                ("enable_auto_merge", StepKind::EnableAutoMerge),
+                ("await_merge", StepKind::AwaitMerge),
+                ("await_workflow", StepKind::AwaitWorkflow),
+                ("dispatch_workflow", StepKind::DispatchWorkflow),
+            ],
+        )?;
+        Ok(match kind {
+            StepKind::OpenPr => {
+                o.only(&["kind", "repository", "branch", "title", "body", "files"])?;
+                Action::OpenPr {
+                    repository: o.req("repository")?,
+                    branch: o.req("branch")?,
+                    title: o.req("title")?,
+                    body: o.or_default("body")?,
+                    files: o.req("files")?,
+                }
+            }
+            StepKind::EnableAutoMerge => {
+                o.only(&["kind", "pr", "merge_method"])?;
+                Action::EnableAutoMerge {
+                    pr: o.req("pr")?,
+                    merge_method: o.or_default("merge_method")?,
+                }
+            }
+            StepKind::AwaitMerge => {
+                o.only(&["kind", "pr"])?;
+                Action::AwaitMerge { pr: o.req("pr")? }
+            }
+            StepKind::AwaitWorkflow => {
+                o.only(&["kind", "merge", "workflow"])?;
+                Action::AwaitWorkflow {
+                    merge: o.req("merge")?,
+                    workflow: o.req("workflow")?,
+                }
+            }
+            StepKind::DispatchWorkflow => {
+                o.only(&["kind", "repository", "workflow", "git_ref", "inputs"])?;
+                Action::DispatchWorkflow {
+                    repository: o.req("repository")?,
+                    workflow: o.req("workflow")?,
+                    git_ref: o.opt("git_ref")?,
+                    inputs: o.or_default("inputs")?,
+                }
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MergeMethod {
     Merge,
     #[default]
     Squash,
     Rebase,
+}
+
+impl FromJson for MergeMethod {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        crate::json::variant(
+            v,
+            at,
+            &[
+                ("merge", MergeMethod::Merge),
+                ("squash", MergeMethod::Squash),
+                ("rebase", MergeMethod::Rebase),
+            ],
+        )
+    }
 }
 
 impl MergeMethod {
@@ -176,8 +267,8 @@ impl MergeMethod {
 }
 
 /// A change to one file of an `open_pr` step's commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum FileChange {
     /// A new file; the step fails if it exists already (the service exists).
     Create { path: String, content: String },
@@ -189,6 +280,51 @@ pub enum FileChange {
         marker: String,
         content: String,
     },
+}
+
+impl FromJson for FileChange {
+    /// Tagged by `op`; each op takes only its own fields (and the tag).
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        #[derive(Clone, Copy)]
+        enum Op {
+            Create,
+            Append,
+            InsertBefore,
+        }
+        let o = Obj::new(v, at)?;
+        let op = o.variant(
+            "op",
+            &[
+                ("create", Op::Create),
+                ("append", Op::Append),
+                ("insert_before", Op::InsertBefore),
+            ],
+        )?;
+        Ok(match op {
+            Op::Create => {
+                o.only(&["op", "path", "content"])?;
+                FileChange::Create {
+                    path: o.req("path")?,
+                    content: o.req("content")?,
+                }
+            }
+            Op::Append => {
+                o.only(&["op", "path", "content"])?;
+                FileChange::Append {
+                    path: o.req("path")?,
+                    content: o.req("content")?,
+                }
+            }
+            Op::InsertBefore => {
+                o.only(&["op", "path", "marker", "content"])?;
+                FileChange::InsertBefore {
+                    path: o.req("path")?,
+                    marker: o.req("marker")?,
+                    content: o.req("content")?,
+                }
+            }
+        })
+    }
 }
 
 impl FileChange {
@@ -266,9 +402,8 @@ impl Definition {
     /// Parses a definition from JSON (the `ORCHESTRATE_DEFINITION` setting); errors
     /// name the field by its path.
     pub fn parse(json: &str) -> Result<Definition, String> {
-        let def: Definition =
-            parse_json_body(json.as_bytes(), "a definition is {\"steps\": [...]}")
-                .map_err(|e| e.to_string())?;
+        let def: Definition = parse_body(json.as_bytes(), "a definition is {\"steps\": [...]}")
+            .map_err(|e| e.to_string())?;
         Ok(def)
     }
 
@@ -786,14 +921,23 @@ pub struct ServiceRequest {
 impl ServiceRequest {
     /// Parses and validates the body; a 400 names the field.
     pub fn parse(body: &[u8], config: &OrchestrateConfig) -> Result<Self, ApiError> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields, rename_all = "camelCase")]
         struct Body {
             repository_name: String,
             service_type: String,
             owning_team: String,
         }
-        let raw: Body = parse_json_body(
+        impl FromJson for Body {
+            fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+                let o = Obj::new(v, at)?;
+                o.only(&["repositoryName", "serviceType", "owningTeam"])?;
+                Ok(Body {
+                    repository_name: o.req("repositoryName")?,
+                    service_type: o.req("serviceType")?,
+                    owning_team: o.req("owningTeam")?,
+                })
+            }
+        }
+        let raw: Body = parse_body(
             body,
             "body must be {\"repositoryName\", \"serviceType\", \"owningTeam\"}",
         )?;

@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::definition::{FileChange, MergeMethod};
 use super::store::{PullRequest, WorkflowRun};
 use crate::github::client::{api_request, classify, GithubClient, GithubConfig, GithubError};
 use crate::github::RepoFullName;
 use crate::http::{HttpResponse, Method};
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::Http;
 
 pub struct Github<'a, H> {
@@ -36,38 +36,36 @@ pub enum AutoMerge {
     AlreadyMerged,
 }
 
-#[derive(Deserialize)]
-struct RawPull {
-    number: u64,
-    node_id: String,
-    html_url: String,
-    head: RawRef,
-    base: RawRef,
-}
+/// A PR as the REST API answers it (`head`, `base`), not as a step stores it.
+struct RestPull(PullRequest);
 
-#[derive(Deserialize)]
-struct RawRef {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    sha: String,
-}
-
-impl From<RawPull> for PullRequest {
-    fn from(p: RawPull) -> Self {
-        PullRequest {
-            number: p.number,
-            node_id: p.node_id,
-            sha: Some(p.head.sha),
-            git_ref: Some(p.head.git_ref),
-            base: Some(p.base.git_ref),
-            html_url: Some(p.html_url),
-        }
+impl FromJson for RestPull {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        let head = o.obj("head")?;
+        let base = o.obj("base")?;
+        Ok(RestPull(PullRequest {
+            number: o.req("number")?,
+            node_id: o.req("node_id")?,
+            sha: Some(head.req("sha")?),
+            git_ref: Some(head.req("ref")?),
+            base: Some(base.req("ref")?),
+            html_url: Some(o.req("html_url")?),
+        }))
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(what: &str, resp: &HttpResponse) -> Result<T, GithubError> {
-    crate::json::from_str(&resp.body)
-        .map_err(|e| GithubError::Transient(format!("{what}: unexpected answer: {e}")))
+fn unexpected(what: &str, e: impl std::fmt::Display) -> GithubError {
+    GithubError::Transient(format!("{what}: unexpected answer: {e}"))
+}
+
+fn parse<T: FromJson>(what: &str, resp: &HttpResponse) -> Result<T, GithubError> {
+    crate::json::read(&resp.body).map_err(|e| unexpected(what, e))
+}
+
+/// The answer as a [`Value`], for the few fields read out of it by pointer.
+fn answer(what: &str, resp: &HttpResponse) -> Result<Value, GithubError> {
+    crate::json::value(&resp.body).map_err(|e| unexpected(what, e))
 }
 
 impl<'a, H: Http> Github<'a, H> {
@@ -111,7 +109,7 @@ impl<'a, H: Http> Github<'a, H> {
         let resp = self
             .call(Method::Get, &format!("/repos/{}", repo.as_str()), None)
             .await?;
-        let answer: serde_json::Value = parse("repository", &resp)?;
+        let answer = answer("repository", &resp)?;
         crate::json::str_at(&answer, "/default_branch")
             .map(str::to_owned)
             .ok_or_else(|| GithubError::Transient("repository: no default_branch".into()))
@@ -134,10 +132,10 @@ impl<'a, H: Http> Github<'a, H> {
                 None,
             )
             .await?;
-        Ok(parse::<Vec<RawPull>>("pulls", &resp)?
+        Ok(parse::<Vec<RestPull>>("pulls", &resp)?
             .into_iter()
             .next()
-            .map(PullRequest::from))
+            .map(|p| p.0))
     }
 
     /// The text and blob sha of a file at `at`, or `None` when it does not exist.
@@ -156,7 +154,7 @@ impl<'a, H: Http> Github<'a, H> {
         else {
             return Ok(None);
         };
-        let c: serde_json::Value = parse("contents", &resp)?;
+        let c = answer("contents", &resp)?;
         let blob = crate::json::str_at(&c, "/sha")
             .unwrap_or_default()
             .to_owned();
@@ -214,7 +212,7 @@ impl<'a, H: Http> Github<'a, H> {
             )));
         }
         let resp = classify(Ok(resp))?;
-        Ok(parse::<RawPull>("pull", &resp)?.into())
+        Ok(parse::<RestPull>("pull", &resp)?.0)
     }
 
     /// Makes `branch` from `base`'s head unless it exists, then writes each change
@@ -236,7 +234,7 @@ impl<'a, H: Http> Github<'a, H> {
             let resp = self
                 .call(Method::Get, &format!("/repos/{r}/branches/{base}"), None)
                 .await?;
-            let head: serde_json::Value = parse("branch", &resp)?;
+            let head = answer("branch", &resp)?;
             let head = crate::json::str_at(&head, "/commit/sha")
                 .ok_or_else(|| GithubError::Transient(format!("branch {base}: no commit")))?;
             let resp = self
@@ -312,7 +310,7 @@ impl<'a, H: Http> Github<'a, H> {
                 Some(json!({ "query": query, "variables": variables })),
             )
             .await?;
-        let answer: serde_json::Value = parse("graphql", &resp)?;
+        let answer = answer("graphql", &resp)?;
         let errors = answer
             .get("errors")
             .and_then(serde_json::Value::as_array)

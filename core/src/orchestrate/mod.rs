@@ -14,14 +14,14 @@ pub mod message;
 pub mod runner;
 pub mod store;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::github::events::{PullRequestEvent, WorkflowRunEvent};
 use crate::time::Timestamp;
 use definition::{Action, Definition, StepDef, StepId};
 use store::{EventRecord, PullRequest, StepRecord, WorkflowRun};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowStatus {
     Running,
@@ -52,7 +52,7 @@ impl WorkflowStatus {
 /// `failed` and `skipped` are terminal. Each kind is done at its own status
 /// ([`StepKind::done_at`]); an `open_pr` step goes on to mirror its PR
 /// (`auto_merge_enabled`, `merged`) after it is done.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     #[default]
@@ -123,7 +123,7 @@ impl StepStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     OpenPr,
@@ -218,7 +218,7 @@ impl Move {
 }
 
 /// A step of a workflow, as the queue message that runs it names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StepRef {
     pub workflow_id: i64,
     pub step: StepId,

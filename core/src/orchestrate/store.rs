@@ -3,17 +3,19 @@
 //! or a late event changes nothing; the event that moved a step is appended in
 //! the same statement, so the record shows why it is where it is.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::definition::{Definition, StepId};
 use super::{Move, StepKind, StepStatus, WorkflowStatus};
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::GithubEvent;
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Row, Sql, Statement, StoreError};
 use crate::time::Timestamp;
 
 /// The PR a step raised (or waits for).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PullRequest {
     pub number: u64,
     pub node_id: String,
@@ -28,7 +30,7 @@ pub struct PullRequest {
 }
 
 /// The workflow run a step waited for or started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WorkflowRun {
     pub name: Option<String>,
     pub id: u64,
@@ -39,8 +41,23 @@ pub struct WorkflowRun {
     pub conclusion: Option<String>,
 }
 
+impl FromJson for WorkflowRun {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(WorkflowRun {
+            name: o.opt("name")?,
+            id: o.req("id")?,
+            html_url: o.opt("html_url")?,
+            created_at: o.opt("created_at")?,
+            updated_at: o.opt("updated_at")?,
+            path: o.opt("path")?,
+            conclusion: o.opt("conclusion")?,
+        })
+    }
+}
+
 /// An event that moved a step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EventRecord {
     /// `pull_request`, `workflow_run`, or `timeout` (the cron).
     pub source: String,
@@ -48,6 +65,18 @@ pub struct EventRecord {
     pub delivery: Option<String>,
     pub at: i64,
     pub detail: String,
+}
+
+impl FromJson for EventRecord {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(EventRecord {
+            source: o.req("source")?,
+            delivery: o.opt("delivery")?,
+            at: o.req("at")?,
+            detail: o.req("detail")?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -620,9 +649,9 @@ fn text(row: &Row, column: &str) -> Option<String> {
     row.get(column).and_then(|v| v.as_str()).map(str::to_owned)
 }
 
-fn parsed<T: for<'de> Deserialize<'de>>(row: &Row, column: &str) -> Result<Option<T>, StoreError> {
+fn parsed<T: FromJson>(row: &Row, column: &str) -> Result<Option<T>, StoreError> {
     text(row, column)
-        .map(|t| crate::json::from_str(&t))
+        .map(|t| crate::json::read(&t))
         .transpose()
         .map_err(|e| StoreError(format!("{column}: {e}")))
 }
@@ -636,7 +665,12 @@ fn workflow(row: Row) -> Result<Workflow, StoreError> {
             .and_then(|s| WorkflowStatus::parse(&s))
             .ok_or_else(|| StoreError("workflow status".into()))?,
         error: text(&row, "error"),
-        input: parsed(&row, "input")?.unwrap_or_default(),
+        // Parsed straight into a Value: reading one out of a parsed Value copies it.
+        input: text(&row, "input")
+            .map(|t| crate::json::value(&t))
+            .transpose()
+            .map_err(|e| StoreError(format!("input: {e}")))?
+            .unwrap_or_default(),
         telegram_message_id: int(&row, "telegram_message_id"),
         created_at: int(&row, "created_at").unwrap_or(0),
         updated_at: int(&row, "updated_at").unwrap_or(0),

@@ -1025,6 +1025,199 @@ fn definitions_are_validated_naming_the_field() {
 }
 
 #[test]
+fn every_action_and_file_change_round_trips() {
+    use super::definition::{Action, MergeMethod, StepDef};
+    let id = |s: &str| StepId::parse(s).expect("id");
+    let step = |name: &str, after: &[&str], timeout_minutes, action| StepDef {
+        id: id(name),
+        after: after.iter().map(|a| id(a)).collect(),
+        timeout_minutes,
+        action,
+    };
+    let files = vec![
+        FileChange::Create {
+            path: "a".into(),
+            content: "x".into(),
+        },
+        FileChange::Append {
+            path: "b".into(),
+            content: "y".into(),
+        },
+        FileChange::InsertBefore {
+            path: "c".into(),
+            marker: "# end".into(),
+            content: "z".into(),
+        },
+    ];
+    let mut steps = vec![
+        step(
+            "pr",
+            &[],
+            None,
+            Action::OpenPr {
+                repository: "a/b".into(),
+                branch: "x".into(),
+                title: "t".into(),
+                body: String::new(),
+                files,
+            },
+        ),
+        step(
+            "merged",
+            &["pr"],
+            Some(30),
+            Action::AwaitMerge { pr: id("pr") },
+        ),
+        step(
+            "applied",
+            &["merged", "pr"],
+            Some(5),
+            Action::AwaitWorkflow {
+                merge: id("merged"),
+                workflow: ".github/workflows/a.yml".into(),
+            },
+        ),
+        step(
+            "dispatch",
+            &[],
+            None,
+            Action::DispatchWorkflow {
+                repository: "a/b".into(),
+                workflow: "w.yml".into(),
+                git_ref: Some("main".into()),
+                inputs: [("k".to_owned(), "v".to_owned())].into(),
+            },
+        ),
+        step(
+            "dispatch_default",
+            &[],
+            None,
+            Action::DispatchWorkflow {
+                repository: "a/b".into(),
+                workflow: "w.yml".into(),
+                git_ref: None,
+                inputs: BTreeMap::new(),
+            },
+        ),
+    ];
+    for (name, merge_method) in [
+        ("merge", MergeMethod::Merge),
+        ("squash", MergeMethod::Squash),
+        ("rebase", MergeMethod::Rebase),
+    ] {
+        steps.push(step(
+            name,
+            &["pr"],
+            None,
+            Action::EnableAutoMerge {
+                pr: id("pr"),
+                merge_method,
+            },
+        ));
+    }
+    let def = Definition { steps };
+    let json = serde_json::to_string(&def).expect("serialises");
+    assert_eq!(crate::json::read::<Definition>(&json).expect("reads"), def);
+    assert_eq!(Definition::parse(&json).expect("parses"), def);
+}
+
+#[test]
+fn definition_errors_name_the_whole_path() {
+    let parse = |steps: Value| {
+        Definition::parse(&json!({ "steps": steps }).to_string()).expect_err("refused")
+    };
+    let pr = |file: Value| {
+        json!([{"id": "pr", "action": {"kind": "open_pr", "repository": "a/b", "branch": "x",
+            "title": "t", "files": [file]}}])
+    };
+    assert_eq!(
+        parse(json!([{"id": "a", "action": {"kind": "await_merge", "pr": "x", "extra": 1}}])),
+        "steps[0].action.extra: unknown field `extra`, expected `kind` or `pr`"
+    );
+    assert_eq!(
+        parse(json!([{"id": "a", "action": {"pr": "x"}}])),
+        "steps[0].action: missing field `kind`"
+    );
+    assert_eq!(
+        parse(json!([{"id": "a", "action": {"kind": "await_merge", "pr": "X"}}])),
+        "steps[0].action.pr: \"X\" is not a step id (a-z, 0-9, _)"
+    );
+    assert_eq!(
+        parse(json!([{"id": "a", "action": {"kind": "enable_auto_merge", "pr": "x", "merge_method": "fast"}}])),
+        "steps[0].action.merge_method: unknown variant `fast`, expected one of `merge`, `squash`, `rebase`"
+    );
+    assert_eq!(
+        parse(pr(json!({"op": "move", "path": "f"}))),
+        "steps[0].action.files[0].op: unknown variant `move`, expected one of `create`, `append`, `insert_before`"
+    );
+    assert_eq!(
+        parse(pr(json!({"op": "create", "path": "f"}))),
+        "steps[0].action.files[0]: missing field `content`"
+    );
+    assert_eq!(
+        parse(pr(json!({"op": "append", "path": "f", "content": "c", "marker": "m"}))),
+        "steps[0].action.files[0].marker: unknown field `marker`, expected one of `op`, `path`, `content`"
+    );
+    assert_eq!(
+        parse(
+            json!([{"id": "a", "action": {"kind": "dispatch_workflow", "repository": "a/b",
+            "workflow": "w", "inputs": {"k": 1}}}])
+        ),
+        "steps[0].action.inputs.k: invalid type: integer `1`, expected a string"
+    );
+    assert_eq!(
+        Definition::parse("[]").expect_err("not an object"),
+        "a definition is {\"steps\": [...]}"
+    );
+}
+
+#[test]
+fn stored_runs_and_events_round_trip() {
+    use super::store::{EventRecord, WorkflowRun};
+    let full = WorkflowRun {
+        name: Some("apply".into()),
+        id: 7,
+        html_url: Some("https://github.com/a/b/actions/runs/7".into()),
+        created_at: Some("2025-01-15T10:00:00Z".into()),
+        updated_at: Some("2025-01-15T10:05:00Z".into()),
+        path: Some(INFRA_APPLY.into()),
+        conclusion: Some("success".into()),
+    };
+    let bare = WorkflowRun {
+        name: None,
+        id: 8,
+        html_url: None,
+        created_at: None,
+        updated_at: None,
+        path: None,
+        conclusion: None,
+    };
+    for run in [full, bare] {
+        let json = serde_json::to_string(&run).expect("serialises");
+        assert_eq!(crate::json::read::<WorkflowRun>(&json).expect("reads"), run);
+    }
+    let events = vec![
+        EventRecord {
+            source: "pull_request".into(),
+            delivery: Some("d-1".into()),
+            at: T0,
+            detail: "merged".into(),
+        },
+        EventRecord {
+            source: "timeout".into(),
+            delivery: None,
+            at: T0 + 1,
+            detail: "timed out".into(),
+        },
+    ];
+    let json = serde_json::to_string(&events).expect("serialises");
+    assert_eq!(
+        crate::json::read::<Vec<EventRecord>>(&json).expect("reads"),
+        events
+    );
+}
+
+#[test]
 fn file_changes() {
     let create = FileChange::Create {
         path: "a".into(),
