@@ -139,13 +139,13 @@ impl FromJson for GithubEvent {
             WorkflowRun,
             Other,
         }
-        let (name, inner) = match v.as_object() {
-            Some(m) if m.len() == 1 => m
-                .iter()
-                .next()
-                .ok_or_else(|| json::invalid_value(v, at, "map with a single key"))?,
-            Some(_) => return Err(json::invalid_value(v, at, "map with a single key")),
-            None => return Err(json::invalid_type(v, at, "string or map")),
+        // Externally tagged: one key, the variant's name.
+        let Some(map) = v.as_object() else {
+            return Err(json::invalid_type(v, at, "string or map"));
+        };
+        let mut entries = map.iter();
+        let (Some((name, inner)), None) = (entries.next(), entries.next()) else {
+            return Err(json::invalid_value(v, at, "map with a single key"));
         };
         let tag = json::variant(
             &Value::String(name.clone()),
@@ -619,5 +619,141 @@ mod tests {
         let json = serde_json::to_string(&e).expect("serialises");
         assert!(json.starts_with(r#"{"push":{"#));
         assert_eq!(crate::json::read::<GithubEvent>(&json).expect("parses"), e);
+    }
+
+    fn round_trip(e: &GithubEvent) {
+        let json = serde_json::to_string(e).expect("serialises");
+        assert_eq!(
+            &json::read::<GithubEvent>(&json).expect("reads"),
+            e,
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn every_stored_variant_round_trips() {
+        let sha = |c: char| CommitSha::parse(&c.to_string().repeat(40)).expect("sha");
+        let repo = RepoFullName::parse("octo/app").expect("repo");
+        round_trip(&GithubEvent::Ping { hook_id: Some(7) });
+        round_trip(&GithubEvent::Ping { hook_id: None });
+        round_trip(&GithubEvent::Push(PushEvent {
+            repository: repo.clone(),
+            git_ref: "refs/heads/main".into(),
+            before: sha('a'),
+            after: sha('b'),
+            created: true,
+            deleted: false,
+            forced: true,
+            commits: vec![
+                PushCommit {
+                    id: sha('b'),
+                    subject: "Fix it".into(),
+                    author: Some("octocat".into()),
+                    timestamp: Some("2025-01-15T11:00:00Z".into()),
+                },
+                PushCommit {
+                    id: sha('c'),
+                    subject: String::new(),
+                    author: None,
+                    timestamp: None,
+                },
+            ],
+            pusher: Some("octocat".into()),
+            installation_id: Some(3),
+        }));
+        round_trip(&GithubEvent::Push(PushEvent {
+            repository: repo.clone(),
+            git_ref: "refs/tags/v1".into(),
+            before: sha('0'),
+            after: sha('d'),
+            created: false,
+            deleted: false,
+            forced: false,
+            commits: Vec::new(),
+            pusher: None,
+            installation_id: None,
+        }));
+        let pr = PullRequestEvent {
+            action: "closed".into(),
+            repository: repo.clone(),
+            number: 2,
+            node_id: "PR_1".into(),
+            html_url: "https://github.com/octo/app/pull/2".into(),
+            title: "Change".into(),
+            head_ref: "changes".into(),
+            head_sha: sha('e'),
+            head_repository: Some(RepoFullName::parse("fork/app").expect("repo")),
+            base_ref: "main".into(),
+            draft: true,
+            merged: true,
+            merge_commit_sha: Some(sha('f')),
+            installation_id: Some(4),
+        };
+        round_trip(&GithubEvent::PullRequest(pr.clone()));
+        round_trip(&GithubEvent::PullRequest(PullRequestEvent {
+            head_repository: None,
+            merge_commit_sha: None,
+            installation_id: None,
+            ..pr
+        }));
+        let run = WorkflowRunEvent {
+            action: "completed".into(),
+            repository: repo,
+            id: 289_782_451,
+            name: Some("Test".into()),
+            path: Some(".github/workflows/test.yml".into()),
+            head_sha: sha('1'),
+            head_branch: Some("main".into()),
+            status: Some("completed".into()),
+            conclusion: Some("success".into()),
+            html_url: Some("https://github.com/octo/app/actions/runs/1".into()),
+            created_at: Some("2025-01-15T11:00:00Z".into()),
+            updated_at: Some("2025-01-15T11:05:00Z".into()),
+            installation_id: Some(5),
+        };
+        round_trip(&GithubEvent::WorkflowRun(run.clone()));
+        round_trip(&GithubEvent::WorkflowRun(WorkflowRunEvent {
+            name: None,
+            path: None,
+            head_branch: None,
+            status: None,
+            conclusion: None,
+            html_url: None,
+            created_at: None,
+            updated_at: None,
+            installation_id: None,
+            ..run
+        }));
+        round_trip(&GithubEvent::Other {
+            event: "star".into(),
+            action: Some("created".into()),
+            repository: Some("octo/app".into()),
+        });
+        round_trip(&GithubEvent::Other {
+            event: "star".into(),
+            action: None,
+            repository: None,
+        });
+    }
+
+    #[test]
+    fn a_stored_event_of_another_shape_is_refused() {
+        let e = |s: &str| {
+            json::read::<GithubEvent>(s)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert_eq!(
+            e(r#"{"star": {}}"#),
+            "unknown variant `star`, expected one of `ping`, `push`, `pull_request`, `workflow_run`, `other`"
+        );
+        assert_eq!(
+            e(r#"{"ping": {}, "push": {}}"#),
+            "invalid value: map, expected map with a single key"
+        );
+        assert_eq!(
+            e(r#"{"other": {"action": null}}"#),
+            "other: missing field `event`"
+        );
     }
 }
