@@ -1,12 +1,12 @@
 //! The GitHub REST client the deploy flow uses. Generic over [`Http`]; the base URL
 //! comes from config (`GITHUB_API_BASE`), so tests talk to a strict fake.
 
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::events::PushCommit;
 use super::{CommitSha, RepoFullName};
 use crate::http::{HttpError, HttpRequest, HttpResponse, Method};
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::Http;
 use crate::secret::Secret;
 
@@ -135,12 +135,18 @@ impl<'a, H: Http> GithubClient<'a, H> {
 
     /// The `id` of what an answer describes.
     fn id(resp: &HttpResponse) -> Result<i64, GithubError> {
-        crate::json::int_at(&Self::json(resp)?, "/id")
+        crate::json::int_at(&Self::answer(resp)?, "/id")
             .ok_or_else(|| GithubError::Transient("unexpected answer: no id".into()))
     }
 
-    fn json<T: for<'de> Deserialize<'de>>(resp: &HttpResponse) -> Result<T, GithubError> {
-        crate::json::from_str(&resp.body)
+    fn json<T: FromJson>(resp: &HttpResponse) -> Result<T, GithubError> {
+        crate::json::read(&resp.body)
+            .map_err(|e| GithubError::Transient(format!("unexpected answer: {e}")))
+    }
+
+    /// An answer looked into by pointer: parsed once, not copied out of a `Value`.
+    fn answer(resp: &HttpResponse) -> Result<Value, GithubError> {
+        crate::json::value(&resp.body)
             .map_err(|e| GithubError::Transient(format!("unexpected answer: {e}")))
     }
 
@@ -214,7 +220,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
                     .send(self.request(Method::Get, url.clone(), None))
                     .await,
             )?;
-            let page = Self::json::<serde_json::Value>(&resp)?;
+            let page = Self::answer(&resp)?;
             let found = page
                 .as_array()
                 .into_iter()
@@ -344,7 +350,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
         if resp.status == 204 || resp.body.trim().is_empty() {
             return Ok(None);
         }
-        let answer = Self::json::<serde_json::Value>(&resp)?;
+        let answer = Self::answer(&resp)?;
         Ok(answer
             .get("workflow_run_id")
             .and_then(serde_json::Value::as_u64)
@@ -362,30 +368,6 @@ impl<'a, H: Http> GithubClient<'a, H> {
         base: &CommitSha,
         head: &CommitSha,
     ) -> Result<Vec<PushCommit>, GithubError> {
-        #[derive(Deserialize)]
-        struct Compare {
-            commits: Vec<CompareCommit>,
-        }
-        #[derive(Deserialize)]
-        struct CompareCommit {
-            sha: String,
-            commit: CommitBody,
-            author: Option<Login>,
-        }
-        #[derive(Deserialize)]
-        struct CommitBody {
-            message: String,
-            author: Option<GitAuthor>,
-        }
-        #[derive(Deserialize)]
-        struct GitAuthor {
-            email: Option<String>,
-            date: Option<String>,
-        }
-        #[derive(Deserialize)]
-        struct Login {
-            login: String,
-        }
         let mut url = format!(
             "{}/repos/{}/compare/{}...{}?per_page=100",
             self.config.api_base,
@@ -400,19 +382,16 @@ impl<'a, H: Http> GithubClient<'a, H> {
                     .send(self.request(Method::Get, url.clone(), None))
                     .await,
             )?;
-            let page: Compare = Self::json(&resp)?;
-            for c in page.commits {
+            let page: ComparePage = Self::json(&resp)?;
+            for c in page.0 {
                 let id = CommitSha::parse(&c.sha).ok_or_else(|| {
                     GithubError::Transient(format!("compare: {:?} is not a sha", c.sha))
                 })?;
                 commits.push(PushCommit {
                     id,
-                    subject: super::events::subject(&c.commit.message),
-                    author: c
-                        .author
-                        .map(|a| a.login)
-                        .or_else(|| c.commit.author.as_ref().and_then(|a| a.email.clone())),
-                    timestamp: c.commit.author.and_then(|a| a.date),
+                    subject: super::events::subject(&c.message),
+                    author: c.login.or(c.email),
+                    timestamp: c.date,
                 });
             }
             match next_link(resp.header("link")) {
@@ -440,7 +419,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
                 None,
             )
             .await?;
-        let commit = Self::json::<serde_json::Value>(&resp)?;
+        let commit = Self::answer(&resp)?;
         if commit
             .get("parents")
             .and_then(serde_json::Value::as_array)
@@ -455,12 +434,54 @@ impl<'a, H: Http> GithubClient<'a, H> {
                 None,
             )
             .await?;
-        let pulls = Self::json::<serde_json::Value>(&resp)?;
+        let pulls = Self::answer(&resp)?;
         Ok(pulls
             .as_array()
             .into_iter()
             .flatten()
             .any(|p| crate::json::str_at(p, "/merged_at").is_some()))
+    }
+}
+
+/// A page of the compare API: its `commits`, as much of each as we read. Every
+/// commit is read before any sha is checked.
+struct ComparePage(Vec<CompareCommit>);
+
+struct CompareCommit {
+    sha: String,
+    /// `commit.message`.
+    message: String,
+    /// `author.login`: the GitHub account, when GitHub knows it.
+    login: Option<String>,
+    /// `commit.author.email` and `commit.author.date`.
+    email: Option<String>,
+    date: Option<String>,
+}
+
+impl FromJson for ComparePage {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        Obj::new(v, at)?.req("commits").map(ComparePage)
+    }
+}
+
+impl FromJson for CompareCommit {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        let sha = o.req("sha")?;
+        let commit = o.obj("commit")?;
+        let message = commit.req("message")?;
+        let (email, date) = match commit.opt_obj("author")? {
+            Some(a) => (a.opt("email")?, a.opt("date")?),
+            None => (None, None),
+        };
+        let login = o.opt_obj("author")?.map(|a| a.req("login")).transpose()?;
+        Ok(CompareCommit {
+            sha,
+            message,
+            login,
+            email,
+            date,
+        })
     }
 }
 

@@ -1,23 +1,22 @@
 //! The delivery log: one row per `X-GitHub-Delivery`, the idempotency key, with its
 //! outcome for audit and its typed event for replay.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::events::GithubEvent;
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Sql, StoreError};
 use crate::time::Timestamp;
 
 /// A webhook delivery id (GitHub sends a GUID).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct DeliveryId(String);
 
 /// Stored values are read back as written (validation happened on the way in).
-impl crate::json::FromJson for DeliveryId {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
+impl FromJson for DeliveryId {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         String::from_json(v, at).map(DeliveryId)
     }
 }
@@ -39,7 +38,7 @@ impl DeliveryId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Its work was enqueued.
@@ -62,8 +61,23 @@ impl Outcome {
     }
 }
 
+impl FromJson for Outcome {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        crate::json::variant(
+            v,
+            at,
+            &[
+                ("queued", Outcome::Queued),
+                ("ignored", Outcome::Ignored),
+                ("processed", Outcome::Processed),
+                ("failed", Outcome::Failed),
+            ],
+        )
+    }
+}
+
 /// A delivery as the API lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeliveryRecord {
     pub id: String,
     pub event: String,
@@ -73,6 +87,22 @@ pub struct DeliveryRecord {
     pub detail: Option<String>,
     pub received_at: i64,
     pub updated_at: i64,
+}
+
+impl FromJson for DeliveryRecord {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(DeliveryRecord {
+            id: o.req("id")?,
+            event: o.req("event")?,
+            action: o.opt("action")?,
+            repository: o.opt("repository")?,
+            outcome: o.req("outcome")?,
+            detail: o.opt("detail")?,
+            received_at: o.req("received_at")?,
+            updated_at: o.req("updated_at")?,
+        })
+    }
 }
 
 pub struct DeliveryStore<S> {
@@ -232,8 +262,7 @@ impl<S: Sql> DeliveryStore<S> {
             .await?;
         rows.into_iter()
             .map(|r| {
-                serde_json::from_value(serde_json::Value::Object(r))
-                    .map_err(|e| StoreError(e.to_string()))
+                crate::json::from_value(&Value::Object(r)).map_err(|e| StoreError(e.to_string()))
             })
             .collect()
     }
@@ -241,8 +270,7 @@ impl<S: Sql> DeliveryStore<S> {
 
 /// A stored event, as [`DeliveryStore::record`] wrote it.
 fn decode(text: &str, what: &str) -> Result<GithubEvent, StoreError> {
-    crate::json::from_str(text)
-        .map_err(|e| StoreError(format!("delivery {what}: stored event: {e}")))
+    crate::json::read(text).map_err(|e| StoreError(format!("delivery {what}: stored event: {e}")))
 }
 
 #[cfg(test)]
@@ -277,6 +305,35 @@ mod tests {
             ("star", Some("created"))
         );
         assert_eq!(listed[0].updated_at, 2_000);
+    }
+
+    #[test]
+    fn listed_records_round_trip() {
+        let id = DeliveryId::parse("72d3162e-cc78-11e3-81ab-4c9367dc0958").expect("valid");
+        let text = serde_json::to_string(&id).expect("serialises");
+        assert_eq!(crate::json::read::<DeliveryId>(&text).expect("reads"), id);
+        for (outcome, action) in [
+            (Outcome::Queued, Some("opened")),
+            (Outcome::Ignored, None),
+            (Outcome::Processed, None),
+            (Outcome::Failed, Some("closed")),
+        ] {
+            let record = DeliveryRecord {
+                id: "d-1".into(),
+                event: "pull_request".into(),
+                action: action.map(str::to_owned),
+                repository: action.map(|_| "octo/app".to_owned()),
+                outcome,
+                detail: action.map(|_| "why".to_owned()),
+                received_at: 1_000,
+                updated_at: 2_000,
+            };
+            let text = serde_json::to_string(&record).expect("serialises");
+            assert_eq!(
+                crate::json::read::<DeliveryRecord>(&text).expect("reads"),
+                record
+            );
+        }
     }
 
     #[test]

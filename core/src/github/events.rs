@@ -3,9 +3,11 @@
 //! (recorded and answered 202, never an error).
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{CommitSha, RepoFullName};
 use crate::error::ApiError;
+use crate::json::{self, FromJson, Invalid, Obj, Path};
 
 /// A push webhook lists at most this many commits; a list this long may be cut and
 /// the complete one comes from the compare API.
@@ -127,129 +129,191 @@ impl GithubEvent {
     }
 }
 
-// GitHub's JSON, as much of it as we read.
-#[derive(Deserialize)]
-struct RawRepo {
-    full_name: String,
+impl FromJson for GithubEvent {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        #[derive(Clone, Copy)]
+        enum Tag {
+            Ping,
+            Push,
+            PullRequest,
+            WorkflowRun,
+            Other,
+        }
+        // Externally tagged: one key, the variant's name.
+        let Some(map) = v.as_object() else {
+            return Err(json::invalid_type(v, at, "string or map"));
+        };
+        let mut entries = map.iter();
+        let (Some((name, inner)), None) = (entries.next(), entries.next()) else {
+            return Err(json::invalid_value(v, at, "map with a single key"));
+        };
+        let tag = json::variant(
+            &Value::String(name.clone()),
+            at,
+            &[
+                ("ping", Tag::Ping),
+                ("push", Tag::Push),
+                ("pull_request", Tag::PullRequest),
+                ("workflow_run", Tag::WorkflowRun),
+                ("other", Tag::Other),
+            ],
+        )?;
+        let at = Path::Key(&at, name);
+        match tag {
+            Tag::Ping => {
+                let o = Obj::new(inner, at)?;
+                Ok(GithubEvent::Ping {
+                    hook_id: o.opt("hook_id")?,
+                })
+            }
+            Tag::Push => PushEvent::from_json(inner, at).map(GithubEvent::Push),
+            Tag::PullRequest => {
+                PullRequestEvent::from_json(inner, at).map(GithubEvent::PullRequest)
+            }
+            Tag::WorkflowRun => {
+                WorkflowRunEvent::from_json(inner, at).map(GithubEvent::WorkflowRun)
+            }
+            Tag::Other => {
+                let o = Obj::new(inner, at)?;
+                Ok(GithubEvent::Other {
+                    event: o.req("event")?,
+                    action: o.opt("action")?,
+                    repository: o.opt("repository")?,
+                })
+            }
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct RawInstallation {
-    id: u64,
+impl FromJson for PushEvent {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(PushEvent {
+            repository: o.req("repository")?,
+            git_ref: o.req("git_ref")?,
+            before: o.req("before")?,
+            after: o.req("after")?,
+            created: o.req("created")?,
+            deleted: o.req("deleted")?,
+            forced: o.req("forced")?,
+            commits: o.req("commits")?,
+            pusher: o.opt("pusher")?,
+            installation_id: o.opt("installation_id")?,
+        })
+    }
 }
 
-#[derive(Deserialize)]
-struct RawPush {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    before: String,
-    after: String,
-    repository: RawRepo,
-    #[serde(default)]
-    created: bool,
-    #[serde(default)]
-    deleted: bool,
-    #[serde(default)]
-    forced: bool,
-    #[serde(default)]
-    commits: Vec<RawCommit>,
-    pusher: Option<RawPusher>,
-    installation: Option<RawInstallation>,
+impl FromJson for PushCommit {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(PushCommit {
+            id: o.req("id")?,
+            subject: o.req("subject")?,
+            author: o.opt("author")?,
+            timestamp: o.opt("timestamp")?,
+        })
+    }
 }
 
-#[derive(Deserialize)]
-struct RawPusher {
-    name: Option<String>,
+impl FromJson for PullRequestEvent {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(PullRequestEvent {
+            action: o.req("action")?,
+            repository: o.req("repository")?,
+            number: o.req("number")?,
+            node_id: o.req("node_id")?,
+            html_url: o.req("html_url")?,
+            title: o.req("title")?,
+            head_ref: o.req("head_ref")?,
+            head_sha: o.req("head_sha")?,
+            head_repository: o.opt("head_repository")?,
+            base_ref: o.req("base_ref")?,
+            draft: o.req("draft")?,
+            merged: o.req("merged")?,
+            merge_commit_sha: o.opt("merge_commit_sha")?,
+            installation_id: o.opt("installation_id")?,
+        })
+    }
 }
 
-#[derive(Deserialize)]
+impl FromJson for WorkflowRunEvent {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(WorkflowRunEvent {
+            action: o.req("action")?,
+            repository: o.req("repository")?,
+            id: o.req("id")?,
+            name: o.opt("name")?,
+            path: o.opt("path")?,
+            head_sha: o.req("head_sha")?,
+            head_branch: o.opt("head_branch")?,
+            status: o.opt("status")?,
+            conclusion: o.opt("conclusion")?,
+            html_url: o.opt("html_url")?,
+            created_at: o.opt("created_at")?,
+            updated_at: o.opt("updated_at")?,
+            installation_id: o.opt("installation_id")?,
+        })
+    }
+}
+
+// GitHub's JSON, as much of it as we read. Each parser reads every field before it
+// checks any name or sha, so a payload missing a field says so first.
+
+/// A push's commit, its id not checked yet.
 struct RawCommit {
     id: String,
-    #[serde(default)]
     message: String,
     timestamp: Option<String>,
-    author: Option<RawAuthor>,
+    /// `author.username`, else `author.email`, else `author.name`.
+    author: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct RawAuthor {
-    name: Option<String>,
-    email: Option<String>,
-    username: Option<String>,
+impl FromJson for RawCommit {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        let author = match o.opt_obj("author")? {
+            Some(a) => {
+                let name: Option<String> = a.opt("name")?;
+                let email: Option<String> = a.opt("email")?;
+                let username: Option<String> = a.opt("username")?;
+                username.or(email).or(name)
+            }
+            None => None,
+        };
+        Ok(RawCommit {
+            id: o.req("id")?,
+            message: o.or_default("message")?,
+            timestamp: o.opt("timestamp")?,
+            author,
+        })
+    }
 }
 
-#[derive(Deserialize)]
-struct RawPullRequestEvent {
-    action: String,
-    number: u64,
-    pull_request: RawPullRequest,
-    repository: RawRepo,
-    installation: Option<RawInstallation>,
+/// `repository.full_name`.
+fn full_name(o: &Obj<'_>) -> Result<String, Invalid> {
+    o.obj("repository")?.req("full_name")
 }
 
-#[derive(Deserialize)]
-struct RawPullRequest {
-    node_id: String,
-    html_url: String,
-    #[serde(default)]
-    title: String,
-    head: RawBranch,
-    base: RawBranch,
-    #[serde(default)]
-    draft: bool,
-    #[serde(default)]
-    merged: bool,
-    merge_commit_sha: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawBranch {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    sha: String,
-    repo: Option<RawRepo>,
-}
-
-#[derive(Deserialize)]
-struct RawWorkflowRunEvent {
-    action: String,
-    workflow_run: RawWorkflowRun,
-    repository: RawRepo,
-    installation: Option<RawInstallation>,
-}
-
-#[derive(Deserialize)]
-struct RawWorkflowRun {
-    id: u64,
-    name: Option<String>,
-    path: Option<String>,
-    head_sha: String,
-    head_branch: Option<String>,
-    status: Option<String>,
-    conclusion: Option<String>,
-    html_url: Option<String>,
-    created_at: Option<String>,
-    updated_at: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawAny {
-    action: Option<String>,
-    repository: Option<RawRepo>,
-    hook_id: Option<u64>,
+/// `installation.id`, when there is an installation.
+fn installation(o: &Obj<'_>) -> Result<Option<u64>, Invalid> {
+    o.opt_obj("installation")?.map(|i| i.req("id")).transpose()
 }
 
 fn bad(event: &str, what: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("{event} payload: {what}"))
 }
 
-fn repo(event: &str, r: RawRepo) -> Result<RepoFullName, ApiError> {
-    RepoFullName::parse(&r.full_name)
-        .ok_or_else(|| bad(event, "repository.full_name is not owner/repo"))
+/// A check on a read value fails without a path: its message names the field.
+fn repo(full_name: &str) -> Result<RepoFullName, Invalid> {
+    RepoFullName::parse(full_name)
+        .ok_or_else(|| Invalid::at(Path::Root, "repository.full_name is not owner/repo"))
 }
 
-fn sha(event: &str, field: &str, s: &str) -> Result<CommitSha, ApiError> {
-    CommitSha::parse(s).ok_or_else(|| bad(event, format!("{field} is not a commit sha")))
+fn sha(field: &str, s: &str) -> Result<CommitSha, Invalid> {
+    CommitSha::parse(s)
+        .ok_or_else(|| Invalid::at(Path::Root, format!("{field} is not a commit sha")))
 }
 
 /// The first line of a commit message, cut to [`COMMIT_SUBJECT_MAX`].
@@ -268,94 +332,161 @@ pub fn subject(message: &str) -> String {
 
 /// Parses a delivery's body by its `X-GitHub-Event` name.
 pub fn parse(event: &str, body: &[u8]) -> Result<GithubEvent, ApiError> {
-    let json_err = |e: serde_json::Error| bad(event, e);
-    match event {
-        "ping" => {
-            let raw: RawAny = serde_json::from_slice(body).map_err(json_err)?;
-            Ok(GithubEvent::Ping {
-                hook_id: raw.hook_id,
+    let v: Value = json::read_slice(body).map_err(|e| bad(event, e))?;
+    // Every event, even one not acted on, has to be a JSON object to be from GitHub.
+    Obj::new(&v, Path::Root)
+        .and_then(|o| match event {
+            "ping" => ping(o),
+            "push" => push(o),
+            "pull_request" => pull_request(o),
+            "workflow_run" => workflow_run(o),
+            other => other_event(other, o),
+        })
+        .map_err(|e| bad(event, e))
+}
+
+/// What every event carries: `action`, `repository.full_name` and (a ping's) `hook_id`.
+type Common = (Option<String>, Option<String>, Option<u64>);
+
+fn common(o: Obj<'_>) -> Result<Common, Invalid> {
+    let repository = o
+        .opt_obj("repository")?
+        .map(|r| r.req("full_name"))
+        .transpose()?;
+    Ok((o.opt("action")?, repository, o.opt("hook_id")?))
+}
+
+fn ping(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
+    let (_, _, hook_id) = common(o)?;
+    Ok(GithubEvent::Ping { hook_id })
+}
+
+fn other_event(event: &str, o: Obj<'_>) -> Result<GithubEvent, Invalid> {
+    let (action, repository, _) = common(o)?;
+    Ok(GithubEvent::Other {
+        event: event.to_owned(),
+        action,
+        repository,
+    })
+}
+
+fn push(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
+    let git_ref: String = o.req("ref")?;
+    let before: String = o.req("before")?;
+    let after: String = o.req("after")?;
+    let repository = full_name(&o)?;
+    let created = o.or_default("created")?;
+    let deleted = o.or_default("deleted")?;
+    let forced = o.or_default("forced")?;
+    let raw_commits: Vec<RawCommit> = o.or_default("commits")?;
+    let pusher = match o.opt_obj("pusher")? {
+        Some(p) => p.opt("name")?,
+        None => None,
+    };
+    let installation_id = installation(&o)?;
+    let commits = raw_commits
+        .into_iter()
+        .map(|c| {
+            Ok(PushCommit {
+                id: sha("commits[].id", &c.id)?,
+                subject: subject(&c.message),
+                author: c.author,
+                timestamp: c.timestamp,
             })
-        }
-        "push" => {
-            let raw: RawPush = serde_json::from_slice(body).map_err(json_err)?;
-            let commits = raw
-                .commits
-                .into_iter()
-                .map(|c| {
-                    Ok(PushCommit {
-                        id: sha(event, "commits[].id", &c.id)?,
-                        subject: subject(&c.message),
-                        author: c.author.and_then(|a| a.username.or(a.email).or(a.name)),
-                        timestamp: c.timestamp,
-                    })
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
-            Ok(GithubEvent::Push(PushEvent {
-                repository: repo(event, raw.repository)?,
-                before: sha(event, "before", &raw.before)?,
-                after: sha(event, "after", &raw.after)?,
-                git_ref: raw.git_ref,
-                created: raw.created,
-                deleted: raw.deleted,
-                forced: raw.forced,
-                commits,
-                pusher: raw.pusher.and_then(|p| p.name),
-                installation_id: raw.installation.map(|i| i.id),
-            }))
-        }
-        "pull_request" => {
-            let raw: RawPullRequestEvent = serde_json::from_slice(body).map_err(json_err)?;
-            let pr = raw.pull_request;
-            let merge_commit_sha = match pr.merge_commit_sha.as_deref() {
-                Some(s) => Some(sha(event, "pull_request.merge_commit_sha", s)?),
-                None => None,
-            };
-            Ok(GithubEvent::PullRequest(PullRequestEvent {
-                action: raw.action,
-                repository: repo(event, raw.repository)?,
-                number: raw.number,
-                node_id: pr.node_id,
-                html_url: pr.html_url,
-                title: pr.title,
-                head_sha: sha(event, "pull_request.head.sha", &pr.head.sha)?,
-                head_ref: pr.head.git_ref,
-                head_repository: pr.head.repo.and_then(|r| RepoFullName::parse(&r.full_name)),
-                base_ref: pr.base.git_ref,
-                draft: pr.draft,
-                merged: pr.merged,
-                merge_commit_sha,
-                installation_id: raw.installation.map(|i| i.id),
-            }))
-        }
-        "workflow_run" => {
-            let raw: RawWorkflowRunEvent = serde_json::from_slice(body).map_err(json_err)?;
-            let run = raw.workflow_run;
-            Ok(GithubEvent::WorkflowRun(WorkflowRunEvent {
-                action: raw.action,
-                repository: repo(event, raw.repository)?,
-                id: run.id,
-                name: run.name,
-                path: run.path,
-                head_sha: sha(event, "workflow_run.head_sha", &run.head_sha)?,
-                head_branch: run.head_branch,
-                status: run.status,
-                conclusion: run.conclusion,
-                html_url: run.html_url,
-                created_at: run.created_at,
-                updated_at: run.updated_at,
-                installation_id: raw.installation.map(|i| i.id),
-            }))
-        }
-        other => {
-            // Unused events still have to be JSON objects to be from GitHub.
-            let raw: RawAny = serde_json::from_slice(body).map_err(json_err)?;
-            Ok(GithubEvent::Other {
-                event: other.to_owned(),
-                action: raw.action,
-                repository: raw.repository.map(|r| r.full_name),
-            })
-        }
-    }
+        })
+        .collect::<Result<Vec<_>, Invalid>>()?;
+    Ok(GithubEvent::Push(PushEvent {
+        repository: repo(&repository)?,
+        before: sha("before", &before)?,
+        after: sha("after", &after)?,
+        git_ref,
+        created,
+        deleted,
+        forced,
+        commits,
+        pusher,
+        installation_id,
+    }))
+}
+
+fn pull_request(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
+    let action = o.req("action")?;
+    let number = o.req("number")?;
+    let pr = o.obj("pull_request")?;
+    let node_id = pr.req("node_id")?;
+    let html_url = pr.req("html_url")?;
+    let title = pr.or_default("title")?;
+    let head = pr.obj("head")?;
+    let head_ref = head.req("ref")?;
+    let head_sha: String = head.req("sha")?;
+    let head_repository: Option<String> = head
+        .opt_obj("repo")?
+        .map(|r| r.req("full_name"))
+        .transpose()?;
+    let base = pr.obj("base")?;
+    let base_ref = base.req("ref")?;
+    // Read for its shape only, as the head's are.
+    base.req::<String>("sha")?;
+    base.opt_obj("repo")?
+        .map(|r| r.req::<String>("full_name"))
+        .transpose()?;
+    let draft = pr.or_default("draft")?;
+    let merged = pr.or_default("merged")?;
+    let merge_commit_sha: Option<String> = pr.opt("merge_commit_sha")?;
+    let repository = full_name(&o)?;
+    let installation_id = installation(&o)?;
+    let merge_commit_sha = match merge_commit_sha.as_deref() {
+        Some(s) => Some(sha("pull_request.merge_commit_sha", s)?),
+        None => None,
+    };
+    Ok(GithubEvent::PullRequest(PullRequestEvent {
+        action,
+        repository: repo(&repository)?,
+        number,
+        node_id,
+        html_url,
+        title,
+        head_sha: sha("pull_request.head.sha", &head_sha)?,
+        head_ref,
+        head_repository: head_repository.and_then(|r| RepoFullName::parse(&r)),
+        base_ref,
+        draft,
+        merged,
+        merge_commit_sha,
+        installation_id,
+    }))
+}
+
+fn workflow_run(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
+    let action = o.req("action")?;
+    let run = o.obj("workflow_run")?;
+    let id = run.req("id")?;
+    let name = run.opt("name")?;
+    let path = run.opt("path")?;
+    let head_sha: String = run.req("head_sha")?;
+    let head_branch = run.opt("head_branch")?;
+    let status = run.opt("status")?;
+    let conclusion = run.opt("conclusion")?;
+    let html_url = run.opt("html_url")?;
+    let created_at = run.opt("created_at")?;
+    let updated_at = run.opt("updated_at")?;
+    let repository = full_name(&o)?;
+    let installation_id = installation(&o)?;
+    Ok(GithubEvent::WorkflowRun(WorkflowRunEvent {
+        action,
+        repository: repo(&repository)?,
+        id,
+        name,
+        path,
+        head_sha: sha("workflow_run.head_sha", &head_sha)?,
+        head_branch,
+        status,
+        conclusion,
+        html_url,
+        created_at,
+        updated_at,
+        installation_id,
+    }))
 }
 
 #[cfg(test)]
@@ -487,9 +618,142 @@ mod tests {
         let e = parse("push", &fixture("push.with-new-branch.json")).expect("parses");
         let json = serde_json::to_string(&e).expect("serialises");
         assert!(json.starts_with(r#"{"push":{"#));
+        assert_eq!(crate::json::read::<GithubEvent>(&json).expect("parses"), e);
+    }
+
+    fn round_trip(e: &GithubEvent) {
+        let json = serde_json::to_string(e).expect("serialises");
         assert_eq!(
-            crate::json::from_str::<GithubEvent>(&json).expect("parses"),
-            e
+            &json::read::<GithubEvent>(&json).expect("reads"),
+            e,
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn every_stored_variant_round_trips() {
+        let sha = |c: char| CommitSha::parse(&c.to_string().repeat(40)).expect("sha");
+        let repo = RepoFullName::parse("octo/app").expect("repo");
+        round_trip(&GithubEvent::Ping { hook_id: Some(7) });
+        round_trip(&GithubEvent::Ping { hook_id: None });
+        round_trip(&GithubEvent::Push(PushEvent {
+            repository: repo.clone(),
+            git_ref: "refs/heads/main".into(),
+            before: sha('a'),
+            after: sha('b'),
+            created: true,
+            deleted: false,
+            forced: true,
+            commits: vec![
+                PushCommit {
+                    id: sha('b'),
+                    subject: "Fix it".into(),
+                    author: Some("octocat".into()),
+                    timestamp: Some("2025-01-15T11:00:00Z".into()),
+                },
+                PushCommit {
+                    id: sha('c'),
+                    subject: String::new(),
+                    author: None,
+                    timestamp: None,
+                },
+            ],
+            pusher: Some("octocat".into()),
+            installation_id: Some(3),
+        }));
+        round_trip(&GithubEvent::Push(PushEvent {
+            repository: repo.clone(),
+            git_ref: "refs/tags/v1".into(),
+            before: sha('0'),
+            after: sha('d'),
+            created: false,
+            deleted: false,
+            forced: false,
+            commits: Vec::new(),
+            pusher: None,
+            installation_id: None,
+        }));
+        let pr = PullRequestEvent {
+            action: "closed".into(),
+            repository: repo.clone(),
+            number: 2,
+            node_id: "PR_1".into(),
+            html_url: "https://github.com/octo/app/pull/2".into(),
+            title: "Change".into(),
+            head_ref: "changes".into(),
+            head_sha: sha('e'),
+            head_repository: Some(RepoFullName::parse("fork/app").expect("repo")),
+            base_ref: "main".into(),
+            draft: true,
+            merged: true,
+            merge_commit_sha: Some(sha('f')),
+            installation_id: Some(4),
+        };
+        round_trip(&GithubEvent::PullRequest(pr.clone()));
+        round_trip(&GithubEvent::PullRequest(PullRequestEvent {
+            head_repository: None,
+            merge_commit_sha: None,
+            installation_id: None,
+            ..pr
+        }));
+        let run = WorkflowRunEvent {
+            action: "completed".into(),
+            repository: repo,
+            id: 289_782_451,
+            name: Some("Test".into()),
+            path: Some(".github/workflows/test.yml".into()),
+            head_sha: sha('1'),
+            head_branch: Some("main".into()),
+            status: Some("completed".into()),
+            conclusion: Some("success".into()),
+            html_url: Some("https://github.com/octo/app/actions/runs/1".into()),
+            created_at: Some("2025-01-15T11:00:00Z".into()),
+            updated_at: Some("2025-01-15T11:05:00Z".into()),
+            installation_id: Some(5),
+        };
+        round_trip(&GithubEvent::WorkflowRun(run.clone()));
+        round_trip(&GithubEvent::WorkflowRun(WorkflowRunEvent {
+            name: None,
+            path: None,
+            head_branch: None,
+            status: None,
+            conclusion: None,
+            html_url: None,
+            created_at: None,
+            updated_at: None,
+            installation_id: None,
+            ..run
+        }));
+        round_trip(&GithubEvent::Other {
+            event: "star".into(),
+            action: Some("created".into()),
+            repository: Some("octo/app".into()),
+        });
+        round_trip(&GithubEvent::Other {
+            event: "star".into(),
+            action: None,
+            repository: None,
+        });
+    }
+
+    #[test]
+    fn a_stored_event_of_another_shape_is_refused() {
+        let e = |s: &str| {
+            json::read::<GithubEvent>(s)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert_eq!(
+            e(r#"{"star": {}}"#),
+            "unknown variant `star`, expected one of `ping`, `push`, `pull_request`, `workflow_run`, `other`"
+        );
+        assert_eq!(
+            e(r#"{"ping": {}, "push": {}}"#),
+            "invalid value: map, expected map with a single key"
+        );
+        assert_eq!(
+            e(r#"{"other": {"action": null}}"#),
+            "other: missing field `event`"
         );
     }
 }

@@ -2,12 +2,11 @@
 //! webhook delivery by itself. The cron lists the hook's recent deliveries and asks
 //! GitHub to redeliver the failed ones this Worker never recorded.
 
-use serde::Deserialize;
-
 use super::app::{app_jwt, GithubApp, RsaSigner};
 use super::client::{api_request, classify, GithubError};
 use super::deliveries::DeliveryId;
 use crate::http::{HttpRequest, Method};
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Http, Kv, Sql, StoreError};
 use crate::secret::Secret;
 use crate::time::Timestamp;
@@ -61,17 +60,28 @@ impl Hook {
 }
 
 /// One entry of GitHub's delivery list.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedDelivery {
     pub id: u64,
     pub guid: String,
     pub delivered_at: String,
-    #[serde(default)]
     pub redelivery: bool,
-    #[serde(default)]
     pub status_code: u16,
-    #[serde(default)]
     pub event: String,
+}
+
+impl FromJson for ListedDelivery {
+    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(ListedDelivery {
+            id: o.req("id")?,
+            guid: o.req("guid")?,
+            delivered_at: o.req("delivered_at")?,
+            redelivery: o.or_default("redelivery")?,
+            status_code: o.or_default("status_code")?,
+            event: o.or_default("event")?,
+        })
+    }
 }
 
 impl ListedDelivery {
@@ -166,7 +176,7 @@ pub async fn redeliver_failed<H: Http, S: Sql, K: Kv, R: RsaSigner>(
         http.send(request(api_base, Method::Get, &list_path, &bearer))
             .await,
     )?;
-    let listed: Vec<ListedDelivery> = crate::json::from_str(&resp.body)
+    let listed: Vec<ListedDelivery> = crate::json::read(&resp.body)
         .map_err(|e| GithubError::Transient(format!("hook deliveries: unexpected answer: {e}")))?;
 
     let guids: Vec<&str> = listed

@@ -104,6 +104,49 @@ fn compare_follows_pagination() {
 }
 
 #[test]
+fn compare_without_accounts_or_with_a_bad_answer() {
+    let http = FakeHttp::answering(vec![
+        json_response(
+            200,
+            serde_json::json!({"commits": [
+                {"sha": "a".repeat(40), "commit": {"message": "One", "author": {"email": "dev@example.com", "date": null}}, "author": null},
+                {"sha": "b".repeat(40), "commit": {"message": "Two", "author": null}}
+            ]}),
+        ),
+        json_response(
+            200,
+            serde_json::json!({"commits": [{"sha": "x", "commit": {"message": "m"}}]}),
+        ),
+        json_response(
+            200,
+            serde_json::json!({"commits": [{"sha": "a".repeat(40), "commit": {}}]}),
+        ),
+    ]);
+    let cfg = config();
+    let c = GithubClient::new(&http, &cfg);
+    let commits = block_on(c.compare_commits(&repo(), &sha('0'), &sha('b'))).expect("commits");
+    assert_eq!(commits[0].author.as_deref(), Some("dev@example.com"));
+    assert_eq!(commits[0].timestamp, None);
+    assert_eq!(
+        (
+            commits[1].author.as_deref(),
+            commits[1].timestamp.as_deref()
+        ),
+        (None, None)
+    );
+    assert_eq!(
+        block_on(c.compare_commits(&repo(), &sha('0'), &sha('b'))).expect_err("bad sha"),
+        GithubError::Transient("compare: \"x\" is not a sha".into())
+    );
+    assert_eq!(
+        block_on(c.compare_commits(&repo(), &sha('0'), &sha('b'))).expect_err("no message"),
+        GithubError::Transient(
+            "unexpected answer: commits[0].commit: missing field `message`".into()
+        )
+    );
+}
+
+#[test]
 fn merges_by_parents_or_by_pull_request() {
     let http = FakeHttp::answering(vec![
         json_response(
