@@ -598,9 +598,8 @@ fn job(row: Row) -> Result<Job, StoreError> {
         updated_at: int(&row, "updated_at").unwrap_or(0),
         started_at: int(&row, "started_at"),
         finished_at: int(&row, "finished_at"),
-        // Still serde: `PushCommit` (core/src/github) has no `FromJson` yet.
         commits: text(&row, "commits")
-            .map(|c| crate::json::from_str(&c))
+            .map(|c| crate::json::read(&c))
             .transpose()
             .map_err(store_err)?
             .unwrap_or_default(),

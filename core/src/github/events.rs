@@ -2,7 +2,7 @@
 //! One small parse function per event; every other event is [`GithubEvent::Other`]
 //! (recorded and answered 202, never an error).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{CommitSha, RepoFullName};
@@ -19,7 +19,7 @@ pub const COMMIT_SUBJECT_MAX: usize = 200;
 /// Stored in the delivery log externally tagged (`{"push": {...}}`): an internally
 /// tagged enum is read through serde's buffered `Content`, which costs the Worker
 /// several KiB of code for nothing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GithubEvent {
     Ping {
@@ -36,7 +36,7 @@ pub enum GithubEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PushEvent {
     pub repository: RepoFullName,
     /// `refs/heads/main`, `refs/tags/v1`.
@@ -63,7 +63,7 @@ impl PushEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PushCommit {
     pub id: CommitSha,
     /// The first line of the message, cut to [`COMMIT_SUBJECT_MAX`].
@@ -72,7 +72,7 @@ pub struct PushCommit {
     pub timestamp: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PullRequestEvent {
     pub action: String,
     pub repository: RepoFullName,
@@ -91,7 +91,7 @@ pub struct PullRequestEvent {
     pub installation_id: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkflowRunEvent {
     pub action: String,
     pub repository: RepoFullName,

@@ -9,11 +9,11 @@ pub mod intake;
 pub mod redeliver;
 pub mod webhook;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// `owner/repo`, as GitHub spells it (compared case-insensitively, as GitHub does).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct RepoFullName(String);
 
 impl RepoFullName {
@@ -60,8 +60,8 @@ impl From<RepoFullName> for String {
 }
 
 /// A full git object id (40 hex digits for SHA-1, 64 for SHA-256), lower case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct CommitSha(String);
 
 impl CommitSha {

@@ -554,7 +554,7 @@ impl<S: Sql> WorkflowStore<S> {
                     .and_then(|d| DeliveryId::parse(&d))
                     .ok_or_else(|| StoreError("kept event: delivery id".into()))?;
                 let event = text(r, "event")
-                    .map(|e| crate::json::from_str(&e))
+                    .map(|e| crate::json::read(&e))
                     .transpose()
                     .map_err(store_err)?
                     .ok_or_else(|| StoreError("kept event: event".into()))?;
