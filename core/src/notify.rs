@@ -645,7 +645,10 @@ mod tests {
         };
         for req in [full, NotifyRequest::default()] {
             let json = serde_json::to_string(&req).expect("serialises");
-            assert_eq!(crate::json::read::<NotifyRequest>(&json).expect("reads"), req);
+            assert_eq!(
+                crate::json::read::<NotifyRequest>(&json).expect("reads"),
+                req
+            );
         }
     }
 
@@ -657,8 +660,9 @@ mod tests {
             "environment":"staging","isCI":true,"url":"https://example.com"}}"#,
         )
         .expect("valid");
-        let mut bare = parse(r#"{"deployment":{"type":"pages","projectName":"site","deploymentId":"d"}}"#)
-            .expect("valid");
+        let mut bare =
+            parse(r#"{"deployment":{"type":"pages","projectName":"site","deploymentId":"d"}}"#)
+                .expect("valid");
         bare.source = Source::Poll;
         for d in [full, bare] {
             let json = serde_json::to_string(&d).expect("serialises");
