@@ -186,12 +186,21 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                 .map_err(|missing| ApiError::NotConfigured(missing))?;
             existing_app(&apps, &name).await?;
             let body = json_body(&mut req, secrets::MAX_VALUE_BYTES + 1024).await?;
-            #[derive(serde::Deserialize)]
             struct Value {
                 value: String,
             }
+            impl edge_core::json::FromJson for Value {
+                fn from_json(
+                    v: &serde_json::Value,
+                    at: edge_core::json::Path<'_>,
+                ) -> Result<Self, edge_core::json::Invalid> {
+                    Ok(Value {
+                        value: edge_core::json::Obj::new(v, at)?.req("value")?,
+                    })
+                }
+            }
             let value: Value =
-                edge_core::error::parse_json_body(&body, "body must be {\"value\": \"...\"}")?;
+                edge_core::error::parse_body(&body, "body must be {\"value\": \"...\"}")?;
             if value.value.len() > secrets::MAX_VALUE_BYTES {
                 return Err(ApiError::PayloadTooLarge {
                     limit: secrets::MAX_VALUE_BYTES,

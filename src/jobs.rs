@@ -26,13 +26,13 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, config:
     let mut notify = Vec::new();
     let mut other = Vec::new();
     for m in batch.raw_iter() {
-        // Read through serde_json (as JSON text), which every other type already
-        // instantiates, rather than a second deserializer for this one enum.
+        // Read as JSON text through the crate's one reader, rather than a second
+        // deserializer for this one enum.
         let text = js_sys::JSON::stringify(&m.body())
             .ok()
             .and_then(|s| s.as_string())
             .unwrap_or_default();
-        match edge_core::json::from_str::<JobMessage>(&text) {
+        match edge_core::json::read::<JobMessage>(&text) {
             Ok(JobMessage::Notify { id }) => notify.push((id, m)),
             Ok(job) => other.push((job, m)),
             Err(e) => {

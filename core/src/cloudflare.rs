@@ -2,10 +2,13 @@
 //! project deployments, turned into [`Deployment`]s. Generic over [`Http`]; the base
 //! URL comes from config.
 
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 use crate::config::CloudflareConfig;
 use crate::http::{HttpError, HttpRequest};
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::notify::{DeployKind, DeploymentPayload, Source};
 use crate::ports::Http;
 use crate::time::Timestamp;
@@ -46,75 +49,129 @@ pub struct CloudflareClient<'a, H> {
     config: &'a CloudflareConfig,
 }
 
-#[derive(Deserialize)]
 struct Envelope<T> {
-    #[serde(default)]
     success: bool,
-    #[serde(default)]
     errors: Vec<ApiMessage>,
     result: Option<T>,
 }
 
-#[derive(Deserialize)]
+impl<T: FromJson> FromJson for Envelope<T> {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(Envelope {
+            success: o.or_default("success")?,
+            errors: o.or_default("errors")?,
+            result: o.opt("result")?,
+        })
+    }
+}
+
 struct ApiMessage {
-    #[serde(default)]
     code: i64,
-    #[serde(default)]
     message: String,
 }
 
-#[derive(Deserialize)]
+impl FromJson for ApiMessage {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(ApiMessage {
+            code: o.or_default("code")?,
+            message: o.or_default("message")?,
+        })
+    }
+}
+
 struct WorkerDeployments {
-    #[serde(default)]
     deployments: Vec<WorkerDeployment>,
 }
 
-#[derive(Deserialize)]
+impl FromJson for WorkerDeployments {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        Ok(WorkerDeployments {
+            deployments: Obj::new(v, at)?.or_default("deployments")?,
+        })
+    }
+}
+
 struct WorkerDeployment {
     id: String,
     created_on: String,
-    #[serde(default)]
     author_email: Option<String>,
-    #[serde(default)]
-    annotations: Option<serde_json::Map<String, serde_json::Value>>,
+    annotations: Option<BTreeMap<String, Value>>,
 }
 
-#[derive(Deserialize)]
+impl FromJson for WorkerDeployment {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(WorkerDeployment {
+            id: o.req("id")?,
+            created_on: o.req("created_on")?,
+            author_email: o.opt("author_email")?,
+            annotations: o.opt("annotations")?,
+        })
+    }
+}
+
+/// One Pages deployment, with the stage and trigger fields the poll needs read out
+/// of their nested objects.
 struct PagesDeployment {
     id: String,
     created_on: String,
-    #[serde(default)]
     environment: Option<String>,
-    #[serde(default)]
     url: Option<String>,
-    #[serde(default)]
     latest_stage: Option<PagesStage>,
-    #[serde(default)]
-    deployment_trigger: Option<PagesTrigger>,
-}
-
-#[derive(Deserialize)]
-struct PagesStage {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    status: String,
-}
-
-#[derive(Deserialize)]
-struct PagesTrigger {
-    #[serde(default)]
+    /// `deployment_trigger.metadata`.
     metadata: Option<PagesTriggerMetadata>,
 }
 
-#[derive(Deserialize)]
+impl FromJson for PagesDeployment {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        let metadata = match o.opt_obj("deployment_trigger")? {
+            Some(trigger) => trigger.opt("metadata")?,
+            None => None,
+        };
+        Ok(PagesDeployment {
+            id: o.req("id")?,
+            created_on: o.req("created_on")?,
+            environment: o.opt("environment")?,
+            url: o.opt("url")?,
+            latest_stage: o.opt("latest_stage")?,
+            metadata,
+        })
+    }
+}
+
+struct PagesStage {
+    name: String,
+    status: String,
+}
+
+impl FromJson for PagesStage {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(PagesStage {
+            name: o.or_default("name")?,
+            status: o.or_default("status")?,
+        })
+    }
+}
+
 struct PagesTriggerMetadata {
-    #[serde(default)]
     branch: Option<String>,
-    #[serde(default)]
     commit_hash: Option<String>,
-    #[serde(default)]
     commit_message: Option<String>,
+}
+
+impl FromJson for PagesTriggerMetadata {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(PagesTriggerMetadata {
+            branch: o.opt("branch")?,
+            commit_hash: o.opt("commit_hash")?,
+            commit_message: o.opt("commit_message")?,
+        })
+    }
 }
 
 /// Script and project names are `[A-Za-z0-9_-]`: anything else would change the path.
@@ -131,7 +188,7 @@ impl<'a, H: Http> CloudflareClient<'a, H> {
         CloudflareClient { http, config }
     }
 
-    async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, CloudflareError> {
+    async fn get<T: FromJson>(&self, path: &str) -> Result<T, CloudflareError> {
         let url = format!(
             "{}/accounts/{}{}",
             self.config.api_base, self.config.account_id, path
@@ -143,7 +200,7 @@ impl<'a, H: Http> CloudflareClient<'a, H> {
             )
             .header("accept", "application/json");
         let response = self.http.send(request).await?;
-        let envelope: Result<Envelope<T>, _> = crate::json::from_str(&response.body);
+        let envelope: Result<Envelope<T>, _> = crate::json::read(&response.body);
         match envelope {
             Ok(e) if e.success && (200..300).contains(&response.status) => e
                 .result
@@ -223,8 +280,7 @@ impl<'a, H: Http> CloudflareClient<'a, H> {
                     Some(s) if s.name == "deploy" && s.status == "success" => PolledState::Live,
                     _ => PolledState::InProgress,
                 };
-                let meta = d.deployment_trigger.and_then(|t| t.metadata);
-                let (branch, commit_hash, commit_message) = match meta {
+                let (branch, commit_hash, commit_message) = match d.metadata {
                     Some(m) => (m.branch, m.commit_hash, m.commit_message),
                     None => (None, None, None),
                 };

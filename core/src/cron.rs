@@ -2,7 +2,7 @@
 //! hook announced) and the sweep (re-enqueue notifications whose queue message was
 //! lost). Deciding is pure ([`triage`], [`Summary`]); [`poll`] and [`sweep`] do it.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::cloudflare::{CloudflareClient, PolledDeployment, PolledState};
 use crate::config::Config;
@@ -23,7 +23,7 @@ pub const SUMMARY_TTL_SECONDS: u64 = 7 * 24 * 3600;
 pub const SWEEP_BATCH: u32 = 100;
 
 /// The deployment ids the poll has already handled, newest first.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     #[serde(default)]
@@ -34,11 +34,25 @@ pub struct Summary {
     pub last_check: Option<String>,
 }
 
+impl crate::json::FromJson for Summary {
+    fn from_json(
+        v: &serde_json::Value,
+        at: crate::json::Path<'_>,
+    ) -> Result<Self, crate::json::Invalid> {
+        let o = crate::json::Obj::new(v, at)?;
+        Ok(Summary {
+            workers: o.or_default("workers")?,
+            pages: o.or_default("pages")?,
+            last_check: o.opt("lastCheck")?,
+        })
+    }
+}
+
 impl Summary {
     /// Reads the stored summary; an unreadable one is treated as empty (D1 still
     /// prevents repeats, the summary only saves lookups).
     pub fn parse(text: Option<&str>) -> Summary {
-        text.and_then(|t| crate::json::from_str(t).ok())
+        text.and_then(|t| crate::json::read(t).ok())
             .unwrap_or_default()
     }
 

@@ -1,9 +1,11 @@
 //! The messages on the `JOBS` queue. One definition, serialised as JSON with a
 //! `kind` tag, so that later flows add variants without breaking queued messages.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+use crate::json::{FromJson, Invalid, Obj, Path};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobMessage {
     /// Send the Telegram message for notification row `id`.
@@ -21,6 +23,43 @@ pub enum JobMessage {
     },
 }
 
+impl FromJson for JobMessage {
+    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
+        #[derive(Clone, Copy)]
+        enum Kind {
+            Notify,
+            GithubDelivery,
+            DeployStep,
+            Preview,
+            WorkflowStep,
+        }
+        let o = Obj::new(v, at)?;
+        let kind = o.variant(
+            "kind",
+            &[
+                ("notify", Kind::Notify),
+                ("github_delivery", Kind::GithubDelivery),
+                ("deploy_step", Kind::DeployStep),
+                ("preview", Kind::Preview),
+                ("workflow_step", Kind::WorkflowStep),
+            ],
+        )?;
+        Ok(match kind {
+            Kind::Notify => JobMessage::Notify { id: o.req("id")? },
+            Kind::GithubDelivery => JobMessage::GithubDelivery { id: o.req("id")? },
+            Kind::DeployStep => JobMessage::DeployStep {
+                job_id: o.req("job_id")?,
+                position: o.req("position")?,
+            },
+            Kind::Preview => JobMessage::Preview { id: o.req("id")? },
+            Kind::WorkflowStep => JobMessage::WorkflowStep {
+                workflow_id: o.req("workflow_id")?,
+                step: o.req("step")?,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,6 +69,46 @@ mod tests {
         let m = JobMessage::Notify { id: 7 };
         let s = serde_json::to_string(&m).expect("serialises");
         assert_eq!(s, r#"{"kind":"notify","id":7}"#);
-        assert_eq!(crate::json::from_str::<JobMessage>(&s).expect("parses"), m);
+        assert_eq!(crate::json::read::<JobMessage>(&s).expect("parses"), m);
+    }
+
+    #[test]
+    fn every_variant_round_trips() {
+        let step = crate::orchestrate::definition::StepId::parse("infra_pr").expect("step id");
+        for m in [
+            JobMessage::Notify { id: 1 },
+            JobMessage::GithubDelivery { id: "d-1".into() },
+            JobMessage::DeployStep {
+                job_id: 2,
+                position: 3,
+            },
+            JobMessage::Preview { id: 4 },
+            JobMessage::WorkflowStep {
+                workflow_id: 5,
+                step,
+            },
+        ] {
+            let s = serde_json::to_string(&m).expect("serialises");
+            assert_eq!(crate::json::read::<JobMessage>(&s).expect("parses"), m);
+        }
+    }
+
+    #[test]
+    fn unreadable_messages_say_why() {
+        let e = |s: &str| {
+            crate::json::read::<JobMessage>(s)
+                .expect_err("invalid")
+                .to_string()
+        };
+        assert_eq!(e(r#"{"id":1}"#), "missing field `kind`");
+        assert_eq!(
+            e(r#"{"kind":"lunch","id":1}"#),
+            "kind: unknown variant `lunch`, expected one of `notify`, `github_delivery`, \
+             `deploy_step`, `preview`, `workflow_step`"
+        );
+        assert_eq!(
+            e(r#"{"kind":"deploy_step","job_id":1}"#),
+            "missing field `position`"
+        );
     }
 }

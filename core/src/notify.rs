@@ -2,9 +2,9 @@
 //! Worker (which validates it), and the validation that turns it into a
 //! [`Deployment`].
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::json::FromJson;
+use crate::json::{FromJson, Invalid, Obj, Path};
 
 use crate::error::ApiError;
 use crate::time::Timestamp;
@@ -28,14 +28,22 @@ pub const MAX_URL: usize = 2048;
 pub const COMMIT_HASH_LEN: std::ops::RangeInclusive<usize> = 4..=64;
 
 /// The body of `POST /notify`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NotifyRequest {
     pub deployment: DeploymentPayload,
 }
 
+impl FromJson for NotifyRequest {
+    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
+        Ok(NotifyRequest {
+            deployment: Obj::new(v, at)?.req("deployment")?,
+        })
+    }
+}
+
 /// One deployment as a build hook reports it. Every field is optional on the wire so
 /// that a missing one gets a message naming it; unknown fields are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentPayload {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
@@ -63,8 +71,46 @@ pub struct DeploymentPayload {
     pub url: Option<String>,
 }
 
+impl FromJson for DeploymentPayload {
+    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
+        // The 400 for a `deployment` that is not an object keeps serde's words.
+        let o = match v {
+            serde_json::Value::Object(_) => Obj::new(v, at)?,
+            serde_json::Value::Array(items) => {
+                return Err(Invalid::at(
+                    at,
+                    format!(
+                        "invalid length {}, expected struct DeploymentPayload with 11 elements",
+                        items.len()
+                    ),
+                ))
+            }
+            other => {
+                return Err(crate::json::invalid_type(
+                    other,
+                    at,
+                    "struct DeploymentPayload",
+                ))
+            }
+        };
+        Ok(DeploymentPayload {
+            kind: o.opt("type")?,
+            project_name: o.opt("projectName")?,
+            deployment_id: o.opt("deploymentId")?,
+            branch: o.opt("branch")?,
+            commit_hash: o.opt("commitHash")?,
+            commit_message: o.opt("commitMessage")?,
+            author: o.opt("author")?,
+            timestamp: o.opt("timestamp")?,
+            environment: o.opt("environment")?,
+            is_ci: o.opt("isCI")?,
+            url: o.opt("url")?,
+        })
+    }
+}
+
 /// What was deployed: a Worker script or a Pages project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeployKind {
     Worker,
@@ -102,7 +148,7 @@ impl DeployKind {
 }
 
 /// A deployment id as the platform or the build system names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct DeploymentId(String);
 
@@ -128,7 +174,7 @@ impl DeploymentId {
 }
 
 /// A git commit hash, lower-cased hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct CommitHash(String);
 
@@ -160,7 +206,7 @@ impl CommitHash {
 }
 
 /// Where the Worker learned of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// A build hook posted it to `/notify`.
@@ -188,7 +234,7 @@ impl Source {
 }
 
 /// A validated deployment: what is stored in D1 and formatted for Telegram.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Deployment {
     pub kind: DeployKind,
     pub project_name: String,
@@ -203,6 +249,26 @@ pub struct Deployment {
     pub is_ci: bool,
     pub url: Option<String>,
     pub source: Source,
+}
+
+impl FromJson for Deployment {
+    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(Deployment {
+            kind: o.req("kind")?,
+            project_name: o.req("project_name")?,
+            deployment_id: o.req("deployment_id")?,
+            branch: o.opt("branch")?,
+            commit_hash: o.opt("commit_hash")?,
+            commit_message: o.opt("commit_message")?,
+            author: o.opt("author")?,
+            timestamp: o.req("timestamp")?,
+            environment: o.req("environment")?,
+            is_ci: o.req("is_ci")?,
+            url: o.opt("url")?,
+            source: o.req("source")?,
+        })
+    }
 }
 
 impl Deployment {
@@ -223,7 +289,7 @@ pub const DEFAULT_ENVIRONMENT: &str = "production";
 /// Parses and validates a `/notify` body. `received` stands in for a missing timestamp.
 /// Errors name the offending field as `deployment.<field>`.
 pub fn parse_notify_body(body: &[u8], received: Timestamp) -> Result<Deployment, ApiError> {
-    let request: NotifyRequest = crate::error::parse_json_body(
+    let request: NotifyRequest = crate::error::parse_body(
         body,
         "body must be a JSON object with a \"deployment\" object",
     )?;
@@ -558,6 +624,71 @@ mod tests {
             r#"{"deployment":{"type":"pages","projectName":"docs","deploymentId":"abc","isCI":true}}"#
         );
         assert_eq!(parse(&json).expect("valid").kind, DeployKind::Pages);
+    }
+
+    #[test]
+    fn payloads_round_trip() {
+        let full = NotifyRequest {
+            deployment: DeploymentPayload {
+                kind: Some("worker".into()),
+                project_name: Some("api".into()),
+                deployment_id: Some("b-1".into()),
+                branch: Some("main".into()),
+                commit_hash: Some("abc1234".into()),
+                commit_message: Some("Fix\nthings".into()),
+                author: Some("dev@example.com".into()),
+                timestamp: Some("2025-01-15T10:30:00Z".into()),
+                environment: Some("staging".into()),
+                is_ci: Some(false),
+                url: Some("https://example.com".into()),
+            },
+        };
+        for req in [full, NotifyRequest::default()] {
+            let json = serde_json::to_string(&req).expect("serialises");
+            assert_eq!(
+                crate::json::read::<NotifyRequest>(&json).expect("reads"),
+                req
+            );
+        }
+    }
+
+    #[test]
+    fn stored_deployments_round_trip() {
+        let full = parse(
+            r#"{"deployment":{"type":"worker","projectName":"api","deploymentId":"b-1","branch":"main",
+            "commitHash":"abc1234","commitMessage":"Fix","author":"dev","timestamp":"2025-01-15T10:30:00Z",
+            "environment":"staging","isCI":true,"url":"https://example.com"}}"#,
+        )
+        .expect("valid");
+        let mut bare =
+            parse(r#"{"deployment":{"type":"pages","projectName":"site","deploymentId":"d"}}"#)
+                .expect("valid");
+        bare.source = Source::Poll;
+        for d in [full, bare] {
+            let json = serde_json::to_string(&d).expect("serialises");
+            assert_eq!(crate::json::read::<Deployment>(&json).expect("reads"), d);
+        }
+    }
+
+    #[test]
+    fn a_deployment_that_is_not_an_object_is_refused_in_serdes_words() {
+        assert_eq!(
+            bad(r#"{"deployment":"x"}"#),
+            "deployment: invalid type: string \"x\", expected struct DeploymentPayload"
+        );
+        assert_eq!(
+            bad(r#"{"deployment":null}"#),
+            "deployment: invalid type: null, expected struct DeploymentPayload"
+        );
+        assert_eq!(
+            bad(r#"{"deployment":[]}"#),
+            "deployment: invalid length 0, expected struct DeploymentPayload with 11 elements"
+        );
+        assert_eq!(bad("{}"), "missing field `deployment`");
+        assert_eq!(
+            bad("[]"),
+            "body must be a JSON object with a \"deployment\" object"
+        );
     }
 
     #[test]

@@ -2,15 +2,13 @@
 //! run, over the [`Sql`] port. The same text runs on D1 in the Worker and on native
 //! SQLite (with the real `migrations/`) in the tests.
 
-use serde::Deserialize;
-
+use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::notify::{CommitHash, DeployKind, Deployment, DeploymentId};
 use crate::ports::{Row, Sql, Statement, StoreError};
 use crate::time::Timestamp;
 
 /// Where a notification row is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotificationStatus {
     /// Accepted and committed; its queue message may or may not have been sent.
     Pending,
@@ -24,6 +22,25 @@ pub enum NotificationStatus {
     NotSent,
     /// Known (an old or already-announced polled deployment), deliberately not announced.
     Recorded,
+}
+
+impl FromJson for NotificationStatus {
+    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
+        use NotificationStatus::*;
+        crate::json::variant(
+            v,
+            at,
+            &[
+                ("pending", Pending),
+                ("sending", Sending),
+                ("retrying", Retrying),
+                ("sent", Sent),
+                ("failed", Failed),
+                ("not_sent", NotSent),
+                ("recorded", Recorded),
+            ],
+        )
+    }
 }
 
 impl NotificationStatus {
@@ -69,7 +86,7 @@ pub enum Outcome {
 }
 
 /// A row as the status API and the tests read it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NotificationRecord {
     pub id: i64,
     pub kind: String,
@@ -82,6 +99,25 @@ pub struct NotificationRecord {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl FromJson for NotificationRecord {
+    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
+        let o = Obj::new(v, at)?;
+        Ok(NotificationRecord {
+            id: o.req("id")?,
+            kind: o.req("kind")?,
+            deployment_id: o.req("deployment_id")?,
+            project_name: o.req("project_name")?,
+            source: o.req("source")?,
+            status: o.req("status")?,
+            attempts: o.req("attempts")?,
+            telegram_message_id: o.opt("telegram_message_id")?,
+            last_error: o.opt("last_error")?,
+            created_at: o.req("created_at")?,
+            updated_at: o.req("updated_at")?,
+        })
+    }
 }
 
 /// Notification rows over any [`Sql`].
@@ -187,7 +223,7 @@ impl<S: Sql> NotificationStore<S> {
                     .get("deployment")
                     .and_then(|v| v.as_str())
                     .ok_or_else(|| StoreError(format!("notification {id} has no deployment")))?;
-                let deployment: Deployment = crate::json::from_str(json).map_err(|e| {
+                let deployment: Deployment = crate::json::read(json).map_err(|e| {
                     StoreError(format!("notification {id}: stored deployment: {e}"))
                 })?;
                 Ok(ClaimedNotification {
@@ -312,7 +348,7 @@ impl<S: Sql> NotificationStore<S> {
 }
 
 fn record(row: Row) -> Result<NotificationRecord, StoreError> {
-    serde_json::from_value(serde_json::Value::Object(row)).map_err(|e| StoreError(e.to_string()))
+    crate::json::from_value(&serde_json::Value::Object(row)).map_err(|e| StoreError(e.to_string()))
 }
 
 /// Reads an integer column; D1 hands numbers over as JSON numbers that may be floats.

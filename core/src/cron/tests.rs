@@ -67,6 +67,15 @@ fn summary_is_bounded_and_newest_first() {
     assert!(text.starts_with(r#"{"workers":["d140","d149""#));
     assert!(text.ends_with(r#""pages":[],"lastCheck":null}"#));
     assert_eq!(Summary::parse(Some("not json")), Summary::default());
+    assert_eq!(Summary::parse(Some(&text)), s);
+    let full = Summary {
+        workers: vec!["w1".into()],
+        pages: vec!["p1".into(), "p2".into()],
+        last_check: Some("2025-01-15T10:30:00.000Z".into()),
+    };
+    let text = serde_json::to_string(&full).expect("json");
+    assert_eq!(Summary::parse(Some(&text)), full);
+    assert_eq!(Summary::parse(Some("{}")), Summary::default());
 }
 
 #[test]

@@ -233,3 +233,35 @@ fn dead_lettered_rows_end_failed() {
         Some("delivery failed (dead-lettered)")
     );
 }
+
+#[test]
+fn every_status_reads_back_from_its_column_text() {
+    use NotificationStatus::*;
+    for s in [Pending, Sending, Retrying, Sent, Failed, NotSent, Recorded] {
+        assert_eq!(
+            crate::json::from_value::<NotificationStatus>(&json!(s.as_str())),
+            Ok(s)
+        );
+    }
+    assert_eq!(
+        crate::json::from_value::<NotificationStatus>(&json!("lost"))
+            .expect_err("unknown")
+            .to_string(),
+        "unknown variant `lost`, expected one of `pending`, `sending`, `retrying`, `sent`, \
+         `failed`, `not_sent`, `recorded`"
+    );
+}
+
+#[test]
+fn records_read_d1s_whole_doubles_and_nulls() {
+    let rec = crate::json::from_value::<NotificationRecord>(&json!({
+        "id": 3.0, "kind": "worker", "deployment_id": "b1", "project_name": "api",
+        "source": "hook", "status": "sent", "attempts": 1, "telegram_message_id": 42.0,
+        "last_error": null, "created_at": 1, "updated_at": 2
+    }))
+    .expect("record");
+    assert_eq!(rec.id, 3);
+    assert_eq!(rec.telegram_message_id, Some(42));
+    assert_eq!(rec.last_error, None);
+    assert_eq!(rec.status, NotificationStatus::Sent);
+}
