@@ -84,145 +84,54 @@ pub fn parse_body<T: crate::json::FromJson>(body: &[u8], root_hint: &str) -> Res
     })
 }
 
-/// Parses a JSON request body into `T`. Errors are 400s that name the offending
-/// field by its path (`deployment.projectName: invalid type: ...`); a body of the
-/// wrong shape altogether is described by `root_hint`.
-///
-/// The path is found by walking the JSON up to where serde_json stopped, rather
-/// than by wrapping the deserializer: a wrapper instantiates every body type's
-/// `Deserialize` a second time, which the Worker's size budget cannot afford.
-pub fn parse_json_body<T: serde::de::DeserializeOwned>(
-    body: &[u8],
-    root_hint: &str,
-) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e: serde_json::Error| {
-        if e.is_syntax() || e.is_eof() {
-            return ApiError::BadRequest(format!("malformed JSON: {e}"));
-        }
-        // serde's text says what it expected; its position adds nothing to the path.
-        let text = e.to_string();
-        let text = text.split(" at line ").next().unwrap_or(&text).to_owned();
-        let path = path_at(body, offset_of(body, e.line(), e.column()));
-        if path.is_empty() {
-            if text.starts_with("missing field") || text.starts_with("unknown field") {
-                ApiError::BadRequest(text)
-            } else {
-                ApiError::BadRequest(root_hint.to_owned())
-            }
-        } else {
-            ApiError::BadRequest(format!("{path}: {text}"))
-        }
-    })
-}
-
-/// The byte offset of serde_json's 1-based line and its column (bytes into the line).
-fn offset_of(json: &[u8], line: usize, column: usize) -> usize {
-    let start = if line <= 1 {
-        0
-    } else {
-        json.iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .nth(line - 2)
-            .map_or(json.len(), |(i, _)| i + 1)
-    };
-    start.saturating_add(column)
-}
-
-/// The path (`deployment.projectName`, `commits[2].id`) of the value being read at
-/// byte `offset` of `json`: the keys whose value has begun (their `:` is passed) and
-/// the array positions, from the outside in (a key still being read counts: an
-/// unknown field names itself). Empty at the top level.
-fn path_at(json: &[u8], offset: usize) -> String {
-    enum Frame {
-        Object { key: Option<String>, in_value: bool },
-        Array { index: usize },
-    }
-    let mut stack: Vec<Frame> = Vec::new();
-    let end = offset.min(json.len());
-    let mut i = 0;
-    while i < end {
-        match json[i] {
-            b'"' => {
-                let start = i + 1;
-                i += 1;
-                while i < json.len() && json[i] != b'"' {
-                    i += if json[i] == b'\\' { 2 } else { 1 };
-                }
-                if let Some(Frame::Object {
-                    key,
-                    in_value: false,
-                }) = stack.last_mut()
-                {
-                    *key =
-                        Some(String::from_utf8_lossy(&json[start..i.min(json.len())]).into_owned());
-                }
-            }
-            b'{' => stack.push(Frame::Object {
-                key: None,
-                in_value: false,
-            }),
-            b'[' => stack.push(Frame::Array { index: 0 }),
-            b'}' | b']' => {
-                stack.pop();
-            }
-            b':' => {
-                if let Some(Frame::Object { in_value, .. }) = stack.last_mut() {
-                    *in_value = true;
-                }
-            }
-            b',' => match stack.last_mut() {
-                Some(Frame::Object { key, in_value }) => {
-                    *key = None;
-                    *in_value = false;
-                }
-                Some(Frame::Array { index }) => *index += 1,
-                None => {}
-            },
-            _ => {}
-        }
-        i += 1;
-    }
-    let mut path = String::new();
-    for frame in &stack {
-        match frame {
-            Frame::Object { key: Some(k), .. } => {
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(k);
-            }
-            Frame::Array { index } => path.push_str(&format!("[{index}]")),
-            Frame::Object { .. } => {}
-        }
-    }
-    path
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[derive(Debug, serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
+    /// A body shaped like `/notify`'s, read the way every request body is.
+    #[derive(Debug)]
     #[allow(dead_code)]
     struct Outer {
         deployment: Inner,
-        #[serde(default)]
         tags: Vec<u32>,
     }
 
-    #[derive(Debug, serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
+    #[derive(Debug)]
     #[allow(dead_code)]
     struct Inner {
         project_name: String,
-        #[serde(default)]
         is_ci: bool,
     }
 
+    impl crate::json::FromJson for Outer {
+        fn from_json(
+            v: &serde_json::Value,
+            at: crate::json::Path<'_>,
+        ) -> Result<Self, crate::json::Invalid> {
+            let o = crate::json::Obj::new(v, at)?;
+            o.only(&["deployment", "tags"])?;
+            Ok(Outer {
+                deployment: o.req("deployment")?,
+                tags: o.or_default("tags")?,
+            })
+        }
+    }
+
+    impl crate::json::FromJson for Inner {
+        fn from_json(
+            v: &serde_json::Value,
+            at: crate::json::Path<'_>,
+        ) -> Result<Self, crate::json::Invalid> {
+            let o = crate::json::Obj::new(v, at)?;
+            Ok(Inner {
+                project_name: o.req("projectName")?,
+                is_ci: o.or_default("isCi")?,
+            })
+        }
+    }
+
     fn error(body: &str) -> String {
-        parse_json_body::<Outer>(body.as_bytes(), "body must be an object")
+        parse_body::<Outer>(body.as_bytes(), "body must be an object")
             .expect_err("invalid")
             .to_string()
     }

@@ -111,11 +111,6 @@ pub trait FromJson: Sized {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid>;
 }
 
-/// serde_json through the slice reader, for the types still read by `Deserialize`.
-pub fn from_str<T: serde::de::DeserializeOwned>(s: &str) -> serde_json::Result<T> {
-    serde_json::from_slice(s.as_bytes())
-}
-
 /// Parses JSON text into a [`Value`].
 pub fn value(s: &str) -> serde_json::Result<Value> {
     serde_json::from_slice(s.as_bytes())

@@ -1,11 +1,11 @@
 //! Instants as milliseconds since the Unix epoch, with the two text forms we use.
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// An instant, in milliseconds since the Unix epoch (UTC). The Worker gets it from
 /// `Date.now()`, tests pick it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
 

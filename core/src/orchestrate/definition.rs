@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::StepKind;
@@ -13,8 +13,8 @@ use crate::github::RepoFullName;
 use crate::json::{FromJson, Invalid, Obj, Path};
 
 /// A step's id within its definition: `infra_pr`, `await_infra_merge`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct StepId(String);
 
 impl StepId {
