@@ -11,8 +11,9 @@ use edge_core::ports::{
 use edge_core::store::NotificationStore;
 use edge_core::time::Timestamp;
 use futures_util::future::{select, Either};
-use wasm_bindgen::JsValue;
-use worker::{AbortController, Delay, Env, Fetch, Headers, Method, RequestInit};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use worker::{Delay, Env};
 
 /// A var or secret by name (secrets and vars are both plain strings at runtime).
 pub fn lookup(env: &Env, name: &str) -> Option<String> {
@@ -41,11 +42,18 @@ pub fn now() -> Timestamp {
     Timestamp::from_millis(i64::try_from(worker::Date::now().as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A binding of the Worker's env as a JavaScript object, if it is there.
+fn binding(env: &Env, name: &str) -> Option<js_sys::Object> {
+    js_sys::Reflect::get(env, &JsValue::from_str(name))
+        .ok()
+        .and_then(|b| b.dyn_into().ok())
+}
+
 /// SQL over the `DB` binding.
 pub fn d1(env: &Env) -> Result<D1Sql, ApiError> {
-    env.d1(crate::DB)
+    binding(env, crate::DB)
         .map(D1Sql)
-        .map_err(|_| ApiError::NotConfigured("the D1 binding DB"))
+        .ok_or(ApiError::NotConfigured("the D1 binding DB"))
 }
 
 /// The notification store over the `DB` binding.
@@ -54,164 +62,240 @@ pub fn store(env: &Env) -> Result<NotificationStore<D1Sql>, ApiError> {
 }
 
 pub fn kv(env: &Env) -> WorkerKv {
-    WorkerKv(env.kv(crate::STATE).ok())
+    WorkerKv(binding(env, crate::STATE))
 }
 
 pub fn queue(env: &Env) -> WorkerQueue {
-    WorkerQueue(env.queue(crate::JOBS).ok())
+    WorkerQueue(binding(env, crate::JOBS))
 }
 
-/// SQL over D1.
-pub struct D1Sql(worker::D1Database);
+/// SQL over D1, through its JavaScript API. (`worker`'s D1 types read results and
+/// their metadata through serde_wasm_bindgen: a deserializer and a struct visitor the
+/// Worker's upload does not need for a few plain rows.)
+pub struct D1Sql(js_sys::Object);
 
-fn bind(params: &[SqlValue]) -> Vec<JsValue> {
-    params
-        .iter()
-        .map(|p| match p {
-            SqlValue::Null => JsValue::NULL,
-            // D1 takes JavaScript numbers; our integers (ids, epoch milliseconds,
-            // counts) are far inside the 2^53 range they represent exactly.
-            SqlValue::Integer(i) => JsValue::from_f64(*i as f64),
-            SqlValue::Text(t) => JsValue::from_str(t),
-        })
-        .collect()
+/// Calls `method` of `this` with `args`.
+fn call(this: &JsValue, method: &str, args: &js_sys::Array) -> Result<JsValue, JsValue> {
+    let function: js_sys::Function =
+        js_sys::Reflect::get(this, &JsValue::from_str(method))?.dyn_into()?;
+    function.apply(this, args)
 }
 
-fn d1_error(e: worker::Error) -> StoreError {
-    StoreError(e.to_string())
+/// Calls `method` of `this` and awaits the promise it returns.
+async fn call_async(
+    this: &JsValue,
+    method: &str,
+    args: &js_sys::Array,
+) -> Result<JsValue, JsValue> {
+    let promise: js_sys::Promise = call(this, method, args)?.dyn_into()?;
+    JsFuture::from(promise).await
 }
 
-/// D1 hands numbers over as JavaScript doubles; give integral ones back as integers.
-fn integral(row: Row) -> Row {
-    row.into_iter()
-        .map(|(k, v)| {
-            let v = match v.as_f64() {
-                Some(f) if !v.is_i64() && f.fract() == 0.0 && f.abs() < 9.0e15 => (f as i64).into(),
-                _ => v,
-            };
-            (k, v)
-        })
-        .collect()
+fn field(object: &JsValue, name: &str) -> JsValue {
+    js_sys::Reflect::get(object, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn d1_error(e: JsValue) -> StoreError {
+    StoreError(js_message(&e))
+}
+
+/// A D1 value as JSON. D1 hands every number over as a double; whole ones (ids,
+/// epoch milliseconds, counts) come back as integers.
+fn column(v: &JsValue) -> serde_json::Value {
+    if let Some(s) = v.as_string() {
+        serde_json::Value::String(s)
+    } else if let Some(f) = v.as_f64() {
+        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            serde_json::Value::from(f as i64)
+        } else {
+            serde_json::Number::from_f64(f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number)
+        }
+    } else if let Some(b) = v.as_bool() {
+        serde_json::Value::Bool(b)
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+impl D1Sql {
+    /// `DB.prepare(sql).bind(...params)`.
+    fn statement(&self, sql: &str, params: &[SqlValue]) -> Result<JsValue, StoreError> {
+        let prepared = call(
+            &self.0,
+            "prepare",
+            &js_sys::Array::of1(&JsValue::from_str(sql)),
+        )
+        .map_err(d1_error)?;
+        let args: js_sys::Array = params
+            .iter()
+            .map(|p| match p {
+                SqlValue::Null => JsValue::NULL,
+                // D1 takes JavaScript numbers; our integers (ids, epoch milliseconds,
+                // counts) are far inside the 2^53 range they represent exactly.
+                SqlValue::Integer(i) => JsValue::from_f64(*i as f64),
+                SqlValue::Text(t) => JsValue::from_str(t),
+            })
+            .collect();
+        call(&prepared, "bind", &args).map_err(d1_error)
+    }
 }
 
 impl Sql for D1Sql {
     async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Executed, StoreError> {
-        let result = self
-            .0
-            .prepare(sql)
-            .bind(&bind(params))
-            .map_err(d1_error)?
-            .run()
+        let statement = self.statement(sql, params)?;
+        let result = call_async(&statement, "run", &js_sys::Array::new())
             .await
             .map_err(d1_error)?;
-        let meta = result.meta().map_err(d1_error)?;
+        let meta = field(&result, "meta");
+        let number = |name: &str| field(&meta, name).as_f64().unwrap_or(0.0);
         Ok(Executed {
-            changes: meta.as_ref().and_then(|m| m.changes).unwrap_or(0) as u64,
-            last_row_id: meta.and_then(|m| m.last_row_id).unwrap_or(0),
+            changes: number("changes") as u64,
+            last_row_id: number("last_row_id") as i64,
         })
     }
 
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
-        let result = self
-            .0
-            .prepare(sql)
-            .bind(&bind(params))
-            .map_err(d1_error)?
-            .all()
+        let statement = self.statement(sql, params)?;
+        let result = call_async(&statement, "all", &js_sys::Array::new())
             .await
             .map_err(d1_error)?;
-        Ok(result
-            .results::<Row>()
-            .map_err(d1_error)?
-            .into_iter()
-            .map(integral)
+        let rows: js_sys::Array = field(&result, "results").dyn_into().map_err(d1_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let row: js_sys::Object = row.unchecked_into();
+                js_sys::Object::entries(&row)
+                    .iter()
+                    .map(|entry| {
+                        let pair: js_sys::Array = entry.unchecked_into();
+                        (
+                            pair.get(0).as_string().unwrap_or_default(),
+                            column(&pair.get(1)),
+                        )
+                    })
+                    .collect()
+            })
             .collect())
     }
 
     async fn batch(&self, statements: &[Statement]) -> Result<(), StoreError> {
         let prepared = statements
             .iter()
-            .map(|s| self.0.prepare(s.sql).bind(&bind(&s.params)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(d1_error)?;
-        self.0.batch(prepared).await.map_err(d1_error).map(drop)
+            .map(|s| self.statement(s.sql, &s.params))
+            .collect::<Result<js_sys::Array, _>>()?;
+        call_async(&self.0, "batch", &js_sys::Array::of1(&prepared))
+            .await
+            .map_err(d1_error)
+            .map(drop)
     }
 }
 
-/// The `STATE` KV namespace; absent binding = an empty fast path.
+/// The `STATE` KV namespace, called through its JavaScript API. (`worker`'s `KvStore`
+/// hands the put options to serde_wasm_bindgen, which brings float formatting, some
+/// 14 KiB of code, into the Worker for one integer.) Absent binding = an empty fast
+/// path.
 #[derive(Clone)]
-pub struct WorkerKv(Option<worker::KvStore>);
+pub struct WorkerKv(Option<js_sys::Object>);
+
+/// A JavaScript exception's message (or the thrown value, when it is a string).
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "a JavaScript error".to_owned())
+}
+
+impl WorkerKv {
+    async fn call(&self, method: &str, args: &js_sys::Array) -> Result<JsValue, StoreError> {
+        let Some(kv) = &self.0 else {
+            return Err(StoreError("the KV binding STATE is missing".into()));
+        };
+        call_async(kv, method, args)
+            .await
+            .map_err(|e| StoreError(js_message(&e)))
+    }
+}
 
 impl Kv for WorkerKv {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let Some(kv) = &self.0 else {
-            return Err(StoreError("the KV binding STATE is missing".into()));
-        };
-        kv.get(key)
-            .text()
-            .await
-            .map_err(|e| StoreError(e.to_string()))
+        let args = js_sys::Array::of1(&JsValue::from_str(key));
+        Ok(self.call("get", &args).await?.as_string())
     }
 
     async fn put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), StoreError> {
-        let Some(kv) = &self.0 else {
-            return Err(StoreError("the KV binding STATE is missing".into()));
-        };
-        kv.put(key, value)
-            .map_err(|e| StoreError(e.to_string()))?
-            .expiration_ttl(ttl_seconds.max(60))
-            .execute()
-            .await
-            .map_err(|e| StoreError(e.to_string()))
+        let options = js_sys::Object::new();
+        // KV refuses a TTL under 60 s.
+        let ttl = JsValue::from_f64(ttl_seconds.max(60) as f64);
+        js_sys::Reflect::set(&options, &JsValue::from_str("expirationTtl"), &ttl)
+            .map_err(|e| StoreError(js_message(&e)))?;
+        let args = js_sys::Array::of3(&JsValue::from_str(key), &JsValue::from_str(value), &options);
+        self.call("put", &args).await.map(drop)
     }
 }
 
-/// The `JOBS` producer; absent binding = every send fails (rows stay pending and the
-/// sweep enqueues them once the binding is back).
-pub struct WorkerQueue(Option<worker::Queue>);
+/// The `JOBS` producer, through its JavaScript API; absent binding = every send fails
+/// (rows stay pending and the sweep enqueues them once the binding is back). The
+/// message goes as the JSON serde_json writes, parsed into a JavaScript value, so
+/// one serializer serves every type.
+pub struct WorkerQueue(Option<js_sys::Object>);
 
 impl Queue for WorkerQueue {
     async fn send(&self, message: &JobMessage) -> Result<(), QueueError> {
         let Some(q) = &self.0 else {
             return Err(QueueError("the queue binding JOBS is missing".into()));
         };
-        q.send(message).await.map_err(|e| QueueError(e.to_string()))
+        let error = |e: JsValue| QueueError(js_message(&e));
+        let text = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
+        let body = js_sys::JSON::parse(&text).map_err(error)?;
+        call_async(q, "send", &js_sys::Array::of1(&body))
+            .await
+            .map(drop)
+            .map_err(error)
     }
 }
 
 /// Outgoing HTTP through the runtime's `fetch`, with the request's timeout enforced by
-/// aborting it.
+/// aborting it. Called through web-sys rather than `worker::Fetch`, whose
+/// `RequestInit` carries (and serializes) Cloudflare's `cf` options.
 pub struct FetchHttp;
 
 impl Http for FetchHttp {
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let network = |e: worker::Error| HttpError::Network(e.to_string());
-        let headers = Headers::new();
+        let network = |e: JsValue| HttpError::Network(js_message(&e));
+        let headers = web_sys::Headers::new().map_err(network)?;
         for (name, value) in &request.headers {
             headers.set(name, value).map_err(network)?;
         }
-        let mut init = RequestInit::new();
-        init.with_method(match request.method {
-            edge_core::http::Method::Get => Method::Get,
-            edge_core::http::Method::Post => Method::Post,
-            edge_core::http::Method::Put => Method::Put,
-            edge_core::http::Method::Patch => Method::Patch,
-            edge_core::http::Method::Delete => Method::Delete,
-        })
-        .with_headers(headers);
+        let controller = web_sys::AbortController::new().map_err(network)?;
+        let init = web_sys::RequestInit::new();
+        init.set_method(request.method.as_str());
+        init.set_headers(&headers);
         if let Some(body) = &request.body {
-            init.with_body(Some(JsValue::from_str(body)));
+            init.set_body(&JsValue::from_str(body));
         }
-        let req = worker::Request::new_with_init(&request.url, &init).map_err(network)?;
-        let controller = AbortController::default();
-        let signal = controller.signal();
-        let fetch = Fetch::Request(req);
+        init.set_signal(Some(&controller.signal()));
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let sent = global.fetch_with_str_and_init(&request.url, &init);
         let call = async move {
-            let mut resp = fetch.send_with_signal(&signal).await?;
-            let status = resp.status_code();
-            let headers = resp.headers().entries().collect();
-            let body = resp.text().await?;
-            Ok::<_, worker::Error>(HttpResponse {
+            let response: web_sys::Response = JsFuture::from(sent).await?.unchecked_into();
+            let status = response.status();
+            // `Headers` iterates as [name, value] pairs, names already lower-cased.
+            let mut headers = Vec::new();
+            if let Some(entries) = js_sys::try_iter(&response.headers())? {
+                for entry in entries {
+                    let pair: js_sys::Array = entry?.unchecked_into();
+                    headers.push((
+                        pair.get(0).as_string().unwrap_or_default(),
+                        pair.get(1).as_string().unwrap_or_default(),
+                    ));
+                }
+            }
+            let body = JsFuture::from(response.text()?)
+                .await?
+                .as_string()
+                .unwrap_or_default();
+            Ok::<_, JsValue>(HttpResponse {
                 status,
                 body,
                 headers,
