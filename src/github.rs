@@ -77,10 +77,12 @@ pub async fn handle(
     if !authentic {
         return Err(ApiError::Unauthorized("signature does not match"));
     }
-    // Reported as Server-Timing, so the benchmark can read the hashing cost.
+    // Reported as Server-Timing, so the benchmark can read the hashing cost. Workers'
+    // clock counts whole milliseconds, and an integer spares the upload float
+    // formatting (some 14 KiB of code).
     let timing = Some(format!(
-        "verify;dur={:.1};desc=\"HMAC-SHA256 of {} bytes\"",
-        js_sys::Date::now() - started,
+        "verify;dur={};desc=\"HMAC-SHA256 of {} bytes\"",
+        (js_sys::Date::now() - started) as i64,
         body.byte_length()
     ));
 
