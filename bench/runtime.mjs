@@ -11,16 +11,19 @@
 // exists when the Worker is deployed. Miniflare is the same workerd with the same
 // local D1/KV/Queue simulators, without the CLI; `npm run bench` still prints one
 // `wrangler dev` run of each Worker for reference.
-import { Miniflare, Log, LogLevel } from "miniflare";
-import { unstable_getMiniflareWorkerOptions } from "wrangler";
+//
+// Miniflare runs on a thread of its own: workerd calls back into its node side (the
+// local queue broker awaits a log call there after every batch), and those calls must
+// not wait behind the load generator's event loop.
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import { once } from "node:events";
 import { join } from "node:path";
 import { root, migrateLocal } from "../scripts/lib.mjs";
 import { tempDir } from "../tests/e2e/worker.mjs";
 
-/** Starts the Worker of `config` with `vars` added; resolves to { url, stop }. */
-export async function startOnWorkerd({ config = "wrangler.toml", vars = {} } = {}) {
-  const persistTo = tempDir("bench-state");
-  migrateLocal(persistTo, { quiet: true, config });
+async function serve({ config, vars, persistTo }) {
+  const { Miniflare } = await import("miniflare");
+  const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
   const { workerOptions, main } = unstable_getMiniflareWorkerOptions(join(root, config));
   const mf = new Miniflare({
     ...workerOptions,
@@ -34,13 +37,36 @@ export async function startOnWorkerd({ config = "wrangler.toml", vars = {} } = {
     // The layout `wrangler d1 migrations apply --persist-to` writes.
     d1Persist: join(persistTo, "v3", "d1"),
     kvPersist: join(persistTo, "v3", "kv"),
-    // The Worker's log lines would flood the bench's output (and its event loop).
-    ...(process.env.BENCH_LOG ? { log: new Log(LogLevel.INFO) } : {}),
+    // The Worker's log lines would flood the bench's output.
     handleRuntimeStdio(stdout, stderr) {
       stdout.resume();
       stderr.resume();
     },
   });
   const url = await mf.ready;
-  return { url: url.origin, stop: () => mf.dispose() };
+  parentPort.once("message", async () => {
+    await mf.dispose();
+    parentPort.close();
+  });
+  parentPort.postMessage({ url: url.origin });
+}
+
+if (!isMainThread) await serve(workerData);
+
+/** Starts the Worker of `config` with `vars` added; resolves to { url, stop }. */
+export async function startOnWorkerd({ config = "wrangler.toml", vars = {} } = {}) {
+  const persistTo = tempDir("bench-state");
+  migrateLocal(persistTo, { quiet: true, config });
+  const thread = new Worker(new URL(import.meta.url), { workerData: { config, vars, persistTo } });
+  const [started] = await Promise.race([
+    once(thread, "message"),
+    once(thread, "error").then(([e]) => { throw e; }),
+  ]);
+  return {
+    url: started.url,
+    async stop() {
+      thread.postMessage("stop");
+      await once(thread, "exit");
+    },
+  };
 }

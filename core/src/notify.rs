@@ -73,26 +73,7 @@ pub struct DeploymentPayload {
 
 impl FromJson for DeploymentPayload {
     fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        // The 400 for a `deployment` that is not an object keeps serde's words.
-        let o = match v {
-            serde_json::Value::Object(_) => Obj::new(v, at)?,
-            serde_json::Value::Array(items) => {
-                return Err(Invalid::at(
-                    at,
-                    format!(
-                        "invalid length {}, expected struct DeploymentPayload with 11 elements",
-                        items.len()
-                    ),
-                ))
-            }
-            other => {
-                return Err(crate::json::invalid_type(
-                    other,
-                    at,
-                    "struct DeploymentPayload",
-                ))
-            }
-        };
+        let o = Obj::new(v, at)?;
         Ok(DeploymentPayload {
             kind: o.opt("type")?,
             project_name: o.opt("projectName")?,
@@ -671,18 +652,18 @@ mod tests {
     }
 
     #[test]
-    fn a_deployment_that_is_not_an_object_is_refused_in_serdes_words() {
+    fn a_deployment_that_is_not_an_object_is_refused_by_its_path() {
         assert_eq!(
-            bad(r#"{"deployment":"x"}"#),
-            "deployment: invalid type: string \"x\", expected struct DeploymentPayload"
+            bad(r#"{"deployment": "x"}"#),
+            "deployment: invalid type: string \"x\", expected an object"
         );
         assert_eq!(
-            bad(r#"{"deployment":null}"#),
-            "deployment: invalid type: null, expected struct DeploymentPayload"
+            bad(r#"{"deployment": null}"#),
+            "deployment: invalid type: null, expected an object"
         );
         assert_eq!(
-            bad(r#"{"deployment":[]}"#),
-            "deployment: invalid length 0, expected struct DeploymentPayload with 11 elements"
+            bad(r#"{"deployment": []}"#),
+            "deployment: invalid type: sequence, expected an object"
         );
         assert_eq!(bad("{}"), "missing field `deployment`");
         assert_eq!(
