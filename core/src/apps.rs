@@ -48,8 +48,7 @@ impl AppName {
 }
 
 /// When a push to the production branch deploys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeployOn {
     /// Every push.
     Push,
@@ -57,15 +56,12 @@ pub enum DeployOn {
     Merge,
 }
 
-impl FromJson for DeployOn {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        crate::json::variant(
-            v,
-            at,
-            &[("push", DeployOn::Push), ("merge", DeployOn::Merge)],
-        )
-    }
+impl crate::json::Names for DeployOn {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("push", DeployOn::Push), ("merge", DeployOn::Merge)];
 }
+
+crate::named!(DeployOn);
 
 /// How an app is deployed.
 #[derive(Debug, Clone, PartialEq, Serialize)]

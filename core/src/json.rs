@@ -212,6 +212,45 @@ pub fn variant<T: Copy>(v: &Value, at: Path<'_>, variants: &[(&str, T)]) -> Resu
         })
 }
 
+/// A unit-like enum written as a name (in JSON, D1 columns and logs). `NAMES` is the
+/// one table its text forms come from: [`named!`](crate::named) derives `FromJson`
+/// and `Serialize` from it, and `as_str`/`parse` read it.
+pub trait Names: Copy + PartialEq + 'static {
+    const NAMES: &'static [(&'static str, Self)];
+
+    fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(n, _)| n)
+    }
+
+    fn from_name(s: &str) -> Option<Self> {
+        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, v)| *v)
+    }
+}
+
+/// `FromJson` and `Serialize` for [`Names`] enums, from their table.
+#[macro_export]
+macro_rules! named {
+    ($($t:ty),* $(,)?) => {$(
+        impl $crate::json::FromJson for $t {
+            fn from_json(
+                v: &serde_json::Value,
+                at: $crate::json::Path<'_>,
+            ) -> Result<Self, $crate::json::Invalid> {
+                $crate::json::variant(v, at, <$t as $crate::json::Names>::NAMES)
+            }
+        }
+
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str($crate::json::Names::name(*self))
+            }
+        }
+    )*};
+}
+
 /// A JSON object being read field by field.
 #[derive(Clone, Copy)]
 pub struct Obj<'a> {

@@ -91,40 +91,26 @@ impl FromJson for DeploymentPayload {
 }
 
 /// What was deployed: a Worker script or a Pages project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeployKind {
     Worker,
     Pages,
 }
 
-impl FromJson for DeployKind {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        crate::json::variant(
-            v,
-            at,
-            &[("worker", DeployKind::Worker), ("pages", DeployKind::Pages)],
-        )
-    }
+impl crate::json::Names for DeployKind {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("worker", DeployKind::Worker), ("pages", DeployKind::Pages)];
 }
+
+crate::named!(DeployKind);
 
 impl DeployKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeployKind::Worker => "worker",
-            DeployKind::Pages => "pages",
-        }
+        crate::json::Names::name(self)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "worker" => Some(DeployKind::Worker),
-            "pages" => Some(DeployKind::Pages),
-            _ => None,
-        }
+        crate::json::Names::from_name(s)
     }
 }
 
@@ -187,8 +173,7 @@ impl CommitHash {
 }
 
 /// Where the Worker learned of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// A build hook posted it to `/notify`.
     Hook,
@@ -196,21 +181,16 @@ pub enum Source {
     Poll,
 }
 
-impl FromJson for Source {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        crate::json::variant(v, at, &[("hook", Source::Hook), ("poll", Source::Poll)])
-    }
+impl crate::json::Names for Source {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("hook", Source::Hook), ("poll", Source::Poll)];
 }
+
+crate::named!(Source);
 
 impl Source {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Hook => "hook",
-            Source::Poll => "poll",
-        }
+        crate::json::Names::name(self)
     }
 }
 

@@ -24,36 +24,23 @@ pub enum NotificationStatus {
     Recorded,
 }
 
-impl FromJson for NotificationStatus {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        use NotificationStatus::*;
-        crate::json::variant(
-            v,
-            at,
-            &[
-                ("pending", Pending),
-                ("sending", Sending),
-                ("retrying", Retrying),
-                ("sent", Sent),
-                ("failed", Failed),
-                ("not_sent", NotSent),
-                ("recorded", Recorded),
-            ],
-        )
-    }
+impl crate::json::Names for NotificationStatus {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("pending", NotificationStatus::Pending),
+        ("sending", NotificationStatus::Sending),
+        ("retrying", NotificationStatus::Retrying),
+        ("sent", NotificationStatus::Sent),
+        ("failed", NotificationStatus::Failed),
+        ("not_sent", NotificationStatus::NotSent),
+        ("recorded", NotificationStatus::Recorded),
+    ];
 }
+
+crate::named!(NotificationStatus);
 
 impl NotificationStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            NotificationStatus::Pending => "pending",
-            NotificationStatus::Sending => "sending",
-            NotificationStatus::Retrying => "retrying",
-            NotificationStatus::Sent => "sent",
-            NotificationStatus::Failed => "failed",
-            NotificationStatus::NotSent => "not_sent",
-            NotificationStatus::Recorded => "recorded",
-        }
+        crate::json::Names::name(self)
     }
 }
 

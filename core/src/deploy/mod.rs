@@ -10,14 +10,9 @@ pub mod runs;
 pub mod store;
 pub mod sweep;
 
-use serde::Serialize;
-use serde_json::Value;
-
 use crate::apps::{App, DeployTarget};
-use crate::json::{FromJson, Invalid, Path};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
     Waiting,
     Processing,
@@ -28,49 +23,27 @@ pub enum JobStatus {
     Cancelled,
 }
 
-impl FromJson for JobStatus {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        use JobStatus::*;
-        crate::json::variant(
-            v,
-            at,
-            &[
-                ("waiting", Waiting),
-                ("processing", Processing),
-                ("finalized", Finalized),
-                ("failed", Failed),
-                ("reverting", Reverting),
-                ("reverted", Reverted),
-                ("cancelled", Cancelled),
-            ],
-        )
-    }
+impl crate::json::Names for JobStatus {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("waiting", JobStatus::Waiting),
+        ("processing", JobStatus::Processing),
+        ("finalized", JobStatus::Finalized),
+        ("failed", JobStatus::Failed),
+        ("reverting", JobStatus::Reverting),
+        ("reverted", JobStatus::Reverted),
+        ("cancelled", JobStatus::Cancelled),
+    ];
 }
+
+crate::named!(JobStatus);
 
 impl JobStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Waiting => "waiting",
-            JobStatus::Processing => "processing",
-            JobStatus::Finalized => "finalized",
-            JobStatus::Failed => "failed",
-            JobStatus::Reverting => "reverting",
-            JobStatus::Reverted => "reverted",
-            JobStatus::Cancelled => "cancelled",
-        }
+        crate::json::Names::name(self)
     }
 
-    pub fn parse(s: &str) -> Option<JobStatus> {
-        Some(match s {
-            "waiting" => JobStatus::Waiting,
-            "processing" => JobStatus::Processing,
-            "finalized" => JobStatus::Finalized,
-            "failed" => JobStatus::Failed,
-            "reverting" => JobStatus::Reverting,
-            "reverted" => JobStatus::Reverted,
-            "cancelled" => JobStatus::Cancelled,
-            _ => return None,
-        })
+    pub fn parse(s: &str) -> Option<Self> {
+        crate::json::Names::from_name(s)
     }
 
     /// The states a job may be in for a move to `self`; anything else is a late or
@@ -104,8 +77,7 @@ impl JobStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepState {
     Pending,
     Started,
@@ -114,32 +86,21 @@ pub enum StepState {
     Skipped,
 }
 
-impl FromJson for StepState {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        use StepState::*;
-        crate::json::variant(
-            v,
-            at,
-            &[
-                ("pending", Pending),
-                ("started", Started),
-                ("done", Done),
-                ("failed", Failed),
-                ("skipped", Skipped),
-            ],
-        )
-    }
+impl crate::json::Names for StepState {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("pending", StepState::Pending),
+        ("started", StepState::Started),
+        ("done", StepState::Done),
+        ("failed", StepState::Failed),
+        ("skipped", StepState::Skipped),
+    ];
 }
+
+crate::named!(StepState);
 
 impl StepState {
     pub fn as_str(self) -> &'static str {
-        match self {
-            StepState::Pending => "pending",
-            StepState::Started => "started",
-            StepState::Done => "done",
-            StepState::Failed => "failed",
-            StepState::Skipped => "skipped",
-        }
+        crate::json::Names::name(self)
     }
 
     pub fn is_finished(self) -> bool {
@@ -151,8 +112,7 @@ impl StepState {
 }
 
 /// The steps of a deploy, in order; the revert steps are appended when a deploy fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StepName {
     /// Create the GitHub Deployment and set it `in_progress`.
     CreateDeployment,
@@ -170,52 +130,28 @@ pub enum StepName {
     RevertVerify,
 }
 
-impl FromJson for StepName {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        use StepName::*;
-        crate::json::variant(
-            v,
-            at,
-            &[
-                ("create_deployment", CreateDeployment),
-                ("trigger", Trigger),
-                ("await_result", AwaitResult),
-                ("verify_health", VerifyHealth),
-                ("finalize", Finalize),
-                ("revert_trigger", RevertTrigger),
-                ("revert_await", RevertAwait),
-                ("revert_verify", RevertVerify),
-            ],
-        )
-    }
+impl crate::json::Names for StepName {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("create_deployment", StepName::CreateDeployment),
+        ("trigger", StepName::Trigger),
+        ("await_result", StepName::AwaitResult),
+        ("verify_health", StepName::VerifyHealth),
+        ("finalize", StepName::Finalize),
+        ("revert_trigger", StepName::RevertTrigger),
+        ("revert_await", StepName::RevertAwait),
+        ("revert_verify", StepName::RevertVerify),
+    ];
 }
+
+crate::named!(StepName);
 
 impl StepName {
     pub fn as_str(self) -> &'static str {
-        match self {
-            StepName::CreateDeployment => "create_deployment",
-            StepName::Trigger => "trigger",
-            StepName::AwaitResult => "await_result",
-            StepName::VerifyHealth => "verify_health",
-            StepName::Finalize => "finalize",
-            StepName::RevertTrigger => "revert_trigger",
-            StepName::RevertAwait => "revert_await",
-            StepName::RevertVerify => "revert_verify",
-        }
+        crate::json::Names::name(self)
     }
 
-    pub fn parse(s: &str) -> Option<StepName> {
-        Some(match s {
-            "create_deployment" => StepName::CreateDeployment,
-            "trigger" => StepName::Trigger,
-            "await_result" => StepName::AwaitResult,
-            "verify_health" => StepName::VerifyHealth,
-            "finalize" => StepName::Finalize,
-            "revert_trigger" => StepName::RevertTrigger,
-            "revert_await" => StepName::RevertAwait,
-            "revert_verify" => StepName::RevertVerify,
-            _ => return None,
-        })
+    pub fn parse(s: &str) -> Option<Self> {
+        crate::json::Names::from_name(s)
     }
 
     /// What a person reads in the Telegram message and the API.
@@ -280,6 +216,8 @@ pub fn plan_revert(app: &App) -> Vec<(StepName, StepState)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::FromJson;
+    use serde::Serialize;
 
     fn app(target: &str, health: bool) -> App {
         let health = if health {

@@ -38,8 +38,7 @@ impl DeliveryId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Its work was enqueued.
     Queued,
@@ -52,29 +51,20 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Queued => "queued",
-            Outcome::Ignored => "ignored",
-            Outcome::Processed => "processed",
-            Outcome::Failed => "failed",
-        }
+        crate::json::Names::name(self)
     }
 }
 
-impl FromJson for Outcome {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        crate::json::variant(
-            v,
-            at,
-            &[
-                ("queued", Outcome::Queued),
-                ("ignored", Outcome::Ignored),
-                ("processed", Outcome::Processed),
-                ("failed", Outcome::Failed),
-            ],
-        )
-    }
+impl crate::json::Names for Outcome {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("queued", Outcome::Queued),
+        ("ignored", Outcome::Ignored),
+        ("processed", Outcome::Processed),
+        ("failed", Outcome::Failed),
+    ];
 }
+
+crate::named!(Outcome);
 
 /// A delivery as the API lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

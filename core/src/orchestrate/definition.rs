@@ -180,16 +180,7 @@ impl FromJson for Action {
     /// Tagged by `kind`; each kind takes only its own fields (and the tag).
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         let o = Obj::new(v, at)?;
-        let kind = o.variant(
-            "kind",
-            &[
-                ("open_pr", StepKind::OpenPr),
-                ("enable_auto_merge", StepKind::EnableAutoMerge),
-                ("await_merge", StepKind::AwaitMerge),
-                ("await_workflow", StepKind::AwaitWorkflow),
-                ("dispatch_workflow", StepKind::DispatchWorkflow),
-            ],
-        )?;
+        let kind = o.variant("kind", <StepKind as crate::json::Names>::NAMES)?;
         Ok(match kind {
             StepKind::OpenPr => {
                 o.only(&["kind", "repository", "branch", "title", "body", "files"])?;
@@ -232,8 +223,7 @@ impl FromJson for Action {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum MergeMethod {
     Merge,
     #[default]
@@ -241,19 +231,15 @@ pub enum MergeMethod {
     Rebase,
 }
 
-impl FromJson for MergeMethod {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        crate::json::variant(
-            v,
-            at,
-            &[
-                ("merge", MergeMethod::Merge),
-                ("squash", MergeMethod::Squash),
-                ("rebase", MergeMethod::Rebase),
-            ],
-        )
-    }
+impl crate::json::Names for MergeMethod {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("merge", MergeMethod::Merge),
+        ("squash", MergeMethod::Squash),
+        ("rebase", MergeMethod::Rebase),
+    ];
 }
+
+crate::named!(MergeMethod);
 
 impl MergeMethod {
     /// GraphQL's `PullRequestMergeMethod`.

@@ -21,30 +21,30 @@ use crate::time::Timestamp;
 use definition::{Action, Definition, StepDef, StepId};
 use store::{EventRecord, PullRequest, StepRecord, WorkflowRun};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkflowStatus {
     Running,
     Succeeded,
     Failed,
 }
 
+impl crate::json::Names for WorkflowStatus {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("running", WorkflowStatus::Running),
+        ("succeeded", WorkflowStatus::Succeeded),
+        ("failed", WorkflowStatus::Failed),
+    ];
+}
+
+crate::named!(WorkflowStatus);
+
 impl WorkflowStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            WorkflowStatus::Running => "running",
-            WorkflowStatus::Succeeded => "succeeded",
-            WorkflowStatus::Failed => "failed",
-        }
+        crate::json::Names::name(self)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "running" => WorkflowStatus::Running,
-            "succeeded" => WorkflowStatus::Succeeded,
-            "failed" => WorkflowStatus::Failed,
-            _ => return None,
-        })
+        crate::json::Names::from_name(s)
     }
 }
 
@@ -52,8 +52,7 @@ impl WorkflowStatus {
 /// `failed` and `skipped` are terminal. Each kind is done at its own status
 /// ([`StepKind::done_at`]); an `open_pr` step goes on to mirror its PR
 /// (`auto_merge_enabled`, `merged`) after it is done.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StepStatus {
     #[default]
     Pending,
@@ -69,6 +68,22 @@ pub enum StepStatus {
     Skipped,
 }
 
+impl crate::json::Names for StepStatus {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("pending", StepStatus::Pending),
+        ("running", StepStatus::Running),
+        ("waiting", StepStatus::Waiting),
+        ("raised", StepStatus::Raised),
+        ("auto_merge_enabled", StepStatus::AutoMergeEnabled),
+        ("merged", StepStatus::Merged),
+        ("succeeded", StepStatus::Succeeded),
+        ("failed", StepStatus::Failed),
+        ("skipped", StepStatus::Skipped),
+    ];
+}
+
+crate::named!(StepStatus);
+
 impl StepStatus {
     pub const ALL: [StepStatus; 9] = [
         StepStatus::Pending,
@@ -83,21 +98,11 @@ impl StepStatus {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Pending => "pending",
-            StepStatus::Running => "running",
-            StepStatus::Waiting => "waiting",
-            StepStatus::Raised => "raised",
-            StepStatus::AutoMergeEnabled => "auto_merge_enabled",
-            StepStatus::Merged => "merged",
-            StepStatus::Succeeded => "succeeded",
-            StepStatus::Failed => "failed",
-            StepStatus::Skipped => "skipped",
-        }
+        crate::json::Names::name(self)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
+        crate::json::Names::from_name(s)
     }
 
     pub fn is_terminal(self) -> bool {
@@ -123,8 +128,7 @@ impl StepStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {
     OpenPr,
     EnableAutoMerge,
@@ -132,6 +136,18 @@ pub enum StepKind {
     AwaitWorkflow,
     DispatchWorkflow,
 }
+
+impl crate::json::Names for StepKind {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("open_pr", StepKind::OpenPr),
+        ("enable_auto_merge", StepKind::EnableAutoMerge),
+        ("await_merge", StepKind::AwaitMerge),
+        ("await_workflow", StepKind::AwaitWorkflow),
+        ("dispatch_workflow", StepKind::DispatchWorkflow),
+    ];
+}
+
+crate::named!(StepKind);
 
 impl StepKind {
     pub fn of(action: &Action) -> StepKind {
@@ -145,25 +161,11 @@ impl StepKind {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::OpenPr => "open_pr",
-            StepKind::EnableAutoMerge => "enable_auto_merge",
-            StepKind::AwaitMerge => "await_merge",
-            StepKind::AwaitWorkflow => "await_workflow",
-            StepKind::DispatchWorkflow => "dispatch_workflow",
-        }
+        crate::json::Names::name(self)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            StepKind::OpenPr,
-            StepKind::EnableAutoMerge,
-            StepKind::AwaitMerge,
-            StepKind::AwaitWorkflow,
-            StepKind::DispatchWorkflow,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        crate::json::Names::from_name(s)
     }
 
     /// The status at which a step of this kind is done (its dependents may run).

@@ -251,50 +251,35 @@ impl PreviewSettings {
 }
 
 /// What the pull request wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wanted {
     Live,
     Closed,
     Expired,
 }
 
-impl FromJson for Wanted {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        crate::json::variant(
-            v,
-            at,
-            &[
-                ("live", Wanted::Live),
-                ("closed", Wanted::Closed),
-                ("expired", Wanted::Expired),
-            ],
-        )
-    }
+impl crate::json::Names for Wanted {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("live", Wanted::Live),
+        ("closed", Wanted::Closed),
+        ("expired", Wanted::Expired),
+    ];
 }
+
+crate::named!(Wanted);
 
 impl Wanted {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Wanted::Live => "live",
-            Wanted::Closed => "closed",
-            Wanted::Expired => "expired",
-        }
+        crate::json::Names::name(self)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "live" => Wanted::Live,
-            "closed" => Wanted::Closed,
-            "expired" => Wanted::Expired,
-            _ => return None,
-        })
+        crate::json::Names::from_name(s)
     }
 }
 
 /// What exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// Recorded, nothing done yet.
     New,
@@ -310,48 +295,27 @@ pub enum Status {
     Skipped,
 }
 
-impl FromJson for Status {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        crate::json::variant(
-            v,
-            at,
-            &[
-                ("new", Status::New),
-                ("queued", Status::Queued),
-                ("deploying", Status::Deploying),
-                ("ready", Status::Ready),
-                ("failed", Status::Failed),
-                ("destroyed", Status::Destroyed),
-                ("skipped", Status::Skipped),
-            ],
-        )
-    }
+impl crate::json::Names for Status {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("new", Status::New),
+        ("queued", Status::Queued),
+        ("deploying", Status::Deploying),
+        ("ready", Status::Ready),
+        ("failed", Status::Failed),
+        ("destroyed", Status::Destroyed),
+        ("skipped", Status::Skipped),
+    ];
 }
+
+crate::named!(Status);
 
 impl Status {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::New => "new",
-            Status::Queued => "queued",
-            Status::Deploying => "deploying",
-            Status::Ready => "ready",
-            Status::Failed => "failed",
-            Status::Destroyed => "destroyed",
-            Status::Skipped => "skipped",
-        }
+        crate::json::Names::name(self)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "new" => Status::New,
-            "queued" => Status::Queued,
-            "deploying" => Status::Deploying,
-            "ready" => Status::Ready,
-            "failed" => Status::Failed,
-            "destroyed" => Status::Destroyed,
-            "skipped" => Status::Skipped,
-            _ => return None,
-        })
+        crate::json::Names::from_name(s)
     }
 
     /// Whether a Fly app may exist for it.
