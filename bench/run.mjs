@@ -34,31 +34,34 @@ function percentile(sorted, p) {
 
 const round = (x) => Math.round(x * 10) / 10;
 
+/** One POST /notify, recorded into `into` ({ latencies, statuses, sentAt }). */
+async function post(url, body, into) {
+  const t0 = performance.now();
+  const wall = Date.now();
+  const r = await fetch(`${url}/notify`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  await r.arrayBuffer();
+  into.latencies.push(performance.now() - t0);
+  into.statuses[r.status] = (into.statuses[r.status] ?? 0) + 1;
+  if (r.status === 202) into.sentAt.set(body.deployment.deploymentId, wall);
+}
+
+const record = () => ({ latencies: [], statuses: {}, sentAt: new Map() });
+
+/** Closed loop: `concurrency` lanes, each sending its next body once answered. */
 async function load(url, bodies, concurrency) {
-  const latencies = [];
-  const statuses = {};
-  const sentAt = new Map();
+  const rec = record();
   let next = 0;
   const started = performance.now();
   async function lane() {
-    while (next < bodies.length) {
-      const body = bodies[next++];
-      const t0 = performance.now();
-      const wall = Date.now();
-      const r = await fetch(`${url}/notify`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      await r.arrayBuffer();
-      latencies.push(performance.now() - t0);
-      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-      if (r.status === 202) sentAt.set(body.deployment.deploymentId, wall);
-    }
+    while (next < bodies.length) await post(url, bodies[next++], rec);
   }
   await Promise.all(Array.from({ length: concurrency }, lane));
   const seconds = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
+  const latencies = rec.latencies.sort((a, b) => a - b);
   return {
     requests: bodies.length,
     concurrency,
@@ -66,8 +69,8 @@ async function load(url, bodies, concurrency) {
     rps: round(bodies.length / seconds),
     p50_ms: round(percentile(latencies, 50)),
     p99_ms: round(percentile(latencies, 99)),
-    statuses,
-    sentAt,
+    statuses: rec.statuses,
+    sentAt: rec.sentAt,
   };
 }
 
@@ -77,28 +80,18 @@ async function load(url, bodies, concurrency) {
  * at a given rate, here the throughput the targets ask for).
  */
 async function paced(url, bodies, rps) {
-  const sentAt = new Map();
-  const statuses = {};
-  const latencies = [];
+  const rec = record();
   const started = performance.now();
   await Promise.all(bodies.map(async (body, i) => {
-    const due = started + (i * 1000) / rps;
-    const wait = due - performance.now();
+    const wait = started + (i * 1000) / rps - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    const t0 = performance.now();
-    const wall = Date.now();
-    const r = await fetch(`${url}/notify`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    await r.arrayBuffer();
-    latencies.push(performance.now() - t0);
-    statuses[r.status] = (statuses[r.status] ?? 0) + 1;
-    if (r.status === 202) sentAt.set(body.deployment.deploymentId, wall);
+    await post(url, body, rec);
   }));
-  latencies.sort((a, b) => a - b);
-  return { requests: bodies.length, rps, p50_ms: round(percentile(latencies, 50)), p99_ms: round(percentile(latencies, 99)), statuses, sentAt };
+  const latencies = rec.latencies.sort((a, b) => a - b);
+  return {
+    requests: bodies.length, rps, p50_ms: round(percentile(latencies, 50)), p99_ms: round(percentile(latencies, 99)),
+    statuses: rec.statuses, sentAt: rec.sentAt,
+  };
 }
 
 function deployment(id, i) {
@@ -230,11 +223,17 @@ async function c16Run(url, label) {
 
 /** The same load against the least a /notify can do here (bench/baseline). */
 async function baseline(start) {
-  const w = await start({ config: "bench/baseline/wrangler.toml" });
+  const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
+  const w = await start({
+    config: "bench/baseline/wrangler.toml",
+    vars: { TELEGRAM_API_BASE: tg.base, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT },
+  });
   try {
-    return { ...(await c16Run(w.url, "base")), sentAt: undefined };
+    const c16 = await c16Run(w.url, "base");
+    return { ...c16, sentAt: undefined, post_to_telegram: await telegramLatency(tg, c16.sentAt) };
   } finally {
     await w.stop();
+    await tg.close();
   }
 }
 
@@ -327,6 +326,7 @@ const size = uploadSize();
   console.log(`\n${"measure".padEnd(36)} ${"value".padStart(10)}   ${"target".padEnd(12)}`);
   row("baseline c16 throughput (req/s)", base.rps, "(machine)", true);
   row("baseline c16 p99 (ms)", base.p99_ms, "(machine)", true);
+  row("baseline POST→Telegram c16 p50 (ms)", base.post_to_telegram.p50_ms, "(machine)", true);
   row("/notify c16 throughput (req/s)", c16.rps, `>= ${TARGETS.c16_rps_min}`, results.checks.c16_rps);
   row("/notify c16 p50 (ms)", c16.p50_ms, "", true);
   row("/notify c16 p99 (ms)", c16.p99_ms, `<= ${TARGETS.c16_p99_ms_max}`, results.checks.c16_p99);
@@ -352,6 +352,7 @@ const size = uploadSize();
   row("upload total (KiB)", size.total_kib, "", true);
   row("upload gzip (KiB)", size.gzip_kib, `<= ${TARGETS.gzip_kib_max}`, results.checks.gzip);
   row("wrangler dev: baseline c16 (req/s)", dev.baseline_c16.rps, "(reference)", true);
+  row("wrangler dev: baseline POST→Telegram c16", dev.baseline_c16.post_to_telegram.p50_ms, "(reference)", true);
   row("wrangler dev: /notify c16 (req/s)", dev.notify_c16.rps, "(reference)", true);
   row("wrangler dev: /notify c16 p99 (ms)", dev.notify_c16.p99_ms, "(reference)", true);
   row("wrangler dev: POST→Telegram c16 p50", dev.post_to_telegram_c16.p50_ms, "(reference)", true);

@@ -22,7 +22,7 @@ import { root, migrateLocal } from "../scripts/lib.mjs";
 import { tempDir } from "../tests/e2e/worker.mjs";
 
 async function serve({ config, vars, persistTo }) {
-  const { Miniflare } = await import("miniflare");
+  const { Miniflare, Log, LogLevel } = await import("miniflare");
   const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
   const { workerOptions, main } = unstable_getMiniflareWorkerOptions(join(root, config));
   const mf = new Miniflare({
@@ -37,6 +37,12 @@ async function serve({ config, vars, persistTo }) {
     // The layout `wrangler d1 migrations apply --persist-to` writes.
     d1Persist: join(persistTo, "v3", "d1"),
     kvPersist: join(persistTo, "v3", "kv"),
+    // Miniflare logs every request by a call from workerd into node (a subrequest per
+    // request on workerd's one thread); a deployed Worker has no such thing.
+    logRequests: false,
+    // BENCH_LOG=1 prints the local queue broker's batches (size, time) to see where
+    // POST-to-Telegram time goes.
+    ...(process.env.BENCH_LOG ? { log: new Log(LogLevel.INFO, { prefix: `mf ${Date.now()}` }) } : {}),
     // The Worker's log lines would flood the bench's output.
     handleRuntimeStdio(stdout, stderr) {
       stdout.resume();

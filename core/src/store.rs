@@ -4,7 +4,7 @@
 
 use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::notify::{CommitHash, DeployKind, Deployment, DeploymentId};
-use crate::ports::{Row, Sql, Statement, StoreError};
+use crate::ports::{Row, Sql, StoreError};
 use crate::time::Timestamp;
 
 /// Where a notification row is in its life.
@@ -224,39 +224,45 @@ impl<S: Sql> NotificationStore<S> {
             .collect()
     }
 
-    /// Records the outcome of deliveries, all in one round trip. Only the holder of
-    /// a claim moves its row on, so a row already sent stays sent.
+    /// Records the outcome of deliveries in one statement (the outcomes travel as one
+    /// JSON parameter, so a batch of any size is one round trip and one statement for
+    /// D1 to run). Only the holder of a claim moves its row on, so a row already sent
+    /// stays sent.
     pub async fn record(&self, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let statements: Vec<Statement> = outcomes
+        let rows: Vec<serde_json::Value> = outcomes
             .iter()
-            .map(|o| {
-                let (id, status, message_id, error, next): (i64, NotificationStatus, Option<i64>, Option<&str>, Option<Timestamp>) =
-                    match o {
-                        Outcome::Sent { id, message_id } => (*id, NotificationStatus::Sent, Some(*message_id), None, None),
-                        Outcome::Retrying { id, error, next_attempt_at } => {
-                            (*id, NotificationStatus::Retrying, None, Some(error), Some(*next_attempt_at))
-                        }
-                        Outcome::Final { id, status, error } => (*id, *status, None, Some(error), None),
-                    };
-                Statement {
-                    sql: "UPDATE notifications SET status = ?2, telegram_message_id = COALESCE(?3, telegram_message_id), \
-                          last_error = ?4, next_attempt_at = ?5, updated_at = ?6 \
-                          WHERE id = ?1 AND status = 'sending'",
-                    params: vec![
-                        id.into(),
-                        status.as_str().into(),
-                        message_id.into(),
-                        error.into(),
-                        next.map(Timestamp::millis).into(),
-                        now.millis().into(),
-                    ],
-                }
+            .map(|o| match o {
+                Outcome::Sent { id, message_id } => serde_json::json!({
+                    "id": id, "status": NotificationStatus::Sent.as_str(), "message_id": message_id,
+                }),
+                Outcome::Retrying {
+                    id,
+                    error,
+                    next_attempt_at,
+                } => serde_json::json!({
+                    "id": id, "status": NotificationStatus::Retrying.as_str(), "error": error,
+                    "next": next_attempt_at.millis(),
+                }),
+                Outcome::Final { id, status, error } => serde_json::json!({
+                    "id": id, "status": status.as_str(), "error": error,
+                }),
             })
             .collect();
-        self.sql.batch(&statements).await
+        self.sql
+            .execute(
+                "UPDATE notifications SET status = json_extract(o.value, '$.status'), \
+                 telegram_message_id = COALESCE(json_extract(o.value, '$.message_id'), telegram_message_id), \
+                 last_error = json_extract(o.value, '$.error'), \
+                 next_attempt_at = json_extract(o.value, '$.next'), updated_at = ?2 \
+                 FROM json_each(?1) AS o \
+                 WHERE notifications.id = json_extract(o.value, '$.id') AND notifications.status = 'sending'",
+                &[serde_json::Value::Array(rows).to_string().into(), now.millis().into()],
+            )
+            .await
+            .map(drop)
     }
 
     /// Marks a dead-lettered row failed unless it already reached an end state.

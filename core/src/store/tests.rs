@@ -265,3 +265,66 @@ fn records_read_d1s_whole_doubles_and_nulls() {
     assert_eq!(rec.last_error, None);
     assert_eq!(rec.status, NotificationStatus::Sent);
 }
+
+#[test]
+fn one_statement_records_a_mixed_batch_and_only_claimed_rows_move() {
+    let db = SqliteSql::migrated();
+    let store = NotificationStore::new(&db);
+    let sent = insert(&store, "sent", 0);
+    let retrying = insert(&store, "retrying", 0);
+    let failed = insert(&store, "failed", 0);
+    let unclaimed = insert(&store, "unclaimed", 0);
+    assert_eq!(claim(&store, &[sent, retrying, failed], 1, 0).len(), 3);
+    block_on(store.record(
+        &[
+            Outcome::Sent {
+                id: sent,
+                message_id: 501,
+            },
+            Outcome::Retrying {
+                id: retrying,
+                error: "Telegram answered 502".into(),
+                next_attempt_at: t(30),
+            },
+            Outcome::Final {
+                id: failed,
+                status: NotificationStatus::Failed,
+                error: "Telegram answered 403: bot was kicked".into(),
+            },
+            Outcome::Sent {
+                id: unclaimed,
+                message_id: 502,
+            },
+        ],
+        t(2),
+    ))
+    .expect("record");
+
+    let r = row(&store, "sent");
+    assert_eq!(
+        (r.status, r.telegram_message_id, r.last_error),
+        (NotificationStatus::Sent, Some(501), None)
+    );
+    let r = row(&store, "retrying");
+    assert_eq!(r.status, NotificationStatus::Retrying);
+    assert_eq!(r.last_error.as_deref(), Some("Telegram answered 502"));
+    let next = block_on(db.query(
+        "SELECT next_attempt_at FROM notifications WHERE id = ?1",
+        &[retrying.into()],
+    ))
+    .expect("query");
+    assert_eq!(next[0].get("next_attempt_at"), Some(&json!(t(30).millis())));
+    let r = row(&store, "failed");
+    assert_eq!(r.status, NotificationStatus::Failed);
+    assert_eq!(
+        r.last_error.as_deref(),
+        Some("Telegram answered 403: bot was kicked")
+    );
+    let r = row(&store, "unclaimed");
+    assert_eq!(
+        (r.status, r.telegram_message_id),
+        (NotificationStatus::Pending, None),
+        "not claimed: untouched"
+    );
+    assert_eq!(r.updated_at, t(0).millis());
+}
