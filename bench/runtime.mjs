@@ -17,9 +17,10 @@
 // not wait behind the load generator's event loop.
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import { once } from "node:events";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { root, migrateLocal } from "../scripts/lib.mjs";
-import { tempDir } from "../tests/e2e/worker.mjs";
 
 async function serve({ config, vars, persistTo }) {
   const { Miniflare, Log, LogLevel } = await import("miniflare");
@@ -59,9 +60,20 @@ async function serve({ config, vars, persistTo }) {
 
 if (!isMainThread) await serve(workerData);
 
+/**
+ * Where the local D1 and KV keep their files: in memory (/dev/shm) where there is one.
+ * The local D1 is SQLite on this machine's disk; a deployed Worker's D1 is a remote
+ * service, so the bench measures the Worker rather than this disk's fsyncs.
+ */
+function stateDir() {
+  const dir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "edge-notifier-bench-"));
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 /** Starts the Worker of `config` with `vars` added; resolves to { url, stop }. */
 export async function startOnWorkerd({ config = "wrangler.toml", vars = {} } = {}) {
-  const persistTo = tempDir("bench-state");
+  const persistTo = stateDir();
   migrateLocal(persistTo, { quiet: true, config });
   const thread = new Worker(new URL(import.meta.url), { workerData: { config, vars, persistTo } });
   const [started] = await Promise.race([
