@@ -49,6 +49,11 @@ fn binding(env: &Env, name: &str) -> Option<js_sys::Object> {
         .and_then(|b| b.dyn_into().ok())
 }
 
+/// Whether the Worker's env has the binding `name` (for `/health`).
+pub fn bound(env: &Env, name: &str) -> bool {
+    binding(env, name).is_some()
+}
+
 /// SQL over the `DB` binding.
 pub fn d1(env: &Env) -> Result<D1Sql, ApiError> {
     binding(env, crate::DB)

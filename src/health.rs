@@ -5,6 +5,7 @@ use edge_core::config::{Config, VARIABLES};
 use edge_core::error::ApiError;
 use worker::{Env, Method, Request};
 
+use crate::adapters;
 use crate::respond::Reply;
 
 pub fn handle(req: &Request, env: &Env, config: &Config) -> Result<Reply, ApiError> {
@@ -27,9 +28,9 @@ pub fn handle(req: &Request, env: &Env, config: &Config) -> Result<Reply, ApiErr
             "name": env!("CARGO_PKG_NAME"),
             "version": env!("CARGO_PKG_VERSION"),
             "bindings": {
-                crate::DB: env.d1(crate::DB).is_ok(),
-                crate::STATE: env.kv(crate::STATE).is_ok(),
-                crate::JOBS: env.queue(crate::JOBS).is_ok(),
+                crate::DB: adapters::bound(env, crate::DB),
+                crate::STATE: adapters::bound(env, crate::STATE),
+                crate::JOBS: adapters::bound(env, crate::JOBS),
             },
             "settings": settings,
             "problems": config.problems,
