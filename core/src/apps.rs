@@ -65,20 +65,20 @@ crate::named!(DeployOn);
 
 /// How an app is deployed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum DeployTarget {
     /// Dispatch a GitHub Actions workflow and wait for its run.
     GithubWorkflow {
         /// Defaults to the app's repository.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         repository: Option<RepoFullName>,
         /// The workflow file name (`deploy.yml`) or id.
         workflow: String,
         /// The ref to run it on; defaults to the production branch.
-        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         git_ref: Option<String>,
         /// Workflow inputs; `{sha}` in a value becomes the commit being deployed.
-        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
         inputs: serde_json::Map<String, serde_json::Value>,
     },
     /// POST to a deploy hook URL (Cloudflare Pages, Render, Vercel).
@@ -147,19 +147,18 @@ impl FromJson for DeployTarget {
 
 /// An app as stored and as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct App {
     pub repository: RepoFullName,
     pub production_branch: String,
     pub environment: String,
     pub deploy_on: DeployOn,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub telegram_chat_id: Option<String>,
     pub deploy: DeployTarget,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub health_url: Option<String>,
     /// Preview environments for pull requests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub preview: Option<crate::preview::PreviewSettings>,
 }
 

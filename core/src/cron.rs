@@ -26,11 +26,8 @@ pub const SWEEP_BATCH: u32 = 100;
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
-    #[serde(default)]
     pub workers: Vec<String>,
-    #[serde(default)]
     pub pages: Vec<String>,
-    #[serde(default)]
     pub last_check: Option<String>,
 }
 

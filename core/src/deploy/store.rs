@@ -34,9 +34,7 @@ pub struct Job {
     pub updated_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
-    #[serde(default)]
     pub commits: Vec<PushCommit>,
-    #[serde(default)]
     pub steps: Vec<Step>,
 }
 

@@ -117,11 +117,11 @@ pub struct StepDef {
     pub id: StepId,
     /// Steps that must be done first; each must come earlier in the list, which
     /// rules out cycles.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<StepId>,
     /// Waiting steps only: how long to wait before the workflow fails. Filled in
     /// from the configured default when a workflow is created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_minutes: Option<u32>,
     pub action: Action,
 }
@@ -149,14 +149,12 @@ pub enum Action {
         repository: String,
         branch: String,
         title: String,
-        #[serde(default)]
         body: String,
         files: Vec<FileChange>,
     },
     /// Enables auto-merge (GraphQL `enablePullRequestAutoMerge`) on step `pr`'s PR.
     EnableAutoMerge {
         pr: StepId,
-        #[serde(default)]
         merge_method: MergeMethod,
     },
     /// Waits for step `pr`'s PR to be merged; records its merge commit.
@@ -169,9 +167,8 @@ pub enum Action {
         repository: String,
         workflow: String,
         /// The ref to run on; the repository's default branch when absent.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         git_ref: Option<String>,
-        #[serde(default)]
         inputs: BTreeMap<String, String>,
     },
 }

@@ -43,38 +43,30 @@ fn default_max() -> u32 {
 
 /// An app's `preview` settings.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct PreviewSettings {
     /// On unless set to false (the block is there to be used).
-    #[serde(default = "yes")]
     pub enabled: bool,
     /// The Fly organization slug the preview apps are created in.
     pub org: String,
     /// The image; `{sha}`, `{branch}` and `{pr}` are filled in.
     pub image: String,
     /// Fly region; Fly picks one when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// The port the app listens on; Fly serves it on 443.
-    #[serde(default = "default_port")]
     pub internal_port: u16,
     /// Plain environment variables (app secrets are added, and win).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// The Fly app's name; `{app}`, `{pr}` and `{branch}` are filled in, then the
     /// result is made a valid Fly name.
-    #[serde(default = "default_app_name")]
     pub app_name: String,
     /// A preview without a new deploy for this long is destroyed.
-    #[serde(default = "default_ttl")]
     pub ttl_hours: u32,
     /// Live previews per app; more wait, queued.
-    #[serde(default = "default_max")]
     pub max_concurrent: u32,
-    #[serde(default)]
     pub skip_drafts: bool,
     /// Whether pull requests from forks are deployed (their code gets the secrets).
-    #[serde(default)]
     pub allow_forks: bool,
 }
 
