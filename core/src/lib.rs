@@ -31,3 +31,6 @@ pub mod time;
 
 #[cfg(test)]
 pub(crate) mod testing;
+
+#[cfg(test)]
+mod parse_props;

@@ -43,13 +43,19 @@ impl Signature {
         let hex = value
             .strip_prefix("sha256=")
             .ok_or(SignatureError::Malformed)?;
+        // Work on bytes: a multi-byte UTF-8 character would put a `str` slice off a
+        // char boundary and panic before any authentication has happened.
+        let hex = hex.as_bytes();
         if hex.len() != 64 {
             return Err(SignatureError::Malformed);
         }
         let mut mac = [0u8; 32];
-        for (i, byte) in mac.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16)
-                .map_err(|_| SignatureError::Malformed)?;
+        for (byte, pair) in mac.iter_mut().zip(hex.chunks_exact(2)) {
+            let (hi, lo) = match pair {
+                [hi, lo] => (hex_digit(*hi)?, hex_digit(*lo)?),
+                _ => return Err(SignatureError::Malformed),
+            };
+            *byte = (hi << 4) | lo;
         }
         Ok(Signature(mac))
     }
@@ -57,6 +63,15 @@ impl Signature {
     /// Whether `computed` (the HMAC of the body under one secret) is this signature.
     pub fn matches(&self, computed: &[u8]) -> bool {
         constant_time_eq(&self.0, computed)
+    }
+}
+
+fn hex_digit(b: u8) -> Result<u8, SignatureError> {
+    match b {
+        b'0'..=b'9' => Ok(b - b'0'),
+        b'a'..=b'f' => Ok(b - b'a' + 10),
+        b'A'..=b'F' => Ok(b - b'A' + 10),
+        _ => Err(SignatureError::Malformed),
     }
 }
 
@@ -103,6 +118,16 @@ mod tests {
         );
         assert_eq!(
             Signature::parse(Some(&format!("sha256={}", "g".repeat(64)))),
+            Err(SignatureError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_multibyte_character_in_the_signature_is_malformed_not_a_panic() {
+        let header = format!("sha256=a\u{e9}{}", "0".repeat(61));
+        assert_eq!(header.len() - "sha256=".len(), 64);
+        assert_eq!(
+            Signature::parse(Some(&header)),
             Err(SignatureError::Malformed)
         );
     }
