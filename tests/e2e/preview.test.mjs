@@ -58,6 +58,13 @@ const comment = (number) => {
   return list[0];
 };
 
+/** Waits until PR `number`'s one comment matches `pattern`: the comment is edited after the row settles. */
+async function commentSays(number, pattern, timeoutMs = 10_000) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until && !pattern.test(comment(number).body)) await sleep(100);
+  assert.match(comment(number).body, pattern);
+}
+
 before(async () => {
   gh = await fakeGithub({ appId: APP_ID, publicKey: APP_PUBLIC });
   tg = await fakeTelegram({ token: BOT, chatId: CHAT });
@@ -182,12 +189,12 @@ describe("previews", () => {
     assert.ok(gh.state.deletedEnvironments.includes(`${REPO}:pr-2`));
     const latest = [...gh.state.deployments.values()].filter((d) => d.environment === "pr-2").at(-1);
     assert.equal(latest.statuses.at(-1).state, "inactive");
-    assert.match(comment(2).body, /destroyed[\s\S]*closed/);
+    await commentSays(2, /destroyed[\s\S]*closed/);
 
     await deliver("pull_request", pr("reopened", 2, sha("b")));
     assert.equal((await waitFor(2, ["ready", "failed"])).status, "ready");
     assert.ok(fly.apps.has("hello-pr-2"));
-    assert.match(comment(2).body, /ready/);
+    await commentSays(2, /ready/);
   });
 
   test("beyond max_concurrent a preview waits queued and starts when a slot frees", async () => {
@@ -197,13 +204,13 @@ describe("previews", () => {
     const queued = await waitFor(4, ["queued"]);
     assert.equal(queued.queue_ahead, 0);
     assert.ok(!fly.apps.has("hello-pr-4"));
-    assert.match(comment(4).body, /queued[\s\S]*next in line; at most 2 previews run at once/);
+    await commentSays(4, /queued[\s\S]*next in line; at most 2 previews run at once/);
 
     await deliver("pull_request", pr("closed", 3, sha("c")));
     await waitFor(3, ["destroyed"]);
     assert.equal((await waitFor(4, ["ready", "failed"])).status, "ready");
     assert.ok(fly.apps.has("hello-pr-4"));
-    assert.match(comment(4).body, /ready/);
+    await commentSays(4, /ready/);
   });
 
   test("a failure midway marks it failed, says why and leaves no Fly app behind", async () => {
@@ -216,7 +223,7 @@ describe("previews", () => {
       assert.equal(p.status, "failed");
       assert.match(p.error, /image registry.fly.io\/hello not found/);
       assert.ok(!fly.apps.has("hello-pr-5"), "the half-made app is deleted");
-      assert.match(comment(5).body, /failed[\s\S]*not found/);
+      await commentSays(5, /failed[\s\S]*not found/);
       const d = [...gh.state.deployments.values()].find((x) => x.environment === "pr-5");
       assert.equal(d.statuses.at(-1).state, "failure");
     } finally {
@@ -232,12 +239,12 @@ describe("previews", () => {
       p.pull_request.head.repo.full_name = "stranger/Hello-World";
     }));
     assert.equal((await waitFor(6, ["skipped"])).fork, true);
-    assert.match(comment(6).body, /forks/);
+    await commentSays(6, /forks/);
     await deliver("pull_request", pr("opened", 7, sha("2"), (p) => {
       p.pull_request.draft = true;
     }));
     await waitFor(7, ["skipped"]);
-    assert.match(comment(7).body, /draft/);
+    await commentSays(7, /draft/);
     assert.ok(!fly.apps.has("hello-pr-6") && !fly.apps.has("hello-pr-7"));
   });
 
@@ -249,7 +256,7 @@ describe("previews", () => {
     const p = await waitFor(5, ["destroyed"]);
     assert.equal(p.wanted, "expired");
     assert.ok(!fly.apps.has("hello-pr-5"));
-    assert.match(comment(5).body, /destroyed[\s\S]*expired/);
+    await commentSays(5, /destroyed[\s\S]*expired/);
   });
 });
 
