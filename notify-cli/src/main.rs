@@ -107,6 +107,9 @@ fn main() -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(format!("not sent: {e}"), 1),
     };
+    if send::insecure(&url) {
+        say("warning: NOTIFY_URL is plain http://, the token is sent unencrypted");
+    }
     let Some(token) = args
         .token
         .clone()

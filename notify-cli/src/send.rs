@@ -124,6 +124,20 @@ fn once(url: &str, token: &str, body: &str, timeout: Duration) -> Attempt {
     }
 }
 
+/// True for a plain `http://` URL whose host is not loopback: the token would
+/// travel unencrypted.
+pub fn insecure(url: &str) -> bool {
+    if !url.trim().starts_with("http://") {
+        return false;
+    }
+    let h = host(url.trim());
+    let name = match h.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => h.rsplit_once(':').map_or(h, |(n, _)| n),
+    };
+    !(name.eq_ignore_ascii_case("localhost") || name.starts_with("127.") || name == "::1")
+}
+
 fn host(url: &str) -> &str {
     url.split("://")
         .nth(1)
@@ -133,6 +147,25 @@ fn host(url: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_http_is_insecure_except_to_loopback() {
+        for url in [
+            "http://notify.example.com/notify",
+            "http://10.0.0.1:8787",
+            "http://[2001:db8::1]:80",
+        ] {
+            assert!(super::insecure(url), "{url}");
+        }
+        for url in [
+            "https://notify.example.com/notify",
+            "http://localhost:8787/notify",
+            "http://127.0.0.1:8787",
+            "http://[::1]:8787/notify",
+        ] {
+            assert!(!super::insecure(url), "{url}");
+        }
+    }
+
     use super::*;
 
     #[test]
