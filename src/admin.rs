@@ -394,7 +394,7 @@ async fn deliveries(req: &Request, sql: &adapters::D1Sql) -> Result<Reply, ApiEr
                 n.created_at,
                 serde_json::json!({
                     "source": "notify",
-                    "id": format!("{}:{}", n.kind, n.deployment_id),
+                    "id": edge_core::notify::dedupe_key(&n.kind, &n.project_name, &n.deployment_id),
                     "event": format!("{} deployment", n.kind),
                     "repository": null,
                     "project": n.project_name,

@@ -7,7 +7,7 @@ export default {
   async fetch(req, env) {
     if (req.method !== "POST") return Response.json({ success: true });
     const body = await req.json();
-    const key = `${body.deployment.type}:${body.deployment.deploymentId}`;
+    const key = `${body.deployment.type}:${body.deployment.projectName}:${body.deployment.deploymentId}`;
     if (await env.STATE.get(key)) return Response.json({ success: true, message: "Already processed" });
     const r = await env.DB.prepare("INSERT INTO seen (key) VALUES (?1) ON CONFLICT DO NOTHING").bind(key).run();
     if (r.meta.changes === 0) return Response.json({ success: true, message: "Already processed" });

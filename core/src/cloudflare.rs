@@ -2,8 +2,6 @@
 //! project deployments, turned into [`Deployment`]s. Generic over [`Http`]; the base
 //! URL comes from config.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::config::CloudflareConfig;
@@ -81,8 +79,9 @@ impl FromJson for ApiMessage {
     }
 }
 
+/// `result` of the Workers list: the entries stay raw, so that each is read on its own.
 struct WorkerDeployments {
-    deployments: Vec<WorkerDeployment>,
+    deployments: Vec<Value>,
 }
 
 impl FromJson for WorkerDeployments {
@@ -93,11 +92,14 @@ impl FromJson for WorkerDeployments {
     }
 }
 
+/// One Workers deployment. Only its id and time are required; the display fields
+/// are read when they are strings and left out otherwise.
 struct WorkerDeployment {
     id: String,
     created_on: String,
     author_email: Option<String>,
-    annotations: Option<BTreeMap<String, Value>>,
+    /// `annotations["workers/message"]`.
+    message: Option<String>,
 }
 
 impl FromJson for WorkerDeployment {
@@ -106,40 +108,46 @@ impl FromJson for WorkerDeployment {
         Ok(WorkerDeployment {
             id: o.req("id")?,
             created_on: o.req("created_on")?,
-            author_email: o.opt("author_email")?,
-            annotations: o.opt("annotations")?,
+            author_email: text_at(v, "/author_email"),
+            message: text_at(v, "/annotations/workers~1message"),
         })
     }
 }
 
 /// One Pages deployment, with the stage and trigger fields the poll needs read out
-/// of their nested objects.
+/// of their nested objects. Its id, time and stage are required; the display fields
+/// are read when they are strings and left out otherwise.
 struct PagesDeployment {
     id: String,
     created_on: String,
     environment: Option<String>,
     url: Option<String>,
     latest_stage: Option<PagesStage>,
-    /// `deployment_trigger.metadata`.
-    metadata: Option<PagesTriggerMetadata>,
+    /// From `deployment_trigger.metadata`.
+    branch: Option<String>,
+    commit_hash: Option<String>,
+    commit_message: Option<String>,
 }
 
 impl FromJson for PagesDeployment {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         let o = Obj::new(v, at)?;
-        let metadata = match o.opt_obj("deployment_trigger")? {
-            Some(trigger) => trigger.opt("metadata")?,
-            None => None,
-        };
+        let metadata = |field: &str| text_at(v, &format!("/deployment_trigger/metadata/{field}"));
         Ok(PagesDeployment {
             id: o.req("id")?,
             created_on: o.req("created_on")?,
-            environment: o.opt("environment")?,
-            url: o.opt("url")?,
+            environment: text_at(v, "/environment"),
+            url: text_at(v, "/url"),
             latest_stage: o.opt("latest_stage")?,
-            metadata,
+            branch: metadata("branch"),
+            commit_hash: metadata("commit_hash"),
+            commit_message: metadata("commit_message"),
         })
     }
+}
+
+fn text_at(v: &Value, pointer: &str) -> Option<String> {
+    crate::json::str_at(v, pointer).map(str::to_owned)
 }
 
 struct PagesStage {
@@ -157,21 +165,26 @@ impl FromJson for PagesStage {
     }
 }
 
-struct PagesTriggerMetadata {
-    branch: Option<String>,
-    commit_hash: Option<String>,
-    commit_message: Option<String>,
-}
+/// One entry of a page: a deployment, or why this one could not be used (the others
+/// of the page still are).
+pub type Listed = Result<PolledDeployment, CloudflareError>;
 
-impl FromJson for PagesTriggerMetadata {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(PagesTriggerMetadata {
-            branch: o.opt("branch")?,
-            commit_hash: o.opt("commit_hash")?,
-            commit_message: o.opt("commit_message")?,
+/// Reads every entry of a page on its own: one the poll cannot use (no id, no time,
+/// an id that is not one) costs only itself.
+fn each_entry<T: FromJson>(entries: &[Value], to_polled: impl Fn(T) -> Listed) -> Vec<Listed> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            crate::json::from_value(v)
+                .map_err(|e| {
+                    let which = crate::json::str_at(v, "/id")
+                        .map_or_else(|| format!("#{}", i + 1), |id| format!("{id:?}"));
+                    CloudflareError::Malformed(format!("deployment {which}: {e}"))
+                })
+                .and_then(&to_polled)
         })
-    }
+        .collect()
 }
 
 /// Script and project names are `[A-Za-z0-9_-]`: anything else would change the path.
@@ -221,83 +234,60 @@ impl<'a, H: Http> CloudflareClient<'a, H> {
         }
     }
 
-    /// `GET /accounts/{id}/workers/scripts/{name}/deployments`.
-    pub async fn worker_deployments(
-        &self,
-        script: &str,
-    ) -> Result<Vec<PolledDeployment>, CloudflareError> {
+    /// `GET /accounts/{id}/workers/scripts/{name}/deployments`. The call fails as a
+    /// whole (an error answer, an unreadable list) or entry by entry (see [`Listed`]).
+    pub async fn worker_deployments(&self, script: &str) -> Result<Vec<Listed>, CloudflareError> {
         if !valid_name(script) {
             return Err(CloudflareError::InvalidName(script.to_owned()));
         }
         let result: WorkerDeployments = self
             .get(&format!("/workers/scripts/{script}/deployments"))
             .await?;
-        result
-            .deployments
-            .into_iter()
-            .map(|d| {
-                let created = parse_time(&d.created_on)?;
-                let message = d
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("workers/message"))
-                    .and_then(|m| m.as_str())
-                    .map(str::to_owned);
-                let payload = DeploymentPayload {
-                    kind: Some(DeployKind::Worker.as_str().into()),
-                    project_name: Some(script.to_owned()),
-                    deployment_id: Some(d.id),
-                    commit_message: message,
-                    author: d.author_email,
-                    environment: Some("production".into()),
-                    ..Default::default()
-                };
-                to_polled(payload, created, PolledState::Live)
-            })
-            .collect()
+        Ok(each_entry(&result.deployments, |d: WorkerDeployment| {
+            let created = parse_time(&d.created_on)?;
+            let payload = DeploymentPayload {
+                kind: Some(DeployKind::Worker.as_str().into()),
+                project_name: Some(script.to_owned()),
+                deployment_id: Some(d.id),
+                commit_message: d.message,
+                author: d.author_email,
+                environment: Some("production".into()),
+                ..Default::default()
+            };
+            to_polled(payload, created, PolledState::Live)
+        }))
     }
 
     /// `GET /accounts/{id}/pages/projects/{name}/deployments` (the first page, newest
-    /// first, which is all a five-minute poll needs).
-    pub async fn pages_deployments(
-        &self,
-        project: &str,
-    ) -> Result<Vec<PolledDeployment>, CloudflareError> {
+    /// first, which is all a five-minute poll needs). Fails as
+    /// [`worker_deployments`](Self::worker_deployments) does.
+    pub async fn pages_deployments(&self, project: &str) -> Result<Vec<Listed>, CloudflareError> {
         if !valid_name(project) {
             return Err(CloudflareError::InvalidName(project.to_owned()));
         }
-        let result: Vec<PagesDeployment> = self
+        let result: Vec<Value> = self
             .get(&format!("/pages/projects/{project}/deployments"))
             .await?;
-        result
-            .into_iter()
-            .map(|d| {
-                let created = parse_time(&d.created_on)?;
-                let state = match &d.latest_stage {
-                    Some(s) if s.status == "failure" || s.status == "canceled" => {
-                        PolledState::Failed
-                    }
-                    Some(s) if s.name == "deploy" && s.status == "success" => PolledState::Live,
-                    _ => PolledState::InProgress,
-                };
-                let (branch, commit_hash, commit_message) = match d.metadata {
-                    Some(m) => (m.branch, m.commit_hash, m.commit_message),
-                    None => (None, None, None),
-                };
-                let payload = DeploymentPayload {
-                    kind: Some(DeployKind::Pages.as_str().into()),
-                    project_name: Some(project.to_owned()),
-                    deployment_id: Some(d.id),
-                    branch,
-                    commit_hash,
-                    commit_message,
-                    environment: d.environment,
-                    url: d.url,
-                    ..Default::default()
-                };
-                to_polled(payload, created, state)
-            })
-            .collect()
+        Ok(each_entry(&result, |d: PagesDeployment| {
+            let created = parse_time(&d.created_on)?;
+            let state = match &d.latest_stage {
+                Some(s) if s.status == "failure" || s.status == "canceled" => PolledState::Failed,
+                Some(s) if s.name == "deploy" && s.status == "success" => PolledState::Live,
+                _ => PolledState::InProgress,
+            };
+            let payload = DeploymentPayload {
+                kind: Some(DeployKind::Pages.as_str().into()),
+                project_name: Some(project.to_owned()),
+                deployment_id: Some(d.id),
+                branch: d.branch,
+                commit_hash: d.commit_hash,
+                commit_message: d.commit_message,
+                environment: d.environment,
+                url: d.url,
+                ..Default::default()
+            };
+            to_polled(payload, created, state)
+        }))
     }
 }
 
@@ -312,21 +302,8 @@ fn to_polled(
     state: PolledState,
 ) -> Result<PolledDeployment, CloudflareError> {
     payload.timestamp = Some(created.to_rfc3339());
-    // Hold API data to the same bounds as a hook's; a value out of bounds is dropped
-    // rather than losing the whole deployment.
-    if payload
-        .commit_hash
-        .as_deref()
-        .is_some_and(|h| crate::notify::CommitHash::parse(h).is_none())
-    {
-        payload.commit_hash = None;
-    }
-    if let Some(m) = &payload.commit_message {
-        if m.chars().count() > crate::notify::MAX_COMMIT_MESSAGE {
-            payload.commit_message =
-                Some(m.chars().take(crate::notify::MAX_COMMIT_MESSAGE).collect());
-        }
-    }
+    // API data is held to a hook's rules: the display fields are sanitised (see
+    // [`DeploymentPayload::sanitised`]), only a bad id refuses this one deployment.
     let deployment = payload
         .validate(created, Source::Poll)
         .map_err(|e| CloudflareError::Malformed(e.to_string()))?;

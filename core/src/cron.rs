@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::cloudflare::{CloudflareClient, PolledDeployment, PolledState};
 use crate::config::Config;
 use crate::jobs::JobMessage;
-use crate::notify::DeployKind;
+use crate::notify::{project_scoped, DeployKind};
 use crate::ports::{Http, Kv, Queue, Sql};
 use crate::store::{NotificationStatus, NotificationStore};
 use crate::time::Timestamp;
@@ -22,7 +22,8 @@ pub const SUMMARY_TTL_SECONDS: u64 = 7 * 24 * 3600;
 /// Rows the sweep re-enqueues per run; the rest wait for the next run.
 pub const SWEEP_BATCH: u32 = 100;
 
-/// The deployment ids the poll has already handled, newest first.
+/// The deployments the poll has already handled, newest first, per kind, each as
+/// `<project>:<id>` ([`project_scoped`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
@@ -60,18 +61,21 @@ impl Summary {
         }
     }
 
-    pub fn contains(&self, kind: DeployKind, id: &str) -> bool {
-        self.ids(kind).iter().any(|x| x == id)
+    pub fn contains(&self, kind: DeployKind, project: &str, id: &str) -> bool {
+        let entry = project_scoped(project, id);
+        self.ids(kind).contains(&entry)
     }
 
-    /// Puts `id` first, removing an older copy, keeping at most [`SUMMARY_LIMIT`].
-    pub fn remember(&mut self, kind: DeployKind, id: &str) {
+    /// Puts the deployment first, removing an older copy, keeping at most
+    /// [`SUMMARY_LIMIT`].
+    pub fn remember(&mut self, kind: DeployKind, project: &str, id: &str) {
+        let entry = project_scoped(project, id);
         let ids = match kind {
             DeployKind::Worker => &mut self.workers,
             DeployKind::Pages => &mut self.pages,
         };
-        ids.retain(|x| x != id);
-        ids.insert(0, id.to_owned());
+        ids.retain(|x| *x != entry);
+        ids.insert(0, entry);
         ids.truncate(SUMMARY_LIMIT);
     }
 }
@@ -96,7 +100,7 @@ pub fn triage(
     lookback_minutes: u32,
 ) -> Triage {
     let dep = &d.deployment;
-    if summary.contains(dep.kind, dep.deployment_id.as_str()) {
+    if summary.contains(dep.kind, &dep.project_name, dep.deployment_id.as_str()) {
         return Triage::Seen;
     }
     match d.state {
@@ -174,7 +178,15 @@ pub async fn poll<H: Http, S: Sql, K: Kv, Q: Queue>(
             }
         };
         // Oldest first, so the summary ends newest first and messages go out in order.
-        for d in deployments.iter().rev() {
+        for listed in deployments.iter().rev() {
+            let d = match listed {
+                Ok(d) => d,
+                Err(e) => {
+                    // This one alone: the rest of the page is still polled.
+                    report.errors.push(format!("{} {name}: {e}", kind.as_str()));
+                    continue;
+                }
+            };
             let dep = &d.deployment;
             let key = dep.dedupe_key();
             let status = match triage(d, &summary, now, config.poll_lookback_minutes) {
@@ -216,7 +228,7 @@ pub async fn poll<H: Http, S: Sql, K: Kv, Q: Queue>(
                     continue;
                 }
             }
-            summary.remember(dep.kind, dep.deployment_id.as_str());
+            summary.remember(dep.kind, &dep.project_name, dep.deployment_id.as_str());
         }
     }
 

@@ -235,13 +235,27 @@ impl FromJson for Deployment {
 impl Deployment {
     /// The identity two reports of one deployment share; the D1 unique key.
     pub fn dedupe_key(&self) -> String {
-        dedupe_key(self.kind, &self.deployment_id)
+        dedupe_key(
+            self.kind.as_str(),
+            &self.project_name,
+            self.deployment_id.as_str(),
+        )
     }
 }
 
-/// `worker:<id>` / `pages:<id>`: the KV fast-path key suffix and the log identity.
-pub fn dedupe_key(kind: DeployKind, id: &DeploymentId) -> String {
-    format!("{}:{}", kind.as_str(), id.as_str())
+/// `worker:<project>:<id>` / `pages:<project>:<id>`: a deployment's identity (type,
+/// project and id, the D1 unique key) as the KV fast-path key suffix, the log and
+/// the deliveries list show it. `%` and `:` in the project name are percent-escaped,
+/// so two identities never spell the same key (the id is the rest of the key).
+pub fn dedupe_key(kind: &str, project_name: &str, deployment_id: &str) -> String {
+    format!("{kind}:{}", project_scoped(project_name, deployment_id))
+}
+
+/// `<project>:<id>`, escaped as in [`dedupe_key`]: a deployment's identity within
+/// its type (the cron summary keeps these per type).
+pub fn project_scoped(project_name: &str, deployment_id: &str) -> String {
+    let project = project_name.replace('%', "%25").replace(':', "%3A");
+    format!("{project}:{deployment_id}")
 }
 
 /// The environment a deployment goes to when the hook does not say.
@@ -258,75 +272,63 @@ pub fn parse_notify_body(body: &[u8], received: Timestamp) -> Result<Deployment,
 }
 
 impl DeploymentPayload {
-    /// Checks every field's presence, length and shape; see [`parse_notify_body`].
+    /// The payload with every optional display field made acceptable: control
+    /// characters dropped (a commit message keeps its line breaks and tabs, a
+    /// single-line field turns them into spaces), cut to its bound with "…", and a
+    /// commit hash, timestamp or URL that is not one left out. The identity fields
+    /// (`type`, `projectName`, `deploymentId`) are left as they are: only they can make
+    /// [`validate`](Self::validate) refuse. `notify-deploy` sends this form, so that a
+    /// stray character in a commit message never costs the notification.
+    pub fn sanitised(self) -> DeploymentPayload {
+        DeploymentPayload {
+            branch: self.branch.and_then(|b| single_line_text(&b, MAX_BRANCH)),
+            commit_hash: non_empty(self.commit_hash).filter(|h| CommitHash::parse(h).is_some()),
+            commit_message: self
+                .commit_message
+                .and_then(|m| message_text(&m, MAX_COMMIT_MESSAGE)),
+            author: self.author.and_then(|a| single_line_text(&a, MAX_AUTHOR)),
+            timestamp: non_empty(self.timestamp).filter(|t| {
+                t.chars().count() <= MAX_TIMESTAMP && Timestamp::parse_rfc3339(t).is_some()
+            }),
+            environment: self
+                .environment
+                .and_then(|e| single_line_text(&e, MAX_ENVIRONMENT)),
+            url: non_empty(self.url).filter(|u| valid_url(u)),
+            ..self
+        }
+    }
+
+    /// Checks the identity fields' presence, length and shape and turns the
+    /// [sanitised](Self::sanitised) rest into a [`Deployment`]; see
+    /// [`parse_notify_body`].
     pub fn validate(self, received: Timestamp, source: Source) -> Result<Deployment, ApiError> {
-        let kind_text = required("type", self.kind)?;
+        let p = self.sanitised();
+        let kind_text = required("type", p.kind)?;
         let kind = DeployKind::parse(&kind_text).ok_or_else(|| {
             ApiError::BadRequest("deployment.type must be \"worker\" or \"pages\"".into())
         })?;
-        let project_name = required("projectName", self.project_name)?;
+        let project_name = required("projectName", p.project_name)?;
         single_line("projectName", &project_name, MAX_PROJECT_NAME)?;
-        let deployment_id = required("deploymentId", self.deployment_id)?;
+        let deployment_id = required("deploymentId", p.deployment_id)?;
         single_line("deploymentId", &deployment_id, MAX_DEPLOYMENT_ID)?;
-
-        let branch = optional("branch", self.branch, MAX_BRANCH)?;
-        let author = optional("author", self.author, MAX_AUTHOR)?;
-        let environment = optional("environment", self.environment, MAX_ENVIRONMENT)?
-            .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
-        let commit_hash = match non_empty(self.commit_hash) {
-            None => None,
-            Some(h) => Some(CommitHash::parse(&h).ok_or_else(|| {
-                ApiError::BadRequest(
-                    "deployment.commitHash must be 4 to 64 hexadecimal characters".into(),
-                )
-            })?),
-        };
-        let commit_message = match non_empty(self.commit_message) {
-            None => None,
-            Some(m) => {
-                if m.chars().count() > MAX_COMMIT_MESSAGE {
-                    return Err(too_long("commitMessage", MAX_COMMIT_MESSAGE));
-                }
-                if m.chars()
-                    .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-                {
-                    return Err(ApiError::BadRequest(
-                        "deployment.commitMessage contains control characters".into(),
-                    ));
-                }
-                Some(m)
-            }
-        };
-        let timestamp = match optional("timestamp", self.timestamp, MAX_TIMESTAMP)? {
-            None => received,
-            Some(t) => Timestamp::parse_rfc3339(&t).ok_or_else(|| {
-                ApiError::BadRequest(
-                    "deployment.timestamp must be an RFC 3339 date-time such as 2025-01-15T10:30:00Z"
-                        .into(),
-                )
-            })?,
-        };
-        let url = match optional("url", self.url, MAX_URL)? {
-            None => None,
-            Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
-            Some(_) => {
-                return Err(ApiError::BadRequest(
-                    "deployment.url must be an http(s) URL".into(),
-                ))
-            }
-        };
         Ok(Deployment {
             kind,
             project_name,
             deployment_id: DeploymentId(deployment_id),
-            branch,
-            commit_hash,
-            commit_message,
-            author,
-            timestamp,
-            environment,
-            is_ci: self.is_ci.unwrap_or(false),
-            url,
+            branch: p.branch,
+            commit_hash: p.commit_hash.as_deref().and_then(CommitHash::parse),
+            commit_message: p.commit_message,
+            author: p.author,
+            timestamp: p
+                .timestamp
+                .as_deref()
+                .and_then(Timestamp::parse_rfc3339)
+                .unwrap_or(received),
+            environment: p
+                .environment
+                .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned()),
+            is_ci: p.is_ci.unwrap_or(false),
+            url: p.url,
             source,
         })
     }
@@ -340,19 +342,12 @@ fn required(field: &str, v: Option<String>) -> Result<String, ApiError> {
     non_empty(v).ok_or_else(|| ApiError::BadRequest(format!("deployment.{field} is required")))
 }
 
-fn optional(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
-    match non_empty(v) {
-        None => Ok(None),
-        Some(s) => {
-            single_line(field, &s, max)?;
-            Ok(Some(s))
-        }
-    }
-}
-
+/// An identity field: refused when too long or not a single line.
 fn single_line(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
     if s.chars().count() > max {
-        return Err(too_long(field, max));
+        return Err(ApiError::BadRequest(format!(
+            "deployment.{field} is longer than {max} characters"
+        )));
     }
     if s.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(format!(
@@ -362,20 +357,73 @@ fn single_line(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn too_long(field: &str, max: usize) -> ApiError {
-    ApiError::BadRequest(format!(
-        "deployment.{field} is longer than {max} characters"
-    ))
+/// A single-line display field: line breaks and tabs become spaces, other control
+/// characters are dropped, then it is trimmed and cut to `max` characters.
+fn single_line_text(s: &str, max: usize) -> Option<String> {
+    let clean: String = s
+        .chars()
+        .filter_map(|c| match c {
+            '\n' | '\r' | '\t' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect();
+    Some(ellipsize(clean.trim(), max)).filter(|t| !t.is_empty())
+}
+
+/// A commit message: `\r\n` and a lone `\r` become `\n`, tabs stay, other control
+/// characters are dropped, then it is trimmed and cut to `max` characters.
+fn message_text(s: &str, max: usize) -> Option<String> {
+    let clean: String = s
+        .replace("\r\n", "\n")
+        .chars()
+        .filter_map(|c| match c {
+            '\r' => Some('\n'),
+            '\n' | '\t' => Some(c),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect();
+    Some(ellipsize(clean.trim(), max)).filter(|t| !t.is_empty())
+}
+
+/// `s` if it has at most `max` characters, else its first `max - 1` characters and
+/// "…" (cut at a character boundary, never inside one).
+pub fn ellipsize(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_owned(),
+        Some(_) => {
+            let end = s
+                .char_indices()
+                .nth(max.saturating_sub(1))
+                .map_or(s.len(), |(i, _)| i);
+            format!("{}…", &s[..end])
+        }
+    }
+}
+
+/// A URL worth linking: http(s), within [`MAX_URL`], without spaces or control
+/// characters (cutting one would only make a broken link, so it is left out instead).
+fn valid_url(u: &str) -> bool {
+    (u.starts_with("https://") || u.starts_with("http://"))
+        && u.chars().count() <= MAX_URL
+        && !u.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
 /// How long the KV fast path remembers a repeated deployment. D1 stays the
 /// authority, so this only bounds how long repeats skip the database.
 pub const KV_DEDUPE_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
+/// The KV fast-path keys' prefix. Keys written before the key took in the project
+/// (`notify:<type>:<id>`) are never read again and expire within
+/// [`KV_DEDUPE_TTL_SECONDS`]; the new prefix keeps one of them from ever answering
+/// for another project's deployment.
+pub const KV_PREFIX: &str = "notified:";
+
 /// The KV fast-path key of a deployment, or `None` when it would pass KV's 512-byte
 /// key limit (then only D1 dedupes it).
 pub fn kv_key(d: &Deployment) -> Option<String> {
-    let key = format!("notify:{}", d.dedupe_key());
+    let key = format!("{KV_PREFIX}{}", d.dedupe_key());
     (key.len() <= 512).then_some(key)
 }
 
@@ -485,7 +533,7 @@ mod tests {
         assert_eq!(d.timestamp.to_rfc3339(), "2025-01-15T10:30:00.000Z");
         assert!(d.is_ci);
         assert_eq!(d.source, Source::Hook);
-        assert_eq!(d.dedupe_key(), "worker:build-abc123");
+        assert_eq!(d.dedupe_key(), "worker:api-service:build-abc123");
     }
 
     #[test]
@@ -524,23 +572,66 @@ mod tests {
         )
         .starts_with("deployment.isCI: invalid type"));
         assert_eq!(
-            bad(
-                r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"d","commitHash":"xyz"}}"#
-            ),
-            "deployment.commitHash must be 4 to 64 hexadecimal characters"
-        );
-        assert!(bad(r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"d","timestamp":"yesterday"}}"#)
-            .starts_with("deployment.timestamp must be"));
-        assert_eq!(
-            bad(
-                r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"d","url":"javascript:alert(1)"}}"#
-            ),
-            "deployment.url must be an http(s) URL"
-        );
-        assert_eq!(
             bad(r#"{"deployment":{"type":"worker","projectName":"a\nb","deploymentId":"d"}}"#),
             "deployment.projectName must be a single line without control characters"
         );
+        assert_eq!(
+            bad(r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"d\u0007"}}"#),
+            "deployment.deploymentId must be a single line without control characters"
+        );
+        assert!(
+            bad(r#"{"deployment":{"type":"worker","projectName":"p","deploymentId":"d","branch":7}}"#)
+                .starts_with("deployment.branch: invalid type"),
+            "a field of the wrong JSON type is still a malformed request"
+        );
+    }
+
+    #[test]
+    fn a_bad_optional_field_is_sanitised_and_the_deployment_still_accepted() {
+        let long_branch = format!("feature/{}", "b".repeat(300));
+        let body = serde_json::json!({"deployment": {
+            "type": "worker", "projectName": "api", "deploymentId": "d-1",
+            "branch": long_branch,
+            "commitMessage": "Fix \u{1b}[31mred\u{7}\r\n\n\tbody\u{0}",
+            "author": "Dev\u{0} <dev@example.com>\n",
+            "environment": "stag\ning",
+            "commitHash": "xyz",
+            "timestamp": "yesterday",
+            "url": "javascript:alert(1)",
+        }})
+        .to_string();
+        let d = parse(&body).expect("only identity fields refuse");
+        let branch = d.branch.expect("branch kept");
+        assert_eq!(branch.chars().count(), MAX_BRANCH);
+        assert!(branch.starts_with("feature/bbb") && branch.ends_with("b…"));
+        assert_eq!(
+            d.commit_message.as_deref(),
+            Some("Fix [31mred\n\n\tbody"),
+            "control characters dropped, line breaks and tabs kept"
+        );
+        assert_eq!(d.author.as_deref(), Some("Dev <dev@example.com>"));
+        assert_eq!(d.environment, "stag ing");
+        assert_eq!(d.commit_hash, None, "not a hash: left out");
+        assert_eq!(d.timestamp, received(), "not a time: the received time");
+        assert_eq!(d.url, None, "not an http(s) URL: left out");
+        let long_message = "é".repeat(MAX_COMMIT_MESSAGE + 5);
+        let body = serde_json::json!({"deployment": {
+            "type": "pages", "projectName": "p", "deploymentId": "d", "commitMessage": long_message,
+            "url": format!("https://example.com/{}", "u".repeat(MAX_URL)),
+        }})
+        .to_string();
+        let d = parse(&body).expect("valid");
+        let message = d.commit_message.expect("message kept");
+        assert_eq!(message.chars().count(), MAX_COMMIT_MESSAGE);
+        assert!(message.ends_with("é…"), "cut at a character boundary");
+        assert_eq!(d.url, None, "a cut URL would be a broken link: left out");
+    }
+
+    #[test]
+    fn ellipsize_cuts_characters_not_bytes() {
+        assert_eq!(ellipsize("abc", 3), "abc");
+        assert_eq!(ellipsize("abcd", 3), "ab…");
+        assert_eq!(ellipsize("🎉🎉🎉🎉", 2), "🎉…");
     }
 
     #[test]
@@ -558,13 +649,13 @@ mod tests {
             r#"{{"deployment":{{"type":"worker","projectName":"{ok}","deploymentId":"d"}}}}"#
         );
         assert!(parse(&body).is_ok(), "bounds count characters, not bytes");
-        let msg = "m".repeat(MAX_COMMIT_MESSAGE + 1);
+        let id = "i".repeat(MAX_DEPLOYMENT_ID + 1);
         let body = format!(
-            r#"{{"deployment":{{"type":"worker","projectName":"p","deploymentId":"d","commitMessage":"{msg}"}}}}"#
+            r#"{{"deployment":{{"type":"worker","projectName":"p","deploymentId":"{id}"}}}}"#
         );
         assert_eq!(
             bad(&body),
-            "deployment.commitMessage is longer than 10000 characters"
+            "deployment.deploymentId is longer than 128 characters"
         );
     }
 
@@ -674,7 +765,7 @@ mod tests {
             }
         );
         block_on(remember_processed(&kv, &d)).expect("kv put");
-        let (_, ttl) = kv.map.borrow()["notify:worker:b-1"].clone();
+        let (_, ttl) = kv.map.borrow()["notified:worker:p:b-1"].clone();
         assert_eq!(ttl, KV_DEDUPE_TTL_SECONDS);
         assert_eq!(
             accept(),
@@ -686,6 +777,47 @@ mod tests {
         kv.fail.set(true);
         assert_eq!(
             accept(),
+            Accepted::AlreadyProcessed {
+                known_from: KnownFrom::Database
+            }
+        );
+    }
+
+    #[test]
+    fn the_identity_takes_in_the_project_unambiguously() {
+        assert_eq!(dedupe_key("worker", "api", "gh-1-1"), "worker:api:gh-1-1");
+        assert_eq!(dedupe_key("pages", "a:b%", "c"), "pages:a%3Ab%25:c");
+        assert_ne!(
+            dedupe_key("worker", "a:b", "c"),
+            dedupe_key("worker", "a", "b:c")
+        );
+        assert_ne!(
+            dedupe_key("worker", "a%3Ab", "c"),
+            dedupe_key("worker", "a:b", "c")
+        );
+    }
+
+    #[test]
+    fn one_ci_run_deploying_two_projects_announces_both() {
+        use crate::testing::{block_on, MemoryKv, SqliteSql};
+        let db = SqliteSql::migrated();
+        let store = crate::store::NotificationStore::new(&db);
+        let kv = MemoryKv::default();
+        let of = |project: &str| {
+            parse(&format!(
+                r#"{{"deployment":{{"type":"worker","projectName":"{project}","deploymentId":"gh-42-1"}}}}"#
+            ))
+            .expect("valid")
+        };
+        let (api, web) = (of("api"), of("web"));
+        let accept = |d: &Deployment| block_on(accept(&store, &kv, d, received())).expect("accept");
+        assert!(matches!(accept(&api), Accepted::New { .. }));
+        // The repeat of the first is remembered in KV; that answers for it alone.
+        assert!(matches!(accept(&api), Accepted::AlreadyProcessed { .. }));
+        block_on(remember_processed(&kv, &api)).expect("kv put");
+        assert!(matches!(accept(&web), Accepted::New { .. }));
+        assert_eq!(
+            accept(&web),
             Accepted::AlreadyProcessed {
                 known_from: KnownFrom::Database
             }

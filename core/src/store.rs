@@ -120,7 +120,7 @@ impl<S: Sql> NotificationStore<S> {
         NotificationStore { sql }
     }
 
-    /// Inserts a deployment unless one with the same kind and id exists. Returns the
+    /// Inserts a deployment unless one with the same kind, project and id exists. Returns the
     /// new row's id, or `None` for a repeat. Of several concurrent inserts of one
     /// deployment exactly one gets an id (the unique constraint decides).
     pub async fn insert(
@@ -136,7 +136,7 @@ impl<S: Sql> NotificationStore<S> {
                 "INSERT INTO notifications \
                  (kind, deployment_id, project_name, commit_hash, source, deployment, status, created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
-                 ON CONFLICT (kind, deployment_id) DO NOTHING",
+                 ON CONFLICT (kind, project_name, deployment_id) DO NOTHING",
                 &[
                     deployment.kind.as_str().into(),
                     deployment.deployment_id.as_str().into(),
@@ -152,7 +152,7 @@ impl<S: Sql> NotificationStore<S> {
         Ok((done.changes == 1).then_some(done.last_row_id))
     }
 
-    /// Whether this deployment (by id), or another deployment of the same project at
+    /// Whether this deployment (by kind, project and id), or another deployment of the same project at
     /// the same commit, is already known. The poll uses it to avoid announcing what a
     /// hook announced under its own build id.
     pub async fn is_known(
@@ -165,7 +165,8 @@ impl<S: Sql> NotificationStore<S> {
         let rows = self
             .sql
             .query(
-                "SELECT 1 AS known FROM notifications WHERE (kind = ?1 AND deployment_id = ?2) \
+                "SELECT 1 AS known FROM notifications \
+                 WHERE (kind = ?1 AND project_name = ?3 AND deployment_id = ?2) \
                  OR (?4 IS NOT NULL AND project_name = ?3 AND commit_hash = ?4) LIMIT 1",
                 &[
                     kind.as_str().into(),
@@ -312,16 +313,25 @@ impl<S: Sql> NotificationStore<S> {
             .map(drop)
     }
 
+    /// One deployment's row, by its identity (kind, project, id).
     pub async fn get(
         &self,
         kind: DeployKind,
+        project_name: &str,
         id: &DeploymentId,
     ) -> Result<Option<NotificationRecord>, StoreError> {
         let rows = self
             .sql
             .query(
-                &format!("SELECT {RECORD_COLUMNS} FROM notifications WHERE kind = ?1 AND deployment_id = ?2"),
-                &[kind.as_str().into(), id.as_str().into()],
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM notifications \
+                     WHERE kind = ?1 AND project_name = ?2 AND deployment_id = ?3"
+                ),
+                &[
+                    kind.as_str().into(),
+                    project_name.into(),
+                    id.as_str().into(),
+                ],
             )
             .await?;
         rows.into_iter().next().map(record).transpose()

@@ -99,7 +99,32 @@ pub struct SqliteSql {
 
 impl SqliteSql {
     pub fn migrated() -> Self {
-        let conn = rusqlite::Connection::open_in_memory().expect("sqlite opens");
+        let db = SqliteSql::empty();
+        db.migrate(|_| true);
+        db
+    }
+
+    /// SQLite with the migrations up to and including the one whose file name starts
+    /// with `last` (e.g. `"0008"`): the schema as it was, to test a later migration
+    /// against rows written under it (see [`SqliteSql::migrate_after`]).
+    pub fn migrated_through(last: &str) -> Self {
+        let db = SqliteSql::empty();
+        db.migrate(|name| name <= last || name.starts_with(last));
+        db
+    }
+
+    /// Applies the migrations after `last`, in order.
+    pub fn migrate_after(&self, last: &str) {
+        self.migrate(|name| name > last && !name.starts_with(last));
+    }
+
+    fn empty() -> Self {
+        SqliteSql {
+            conn: rusqlite::Connection::open_in_memory().expect("sqlite opens"),
+        }
+    }
+
+    fn migrate(&self, wanted: impl Fn(&str) -> bool) {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .expect("migrations/ exists")
@@ -109,11 +134,15 @@ impl SqliteSql {
         files.sort();
         assert!(!files.is_empty(), "no migrations found");
         for f in files {
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !wanted(name) {
+                continue;
+            }
             let sql = std::fs::read_to_string(&f).expect("migration readable");
-            conn.execute_batch(&sql)
+            self.conn
+                .execute_batch(&sql)
                 .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         }
-        SqliteSql { conn }
     }
 
     /// The connection itself, for tests that inspect or tamper with stored rows.

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use edge_core::notify::DeploymentPayload;
+use edge_core::error::ApiError;
+use edge_core::notify::{Deployment, DeploymentPayload, NotifyRequest, Source, MAX_DEPLOYMENT_ID};
+use edge_core::time::Timestamp;
 
 use crate::args::Args;
 
@@ -87,6 +89,7 @@ pub fn payload(args: &Args, s: &Sources) -> DeploymentPayload {
         .or_else(|| s.git.branch.clone().filter(|b| b != "HEAD"));
 
     let url = args.url.clone().or_else(|| s.var("CF_PAGES_URL"));
+    let project_name = args.project.clone().or_else(|| s.config_name.clone());
     let deployment_id = args
         .deployment_id
         .clone()
@@ -94,10 +97,8 @@ pub fn payload(args: &Args, s: &Sources) -> DeploymentPayload {
         .or_else(|| s.var("CF_PAGES_URL").as_deref().and_then(pages_short_id))
         .or_else(|| {
             s.var("GITHUB_RUN_ID").map(|run| {
-                format!(
-                    "gh-{run}-{}",
-                    s.var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into())
-                )
+                let attempt = s.var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into());
+                github_run_id(&run, &attempt, project_name.as_deref())
             })
         })
         .unwrap_or_else(|| match &commit_hash {
@@ -120,7 +121,7 @@ pub fn payload(args: &Args, s: &Sources) -> DeploymentPayload {
 
     DeploymentPayload {
         kind: Some(kind),
-        project_name: args.project.clone().or_else(|| s.config_name.clone()),
+        project_name,
         deployment_id: Some(deployment_id),
         branch,
         commit_hash,
@@ -133,6 +134,44 @@ pub fn payload(args: &Args, s: &Sources) -> DeploymentPayload {
         is_ci: Some(is_ci),
         url,
     }
+}
+
+/// `gh-<run>-<attempt>-<project>`: one workflow run may deploy several projects, and
+/// each is its own deployment. The project part is cut to keep the id within the
+/// Worker's bound (the Worker's key takes in the whole project name anyway).
+fn github_run_id(run: &str, attempt: &str, project: Option<&str>) -> String {
+    let run_part = format!("gh-{run}-{attempt}");
+    match project.map(str::trim).filter(|p| !p.is_empty()) {
+        None => run_part,
+        Some(p) => {
+            let room = MAX_DEPLOYMENT_ID.saturating_sub(run_part.chars().count() + 1);
+            let cut: String = p.chars().take(room).collect();
+            if cut.is_empty() {
+                run_part
+            } else {
+                format!("{run_part}-{cut}")
+            }
+        }
+    }
+}
+
+/// What is sent, and the deployment the Worker will make of it: the payload with its
+/// display fields sanitised (a control character in the commit message, an overlong
+/// branch: see [`DeploymentPayload::sanitised`]), checked by the Worker's own
+/// validation first for a clear local message. Only the identity fields (type,
+/// project, id) refuse.
+pub fn request(
+    payload: DeploymentPayload,
+    now: Timestamp,
+) -> Result<(Deployment, NotifyRequest), ApiError> {
+    let payload = payload.sanitised();
+    let deployment = payload.clone().validate(now, Source::Hook)?;
+    Ok((
+        deployment,
+        NotifyRequest {
+            deployment: payload,
+        },
+    ))
 }
 
 /// `https://a1b2c3d4.project.pages.dev` → `a1b2c3d4`, the deployment's short id.
@@ -332,7 +371,7 @@ mod tests {
             ("GITHUB_ACTOR", "octocat"),
         ]);
         let p = build(&Args::default(), &e, &git(), Some("api"));
-        assert_eq!(p.deployment_id.as_deref(), Some("gh-987654-2"));
+        assert_eq!(p.deployment_id.as_deref(), Some("gh-987654-2-api"));
         assert_eq!(p.branch.as_deref(), Some("main"));
         assert_eq!(p.author.as_deref(), Some("octocat"));
         // A pull request ref is not a branch name.
@@ -405,5 +444,70 @@ mod tests {
             "the production alias has no id"
         );
         assert_eq!(pages_short_id("https://example.com/x"), None);
+    }
+
+    #[test]
+    fn one_github_run_deploying_two_workers_gives_each_its_own_id() {
+        let e = env(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_RUN_ID", "987654"),
+            ("GITHUB_RUN_ATTEMPT", "1"),
+        ]);
+        let id =
+            |name: &str| build(&Args::default(), &e, &GitInfo::default(), Some(name)).deployment_id;
+        assert_eq!(id("api").as_deref(), Some("gh-987654-1-api"));
+        assert_eq!(id("web").as_deref(), Some("gh-987654-1-web"));
+        let flag = Args {
+            project: Some("docs".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            build(&flag, &e, &GitInfo::default(), Some("api"))
+                .deployment_id
+                .as_deref(),
+            Some("gh-987654-1-docs"),
+            "--project names the project in the id too"
+        );
+        // A long project name is cut so that the id stays within the Worker's bound.
+        let long = "p".repeat(200);
+        let p = build(&Args::default(), &e, &GitInfo::default(), Some(&long));
+        let id = p.deployment_id.clone().expect("id");
+        assert_eq!(id.chars().count(), MAX_DEPLOYMENT_ID);
+        assert!(id.starts_with("gh-987654-1-ppp"));
+        assert_eq!(
+            build(&Args::default(), &e, &GitInfo::default(), None)
+                .deployment_id
+                .as_deref(),
+            Some("gh-987654-1"),
+            "no project known: the run alone (the Worker then asks for one)"
+        );
+    }
+
+    #[test]
+    fn a_stray_control_character_or_a_long_branch_is_sanitised_and_sent() {
+        let git = git_info(
+            Some("abc123def4567890abc123def4567890abc123de\ndev@example.com\nFix \u{1b}[1mthe\u{7} build\n\nBody\n"),
+            Some(&format!("feature/{}", "x".repeat(300))),
+        );
+        let p = build(&Args::default(), &env(&[]), &git, Some("api"));
+        let now = Timestamp::from_millis(1_736_937_000_000);
+        let (deployment, sent_request) = request(p, now).expect("sent, not refused");
+        let sent = &sent_request.deployment;
+        assert_eq!(
+            sent.commit_message.as_deref(),
+            Some("Fix [1mthe build\n\nBody")
+        );
+        let branch = sent.branch.clone().expect("branch");
+        assert_eq!(branch.chars().count(), edge_core::notify::MAX_BRANCH);
+        assert!(branch.ends_with("x…"));
+        // What the Worker makes of the body is what the CLI reported.
+        let body = serde_json::to_string(&sent_request).expect("serialises");
+        assert_eq!(
+            edge_core::notify::parse_notify_body(body.as_bytes(), now),
+            Ok(deployment)
+        );
+        // The identity fields still refuse.
+        let bad = build(&Args::default(), &env(&[]), &git, Some("a\u{7}pi"));
+        assert!(request(bad, now).is_err());
     }
 }

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::process::{Command, ExitCode};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use edge_core::notify::{NotifyRequest, Source};
 use edge_core::time::Timestamp;
 
 fn main() -> ExitCode {
@@ -68,21 +67,20 @@ fn main() -> ExitCode {
             now_secs: u64::try_from(now_ms / 1000).unwrap_or(0),
         },
     );
+    let project_missing = payload.project_name.is_none();
 
-    // The Worker's own validation, run here first for a clear local message.
-    let deployment = match payload.clone().validate(now, Source::Hook) {
-        Ok(d) => d,
+    // Sanitised, then the Worker's own validation, run here first for a clear local
+    // message.
+    let (deployment, request) = match collect::request(payload, now) {
+        Ok(checked) => checked,
         Err(e) => {
-            let hint = if payload.project_name.is_none() {
+            let hint = if project_missing {
                 " (pass --project, or run where wrangler.toml names the project)"
             } else {
                 ""
             };
             return fail(format!("not sent: {e}{hint}"), 1);
         }
-    };
-    let request = NotifyRequest {
-        deployment: payload,
     };
     if args.dry_run {
         match serde_json::to_string_pretty(&request) {

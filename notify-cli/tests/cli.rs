@@ -154,6 +154,39 @@ fn announces_with_the_wrangler_toml_name() {
 }
 
 #[test]
+fn an_overlong_branch_is_cut_and_sent_not_refused() {
+    let (url, rx) = server(vec![Some((
+        202,
+        r#"{"success":true,"message":"Notification queued"}"#,
+    ))]);
+    let branch = format!("feature/{}", "é".repeat(300));
+    let out = run(
+        &project("long-branch-app"),
+        &[
+            ("NOTIFY_URL", &url),
+            ("NOTIFY_TOKEN", TOKEN),
+            ("WORKERS_CI", "1"),
+            ("WORKERS_CI_BUILD_UUID", "b-78"),
+            ("WORKERS_CI_BRANCH", &branch),
+        ],
+        &[],
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        stderr(&out),
+        "notify-deploy: announced worker long-branch-app b-78\n"
+    );
+    let req = rx.recv_timeout(Duration::from_secs(5)).expect("a request");
+    let body: serde_json::Value = serde_json::from_str(&req.body).expect("JSON");
+    let sent = body["deployment"]["branch"].as_str().expect("branch");
+    assert_eq!(sent.chars().count(), 255);
+    assert!(
+        sent.starts_with("feature/éé") && sent.ends_with("é…"),
+        "{sent}"
+    );
+}
+
+#[test]
 fn already_processed_is_success() {
     let (url, _rx) = server(vec![Some((
         200,

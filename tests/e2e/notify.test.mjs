@@ -112,6 +112,38 @@ describe("POST /notify", () => {
     assert.equal((await post({ deployment: { ...body.deployment, type: "pages" } })).status, 202);
   });
 
+  test("one CI run deploying two Workers under one deploymentId announces both", async () => {
+    const [api, web] = [
+      await post(deployment({ projectName: "mono-api", deploymentId: "gh-777-1" })),
+      await post(deployment({ projectName: "mono-web", deploymentId: "gh-777-1" })),
+    ];
+    assert.equal(api.status, 202, api.text);
+    assert.equal(web.status, 202, web.text);
+    assert.deepEqual(web.json, { success: true, message: "Notification queued" });
+    const [a] = await tg.waitFor("mono-api");
+    const [w] = await tg.waitFor("mono-web");
+    assert.ok(a.visible.includes("Deployment ID: gh-777-1"));
+    assert.ok(w.visible.includes("Deployment ID: gh-777-1"));
+    // The same project and id is still one deployment.
+    const again = await post(deployment({ projectName: "mono-web", deploymentId: "gh-777-1" }));
+    assert.equal(again.status, 200);
+    assert.deepEqual(again.json, { success: true, message: "Already processed" });
+  });
+
+  test("a bad optional field is sanitised, not refused", async () => {
+    const r = await post(deployment({
+      projectName: "sanitised-app", deploymentId: "san-1", branch: `feature/${"b".repeat(300)}`,
+      commitHash: "abcdef1", commitMessage: "Fix\u0007 the\u001b build\n\nbody", author: "dev\u0000@example.com",
+    }));
+    assert.equal(r.status, 202, r.text);
+    const [m] = await tg.waitFor("sanitised-app");
+    assert.ok(m.visible.includes("Commit: abcdef1 - Fix the build\n"), m.visible);
+    assert.ok(m.visible.includes("Author: dev@example.com"), m.visible);
+    const branch = m.visible.split("\n").find((l) => l.startsWith("Branch: "));
+    assert.equal([...branch.slice("Branch: ".length)].length, 255);
+    assert.ok(branch.endsWith("b…"), branch);
+  });
+
   test("concurrent repeats: exactly one is queued and one message is sent", async () => {
     const body = deployment({ projectName: "race-app", deploymentId: "race-1" });
     const answers = await Promise.all(Array.from({ length: 12 }, () => post(body)));
@@ -130,7 +162,7 @@ describe("POST /notify", () => {
       [await post("{not json", {}), 400, /^malformed JSON/],
       [await post({ deployment: { type: "worker", deploymentId: "x" } }), 400, "deployment.projectName is required"],
       [await post({ deployment: { type: "lambda", projectName: "p", deploymentId: "x" } }), 400, 'deployment.type must be "worker" or "pages"'],
-      [await post({ deployment: { type: "worker", projectName: "p", deploymentId: "x", commitHash: "zz" } }), 400, "deployment.commitHash must be 4 to 64 hexadecimal characters"],
+      [await post({ deployment: { type: "worker", projectName: "p", deploymentId: "x\u0007" } }), 400, "deployment.deploymentId must be a single line without control characters"],
       [await post({ deployment: { type: "worker", projectName: "p".repeat(129), deploymentId: "x" } }), 400, "deployment.projectName is longer than 128 characters"],
       [await post({ deployment: { type: "worker", projectName: 7, deploymentId: "x" } }), 400, /^deployment\.projectName: invalid type/],
       [await post(deployment({ projectName: "p", deploymentId: "x", commitMessage: "x".repeat(70_000) })), 413, "request body is larger than 65536 bytes"],
@@ -261,6 +293,27 @@ describe("cron", () => {
   });
 });
 
+describe("cron: one bad field in a polled page", () => {
+  test("the poll announces every deployment of a page with a control character or a long branch in one", async () => {
+    cf.workers.set("svc-a", [
+      { id: "wd-ctl", created_on: minutesAgo(1), source: "wrangler", annotations: { "workers/message": "Ship\u0007 it\u0000" }, versions: [] },
+      { id: "wd-plain", created_on: minutesAgo(2), source: "wrangler", annotations: { "workers/message": "Plain" }, versions: [] },
+    ]);
+    cf.pages.set("site-b", [
+      { id: "pd-longbranch", created_on: minutesAgo(1), environment: "preview", latest_stage: { name: "deploy", status: "success" }, deployment_trigger: { metadata: { branch: `topic/${"t".repeat(300)}`, commit_hash: "0123abcd", commit_message: "Long\u001b branch" } } },
+      { id: "pd-plain", created_on: minutesAgo(2), environment: "production", latest_stage: { name: "deploy", status: "success" }, deployment_trigger: { metadata: { branch: "main", commit_hash: "4567abcd", commit_message: "Plain docs" } } },
+    ]);
+    await worker.scheduled();
+    const [ctl] = await tg.waitFor("wd-ctl");
+    assert.ok(ctl.visible.includes("Commit: Ship it"), ctl.visible);
+    await tg.waitFor("wd-plain");
+    const [long] = await tg.waitFor("pd-longbranch");
+    assert.ok(long.visible.includes(`Branch: topic/${"t".repeat(248)}…`), long.visible);
+    assert.ok(long.visible.includes("Commit: 0123abc - Long branch"), long.visible);
+    await tg.waitFor("pd-plain");
+  });
+});
+
 describe("notify-deploy", () => {
   const bin = join(root, "target", "debug", "notify-deploy");
   // A clean environment: no CI variables from whatever runs the suite.
@@ -280,6 +333,17 @@ describe("notify-deploy", () => {
     assert.ok(m.visible.includes("Deployment ID: cli-1"));
     const again = cli(["--deployment-id", "cli-1"], { cwd: project("cli-e2e-app"), env: { NOTIFY_URL: worker.url, NOTIFY_TOKEN: TOKEN } });
     assert.equal(again.stderr, "notify-deploy: worker cli-e2e-app cli-1 was already announced\n");
+  });
+
+  test("under GitHub Actions, one run deploying two Workers announces both", async () => {
+    const env = { NOTIFY_URL: worker.url, NOTIFY_TOKEN: TOKEN, GITHUB_ACTIONS: "true", GITHUB_RUN_ID: "555", GITHUB_RUN_ATTEMPT: "1" };
+    for (const name of ["mono-cli-api", "mono-cli-web"]) {
+      const r = cli([], { cwd: project(name), env });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stderr, `notify-deploy: announced worker ${name} gh-555-1-${name}\n`);
+      const [m] = await tg.waitFor(name);
+      assert.ok(m.visible.includes(`Deployment ID: gh-555-1-${name}`));
+    }
   });
 
   test("--dry-run prints the payload and sends nothing", async () => {

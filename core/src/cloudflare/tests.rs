@@ -11,6 +11,14 @@ fn config() -> CloudflareConfig {
     }
 }
 
+fn all_ok(listed: Result<Vec<Listed>, CloudflareError>) -> Vec<PolledDeployment> {
+    listed
+        .expect("the page is read")
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("every entry is read")
+}
+
 #[test]
 fn worker_deployments_become_deployments() {
     let http = FakeHttp::answering(vec![json_response(
@@ -25,8 +33,9 @@ fn worker_deployments_become_deployments() {
         ]}}),
     )]);
     let cfg = config();
-    let got =
-        block_on(CloudflareClient::new(&http, &cfg).worker_deployments("api-service")).expect("ok");
+    let got = all_ok(block_on(
+        CloudflareClient::new(&http, &cfg).worker_deployments("api-service"),
+    ));
     let seen = http.seen.borrow();
     assert_eq!(
         seen[0].url,
@@ -64,7 +73,9 @@ fn pages_deployments_with_their_stage() {
         ], "result_info": {"page": 1, "per_page": 25, "count": 3, "total_count": 3}}),
     )]);
     let cfg = config();
-    let got = block_on(CloudflareClient::new(&http, &cfg).pages_deployments("docs")).expect("ok");
+    let got = all_ok(block_on(
+        CloudflareClient::new(&http, &cfg).pages_deployments("docs"),
+    ));
     assert_eq!(
         http.seen.borrow()[0].url,
         "http://cf.test/client/v4/accounts/acc123/pages/projects/docs/deployments"
@@ -129,13 +140,63 @@ fn api_errors_are_typed() {
             .to_string(),
         "Cloudflare API: timed out after 10000 ms"
     );
-    assert!(matches!(
-        block_on(c.worker_deployments("a")),
-        Err(CloudflareError::Malformed(_))
-    ));
+    let listed = block_on(c.worker_deployments("a")).expect("the page is read");
+    assert_eq!(
+        listed,
+        vec![Err(CloudflareError::Malformed(
+            "created_on \"yesterday\"".into()
+        ))],
+        "an unreadable time refuses its deployment alone"
+    );
     assert_eq!(
         block_on(c.pages_deployments("../x")).expect_err("name"),
         CloudflareError::InvalidName("../x".into())
     );
     assert_eq!(http.seen.borrow().len(), 4, "an invalid name sends nothing");
+}
+
+#[test]
+fn an_entry_without_an_id_is_refused_alone_and_bad_display_fields_are_cleaned() {
+    let http = FakeHttp::answering(vec![json_response(
+        200,
+        json!({"success": true, "result": [
+            {"id": "p-3", "created_on": "2025-01-15T10:31:00Z", "url": "javascript:x",
+             "latest_stage": {"name": "deploy", "status": "success"},
+             "deployment_trigger": {"metadata": {"branch": "b".repeat(300), "commit_message": "a\u{0}b",
+               "commit_hash": 12}}},
+            {"id": "p\n2", "created_on": "2025-01-15T10:30:00Z"},
+            {"created_on": "2025-01-15T10:29:00Z"},
+            {"id": "p-1", "created_on": "2025-01-15T10:00:00Z", "deployment_trigger": "manual"}
+        ]}),
+    )]);
+    let cfg = config();
+    let listed =
+        block_on(CloudflareClient::new(&http, &cfg).pages_deployments("docs")).expect("page");
+    assert_eq!(listed.len(), 4);
+    let p3 = &listed[0].as_ref().expect("p-3 is kept").deployment;
+    assert_eq!(
+        p3.branch.as_ref().map(|b| b.chars().count()),
+        Some(crate::notify::MAX_BRANCH)
+    );
+    assert_eq!(p3.commit_message.as_deref(), Some("ab"));
+    assert_eq!((p3.url.as_deref(), p3.commit_hash.as_ref()), (None, None));
+    assert_eq!(
+        listed[1].as_ref().map(|_| ()),
+        Err(&CloudflareError::Malformed(
+            "deployment.deploymentId must be a single line without control characters".into()
+        )),
+        "an identity field refuses its deployment"
+    );
+    assert_eq!(
+        listed[2].as_ref().map(|_| ()),
+        Err(&CloudflareError::Malformed(
+            "deployment #3: missing field `id`".into()
+        ))
+    );
+    assert_eq!(
+        listed[3]
+            .as_ref()
+            .map(|d| d.deployment.deployment_id.as_str()),
+        Ok("p-1")
+    );
 }

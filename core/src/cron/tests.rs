@@ -55,16 +55,21 @@ fn pages_list(items: &[(&str, &str, &str)]) -> Result<HttpResponse, crate::http:
 fn summary_is_bounded_and_newest_first() {
     let mut s = Summary::default();
     for i in 0..150 {
-        s.remember(DeployKind::Worker, &format!("d{i}"));
+        s.remember(DeployKind::Worker, "api", &format!("d{i}"));
     }
-    s.remember(DeployKind::Worker, "d140");
+    s.remember(DeployKind::Worker, "api", "d140");
     assert_eq!(s.workers.len(), SUMMARY_LIMIT);
-    assert_eq!(s.workers[0], "d140");
-    assert_eq!(s.workers[1], "d149");
-    assert!(!s.contains(DeployKind::Worker, "d10"));
-    assert!(!s.contains(DeployKind::Pages, "d140"));
+    assert_eq!(s.workers[0], "api:d140");
+    assert_eq!(s.workers[1], "api:d149");
+    assert!(!s.contains(DeployKind::Worker, "api", "d10"));
+    assert!(!s.contains(DeployKind::Pages, "api", "d140"));
+    assert!(s.contains(DeployKind::Worker, "api", "d141"));
+    assert!(
+        !s.contains(DeployKind::Worker, "web", "d141"),
+        "the same id in another project is another deployment"
+    );
     let text = serde_json::to_string(&s).expect("json");
-    assert!(text.starts_with(r#"{"workers":["d140","d149""#));
+    assert!(text.starts_with(r#"{"workers":["api:d140","api:d149""#));
     assert!(text.ends_with(r#""pages":[],"lastCheck":null}"#));
     assert_eq!(Summary::parse(Some("not json")), Summary::default());
     assert_eq!(Summary::parse(Some(&text)), s);
@@ -88,12 +93,12 @@ fn new_deployments_are_announced_old_ones_only_recorded() {
         ("old", "2025-01-15T10:00:00Z"),
     ])]);
     let report = block_on(poll(&config("api", ""), &http, &store, &kv, &queue, now()));
-    assert_eq!(report.announced, vec!["worker:new"]);
-    assert_eq!(report.recorded, vec!["worker:old"]);
+    assert_eq!(report.announced, vec!["worker:api:new"]);
+    assert_eq!(report.recorded, vec!["worker:api:old"]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(queue.sent.borrow().len(), 1);
     let summary = Summary::parse(kv.map.borrow().get(SUMMARY_KEY).map(|(v, _)| v.as_str()));
-    assert_eq!(summary.workers, vec!["new", "old"]);
+    assert_eq!(summary.workers, vec!["api:new", "api:old"]);
     assert_eq!(
         summary.last_check.as_deref(),
         Some("2025-01-15T12:00:00.000Z")
@@ -139,8 +144,8 @@ fn what_a_hook_announced_is_not_announced_again() {
         &queue,
         now(),
     ));
-    assert_eq!(report.announced, vec!["pages:cf-2"]);
-    assert_eq!(report.recorded, vec!["pages:cf-1"]);
+    assert_eq!(report.announced, vec!["pages:docs:cf-2"]);
+    assert_eq!(report.recorded, vec!["pages:docs:cf-1"]);
     assert_eq!(queue.sent.borrow().len(), 1);
 }
 
@@ -165,7 +170,7 @@ fn one_failing_name_does_not_stop_the_others() {
         &queue,
         now(),
     ));
-    assert_eq!(report.announced, vec!["worker:ok-1"]);
+    assert_eq!(report.announced, vec!["worker:fine:ok-1"]);
     assert_eq!(
         report.errors,
         vec![
@@ -277,7 +282,7 @@ fn triage_rules() {
         Triage::RecordOnly
     );
     let mut seen = Summary::default();
-    seen.remember(DeployKind::Pages, "x");
+    seen.remember(DeployKind::Pages, "p", "x");
     assert_eq!(
         triage(
             &d("2025-01-15T11:30:00Z", PolledState::Live),
@@ -287,4 +292,70 @@ fn triage_rules() {
         ),
         Triage::Seen
     );
+}
+
+#[test]
+fn one_bad_display_field_costs_neither_the_page_nor_the_deployment() {
+    let db = SqliteSql::migrated();
+    let store = NotificationStore::new(&db);
+    let (kv, queue) = (MemoryKv::default(), MemoryQueue::default());
+    let long_branch = format!("release/{}", "r".repeat(400));
+    let http = FakeHttp::answering(vec![
+        json_response(
+            200,
+            json!({"success": true, "errors": [], "result": {"deployments": [
+                {"id": "w-3", "created_on": "2025-01-15T11:59:00Z",
+                 "annotations": {"workers/message": "Fix\u{0}the\u{1b} build"}},
+                {"id": "w-2", "created_on": "2025-01-15T11:58:00Z", "author_email": 42},
+                {"created_on": "2025-01-15T11:57:30Z"},
+                {"id": "w-1", "created_on": "2025-01-15T11:57:00Z"}
+            ]}}),
+        ),
+        json_response(
+            200,
+            json!({"success": true, "errors": [], "result": [
+                {"id": "p-2", "created_on": "2025-01-15T11:59:00Z", "environment": "production",
+                 "latest_stage": {"name": "deploy", "status": "success"},
+                 "deployment_trigger": {"metadata": {"branch": long_branch, "commit_hash": "abcdef1",
+                   "commit_message": "Docs\u{7}"}}},
+                {"id": "p-1", "created_on": "2025-01-15T11:58:00Z", "environment": "production",
+                 "latest_stage": {"name": "deploy", "status": "success"}}
+            ]}),
+        ),
+    ]);
+    let cfg = config("api", "docs");
+    let report = block_on(poll(&cfg, &http, &store, &kv, &queue, now()));
+    assert_eq!(
+        report.announced,
+        vec![
+            "worker:api:w-1",
+            "worker:api:w-2",
+            "worker:api:w-3",
+            "pages:docs:p-1",
+            "pages:docs:p-2"
+        ]
+    );
+    assert_eq!(
+        report.errors,
+        vec!["worker api: Cloudflare API: unexpected answer: deployment #3: missing field `id`"],
+        "an entry without an id is the one thing left out, and said"
+    );
+    let stored = |kind, project: &str, id: &str| {
+        let row = block_on(db.query(
+            "SELECT deployment FROM notifications WHERE kind = ?1 AND project_name = ?2 AND deployment_id = ?3",
+            &[DeployKind::as_str(kind).into(), project.into(), id.into()],
+        ))
+        .expect("query");
+        let json = row[0]["deployment"].as_str().expect("json").to_owned();
+        crate::json::read::<crate::notify::Deployment>(&json).expect("deployment")
+    };
+    let w3 = stored(DeployKind::Worker, "api", "w-3");
+    assert_eq!(w3.commit_message.as_deref(), Some("Fixthe build"));
+    assert_eq!(stored(DeployKind::Worker, "api", "w-2").author, None);
+    let p2 = stored(DeployKind::Pages, "docs", "p-2");
+    let branch = p2.branch.expect("branch");
+    assert_eq!(branch.chars().count(), crate::notify::MAX_BRANCH);
+    assert!(branch.starts_with("release/rrr") && branch.ends_with("r…"));
+    assert_eq!(p2.commit_message.as_deref(), Some("Docs"));
+    assert_eq!(queue.sent.borrow().len(), 5);
 }

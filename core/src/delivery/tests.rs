@@ -40,7 +40,7 @@ fn setup(db: &SqliteSql) -> (NotificationStore<&SqliteSql>, i64) {
 }
 
 fn row(store: &NotificationStore<&SqliteSql>) -> NotificationRecord {
-    block_on(store.get(dep().kind, &dep().deployment_id))
+    block_on(store.get(dep().kind, &dep().project_name, &dep().deployment_id))
         .expect("get")
         .expect("row")
 }

@@ -35,7 +35,7 @@ fn record(store: &Store, outcome: Outcome, now: i64) {
 }
 
 fn row(store: &Store, id: &str) -> NotificationRecord {
-    block_on(store.get(DeployKind::Worker, &dep(id).deployment_id))
+    block_on(store.get(DeployKind::Worker, "api", &dep(id).deployment_id))
         .expect("get")
         .expect("row")
 }
@@ -57,6 +57,158 @@ fn the_unique_key_decides_repeats() {
     );
 }
 
+fn of_project(project: &str, id: &str) -> Deployment {
+    hook_deployment(json!({"type": "worker", "projectName": project, "deploymentId": id}))
+}
+
+#[test]
+fn one_run_id_in_two_projects_is_two_deployments() {
+    let db = SqliteSql::migrated();
+    let store = NotificationStore::new(&db);
+    let put = |d: &Deployment| {
+        block_on(store.insert(d, NotificationStatus::Pending, t(0))).expect("insert")
+    };
+    let api = put(&of_project("api", "gh-42-1")).expect("the first project's is new");
+    let web = put(&of_project("web", "gh-42-1")).expect("the second project's is new too");
+    assert_ne!(api, web);
+    assert_eq!(
+        put(&of_project("api", "gh-42-1")),
+        None,
+        "the same project and id is a repeat"
+    );
+    let id = DeploymentId::parse_for_tests("gh-42-1");
+    let got = |project: &str| {
+        block_on(store.get(DeployKind::Worker, project, &id))
+            .expect("get")
+            .map(|r| r.id)
+    };
+    assert_eq!(
+        (got("api"), got("web"), got("docs")),
+        (Some(api), Some(web), None)
+    );
+}
+
+/// Writes a row as the code before 0009 did (its insert named the old key).
+fn insert_before_0009(
+    db: &SqliteSql,
+    d: &Deployment,
+    status: &str,
+    at: i64,
+) -> rusqlite::Result<usize> {
+    let json = serde_json::to_string(d).expect("serialises");
+    db.conn_for_tests().execute(
+        "INSERT INTO notifications \
+         (kind, deployment_id, project_name, commit_hash, source, deployment, status, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, NULL, 'hook', ?4, ?5, ?6, ?6) ON CONFLICT (kind, deployment_id) DO NOTHING",
+        rusqlite::params![
+            d.kind.as_str(),
+            d.deployment_id.as_str(),
+            d.project_name,
+            json,
+            status,
+            t(at).millis()
+        ],
+    )
+}
+
+#[test]
+fn the_migration_to_the_project_key_keeps_every_row() {
+    // The schema before 0009, with rows written under it.
+    let db = SqliteSql::migrated_through("0008");
+    assert_eq!(
+        insert_before_0009(&db, &of_project("api", "b-1"), "sent", 0),
+        Ok(1)
+    );
+    assert_eq!(
+        insert_before_0009(&db, &of_project("web", "b-2"), "pending", 3),
+        Ok(1)
+    );
+    assert_eq!(
+        insert_before_0009(&db, &of_project("web", "b-1"), "pending", 4),
+        Ok(0),
+        "before 0009 an id is unique per kind alone: the monorepo bug"
+    );
+    db.conn_for_tests()
+        .execute(
+            "UPDATE notifications SET telegram_message_id = 7, attempts = 1, updated_at = ?1 \
+             WHERE deployment_id = 'b-1'",
+            [t(2).millis()],
+        )
+        .expect("update");
+    let ids: Vec<i64> = ["b-1", "b-2"]
+        .iter()
+        .map(|id| {
+            db.conn_for_tests()
+                .query_row(
+                    "SELECT id FROM notifications WHERE deployment_id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .expect("row")
+        })
+        .collect();
+    let (sent, pending) = (ids[0], ids[1]);
+
+    db.migrate_after("0008");
+    let store = NotificationStore::new(&db);
+    let rows = block_on(store.recent(10)).expect("recent");
+    assert_eq!(rows.len(), 2, "every row survives");
+    let r = block_on(store.get(
+        DeployKind::Worker,
+        "api",
+        &of_project("api", "b-1").deployment_id,
+    ))
+    .expect("get")
+    .expect("kept");
+    assert_eq!(
+        (
+            r.id,
+            r.status,
+            r.telegram_message_id,
+            r.attempts,
+            r.created_at,
+            r.updated_at
+        ),
+        (
+            sent,
+            NotificationStatus::Sent,
+            Some(7),
+            1,
+            t(0).millis(),
+            t(2).millis()
+        )
+    );
+    let claimed = block_on(store.claim(&[pending], t(4), t(3))).expect("claim");
+    assert_eq!(
+        claimed.len(),
+        1,
+        "a pending row is still claimable by its id"
+    );
+    assert_eq!(claimed[0].deployment, of_project("web", "b-2"));
+    // The old rows still decide repeats, now per project.
+    let again = |d: &Deployment| {
+        block_on(store.insert(d, NotificationStatus::Pending, t(5))).expect("insert")
+    };
+    assert_eq!(again(&of_project("api", "b-1")), None);
+    let other = again(&of_project("web", "b-1")).expect("another project's b-1 is new");
+    assert!(other > pending, "ids go on after the copied ones");
+    // Both indexes are back.
+    let indexes = block_on(db.query(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'notifications' \
+         AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+        &[],
+    ))
+    .expect("indexes");
+    let names: Vec<_> = indexes
+        .iter()
+        .filter_map(|r| r.get("name")?.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["notifications_by_commit", "notifications_by_status"]
+    );
+}
+
 #[test]
 fn known_by_id_or_by_project_and_commit() {
     let db = SqliteSql::migrated();
@@ -67,7 +219,11 @@ fn known_by_id_or_by_project_and_commit() {
     let known = |id: &DeploymentId, project: &str, commit: Option<&CommitHash>| {
         block_on(store.is_known(DeployKind::Worker, id, project, commit)).expect("query")
     };
-    assert!(known(&dep("build-1").deployment_id, "x", None));
+    assert!(known(&dep("build-1").deployment_id, "api", None));
+    assert!(
+        !known(&dep("build-1").deployment_id, "x", None),
+        "the same id in another project is another deployment"
+    );
     assert!(known(&other, "api", commit.as_ref()));
     assert!(!known(&other, "web", commit.as_ref()));
     assert!(!known(&other, "api", None));
