@@ -300,7 +300,7 @@ describe("cron: one bad field in a polled page", () => {
       { id: "wd-plain", created_on: minutesAgo(2), source: "wrangler", annotations: { "workers/message": "Plain" }, versions: [] },
     ]);
     cf.pages.set("site-b", [
-      { id: "pd-longbranch", created_on: minutesAgo(1), environment: "preview", latest_stage: { name: "deploy", status: "success" }, deployment_trigger: { metadata: { branch: `topic/${"t".repeat(300)}`, commit_hash: "0123abcd", commit_message: "Long\u001b branch" } } },
+      { id: "pd-longbranch", created_on: minutesAgo(1), environment: "preview", latest_stage: { name: "deploy", status: "success" }, deployment_trigger: { metadata: { branch: `topic/${"t".repeat(300)}`, commit_hash: "9876fedc", commit_message: "Long\u001b branch" } } },
       { id: "pd-plain", created_on: minutesAgo(2), environment: "production", latest_stage: { name: "deploy", status: "success" }, deployment_trigger: { metadata: { branch: "main", commit_hash: "4567abcd", commit_message: "Plain docs" } } },
     ]);
     await worker.scheduled();
@@ -309,7 +309,7 @@ describe("cron: one bad field in a polled page", () => {
     await tg.waitFor("wd-plain");
     const [long] = await tg.waitFor("pd-longbranch");
     assert.ok(long.visible.includes(`Branch: topic/${"t".repeat(248)}…`), long.visible);
-    assert.ok(long.visible.includes("Commit: 0123abc - Long branch"), long.visible);
+    assert.ok(long.visible.includes("Commit: 9876fed - Long branch"), long.visible);
     await tg.waitFor("pd-plain");
   });
 });
