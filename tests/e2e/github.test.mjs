@@ -88,8 +88,10 @@ before(async () => {
       HEALTH_CHECK_INTERVAL_SECONDS: "1",
       FLY_API_TOKEN: FLY_TOKEN,
       FLY_API_BASE: fly.base,
-      // The cron looks at anything untouched for 2 s, and a wait times out at once.
+      // The cron looks at anything untouched for 2 s, a step's claim is stale after
+      // 2 s, and a wait times out at once.
       SWEEP_AFTER_SECONDS: "2",
+      STEP_STALE_SECONDS: "2",
       AWAIT_TIMEOUT_MINUTES: "0",
       SECRETS_KEY: SECRETS_KEY,
     }),

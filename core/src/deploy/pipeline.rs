@@ -18,7 +18,7 @@ use crate::github::{CommitSha, RepoFullName};
 use crate::http::HttpRequest;
 use crate::jobs::JobMessage;
 use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
-use crate::retry::backoff_seconds;
+use crate::retry::{backoff_seconds, seconds_until};
 use crate::telegram::{escape_html, SendOutcome, TelegramClient};
 use crate::time::Timestamp;
 
@@ -26,9 +26,6 @@ use crate::time::Timestamp;
 pub const MAX_STEP_ATTEMPTS: i64 = 5;
 /// Health checks are tried this many times (waits double from the interval).
 pub const MAX_HEALTH_ATTEMPTS: i64 = 6;
-/// A claim older than this belongs to a consumer that died (a step's calls take at
-/// most a minute or so).
-pub const STEP_STALE_SECONDS: i64 = 180;
 /// Deploy hooks and health checks get this long to answer.
 const TARGET_TIMEOUT_MS: u32 = 30_000;
 
@@ -263,17 +260,28 @@ async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             job.status.as_str()
         ));
     }
-    // A forced outcome (a timeout) takes the step whatever its claim's age.
-    let stale_before = if forced.is_some() {
-        now
+    // A forced outcome (a timeout) takes the step whatever its claim or due time.
+    let claims = deps.config.step_claims();
+    let claimed = if forced.is_some() {
+        jobs.take_step(job_id, position, now).await
     } else {
-        now.minus_seconds(STEP_STALE_SECONDS)
+        jobs.claim_step(job_id, position, now, claims).await
     };
-    let Some(step) = jobs
-        .claim_step(job_id, position, now, stale_before)
-        .await
-        .map_err(store_err("claim"))?
-    else {
+    let Some(step) = claimed.map_err(store_err("claim"))? else {
+        // A retry's message that came before its time goes back to wait for it.
+        let due = job
+            .steps
+            .iter()
+            .find(|s| s.position == position && s.state == StepState::Pending)
+            .and_then(|s| claims.claimable_at(s.clock(), now));
+        if let Some(due) = due {
+            return Ok(StepRun {
+                verdict: StepVerdict::Retry {
+                    delay_seconds: seconds_until(due, now),
+                },
+                log: format!("job {job_id} step {position}: not due yet"),
+            });
+        }
         return ack(format!(
             "job {job_id} step {position}: finished or held elsewhere"
         ));
@@ -312,23 +320,24 @@ async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
         deps.config.health_check_interval_seconds,
     );
 
-    match &outcome {
-        StepOutcome::Done(result) => {
+    match (&outcome, &next) {
+        (StepOutcome::Done(result), _) => {
             jobs.finish_step(job_id, position, StepState::Done, Some(result), None, now)
                 .await
                 .map_err(store_err("finish"))?;
         }
-        StepOutcome::Waiting(result) => {
+        (StepOutcome::Waiting(result), _) => {
             jobs.touch_step(job_id, position, result, now)
                 .await
                 .map_err(store_err("touch"))?;
         }
-        StepOutcome::Transient(error) if matches!(next, Next::RetryIn(_)) => {
-            jobs.release_step(job_id, position, error, now)
+        (StepOutcome::Transient(error), Next::RetryIn(delay)) => {
+            let due = now.plus_seconds(i64::from(*delay));
+            jobs.release_step(job_id, position, error, due, now)
                 .await
                 .map_err(store_err("release"))?;
         }
-        StepOutcome::Transient(error) | StepOutcome::Failed(error) => {
+        (StepOutcome::Transient(error) | StepOutcome::Failed(error), _) => {
             jobs.finish_step(job_id, position, StepState::Failed, None, Some(error), now)
                 .await
                 .map_err(store_err("finish"))?;

@@ -54,7 +54,7 @@ pub async fn wake_waiting_steps<S: Sql>(
 ) -> Result<Vec<(i64, i64)>, StoreError> {
     let rows = sql
         .query(
-            "UPDATE deploy_steps SET state = 'pending', updated_at = ?4 \
+            "UPDATE deploy_steps SET state = 'pending', claimed_at = NULL, due_at = NULL, updated_at = ?4 \
              WHERE state = 'started' AND name IN ('await_result', 'revert_await') \
              AND json_extract(result, '$.waiting_for') = 'workflow_run' \
              AND (json_extract(result, '$.workflow_run_id') = ?1 \

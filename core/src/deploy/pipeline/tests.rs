@@ -228,8 +228,9 @@ impl Scenario {
                 continue;
             };
             let run = block_on(run_step(&self.deps(), job_id, position, self.now()));
-            if let StepVerdict::Retry { .. } = run.verdict {
-                // The queue would deliver it again after the delay.
+            if let StepVerdict::Retry { delay_seconds } = run.verdict {
+                // The queue delivers it again after the delay.
+                *self.clock.borrow_mut() += i64::from(delay_seconds) * 1000;
                 self.queue
                     .sent
                     .borrow_mut()
@@ -625,18 +626,74 @@ fn a_step_whose_consumer_died_is_run_again_by_the_sweep() {
     s.push(1);
     // The consumer claims the first step and dies: its message is gone.
     s.queue.sent.borrow_mut().clear();
-    block_on(JobStore::new(&s.db).claim_step(1, 0, s.now(), s.now()))
+    block_on(JobStore::new(&s.db).claim_step(1, 0, s.now(), s.config.step_claims()))
         .expect("claim")
         .expect("claimed");
     s.drain();
     assert_eq!(s.job(1).status, JobStatus::Processing);
-    *s.clock.borrow_mut() += (STEP_STALE_SECONDS + 1) * 1000;
+    *s.clock.borrow_mut() += (i64::from(s.config.step_stale_seconds) + 1) * 1000;
     let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
     assert_eq!(log, vec!["job 1 step 0 (create_deployment) re-enqueued"]);
     s.drain();
     let job = s.job(1);
     assert_eq!(job.status, JobStatus::Finalized);
     assert_eq!(job.steps[0].attempts, 2);
+}
+
+#[test]
+fn a_health_retry_scheduled_160_s_out_is_run_neither_by_the_sweep_nor_by_an_early_message() {
+    let mut s = Scenario::new(HOOK);
+    s.config.health_check_interval_seconds = 160;
+    s.world.borrow_mut().health_failures_left = 1;
+    s.push(1);
+    let health_checks = |s: &Scenario| {
+        s.http
+            .seen
+            .borrow()
+            .iter()
+            .filter(|r| r.url == "https://app.example.com/health")
+            .count()
+    };
+    // Run the steps up to the first health check, which is answered 503.
+    let retry = loop {
+        let next = s.queue.sent.borrow_mut().remove(0);
+        let JobMessage::DeployStep { job_id, position } = next else {
+            panic!("a step message")
+        };
+        let run = block_on(run_step(&s.deps(), job_id, position, s.now()));
+        if let StepVerdict::Retry { delay_seconds } = run.verdict {
+            break (position, delay_seconds);
+        }
+    };
+    assert_eq!(retry, (3, 160));
+    assert_eq!(health_checks(&s), 1);
+    // 130 s on, the step is untouched past SWEEP_AFTER_SECONDS, but not due.
+    *s.clock.borrow_mut() += 130 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert!(log.is_empty(), "{log:?}");
+    assert!(s.queue.sent.borrow().is_empty());
+    // A duplicated message before its time runs nothing and comes back when due.
+    let due = Timestamp::from_millis(s.job(1).steps[3].due_at.expect("due"));
+    let now = s.now();
+    assert!(now.plus_seconds(20) < due && due < now.plus_seconds(40));
+    let early = block_on(run_step(&s.deps(), 1, 3, now));
+    assert_eq!(
+        early.verdict,
+        StepVerdict::Retry {
+            delay_seconds: crate::retry::seconds_until(due, now)
+        }
+    );
+    assert_eq!((health_checks(&s), s.job(1).steps[3].attempts), (1, 1));
+    // Its own message, when due, runs it.
+    *s.clock.borrow_mut() = due.millis();
+    s.queue.sent.borrow_mut().push(JobMessage::DeployStep {
+        job_id: 1,
+        position: 3,
+    });
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
+    assert_eq!((health_checks(&s), job.steps[3].attempts), (2, 2));
 }
 
 #[test]
