@@ -705,10 +705,14 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                 .dispatch_workflow(repo, workflow, git_ref, &inputs)
                 .await
             {
+                // What the await step matches runs on (`super::runs::decides`); the
+                // run GitHub creates for this dispatch is created after `now`.
                 Ok(run) => StepOutcome::Done(json!({
                     "workflow_run_id": run.map(|r| r.id),
                     "repository": repo.as_str(),
                     "head_sha": sha.as_str(),
+                    "workflow": workflow,
+                    "dispatched_at": now.millis(),
                 })),
                 Err(e) => github_err(e),
             }
@@ -746,16 +750,27 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     }
 }
 
-/// The trigger step's result, which tells what to wait for.
-fn trigger_result(job: &Job, step: &Step) -> Option<serde_json::Value> {
-    job.steps
-        .iter()
-        .rev()
-        .find(|s| {
-            s.position < step.position
-                && matches!(s.name, StepName::Trigger | StepName::RevertTrigger)
-        })
-        .and_then(|s| s.result.clone())
+/// The trigger step's result, which tells what to wait for. A trigger recorded
+/// before it noted its workflow and dispatch time gets the app's workflow and the
+/// time the trigger step first started.
+fn trigger_result(job: &Job, step: &Step, app: &App) -> Option<serde_json::Value> {
+    let trigger = job.steps.iter().rev().find(|s| {
+        s.position < step.position && matches!(s.name, StepName::Trigger | StepName::RevertTrigger)
+    })?;
+    let mut result = trigger.result.clone()?;
+    if let (Some(fields), DeployTarget::GithubWorkflow { workflow, .. }) =
+        (result.as_object_mut(), &app.deploy)
+    {
+        fields
+            .entry("workflow")
+            .or_insert_with(|| workflow.as_str().into());
+        if let Some(started) = trigger.started_at {
+            fields
+                .entry("dispatched_at")
+                .or_insert_with(|| started.into());
+        }
+    }
+    Some(result)
 }
 
 async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
@@ -764,7 +779,7 @@ async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     step: &Step,
     app: &App,
 ) -> StepOutcome {
-    let Some(triggered) = trigger_result(job, step) else {
+    let Some(triggered) = trigger_result(job, step, app) else {
         return StepOutcome::Failed("the trigger left no result to wait for".into());
     };
     match &app.deploy {
@@ -802,6 +817,8 @@ async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                 "workflow_run_id": triggered["workflow_run_id"],
                 "repository": triggered["repository"],
                 "head_sha": triggered["head_sha"],
+                "workflow": triggered["workflow"],
+                "dispatched_at": triggered["dispatched_at"],
             });
             match super::runs::find_completed_run(deps.sql, &waiting).await {
                 Ok(Some(run)) => super::runs::outcome_of(&run),
