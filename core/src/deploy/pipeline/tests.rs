@@ -493,6 +493,11 @@ fn run_event(
     })
 }
 
+/// The id of the run that decided step `position` of `job`.
+fn run_that_decided(job: &Job, position: usize) -> Option<u64> {
+    job.steps[position].result.as_ref()?["workflow_run_id"].as_u64()
+}
+
 impl Scenario {
     /// A run created just now (after every dispatch so far).
     fn run(&self, id: u64, head: &CommitSha, conclusion: &str, path: &str) -> GithubEvent {
@@ -549,13 +554,7 @@ fn a_workflow_target_waits_for_its_run_by_id() {
     s.drain();
     let job = s.job(1);
     assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
-    assert_eq!(
-        job.steps[2]
-            .result
-            .as_ref()
-            .map(|r| r["workflow_run_id"].clone()),
-        Some(991.into())
-    );
+    assert_eq!(run_that_decided(&job, 2), Some(991));
 }
 
 #[test]
@@ -569,13 +568,7 @@ fn a_run_that_finished_first_is_found_by_head_sha() {
     s.drain();
     let job = s.job(1);
     assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
-    assert_eq!(
-        job.steps[2]
-            .result
-            .as_ref()
-            .map(|r| r["workflow_run_id"].clone()),
-        Some(555.into())
-    );
+    assert_eq!(run_that_decided(&job, 2), Some(555));
 }
 
 #[test]
@@ -638,13 +631,7 @@ fn another_workflows_run_or_an_older_run_on_the_commit_decides_nothing() {
     s.drain();
     let job = s.job(1);
     assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
-    assert_eq!(
-        job.steps[2]
-            .result
-            .as_ref()
-            .map(|r| r["workflow_run_id"].clone()),
-        Some(72.into())
-    );
+    assert_eq!(run_that_decided(&job, 2), Some(72));
 }
 
 #[test]
@@ -680,13 +667,7 @@ fn a_revert_waits_for_its_own_run_not_the_old_commits_old_one() {
     s.drain();
     let job = s.job(2);
     assert_eq!(job.status, JobStatus::Reverted, "{:?}", job.error);
-    assert_eq!(
-        job.steps[6]
-            .result
-            .as_ref()
-            .map(|r| r["workflow_run_id"].clone()),
-        Some(301.into())
-    );
+    assert_eq!(run_that_decided(&job, 6), Some(301));
 }
 
 #[test]
