@@ -42,6 +42,12 @@ pub fn clamp_retry_after(seconds: u64) -> u32 {
 /// a Fly machine update and its wait, a 30 s health check).
 pub const DEFAULT_STEP_STALE_SECONDS: u32 = 180;
 
+/// A retry's queue message may come this much before its recorded due time (the
+/// queue's timers and the Worker's clock differ by milliseconds, and the due time is
+/// taken when the step starts): it still counts as due, rather than being sent
+/// back at the cost of one of the message's queue retries.
+pub const DUE_SLACK_MS: i64 = 1000;
+
 /// When a step was claimed and when it is next due, as its store keeps them
 /// (`claimed_at`, `due_at`, both milliseconds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,11 +76,18 @@ impl StepClaims {
         now.minus_seconds(i64::from(self.stale_seconds))
     }
 
+    /// A retry due by this time counts as due at `now` ([`DUE_SLACK_MS`]).
+    pub fn due_by(self, now: Timestamp) -> Timestamp {
+        Timestamp::from_millis(now.millis().saturating_add(DUE_SLACK_MS))
+    }
+
     /// Whether a step with these times may be claimed at `now`.
     pub fn may_claim(self, step: StepClock, now: Timestamp) -> bool {
         match step.claimed_at {
             Some(claimed) => claimed < self.stale_before(now).millis(),
-            None => step.due_at.is_none_or(|due| due <= now.millis()),
+            None => step
+                .due_at
+                .is_none_or(|due| due <= self.due_by(now).millis()),
         }
     }
 
@@ -93,8 +106,8 @@ impl StepClaims {
     }
 
     /// [`Self::may_claim`] as an SQL condition over the columns `claimed_at` and
-    /// `due_at`, with the claim's stale cutoff in parameter `?{stale}` and the time
-    /// that counts as due in `?{due}` (`now`, or later to take a retry early).
+    /// `due_at`, with [`Self::stale_before`] in parameter `?{stale}` and
+    /// [`Self::due_by`] in `?{due}`.
     pub fn sql_condition(stale: u8, due: u8) -> String {
         format!(
             "(CASE WHEN claimed_at IS NOT NULL THEN claimed_at < ?{stale} \
@@ -144,6 +157,15 @@ mod tests {
             Some(now.plus_seconds(160))
         );
         assert!(claims.may_claim(retry(0), now), "due now");
+        let just_early = StepClock {
+            claimed_at: None,
+            due_at: Some(now.millis() + DUE_SLACK_MS),
+        };
+        assert!(
+            claims.may_claim(just_early, now),
+            "its message a moment early"
+        );
+        assert!(!claims.may_claim(retry(2), now));
         assert!(claims.may_claim(retry(-5), now), "overdue");
         assert_eq!(claims.claimable_at(retry(-5), now), None);
         assert_eq!(seconds_until(now.plus_seconds(160), now), 160);

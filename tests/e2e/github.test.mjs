@@ -316,8 +316,6 @@ describe("deploys", () => {
   });
 
   test("a workflow target waits for the workflow_run of its commit", async () => {
-    // The fixture's run of test.yml, created now: after the dispatch it answers.
-    const run = workflowRun();
     const app = {
       repository: "octo-org/octo-repo",
       production_branch: "master",
@@ -326,7 +324,7 @@ describe("deploys", () => {
       deploy: { type: "github_workflow", workflow: "test.yml", inputs: { sha: "{sha}" } },
     };
     assert.equal((await admin("PUT", "/api/apps/octo", app)).status, 201);
-    const head = run.workflow_run.head_sha;
+    const head = fixture("workflow_run.completed.json").workflow_run.head_sha;
     await deliver("push", push("octo-org/octo-repo", head));
     const waiting = await waitForJob("octo", head, ["processing"]);
     const until = Date.now() + 15_000;
@@ -335,6 +333,9 @@ describe("deploys", () => {
     assert.deepEqual(dispatch.body.inputs, { sha: head });
     assert.equal(dispatch.body.return_run_details, true);
     assert.equal((await job(waiting.id)).steps[2].state, "started");
+    // The fixture's run of test.yml, as GitHub sends it for this dispatch: created
+    // after it (the fixture's own date is years before).
+    const run = workflowRun();
     const r = await deliver("workflow_run", run);
     assert.deepEqual([r.status, r.json.message], [202, "Queued"]);
     const done = await waitForJob("octo", head, ["finalized", "failed"]);

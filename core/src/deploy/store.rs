@@ -363,8 +363,14 @@ impl<S: Sql> JobStore<S> {
         now: Timestamp,
         claims: StepClaims,
     ) -> Result<Option<Step>, StoreError> {
-        self.claim_with(job_id, position, now, claims.stale_before(now), now)
-            .await
+        self.claim_with(
+            job_id,
+            position,
+            now,
+            claims.stale_before(now),
+            claims.due_by(now),
+        )
+        .await
     }
 
     /// Takes an unfinished step whatever its claim or due time (the cron's timeout).
@@ -599,7 +605,7 @@ impl<S: Sql> JobStore<S> {
                     cutoff.millis().into(),
                     limit.into(),
                     claims.stale_before(now).millis().into(),
-                    now.millis().into(),
+                    claims.due_by(now).millis().into(),
                 ],
             )
             .await?;

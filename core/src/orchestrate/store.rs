@@ -307,13 +307,14 @@ impl<S: Sql> WorkflowStore<S> {
                      AND status IN ('pending', 'running') AND {} \
                      AND EXISTS (SELECT 1 FROM workflows WHERE id = ?1 AND status = 'running') \
                      RETURNING {STEP_COLUMNS}",
-                    StepClaims::sql_condition(4, 3)
+                    StepClaims::sql_condition(4, 5)
                 ),
                 &[
                     workflow_id.into(),
                     step.as_str().into(),
                     now.millis().into(),
                     claims.stale_before(now).millis().into(),
+                    claims.due_by(now).millis().into(),
                 ],
             )
             .await?;
