@@ -19,6 +19,7 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("WATCH_PAGES", false),
     ("POLL_LOOKBACK_MINUTES", false),
     ("SWEEP_AFTER_SECONDS", false),
+    ("STEP_STALE_SECONDS", false),
     ("ADMIN_TOKEN", true),
     ("GITHUB_WEBHOOK_SECRET", true),
     ("GITHUB_WEBHOOK_SECRET_PREVIOUS", true),
@@ -113,6 +114,9 @@ pub struct Config {
     pub poll_lookback_minutes: u32,
     /// `SWEEP_AFTER_SECONDS`, default 120.
     pub sweep_after_seconds: u32,
+    /// `STEP_STALE_SECONDS`, default 180 ([`crate::retry::DEFAULT_STEP_STALE_SECONDS`]):
+    /// a deploy or orchestration step's claim older than this is taken over.
+    pub step_stale_seconds: u32,
     /// `ADMIN_TOKEN` (secret): the Bearer token the `/api/` admin endpoints require.
     pub admin_token: Option<Secret>,
     /// `GITHUB_WEBHOOK_SECRET` (secret) and, during a rotation,
@@ -147,6 +151,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The claim rule of deploy and orchestration steps, with `STEP_STALE_SECONDS`.
+    pub fn step_claims(&self) -> crate::retry::StepClaims {
+        crate::retry::StepClaims::new(self.step_stale_seconds)
+    }
+
     /// Builds the config from a lookup of vars and secrets by name.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
         let get = |name: &str| {
@@ -183,6 +192,10 @@ impl Config {
         };
         let poll_lookback_minutes = number("POLL_LOOKBACK_MINUTES", DEFAULT_POLL_LOOKBACK_MINUTES);
         let sweep_after_seconds = number("SWEEP_AFTER_SECONDS", DEFAULT_SWEEP_AFTER_SECONDS);
+        let step_stale_seconds = number(
+            "STEP_STALE_SECONDS",
+            crate::retry::DEFAULT_STEP_STALE_SECONDS,
+        );
         let health_check_interval_seconds = number(
             "HEALTH_CHECK_INTERVAL_SECONDS",
             DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS,
@@ -286,6 +299,7 @@ impl Config {
             watch_pages: list(get("WATCH_PAGES")),
             poll_lookback_minutes,
             sweep_after_seconds,
+            step_stale_seconds,
             problems,
         }
     }
@@ -341,6 +355,7 @@ mod tests {
         assert_eq!(c.cloudflare.err(), Some("CLOUDFLARE_API_TOKEN"));
         assert_eq!(c.poll_lookback_minutes, 60);
         assert_eq!(c.sweep_after_seconds, 120);
+        assert_eq!(c.step_stale_seconds, 180);
         assert!(c.watch_workers.is_empty());
         assert!(c.problems.is_empty());
     }
@@ -364,7 +379,9 @@ mod tests {
             ("WATCH_PAGES", "docs"),
             ("POLL_LOOKBACK_MINUTES", "15"),
             ("SWEEP_AFTER_SECONDS", "soon"),
+            ("STEP_STALE_SECONDS", "5"),
         ]);
+        assert_eq!(c.step_claims(), crate::retry::StepClaims::new(5));
         let t = c.telegram.expect("telegram configured");
         assert_eq!(t.api_base, "http://127.0.0.1:9");
         assert_eq!(
@@ -375,6 +392,7 @@ mod tests {
         assert_eq!(c.watch_pages, vec!["docs"]);
         assert_eq!(c.poll_lookback_minutes, 15);
         assert_eq!(c.sweep_after_seconds, 120);
+        assert_eq!(c.step_stale_seconds, 5);
         assert_eq!(
             c.problems,
             vec!["SWEEP_AFTER_SECONDS must be a whole number; using 120"]

@@ -13,6 +13,23 @@ export const sha = (c) => c.repeat(40);
 export const fixture = (name) => JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", name), "utf8"));
 export const sign = (body, secret) => `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
 
+/**
+ * The workflow_run fixture as a run GitHub would send now: created now (after any
+ * dispatch so far: a deploy's await step takes only runs of its workflow created at
+ * or after its dispatch), with the given fields of `workflow_run` replaced
+ * (`path`, `head_sha`, `id`, `conclusion`, ...) and optionally another repository.
+ */
+export function workflowRun({ repository, ...run } = {}) {
+  const p = fixture("workflow_run.completed.json");
+  Object.assign(p.workflow_run, { created_at: new Date().toISOString(), ...run });
+  if (repository) {
+    const [owner, name] = repository.split("/");
+    Object.assign(p.repository, { full_name: repository, name });
+    p.repository.owner.login = owner;
+  }
+  return p;
+}
+
 /** A GitHub App key pair: the private key as GitHub hands it out (PKCS#1 PEM). */
 export function appKeyPair() {
   const { privateKey, publicKey } = generateKeyPairSync("rsa", {

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { fakeTelegram, fakeGithub, fakeTarget, fakeFly } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
-import { appKeyPair, clients, fixture, sha, sign, sleep } from "./github-kit.mjs";
+import { appKeyPair, clients, fixture, sha, sign, sleep, workflowRun } from "./github-kit.mjs";
 
 const SECRET = "e2e webhook secret";
 const OLD_SECRET = "e2e previous webhook secret";
@@ -88,8 +88,10 @@ before(async () => {
       HEALTH_CHECK_INTERVAL_SECONDS: "1",
       FLY_API_TOKEN: FLY_TOKEN,
       FLY_API_BASE: fly.base,
-      // The cron looks at anything untouched for 2 s, and a wait times out at once.
+      // The cron looks at anything untouched for 2 s, a step's claim is stale after
+      // 2 s, and a wait times out at once.
       SWEEP_AFTER_SECONDS: "2",
+      STEP_STALE_SECONDS: "2",
       AWAIT_TIMEOUT_MINUTES: "0",
       SECRETS_KEY: SECRETS_KEY,
     }),
@@ -314,7 +316,6 @@ describe("deploys", () => {
   });
 
   test("a workflow target waits for the workflow_run of its commit", async () => {
-    const run = fixture("workflow_run.completed.json");
     const app = {
       repository: "octo-org/octo-repo",
       production_branch: "master",
@@ -323,7 +324,7 @@ describe("deploys", () => {
       deploy: { type: "github_workflow", workflow: "test.yml", inputs: { sha: "{sha}" } },
     };
     assert.equal((await admin("PUT", "/api/apps/octo", app)).status, 201);
-    const head = run.workflow_run.head_sha;
+    const head = fixture("workflow_run.completed.json").workflow_run.head_sha;
     await deliver("push", push("octo-org/octo-repo", head));
     const waiting = await waitForJob("octo", head, ["processing"]);
     const until = Date.now() + 15_000;
@@ -332,11 +333,50 @@ describe("deploys", () => {
     assert.deepEqual(dispatch.body.inputs, { sha: head });
     assert.equal(dispatch.body.return_run_details, true);
     assert.equal((await job(waiting.id)).steps[2].state, "started");
+    // The fixture's run of test.yml, as GitHub sends it for this dispatch: created
+    // after it (the fixture's own date is years before).
+    const run = workflowRun();
     const r = await deliver("workflow_run", run);
     assert.deepEqual([r.status, r.json.message], [202, "Queued"]);
     const done = await waitForJob("octo", head, ["finalized", "failed"]);
     assert.equal(done.status, "finalized", done.error);
     assert.equal(done.steps[2].result.workflow_run_id, run.workflow_run.id);
+  });
+
+  test("another workflow's failing run on the deployed commit leaves the step waiting; the deploy.yml run finalizes it", async () => {
+    const repository = "Codertocat/Linted";
+    const app = {
+      repository, production_branch: "master", environment: "production", deploy_on: "push",
+      deploy: { type: "github_workflow", workflow: "deploy.yml" },
+    };
+    assert.equal((await admin("PUT", "/api/apps/linted", app)).status, 201);
+    const head = sha("e");
+    await deliver("push", push(repository, head));
+    const waiting = await waitForJob("linted", head, ["processing"]);
+    const until = Date.now() + 15_000;
+    while ((await job(waiting.id)).steps[2].state !== "started" && Date.now() < until) await sleep(100);
+    assert.ok(gh.requests.some((r) => r.path === `/repos/${repository}/actions/workflows/deploy.yml/dispatches`));
+    // The dispatch answered 204 without a run id: runs are matched by commit.
+    const lint = await deliver("workflow_run", workflowRun({ repository, head_sha: head, id: 5101, path: ".github/workflows/ci.yml", conclusion: "failure" }));
+    assert.equal(lint.status, 202);
+    const delivery = async (id) => {
+      const { json } = await admin("GET", "/api/deliveries?limit=100");
+      return json.deliveries.find((d) => d.id === id);
+    };
+    const settled = Date.now() + 15_000;
+    let recorded = await delivery(lint.id);
+    while (recorded?.outcome === "queued" && Date.now() < settled) {
+      await sleep(100);
+      recorded = await delivery(lint.id);
+    }
+    assert.deepEqual([recorded?.outcome, recorded?.detail], ["processed", "workflow run 5101: no step waits for it"]);
+    const still = await job(waiting.id);
+    assert.deepEqual([still.status, still.steps[2].state], ["processing", "started"], "the lint run decided nothing");
+    const deployRun = await deliver("workflow_run", workflowRun({ repository, head_sha: head, id: 5102, path: ".github/workflows/deploy.yml", conclusion: "success" }));
+    assert.equal(deployRun.status, 202);
+    const done = await waitForJob("linted", head, ["finalized", "failed", "reverted"]);
+    assert.equal(done.status, "finalized", done.error);
+    assert.equal(done.steps[2].result.workflow_run_id, 5102);
   });
 });
 

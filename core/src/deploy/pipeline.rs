@@ -18,7 +18,7 @@ use crate::github::{CommitSha, RepoFullName};
 use crate::http::HttpRequest;
 use crate::jobs::JobMessage;
 use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
-use crate::retry::backoff_seconds;
+use crate::retry::{backoff_seconds, seconds_until};
 use crate::telegram::{escape_html, SendOutcome, TelegramClient};
 use crate::time::Timestamp;
 
@@ -26,9 +26,6 @@ use crate::time::Timestamp;
 pub const MAX_STEP_ATTEMPTS: i64 = 5;
 /// Health checks are tried this many times (waits double from the interval).
 pub const MAX_HEALTH_ATTEMPTS: i64 = 6;
-/// A claim older than this belongs to a consumer that died (a step's calls take at
-/// most a minute or so).
-pub const STEP_STALE_SECONDS: i64 = 180;
 /// Deploy hooks and health checks get this long to answer.
 const TARGET_TIMEOUT_MS: u32 = 30_000;
 
@@ -263,17 +260,28 @@ async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             job.status.as_str()
         ));
     }
-    // A forced outcome (a timeout) takes the step whatever its claim's age.
-    let stale_before = if forced.is_some() {
-        now
+    // A forced outcome (a timeout) takes the step whatever its claim or due time.
+    let claims = deps.config.step_claims();
+    let claimed = if forced.is_some() {
+        jobs.take_step(job_id, position, now).await
     } else {
-        now.minus_seconds(STEP_STALE_SECONDS)
+        jobs.claim_step(job_id, position, now, claims).await
     };
-    let Some(step) = jobs
-        .claim_step(job_id, position, now, stale_before)
-        .await
-        .map_err(store_err("claim"))?
-    else {
+    let Some(step) = claimed.map_err(store_err("claim"))? else {
+        // A retry's message that came before its time goes back to wait for it.
+        let due = job
+            .steps
+            .iter()
+            .find(|s| s.position == position && s.state == StepState::Pending)
+            .and_then(|s| claims.claimable_at(s.clock(), now));
+        if let Some(due) = due {
+            return Ok(StepRun {
+                verdict: StepVerdict::Retry {
+                    delay_seconds: seconds_until(due, now),
+                },
+                log: format!("job {job_id} step {position}: not due yet"),
+            });
+        }
         return ack(format!(
             "job {job_id} step {position}: finished or held elsewhere"
         ));
@@ -312,23 +320,24 @@ async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
         deps.config.health_check_interval_seconds,
     );
 
-    match &outcome {
-        StepOutcome::Done(result) => {
+    match (&outcome, &next) {
+        (StepOutcome::Done(result), _) => {
             jobs.finish_step(job_id, position, StepState::Done, Some(result), None, now)
                 .await
                 .map_err(store_err("finish"))?;
         }
-        StepOutcome::Waiting(result) => {
+        (StepOutcome::Waiting(result), _) => {
             jobs.touch_step(job_id, position, result, now)
                 .await
                 .map_err(store_err("touch"))?;
         }
-        StepOutcome::Transient(error) if matches!(next, Next::RetryIn(_)) => {
-            jobs.release_step(job_id, position, error, now)
+        (StepOutcome::Transient(error), Next::RetryIn(delay)) => {
+            let due = now.plus_seconds(i64::from(*delay));
+            jobs.release_step(job_id, position, error, due, now)
                 .await
                 .map_err(store_err("release"))?;
         }
-        StepOutcome::Transient(error) | StepOutcome::Failed(error) => {
+        (StepOutcome::Transient(error) | StepOutcome::Failed(error), _) => {
             jobs.finish_step(job_id, position, StepState::Failed, None, Some(error), now)
                 .await
                 .map_err(store_err("finish"))?;
@@ -696,10 +705,14 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                 .dispatch_workflow(repo, workflow, git_ref, &inputs)
                 .await
             {
+                // What the await step matches runs on (`super::runs::decides`); the
+                // run GitHub creates for this dispatch is created after `now`.
                 Ok(run) => StepOutcome::Done(json!({
                     "workflow_run_id": run.map(|r| r.id),
                     "repository": repo.as_str(),
                     "head_sha": sha.as_str(),
+                    "workflow": workflow,
+                    "dispatched_at": now.millis(),
                 })),
                 Err(e) => github_err(e),
             }
@@ -737,16 +750,27 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     }
 }
 
-/// The trigger step's result, which tells what to wait for.
-fn trigger_result(job: &Job, step: &Step) -> Option<serde_json::Value> {
-    job.steps
-        .iter()
-        .rev()
-        .find(|s| {
-            s.position < step.position
-                && matches!(s.name, StepName::Trigger | StepName::RevertTrigger)
-        })
-        .and_then(|s| s.result.clone())
+/// The trigger step's result, which tells what to wait for. A trigger recorded
+/// before it noted its workflow and dispatch time gets the app's workflow and the
+/// time the trigger step first started.
+fn trigger_result(job: &Job, step: &Step, app: &App) -> Option<serde_json::Value> {
+    let trigger = job.steps.iter().rev().find(|s| {
+        s.position < step.position && matches!(s.name, StepName::Trigger | StepName::RevertTrigger)
+    })?;
+    let mut result = trigger.result.clone()?;
+    if let (Some(fields), DeployTarget::GithubWorkflow { workflow, .. }) =
+        (result.as_object_mut(), &app.deploy)
+    {
+        fields
+            .entry("workflow")
+            .or_insert_with(|| workflow.as_str().into());
+        if let Some(started) = trigger.started_at {
+            fields
+                .entry("dispatched_at")
+                .or_insert_with(|| started.into());
+        }
+    }
+    Some(result)
 }
 
 async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
@@ -755,7 +779,7 @@ async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     step: &Step,
     app: &App,
 ) -> StepOutcome {
-    let Some(triggered) = trigger_result(job, step) else {
+    let Some(triggered) = trigger_result(job, step, app) else {
         return StepOutcome::Failed("the trigger left no result to wait for".into());
     };
     match &app.deploy {
@@ -793,6 +817,8 @@ async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                 "workflow_run_id": triggered["workflow_run_id"],
                 "repository": triggered["repository"],
                 "head_sha": triggered["head_sha"],
+                "workflow": triggered["workflow"],
+                "dispatched_at": triggered["dispatched_at"],
             });
             match super::runs::find_completed_run(deps.sql, &waiting).await {
                 Ok(Some(run)) => super::runs::outcome_of(&run),

@@ -10,6 +10,7 @@ use crate::github::events::PushCommit;
 use crate::github::CommitSha;
 use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Row, Sql, SqlValue, Statement, StoreError};
+use crate::retry::{StepClaims, StepClock};
 use crate::time::Timestamp;
 
 /// A job as the API shows it, with its steps. Never read back as JSON: it is
@@ -48,6 +49,20 @@ pub struct Step {
     pub error: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Set while an attempt holds the step ([`crate::retry::StepClaims`]).
+    pub claimed_at: Option<i64>,
+    /// When a step released for a retry is due again.
+    pub due_at: Option<i64>,
+}
+
+impl Step {
+    /// What the claim rule looks at.
+    pub fn clock(&self) -> StepClock {
+        StepClock {
+            claimed_at: self.claimed_at,
+            due_at: self.due_at,
+        }
+    }
 }
 
 impl FromJson for Step {
@@ -62,6 +77,8 @@ impl FromJson for Step {
             error: o.opt("error")?,
             started_at: o.opt("started_at")?,
             finished_at: o.opt("finished_at")?,
+            claimed_at: o.opt("claimed_at")?,
+            due_at: o.opt("due_at")?,
         })
     }
 }
@@ -85,6 +102,9 @@ pub struct JobStore<S> {
 
 const JOB_COLUMNS: &str = "id, app, environment, sha, git_ref, delivery_id, pusher, installation_id, status, revert_sha, \
      github_deployment_id, telegram_message_id, error, created_at, updated_at, started_at, finished_at, commits";
+
+const STEP_COLUMNS: &str =
+    "position, name, state, attempts, result, error, started_at, finished_at, claimed_at, due_at";
 
 fn store_err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -333,60 +353,102 @@ impl<S: Sql> JobStore<S> {
         Ok(first)
     }
 
-    /// Claims a pending step (or one started before `stale_before`, whose consumer
-    /// died) for one attempt. `None` when it is finished or freshly claimed.
+    /// Claims a step for one attempt if [`StepClaims`] allows it: a pending or
+    /// released step once it is due, a held one once its claim is stale (its
+    /// consumer died). `None` when it is finished, held, or not due yet.
     pub async fn claim_step(
         &self,
         job_id: i64,
         position: i64,
         now: Timestamp,
+        claims: StepClaims,
+    ) -> Result<Option<Step>, StoreError> {
+        self.claim_with(
+            job_id,
+            position,
+            now,
+            claims.stale_before(now),
+            claims.due_by(now),
+        )
+        .await
+    }
+
+    /// Takes an unfinished step whatever its claim or due time (the cron's timeout).
+    pub async fn take_step(
+        &self,
+        job_id: i64,
+        position: i64,
+        now: Timestamp,
+    ) -> Result<Option<Step>, StoreError> {
+        self.claim_with(
+            job_id,
+            position,
+            now,
+            Timestamp::from_millis(i64::MAX),
+            Timestamp::from_millis(i64::MAX),
+        )
+        .await
+    }
+
+    async fn claim_with(
+        &self,
+        job_id: i64,
+        position: i64,
+        now: Timestamp,
         stale_before: Timestamp,
+        due_by: Timestamp,
     ) -> Result<Option<Step>, StoreError> {
         let rows = self
             .sql
             .query(
-                "UPDATE deploy_steps SET state = 'started', attempts = attempts + 1, \
-                 started_at = COALESCE(started_at, ?3), updated_at = ?3 \
-                 WHERE job_id = ?1 AND position = ?2 \
-                 AND (state = 'pending' OR (state = 'started' AND updated_at < ?4)) \
-                 RETURNING position, name, state, attempts, result, error, started_at, finished_at",
+                &format!(
+                    "UPDATE deploy_steps SET state = 'started', attempts = attempts + 1, \
+                     started_at = COALESCE(started_at, ?3), claimed_at = ?3, due_at = NULL, updated_at = ?3 \
+                     WHERE job_id = ?1 AND position = ?2 AND state IN ('pending', 'started') AND {} \
+                     RETURNING {STEP_COLUMNS}",
+                    StepClaims::sql_condition(4, 5)
+                ),
                 &[
                     job_id.into(),
                     position.into(),
                     now.millis().into(),
                     stale_before.millis().into(),
+                    due_by.millis().into(),
                 ],
             )
             .await?;
         rows.into_iter().next().map(step).transpose()
     }
 
-    /// Puts a claimed step back to pending after a transient failure (its message
-    /// is retried), keeping the error for the record.
+    /// Puts a claimed step back to pending after a transient failure, due again at
+    /// `due` (when its retried message comes), keeping the error for the record.
     pub async fn release_step(
         &self,
         job_id: i64,
         position: i64,
         error: &str,
+        due: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.sql
             .execute(
-                "UPDATE deploy_steps SET state = 'pending', error = ?3, updated_at = ?4 \
+                "UPDATE deploy_steps SET state = 'pending', claimed_at = NULL, due_at = ?5, error = ?3, updated_at = ?4 \
                  WHERE job_id = ?1 AND position = ?2 AND state = 'started'",
                 &[
                     job_id.into(),
                     position.into(),
                     error.into(),
                     now.millis().into(),
+                    due.millis().into(),
                 ],
             )
             .await
             .map(drop)
     }
 
-    /// Keeps a started step waiting (an await step between checks): refreshes its
-    /// claim so the sweep knows it is alive, and records what it is waiting for.
+    /// Keeps a started step waiting (an await step between checks): records what it
+    /// waits for and lets go of the claim (nothing runs while it waits); the event
+    /// it waits for wakes it, and the sweep looks again after `SWEEP_AFTER_SECONDS`.
     pub async fn touch_step(
         &self,
         job_id: i64,
@@ -396,7 +458,8 @@ impl<S: Sql> JobStore<S> {
     ) -> Result<(), StoreError> {
         self.sql
             .execute(
-                "UPDATE deploy_steps SET result = ?3, updated_at = ?4 WHERE job_id = ?1 AND position = ?2 AND state = 'started'",
+                "UPDATE deploy_steps SET result = ?3, claimed_at = NULL, due_at = NULL, updated_at = ?4 \
+                 WHERE job_id = ?1 AND position = ?2 AND state = 'started'",
                 &[job_id.into(), position.into(), result.to_string().into(), now.millis().into()],
             )
             .await
@@ -417,7 +480,7 @@ impl<S: Sql> JobStore<S> {
             .sql
             .execute(
                 "UPDATE deploy_steps SET state = ?3, result = COALESCE(?4, result), error = ?5, \
-                 finished_at = ?6, updated_at = ?6 \
+                 finished_at = ?6, updated_at = ?6, claimed_at = NULL, due_at = NULL \
                  WHERE job_id = ?1 AND position = ?2 AND state IN ('started', 'pending')",
                 &[
                     job_id.into(),
@@ -458,8 +521,9 @@ impl<S: Sql> JobStore<S> {
         let steps = self
             .sql
             .query(
-                "SELECT position, name, state, attempts, result, error, started_at, finished_at \
-                 FROM deploy_steps WHERE job_id = ?1 ORDER BY position",
+                &format!(
+                    "SELECT {STEP_COLUMNS} FROM deploy_steps WHERE job_id = ?1 ORDER BY position"
+                ),
                 &[id.into()],
             )
             .await?;
@@ -513,23 +577,36 @@ impl<S: Sql> JobStore<S> {
             .map(str::to_owned))
     }
 
-    /// Steps of active jobs untouched since `cutoff`: started ones whose consumer
-    /// died or whose wait is due another look, and a job's next pending step whose
-    /// message was lost (dead-lettered, or never sent). The sweep runs them again.
+    /// Steps of active jobs the sweep runs again: untouched since `cutoff` (and not
+    /// due since), and claimable by `claims` at `now`: started ones whose consumer
+    /// died (a stale claim) or whose wait is due another look, a retry whose
+    /// message never came, and a job's next pending step whose message was lost
+    /// (dead-lettered, or never sent).
     pub async fn stale_steps(
         &self,
         cutoff: Timestamp,
+        claims: StepClaims,
+        now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
         let rows = self
             .sql
             .query(
-                "SELECT s.job_id, s.position FROM deploy_steps s JOIN deploy_jobs j ON j.id = s.job_id \
-                 WHERE s.updated_at < ?1 AND j.status IN ('processing', 'reverting') \
-                 AND (s.state = 'started' OR (s.state = 'pending' AND s.position = \
-                      (SELECT MIN(position) FROM deploy_steps WHERE job_id = s.job_id AND state IN ('pending', 'started')))) \
-                 ORDER BY s.job_id LIMIT ?2",
-                &[cutoff.millis().into(), limit.into()],
+                &format!(
+                    "SELECT s.job_id, s.position FROM deploy_steps s JOIN deploy_jobs j ON j.id = s.job_id \
+                     WHERE s.updated_at < ?1 AND (s.due_at IS NULL OR s.due_at < ?1) \
+                     AND j.status IN ('processing', 'reverting') AND {} \
+                     AND (s.state = 'started' OR (s.state = 'pending' AND s.position = \
+                          (SELECT MIN(position) FROM deploy_steps WHERE job_id = s.job_id AND state IN ('pending', 'started')))) \
+                     ORDER BY s.job_id LIMIT ?2",
+                    StepClaims::sql_condition(3, 4)
+                ),
+                &[
+                    cutoff.millis().into(),
+                    limit.into(),
+                    claims.stale_before(now).millis().into(),
+                    claims.due_by(now).millis().into(),
+                ],
             )
             .await?;
         Ok(rows
@@ -624,6 +701,8 @@ fn step(row: Row) -> Result<Step, StoreError> {
         error: text(&row, "error"),
         started_at: int(&row, "started_at"),
         finished_at: int(&row, "finished_at"),
+        claimed_at: int(&row, "claimed_at"),
+        due_at: int(&row, "due_at"),
     })
 }
 

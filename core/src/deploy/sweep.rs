@@ -21,10 +21,12 @@ pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
 ) -> Vec<String> {
     let mut log = Vec::new();
     let jobs = JobStore::new(deps.sql);
-    // A step untouched for SWEEP_AFTER_SECONDS lost its consumer, or is a wait due
-    // for another look.
+    // A step untouched for SWEEP_AFTER_SECONDS lost its consumer or its message,
+    // or is a wait due for another look; it is run again only when the claim rule
+    // allows (a stale claim, a retry whose time has come).
     let cutoff = now.minus_seconds(i64::from(deps.config.sweep_after_seconds));
-    let stale = match jobs.stale_steps(cutoff, SWEEP_BATCH).await {
+    let claims = deps.config.step_claims();
+    let stale = match jobs.stale_steps(cutoff, claims, now, SWEEP_BATCH).await {
         Ok(s) => s,
         Err(e) => return vec![format!("deploy sweep: {e}")],
     };
@@ -54,20 +56,8 @@ pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             log.push(format!("timed out: {}", run.log));
             continue;
         }
-        // Make it claimable and run it again: a dead consumer's step is retried, a
-        // waiting step looks for its result once more.
-        if let Err(e) = jobs
-            .release_step(
-                job_id,
-                position,
-                step.error.as_deref().unwrap_or("interrupted"),
-                now,
-            )
-            .await
-        {
-            log.push(format!("job {job_id} step {position}: {e}"));
-            continue;
-        }
+        // Run it again: its claim takes it over from a dead consumer, and a waiting
+        // step looks for its result once more.
         match deps
             .queue
             .send(&JobMessage::DeployStep { job_id, position })

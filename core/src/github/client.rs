@@ -89,8 +89,23 @@ pub(crate) fn api_request(
         .header("authorization", format!("Bearer {bearer}"))
 }
 
-/// The `rel="next"` URL of a `Link` header.
-fn next_link(link: Option<&str>) -> Option<String> {
+/// The `rel="next"` URL of a `Link` header, if it is on the configured API's origin
+/// (scheme, host and port exactly: a prefix would let `https://api.github.com.evil`
+/// or `https://api.github.com@evil` through, and the token with it).
+fn next_link(link: Option<&str>, api_base: &str) -> Option<String> {
+    let next = link_next(link)?;
+    same_origin(&next, api_base).then_some(next)
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        // Opaque origins (non-http schemes) are never equal to anything.
+        (Ok(a), Ok(b)) => a.origin().is_tuple() && a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+fn link_next(link: Option<&str>) -> Option<String> {
     link?.split(',').find_map(|part| {
         let (url, rel) = part.split_once(';')?;
         rel.contains("rel=\"next\"").then(|| {
@@ -229,9 +244,9 @@ impl<'a, H: Http> GithubClient<'a, H> {
             if let Some(c) = found {
                 return Ok(crate::json::int_at(c, "/id"));
             }
-            match next_link(resp.header("link")) {
-                Some(next) if next.starts_with(&self.config.api_base) => url = next,
-                _ => break,
+            match next_link(resp.header("link"), &self.config.api_base) {
+                Some(next) => url = next,
+                None => break,
             }
         }
         Ok(None)
@@ -394,10 +409,9 @@ impl<'a, H: Http> GithubClient<'a, H> {
                     timestamp: c.date,
                 });
             }
-            match next_link(resp.header("link")) {
-                // Only ever follow links to the configured API.
-                Some(next) if next.starts_with(&self.config.api_base) => url = next,
-                _ => return Ok(commits),
+            match next_link(resp.header("link"), &self.config.api_base) {
+                Some(next) => url = next,
+                None => return Ok(commits),
             }
         }
         Err(GithubError::Rejected(format!(

@@ -205,39 +205,40 @@ impl<S: Sql> DeliveryStore<S> {
             .map(drop)
     }
 
-    /// The newest recorded `workflow_run` completed event for `run_id`, or, without
-    /// one, for the repository and head sha.
-    pub async fn completed_run(
+    /// Recorded `workflow_run` completed events for `run_id`, or, without one, for
+    /// the repository and head sha; newest first, at most `limit`.
+    pub async fn completed_runs(
         &self,
         run_id: Option<u64>,
         repository: Option<&str>,
         head_sha: Option<&str>,
-    ) -> Result<Option<super::events::WorkflowRunEvent>, StoreError> {
+        limit: u32,
+    ) -> Result<Vec<super::events::WorkflowRunEvent>, StoreError> {
         let rows = self
             .sql
             .query(
                 "SELECT payload FROM deliveries WHERE event = 'workflow_run' AND action = 'completed' \
                  AND ((?1 IS NOT NULL AND json_extract(payload, '$.workflow_run.id') = ?1) \
                    OR (?1 IS NULL AND lower(repository) = lower(?2) AND json_extract(payload, '$.workflow_run.head_sha') = ?3)) \
-                 ORDER BY received_at DESC LIMIT 1",
+                 ORDER BY received_at DESC LIMIT ?4",
                 &[
                     run_id.and_then(|r| i64::try_from(r).ok()).into(),
                     repository.into(),
                     head_sha.into(),
+                    limit.into(),
                 ],
             )
             .await?;
-        let payload = rows
-            .first()
-            .and_then(|r| r.get("payload"))
-            .and_then(|p| p.as_str());
-        match payload
-            .map(|text| decode(text, "workflow_run"))
-            .transpose()?
+        let mut runs = Vec::new();
+        for text in rows
+            .iter()
+            .filter_map(|r| r.get("payload").and_then(|p| p.as_str()))
         {
-            Some(GithubEvent::WorkflowRun(run)) => Ok(Some(run)),
-            _ => Ok(None),
+            if let GithubEvent::WorkflowRun(run) = decode(text, "workflow_run")? {
+                runs.push(run);
+            }
         }
+        Ok(runs)
     }
 
     /// The newest deliveries first.

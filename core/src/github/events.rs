@@ -98,6 +98,8 @@ pub struct WorkflowRunEvent {
     pub id: u64,
     pub name: Option<String>,
     pub path: Option<String>,
+    /// The id of the run's workflow (a target may name its workflow by id).
+    pub workflow_id: Option<u64>,
     pub head_sha: CommitSha,
     pub head_branch: Option<String>,
     pub status: Option<String>,
@@ -246,6 +248,7 @@ impl FromJson for WorkflowRunEvent {
             id: o.req("id")?,
             name: o.opt("name")?,
             path: o.opt("path")?,
+            workflow_id: o.opt("workflow_id")?,
             head_sha: o.req("head_sha")?,
             head_branch: o.opt("head_branch")?,
             status: o.opt("status")?,
@@ -463,6 +466,7 @@ fn workflow_run(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
     let id = run.req("id")?;
     let name = run.opt("name")?;
     let path = run.opt("path")?;
+    let workflow_id = run.opt("workflow_id")?;
     let head_sha: String = run.req("head_sha")?;
     let head_branch = run.opt("head_branch")?;
     let status = run.opt("status")?;
@@ -478,6 +482,7 @@ fn workflow_run(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
         id,
         name,
         path,
+        workflow_id,
         head_sha: sha("workflow_run.head_sha", &head_sha)?,
         head_branch,
         status,
@@ -574,6 +579,8 @@ mod tests {
             "3484a3fb816e0859fd6e1cea078d76385ff50625"
         );
         assert_eq!(w.path.as_deref(), Some(".github/workflows/test.yml"));
+        assert_eq!(w.workflow_id, Some(2_823_525));
+        assert_eq!(w.created_at.as_deref(), Some("2020-10-05T16:33:24Z"));
         assert_eq!(w.conclusion.as_deref(), Some("success"));
         assert_eq!(w.repository.as_str(), "octo-org/octo-repo");
     }
@@ -702,6 +709,7 @@ mod tests {
             id: 289_782_451,
             name: Some("Test".into()),
             path: Some(".github/workflows/test.yml".into()),
+            workflow_id: Some(2_823_525),
             head_sha: sha('1'),
             head_branch: Some("main".into()),
             status: Some("completed".into()),
@@ -715,6 +723,7 @@ mod tests {
         round_trip(&GithubEvent::WorkflowRun(WorkflowRunEvent {
             name: None,
             path: None,
+            workflow_id: None,
             head_branch: None,
             status: None,
             conclusion: None,

@@ -19,13 +19,16 @@ pub struct RepoFullName(String);
 impl RepoFullName {
     pub fn parse(s: &str) -> Option<Self> {
         let (owner, repo) = s.split_once('/')?;
+        // `.` and `..` are path segments, never names: either half goes into URLs.
         let ok = |p: &str| {
             !p.is_empty()
                 && p.len() <= 100
+                && p != "."
+                && p != ".."
                 && p.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         };
-        (ok(owner) && ok(repo) && repo != "." && repo != "..").then(|| RepoFullName(s.to_owned()))
+        (ok(owner) && ok(repo)).then(|| RepoFullName(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -114,7 +117,13 @@ mod tests {
     fn repo_names() {
         assert!(RepoFullName::parse("Codertocat/Hello-World").is_some());
         assert!(RepoFullName::parse("octo-org/octo.repo_2").is_some());
-        for bad in ["nope", "/x", "x/", "a/b/c", "a/..", "a b/c"] {
+        assert!(
+            RepoFullName::parse("..a/b.").is_some(),
+            "dots inside a name are fine"
+        );
+        for bad in [
+            "nope", "/x", "x/", "a/b/c", "a/..", "a b/c", "../x", "./x", "a/.", "../..",
+        ] {
             assert!(RepoFullName::parse(bad).is_none(), "{bad}");
         }
         let a = RepoFullName::parse("Codertocat/Hello-World").expect("valid");

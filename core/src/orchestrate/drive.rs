@@ -136,6 +136,7 @@ pub async fn run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
         sql: deps.sql,
         github: &github,
         telegram: deps.config.telegram.as_ref().ok(),
+        claims: deps.config.step_claims(),
     }
     .run_step(step, now)
     .await;
@@ -161,6 +162,6 @@ pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     if !configured(deps.config) {
         return Vec::new();
     }
-    let effects = runner::sweep(deps.sql, now).await;
+    let effects = runner::sweep(deps.sql, deps.config.step_claims(), now).await;
     carry_out(deps, effects).await
 }

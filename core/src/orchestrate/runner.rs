@@ -24,7 +24,7 @@ use crate::github::deliveries::DeliveryId;
 use crate::github::events::GithubEvent;
 use crate::github::RepoFullName;
 use crate::ports::{Http, Sql, StoreError};
-use crate::retry::backoff_seconds;
+use crate::retry::{backoff_seconds, seconds_until, StepClaims};
 use crate::telegram::{SendOutcome, TelegramClient, TelegramConfig};
 use crate::time::Timestamp;
 
@@ -34,9 +34,6 @@ pub const CREATE_SERVICE: &str = "create_service";
 /// times in all, backing off per `crate::retry` (2+4+8+16 s): long enough for a
 /// GitHub blip, short enough that a real outage fails the workflow visibly.
 pub const MAX_STEP_ATTEMPTS: i64 = 5;
-/// A claim older than this belongs to a consumer that died: a step makes at most a
-/// dozen GitHub calls of 15 s at most each.
-pub const STEP_STALE_SECONDS: i64 = 180;
 /// Steps, workflows and kept events handled per cron run; the rest wait for the next.
 pub const SWEEP_BATCH: u32 = 50;
 /// Events kept for later are forgotten after this long: every wait times out well
@@ -353,6 +350,8 @@ pub struct Runner<'a, H, S> {
     pub sql: S,
     pub github: &'a GithubConfig,
     pub telegram: Option<&'a TelegramConfig>,
+    /// When a step may be claimed (`STEP_STALE_SECONDS`).
+    pub claims: StepClaims,
 }
 
 impl<H: Http, S: Sql> Runner<'_, H, S> {
@@ -394,8 +393,24 @@ impl<H: Http, S: Sql> Runner<'_, H, S> {
         if !deps_done(def, &wf.steps) {
             return ack("not ready");
         }
-        let stale_before = now.minus_seconds(STEP_STALE_SECONDS);
-        let Some(claimed) = store.claim(id, step_id, now, stale_before).await? else {
+        let Some(claimed) = store.claim(id, step_id, now, self.claims).await? else {
+            // A retry's message that came before its time goes back to wait for it.
+            let due = wf
+                .steps
+                .iter()
+                .find(|s| {
+                    &s.id == step_id && s.status == StepStatus::Running && s.claimed_at.is_none()
+                })
+                .and_then(|s| self.claims.claimable_at(s.clock(), now));
+            if let Some(due) = due {
+                return Ok(StepRun {
+                    verdict: Verdict::Retry {
+                        delay_seconds: seconds_until(due, now),
+                    },
+                    next: Vec::new(),
+                    log: format!("{prefix}: not due yet"),
+                });
+            }
             return ack("finished or held elsewhere");
         };
         let (verdict, note) = match self.perform(&wf, def, now).await {
@@ -407,8 +422,9 @@ impl<H: Http, S: Sql> Runner<'_, H, S> {
                 (Verdict::Ack, done.note)
             }
             Err(e) if e.is_transient() && claimed.attempts < MAX_STEP_ATTEMPTS => {
-                store.release(id, step_id, &e.to_string(), now).await?;
                 let delay_seconds = backoff_seconds(u32::try_from(claimed.attempts).unwrap_or(1));
+                let due = now.plus_seconds(i64::from(delay_seconds));
+                store.release(id, step_id, &e.to_string(), due, now).await?;
                 (Verdict::Retry { delay_seconds }, format!("will retry: {e}"))
             }
             Err(e) => {
@@ -603,10 +619,10 @@ pub async fn announce<H: Http, S: Sql>(
 /// match, re-enqueues steps whose message was lost or whose consumer died, ends
 /// workflows stranded between their last step and their status, and forgets old
 /// kept events.
-pub async fn sweep<S: Sql>(sql: S, now: Timestamp) -> Effects {
+pub async fn sweep<S: Sql>(sql: S, claims: StepClaims, now: Timestamp) -> Effects {
     let store = WorkflowStore::new(&sql);
     let mut fx = Effects::default();
-    if let Err(e) = sweep_into(&store, now, &mut fx).await {
+    if let Err(e) = sweep_into(&store, claims, now, &mut fx).await {
         fx.log.push(format!("workflow sweep: {e}"));
     }
     fx
@@ -614,6 +630,7 @@ pub async fn sweep<S: Sql>(sql: S, now: Timestamp) -> Effects {
 
 async fn sweep_into<S: Sql>(
     store: &WorkflowStore<S>,
+    claims: StepClaims,
     now: Timestamp,
     fx: &mut Effects,
 ) -> Result<(), StoreError> {
@@ -649,7 +666,8 @@ async fn sweep_into<S: Sql>(
         let ready = settle(store, id, now).await?;
         fx.add(id, ready);
     }
-    let cutoff = now.minus_seconds(STEP_STALE_SECONDS);
+    // Untouched this long, a step's message may be lost.
+    let cutoff = claims.stale_before(now);
     for id in store.stale(cutoff, SWEEP_BATCH).await? {
         let mut ready = settle(store, id, now).await?;
         let Some(wf) = store.get(id).await? else {
@@ -663,12 +681,12 @@ async fn sweep_into<S: Sql>(
             fx.add(id, ready);
             continue;
         }
-        // A step released for a retry whose message was lost, or whose consumer
-        // died holding it.
+        // A step released for a retry whose message was lost (once its retry is
+        // due), or whose consumer died holding it (once the claim is stale).
         for s in &wf.steps {
             let dropped = s.status == StepStatus::Running
                 && s.updated_at < cutoff.millis()
-                && s.claimed_at.is_none_or(|c| c < cutoff.millis());
+                && claims.may_claim(s.clock(), now);
             if dropped {
                 ready.push(StepRef {
                     workflow_id: id,

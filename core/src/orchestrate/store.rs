@@ -12,6 +12,7 @@ use crate::github::deliveries::DeliveryId;
 use crate::github::events::GithubEvent;
 use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Row, Sql, Statement, StoreError};
+use crate::retry::{StepClaims, StepClock};
 use crate::time::Timestamp;
 
 /// The PR a step raised (or waits for).
@@ -93,10 +94,23 @@ pub struct StepRecord {
     pub attempts: i64,
     #[serde(skip)]
     pub claimed_at: Option<i64>,
+    /// When a step released for a retry is due again.
+    #[serde(skip)]
+    pub due_at: Option<i64>,
     pub waiting_since: Option<i64>,
     pub deadline: Option<i64>,
     pub events: Vec<EventRecord>,
     pub updated_at: i64,
+}
+
+impl StepRecord {
+    /// What the claim rule looks at.
+    pub fn clock(&self) -> StepClock {
+        StepClock {
+            claimed_at: self.claimed_at,
+            due_at: self.due_at,
+        }
+    }
 }
 
 /// A workflow as the API shows it (`GET /api/services/{name}`).
@@ -126,7 +140,7 @@ const WORKFLOW_COLUMNS: &str =
     "id, name, kind, definition, input, status, error, telegram_message_id, \
      created_at, updated_at, finished_at";
 const STEP_COLUMNS: &str = "step_id, kind, status, repository, pr_number, pr_node_id, pr_sha, pr_ref, pr_base, \
-     pr_html_url, merged_sha, workflow_path, run, error, attempts, claimed_at, waiting_since, deadline, events, updated_at";
+     pr_html_url, merged_sha, workflow_path, run, error, attempts, claimed_at, due_at, waiting_since, deadline, events, updated_at";
 /// Running workflows' steps, for matching events (`s` steps, `w` workflows).
 const LIVE_STEPS: &str =
     "workflow_steps s JOIN workflows w ON w.id = s.workflow_id WHERE w.status = 'running'";
@@ -273,31 +287,34 @@ impl<S: Sql> WorkflowStore<S> {
         rows.into_iter().map(workflow).collect()
     }
 
-    /// Claims a pending step of a running workflow for one attempt, or a running
-    /// one released for a retry or whose claim is older than `stale_before` (its
-    /// consumer died). `None`: finished, held elsewhere, or the workflow ended.
+    /// Claims a pending or running step of a running workflow for one attempt if
+    /// [`StepClaims`] allows it: a step released for a retry once it is due, a held
+    /// one once its claim is stale (its consumer died). `None`: finished, held
+    /// elsewhere, not due yet, or the workflow ended.
     pub async fn claim(
         &self,
         workflow_id: i64,
         step: &StepId,
         now: Timestamp,
-        stale_before: Timestamp,
+        claims: StepClaims,
     ) -> Result<Option<StepRecord>, StoreError> {
         let rows = self
             .sql
             .query(
                 &format!(
                     "UPDATE workflow_steps SET status = 'running', attempts = attempts + 1, claimed_at = ?3, \
-                     updated_at = ?3 WHERE workflow_id = ?1 AND step_id = ?2 \
-                     AND (status = 'pending' OR (status = 'running' AND (claimed_at IS NULL OR claimed_at < ?4))) \
+                     due_at = NULL, updated_at = ?3 WHERE workflow_id = ?1 AND step_id = ?2 \
+                     AND status IN ('pending', 'running') AND {} \
                      AND EXISTS (SELECT 1 FROM workflows WHERE id = ?1 AND status = 'running') \
-                     RETURNING {STEP_COLUMNS}"
+                     RETURNING {STEP_COLUMNS}",
+                    StepClaims::sql_condition(4, 5)
                 ),
                 &[
                     workflow_id.into(),
                     step.as_str().into(),
                     now.millis().into(),
-                    stale_before.millis().into(),
+                    claims.stale_before(now).millis().into(),
+                    claims.due_by(now).millis().into(),
                 ],
             )
             .await?;
@@ -305,23 +322,26 @@ impl<S: Sql> WorkflowStore<S> {
     }
 
     /// Lets go of a claim after a transient failure, keeping the error; the
-    /// retried message claims the step again. The status stays `running`.
+    /// retried message claims the step again once it is due at `due`. The status
+    /// stays `running`.
     pub async fn release(
         &self,
         workflow_id: i64,
         step: &StepId,
         error: &str,
+        due: Timestamp,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.sql
             .execute(
-                "UPDATE workflow_steps SET claimed_at = NULL, error = ?3, updated_at = ?4 \
+                "UPDATE workflow_steps SET claimed_at = NULL, due_at = ?5, error = ?3, updated_at = ?4 \
                  WHERE workflow_id = ?1 AND step_id = ?2 AND status = 'running'",
                 &[
                     workflow_id.into(),
                     step.as_str().into(),
                     error.into(),
                     now.millis().into(),
+                    due.millis().into(),
                 ],
             )
             .await
@@ -346,7 +366,7 @@ impl<S: Sql> WorkflowStore<S> {
                  pr_sha = COALESCE(?6, pr_sha), pr_ref = COALESCE(?7, pr_ref), pr_base = COALESCE(?8, pr_base), \
                  pr_html_url = COALESCE(?9, pr_html_url), merged_sha = COALESCE(?10, merged_sha), \
                  run = COALESCE(?11, run), error = ?12, waiting_since = COALESCE(?13, waiting_since), \
-                 deadline = COALESCE(?14, deadline), claimed_at = NULL, \
+                 deadline = COALESCE(?14, deadline), claimed_at = NULL, due_at = NULL, \
                  events = CASE WHEN ?15 IS NULL THEN events ELSE json_insert(events, '$[#]', json(?15)) END, \
                  updated_at = ?16 \
                  WHERE workflow_id = ?1 AND step_id = ?2 AND status IN (SELECT value FROM json_each(?17))",
@@ -711,6 +731,7 @@ fn step_record(row: Row) -> Result<StepRecord, StoreError> {
         error: text(&row, "error"),
         attempts: int(&row, "attempts").unwrap_or(0),
         claimed_at: int(&row, "claimed_at"),
+        due_at: int(&row, "due_at"),
         waiting_since: int(&row, "waiting_since"),
         deadline: int(&row, "deadline"),
         events: parsed(&row, "events")?.unwrap_or_default(),
@@ -749,12 +770,13 @@ mod tests {
             "a second live workflow of the same name"
         );
         let step = StepId::parse("infra_pr").expect("id");
-        let claimed = block_on(store.claim(id, &step, now, now))
+        let claims = StepClaims::new(0);
+        let claimed = block_on(store.claim(id, &step, now, claims))
             .expect("db")
             .expect("claimed");
         assert_eq!((claimed.status, claimed.attempts), (StepStatus::Running, 1));
         assert!(
-            block_on(store.claim(id, &step, now, now))
+            block_on(store.claim(id, &step, now, claims))
                 .expect("db")
                 .is_none(),
             "held by the first claim"

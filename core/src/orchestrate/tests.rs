@@ -20,6 +20,7 @@ use crate::github::client::GithubConfig;
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::{parse, GithubEvent};
 use crate::http::{HttpRequest, HttpResponse, Method};
+use crate::retry::StepClaims;
 use crate::secret::Secret;
 use crate::telegram::TelegramConfig;
 use crate::testing::{block_on, json_response, FakeHttp, SqliteSql};
@@ -256,6 +257,11 @@ impl Harness {
         Timestamp::from_millis(self.now.get())
     }
 
+    /// `STEP_STALE_SECONDS` at its default.
+    fn claims(&self) -> StepClaims {
+        StepClaims::new(crate::retry::DEFAULT_STEP_STALE_SECONDS)
+    }
+
     fn later(&self, seconds: i64) {
         self.now.set(self.now.get() + seconds * 1000);
     }
@@ -279,6 +285,7 @@ impl Harness {
             sql: &self.sql,
             github: &self.github,
             telegram: self.telegram.as_ref(),
+            claims: self.claims(),
         }
     }
 
@@ -672,9 +679,12 @@ fn a_wait_times_out_and_fails_the_workflow() {
     let h = Harness::new();
     let id = up_to_the_infra_merge(&h);
     h.later(59 * 60);
-    assert_eq!(block_on(sweep(&h.sql, h.now())).changed, Vec::<i64>::new());
+    assert_eq!(
+        block_on(sweep(&h.sql, h.claims(), h.now())).changed,
+        Vec::<i64>::new()
+    );
     h.later(2 * 60);
-    let fx = block_on(sweep(&h.sql, h.now()));
+    let fx = block_on(sweep(&h.sql, h.claims(), h.now()));
     assert_eq!(fx.changed, vec![id]);
     let wf = h.workflow(id);
     assert_eq!(wf.status, WorkflowStatus::Failed);
@@ -698,11 +708,13 @@ fn the_sweep_requeues_a_lost_message() {
     let id = h.create("payments");
     h.queue.borrow_mut().clear(); // the message was lost
     assert!(
-        block_on(sweep(&h.sql, h.now())).ready.is_empty(),
+        block_on(sweep(&h.sql, h.claims(), h.now()))
+            .ready
+            .is_empty(),
         "too soon to tell"
     );
     h.later(600);
-    let fx = block_on(sweep(&h.sql, h.now()));
+    let fx = block_on(sweep(&h.sql, h.claims(), h.now()));
     assert_eq!(
         fx.ready,
         vec![StepRef {
@@ -710,6 +722,50 @@ fn the_sweep_requeues_a_lost_message() {
             step: StepId::parse("infra_pr").expect("id")
         }]
     );
+}
+
+#[test]
+fn the_sweep_leaves_a_fresh_claim_and_a_future_retry_alone_but_takes_stale_or_due_ones() {
+    let h = Harness::new();
+    let id = h.create("payments");
+    h.queue.borrow_mut().clear();
+    let store = WorkflowStore::new(&h.sql);
+    let infra = StepId::parse("infra_pr").expect("id");
+    let swept = |h: &Harness| block_on(sweep(&h.sql, h.claims(), h.now())).ready;
+    let ours = vec![StepRef {
+        workflow_id: id,
+        step: infra.clone(),
+    }];
+    // An attempt holds the step: untouched for 170 s, but its claim is fresh.
+    block_on(store.claim(id, &infra, h.now(), h.claims()))
+        .expect("db")
+        .expect("claimed");
+    h.later(170);
+    assert!(swept(&h).is_empty(), "a fresh claim is left alone");
+    // Its consumer died: once the claim is stale the sweep takes it.
+    h.later(11);
+    assert_eq!(swept(&h), ours);
+    let taken = block_on(store.claim(id, &infra, h.now(), h.claims()))
+        .expect("db")
+        .expect("stale, taken over");
+    assert_eq!(taken.attempts, 2);
+    // Released for a retry due in 400 s: untouched past the stale time, but not due.
+    let due = h.now().plus_seconds(400);
+    block_on(store.release(id, &infra, "GitHub 502", due, h.now())).expect("db");
+    h.later(200);
+    assert!(swept(&h).is_empty(), "a future retry is left alone");
+    assert!(
+        block_on(store.claim(id, &infra, h.now(), h.claims()))
+            .expect("db")
+            .is_none(),
+        "nothing claims it early"
+    );
+    h.later(200);
+    assert_eq!(swept(&h), ours, "due: its message was lost");
+    let retried = block_on(store.claim(id, &infra, h.now(), h.claims()))
+        .expect("db")
+        .expect("due");
+    assert_eq!(retried.attempts, 3);
 }
 
 #[test]
@@ -734,8 +790,14 @@ fn transient_github_errors_are_retried_with_backoff() {
     let rec = h.step(id, "infra_pr");
     assert_eq!((rec.status, rec.attempts), (StepStatus::Running, 1));
     assert_eq!(rec.error.as_deref(), Some("GitHub 502: Bad Gateway"));
+    // A message before the retry's time runs nothing and comes back when it is due.
+    let early = block_on(h.runner().run_step(&step, h.now()));
+    assert_eq!(early.verdict, Verdict::Retry { delay_seconds: 2 });
+    assert_eq!(h.step(id, "infra_pr").attempts, 1, "not run early");
+    h.later(2);
     let second = block_on(h.runner().run_step(&step, h.now()));
     assert_eq!(second.verdict, Verdict::Retry { delay_seconds: 4 });
+    h.later(4);
     let third = block_on(h.runner().run_step(&step, h.now()));
     assert_eq!(third.verdict, Verdict::Ack);
     let rec = h.step(id, "infra_pr");

@@ -228,8 +228,9 @@ impl Scenario {
                 continue;
             };
             let run = block_on(run_step(&self.deps(), job_id, position, self.now()));
-            if let StepVerdict::Retry { .. } = run.verdict {
-                // The queue would deliver it again after the delay.
+            if let StepVerdict::Retry { delay_seconds } = run.verdict {
+                // The queue delivers it again after the delay.
+                *self.clock.borrow_mut() += i64::from(delay_seconds) * 1000;
                 self.queue
                     .sent
                     .borrow_mut()
@@ -463,22 +464,64 @@ fn two_deliveries_of_one_push_deploy_once() {
     assert_eq!(deployments, 1);
 }
 
-fn run_event(id: u64, head: &CommitSha, conclusion: &str) -> GithubEvent {
+const DEPLOY_YML: &str = ".github/workflows/deploy.yml";
+const CI_YML: &str = ".github/workflows/ci.yml";
+
+/// A completed run of the workflow at `path` on `head`, created at `created`.
+fn run_event(
+    id: u64,
+    head: &CommitSha,
+    conclusion: &str,
+    path: &str,
+    created: Timestamp,
+) -> GithubEvent {
     GithubEvent::WorkflowRun(WorkflowRunEvent {
         action: "completed".into(),
         repository: RepoFullName::parse(REPO).expect("repo"),
         id,
         name: Some("Deploy".into()),
-        path: Some(".github/workflows/deploy.yml".into()),
+        path: Some(path.into()),
+        workflow_id: Some(4242),
         head_sha: head.clone(),
         head_branch: Some("main".into()),
         status: Some("completed".into()),
         conclusion: Some(conclusion.into()),
         html_url: Some(format!("https://github.com/octo/app/actions/runs/{id}")),
-        created_at: None,
+        created_at: Some(created.to_rfc3339()),
         updated_at: None,
         installation_id: None,
     })
+}
+
+/// The id of the run that decided step `position` of `job`.
+fn run_that_decided(job: &Job, position: usize) -> Option<u64> {
+    job.steps[position].result.as_ref()?["workflow_run_id"].as_u64()
+}
+
+impl Scenario {
+    /// A run created just now (after every dispatch so far).
+    fn run(&self, id: u64, head: &CommitSha, conclusion: &str, path: &str) -> GithubEvent {
+        run_event(id, head, conclusion, path, self.now())
+    }
+
+    /// Runs queued step messages until job `job`'s step `position` has run.
+    fn run_through(&self, job: i64, position: i64) {
+        for _ in 0..50 {
+            let next = self.queue.sent.borrow_mut().remove(0);
+            let JobMessage::DeployStep {
+                job_id,
+                position: p,
+            } = next
+            else {
+                continue;
+            };
+            block_on(run_step(&self.deps(), job_id, p, self.now()));
+            if (job_id, p) == (job, position) {
+                return;
+            }
+        }
+        panic!("step {position} of job {job} never ran");
+    }
 }
 
 #[test]
@@ -499,34 +542,33 @@ fn a_workflow_target_waits_for_its_run_by_id() {
     assert_eq!(dispatch.1["ref"], "main");
     // Another run on the same sha is not ours.
     assert_eq!(
-        s.deliver(run_event(990, &sha(1), "failure")).expect("ok"),
+        s.deliver(s.run(990, &sha(1), "failure", DEPLOY_YML))
+            .expect("ok"),
         "delivery delivery-2: workflow run 990: no step waits for it"
     );
     assert_eq!(
-        s.deliver(run_event(991, &sha(1), "success")).expect("ok"),
+        s.deliver(s.run(991, &sha(1), "success", DEPLOY_YML))
+            .expect("ok"),
         "delivery delivery-3: workflow run 991: resumed job steps [(1, 2)]"
     );
     s.drain();
     let job = s.job(1);
     assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
-    assert_eq!(
-        job.steps[2]
-            .result
-            .as_ref()
-            .map(|r| r["workflow_run_id"].clone()),
-        Some(991.into())
-    );
+    assert_eq!(run_that_decided(&job, 2), Some(991));
 }
 
 #[test]
 fn a_run_that_finished_first_is_found_by_head_sha() {
     let s = Scenario::new(WORKFLOW);
     // GitHub returned no run id, and the run completed before the step waited.
-    s.deliver(run_event(555, &sha(1), "success"))
-        .expect("recorded");
     s.push(1);
+    s.run_through(1, 1);
+    s.deliver(s.run(555, &sha(1), "success", DEPLOY_YML))
+        .expect("recorded");
     s.drain();
-    assert_eq!(s.job(1).status, JobStatus::Finalized);
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
+    assert_eq!(run_that_decided(&job, 2), Some(555));
 }
 
 #[test]
@@ -535,7 +577,8 @@ fn a_failed_run_fails_the_deploy() {
     s.world.borrow_mut().dispatch_run_id = Some(7);
     s.push(1);
     s.drain();
-    s.deliver(run_event(7, &sha(1), "failure")).expect("ok");
+    s.deliver(s.run(7, &sha(1), "failure", DEPLOY_YML))
+        .expect("ok");
     s.drain();
     let job = s.job(1);
     assert_eq!(job.status, JobStatus::Failed);
@@ -543,6 +586,88 @@ fn a_failed_run_fails_the_deploy() {
         job.error.as_deref(),
         Some("Await result: workflow run 7 concluded failure; nothing to revert to")
     );
+}
+
+#[test]
+fn another_workflows_run_or_an_older_run_on_the_commit_decides_nothing() {
+    let s = Scenario::new(WORKFLOW);
+    // The dispatch answers 204 without a run id: runs are matched by commit.
+    s.push(1);
+    s.drain();
+    let waiting = |s: &Scenario| {
+        let job = s.job(1);
+        (job.status, job.steps[2].state)
+    };
+    assert_eq!(waiting(&s), (JobStatus::Processing, StepState::Started));
+    let dispatched = s.job(1).steps[1].result.clone().expect("trigger result");
+    assert_eq!(dispatched["workflow"], "deploy.yml");
+    // A failing lint run on the deployed commit is not the deploy's.
+    assert_eq!(
+        s.deliver(s.run(70, &sha(1), "failure", CI_YML))
+            .expect("ok"),
+        "delivery delivery-2: workflow run 70: no step waits for it"
+    );
+    // Nor is a deploy.yml run created before this dispatch.
+    let earlier =
+        Timestamp::from_millis(dispatched["dispatched_at"].as_i64().expect("at")).minus_seconds(60);
+    assert_eq!(
+        s.deliver(run_event(71, &sha(1), "failure", DEPLOY_YML, earlier))
+            .expect("ok"),
+        "delivery delivery-3: workflow run 71: no step waits for it"
+    );
+    s.drain();
+    // Nor does the sweep's next look find them in the delivery log.
+    *s.clock.borrow_mut() += 121 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert_eq!(log, vec!["job 1 step 2 (await_result) re-enqueued"]);
+    s.drain();
+    assert_eq!(waiting(&s), (JobStatus::Processing, StepState::Started));
+    // The deploy.yml run of this dispatch decides.
+    assert_eq!(
+        s.deliver(s.run(72, &sha(1), "success", DEPLOY_YML))
+            .expect("ok"),
+        "delivery delivery-4: workflow run 72: resumed job steps [(1, 2)]"
+    );
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
+    assert_eq!(run_that_decided(&job, 2), Some(72));
+}
+
+#[test]
+fn a_revert_waits_for_its_own_run_not_the_old_commits_old_one() {
+    let s = Scenario::new(WORKFLOW);
+    s.push(1);
+    s.drain();
+    s.deliver(s.run(100, &sha(1), "success", DEPLOY_YML))
+        .expect("ok");
+    s.drain();
+    assert_eq!(s.job(1).status, JobStatus::Finalized);
+    s.push(2);
+    s.drain();
+    s.deliver(s.run(200, &sha(2), "failure", DEPLOY_YML))
+        .expect("ok");
+    s.drain();
+    // Reverting to sha 1, whose successful run 100 is in the delivery log: it
+    // predates the revert's dispatch, so the revert waits.
+    let job = s.job(2);
+    assert_eq!(job.status, JobStatus::Reverting, "{:?}", job.error);
+    assert_eq!(job.steps[6].name, StepName::RevertAwait);
+    assert_eq!(job.steps[6].state, StepState::Started);
+    assert_eq!(
+        s.deliver(s.run(300, &sha(1), "failure", CI_YML))
+            .expect("ok"),
+        "delivery delivery-5: workflow run 300: no step waits for it"
+    );
+    assert_eq!(
+        s.deliver(s.run(301, &sha(1), "success", DEPLOY_YML))
+            .expect("ok"),
+        "delivery delivery-6: workflow run 301: resumed job steps [(2, 6)]"
+    );
+    s.drain();
+    let job = s.job(2);
+    assert_eq!(job.status, JobStatus::Reverted, "{:?}", job.error);
+    assert_eq!(run_that_decided(&job, 6), Some(301));
 }
 
 #[test]
@@ -625,18 +750,74 @@ fn a_step_whose_consumer_died_is_run_again_by_the_sweep() {
     s.push(1);
     // The consumer claims the first step and dies: its message is gone.
     s.queue.sent.borrow_mut().clear();
-    block_on(JobStore::new(&s.db).claim_step(1, 0, s.now(), s.now()))
+    block_on(JobStore::new(&s.db).claim_step(1, 0, s.now(), s.config.step_claims()))
         .expect("claim")
         .expect("claimed");
     s.drain();
     assert_eq!(s.job(1).status, JobStatus::Processing);
-    *s.clock.borrow_mut() += (STEP_STALE_SECONDS + 1) * 1000;
+    *s.clock.borrow_mut() += (i64::from(s.config.step_stale_seconds) + 1) * 1000;
     let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
     assert_eq!(log, vec!["job 1 step 0 (create_deployment) re-enqueued"]);
     s.drain();
     let job = s.job(1);
     assert_eq!(job.status, JobStatus::Finalized);
     assert_eq!(job.steps[0].attempts, 2);
+}
+
+#[test]
+fn a_health_retry_scheduled_160_s_out_is_run_neither_by_the_sweep_nor_by_an_early_message() {
+    let mut s = Scenario::new(HOOK);
+    s.config.health_check_interval_seconds = 160;
+    s.world.borrow_mut().health_failures_left = 1;
+    s.push(1);
+    let health_checks = |s: &Scenario| {
+        s.http
+            .seen
+            .borrow()
+            .iter()
+            .filter(|r| r.url == "https://app.example.com/health")
+            .count()
+    };
+    // Run the steps up to the first health check, which is answered 503.
+    let retry = loop {
+        let next = s.queue.sent.borrow_mut().remove(0);
+        let JobMessage::DeployStep { job_id, position } = next else {
+            panic!("a step message")
+        };
+        let run = block_on(run_step(&s.deps(), job_id, position, s.now()));
+        if let StepVerdict::Retry { delay_seconds } = run.verdict {
+            break (position, delay_seconds);
+        }
+    };
+    assert_eq!(retry, (3, 160));
+    assert_eq!(health_checks(&s), 1);
+    // 130 s on, the step is untouched past SWEEP_AFTER_SECONDS, but not due.
+    *s.clock.borrow_mut() += 130 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert!(log.is_empty(), "{log:?}");
+    assert!(s.queue.sent.borrow().is_empty());
+    // A duplicated message before its time runs nothing and comes back when due.
+    let due = Timestamp::from_millis(s.job(1).steps[3].due_at.expect("due"));
+    let now = s.now();
+    assert!(now.plus_seconds(20) < due && due < now.plus_seconds(40));
+    let early = block_on(run_step(&s.deps(), 1, 3, now));
+    assert_eq!(
+        early.verdict,
+        StepVerdict::Retry {
+            delay_seconds: crate::retry::seconds_until(due, now)
+        }
+    );
+    assert_eq!((health_checks(&s), s.job(1).steps[3].attempts), (1, 1));
+    // Its own message, when due, runs it.
+    *s.clock.borrow_mut() = due.millis();
+    s.queue.sent.borrow_mut().push(JobMessage::DeployStep {
+        job_id: 1,
+        position: 3,
+    });
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
+    assert_eq!((health_checks(&s), job.steps[3].attempts), (2, 2));
 }
 
 #[test]

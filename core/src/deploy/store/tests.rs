@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::deploy::{JobStatus, StepName, StepState};
+use crate::retry::{StepClaims, StepClock};
 use crate::testing::{block_on, SqliteSql};
 
 fn t(s: i64) -> Timestamp {
@@ -146,18 +147,19 @@ fn statuses_only_move_forward() {
 fn steps_are_claimed_once_and_finish_once() {
     let db = SqliteSql::migrated();
     let store = JobStore::new(&db);
+    let claims = StepClaims::new(60);
     let (id, _) = create(&store, &sha(1), "d-1", 0);
-    let step = block_on(store.claim_step(id, 0, t(1), t(-59)))
+    let step = block_on(store.claim_step(id, 0, t(1), claims))
         .expect("claim")
         .expect("claimed");
     assert_eq!((step.name, step.attempts), (StepName::CreateDeployment, 1));
     assert!(
-        block_on(store.claim_step(id, 0, t(2), t(-58)))
+        block_on(store.claim_step(id, 0, t(2), claims))
             .expect("claim")
             .is_none(),
         "held"
     );
-    let again = block_on(store.claim_step(id, 0, t(120), t(60)))
+    let again = block_on(store.claim_step(id, 0, t(120), claims))
         .expect("claim")
         .expect("stale, taken over");
     assert_eq!(again.attempts, 2);
@@ -171,50 +173,89 @@ fn steps_are_claimed_once_and_finish_once() {
             .expect("finish")
     );
     assert!(
-        block_on(store.claim_step(id, 0, t(500), t(440)))
+        block_on(store.claim_step(id, 0, t(500), claims))
             .expect("claim")
             .is_none(),
         "done is done"
     );
     assert!(
-        block_on(store.claim_step(id, 2, t(500), t(440)))
+        block_on(store.take_step(id, 2, t(500)))
             .expect("claim")
             .is_none(),
-        "skipped is done"
+        "skipped is done, even for a forced take"
     );
     let job = block_on(store.get(id)).expect("get").expect("job");
     assert_eq!(job.steps[0].result, Some(result));
     assert_eq!(job.steps[0].state, StepState::Done);
 }
 
+/// What the cron's sweep would run again at `now` (`SWEEP_AFTER_SECONDS` 120,
+/// `STEP_STALE_SECONDS` 180).
+fn swept(store: &JobStore<&SqliteSql>, now: Timestamp) -> Vec<(i64, i64)> {
+    block_on(store.stale_steps(now.minus_seconds(120), StepClaims::new(180), now, 10))
+        .expect("stale")
+}
+
 #[test]
-fn a_released_step_is_claimable_and_stale_steps_are_found() {
+fn the_sweep_leaves_a_fresh_claim_and_a_future_retry_alone_but_takes_stale_or_due_ones() {
     let db = SqliteSql::migrated();
     let store = JobStore::new(&db);
+    let claims = StepClaims::new(180);
     let (id, _) = create(&store, &sha(1), "d-1", 0);
     block_on(store.try_start("hello", "production", t(0))).expect("start");
-    block_on(store.claim_step(id, 0, t(1), t(0)))
+    // A long Fly update holds its claim: untouched for 129 s, but not stale.
+    block_on(store.claim_step(id, 0, t(1), claims))
         .expect("claim")
         .expect("claimed");
-    assert_eq!(
-        block_on(store.stale_steps(t(100), 10)).expect("stale"),
-        vec![(id, 0)]
+    assert!(
+        swept(&store, t(130)).is_empty(),
+        "a fresh claim is left alone"
     );
-    block_on(store.release_step(id, 0, "GitHub 502", t(2))).expect("release");
-    // Released, it waits for its retry; only if nothing picks it up is it stale.
-    assert!(block_on(store.stale_steps(t(2), 10))
-        .expect("stale")
-        .is_empty());
-    assert_eq!(
-        block_on(store.stale_steps(t(100), 10)).expect("stale"),
-        vec![(id, 0)]
-    );
-    let step = block_on(store.claim_step(id, 0, t(3), t(2)))
+    assert!(block_on(store.claim_step(id, 0, t(130), claims))
         .expect("claim")
-        .expect("claimable");
-    assert_eq!(step.error.as_deref(), Some("GitHub 502"));
+        .is_none());
+    // Its consumer died: the claim goes stale and the sweep takes it.
+    assert_eq!(swept(&store, t(182)), vec![(id, 0)]);
+    let step = block_on(store.claim_step(id, 0, t(182), claims))
+        .expect("claim")
+        .expect("stale, taken over");
+    assert_eq!(step.attempts, 2);
+    // A health retry scheduled 160 s out is left alone until it is due...
+    block_on(store.release_step(id, 0, "GitHub 502", t(342), t(182))).expect("release");
+    let job = block_on(store.get(id)).expect("get").expect("job");
+    assert_eq!(
+        (job.steps[0].state, job.steps[0].clock()),
+        (
+            StepState::Pending,
+            StepClock {
+                claimed_at: None,
+                due_at: Some(t(342).millis())
+            }
+        )
+    );
+    assert!(
+        swept(&store, t(320)).is_empty(),
+        "a future retry is left alone"
+    );
+    assert!(
+        block_on(store.claim_step(id, 0, t(320), claims))
+            .expect("claim")
+            .is_none(),
+        "nothing runs it early"
+    );
+    // ...its own message runs it when it is due, and the sweep only once that
+    // message has had SWEEP_AFTER_SECONDS to come.
+    assert!(swept(&store, t(400)).is_empty());
+    assert_eq!(swept(&store, t(463)), vec![(id, 0)]);
+    let step = block_on(store.claim_step(id, 0, t(342), claims))
+        .expect("claim")
+        .expect("due");
+    assert_eq!(
+        (step.attempts, step.error.as_deref()),
+        (3, Some("GitHub 502"))
+    );
     let first =
-        block_on(store.append_steps(id, &[(StepName::RevertTrigger, StepState::Pending)], t(4)))
+        block_on(store.append_steps(id, &[(StepName::RevertTrigger, StepState::Pending)], t(400)))
             .expect("append");
     assert_eq!(first, 4);
 }
@@ -276,6 +317,8 @@ fn steps_round_trip_through_their_json() {
         error: Some("boom".into()),
         started_at: Some(10),
         finished_at: Some(20),
+        claimed_at: Some(15),
+        due_at: Some(30),
     });
     round_trip(&Step {
         position: 0,
@@ -286,5 +329,7 @@ fn steps_round_trip_through_their_json() {
         error: None,
         started_at: None,
         finished_at: None,
+        claimed_at: None,
+        due_at: None,
     });
 }

@@ -193,3 +193,33 @@ fn dispatch_returns_the_run_when_given() {
     );
     assert_eq!(http.bodies()[0]["return_run_details"], true);
 }
+
+#[test]
+fn pagination_follows_only_links_on_the_api_origin() {
+    let link =
+        |url: &str| format!("<{url}>; rel=\"next\", <https://api.github.com/last>; rel=\"last\"");
+    let base = "https://api.github.com";
+    let ours = "https://api.github.com/repos/o/r/compare/a...b?page=2";
+    assert_eq!(next_link(Some(&link(ours)), base).as_deref(), Some(ours));
+    assert_eq!(
+        next_link(Some(&link("https://API.github.com:443/x?page=2")), base).as_deref(),
+        Some("https://API.github.com:443/x?page=2"),
+        "the same origin, spelled differently"
+    );
+    for foreign in [
+        "https://api.github.com.evil/repos/o/r?page=2",
+        "https://api.github.com@evil.example/repos?page=2",
+        "https://api.github.com:8443/repos?page=2",
+        "http://api.github.com/repos?page=2",
+        "https://evil.example/https://api.github.com/repos",
+        "api.github.com/repos?page=2",
+        "javascript:https://api.github.com",
+    ] {
+        assert_eq!(next_link(Some(&link(foreign)), base), None, "{foreign}");
+    }
+    // An enterprise base with a path: its origin is what counts.
+    let ghe = "https://ghe.example.com/api/v3";
+    assert!(next_link(Some(&link("https://ghe.example.com/api/v3/x?page=2")), ghe).is_some());
+    assert!(next_link(Some(&link("https://ghe.example.com.evil/api/v3/x")), ghe).is_none());
+    assert_eq!(next_link(None, base), None);
+}
