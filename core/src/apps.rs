@@ -145,16 +145,29 @@ impl FromJson for DeployTarget {
     }
 }
 
-/// An app as stored and as the API shows it.
+/// What pushes to an app's production branch deploy, and how. Written flat into
+/// the app's JSON (`production_branch`, `environment`, `deploy_on`, `deploy`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct App {
-    pub repository: RepoFullName,
+pub struct DeployConfig {
     pub production_branch: String,
     pub environment: String,
     pub deploy_on: DeployOn,
+    #[serde(rename = "deploy")]
+    pub target: DeployTarget,
+}
+
+/// The app fields that belong to [`DeployConfig`].
+const DEPLOY_FIELDS: &[&str] = &["production_branch", "environment", "deploy_on"];
+
+/// An app as stored and as the API shows it: a deploy target, previews, or both.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct App {
+    pub repository: RepoFullName,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telegram_chat_id: Option<String>,
-    pub deploy: DeployTarget,
+    /// None for an app that only previews pull requests.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<DeployConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_url: Option<String>,
     /// Preview environments for pull requests.
@@ -175,13 +188,28 @@ impl FromJson for App {
             "health_url",
             "preview",
         ])?;
+        let repository = o.req("repository")?;
+        let deploy = match o.get("deploy") {
+            Some(v) if !v.is_null() => Some(DeployConfig {
+                production_branch: o.req("production_branch")?,
+                environment: o.req("environment")?,
+                deploy_on: o.req("deploy_on")?,
+                target: o.req("deploy")?,
+            }),
+            _ => {
+                if let Some(field) = DEPLOY_FIELDS.iter().find(|f| o.get(f).is_some()) {
+                    return Err(Invalid::at(
+                        Path::Key(&o.at(), field),
+                        "only an app with `deploy` has one (an app without it only previews)",
+                    ));
+                }
+                None
+            }
+        };
         Ok(App {
-            repository: o.req("repository")?,
-            production_branch: o.req("production_branch")?,
-            environment: o.req("environment")?,
-            deploy_on: o.req("deploy_on")?,
+            repository,
             telegram_chat_id: o.opt("telegram_chat_id")?,
-            deploy: o.req("deploy")?,
+            deploy,
             health_url: o.opt("health_url")?,
             preview: o.opt("preview")?,
         })
@@ -221,8 +249,11 @@ impl App {
     }
 
     fn validate(&self) -> Result<(), ApiError> {
-        simple("production_branch", &self.production_branch, 255)?;
-        simple("environment", &self.environment, 64)?;
+        if self.deploy.is_none() && self.preview.is_none() {
+            return Err(ApiError::BadRequest(
+                "deploy: an app needs `deploy`, `preview` or both".into(),
+            ));
+        }
         if let Some(chat) = &self.telegram_chat_id {
             simple("telegram_chat_id", chat, 64)?;
         }
@@ -232,7 +263,28 @@ impl App {
         if let Some(preview) = &self.preview {
             preview.validate()?;
         }
-        match &self.deploy {
+        if let Some(deploy) = &self.deploy {
+            deploy.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Whether a push to `repository`'s `branch` deploys this app (one without a
+    /// deploy target deploys nothing).
+    pub fn watches(&self, repository: &RepoFullName, branch: &str) -> bool {
+        self.repository.same_as(repository)
+            && self
+                .deploy
+                .as_ref()
+                .is_some_and(|d| d.production_branch == branch)
+    }
+}
+
+impl DeployConfig {
+    fn validate(&self) -> Result<(), ApiError> {
+        simple("production_branch", &self.production_branch, 255)?;
+        simple("environment", &self.environment, 64)?;
+        match &self.target {
             DeployTarget::GithubWorkflow {
                 workflow,
                 git_ref,
@@ -256,11 +308,6 @@ impl App {
             }
         }
         Ok(())
-    }
-
-    /// Whether a push to `repository`'s `branch` is this app's production branch.
-    pub fn watches(&self, repository: &RepoFullName, branch: &str) -> bool {
-        self.repository.same_as(repository) && self.production_branch == branch
     }
 }
 

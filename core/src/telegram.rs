@@ -236,6 +236,16 @@ fn render_plain(header: &str, fields: &[Field], footer: Option<&str>) -> String 
     out
 }
 
+/// `s` cut to at most `max` characters (never inside one), the last of them "…"
+/// when anything was cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        s.chars().take(max.saturating_sub(1)).collect::<String>() + "…"
+    }
+}
+
 /// Telegram measures text in UTF-16 code units.
 pub fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()

@@ -271,7 +271,8 @@ export async function fakeGithub({ token, appId, publicKey }) {
         return json(res, 401, { message: "A JSON web token could not be decoded" });
       }
       const issued = `ghs_installation_${m[1]}_${state.exchanges.length + 1}`;
-      state.exchanges.push({ installation: Number(m[1]), at: Date.now() });
+      // What was asked for (`{}`, or the repositories and permissions of a scoped token).
+      state.exchanges.push({ installation: Number(m[1]), at: Date.now(), token: issued, body });
       state.issued.add(issued);
       return json(res, 201, { token: issued, expires_at: new Date(Date.now() + 3600_000).toISOString() });
     }

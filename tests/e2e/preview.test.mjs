@@ -34,8 +34,10 @@ function pr(action, number, head, edit = () => {}) {
   return p;
 }
 
-async function previews() {
-  return (await admin("GET", "/api/apps/hello/previews")).json.previews;
+async function previews(app = "hello", client = admin) {
+  const r = await client("GET", `/api/apps/${app}/previews`);
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  return r.json.previews;
 }
 
 /** Waits until PR `number`'s preview, at `head` if given, has settled in one of `statuses`. */
@@ -99,6 +101,7 @@ before(async () => {
       env: { NODE_ENV: "preview" },
       max_concurrent: 2,
       skip_drafts: true,
+      github_permissions: { pull_requests: "write" },
     },
   };
   assert.equal((await admin("PUT", "/api/apps/hello", app)).status, 201);
@@ -121,6 +124,20 @@ describe("previews", () => {
     });
     assert.equal(bad.status, 400);
     assert.match(bad.json.error, /preview\.image/);
+    for (const [permissions, field] of [
+      [{ workflows: "write" }, "preview.github_permissions.workflows"],
+      [{ administration: "read" }, "preview.github_permissions.administration"],
+      [{ contents: "admin" }, "preview.github_permissions.contents"],
+    ]) {
+      const refused = await admin("PUT", "/api/apps/other", {
+        repository: "o/r", preview: { org: "acme", image: "x:{sha}", github_permissions: permissions },
+      });
+      assert.equal(refused.status, 400, JSON.stringify(permissions));
+      assert.ok(refused.json.error.startsWith(`${field}: `), refused.json.error);
+    }
+    const neither = await admin("PUT", "/api/apps/other", { repository: "o/r" });
+    assert.deepEqual([neither.status, neither.json.error], [400, "deploy: an app needs `deploy`, `preview` or both"]);
+    assert.equal((await admin("GET", "/api/apps/other")).status, 404, "nothing was stored");
   });
 
   test("an opened pull request gets a preview with its secrets, one comment, a deployment and a quiet message", async () => {
@@ -136,7 +153,14 @@ describe("previews", () => {
     assert.equal(machine.config.image, `registry.fly.io/hello:${sha("a")}`);
     assert.equal(machine.config.env.DATABASE_PASSWORD, SECRET_VALUE);
     assert.equal(machine.config.env.NODE_ENV, "preview");
-    assert.ok(gh.state.issued.has(machine.config.env.GITHUB_TOKEN), "an installation token for the runtime");
+    // Its own installation token, for this repository alone, reading it (plus
+    // github_permissions); never the Worker's own token, which was asked with {}.
+    const token = machine.config.env.GITHUB_TOKEN;
+    const exchange = gh.state.exchanges.find((e) => e.token === token);
+    assert.ok(exchange, "an installation token issued for the machine");
+    assert.deepEqual(exchange.body, { repositories: ["Hello-World"], permissions: { contents: "read", pull_requests: "write" } });
+    const own = gh.state.exchanges.filter((e) => e.token !== token);
+    assert.ok(own.length >= 1 && own.every((e) => JSON.stringify(e.body) === "{}"), JSON.stringify(gh.state.exchanges));
     assert.equal(machine.config.services[0].internal_port, 3000);
     assert.deepEqual(machine.config.services[0].ports.map((x) => x.port), [443, 80]);
     assert.ok(fly.requests.some((q) => q.path === `/v1/apps/hello-pr-2/machines/${machine.id}/wait` && q.search.includes("state=started")));
@@ -276,6 +300,78 @@ test("the fakes saw nothing unexpected, and the secret went only to Fly's machin
 });
 
 test("the admin API never shows a secret value", async () => {
-  const all = JSON.stringify([await previews(), await admin("GET", "/api/apps/hello"), await admin("GET", "/api/apps/hello/secrets/preview")]);
+  const app = await admin("GET", "/api/apps/hello");
+  const secrets = await admin("GET", "/api/apps/hello/secrets/preview");
+  // A 404 would show no secret too: the answers must be the real ones.
+  assert.equal(app.status, 200);
+  assert.equal(secrets.status, 200);
+  assert.ok(JSON.stringify(secrets.json).includes("DATABASE_PASSWORD"), "the secret is listed, by name");
+  const all = JSON.stringify([await previews(), app.json, secrets.json]);
   assert.ok(!all.includes(SECRET_VALUE));
+});
+
+// With only a PAT: previews of an app that deploys nothing, and no GitHub token in
+// the machine (the PAT is the Worker's own credential, and the machine runs PR code).
+describe("a preview-only app, GitHub through a PAT", () => {
+  const PAT = "ghp_e2e_preview_pat_Kx81";
+  let w2, gh2, fly2;
+  const c2 = clients(() => w2, { secret: SECRET, token: ADMIN });
+
+  before(async () => {
+    gh2 = await fakeGithub({ token: PAT });
+    fly2 = await fakeFly({ token: FLY_TOKEN });
+    w2 = await startWorker({
+      vars: {
+        GITHUB_WEBHOOK_SECRET: SECRET, ADMIN_TOKEN: ADMIN, GITHUB_TOKEN: PAT, GITHUB_API_BASE: gh2.base,
+        FLY_API_TOKEN: FLY_TOKEN, FLY_API_BASE: fly2.base, SECRETS_KEY,
+      },
+    });
+    const put = await c2.admin("PUT", "/api/apps/solo", {
+      repository: REPO,
+      preview: { org: "acme", image: "registry.fly.io/solo:{sha}", env: { NODE_ENV: "preview" } },
+    });
+    assert.equal(put.status, 201, JSON.stringify(put.json));
+  });
+
+  after(async () => {
+    await w2?.stop();
+    await gh2?.close();
+    await fly2?.close();
+  });
+
+  test("an opened PR gets its preview, and nothing in the machine holds the PAT", async () => {
+    const r = await c2.deliver("pull_request", pr("opened", 9, sha("9")));
+    assert.equal(r.status, 202);
+    let p;
+    const until = Date.now() + 20_000;
+    while (Date.now() < until) {
+      p = (await previews("solo", c2.admin)).find((x) => x.pr_number === 9);
+      if (p && ["ready", "failed"].includes(p.status) && p.done_revision === p.revision) break;
+      await sleep(100);
+    }
+    assert.equal(p?.status, "ready", JSON.stringify(p));
+    const [machine] = fly2.machines.get("solo-pr-9");
+    assert.equal(machine.config.env.NODE_ENV, "preview");
+    assert.equal(machine.config.env.GITHUB_TOKEN, undefined);
+    const created = fly2.requests.filter((q) => q.method === "POST" && /^\/v1\/apps\/solo-pr-9\/machines/.test(q.path));
+    assert.ok(created.length >= 1);
+    for (const q of fly2.requests) assert.ok(!JSON.stringify(q).includes(PAT), `the PAT went to Fly: ${q.path}`);
+    assert.deepEqual(gh2.state.exchanges, [], "no installation token without an App");
+    assert.ok(gh2.commentsOn(REPO, 9).length === 1, "announced with the PAT");
+  });
+
+  test("a push to its repository deploys nothing", async () => {
+    const push = fixture("push.with-new-branch.json");
+    const r = await c2.deliver("push", push);
+    assert.deepEqual([r.status, r.json.message], [202, `Ignored: no app deploys ${REPO} from master`]);
+    const jobs = await c2.admin("GET", "/api/jobs");
+    assert.equal(jobs.status, 200);
+    assert.deepEqual(jobs.json.jobs, []);
+  });
+
+  test("its fakes saw nothing unexpected", () => {
+    assert.deepEqual(gh2.violations, []);
+    assert.deepEqual(fly2.violations, []);
+    assert.ok(!w2.logs.join("\n").includes(PAT), "the PAT in the logs");
+  });
 });

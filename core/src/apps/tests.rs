@@ -15,7 +15,10 @@ fn bad(body: &str) -> String {
 #[test]
 fn valid_apps_of_each_target() {
     let app = App::parse(WORKFLOW_APP.as_bytes()).expect("valid");
-    assert_eq!(app.deploy_on, DeployOn::Push);
+    assert_eq!(
+        app.deploy.as_ref().map(|d| d.deploy_on),
+        Some(DeployOn::Push)
+    );
     assert!(app.watches(
         &RepoFullName::parse("codertocat/hello-world").expect("repo"),
         "master"
@@ -27,14 +30,20 @@ fn valid_apps_of_each_target() {
     let hook = r#"{"repository": "a/b", "production_branch": "main", "environment": "production", "deploy_on": "merge",
       "deploy": {"type": "deploy_hook", "url": "https://api.cloudflare.com/client/v4/pages/webhooks/deploy_hooks/x"}}"#;
     assert!(matches!(
-        App::parse(hook.as_bytes()).expect("valid").deploy,
-        DeployTarget::DeployHook { .. }
+        App::parse(hook.as_bytes())
+            .expect("valid")
+            .deploy
+            .map(|d| d.target),
+        Some(DeployTarget::DeployHook { .. })
     ));
     let fly = r#"{"repository": "a/b", "production_branch": "main", "environment": "production", "deploy_on": "push",
       "deploy": {"type": "fly", "app": "b-prod", "image": "registry.fly.io/b:{sha}"}}"#;
     assert!(matches!(
-        App::parse(fly.as_bytes()).expect("valid").deploy,
-        DeployTarget::Fly { .. }
+        App::parse(fly.as_bytes())
+            .expect("valid")
+            .deploy
+            .map(|d| d.target),
+        Some(DeployTarget::Fly { .. })
     ));
 }
 
@@ -105,13 +114,11 @@ fn apps_round_trip_through_their_json() {
         r#"{"org": "acme", "image": "reg/app:{sha}", "region": "ams", "env": {"A": "1"}}"#,
     )
     .expect("settings");
-    let mut app = App {
-        repository: RepoFullName::parse("a/b").expect("repo"),
+    let deploy = DeployConfig {
         production_branch: "main".into(),
         environment: "production".into(),
         deploy_on: DeployOn::Merge,
-        telegram_chat_id: Some("-100".into()),
-        deploy: DeployTarget::GithubWorkflow {
+        target: DeployTarget::GithubWorkflow {
             repository: Some(RepoFullName::parse("a/deployer").expect("repo")),
             workflow: "deploy.yml".into(),
             git_ref: Some("release".into()),
@@ -120,29 +127,44 @@ fn apps_round_trip_through_their_json() {
                 .cloned()
                 .unwrap_or_default(),
         },
+    };
+    let mut app = App {
+        repository: RepoFullName::parse("a/b").expect("repo"),
+        telegram_chat_id: Some("-100".into()),
+        deploy: Some(deploy.clone()),
         health_url: Some("https://b.example.com/health".into()),
-        preview: Some(preview),
+        preview: Some(preview.clone()),
     };
     round_trip(&app);
-    app.deploy = DeployTarget::GithubWorkflow {
+    let with_target = |target| {
+        Some(DeployConfig {
+            deploy_on: DeployOn::Push,
+            target,
+            ..deploy.clone()
+        })
+    };
+    app.deploy = with_target(DeployTarget::GithubWorkflow {
         repository: None,
         workflow: "7".into(),
         git_ref: None,
         inputs: serde_json::Map::new(),
-    };
-    app.deploy_on = DeployOn::Push;
+    });
     app.telegram_chat_id = None;
     app.health_url = None;
     app.preview = None;
     round_trip(&app);
-    app.deploy = DeployTarget::DeployHook {
+    app.deploy = with_target(DeployTarget::DeployHook {
         url: "https://hooks.example.com/x".into(),
-    };
+    });
     round_trip(&app);
-    app.deploy = DeployTarget::Fly {
+    app.deploy = with_target(DeployTarget::Fly {
         app: "b-prod".into(),
         image: "registry.fly.io/b:{sha}".into(),
-    };
+    });
+    round_trip(&app);
+    // Preview-only.
+    app.deploy = None;
+    app.preview = Some(preview);
     round_trip(&app);
 }
 
@@ -159,5 +181,38 @@ fn deploy_targets_are_tagged_and_closed() {
     assert_eq!(
         bad(&WORKFLOW_APP.replace("{\"sha\": \"{sha}\"}", "[]")),
         "deploy.inputs: invalid type: sequence, expected a map"
+    );
+}
+
+const PREVIEW_ONLY: &str = r#"{"repository": "octo/app",
+  "preview": {"org": "acme", "image": "registry.fly.io/app:{sha}"}}"#;
+
+#[test]
+fn an_app_may_only_preview_but_needs_deploy_or_preview() {
+    let app = App::parse(PREVIEW_ONLY.as_bytes()).expect("a preview-only app is valid");
+    assert!(app.deploy.is_none() && app.preview.is_some());
+    // It deploys no branch.
+    let repo = RepoFullName::parse("octo/app").expect("repo");
+    assert!(!app.watches(&repo, "main"));
+    assert!(!app.watches(&repo, ""));
+    assert_eq!(
+        bad(r#"{"repository": "octo/app"}"#),
+        "deploy: an app needs `deploy`, `preview` or both"
+    );
+    assert_eq!(
+        bad(r#"{"repository": "octo/app", "deploy": null, "preview": null}"#),
+        "deploy: an app needs `deploy`, `preview` or both"
+    );
+    // The deploy fields come with `deploy`, both ways.
+    assert_eq!(
+        bad(&PREVIEW_ONLY.replace(
+            "\"repository\"",
+            "\"production_branch\": \"main\", \"repository\""
+        )),
+        "production_branch: only an app with `deploy` has one (an app without it only previews)"
+    );
+    assert_eq!(
+        bad(&WORKFLOW_APP.replace("\"environment\": \"production\",", "")),
+        "missing field `environment`"
     );
 }

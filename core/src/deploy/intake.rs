@@ -94,12 +94,14 @@ async fn process_push<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     let jobs = JobStore::new(deps.sql);
     let mut done = Vec::new();
     let mut complete_commits = None;
-    for named in apps
+    // An app without a deploy target (one that only previews) watches no branch.
+    for (named, deploy) in apps
         .iter()
         .filter(|a| a.app.watches(&push.repository, branch))
+        .filter_map(|a| Some((a, a.app.deploy.as_ref()?)))
     {
         let app = &named.app;
-        if app.deploy_on == DeployOn::Merge {
+        if deploy.deploy_on == DeployOn::Merge {
             let gh = github_for(deps, push.installation_id, now)
                 .await
                 .map_err(github)?;
@@ -132,7 +134,7 @@ async fn process_push<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             .create(
                 &NewJob {
                     app: &named.name,
-                    environment: &app.environment,
+                    environment: &deploy.environment,
                     sha: &push.after,
                     git_ref: &push.git_ref,
                     delivery_id: Some(delivery),
@@ -153,13 +155,13 @@ async fn process_push<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             continue;
         }
         let cancelled = jobs
-            .supersede(named.name.as_str(), &app.environment, job_id, now)
+            .supersede(named.name.as_str(), &deploy.environment, job_id, now)
             .await
             .map_err(transient)?;
         for old in &cancelled {
             notify_job(deps, *old, Some(app), now).await;
         }
-        let started = start_next(deps, named.name.as_str(), &app.environment, now)
+        let started = start_next(deps, named.name.as_str(), &deploy.environment, now)
             .await
             .map_err(ProcessError::Transient)?;
         if started != Some(job_id) {

@@ -169,12 +169,13 @@ impl StepName {
     }
 }
 
-/// Whether the target reports a result worth waiting for after it is triggered.
-fn target_has_result(target: &DeployTarget) -> bool {
-    match target {
-        DeployTarget::GithubWorkflow { .. } | DeployTarget::Fly { .. } => true,
+/// Whether the app's target reports a result worth waiting for after it is
+/// triggered (an app without one deploys nothing to wait for).
+fn target_has_result(app: &App) -> bool {
+    match app.deploy.as_ref().map(|d| &d.target) {
+        Some(DeployTarget::GithubWorkflow { .. } | DeployTarget::Fly { .. }) => true,
         // A deploy hook only acknowledges; the health check is what tells.
-        DeployTarget::DeployHook { .. } => false,
+        Some(DeployTarget::DeployHook { .. }) | None => false,
     }
 }
 
@@ -192,10 +193,7 @@ pub fn plan(app: &App) -> Vec<(StepName, StepState)> {
     vec![
         (StepName::CreateDeployment, StepState::Pending),
         (StepName::Trigger, StepState::Pending),
-        (
-            StepName::AwaitResult,
-            applies(target_has_result(&app.deploy)),
-        ),
+        (StepName::AwaitResult, applies(target_has_result(app))),
         (StepName::VerifyHealth, applies(app.health_url.is_some())),
         (StepName::Finalize, StepState::Pending),
     ]
@@ -205,10 +203,7 @@ pub fn plan(app: &App) -> Vec<(StepName, StepState)> {
 pub fn plan_revert(app: &App) -> Vec<(StepName, StepState)> {
     vec![
         (StepName::RevertTrigger, StepState::Pending),
-        (
-            StepName::RevertAwait,
-            applies(target_has_result(&app.deploy)),
-        ),
+        (StepName::RevertAwait, applies(target_has_result(app))),
         (StepName::RevertVerify, applies(app.health_url.is_some())),
     ]
 }

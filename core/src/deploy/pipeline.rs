@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::store::{Job, JobField, JobStore, Step};
 use super::{plan_revert, JobStatus, StepName, StepState};
-use crate::apps::{App, AppName, AppStore, DeployTarget};
+use crate::apps::{App, AppName, AppStore, DeployConfig, DeployTarget};
 use crate::config::Config;
 use crate::fly::FlyClient;
 use crate::github::app::{installation_token, RsaSigner};
@@ -19,7 +19,7 @@ use crate::http::HttpRequest;
 use crate::jobs::JobMessage;
 use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
 use crate::retry::{backoff_seconds, seconds_until};
-use crate::telegram::{escape_html, SendOutcome, TelegramClient};
+use crate::telegram::{escape_html, truncate, SendOutcome, TelegramClient};
 use crate::time::Timestamp;
 
 /// Transient failures of one step are retried this many times in all.
@@ -503,14 +503,6 @@ async fn report_failure<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
         .await;
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        s.chars().take(max - 1).collect::<String>() + "…"
-    }
-}
-
 fn job_link(config: &Config, id: i64) -> Option<String> {
     config
         .public_url
@@ -660,6 +652,14 @@ fn substitute(value: &serde_json::Value, sha: &CommitSha) -> serde_json::Value {
     }
 }
 
+/// The app's deploy target, or the failure of a step whose app no longer has one
+/// (it was changed to only preview while the job ran).
+fn deploy_config(app: &App) -> Result<&DeployConfig, StepOutcome> {
+    app.deploy
+        .as_ref()
+        .ok_or_else(|| StepOutcome::Failed("the app no longer has a deploy target".into()))
+}
+
 async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     deps: &Deps<'_, H, S, Q, K, R>,
     job: &Job,
@@ -667,7 +667,11 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     sha: &CommitSha,
     now: Timestamp,
 ) -> StepOutcome {
-    match &app.deploy {
+    let deploy = match deploy_config(app) {
+        Ok(d) => d,
+        Err(failed) => return failed,
+    };
+    match &deploy.target {
         DeployTarget::DeployHook { url } => {
             let body =
                 json!({ "app": job.app, "sha": sha.as_str(), "environment": job.environment })
@@ -696,7 +700,7 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                 Err(e) => return github_err(e),
             };
             let repo: &RepoFullName = repository.as_ref().unwrap_or(&app.repository);
-            let git_ref = git_ref.as_deref().unwrap_or(&app.production_branch);
+            let git_ref = git_ref.as_deref().unwrap_or(&deploy.production_branch);
             let inputs: serde_json::Map<String, serde_json::Value> = inputs
                 .iter()
                 .map(|(k, v)| (k.clone(), substitute(v, sha)))
@@ -753,13 +757,13 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
 /// The trigger step's result, which tells what to wait for. A trigger recorded
 /// before it noted its workflow and dispatch time gets the app's workflow and the
 /// time the trigger step first started.
-fn trigger_result(job: &Job, step: &Step, app: &App) -> Option<serde_json::Value> {
+fn trigger_result(job: &Job, step: &Step, target: &DeployTarget) -> Option<serde_json::Value> {
     let trigger = job.steps.iter().rev().find(|s| {
         s.position < step.position && matches!(s.name, StepName::Trigger | StepName::RevertTrigger)
     })?;
     let mut result = trigger.result.clone()?;
     if let (Some(fields), DeployTarget::GithubWorkflow { workflow, .. }) =
-        (result.as_object_mut(), &app.deploy)
+        (result.as_object_mut(), target)
     {
         fields
             .entry("workflow")
@@ -779,10 +783,14 @@ async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     step: &Step,
     app: &App,
 ) -> StepOutcome {
-    let Some(triggered) = trigger_result(job, step, app) else {
+    let deploy = match deploy_config(app) {
+        Ok(d) => d,
+        Err(failed) => return failed,
+    };
+    let Some(triggered) = trigger_result(job, step, &deploy.target) else {
         return StepOutcome::Failed("the trigger left no result to wait for".into());
     };
-    match &app.deploy {
+    match &deploy.target {
         DeployTarget::DeployHook { .. } => {
             StepOutcome::Done(json!({ "skipped": "deploy hooks report no result" }))
         }

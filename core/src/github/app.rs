@@ -8,6 +8,7 @@ use serde::Serialize;
 use std::future::Future;
 
 use super::client::{api_request, GithubError};
+use super::RepoFullName;
 use crate::http::Method;
 use crate::ports::{Http, Kv};
 use crate::secret::Secret;
@@ -160,11 +161,74 @@ pub async fn installation_token<H: Http, K: Kv, R: RsaSigner>(
             }
         }
     }
+    let (token, expires_at) = exchange(
+        http,
+        signer,
+        api_base,
+        app,
+        installation_id,
+        serde_json::json!({}),
+        now,
+    )
+    .await?;
+    let ttl = (expires_at - now.millis()) / 1000 - TOKEN_RENEW_MARGIN_SECONDS;
+    if ttl >= 60 {
+        let cached = serde_json::to_string(&Cached {
+            token: token.expose().to_owned(),
+            expires_at,
+        })
+        .unwrap_or_default();
+        // A cache miss next time only costs another exchange.
+        let _ = kv.put(&key, &cached, ttl as u64).await;
+    }
+    Ok(token)
+}
+
+/// What a scoped installation token may reach: one repository (of the
+/// installation's owner), with these permissions (`{"contents": "read"}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenScope<'a> {
+    pub repository: &'a RepoFullName,
+    pub permissions: serde_json::Value,
+}
+
+/// A fresh installation token limited to `scope`, for code the Worker does not
+/// control (a preview machine running a pull request). Never cached, so it is never
+/// the token the Worker acts with, and the Worker's is never handed out.
+pub async fn scoped_installation_token<H: Http, R: RsaSigner>(
+    http: &H,
+    signer: &R,
+    api_base: &str,
+    app: &GithubApp,
+    installation_id: u64,
+    scope: &TokenScope<'_>,
+    now: Timestamp,
+) -> Result<Secret, GithubError> {
+    let body = serde_json::json!({
+        "repositories": [scope.repository.name()],
+        "permissions": scope.permissions,
+    });
+    exchange(http, signer, api_base, app, installation_id, body, now)
+        .await
+        .map(|(token, _)| token)
+}
+
+/// `POST /app/installations/{id}/access_tokens` with `body`: the token and when it
+/// expires (an hour from now when the answer does not say).
+async fn exchange<H: Http, R: RsaSigner>(
+    http: &H,
+    signer: &R,
+    api_base: &str,
+    app: &GithubApp,
+    installation_id: u64,
+    body: serde_json::Value,
+    now: Timestamp,
+) -> Result<(Secret, i64), GithubError> {
     let jwt = app_jwt(signer, app, now).await?;
     let req = api_request(
         Method::Post,
         format!("{api_base}/app/installations/{installation_id}/access_tokens"),
-        Some(serde_json::json!({})),
+        Some(body),
         jwt.expose(),
     );
     let resp = super::client::classify(http.send(req).await)?;
@@ -178,17 +242,7 @@ pub async fn installation_token<H: Http, K: Kv, R: RsaSigner>(
         .and_then(Timestamp::parse_rfc3339)
         .unwrap_or_else(|| now.plus_seconds(3600))
         .millis();
-    let ttl = (expires_at - now.millis()) / 1000 - TOKEN_RENEW_MARGIN_SECONDS;
-    if ttl >= 60 {
-        let cached = serde_json::to_string(&Cached {
-            token: token.clone(),
-            expires_at,
-        })
-        .unwrap_or_default();
-        // A cache miss next time only costs another exchange.
-        let _ = kv.put(&key, &cached, ttl as u64).await;
-    }
-    Ok(Secret::new(token))
+    Ok((Secret::new(token), expires_at))
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub fn decide(event: &GithubEvent, apps: &[NamedApp], orchestrating: bool) -> In
         GithubEvent::WorkflowRun(run)
             if run.action == "completed"
                 && apps.iter().any(|a| {
-                    matches!(&a.app.deploy, crate::apps::DeployTarget::GithubWorkflow { repository, .. }
+                    matches!(a.app.deploy.as_ref().map(|d| &d.target), Some(crate::apps::DeployTarget::GithubWorkflow { repository, .. })
                         if repository.as_ref().unwrap_or(&a.app.repository).same_as(&run.repository))
                 }) =>
         {
@@ -113,6 +113,31 @@ mod tests {
             Intake::Ignore("no app deploys Codertocat/Hello-World from master".into())
         );
         assert!(matches!(decide(&push, &[], false), Intake::Ignore(_)));
+    }
+
+    #[test]
+    fn a_preview_only_app_takes_pull_requests_but_no_pushes() {
+        let only_previews = NamedApp {
+            app: App::parse(
+                br#"{"repository": "Codertocat/Hello-World",
+                "preview": {"org": "acme", "image": "registry.fly.io/hello:{sha}"}}"#,
+            )
+            .expect("app"),
+            ..app("Codertocat/Hello-World", "master")
+        };
+        let apps = [only_previews];
+        assert_eq!(
+            decide(&fixture("push.with-new-branch.json", "push"), &apps, false),
+            Intake::Ignore("no app deploys Codertocat/Hello-World from master".into())
+        );
+        assert_eq!(
+            decide(
+                &fixture("pull_request.opened.json", "pull_request"),
+                &apps,
+                false
+            ),
+            Intake::Enqueue
+        );
     }
 
     #[test]

@@ -35,6 +35,13 @@ impl RepoFullName {
         &self.0
     }
 
+    /// The repository's name without its owner (`Hello-World`).
+    pub fn name(&self) -> &str {
+        self.0
+            .split_once('/')
+            .map_or(self.0.as_str(), |(_, name)| name)
+    }
+
     pub fn same_as(&self, other: &RepoFullName) -> bool {
         self.0.eq_ignore_ascii_case(&other.0)
     }

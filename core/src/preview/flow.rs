@@ -18,12 +18,13 @@ use crate::apps::{AppName, AppStore, NamedApp};
 use crate::deploy::intake::ProcessError;
 use crate::deploy::pipeline::{github_for, Deps};
 use crate::fly::{FlyClient, FlyError};
-use crate::github::app::RsaSigner;
+use crate::github::app::{scoped_installation_token, RsaSigner, TokenScope};
 use crate::github::client::{GithubClient, GithubConfig, GithubError};
 use crate::github::events::PullRequestEvent;
 use crate::jobs::JobMessage;
 use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
 use crate::retry::backoff_seconds;
+use crate::secret::Secret;
 use crate::secrets::{Cipher, EnvType, SecretStore, SecretsError};
 use crate::telegram::{SendOutcome, TelegramClient};
 use crate::time::Timestamp;
@@ -373,7 +374,7 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
                     .deployment_status(&p.repository, id, "in_progress", "Deploying", None, None)
                     .await?;
             }
-            let machine = self.machine_config(p, s, &gh).await?;
+            let machine = self.machine_config(p, s).await?;
             let fly = self.fly()?;
             fly.create_app(&p.fly_app, &s.org).await?;
             fly.ensure_public_ips(&p.fly_app).await?;
@@ -433,13 +434,45 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
         self.show(&gh, p, app, &Shown::Ready, true).await
     }
 
+    /// The machine's own GitHub token. With the App: a fresh one (never the Worker's
+    /// cached token) for the PR's repository alone, with the settings' permissions.
+    /// Without it: none, since `GITHUB_TOKEN` is the Worker's own credential and the
+    /// machine runs the pull request's code.
+    async fn machine_token(
+        &self,
+        p: &Preview,
+        s: &PreviewSettings,
+    ) -> Result<Option<Secret>, Failure> {
+        let Ok(github) = &self.deps.config.github else {
+            return Ok(None);
+        };
+        let (Some(app), Some(installation)) = (&github.app, p.installation_id) else {
+            return Ok(None);
+        };
+        let scope = TokenScope {
+            repository: &p.repository,
+            permissions: s.token_permissions(),
+        };
+        let token = scoped_installation_token(
+            self.deps.http,
+            self.deps.signer,
+            &github.api_base,
+            app,
+            installation,
+            &scope,
+            self.now,
+        )
+        .await?;
+        Ok(Some(token))
+    }
+
     /// The machine: image, services on 443 to the app's port, and the environment:
-    /// plain `env`, then the decrypted preview secrets, then `GITHUB_TOKEN`.
+    /// plain `env`, then the decrypted preview secrets, then the machine's own
+    /// `GITHUB_TOKEN` (App only).
     async fn machine_config(
         &self,
         p: &Preview,
         s: &PreviewSettings,
-        gh: &GithubConfig,
     ) -> Result<serde_json::Value, Failure> {
         let mut env: serde_json::Map<String, serde_json::Value> = s
             .env
@@ -465,7 +498,9 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
                 }
             }
         }
-        env.insert("GITHUB_TOKEN".into(), gh.token.expose().into());
+        if let Some(token) = self.machine_token(p, s).await? {
+            env.insert("GITHUB_TOKEN".into(), token.expose().into());
+        }
         let mut body = json!({
             "config": {
                 "image": s.image_for(&p.head_sha, &p.head_ref, p.pr_number),
@@ -609,7 +644,7 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
                             &p.repository,
                             id,
                             "failure",
-                            &cut(error, 140),
+                            &crate::telegram::truncate(error, 140),
                             None,
                             None,
                         )
@@ -698,14 +733,6 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
             other => self.note(format!("telegram: {other:?}")),
         }
         Ok(())
-    }
-}
-
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        s.chars().take(max - 1).collect::<String>() + "…"
     }
 }
 

@@ -68,6 +68,63 @@ pub struct PreviewSettings {
     pub skip_drafts: bool,
     /// Whether pull requests from forks are deployed (their code gets the secrets).
     pub allow_forks: bool,
+    /// What the machine's `GITHUB_TOKEN` may do beyond reading the PR's repository
+    /// (GitHub App only; see [`PreviewSettings::token_permissions`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub github_permissions: BTreeMap<Permission, Access>,
+}
+
+/// A permission a preview machine's GitHub token may be given. Nothing else is:
+/// not administration, workflows, secrets, members or anything GitHub adds later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Permission {
+    Contents,
+    PullRequests,
+    Statuses,
+    Checks,
+}
+
+impl crate::json::Names for Permission {
+    const NAMES: &'static [(&'static str, Self)] = &[
+        ("contents", Permission::Contents),
+        ("pull_requests", Permission::PullRequests),
+        ("statuses", Permission::Statuses),
+        ("checks", Permission::Checks),
+    ];
+}
+
+/// How far a [`Permission`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl crate::json::Names for Access {
+    const NAMES: &'static [(&'static str, Self)] =
+        &[("read", Access::Read), ("write", Access::Write)];
+}
+
+crate::named!(Permission, Access);
+
+/// `preview.github_permissions`: keys from the allowlist only, each `read` or
+/// `write`; anything else is refused naming the key.
+fn github_permissions(v: &Value, at: Path<'_>) -> Result<BTreeMap<Permission, Access>, Invalid> {
+    let map = v
+        .as_object()
+        .ok_or_else(|| crate::json::invalid_type(v, at, "a map"))?;
+    map.iter()
+        .map(|(k, level)| {
+            let here = Path::Key(&at, k);
+            let permission = <Permission as crate::json::Names>::from_name(k).ok_or_else(|| {
+                Invalid::at(
+                    here,
+                    "not a permission a preview may have (allowed: contents, pull_requests, statuses, checks)",
+                )
+            })?;
+            Ok((permission, Access::from_json(level, here)?))
+        })
+        .collect()
 }
 
 impl FromJson for PreviewSettings {
@@ -85,6 +142,7 @@ impl FromJson for PreviewSettings {
             "max_concurrent",
             "skip_drafts",
             "allow_forks",
+            "github_permissions",
         ])?;
         Ok(PreviewSettings {
             enabled: o.opt("enabled")?.unwrap_or_else(yes),
@@ -98,6 +156,10 @@ impl FromJson for PreviewSettings {
             max_concurrent: o.opt("max_concurrent")?.unwrap_or_else(default_max),
             skip_drafts: o.or_default("skip_drafts")?,
             allow_forks: o.or_default("allow_forks")?,
+            github_permissions: match o.get("github_permissions") {
+                None | Some(Value::Null) => BTreeMap::new(),
+                Some(v) => github_permissions(v, Path::Key(&o.at(), "github_permissions"))?,
+            },
         })
     }
 }
@@ -186,6 +248,23 @@ impl PreviewSettings {
             }
         }
         Ok(())
+    }
+
+    /// The permissions of the machine's `GITHUB_TOKEN`: `contents: read`, widened by
+    /// `github_permissions` (as GitHub's `access_tokens` body spells them).
+    pub fn token_permissions(&self) -> Value {
+        let mut all = BTreeMap::from([(Permission::Contents, Access::Read)]);
+        all.extend(&self.github_permissions);
+        let map: serde_json::Map<String, Value> = all
+            .into_iter()
+            .map(|(p, a)| {
+                (
+                    crate::json::Names::name(p).to_owned(),
+                    crate::json::Names::name(a).into(),
+                )
+            })
+            .collect();
+        Value::Object(map)
     }
 
     /// The Fly app for pull request `pr`: the template filled in, lower-cased,
@@ -528,6 +607,11 @@ pub fn render_comment(p: &Preview, shown: &Shown<'_>) -> String {
     out
 }
 
+/// How much of a failure the Telegram message shows. Escaped, a character takes at
+/// most six UTF-16 units (`&quot;`), so this keeps the message well inside
+/// Telegram's 4096 beside the app, repository and URL (validated short).
+pub const TELEGRAM_ERROR_CHARS: usize = 500;
+
 /// The quiet Telegram message (HTML, escaped).
 pub fn render_telegram(p: &Preview, shown: &Shown<'_>) -> String {
     use crate::telegram::escape_html as e;
@@ -535,7 +619,10 @@ pub fn render_telegram(p: &Preview, shown: &Shown<'_>) -> String {
         Shown::Queued { ahead, .. } => format!("⏳ queued, {ahead} ahead"),
         Shown::Deploying => "🔄 deploying".into(),
         Shown::Ready => "✅ ready".into(),
-        Shown::Failed(error) => format!("❌ failed: {}", e(error)),
+        Shown::Failed(error) => format!(
+            "❌ failed: {}",
+            e(&crate::telegram::truncate(error, TELEGRAM_ERROR_CHARS))
+        ),
         Shown::Destroyed(reason) => format!("🗑️ destroyed: {}", reason.explain()),
         Shown::Skipped(reason) => format!("⏭️ not deployed: {}", e(reason.explain())),
     };

@@ -20,8 +20,10 @@ use crate::http::{HttpError, HttpResponse, Method};
 use crate::jobs::JobMessage;
 use crate::secrets::{EnvType, SecretStore, SecretsKeys};
 use crate::testing::{
-    block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher, NoSigner, SqliteSql,
+    block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher, SqliteSql, StubSigner,
 };
+
+const TEST_APP_KEY: &str = include_str!("../github/app/test-key.pkcs1.pem");
 
 const SECRET_VALUE: &str = "s3cr3t-database-password";
 const HOUR_MS: i64 = 3_600_000;
@@ -405,6 +407,8 @@ fn answer(
 }
 
 struct Story {
+    /// The bodies of `access_tokens` exchanges, in order.
+    exchanges: Rc<RefCell<Vec<serde_json::Value>>>,
     db: SqliteSql,
     queue: MemoryQueue,
     kv: MemoryKv,
@@ -416,10 +420,28 @@ struct Story {
 
 const T0: i64 = 1_764_000_000_000;
 
+/// The Worker's own installation token (asked for with `{}`), and the scoped one
+/// each machine gets.
+const WORKER_TOKEN: &str = "ghs_test";
+const MACHINE_TOKEN: &str = "ghs_machine";
+
 impl Story {
+    /// GitHub through `GITHUB_TOKEN` (a PAT) alone.
     fn new(preview: serde_json::Value) -> Story {
+        Story::configured(preview, false)
+    }
+
+    /// GitHub through the App: the Worker's installation token is `WORKER_TOKEN`,
+    /// each scoped exchange issues `MACHINE_TOKEN`.
+    fn with_app(preview: serde_json::Value) -> Story {
+        Story::configured(preview, true)
+    }
+
+    fn configured(preview: serde_json::Value, github_app: bool) -> Story {
         let world = Rc::new(RefCell::new(World::default()));
         let w = world.clone();
+        let exchanges = Rc::new(RefCell::new(Vec::new()));
+        let seen_exchanges = exchanges.clone();
         let http = FakeHttp::routed(move |req| {
             // Every call carries its credentials.
             let auth = req
@@ -427,20 +449,36 @@ impl Story {
                 .iter()
                 .find(|(k, _)| k == "authorization")
                 .map(|(_, v)| v.as_str());
+            let body: serde_json::Value =
+                serde_json::from_str(req.body.as_deref().unwrap_or("null")).expect("JSON body");
+            if req.url == "http://gh.test/app/installations/1/access_tokens" {
+                assert!(github_app, "no App is configured");
+                assert!(
+                    auth.is_some_and(|a| a.starts_with("Bearer ey")),
+                    "the App JWT"
+                );
+                let token = if body == serde_json::json!({}) {
+                    WORKER_TOKEN
+                } else {
+                    MACHINE_TOKEN
+                };
+                seen_exchanges.borrow_mut().push(body);
+                return json_response(201, serde_json::json!({"token": token}));
+            }
             if req.url.starts_with("http://gh.test") {
-                assert_eq!(auth, Some("Bearer ghs_test"));
+                assert_eq!(auth, Some("Bearer ghs_test"), "the Worker's own token");
             } else if req.url.starts_with("http://fly.test") {
                 assert_eq!(auth, Some("Bearer fly_test_token"));
             }
-            let body: serde_json::Value =
-                serde_json::from_str(req.body.as_deref().unwrap_or("null")).expect("JSON body");
             answer(&mut w.borrow_mut(), req.method, &req.url, &body)
         });
         let key = STANDARD.encode([7u8; 32]);
         let config = Config::from_lookup(move |k| {
             Some(
                 match k {
-                    "GITHUB_TOKEN" => "ghs_test",
+                    "GITHUB_TOKEN" if !github_app => "ghs_test",
+                    "GITHUB_APP_ID" if github_app => "7",
+                    "GITHUB_APP_PRIVATE_KEY" if github_app => TEST_APP_KEY,
                     "GITHUB_API_BASE" => "http://gh.test",
                     "FLY_API_TOKEN" => "fly_test_token",
                     "FLY_API_BASE" => "http://fly.test",
@@ -454,6 +492,7 @@ impl Story {
             )
         });
         let story = Story {
+            exchanges,
             db: SqliteSql::migrated(),
             queue: MemoryQueue::default(),
             kv: MemoryKv::default(),
@@ -492,15 +531,30 @@ impl Story {
         *self.clock.borrow_mut() += ms;
     }
 
-    fn deps(&self) -> Deps<'_, FakeHttp, &SqliteSql, MemoryQueue, MemoryKv, NoSigner> {
+    fn deps(&self) -> Deps<'_, FakeHttp, &SqliteSql, MemoryQueue, MemoryKv, StubSigner> {
         Deps {
             config: &self.config,
             http: &self.http,
             sql: &self.db,
             queue: &self.queue,
             kv: &self.kv,
-            signer: &NoSigner,
+            signer: &StubSigner,
         }
+    }
+
+    /// The body of the first machine created for `fly_app`.
+    fn machine_created(&self, fly_app: &str) -> serde_json::Value {
+        let url = format!("http://fly.test/v1/apps/{fly_app}/machines");
+        self.http
+            .seen
+            .borrow()
+            .iter()
+            .find(|r| r.method == Method::Post && r.url == url)
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(r.body.as_deref().expect("body"))
+                    .expect("JSON")
+            })
+            .expect("machine created")
     }
 
     /// A fixture event, changed by `edit` (the number, sha, draft flag, fork).
@@ -601,21 +655,9 @@ fn opened_deploys_synchronize_updates_close_tears_down_reopen_restores() {
         assert_eq!(states, ["in_progress", "success"]);
         assert!(w.telegram.values().any(|t| t.contains("✅ ready")));
     }
-    // The machine got the image, the settings' env, the secret (which wins over a
-    // plain variable of the same name) and the GitHub token.
-    let create = s
-        .http
-        .seen
-        .borrow()
-        .iter()
-        .find(|r| {
-            r.method == Method::Post && r.url == "http://fly.test/v1/apps/hello-pr-2/machines"
-        })
-        .map(|r| {
-            serde_json::from_str::<serde_json::Value>(r.body.as_deref().expect("body"))
-                .expect("JSON")
-        })
-        .expect("machine created");
+    // The machine got the image, the settings' env and the secret (which wins over
+    // a plain variable of the same name); not the Worker's own GitHub token.
+    let create = s.machine_created("hello-pr-2");
     assert_eq!(create["region"], "ams");
     assert_eq!(
         create["config"]["image"],
@@ -623,7 +665,11 @@ fn opened_deploys_synchronize_updates_close_tears_down_reopen_restores() {
     );
     assert_eq!(create["config"]["env"]["DATABASE_PASSWORD"], SECRET_VALUE);
     assert_eq!(create["config"]["env"]["PORT"], "8080");
-    assert_eq!(create["config"]["env"]["GITHUB_TOKEN"], "ghs_test");
+    assert!(create["config"]["env"].get("GITHUB_TOKEN").is_none());
+    assert!(
+        !create.to_string().contains("ghs_test"),
+        "the PAT is nowhere in the machine"
+    );
     assert_eq!(create["config"]["services"][0]["internal_port"], 8080);
     assert_eq!(create["config"]["services"][0]["ports"][0]["port"], 443);
 
@@ -688,6 +734,124 @@ fn opened_deploys_synchronize_updates_close_tears_down_reopen_restores() {
     }
     let listed = serde_json::to_string(&s.preview(2)).expect("json");
     assert!(!listed.contains(SECRET_VALUE));
+}
+
+#[test]
+fn with_a_github_app_the_machine_gets_a_fresh_token_for_its_repository_alone() {
+    let s = Story::with_app(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    assert_eq!(s.preview(2).status, Status::Ready, "{:?}", s.preview(2));
+    let create = s.machine_created("hello-pr-2");
+    assert_eq!(create["config"]["env"]["GITHUB_TOKEN"], MACHINE_TOKEN);
+    assert!(!create.to_string().contains(WORKER_TOKEN));
+    let scoped = serde_json::json!({
+        "repositories": ["app"],
+        "permissions": {"contents": "read"},
+    });
+    let exchanges = s.exchanges.borrow().clone();
+    assert_eq!(
+        exchanges,
+        [serde_json::json!({}), scoped.clone()],
+        "the Worker's own token (cached), then the machine's"
+    );
+
+    // Each deploy asks for a fresh one: the machine's token is never cached, nor
+    // handed to the Worker's own calls (which the fake checks carry WORKER_TOKEN).
+    s.later(HOUR_MS / 2);
+    s.deliver(&s.event("pull_request.synchronize.json", with(2, 2)));
+    assert_eq!(s.preview(2).deployed_sha.as_deref(), Some(sha(2).as_str()));
+    let exchanges = s.exchanges.borrow().clone();
+    assert_eq!(exchanges, [serde_json::json!({}), scoped.clone(), scoped]);
+}
+
+#[test]
+fn github_permissions_widen_the_machine_token_within_the_allowlist() {
+    let s = Story::with_app(serde_json::json!({
+        "github_permissions": {"pull_requests": "write", "checks": "read", "contents": "write"}
+    }));
+    s.deliver(&s.event("pull_request.opened.json", with(3, 1)));
+    assert_eq!(s.preview(3).status, Status::Ready);
+    assert_eq!(
+        s.exchanges.borrow().last(),
+        Some(&serde_json::json!({
+            "repositories": ["app"],
+            "permissions": {"contents": "write", "pull_requests": "write", "checks": "read"},
+        }))
+    );
+
+    let refused = |permissions: serde_json::Value| {
+        let app = serde_json::json!({
+            "repository": "octo/app",
+            "preview": {"org": "acme", "image": "x:{sha}", "github_permissions": permissions},
+        });
+        match App::parse(app.to_string().as_bytes()) {
+            Err(crate::error::ApiError::BadRequest(m)) => m,
+            other => panic!("{permissions} must be refused, got {other:?}"),
+        }
+    };
+    for name in [
+        "administration",
+        "workflows",
+        "secrets",
+        "members",
+        "contents_extra",
+    ] {
+        let e = refused(serde_json::json!({ name: "read" }));
+        assert!(
+            e.starts_with(&format!(
+                "preview.github_permissions.{name}: not a permission"
+            )),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        refused(serde_json::json!({"contents": "admin"})),
+        "preview.github_permissions.contents: unknown variant `admin`, expected `read` or `write`"
+    );
+    assert_eq!(
+        refused(serde_json::json!(["contents"])),
+        "preview.github_permissions: invalid type: sequence, expected a map"
+    );
+    assert_eq!(
+        settings(serde_json::json!({})).token_permissions(),
+        serde_json::json!({"contents": "read"})
+    );
+}
+
+#[test]
+fn a_preview_only_app_gets_previews() {
+    let s = Story::new(serde_json::json!({}));
+    let only_previews = App::parse(
+        serde_json::json!({
+            "repository": "octo/app",
+            "preview": settings(serde_json::json!({})),
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .expect("a preview-only app");
+    let name = AppName::parse("hello").expect("name");
+    block_on(AppStore::new(&s.db).put(&name, &only_previews, s.now())).expect("stored");
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    assert_eq!(s.preview(2).status, Status::Ready);
+    assert!(s.world.borrow().fly_apps.contains("hello-pr-2"));
+}
+
+#[test]
+fn a_long_failure_is_cut_to_fit_in_telegram() {
+    let p = a_preview();
+    // Multi-byte characters, and ones that escaping makes six times longer.
+    let error = "é\"".repeat(5_000);
+    let text = render_telegram(&p, &Shown::Failed(&error));
+    assert!(
+        crate::telegram::utf16_len(&text) <= crate::telegram::MAX_MESSAGE_CHARS,
+        "{} UTF-16 units",
+        crate::telegram::utf16_len(&text)
+    );
+    assert!(text.contains("❌ failed: é&quot;é&quot;") && text.contains("…"));
+    // A short one is shown whole.
+    let text = render_telegram(&p, &Shown::Failed("image not found"));
+    assert!(text.contains("❌ failed: image not found\n"));
 }
 
 #[test]
@@ -980,13 +1144,18 @@ fn settings_and_states_round_trip_through_their_json() {
         max_concurrent: 2,
         skip_drafts: true,
         allow_forks: true,
+        github_permissions: BTreeMap::from([
+            (Permission::PullRequests, Access::Write),
+            (Permission::Checks, Access::Read),
+        ]),
     });
     assert_eq!(
         crate::json::read::<PreviewSettings>(r#"{"org": "a", "image": "x", "ttl": 1}"#)
             .expect_err("unknown field")
             .to_string(),
         "ttl: unknown field `ttl`, expected one of `enabled`, `org`, `image`, `region`, \
-         `internal_port`, `env`, `app_name`, `ttl_hours`, `max_concurrent`, `skip_drafts`, `allow_forks`"
+         `internal_port`, `env`, `app_name`, `ttl_hours`, `max_concurrent`, `skip_drafts`, `allow_forks`, \
+         `github_permissions`"
     );
     for w in [Wanted::Live, Wanted::Closed, Wanted::Expired] {
         let text = serde_json::to_string(&w).expect("serialises");
