@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use serde_json::json;
 
-use super::store::{Field, Observed, PreviewStore};
+use super::store::{EventOrder, Field, Observation, Observed, PreviewStore};
 use super::{
     plan, render_comment, render_telegram, Action, Preview, PreviewSettings, Shown, SkipReason,
     Status, TeardownReason, Wanted, CLAIM_STALE_SECONDS, MAX_ATTEMPTS,
@@ -29,10 +29,17 @@ use crate::telegram::{SendOutcome, TelegramClient};
 use crate::time::Timestamp;
 
 /// Records a `pull_request` event for every app that previews the repository and
-/// enqueues a run for each; returns a line for the delivery log.
+/// enqueues a run for each; returns a line for the delivery log. `seq` is the
+/// delivery's place in the log ([`DeliveryStore::sequence`]): with the payload's
+/// `updated_at` it orders the pull request's events, so an event older than the
+/// one a preview last took (a late or replayed delivery) changes nothing, and a
+/// closed preview stays closed until a newer `reopened`.
+///
+/// [`DeliveryStore::sequence`]: crate::github::deliveries::DeliveryStore::sequence
 pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     deps: &Deps<'_, H, S, Q, K, R>,
     pr: &PullRequestEvent,
+    seq: i64,
     now: Timestamp,
 ) -> Result<String, ProcessError> {
     let transient = |e: StoreError| ProcessError::Transient(e.to_string());
@@ -59,7 +66,7 @@ pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSign
         };
         let fly_app = settings.fly_app_name(named.name.as_str(), pr.number, &pr.head_ref);
         let url = format!("https://{fly_app}.fly.dev");
-        let id = store
+        let observed = store
             .observe(
                 &Observed {
                     app: named.name.as_str(),
@@ -73,11 +80,33 @@ pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSign
                     wanted,
                     fly_app: &fly_app,
                     url: &url,
+                    order: EventOrder {
+                        at: pr.updated_at.unwrap_or(0),
+                        seq,
+                    },
+                    reopens: pr.action == "reopened",
                 },
                 now,
             )
             .await
             .map_err(transient)?;
+        let id = match observed {
+            Observation::Taken(id) => id,
+            Observation::Stale(id) => {
+                done.push(format!(
+                    "{}: preview {id} ignored the event: older than the one it follows",
+                    named.name.as_str()
+                ));
+                continue;
+            }
+            Observation::Closed(id) => {
+                done.push(format!(
+                    "{}: preview {id} ignored the event: the pull request is closed (only a newer reopened brings it back)",
+                    named.name.as_str()
+                ));
+                continue;
+            }
+        };
         deps.queue
             .send(&JobMessage::Preview { id })
             .await

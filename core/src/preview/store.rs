@@ -28,6 +28,30 @@ pub struct Observed<'a> {
     /// Fixed at creation: the Fly app and its URL.
     pub fly_app: &'a str,
     pub url: &'a str,
+    /// Where the event stands among the pull request's events.
+    pub order: EventOrder,
+    /// A `reopened` event: the only one that may move a closed row.
+    pub reopens: bool,
+}
+
+/// The order of a pull request's events: the payload's `pull_request.updated_at`
+/// (epoch ms; 0 when absent, so such an event never undoes a dated one), then the
+/// delivery's place in the delivery log (a replay keeps its place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventOrder {
+    pub at: i64,
+    pub seq: i64,
+}
+
+/// What [`PreviewStore::observe`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// Recorded: preview `id` follows it.
+    Taken(i64),
+    /// Older than the event the row last took: left as it was.
+    Stale(i64),
+    /// The pull request is closed, and this is not a newer `reopened`.
+    Closed(i64),
 }
 
 /// The columns a flow sets directly.
@@ -73,16 +97,18 @@ impl<S: Sql> PreviewStore<S> {
         PreviewStore { sql }
     }
 
-    /// Records what an event says; returns the row's id. A change of head, draft
-    /// state or wish bumps the revision (a duplicate delivery changes nothing), and
-    /// a preview asked for again joins the back of the queue.
-    pub async fn observe(&self, o: &Observed<'_>, now: Timestamp) -> Result<i64, StoreError> {
+    /// Records what an event says, if it is newer than the one the row last took
+    /// (by `pull_request.updated_at`, then by its place in the delivery log) and
+    /// the row is not closed (only a newer `reopened` opens it again). A change of
+    /// head, draft state or wish bumps the revision (a duplicate delivery changes
+    /// nothing), and a preview asked for again joins the back of the queue.
+    pub async fn observe(&self, o: &Observed<'_>, now: Timestamp) -> Result<Observation, StoreError> {
         let rows = self
             .sql
             .query(
                 "INSERT INTO previews (app, repository, pr_number, installation_id, head_ref, head_sha, draft, fork, \
-                   wanted, fly_app, url, queued_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, COALESCE(?9, 'live'), ?10, ?11, ?12, ?12, ?12) \
+                   wanted, fly_app, url, queued_at, created_at, updated_at, event_at, event_seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, COALESCE(?9, 'live'), ?10, ?11, ?12, ?12, ?12, ?13, ?14) \
                  ON CONFLICT (app, pr_number) DO UPDATE SET \
                    installation_id = COALESCE(excluded.installation_id, previews.installation_id), \
                    head_ref = excluded.head_ref, head_sha = excluded.head_sha, draft = excluded.draft, \
@@ -94,7 +120,11 @@ impl<S: Sql> PreviewStore<S> {
                    revision = previews.revision + CASE WHEN previews.head_sha <> excluded.head_sha \
                      OR previews.draft <> excluded.draft OR COALESCE(?9, previews.wanted) <> previews.wanted \
                      THEN 1 ELSE 0 END, \
+                   event_at = excluded.event_at, event_seq = excluded.event_seq, \
                    updated_at = ?12 \
+                 WHERE (previews.event_at IS NULL OR excluded.event_at > previews.event_at \
+                     OR (excluded.event_at = previews.event_at AND excluded.event_seq > COALESCE(previews.event_seq, -1))) \
+                   AND (previews.wanted <> 'closed' OR ?15 = 1) \
                  RETURNING id",
                 &[
                     o.app.into(),
@@ -111,13 +141,44 @@ impl<S: Sql> PreviewStore<S> {
                     o.fly_app.into(),
                     o.url.into(),
                     now.millis().into(),
+                    o.order.at.into(),
+                    o.order.seq.into(),
+                    i64::from(o.reopens).into(),
                 ],
             )
             .await?;
-        rows.first()
+        if let Some(id) = rows
+            .first()
             .and_then(|r| r.get("id"))
             .and_then(serde_json::Value::as_i64)
-            .ok_or_else(|| StoreError("preview upsert returned no id".into()))
+        {
+            return Ok(Observation::Taken(id));
+        }
+        // The row was left as it was: say why.
+        let rows = self
+            .sql
+            .query(
+                "SELECT id, wanted FROM previews WHERE app = ?1 AND pr_number = ?2",
+                &[
+                    o.app.into(),
+                    i64::try_from(o.pr_number).unwrap_or(i64::MAX).into(),
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError("preview upsert returned no id".into()))?;
+        let id = row
+            .get("id")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| StoreError("preview without id".into()))?;
+        Ok(
+            if row.get("wanted").and_then(|w| w.as_str()) == Some(Wanted::Closed.as_str()) {
+                Observation::Closed(id)
+            } else {
+                Observation::Stale(id)
+            },
+        )
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Preview>, StoreError> {

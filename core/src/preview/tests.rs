@@ -2,7 +2,7 @@
 //! on SQLite with the real migrations, against a stateful fake of GitHub, Fly.io and
 //! Telegram that keeps the apps, machines and comments it was asked to make.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
@@ -412,6 +412,8 @@ struct Story {
     world: Rc<RefCell<World>>,
     config: Config,
     clock: RefCell<i64>,
+    /// The delivery log's next place (what `DeliveryStore::sequence` gives).
+    seq: Cell<i64>,
 }
 
 const T0: i64 = 1_764_000_000_000;
@@ -461,6 +463,7 @@ impl Story {
             world,
             config,
             clock: RefCell::new(T0),
+            seq: Cell::new(0),
         };
         let mut app = serde_json::json!({
             "repository": "octo/app", "production_branch": "main", "environment": "production",
@@ -503,7 +506,9 @@ impl Story {
         }
     }
 
-    /// A fixture event, changed by `edit` (the number, sha, draft flag, fork).
+    /// A fixture event dated now (`pull_request.updated_at`, as GitHub dates an
+    /// event when it happens), changed by `edit` (the number, sha, draft flag,
+    /// fork).
     fn event(&self, fixture: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PullRequestEvent {
         let path = format!(
             "{}/../tests/fixtures/github/{fixture}",
@@ -513,6 +518,7 @@ impl Story {
             serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("JSON");
         v["repository"]["full_name"] = "octo/app".into();
         v["pull_request"]["head"]["repo"]["full_name"] = "octo/app".into();
+        v["pull_request"]["updated_at"] = self.now().to_rfc3339().into();
         edit(&mut v);
         match parse("pull_request", v.to_string().as_bytes()).expect("parses") {
             GithubEvent::PullRequest(pr) => pr,
@@ -520,11 +526,22 @@ impl Story {
         }
     }
 
-    /// Delivers the event, then runs the queue dry (a retried message runs again
-    /// after its delay).
+    /// Delivers the event as a new delivery, then runs the queue dry (a retried
+    /// message runs again after its delay).
     fn deliver(&self, pr: &PullRequestEvent) -> Vec<String> {
-        block_on(on_pull_request(&self.deps(), pr, self.now())).expect("recorded");
+        self.record(pr, self.next_seq());
         self.drain()
+    }
+
+    /// Records the event as the delivery at place `seq` in the log; returns the
+    /// delivery log's line.
+    fn record(&self, pr: &PullRequestEvent, seq: i64) -> String {
+        block_on(on_pull_request(&self.deps(), pr, seq, self.now())).expect("recorded")
+    }
+
+    fn next_seq(&self) -> i64 {
+        self.seq.set(self.seq.get() + 1);
+        self.seq.get()
     }
 
     fn drain(&self) -> Vec<String> {
@@ -690,6 +707,132 @@ fn opened_deploys_synchronize_updates_close_tears_down_reopen_restores() {
     assert!(!listed.contains(SECRET_VALUE));
 }
 
+/// The Fly calls made so far.
+fn fly_calls(s: &Story) -> usize {
+    s.http
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.url.starts_with("http://fly.test"))
+        .count()
+}
+
+#[test]
+fn a_late_synchronize_after_closed_leaves_the_preview_closed() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    // A push GitHub dated before the close, whose delivery comes after it (late,
+    // or redelivered).
+    s.later(60_000);
+    let late = s.event("pull_request.synchronize.json", with(2, 2));
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.closed.json", with(2, 1)));
+    assert_eq!(s.preview(2).status, Status::Destroyed);
+    let (calls, before) = (fly_calls(&s), s.preview(2));
+
+    let log = s.record(&late, s.next_seq());
+    assert!(log.contains("the pull request is closed"), "{log}");
+    assert!(s.queue.sent.borrow().is_empty(), "no run for it");
+    s.drain();
+    // Replayed with a date after the close, it still cannot bring the preview back:
+    // only a reopened does.
+    s.later(60_000);
+    let replayed = s.event("pull_request.synchronize.json", with(2, 2));
+    s.record(&replayed, s.next_seq());
+    s.drain();
+    let p = s.preview(2);
+    assert_eq!(p, before, "the row is as the close left it");
+    assert_eq!((p.wanted, p.status), (Wanted::Closed, Status::Destroyed));
+    assert_eq!(p.head_sha.as_str(), sha(1));
+    assert_eq!(fly_calls(&s), calls, "no Fly call");
+    assert!(s.world.borrow().fly_apps.is_empty());
+}
+
+#[test]
+fn an_older_synchronize_after_a_newer_one_keeps_the_newer_sha() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    s.later(60_000);
+    let older = s.event("pull_request.synchronize.json", with(2, 2));
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.synchronize.json", with(2, 3)));
+    assert_eq!(s.preview(2).deployed_sha.as_deref(), Some(sha(3).as_str()));
+    let calls = fly_calls(&s);
+
+    let log = s.record(&older, s.next_seq());
+    assert!(log.contains("older than the one it follows"), "{log}");
+    s.drain();
+    let p = s.preview(2);
+    assert_eq!(p.head_sha.as_str(), sha(3));
+    assert_eq!(
+        (p.status, p.deployed_sha.as_deref()),
+        (Status::Ready, Some(sha(3).as_str()))
+    );
+    assert_eq!(fly_calls(&s), calls, "no Fly call");
+    let w = s.world.borrow();
+    let m = &w.machines["hello-pr-2"][0];
+    assert_eq!(w.images[m], format!("registry.fly.io/hello:{}", sha(3)));
+}
+
+#[test]
+fn events_dated_the_same_second_follow_the_delivery_log() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    s.later(60_000);
+    // Two pushes GitHub dated the same second, delivered in this order.
+    let first = s.event("pull_request.synchronize.json", with(2, 2));
+    let second = s.event("pull_request.synchronize.json", with(2, 3));
+    let (first_seq, second_seq) = (s.next_seq(), s.next_seq());
+    s.record(&first, first_seq);
+    s.record(&second, second_seq);
+    s.drain();
+    assert_eq!(s.preview(2).deployed_sha.as_deref(), Some(sha(3).as_str()));
+    // The first one replayed keeps its place in the log: it changes nothing.
+    let log = s.record(&first, first_seq);
+    assert!(log.contains("older than the one it follows"), "{log}");
+    s.drain();
+    assert_eq!(s.preview(2).head_sha.as_str(), sha(3));
+}
+
+#[test]
+fn only_a_reopened_newer_than_the_close_reopens() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    // A reopened from before the close (an earlier close and reopen, delivered
+    // late) is older: the preview stays closed.
+    s.later(60_000);
+    let old_reopen = s.event("pull_request.reopened.json", with(2, 1));
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.closed.json", with(2, 1)));
+    let log = s.record(&old_reopen, s.next_seq());
+    assert!(log.contains("the pull request is closed"), "{log}");
+    s.drain();
+    assert_eq!(s.preview(2).status, Status::Destroyed);
+    // A newer reopened brings it back, at its head.
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.reopened.json", with(2, 4)));
+    let p = s.preview(2);
+    assert_eq!((p.wanted, p.status), (Wanted::Live, Status::Ready));
+    assert_eq!(p.deployed_sha.as_deref(), Some(sha(4).as_str()));
+    assert!(s.world.borrow().fly_apps.contains("hello-pr-2"));
+}
+
+#[test]
+fn rows_from_before_the_event_order_take_the_next_event() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    // A row recorded before migration 0011 has no event order.
+    s.db.conn_for_tests()
+        .execute(
+            "UPDATE previews SET event_at = NULL, event_seq = NULL",
+            [],
+        )
+        .expect("update");
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.synchronize.json", with(2, 2)));
+    assert_eq!(s.preview(2).deployed_sha.as_deref(), Some(sha(2).as_str()));
+}
+
 #[test]
 fn duplicate_deliveries_change_nothing() {
     let s = Story::new(serde_json::json!({}));
@@ -773,12 +916,10 @@ fn a_deploy_that_fails_after_taking_a_slot_gives_it_back() {
     s.later(1000);
     s.deliver(&s.event("pull_request.opened.json", with(3, 3)));
     assert_eq!(s.preview(3).status, Status::Queued);
-    block_on(on_pull_request(
-        &s.deps(),
+    s.record(
         &s.event("pull_request.closed.json", with(1, 1)),
-        s.now(),
-    ))
-    .expect("recorded");
+        s.next_seq(),
+    );
     assert_eq!(s.run_one(), RunVerdict::Ack);
     assert_eq!(s.preview(1).status, Status::Destroyed);
     // #1's wake-up call to #3 is lost; #2 takes the slot and fails.
@@ -926,12 +1067,10 @@ fn the_cron_expires_previews_and_deletes_fly_apps_that_outlived_teardown() {
 #[test]
 fn a_run_that_died_is_picked_up_by_the_cron() {
     let s = Story::new(serde_json::json!({}));
-    block_on(on_pull_request(
-        &s.deps(),
+    s.record(
         &s.event("pull_request.opened.json", with(2, 1)),
-        s.now(),
-    ))
-    .expect("recorded");
+        s.next_seq(),
+    );
     // The message is lost and a run claimed the row, then died.
     s.queue.sent.borrow_mut().clear();
     let store = PreviewStore::new(&s.db);
