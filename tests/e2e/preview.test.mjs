@@ -22,7 +22,13 @@ const MARKER = "<!-- edge-notifier:preview:hello -->";
 let worker, gh, tg, fly;
 const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
-/** A pull_request fixture for PR `number` at `head`, optionally changed further. */
+/** GitHub's date of an event that happens now (whole seconds, as GitHub sends it). */
+const githubNow = (offsetMs = 0) => new Date(Date.now() + offsetMs).toISOString().replace(/\.\d+Z$/, "Z");
+
+/**
+ * A pull_request fixture for PR `number` at `head`, dated now (`updated_at`, which
+ * orders a PR's events), optionally changed further.
+ */
 function pr(action, number, head, edit = () => {}) {
   const p = fixture(`pull_request.${action === "closed" || action === "reopened" || action === "synchronize" ? action : "opened"}.json`);
   p.action = action;
@@ -30,8 +36,23 @@ function pr(action, number, head, edit = () => {}) {
   p.pull_request.number = number;
   p.pull_request.head.sha = head;
   p.pull_request.html_url = `https://github.com/${REPO}/pull/${number}`;
+  p.pull_request.updated_at = githubNow();
   edit(p);
   return p;
+}
+
+/** Waits until delivery `id` has a final outcome; returns it. */
+async function delivered(id, timeoutMs = 20_000) {
+  const until = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < until) {
+    const r = await admin("GET", "/api/deliveries?limit=100");
+    assert.equal(r.status, 200);
+    last = r.json.deliveries.find((d) => d.id === id);
+    if (last && last.outcome !== "queued") return last;
+    await sleep(100);
+  }
+  throw new Error(`delivery ${id} is ${JSON.stringify(last)}`);
 }
 
 async function previews() {
@@ -257,6 +278,63 @@ describe("previews", () => {
     assert.equal(p.wanted, "expired");
     assert.ok(!fly.apps.has("hello-pr-5"));
     await commentSays(5, /destroyed[\s\S]*expired/);
+  });
+
+  test("a synchronize delivered after the close (late or replayed) leaves the preview closed", async () => {
+    await deliver("pull_request", pr("opened", 9, sha("3")));
+    assert.equal((await waitFor(9, ["ready", "failed"])).status, "ready");
+    // A push GitHub dated before the close, whose delivery comes after it.
+    const late = pr("synchronize", 9, sha("4"), (p) => { p.pull_request.updated_at = githubNow(-60_000); });
+    await deliver("pull_request", pr("closed", 9, sha("3")));
+    await waitFor(9, ["destroyed"]);
+    await commentSays(9, /destroyed[\s\S]*closed/);
+    const before = { fly: fly.requests.length, machines: [...fly.machines.keys()] };
+    const closed = (await previews()).find((p) => p.pr_number === 9);
+
+    const r = await deliver("pull_request", late);
+    assert.equal(r.status, 202);
+    const outcome = await delivered(r.id);
+    assert.equal(outcome.outcome, "processed");
+    assert.match(outcome.detail, /ignored the event: the pull request is closed/);
+    // The same signed body under a new delivery id, and the first one replayed.
+    const again = await deliver("pull_request", late);
+    assert.match((await delivered(again.id)).detail, /the pull request is closed/);
+    const replay = await admin("POST", `/api/deliveries/${r.id}/replay`);
+    assert.equal(replay.status, 202);
+    const until = Date.now() + 20_000;
+    let replayed;
+    while (Date.now() < until) {
+      replayed = await delivered(r.id);
+      if (replayed.updated_at > outcome.updated_at) break;
+      await sleep(100);
+    }
+    assert.ok(replayed.updated_at > outcome.updated_at, "the replay was processed");
+    assert.match(replayed.detail, /the pull request is closed/);
+
+    const p = (await previews()).find((x) => x.pr_number === 9);
+    assert.deepEqual(p, closed, "the row is as the close left it");
+    assert.equal(p.wanted, "closed");
+    assert.equal(fly.requests.length, before.fly, "no Fly call: no app, no machine");
+    assert.ok(!fly.apps.has("hello-pr-9"));
+    assert.deepEqual([...fly.machines.keys()], before.machines);
+  });
+
+  test("an older synchronize delivered after a newer one does not deploy the older sha", async () => {
+    await deliver("pull_request", pr("opened", 10, sha("5")));
+    await waitFor(10, ["ready"]);
+    const older = pr("synchronize", 10, sha("6"), (p) => { p.pull_request.updated_at = githubNow(-30_000); });
+    await deliver("pull_request", pr("synchronize", 10, sha("7")));
+    assert.equal((await waitFor(10, ["ready", "failed"], sha("7"))).deployed_sha, sha("7"));
+    const seen = fly.requests.length;
+    const r = await deliver("pull_request", older);
+    assert.match((await delivered(r.id)).detail, /ignored the event: older than the one it follows/);
+    const p = (await previews()).find((x) => x.pr_number === 10);
+    assert.equal(p.head_sha, sha("7"));
+    assert.equal(p.deployed_sha, sha("7"));
+    assert.equal(fly.requests.length, seen, "no Fly call");
+    assert.equal(fly.machines.get("hello-pr-10")[0].config.image, `registry.fly.io/hello:${sha("7")}`);
+    await deliver("pull_request", pr("closed", 10, sha("7")));
+    await waitFor(10, ["destroyed"]);
   });
 });
 
