@@ -144,6 +144,24 @@ describe("previews", () => {
     assert.match(bad.json.error, /preview\.image/);
   });
 
+  test("preview names another app could make are refused with a 409 naming the field", async () => {
+    const other = (app_name) => ({
+      repository: "o/r", production_branch: "main", environment: "production", deploy_on: "push",
+      deploy: { type: "deploy_hook", url: "https://x.example.com" },
+      preview: { org: "acme", image: "x:{sha}", app_name },
+    });
+    // hello makes hello-pr-{pr}; so would this one.
+    const clash = await admin("PUT", "/api/apps/other", other("hello-pr-{pr}"));
+    assert.equal(clash.status, 409);
+    assert.equal(clash.json.success, false);
+    assert.match(clash.json.error, /preview\.app_name/);
+    assert.match(clash.json.error, /hello/);
+    assert.equal((await admin("GET", "/api/apps/other")).status, 404, "not stored");
+    const fine = await admin("PUT", "/api/apps/other", other("other-pr-{pr}"));
+    assert.equal(fine.status, 201);
+    assert.equal((await admin("DELETE", "/api/apps/other")).status, 200);
+  });
+
   test("an opened pull request gets a preview with its secrets, one comment, a deployment and a quiet message", async () => {
     const r = await deliver("pull_request", pr("opened", 2, sha("a")));
     assert.equal(r.status, 202);
@@ -278,6 +296,25 @@ describe("previews", () => {
     assert.equal(p.wanted, "expired");
     assert.ok(!fly.apps.has("hello-pr-5"));
     await commentSays(5, /destroyed[\s\S]*expired/);
+  });
+
+  test("a Fly app of that name the preview did not make is neither used nor deleted", async () => {
+    fly.apps.set("hello-pr-11", { org: "someone-else", ips: [] });
+    const seen = fly.requests.length;
+    await deliver("pull_request", pr("opened", 11, sha("8")));
+    const p = await waitFor(11, ["failed", "ready"]);
+    assert.equal(p.status, "failed");
+    assert.equal(p.fly_owned, false);
+    assert.match(p.error, /hello-pr-11 already exists and this preview did not create it/);
+    await commentSays(11, /failed[\s\S]*already exists/);
+    const calls = fly.requests.slice(seen).map((q) => `${q.method} ${q.path}`);
+    assert.deepEqual(calls, ["POST /v1/apps"], "only the create Fly refused");
+    assert.deepEqual(fly.apps.get("hello-pr-11"), { org: "someone-else", ips: [] });
+    assert.ok(!fly.machines.has("hello-pr-11"));
+    await deliver("pull_request", pr("closed", 11, sha("8")));
+    await waitFor(11, ["destroyed"]);
+    assert.ok(fly.apps.has("hello-pr-11"), "closing leaves it alone too");
+    assert.ok(!fly.requests.slice(seen).some((q) => q.method === "DELETE"));
   });
 
   test("a synchronize delivered after the close (late or replayed) leaves the preview closed", async () => {

@@ -333,13 +333,20 @@ mod tests {
         }
         let places: Vec<_> = ids
             .iter()
-            .map(|id| block_on(store.sequence(id)).expect("seq").expect("recorded"))
+            .map(|id| {
+                block_on(store.sequence(id))
+                    .expect("seq")
+                    .expect("recorded")
+            })
             .collect();
         assert!(places.windows(2).all(|w| w[0] < w[1]), "{places:?}");
         // A redelivery, a replay or a new outcome keeps the first place.
         block_on(store.record(&ids[0], &event, Outcome::Queued, None, t)).expect("record");
         block_on(store.set_outcome(&ids[0], Outcome::Processed, None, t)).expect("update");
-        assert_eq!(block_on(store.sequence(&ids[0])).expect("seq"), Some(places[0]));
+        assert_eq!(
+            block_on(store.sequence(&ids[0])).expect("seq"),
+            Some(places[0])
+        );
         let unknown = DeliveryId::parse("never-seen").expect("valid");
         assert_eq!(block_on(store.sequence(&unknown)).expect("seq"), None);
     }

@@ -572,10 +572,7 @@ mod tests {
             serde_json::from_slice(&fixture("pull_request.opened.json")).expect("JSON");
         bad["pull_request"]["updated_at"] = "yesterday".into();
         let err = parse("pull_request", bad.to_string().as_bytes()).expect_err("refused");
-        assert!(
-            err.to_string().contains("pull_request.updated_at"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("pull_request.updated_at"), "{err}");
         let GithubEvent::PullRequest(closed) =
             parse("pull_request", &fixture("pull_request.closed.json")).expect("parses")
         else {

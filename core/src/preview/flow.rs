@@ -404,7 +404,20 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
             }
             let machine = self.machine_config(p, s, &gh).await?;
             let fly = self.fly()?;
-            fly.create_app(&p.fly_app, &s.org).await?;
+            if fly.create_app(&p.fly_app, &s.org).await? {
+                self.set(p, &[(Field::FlyOwned, 1_i64.into())]).await?;
+                p.fly_owned = true;
+            } else if !p.fly_owned {
+                // The name is taken, and not by this preview: another app's
+                // preview, or an app outside edge-notifier. It is not ours to
+                // deploy into or delete.
+                return Err(Failure::permanent(format!(
+                    "the Fly app {} already exists and this preview did not create it; \
+                     it is left alone. Give the app's previews other names (preview.app_name), \
+                     or delete that Fly app if it is a leftover",
+                    p.fly_app
+                )));
+            }
             fly.ensure_public_ips(&p.fly_app).await?;
             let existing = match &p.machine_id {
                 Some(id) => Some(id.clone()),
@@ -788,9 +801,17 @@ pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                         Err(e) => Err(e),
                     };
                     match checked {
+                        // Gone: the name is no longer ours.
                         Ok(()) => {
                             if let Err(e) = store
-                                .set(id, &[(Field::FlyCheckedAt, now.millis().into())], now)
+                                .set(
+                                    id,
+                                    &[
+                                        (Field::FlyCheckedAt, now.millis().into()),
+                                        (Field::FlyOwned, 0_i64.into()),
+                                    ],
+                                    now,
+                                )
                                 .await
                             {
                                 log.push(format!("preview {id}: {e}"));

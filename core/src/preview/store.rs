@@ -10,7 +10,7 @@ use crate::time::Timestamp;
 const COLUMNS: &str = "id, app, repository, pr_number, installation_id, head_ref, head_sha, draft, fork, \
     wanted, revision, done_revision, status, fly_app, url, machine_id, deployed_sha, deployment_id, \
     deployment_sha, comment_id, telegram_message_id, error, attempts, queued_at, queue_ahead, expires_at, \
-    claimed_at, created_at, updated_at";
+    claimed_at, created_at, updated_at, fly_owned";
 
 /// What a `pull_request` event says about a preview.
 pub struct Observed<'a> {
@@ -68,6 +68,7 @@ pub enum Field {
     ExpiresAt,
     QueueAhead,
     FlyCheckedAt,
+    FlyOwned,
 }
 
 impl Field {
@@ -84,6 +85,7 @@ impl Field {
             Field::ExpiresAt => "expires_at",
             Field::QueueAhead => "queue_ahead",
             Field::FlyCheckedAt => "fly_checked_at",
+            Field::FlyOwned => "fly_owned",
         }
     }
 }
@@ -102,7 +104,11 @@ impl<S: Sql> PreviewStore<S> {
     /// the row is not closed (only a newer `reopened` opens it again). A change of
     /// head, draft state or wish bumps the revision (a duplicate delivery changes
     /// nothing), and a preview asked for again joins the back of the queue.
-    pub async fn observe(&self, o: &Observed<'_>, now: Timestamp) -> Result<Observation, StoreError> {
+    pub async fn observe(
+        &self,
+        o: &Observed<'_>,
+        now: Timestamp,
+    ) -> Result<Observation, StoreError> {
         let rows = self
             .sql
             .query(
@@ -362,13 +368,14 @@ impl<S: Sql> PreviewStore<S> {
         .await
     }
 
-    /// Torn-down or failed previews whose Fly app nobody has confirmed gone.
+    /// Torn-down or failed previews whose Fly app (one they made) nobody has
+    /// confirmed gone.
     pub async fn unchecked_teardowns(&self, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
         let rows = self
             .sql
             .query(
                 "SELECT id, fly_app FROM previews WHERE status IN ('destroyed', 'failed', 'skipped') \
-                 AND fly_checked_at IS NULL AND claimed_at IS NULL AND revision = done_revision \
+                 AND fly_owned = 1 AND fly_checked_at IS NULL AND claimed_at IS NULL AND revision = done_revision \
                  ORDER BY updated_at LIMIT ?1",
                 &[limit.into()],
             )
@@ -440,5 +447,6 @@ fn preview(row: Row) -> Result<Preview, StoreError> {
         claimed_at: int("claimed_at"),
         created_at: int("created_at").unwrap_or(0),
         updated_at: int("updated_at").unwrap_or(0),
+        fly_owned: int("fly_owned") == Some(1),
     })
 }

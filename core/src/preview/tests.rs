@@ -52,6 +52,79 @@ fn fly_app_names_follow_flys_rules() {
 }
 
 #[test]
+fn long_fly_app_names_are_cut_apart_by_a_digest() {
+    let s = settings(serde_json::json!({"app_name": "{branch}-{pr}"}));
+    let shared = "feature-".repeat(9);
+    let a = s.fly_app_name("x", 4321, &format!("{shared}login"));
+    let b = s.fly_app_name("x", 4321, &format!("{shared}logout"));
+    assert_ne!(a, b, "the same first 63 characters, different names");
+    for name in [&a, &b] {
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.ends_with("-4321"), "{name}");
+        assert!(name.starts_with("feature-feature-"), "{name}");
+        assert!(
+            name.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'),
+            "{name}"
+        );
+        assert!(!name.contains("--"), "{name}");
+    }
+    assert_eq!(
+        a,
+        s.fly_app_name("x", 4321, &format!("{shared}login")),
+        "stable"
+    );
+    // Multi-byte characters are cut as characters, never inside one.
+    let wide = s.fly_app_name("x", 7, &"ü€😀".repeat(40));
+    assert!(wide.len() <= 63 && wide.ends_with("-7"), "{wide}");
+    // A name that fits is left as it is.
+    assert_eq!(s.fly_app_name("x", 7, "short"), "short-7");
+}
+
+fn named(name: &str, app_name: Option<&str>) -> crate::apps::NamedApp {
+    let mut preview = serde_json::json!({"org": "acme", "image": "reg/x:{sha}"});
+    if let Some(t) = app_name {
+        preview["app_name"] = t.into();
+    }
+    let app = serde_json::json!({
+        "repository": "octo/app", "production_branch": "main", "environment": "production",
+        "deploy_on": "push", "deploy": {"type": "deploy_hook", "url": "https://hooks.example.com/x"},
+        "preview": preview,
+    });
+    crate::apps::NamedApp {
+        name: AppName::parse(name).expect("name"),
+        app: App::parse(app.to_string().as_bytes()).expect("app"),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+#[test]
+fn a_preview_name_template_that_can_make_another_apps_fly_names_is_refused() {
+    let clash = |(a, ta): (&str, Option<&str>), (b, tb): (&str, Option<&str>)| {
+        let mine = named(a, ta);
+        mine.app.check_fly_names(&mine.name, &[named(b, tb)])
+    };
+    let err = clash(("web", Some("pr-{pr}")), ("api", Some("pr-{pr}"))).expect_err("clash");
+    assert_eq!(err.status(), 409);
+    let text = err.to_string();
+    assert!(
+        text.contains("preview.app_name") && text.contains("api") && text.contains("pr-1"),
+        "{text}"
+    );
+    // Shapes that differ yet meet: a digit prefix, a branch, an app name that
+    // becomes the other's once made a Fly name.
+    assert!(clash(("web", Some("{pr}-x")), ("api", Some("pr-{pr}-x"))).is_err());
+    assert!(clash(("web", Some("pr-{pr}")), ("api", Some("pr-1{pr}"))).is_err());
+    assert!(clash(("web", Some("{branch}-{pr}")), ("api", Some("main-{pr}"))).is_err());
+    assert!(clash(("web", Some("{app}-pr-{pr}")), ("x", Some("web-pr-{pr}"))).is_err());
+    // The default template keeps apps apart; an app replacing itself is fine.
+    assert!(clash(("web", None), ("api", None)).is_ok());
+    assert!(clash(("web", Some("pr-{pr}")), ("web", Some("pr-{pr}"))).is_ok());
+    assert!(clash(("web", Some("web-{pr}")), ("api", Some("api-{pr}"))).is_ok());
+}
+
+#[test]
 fn images_get_the_sha_branch_and_number() {
     let s = settings(serde_json::json!({"image": "reg/app:{branch}-{pr}-{sha}"}));
     let sha = crate::github::CommitSha::parse(&"ab".repeat(20)).expect("sha");
@@ -114,6 +187,7 @@ fn a_preview() -> Preview {
         claimed_at: None,
         created_at: 0,
         updated_at: 0,
+        fly_owned: false,
     }
 }
 
@@ -823,14 +897,72 @@ fn rows_from_before_the_event_order_take_the_next_event() {
     s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
     // A row recorded before migration 0011 has no event order.
     s.db.conn_for_tests()
-        .execute(
-            "UPDATE previews SET event_at = NULL, event_seq = NULL",
-            [],
-        )
+        .execute("UPDATE previews SET event_at = NULL, event_seq = NULL", [])
         .expect("update");
     s.later(60_000);
     s.deliver(&s.event("pull_request.synchronize.json", with(2, 2)));
     assert_eq!(s.preview(2).deployed_sha.as_deref(), Some(sha(2).as_str()));
+}
+
+#[test]
+fn a_fly_app_this_preview_did_not_make_is_never_adopted_or_deleted() {
+    let s = Story::new(serde_json::json!({}));
+    // Someone else's app has the name PR 2's preview would get.
+    s.world.borrow_mut().fly_apps.insert("hello-pr-2".into());
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Failed, "{p:?}");
+    assert!(!p.fly_owned);
+    let error = p.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("hello-pr-2 already exists and this preview did not create it")
+            && error.contains("preview.app_name"),
+        "{error}"
+    );
+    {
+        let w = s.world.borrow();
+        assert!(w.fly_apps.contains("hello-pr-2"), "left alone");
+        assert!(w.machines.is_empty(), "nothing deployed into it");
+        assert!(w.comments.values().any(|c| c.contains("already exists")));
+    }
+    // Neither the cron nor closing the pull request deletes it.
+    s.later(HOUR_MS);
+    block_on(sweep(&s.deps(), s.now()));
+    s.drain();
+    s.deliver(&s.event("pull_request.closed.json", with(2, 1)));
+    assert_eq!(s.preview(2).status, Status::Destroyed);
+    assert!(s.world.borrow().fly_apps.contains("hello-pr-2"));
+    let deletes = s
+        .http
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.method == Method::Delete && r.url.starts_with("http://fly.test"))
+        .count();
+    assert_eq!(deletes, 0, "no Fly delete");
+}
+
+#[test]
+fn a_fly_app_this_preview_made_is_reused_after_a_run_died() {
+    let s = Story::new(serde_json::json!({}));
+    // The first run creates the app, then stops at a transient failure of the
+    // machine's start; the retry finds the name taken, by the app it made.
+    s.world.borrow_mut().wait_failures = 1;
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Ready, "{p:?}");
+    assert!(p.fly_owned);
+    let creates = s
+        .http
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.method == Method::Post && r.url == "http://fly.test/v1/apps")
+        .count();
+    assert_eq!(
+        creates, 2,
+        "the second run found the app its row says it made"
+    );
 }
 
 #[test]
