@@ -317,6 +317,43 @@ describe("previews", () => {
     assert.ok(!fly.requests.slice(seen).some((q) => q.method === "DELETE"));
   });
 
+  test("a comment with the marker by someone else is left alone; our own is found again", async () => {
+    const planted = `${MARKER}\nPreview moved: https://evil.example.com`;
+    const theirs = gh.state.addComment(REPO, 12, planted, "mallory");
+    await deliver("pull_request", pr("opened", 12, sha("9")));
+    assert.equal((await waitFor(12, ["ready", "failed"])).status, "ready");
+    await commentSays12();
+    const list = gh.commentsOn(REPO, 12);
+    assert.equal(list.length, 2, "ours is a new comment");
+    assert.deepEqual(gh.state.comments.get(theirs), { repo: REPO, number: 12, body: planted, edits: 0, author: "mallory" });
+    const ours = list.find((c) => c.author !== "mallory");
+    assert.equal(ours.author, "edge-notifier-e2e[bot]");
+    assert.ok(ours.body.startsWith(MARKER) && /ready/.test(ours.body));
+
+    // A comment of ours the row does not know (a run died after posting it) is
+    // edited, not doubled.
+    const lost = gh.state.addComment(REPO, 13, `${MARKER}\nposted by a run that died`, "edge-notifier-e2e[bot]");
+    await deliver("pull_request", pr("opened", 13, sha("a")));
+    // Two slots: #12 and #2 hold them, so #13 waits queued, in the found comment.
+    const p = await waitFor(13, ["queued", "ready"]);
+    assert.equal(p.comment_id, lost);
+    assert.equal(gh.commentsOn(REPO, 13).length, 1);
+    assert.equal(gh.requests.filter((q) => q.path === "/app").length, 1, "the App's login is asked once, then cached");
+    assert.ok(!gh.requests.some((q) => q.path === "/user"), "no /user with an installation token");
+    await deliver("pull_request", pr("closed", 13, sha("a")));
+    await waitFor(13, ["destroyed"]);
+    await deliver("pull_request", pr("closed", 12, sha("9")));
+    await waitFor(12, ["destroyed"]);
+    assert.equal(gh.state.comments.get(theirs).body, planted);
+
+    async function commentSays12() {
+      const until = Date.now() + 10_000;
+      const ready = () => gh.commentsOn(REPO, 12).some((c) => c.author !== "mallory" && /ready/.test(c.body));
+      while (Date.now() < until && !ready()) await sleep(100);
+      assert.ok(ready(), "our comment says ready");
+    }
+  });
+
   test("a synchronize delivered after the close (late or replayed) leaves the preview closed", async () => {
     await deliver("pull_request", pr("opened", 9, sha("3")));
     assert.equal((await waitFor(9, ["ready", "failed"])).status, "ready");

@@ -21,6 +21,7 @@ use crate::fly::{FlyClient, FlyError};
 use crate::github::app::RsaSigner;
 use crate::github::client::{GithubClient, GithubConfig, GithubError};
 use crate::github::events::PullRequestEvent;
+use crate::github::identity::own_login;
 use crate::jobs::JobMessage;
 use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
 use crate::retry::backoff_seconds;
@@ -328,6 +329,26 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
 
     async fn github(&self, p: &Preview) -> Result<GithubConfig, Failure> {
         Ok(github_for(self.deps, p.installation_id, self.now).await?)
+    }
+
+    /// The login our comments carry (the App's bot, or the token's user).
+    async fn own_login(&self, p: &Preview, gh: &GithubConfig) -> Result<String, Failure> {
+        let settings = self
+            .deps
+            .config
+            .github
+            .as_ref()
+            .map_err(|missing| Failure::permanent(format!("{missing} is not configured")))?;
+        Ok(own_login(
+            self.deps.http,
+            self.deps.kv,
+            self.deps.signer,
+            settings,
+            p.installation_id,
+            gh,
+            self.now,
+        )
+        .await?)
     }
 
     fn fly(&self) -> Result<FlyClient<'_, H>, Failure> {
@@ -687,10 +708,12 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
                 return Ok(());
             }
         }
-        // Not recorded (a run died after posting it), or deleted by someone.
+        // Not recorded (a run died after posting it), or deleted by someone. Only
+        // a comment we wrote is ours to edit.
+        let me = self.own_login(p, gh).await?;
         let marker = super::comment_marker(&p.app);
         let id = match client
-            .find_comment(&p.repository, p.pr_number, &marker)
+            .find_comment(&p.repository, p.pr_number, &marker, &me)
             .await?
         {
             Some(id) if Some(id) != p.comment_id => {

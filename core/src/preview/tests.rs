@@ -278,7 +278,12 @@ struct World {
     bad_image: Option<String>,
     /// `wait` answers 503 this many times.
     wait_failures: u32,
+    /// comment id → its author's login (ours is [`TOKEN_USER`]).
+    comment_authors: BTreeMap<i64, String>,
 }
+
+/// The login of the user `GITHUB_TOKEN` belongs to.
+const TOKEN_USER: &str = "edge-bot";
 
 fn answer(
     w: &mut World,
@@ -296,6 +301,9 @@ fn answer(
             url.strip_prefix("http://tg.test/bottg-token/")
                 .map(|p| ("tg", p))
         });
+    if (method, url) == (Method::Get, "http://gh.test/user") {
+        return json_response(200, serde_json::json!({"login": TOKEN_USER, "id": 9}));
+    }
     match (method, path) {
         (Method::Get, Some(("gh", p)))
             if p.starts_with("/issues/") && p.ends_with("/comments?per_page=100") =>
@@ -303,7 +311,13 @@ fn answer(
             let list: Vec<_> = w
                 .comments
                 .iter()
-                .map(|(id, body)| serde_json::json!({"id": id, "body": body}))
+                .map(|(id, body)| {
+                    let login = w
+                        .comment_authors
+                        .get(id)
+                        .expect("every comment has an author");
+                    serde_json::json!({"id": id, "body": body, "user": {"login": login}})
+                })
                 .collect();
             json_response(200, serde_json::json!(list))
         }
@@ -312,6 +326,7 @@ fn answer(
         {
             w.comments
                 .insert(id, body["body"].as_str().expect("body").to_owned());
+            w.comment_authors.insert(id, TOKEN_USER.to_owned());
             json_response(201, serde_json::json!({"id": id}))
         }
         (Method::Patch, Some(("gh", p))) if p.starts_with("/issues/comments/") => {
@@ -963,6 +978,59 @@ fn a_fly_app_this_preview_made_is_reused_after_a_run_died() {
         creates, 2,
         "the second run found the app its row says it made"
     );
+}
+
+/// Someone's comment on the pull request, carrying `body`; returns its id.
+fn comment_by(s: &Story, login: &str, body: &str) -> i64 {
+    let mut w = s.world.borrow_mut();
+    w.next_id += 1;
+    let id = w.next_id;
+    w.comments.insert(id, body.to_owned());
+    w.comment_authors.insert(id, login.to_owned());
+    id
+}
+
+#[test]
+fn a_comment_with_our_marker_by_someone_else_is_not_adopted() {
+    let s = Story::new(serde_json::json!({}));
+    let planted = format!(
+        "{}\nclick here: https://evil.example.com",
+        comment_marker("hello")
+    );
+    let theirs = comment_by(&s, "mallory", &planted);
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Ready);
+    let ours = p.comment_id.expect("a comment of ours");
+    assert_ne!(ours, theirs);
+    let w = s.world.borrow();
+    assert_eq!(w.comments[&theirs], planted, "theirs is left as it was");
+    assert_eq!(w.comment_authors[&ours], TOKEN_USER);
+    assert!(w.comments[&ours].contains("ready"));
+}
+
+#[test]
+fn our_own_comment_is_found_again_by_its_marker_and_author() {
+    let s = Story::new(serde_json::json!({}));
+    // A run posted it, then died before recording it.
+    let ours = comment_by(&s, TOKEN_USER, &comment_marker("hello"));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    assert_eq!(s.preview(2).comment_id, Some(ours));
+    assert_eq!(s.world.borrow().comments.len(), 1, "edited, not added");
+    // The comment is deleted by someone: the next change posts a new one, and the
+    // token's user was looked up once (it is cached).
+    s.world.borrow_mut().comments.clear();
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.synchronize.json", with(2, 2)));
+    assert_eq!(s.world.borrow().comments.len(), 1);
+    let lookups = s
+        .http
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.url == "http://gh.test/user")
+        .count();
+    assert_eq!(lookups, 1);
 }
 
 #[test]
