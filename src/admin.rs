@@ -117,6 +117,8 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             let name = AppName::parse(&name)?;
             let body = json_body(&mut req, MAX_BODY_BYTES).await?;
             let app = App::parse(&body)?;
+            let others = apps.list().await.map_err(|e| unavailable("apps", e))?;
+            app.check_fly_names(&name, &others)?;
             let created = apps
                 .put(&name, &app, now())
                 .await

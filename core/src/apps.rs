@@ -278,6 +278,30 @@ impl App {
                 .as_ref()
                 .is_some_and(|d| d.production_branch == branch)
     }
+
+    /// Refuses preview settings whose Fly app names could also be another app's
+    /// (`pr-{pr}` in two apps, say): one app's teardown would delete the other's
+    /// preview. A 409 naming `preview.app_name`, the other app and a name both
+    /// could make.
+    pub fn check_fly_names(&self, name: &AppName, others: &[NamedApp]) -> Result<(), ApiError> {
+        let Some(mine) = &self.preview else {
+            return Ok(());
+        };
+        for other in others.iter().filter(|o| o.name != *name) {
+            let Some(theirs) = &other.app.preview else {
+                continue;
+            };
+            if let Some(clash) = mine.fly_name_clash(name.as_str(), theirs, other.name.as_str()) {
+                return Err(ApiError::Conflict(format!(
+                    "preview.app_name: {:?} can make the same Fly app name as app {}'s {:?} (both can make {clash}); make the names distinct, for example with {{app}}",
+                    mine.app_name,
+                    other.name.as_str(),
+                    theirs.app_name
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl DeployConfig {

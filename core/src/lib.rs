@@ -12,6 +12,7 @@ pub mod config;
 pub mod cron;
 pub mod delivery;
 pub mod deploy;
+pub mod digest;
 pub mod error;
 pub mod fly;
 pub mod github;

@@ -226,12 +226,12 @@ export async function fakeCloudflare({ token, accountId }) {
  * GitHub's REST API as the deploy flow uses it. Checks the headers GitHub requires
  * on every request; answers from state the test can inspect and steer.
  */
-export async function fakeGithub({ token, appId, publicKey }) {
+export async function fakeGithub({ token, appId, publicKey, appSlug = "edge-notifier-e2e", tokenUser = "edge-deployer" }) {
   const requests = [];
   const violations = [];
   const state = {
     nextDeployment: 1000, dispatchRunId: null, compare: new Map(), parents: new Map(), pulls: new Map(), exchanges: [], issued: new Set(),
-    // Pull request comments (id -> { repo, number, body, edits }), deployments
+    // Pull request comments (id -> { repo, number, body, edits, author }), deployments
     // (id -> { repo, environment, transient, statuses }), deleted environments.
     comments: new Map(), nextComment: 5000, deployments: new Map(), deletedEnvironments: [],
     // Repositories the orchestration works in (name -> { defaultBranch, head,
@@ -247,6 +247,16 @@ export async function fakeGithub({ token, appId, publicKey }) {
     state.repos.set(name, repo);
     return repo;
   };
+  /** A comment someone (`author`, a login) wrote on `repo`#`number`; returns its id. */
+  state.addComment = (repo, number, body, author) => {
+    const id = state.nextComment++;
+    state.comments.set(id, { repo, number, body, edits: 0, author });
+    return id;
+  };
+  // Who a token speaks for, as GitHub answers it: the App's bot for an
+  // installation token, the token's user for the personal token.
+  const botLogin = `${appSlug}[bot]`;
+  const authorOf = (bearer) => (bearer === token ? tokenUser : botLogin);
   const blobSha = (text) => createHash("sha1").update(`blob ${Buffer.byteLength(text)}\0${text}`).digest("hex");
   if (token) state.issued.add(token);
   const server = await listen((req, raw, res) => {
@@ -287,6 +297,14 @@ export async function fakeGithub({ token, appId, publicKey }) {
         state.redeliveries = [...(state.redeliveries ?? []), Number(m[1])];
         return json(res, 202, {});
       }
+    }
+    if (req.method === "GET" && path === "/app") {
+      const problem = verifyAppJwt(bearer, appId, publicKey);
+      if (problem) {
+        violations.push(`GET /app with ${problem}`);
+        return json(res, 401, { message: "A JSON web token could not be decoded" });
+      }
+      return json(res, 200, { id: Number(appId), slug: appSlug, name: "Edge Notifier e2e" });
     }
     if (!state.issued.has(bearer)) {
       violations.push(`${req.method} ${path}: not authenticated with an issued token`);
@@ -417,23 +435,32 @@ export async function fakeGithub({ token, appId, publicKey }) {
         }
       }
     }
+    if (req.method === "GET" && path === "/user") {
+      // An installation token has no user: GitHub refuses it.
+      if (bearer !== token) {
+        violations.push("GET /user with an installation token");
+        return json(res, 403, { message: "Resource not accessible by integration" });
+      }
+      return json(res, 200, { login: tokenUser, id: 4242, type: "User" });
+    }
     if ((m = path.match(/^\/repos\/([^/]+\/[^/]+)\/issues\/(\d+)\/comments$/))) {
       const [repo, number] = [m[1], Number(m[2])];
       if (req.method === "GET") {
         const perPage = Number(url.searchParams.get("per_page") ?? 30);
         const list = [...state.comments].filter(([, c]) => c.repo === repo && c.number === number);
-        return json(res, 200, list.slice(0, perPage).map(([id, c]) => ({ id, body: c.body })));
+        return json(res, 200, list.slice(0, perPage).map(([id, c]) => ({ id, body: c.body, user: { login: c.author } })));
       }
       if (req.method === "POST") {
         if (typeof body?.body !== "string" || !body.body) violations.push(`comment on #${number} without a body`);
-        const id = state.nextComment++;
-        state.comments.set(id, { repo, number, body: body.body, edits: 0 });
-        return json(res, 201, { id, body: body.body });
+        const id = state.addComment(repo, number, body.body, authorOf(bearer));
+        return json(res, 201, { id, body: body.body, user: { login: authorOf(bearer) } });
       }
     }
     if (req.method === "PATCH" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/issues\/comments\/(\d+)$/))) {
       const c = state.comments.get(Number(m[2]));
       if (!c || c.repo !== m[1]) return json(res, 404, { message: "Not Found" });
+      // The Worker edits only the comments it wrote.
+      if (c.author !== authorOf(bearer)) violations.push(`edit of ${c.author}'s comment ${m[2]} as ${authorOf(bearer)}`);
       if (typeof body?.body !== "string" || !body.body) violations.push(`comment edit without a body`);
       c.body = body.body;
       c.edits++;

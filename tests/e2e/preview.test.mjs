@@ -22,7 +22,13 @@ const MARKER = "<!-- edge-notifier:preview:hello -->";
 let worker, gh, tg, fly;
 const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
-/** A pull_request fixture for PR `number` at `head`, optionally changed further. */
+/** GitHub's date of an event that happens now (whole seconds, as GitHub sends it). */
+const githubNow = (offsetMs = 0) => new Date(Date.now() + offsetMs).toISOString().replace(/\.\d+Z$/, "Z");
+
+/**
+ * A pull_request fixture for PR `number` at `head`, dated now (`updated_at`, which
+ * orders a PR's events), optionally changed further.
+ */
 function pr(action, number, head, edit = () => {}) {
   const p = fixture(`pull_request.${action === "closed" || action === "reopened" || action === "synchronize" ? action : "opened"}.json`);
   p.action = action;
@@ -30,8 +36,23 @@ function pr(action, number, head, edit = () => {}) {
   p.pull_request.number = number;
   p.pull_request.head.sha = head;
   p.pull_request.html_url = `https://github.com/${REPO}/pull/${number}`;
+  p.pull_request.updated_at = githubNow();
   edit(p);
   return p;
+}
+
+/** Waits until delivery `id` has a final outcome; returns it. */
+async function delivered(id, timeoutMs = 20_000) {
+  const until = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < until) {
+    const r = await admin("GET", "/api/deliveries?limit=100");
+    assert.equal(r.status, 200);
+    last = r.json.deliveries.find((d) => d.id === id);
+    if (last && last.outcome !== "queued") return last;
+    await sleep(100);
+  }
+  throw new Error(`delivery ${id} is ${JSON.stringify(last)}`);
 }
 
 async function previews(app = "hello", client = admin) {
@@ -138,6 +159,24 @@ describe("previews", () => {
     const neither = await admin("PUT", "/api/apps/other", { repository: "o/r" });
     assert.deepEqual([neither.status, neither.json.error], [400, "deploy: an app needs `deploy`, `preview` or both"]);
     assert.equal((await admin("GET", "/api/apps/other")).status, 404, "nothing was stored");
+  });
+
+  test("preview names another app could make are refused with a 409 naming the field", async () => {
+    const other = (app_name) => ({
+      repository: "o/r", production_branch: "main", environment: "production", deploy_on: "push",
+      deploy: { type: "deploy_hook", url: "https://x.example.com" },
+      preview: { org: "acme", image: "x:{sha}", app_name },
+    });
+    // hello makes hello-pr-{pr}; so would this one.
+    const clash = await admin("PUT", "/api/apps/other", other("hello-pr-{pr}"));
+    assert.equal(clash.status, 409);
+    assert.equal(clash.json.success, false);
+    assert.match(clash.json.error, /preview\.app_name/);
+    assert.match(clash.json.error, /hello/);
+    assert.equal((await admin("GET", "/api/apps/other")).status, 404, "not stored");
+    const fine = await admin("PUT", "/api/apps/other", other("other-pr-{pr}"));
+    assert.equal(fine.status, 201);
+    assert.equal((await admin("DELETE", "/api/apps/other")).status, 200);
   });
 
   test("an opened pull request gets a preview with its secrets, one comment, a deployment and a quiet message", async () => {
@@ -281,6 +320,119 @@ describe("previews", () => {
     assert.equal(p.wanted, "expired");
     assert.ok(!fly.apps.has("hello-pr-5"));
     await commentSays(5, /destroyed[\s\S]*expired/);
+  });
+
+  test("a Fly app of that name the preview did not make is neither used nor deleted", async () => {
+    fly.apps.set("hello-pr-11", { org: "someone-else", ips: [] });
+    const seen = fly.requests.length;
+    await deliver("pull_request", pr("opened", 11, sha("8")));
+    const p = await waitFor(11, ["failed", "ready"]);
+    assert.equal(p.status, "failed");
+    assert.equal(p.fly_owned, false);
+    assert.match(p.error, /hello-pr-11 already exists and this preview did not create it/);
+    await commentSays(11, /failed[\s\S]*already exists/);
+    const calls = fly.requests.slice(seen).map((q) => `${q.method} ${q.path}`);
+    assert.deepEqual(calls, ["POST /v1/apps"], "only the create Fly refused");
+    assert.deepEqual(fly.apps.get("hello-pr-11"), { org: "someone-else", ips: [] });
+    assert.ok(!fly.machines.has("hello-pr-11"));
+    await deliver("pull_request", pr("closed", 11, sha("8")));
+    await waitFor(11, ["destroyed"]);
+    assert.ok(fly.apps.has("hello-pr-11"), "closing leaves it alone too");
+    assert.ok(!fly.requests.slice(seen).some((q) => q.method === "DELETE"));
+  });
+
+  test("a comment with the marker by someone else is left alone; our own is found again", async () => {
+    const planted = `${MARKER}\nPreview moved: https://evil.example.com`;
+    const theirs = gh.state.addComment(REPO, 12, planted, "mallory");
+    await deliver("pull_request", pr("opened", 12, sha("9")));
+    assert.equal((await waitFor(12, ["ready", "failed"])).status, "ready");
+    await commentSays12();
+    const list = gh.commentsOn(REPO, 12);
+    assert.equal(list.length, 2, "ours is a new comment");
+    assert.deepEqual(gh.state.comments.get(theirs), { repo: REPO, number: 12, body: planted, edits: 0, author: "mallory" });
+    const ours = list.find((c) => c.author !== "mallory");
+    assert.equal(ours.author, "edge-notifier-e2e[bot]");
+    assert.ok(ours.body.startsWith(MARKER) && /ready/.test(ours.body));
+
+    // A comment of ours the row does not know (a run died after posting it) is
+    // edited, not doubled.
+    const lost = gh.state.addComment(REPO, 13, `${MARKER}\nposted by a run that died`, "edge-notifier-e2e[bot]");
+    await deliver("pull_request", pr("opened", 13, sha("a")));
+    // Two slots: #12 and #2 hold them, so #13 waits queued, in the found comment.
+    const p = await waitFor(13, ["queued", "ready"]);
+    assert.equal(p.comment_id, lost);
+    assert.equal(gh.commentsOn(REPO, 13).length, 1);
+    assert.equal(gh.requests.filter((q) => q.path === "/app").length, 1, "the App's login is asked once, then cached");
+    assert.ok(!gh.requests.some((q) => q.path === "/user"), "no /user with an installation token");
+    await deliver("pull_request", pr("closed", 13, sha("a")));
+    await waitFor(13, ["destroyed"]);
+    await deliver("pull_request", pr("closed", 12, sha("9")));
+    await waitFor(12, ["destroyed"]);
+    assert.equal(gh.state.comments.get(theirs).body, planted);
+
+    async function commentSays12() {
+      const until = Date.now() + 10_000;
+      const ready = () => gh.commentsOn(REPO, 12).some((c) => c.author !== "mallory" && /ready/.test(c.body));
+      while (Date.now() < until && !ready()) await sleep(100);
+      assert.ok(ready(), "our comment says ready");
+    }
+  });
+
+  test("a synchronize delivered after the close (late or replayed) leaves the preview closed", async () => {
+    await deliver("pull_request", pr("opened", 9, sha("3")));
+    assert.equal((await waitFor(9, ["ready", "failed"])).status, "ready");
+    // A push GitHub dated before the close, whose delivery comes after it.
+    const late = pr("synchronize", 9, sha("4"), (p) => { p.pull_request.updated_at = githubNow(-60_000); });
+    await deliver("pull_request", pr("closed", 9, sha("3")));
+    await waitFor(9, ["destroyed"]);
+    await commentSays(9, /destroyed[\s\S]*closed/);
+    const before = { fly: fly.requests.length, machines: [...fly.machines.keys()] };
+    const closed = (await previews()).find((p) => p.pr_number === 9);
+
+    const r = await deliver("pull_request", late);
+    assert.equal(r.status, 202);
+    const outcome = await delivered(r.id);
+    assert.equal(outcome.outcome, "processed");
+    assert.match(outcome.detail, /ignored the event: the pull request is closed/);
+    // The same signed body under a new delivery id, and the first one replayed.
+    const again = await deliver("pull_request", late);
+    assert.match((await delivered(again.id)).detail, /the pull request is closed/);
+    const replay = await admin("POST", `/api/deliveries/${r.id}/replay`);
+    assert.equal(replay.status, 202);
+    const until = Date.now() + 20_000;
+    let replayed;
+    while (Date.now() < until) {
+      replayed = await delivered(r.id);
+      if (replayed.updated_at > outcome.updated_at) break;
+      await sleep(100);
+    }
+    assert.ok(replayed.updated_at > outcome.updated_at, "the replay was processed");
+    assert.match(replayed.detail, /the pull request is closed/);
+
+    const p = (await previews()).find((x) => x.pr_number === 9);
+    assert.deepEqual(p, closed, "the row is as the close left it");
+    assert.equal(p.wanted, "closed");
+    assert.equal(fly.requests.length, before.fly, "no Fly call: no app, no machine");
+    assert.ok(!fly.apps.has("hello-pr-9"));
+    assert.deepEqual([...fly.machines.keys()], before.machines);
+  });
+
+  test("an older synchronize delivered after a newer one does not deploy the older sha", async () => {
+    await deliver("pull_request", pr("opened", 10, sha("5")));
+    await waitFor(10, ["ready"]);
+    const older = pr("synchronize", 10, sha("6"), (p) => { p.pull_request.updated_at = githubNow(-30_000); });
+    await deliver("pull_request", pr("synchronize", 10, sha("7")));
+    assert.equal((await waitFor(10, ["ready", "failed"], sha("7"))).deployed_sha, sha("7"));
+    const seen = fly.requests.length;
+    const r = await deliver("pull_request", older);
+    assert.match((await delivered(r.id)).detail, /ignored the event: older than the one it follows/);
+    const p = (await previews()).find((x) => x.pr_number === 10);
+    assert.equal(p.head_sha, sha("7"));
+    assert.equal(p.deployed_sha, sha("7"));
+    assert.equal(fly.requests.length, seen, "no Fly call");
+    assert.equal(fly.machines.get("hello-pr-10")[0].config.image, `registry.fly.io/hello:${sha("7")}`);
+    await deliver("pull_request", pr("closed", 10, sha("7")));
+    await waitFor(10, ["destroyed"]);
   });
 });
 

@@ -51,7 +51,10 @@ pub async fn process_delivery<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSig
         GithubEvent::WorkflowRun(run) if run.action == "completed" => {
             process_run(deps, run, now).await
         }
-        GithubEvent::PullRequest(pr) => crate::preview::flow::on_pull_request(deps, pr, now).await,
+        GithubEvent::PullRequest(pr) => {
+            let seq = deliveries.sequence(id).await.map_err(transient)?;
+            crate::preview::flow::on_pull_request(deps, pr, seq.unwrap_or(0), now).await
+        }
         _ => Ok("nothing to do".to_owned()),
     };
     // The same event may also move an orchestration workflow.

@@ -216,13 +216,16 @@ impl<'a, H: Http> GithubClient<'a, H> {
         Self::id(&resp)
     }
 
-    /// The id of the first comment on issue or pull request `number` whose body
-    /// contains `marker` (our hidden tag), following pagination.
+    /// The id of the first comment on issue or pull request `number` written by
+    /// `author` (our own login) whose body contains `marker` (our hidden tag),
+    /// following pagination. Anyone can copy the marker into a comment of their
+    /// own; such a comment is not ours and is passed over.
     pub async fn find_comment(
         &self,
         repo: &RepoFullName,
         number: u64,
         marker: &str,
+        author: &str,
     ) -> Result<Option<i64>, GithubError> {
         let mut url = format!(
             "{}/repos/{}/issues/{number}/comments?per_page=100",
@@ -236,11 +239,11 @@ impl<'a, H: Http> GithubClient<'a, H> {
                     .await,
             )?;
             let page = Self::answer(&resp)?;
-            let found = page
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| crate::json::str_at(c, "/body").is_some_and(|b| b.contains(marker)));
+            let found = page.as_array().into_iter().flatten().find(|c| {
+                crate::json::str_at(c, "/user/login")
+                    .is_some_and(|login| login.eq_ignore_ascii_case(author))
+                    && crate::json::str_at(c, "/body").is_some_and(|b| b.contains(marker))
+            });
             if let Some(c) = found {
                 return Ok(crate::json::int_at(c, "/id"));
             }

@@ -175,6 +175,23 @@ impl<S: Sql> DeliveryStore<S> {
         decode(text, id.as_str()).map(Some)
     }
 
+    /// The delivery's place in the log: its row's `rowid`, which only grows as
+    /// deliveries are recorded (a replay keeps its place). Orders a pull
+    /// request's events that GitHub dated the same second.
+    pub async fn sequence(&self, id: &DeliveryId) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT rowid AS seq FROM deliveries WHERE id = ?1",
+                &[id.as_str().into()],
+            )
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.get("seq"))
+            .and_then(serde_json::Value::as_i64))
+    }
+
     /// Deliveries still `queued` since before `cutoff`: their message was lost.
     pub async fn lost(&self, cutoff: Timestamp, limit: u32) -> Result<Vec<DeliveryId>, StoreError> {
         let rows = self
@@ -296,6 +313,43 @@ mod tests {
             ("star", Some("created"))
         );
         assert_eq!(listed[0].updated_at, 2_000);
+    }
+
+    #[test]
+    fn each_delivery_keeps_its_place_in_the_log() {
+        let db = SqliteSql::migrated();
+        let store = DeliveryStore::new(&db);
+        let event = GithubEvent::Other {
+            event: "star".into(),
+            action: None,
+            repository: None,
+        };
+        let t = Timestamp::from_millis(1_000);
+        let ids: Vec<_> = ["b-first", "a-second", "c-third"]
+            .iter()
+            .map(|s| DeliveryId::parse(s).expect("valid"))
+            .collect();
+        for id in &ids {
+            block_on(store.record(id, &event, Outcome::Queued, None, t)).expect("record");
+        }
+        let places: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                block_on(store.sequence(id))
+                    .expect("seq")
+                    .expect("recorded")
+            })
+            .collect();
+        assert!(places.windows(2).all(|w| w[0] < w[1]), "{places:?}");
+        // A redelivery, a replay or a new outcome keeps the first place.
+        block_on(store.record(&ids[0], &event, Outcome::Queued, None, t)).expect("record");
+        block_on(store.set_outcome(&ids[0], Outcome::Processed, None, t)).expect("update");
+        assert_eq!(
+            block_on(store.sequence(&ids[0])).expect("seq"),
+            Some(places[0])
+        );
+        let unknown = DeliveryId::parse("never-seen").expect("valid");
+        assert_eq!(block_on(store.sequence(&unknown)).expect("seq"), None);
     }
 
     #[test]

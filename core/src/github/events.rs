@@ -89,6 +89,10 @@ pub struct PullRequestEvent {
     pub merged: bool,
     pub merge_commit_sha: Option<CommitSha>,
     pub installation_id: Option<u64>,
+    /// `pull_request.updated_at` in epoch milliseconds: the order of a pull
+    /// request's events (deliveries arrive late, or again). `None` in events
+    /// recorded before it was kept.
+    pub updated_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -235,6 +239,7 @@ impl FromJson for PullRequestEvent {
             merged: o.req("merged")?,
             merge_commit_sha: o.opt("merge_commit_sha")?,
             installation_id: o.opt("installation_id")?,
+            updated_at: o.opt("updated_at")?,
         })
     }
 }
@@ -436,6 +441,19 @@ fn pull_request(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
     let draft = pr.or_default("draft")?;
     let merged = pr.or_default("merged")?;
     let merge_commit_sha: Option<String> = pr.opt("merge_commit_sha")?;
+    let updated_at = match pr.opt::<String>("updated_at")? {
+        Some(at) => Some(
+            crate::time::Timestamp::parse_rfc3339(&at)
+                .ok_or_else(|| {
+                    Invalid::at(
+                        Path::Root,
+                        "pull_request.updated_at is not an RFC 3339 date-time",
+                    )
+                })?
+                .millis(),
+        ),
+        None => None,
+    };
     let repository = full_name(&o)?;
     let installation_id = installation(&o)?;
     let merge_commit_sha = match merge_commit_sha.as_deref() {
@@ -457,6 +475,7 @@ fn pull_request(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
         merged,
         merge_commit_sha,
         installation_id,
+        updated_at,
     }))
 }
 
@@ -554,12 +573,19 @@ mod tests {
             Some("Codertocat/Hello-World")
         );
         assert!(!pr.merged && !pr.draft);
+        let mut bad: serde_json::Value =
+            serde_json::from_slice(&fixture("pull_request.opened.json")).expect("JSON");
+        bad["pull_request"]["updated_at"] = "yesterday".into();
+        let err = parse("pull_request", bad.to_string().as_bytes()).expect_err("refused");
+        assert!(err.to_string().contains("pull_request.updated_at"), "{err}");
         let GithubEvent::PullRequest(closed) =
             parse("pull_request", &fixture("pull_request.closed.json")).expect("parses")
         else {
             panic!("not a PR")
         };
         assert_eq!(closed.action, "closed");
+        // 2019-05-15T15:21:18Z: what orders the pull request's events.
+        assert_eq!(closed.updated_at, Some(1_557_933_678_000));
         assert_eq!(
             closed.merge_commit_sha.as_ref().map(CommitSha::as_str),
             Some("c4295bd74fb0f4fda03689c3df3f2803b658fd85")
@@ -695,12 +721,14 @@ mod tests {
             merged: true,
             merge_commit_sha: Some(sha('f')),
             installation_id: Some(4),
+            updated_at: Some(1_557_933_678_000),
         };
         round_trip(&GithubEvent::PullRequest(pr.clone()));
         round_trip(&GithubEvent::PullRequest(PullRequestEvent {
             head_repository: None,
             merge_commit_sha: None,
             installation_id: None,
+            updated_at: None,
             ..pr
         }));
         let run = WorkflowRunEvent {

@@ -5,6 +5,7 @@ pub mod app;
 pub mod client;
 pub mod deliveries;
 pub mod events;
+pub mod identity;
 pub mod intake;
 pub mod redeliver;
 pub mod webhook;

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use serde_json::json;
 
-use super::store::{Field, Observed, PreviewStore};
+use super::store::{EventOrder, Field, Observation, Observed, PreviewStore};
 use super::{
     plan, render_comment, render_telegram, Action, Preview, PreviewSettings, Shown, SkipReason,
     Status, TeardownReason, Wanted, CLAIM_STALE_SECONDS, MAX_ATTEMPTS,
@@ -21,6 +21,7 @@ use crate::fly::{FlyClient, FlyError};
 use crate::github::app::{scoped_installation_token, RsaSigner, TokenScope};
 use crate::github::client::{GithubClient, GithubConfig, GithubError};
 use crate::github::events::PullRequestEvent;
+use crate::github::identity::own_login;
 use crate::jobs::JobMessage;
 use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
 use crate::retry::backoff_seconds;
@@ -30,10 +31,17 @@ use crate::telegram::{SendOutcome, TelegramClient};
 use crate::time::Timestamp;
 
 /// Records a `pull_request` event for every app that previews the repository and
-/// enqueues a run for each; returns a line for the delivery log.
+/// enqueues a run for each; returns a line for the delivery log. `seq` is the
+/// delivery's place in the log ([`DeliveryStore::sequence`]): with the payload's
+/// `updated_at` it orders the pull request's events, so an event older than the
+/// one a preview last took (a late or replayed delivery) changes nothing, and a
+/// closed preview stays closed until a newer `reopened`.
+///
+/// [`DeliveryStore::sequence`]: crate::github::deliveries::DeliveryStore::sequence
 pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     deps: &Deps<'_, H, S, Q, K, R>,
     pr: &PullRequestEvent,
+    seq: i64,
     now: Timestamp,
 ) -> Result<String, ProcessError> {
     let transient = |e: StoreError| ProcessError::Transient(e.to_string());
@@ -60,7 +68,7 @@ pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSign
         };
         let fly_app = settings.fly_app_name(named.name.as_str(), pr.number, &pr.head_ref);
         let url = format!("https://{fly_app}.fly.dev");
-        let id = store
+        let observed = store
             .observe(
                 &Observed {
                     app: named.name.as_str(),
@@ -74,11 +82,33 @@ pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSign
                     wanted,
                     fly_app: &fly_app,
                     url: &url,
+                    order: EventOrder {
+                        at: pr.updated_at.unwrap_or(0),
+                        seq,
+                    },
+                    reopens: pr.action == "reopened",
                 },
                 now,
             )
             .await
             .map_err(transient)?;
+        let id = match observed {
+            Observation::Taken(id) => id,
+            Observation::Stale(id) => {
+                done.push(format!(
+                    "{}: preview {id} ignored the event: older than the one it follows",
+                    named.name.as_str()
+                ));
+                continue;
+            }
+            Observation::Closed(id) => {
+                done.push(format!(
+                    "{}: preview {id} ignored the event: the pull request is closed (only a newer reopened brings it back)",
+                    named.name.as_str()
+                ));
+                continue;
+            }
+        };
         deps.queue
             .send(&JobMessage::Preview { id })
             .await
@@ -302,6 +332,26 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
         Ok(github_for(self.deps, p.installation_id, self.now).await?)
     }
 
+    /// The login our comments carry (the App's bot, or the token's user).
+    async fn own_login(&self, p: &Preview, gh: &GithubConfig) -> Result<String, Failure> {
+        let settings = self
+            .deps
+            .config
+            .github
+            .as_ref()
+            .map_err(|missing| Failure::permanent(format!("{missing} is not configured")))?;
+        Ok(own_login(
+            self.deps.http,
+            self.deps.kv,
+            self.deps.signer,
+            settings,
+            p.installation_id,
+            gh,
+            self.now,
+        )
+        .await?)
+    }
+
     fn fly(&self) -> Result<FlyClient<'_, H>, Failure> {
         match &self.deps.config.fly {
             Ok(config) => Ok(FlyClient::new(self.deps.http, config)),
@@ -376,7 +426,20 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
             }
             let machine = self.machine_config(p, s).await?;
             let fly = self.fly()?;
-            fly.create_app(&p.fly_app, &s.org).await?;
+            if fly.create_app(&p.fly_app, &s.org).await? {
+                self.set(p, &[(Field::FlyOwned, 1_i64.into())]).await?;
+                p.fly_owned = true;
+            } else if !p.fly_owned {
+                // The name is taken, and not by this preview: another app's
+                // preview, or an app outside edge-notifier. It is not ours to
+                // deploy into or delete.
+                return Err(Failure::permanent(format!(
+                    "the Fly app {} already exists and this preview did not create it; \
+                     it is left alone. Give the app's previews other names (preview.app_name), \
+                     or delete that Fly app if it is a leftover",
+                    p.fly_app
+                )));
+            }
             fly.ensure_public_ips(&p.fly_app).await?;
             let existing = match &p.machine_id {
                 Some(id) => Some(id.clone()),
@@ -680,10 +743,12 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
                 return Ok(());
             }
         }
-        // Not recorded (a run died after posting it), or deleted by someone.
+        // Not recorded (a run died after posting it), or deleted by someone. Only
+        // a comment we wrote is ours to edit.
+        let me = self.own_login(p, gh).await?;
         let marker = super::comment_marker(&p.app);
         let id = match client
-            .find_comment(&p.repository, p.pr_number, &marker)
+            .find_comment(&p.repository, p.pr_number, &marker, &me)
             .await?
         {
             Some(id) if Some(id) != p.comment_id => {
@@ -786,9 +851,17 @@ pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                         Err(e) => Err(e),
                     };
                     match checked {
+                        // Gone: the name is no longer ours.
                         Ok(()) => {
                             if let Err(e) = store
-                                .set(id, &[(Field::FlyCheckedAt, now.millis().into())], now)
+                                .set(
+                                    id,
+                                    &[
+                                        (Field::FlyCheckedAt, now.millis().into()),
+                                        (Field::FlyOwned, 0_i64.into()),
+                                    ],
+                                    now,
+                                )
                                 .await
                             {
                                 log.push(format!("preview {id}: {e}"));

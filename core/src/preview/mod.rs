@@ -24,6 +24,10 @@ pub mod store;
 pub const MAX_ATTEMPTS: i64 = 5;
 /// A reconcile run that held a row this long died.
 pub const CLAIM_STALE_SECONDS: i64 = 180;
+/// Fly app names are DNS labels.
+pub const FLY_NAME_MAX: usize = 63;
+/// Hex digits of the digest that keeps cut Fly app names apart.
+const FLY_NAME_DIGEST_CHARS: usize = 8;
 
 fn yes() -> bool {
     true
@@ -269,7 +273,10 @@ impl PreviewSettings {
 
     /// The Fly app for pull request `pr`: the template filled in, lower-cased,
     /// anything outside `[a-z0-9-]` made a dash, at most 63 characters, starting
-    /// with a letter (Fly's rules for app names, which are also DNS labels).
+    /// with a letter (Fly's rules for app names, which are also DNS labels). A name
+    /// that has to be cut ends in a short digest of the whole name and the pull
+    /// request number, so two long names that share their first 63 characters
+    /// still differ.
     pub fn fly_app_name(&self, app: &str, pr: u64, branch: &str) -> String {
         let filled = self
             .app_name
@@ -291,14 +298,42 @@ impl PreviewSettings {
         if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
             name.insert_str(0, "pr-");
         }
-        // Keep the pull request number, which is at the end of the default
-        // template, when a long app name has to be cut.
-        if name.len() > 63 {
-            let tail = format!("-{pr}");
-            name.truncate(63 - tail.len());
-            name = name.trim_end_matches('-').to_owned() + &tail;
+        let name = name.trim_end_matches('-');
+        if name.chars().count() <= FLY_NAME_MAX {
+            return name.to_owned();
         }
-        name.trim_end_matches('-').to_owned()
+        let tail = format!(
+            "-{}-{pr}",
+            crate::digest::short_hex(name, FLY_NAME_DIGEST_CHARS)
+        );
+        let head: String = name
+            .chars()
+            .take(FLY_NAME_MAX.saturating_sub(tail.len()))
+            .collect();
+        head.trim_end_matches('-').to_owned() + &tail
+    }
+
+    /// Whether this app's Fly names and `other`'s can be the same for some pull
+    /// requests: the two templates are filled in for a few pull request numbers
+    /// and branch names, every pairing compared. Returns one such name.
+    pub fn fly_name_clash(
+        &self,
+        app: &str,
+        other: &PreviewSettings,
+        other_app: &str,
+    ) -> Option<String> {
+        const PRS: [u64; 8] = [1, 2, 3, 10, 12, 21, 100, 123];
+        const BRANCHES: [&str; 5] = ["main", "x", "pr", "1", "a-1"];
+        let names = |s: &PreviewSettings, app: &str| {
+            PRS.iter()
+                .flat_map(|&pr| BRANCHES.iter().map(move |&b| (pr, b)))
+                .map(|(pr, b)| s.fly_app_name(app, pr, b))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let mine = names(self, app);
+        names(other, other_app)
+            .into_iter()
+            .find(|n| mine.contains(n))
     }
 
     /// The image for a deploy of `sha`: `{branch}` is made a valid tag (anything
@@ -428,6 +463,9 @@ pub struct Preview {
     pub claimed_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// This preview made its Fly app (Fly answered the create with "created"),
+    /// so it may reuse and delete it.
+    pub fly_owned: bool,
 }
 
 impl Preview {
@@ -436,10 +474,11 @@ impl Preview {
         self.done_revision == self.revision
     }
 
-    /// Whether a Fly app may exist for it: it holds a slot, or a machine is
-    /// recorded (a run that stopped before its status moved).
+    /// Whether a Fly app it made may exist: it made one, and it holds a slot or a
+    /// machine is recorded (a run that stopped before its status moved). Only
+    /// such an app is deleted; a name someone else holds is never touched.
     pub fn may_have_fly_app(&self) -> bool {
-        self.status.may_have_fly_app() || self.machine_id.is_some()
+        self.fly_owned && (self.status.may_have_fly_app() || self.machine_id.is_some())
     }
 
     /// The GitHub environment: one per pull request.

@@ -10,7 +10,7 @@ use crate::time::Timestamp;
 const COLUMNS: &str = "id, app, repository, pr_number, installation_id, head_ref, head_sha, draft, fork, \
     wanted, revision, done_revision, status, fly_app, url, machine_id, deployed_sha, deployment_id, \
     deployment_sha, comment_id, telegram_message_id, error, attempts, queued_at, queue_ahead, expires_at, \
-    claimed_at, created_at, updated_at";
+    claimed_at, created_at, updated_at, fly_owned";
 
 /// What a `pull_request` event says about a preview.
 pub struct Observed<'a> {
@@ -28,6 +28,30 @@ pub struct Observed<'a> {
     /// Fixed at creation: the Fly app and its URL.
     pub fly_app: &'a str,
     pub url: &'a str,
+    /// Where the event stands among the pull request's events.
+    pub order: EventOrder,
+    /// A `reopened` event: the only one that may move a closed row.
+    pub reopens: bool,
+}
+
+/// The order of a pull request's events: the payload's `pull_request.updated_at`
+/// (epoch ms; 0 when absent, so such an event never undoes a dated one), then the
+/// delivery's place in the delivery log (a replay keeps its place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventOrder {
+    pub at: i64,
+    pub seq: i64,
+}
+
+/// What [`PreviewStore::observe`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// Recorded: preview `id` follows it.
+    Taken(i64),
+    /// Older than the event the row last took: left as it was.
+    Stale(i64),
+    /// The pull request is closed, and this is not a newer `reopened`.
+    Closed(i64),
 }
 
 /// The columns a flow sets directly.
@@ -44,6 +68,7 @@ pub enum Field {
     ExpiresAt,
     QueueAhead,
     FlyCheckedAt,
+    FlyOwned,
 }
 
 impl Field {
@@ -60,6 +85,7 @@ impl Field {
             Field::ExpiresAt => "expires_at",
             Field::QueueAhead => "queue_ahead",
             Field::FlyCheckedAt => "fly_checked_at",
+            Field::FlyOwned => "fly_owned",
         }
     }
 }
@@ -73,16 +99,22 @@ impl<S: Sql> PreviewStore<S> {
         PreviewStore { sql }
     }
 
-    /// Records what an event says; returns the row's id. A change of head, draft
-    /// state or wish bumps the revision (a duplicate delivery changes nothing), and
-    /// a preview asked for again joins the back of the queue.
-    pub async fn observe(&self, o: &Observed<'_>, now: Timestamp) -> Result<i64, StoreError> {
+    /// Records what an event says, if it is newer than the one the row last took
+    /// (by `pull_request.updated_at`, then by its place in the delivery log) and
+    /// the row is not closed (only a newer `reopened` opens it again). A change of
+    /// head, draft state or wish bumps the revision (a duplicate delivery changes
+    /// nothing), and a preview asked for again joins the back of the queue.
+    pub async fn observe(
+        &self,
+        o: &Observed<'_>,
+        now: Timestamp,
+    ) -> Result<Observation, StoreError> {
         let rows = self
             .sql
             .query(
                 "INSERT INTO previews (app, repository, pr_number, installation_id, head_ref, head_sha, draft, fork, \
-                   wanted, fly_app, url, queued_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, COALESCE(?9, 'live'), ?10, ?11, ?12, ?12, ?12) \
+                   wanted, fly_app, url, queued_at, created_at, updated_at, event_at, event_seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, COALESCE(?9, 'live'), ?10, ?11, ?12, ?12, ?12, ?13, ?14) \
                  ON CONFLICT (app, pr_number) DO UPDATE SET \
                    installation_id = COALESCE(excluded.installation_id, previews.installation_id), \
                    head_ref = excluded.head_ref, head_sha = excluded.head_sha, draft = excluded.draft, \
@@ -94,7 +126,11 @@ impl<S: Sql> PreviewStore<S> {
                    revision = previews.revision + CASE WHEN previews.head_sha <> excluded.head_sha \
                      OR previews.draft <> excluded.draft OR COALESCE(?9, previews.wanted) <> previews.wanted \
                      THEN 1 ELSE 0 END, \
+                   event_at = excluded.event_at, event_seq = excluded.event_seq, \
                    updated_at = ?12 \
+                 WHERE (previews.event_at IS NULL OR excluded.event_at > previews.event_at \
+                     OR (excluded.event_at = previews.event_at AND excluded.event_seq > COALESCE(previews.event_seq, -1))) \
+                   AND (previews.wanted <> 'closed' OR ?15 = 1) \
                  RETURNING id",
                 &[
                     o.app.into(),
@@ -111,13 +147,44 @@ impl<S: Sql> PreviewStore<S> {
                     o.fly_app.into(),
                     o.url.into(),
                     now.millis().into(),
+                    o.order.at.into(),
+                    o.order.seq.into(),
+                    i64::from(o.reopens).into(),
                 ],
             )
             .await?;
-        rows.first()
+        if let Some(id) = rows
+            .first()
             .and_then(|r| r.get("id"))
             .and_then(serde_json::Value::as_i64)
-            .ok_or_else(|| StoreError("preview upsert returned no id".into()))
+        {
+            return Ok(Observation::Taken(id));
+        }
+        // The row was left as it was: say why.
+        let rows = self
+            .sql
+            .query(
+                "SELECT id, wanted FROM previews WHERE app = ?1 AND pr_number = ?2",
+                &[
+                    o.app.into(),
+                    i64::try_from(o.pr_number).unwrap_or(i64::MAX).into(),
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError("preview upsert returned no id".into()))?;
+        let id = row
+            .get("id")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| StoreError("preview without id".into()))?;
+        Ok(
+            if row.get("wanted").and_then(|w| w.as_str()) == Some(Wanted::Closed.as_str()) {
+                Observation::Closed(id)
+            } else {
+                Observation::Stale(id)
+            },
+        )
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Preview>, StoreError> {
@@ -301,13 +368,14 @@ impl<S: Sql> PreviewStore<S> {
         .await
     }
 
-    /// Torn-down or failed previews whose Fly app nobody has confirmed gone.
+    /// Torn-down or failed previews whose Fly app (one they made) nobody has
+    /// confirmed gone.
     pub async fn unchecked_teardowns(&self, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
         let rows = self
             .sql
             .query(
                 "SELECT id, fly_app FROM previews WHERE status IN ('destroyed', 'failed', 'skipped') \
-                 AND fly_checked_at IS NULL AND claimed_at IS NULL AND revision = done_revision \
+                 AND fly_owned = 1 AND fly_checked_at IS NULL AND claimed_at IS NULL AND revision = done_revision \
                  ORDER BY updated_at LIMIT ?1",
                 &[limit.into()],
             )
@@ -379,5 +447,6 @@ fn preview(row: Row) -> Result<Preview, StoreError> {
         claimed_at: int("claimed_at"),
         created_at: int("created_at").unwrap_or(0),
         updated_at: int("updated_at").unwrap_or(0),
+        fly_owned: int("fly_owned") == Some(1),
     })
 }

@@ -2,7 +2,7 @@
 //! on SQLite with the real migrations, against a stateful fake of GitHub, Fly.io and
 //! Telegram that keeps the apps, machines and comments it was asked to make.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
@@ -51,6 +51,79 @@ fn fly_app_names_follow_flys_rules() {
     let name =
         settings(serde_json::json!({"app_name": "{branch}-{pr}"})).fly_app_name("x", 4321, &long);
     assert!(name.len() <= 63 && name.ends_with("-4321"), "{name}");
+}
+
+#[test]
+fn long_fly_app_names_are_cut_apart_by_a_digest() {
+    let s = settings(serde_json::json!({"app_name": "{branch}-{pr}"}));
+    let shared = "feature-".repeat(9);
+    let a = s.fly_app_name("x", 4321, &format!("{shared}login"));
+    let b = s.fly_app_name("x", 4321, &format!("{shared}logout"));
+    assert_ne!(a, b, "the same first 63 characters, different names");
+    for name in [&a, &b] {
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.ends_with("-4321"), "{name}");
+        assert!(name.starts_with("feature-feature-"), "{name}");
+        assert!(
+            name.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'),
+            "{name}"
+        );
+        assert!(!name.contains("--"), "{name}");
+    }
+    assert_eq!(
+        a,
+        s.fly_app_name("x", 4321, &format!("{shared}login")),
+        "stable"
+    );
+    // Multi-byte characters are cut as characters, never inside one.
+    let wide = s.fly_app_name("x", 7, &"ü€😀".repeat(40));
+    assert!(wide.len() <= 63 && wide.ends_with("-7"), "{wide}");
+    // A name that fits is left as it is.
+    assert_eq!(s.fly_app_name("x", 7, "short"), "short-7");
+}
+
+fn named(name: &str, app_name: Option<&str>) -> crate::apps::NamedApp {
+    let mut preview = serde_json::json!({"org": "acme", "image": "reg/x:{sha}"});
+    if let Some(t) = app_name {
+        preview["app_name"] = t.into();
+    }
+    let app = serde_json::json!({
+        "repository": "octo/app", "production_branch": "main", "environment": "production",
+        "deploy_on": "push", "deploy": {"type": "deploy_hook", "url": "https://hooks.example.com/x"},
+        "preview": preview,
+    });
+    crate::apps::NamedApp {
+        name: AppName::parse(name).expect("name"),
+        app: App::parse(app.to_string().as_bytes()).expect("app"),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+#[test]
+fn a_preview_name_template_that_can_make_another_apps_fly_names_is_refused() {
+    let clash = |(a, ta): (&str, Option<&str>), (b, tb): (&str, Option<&str>)| {
+        let mine = named(a, ta);
+        mine.app.check_fly_names(&mine.name, &[named(b, tb)])
+    };
+    let err = clash(("web", Some("pr-{pr}")), ("api", Some("pr-{pr}"))).expect_err("clash");
+    assert_eq!(err.status(), 409);
+    let text = err.to_string();
+    assert!(
+        text.contains("preview.app_name") && text.contains("api") && text.contains("pr-1"),
+        "{text}"
+    );
+    // Shapes that differ yet meet: a digit prefix, a branch, an app name that
+    // becomes the other's once made a Fly name.
+    assert!(clash(("web", Some("{pr}-x")), ("api", Some("pr-{pr}-x"))).is_err());
+    assert!(clash(("web", Some("pr-{pr}")), ("api", Some("pr-1{pr}"))).is_err());
+    assert!(clash(("web", Some("{branch}-{pr}")), ("api", Some("main-{pr}"))).is_err());
+    assert!(clash(("web", Some("{app}-pr-{pr}")), ("x", Some("web-pr-{pr}"))).is_err());
+    // The default template keeps apps apart; an app replacing itself is fine.
+    assert!(clash(("web", None), ("api", None)).is_ok());
+    assert!(clash(("web", Some("pr-{pr}")), ("web", Some("pr-{pr}"))).is_ok());
+    assert!(clash(("web", Some("web-{pr}")), ("api", Some("api-{pr}"))).is_ok());
 }
 
 #[test]
@@ -116,6 +189,7 @@ fn a_preview() -> Preview {
         claimed_at: None,
         created_at: 0,
         updated_at: 0,
+        fly_owned: false,
     }
 }
 
@@ -206,7 +280,12 @@ struct World {
     bad_image: Option<String>,
     /// `wait` answers 503 this many times.
     wait_failures: u32,
+    /// comment id → its author's login (ours is [`TOKEN_USER`]).
+    comment_authors: BTreeMap<i64, String>,
 }
+
+/// The login of the user `GITHUB_TOKEN` belongs to.
+const TOKEN_USER: &str = "edge-bot";
 
 fn answer(
     w: &mut World,
@@ -224,6 +303,12 @@ fn answer(
             url.strip_prefix("http://tg.test/bottg-token/")
                 .map(|p| ("tg", p))
         });
+    if (method, url) == (Method::Get, "http://gh.test/app") {
+        return json_response(200, serde_json::json!({"slug": "edge-notifier", "id": 7}));
+    }
+    if (method, url) == (Method::Get, "http://gh.test/user") {
+        return json_response(200, serde_json::json!({"login": TOKEN_USER, "id": 9}));
+    }
     match (method, path) {
         (Method::Get, Some(("gh", p)))
             if p.starts_with("/issues/") && p.ends_with("/comments?per_page=100") =>
@@ -231,7 +316,13 @@ fn answer(
             let list: Vec<_> = w
                 .comments
                 .iter()
-                .map(|(id, body)| serde_json::json!({"id": id, "body": body}))
+                .map(|(id, body)| {
+                    let login = w
+                        .comment_authors
+                        .get(id)
+                        .expect("every comment has an author");
+                    serde_json::json!({"id": id, "body": body, "user": {"login": login}})
+                })
                 .collect();
             json_response(200, serde_json::json!(list))
         }
@@ -240,6 +331,7 @@ fn answer(
         {
             w.comments
                 .insert(id, body["body"].as_str().expect("body").to_owned());
+            w.comment_authors.insert(id, TOKEN_USER.to_owned());
             json_response(201, serde_json::json!({"id": id}))
         }
         (Method::Patch, Some(("gh", p))) if p.starts_with("/issues/comments/") => {
@@ -416,6 +508,8 @@ struct Story {
     world: Rc<RefCell<World>>,
     config: Config,
     clock: RefCell<i64>,
+    /// The delivery log's next place (what `DeliveryStore::sequence` gives).
+    seq: Cell<i64>,
 }
 
 const T0: i64 = 1_764_000_000_000;
@@ -465,7 +559,13 @@ impl Story {
                 seen_exchanges.borrow_mut().push(body);
                 return json_response(201, serde_json::json!({"token": token}));
             }
-            if req.url.starts_with("http://gh.test") {
+            if req.url == "http://gh.test/app" {
+                // Our own identity (the App's bot user), asked with the App JWT.
+                assert!(
+                    auth.is_some_and(|a| a.starts_with("Bearer ey")),
+                    "the App JWT"
+                );
+            } else if req.url.starts_with("http://gh.test") {
                 assert_eq!(auth, Some("Bearer ghs_test"), "the Worker's own token");
             } else if req.url.starts_with("http://fly.test") {
                 assert_eq!(auth, Some("Bearer fly_test_token"));
@@ -500,6 +600,7 @@ impl Story {
             world,
             config,
             clock: RefCell::new(T0),
+            seq: Cell::new(0),
         };
         let mut app = serde_json::json!({
             "repository": "octo/app", "production_branch": "main", "environment": "production",
@@ -557,7 +658,9 @@ impl Story {
             .expect("machine created")
     }
 
-    /// A fixture event, changed by `edit` (the number, sha, draft flag, fork).
+    /// A fixture event dated now (`pull_request.updated_at`, as GitHub dates an
+    /// event when it happens), changed by `edit` (the number, sha, draft flag,
+    /// fork).
     fn event(&self, fixture: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PullRequestEvent {
         let path = format!(
             "{}/../tests/fixtures/github/{fixture}",
@@ -567,6 +670,7 @@ impl Story {
             serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("JSON");
         v["repository"]["full_name"] = "octo/app".into();
         v["pull_request"]["head"]["repo"]["full_name"] = "octo/app".into();
+        v["pull_request"]["updated_at"] = self.now().to_rfc3339().into();
         edit(&mut v);
         match parse("pull_request", v.to_string().as_bytes()).expect("parses") {
             GithubEvent::PullRequest(pr) => pr,
@@ -574,11 +678,22 @@ impl Story {
         }
     }
 
-    /// Delivers the event, then runs the queue dry (a retried message runs again
-    /// after its delay).
+    /// Delivers the event as a new delivery, then runs the queue dry (a retried
+    /// message runs again after its delay).
     fn deliver(&self, pr: &PullRequestEvent) -> Vec<String> {
-        block_on(on_pull_request(&self.deps(), pr, self.now())).expect("recorded");
+        self.record(pr, self.next_seq());
         self.drain()
+    }
+
+    /// Records the event as the delivery at place `seq` in the log; returns the
+    /// delivery log's line.
+    fn record(&self, pr: &PullRequestEvent, seq: i64) -> String {
+        block_on(on_pull_request(&self.deps(), pr, seq, self.now())).expect("recorded")
+    }
+
+    fn next_seq(&self) -> i64 {
+        self.seq.set(self.seq.get() + 1);
+        self.seq.get()
     }
 
     fn drain(&self) -> Vec<String> {
@@ -734,6 +849,243 @@ fn opened_deploys_synchronize_updates_close_tears_down_reopen_restores() {
     }
     let listed = serde_json::to_string(&s.preview(2)).expect("json");
     assert!(!listed.contains(SECRET_VALUE));
+}
+
+/// The Fly calls made so far.
+fn fly_calls(s: &Story) -> usize {
+    s.http
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.url.starts_with("http://fly.test"))
+        .count()
+}
+
+#[test]
+fn a_late_synchronize_after_closed_leaves_the_preview_closed() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    // A push GitHub dated before the close, whose delivery comes after it (late,
+    // or redelivered).
+    s.later(60_000);
+    let late = s.event("pull_request.synchronize.json", with(2, 2));
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.closed.json", with(2, 1)));
+    assert_eq!(s.preview(2).status, Status::Destroyed);
+    let (calls, before) = (fly_calls(&s), s.preview(2));
+
+    let log = s.record(&late, s.next_seq());
+    assert!(log.contains("the pull request is closed"), "{log}");
+    assert!(s.queue.sent.borrow().is_empty(), "no run for it");
+    s.drain();
+    // Replayed with a date after the close, it still cannot bring the preview back:
+    // only a reopened does.
+    s.later(60_000);
+    let replayed = s.event("pull_request.synchronize.json", with(2, 2));
+    s.record(&replayed, s.next_seq());
+    s.drain();
+    let p = s.preview(2);
+    assert_eq!(p, before, "the row is as the close left it");
+    assert_eq!((p.wanted, p.status), (Wanted::Closed, Status::Destroyed));
+    assert_eq!(p.head_sha.as_str(), sha(1));
+    assert_eq!(fly_calls(&s), calls, "no Fly call");
+    assert!(s.world.borrow().fly_apps.is_empty());
+}
+
+#[test]
+fn an_older_synchronize_after_a_newer_one_keeps_the_newer_sha() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    s.later(60_000);
+    let older = s.event("pull_request.synchronize.json", with(2, 2));
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.synchronize.json", with(2, 3)));
+    assert_eq!(s.preview(2).deployed_sha.as_deref(), Some(sha(3).as_str()));
+    let calls = fly_calls(&s);
+
+    let log = s.record(&older, s.next_seq());
+    assert!(log.contains("older than the one it follows"), "{log}");
+    s.drain();
+    let p = s.preview(2);
+    assert_eq!(p.head_sha.as_str(), sha(3));
+    assert_eq!(
+        (p.status, p.deployed_sha.as_deref()),
+        (Status::Ready, Some(sha(3).as_str()))
+    );
+    assert_eq!(fly_calls(&s), calls, "no Fly call");
+    let w = s.world.borrow();
+    let m = &w.machines["hello-pr-2"][0];
+    assert_eq!(w.images[m], format!("registry.fly.io/hello:{}", sha(3)));
+}
+
+#[test]
+fn events_dated_the_same_second_follow_the_delivery_log() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    s.later(60_000);
+    // Two pushes GitHub dated the same second, delivered in this order.
+    let first = s.event("pull_request.synchronize.json", with(2, 2));
+    let second = s.event("pull_request.synchronize.json", with(2, 3));
+    let (first_seq, second_seq) = (s.next_seq(), s.next_seq());
+    s.record(&first, first_seq);
+    s.record(&second, second_seq);
+    s.drain();
+    assert_eq!(s.preview(2).deployed_sha.as_deref(), Some(sha(3).as_str()));
+    // The first one replayed keeps its place in the log: it changes nothing.
+    let log = s.record(&first, first_seq);
+    assert!(log.contains("older than the one it follows"), "{log}");
+    s.drain();
+    assert_eq!(s.preview(2).head_sha.as_str(), sha(3));
+}
+
+#[test]
+fn only_a_reopened_newer_than_the_close_reopens() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    // A reopened from before the close (an earlier close and reopen, delivered
+    // late) is older: the preview stays closed.
+    s.later(60_000);
+    let old_reopen = s.event("pull_request.reopened.json", with(2, 1));
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.closed.json", with(2, 1)));
+    let log = s.record(&old_reopen, s.next_seq());
+    assert!(log.contains("the pull request is closed"), "{log}");
+    s.drain();
+    assert_eq!(s.preview(2).status, Status::Destroyed);
+    // A newer reopened brings it back, at its head.
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.reopened.json", with(2, 4)));
+    let p = s.preview(2);
+    assert_eq!((p.wanted, p.status), (Wanted::Live, Status::Ready));
+    assert_eq!(p.deployed_sha.as_deref(), Some(sha(4).as_str()));
+    assert!(s.world.borrow().fly_apps.contains("hello-pr-2"));
+}
+
+#[test]
+fn rows_from_before_the_event_order_take_the_next_event() {
+    let s = Story::new(serde_json::json!({}));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    // A row recorded before migration 0011 has no event order.
+    s.db.conn_for_tests()
+        .execute("UPDATE previews SET event_at = NULL, event_seq = NULL", [])
+        .expect("update");
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.synchronize.json", with(2, 2)));
+    assert_eq!(s.preview(2).deployed_sha.as_deref(), Some(sha(2).as_str()));
+}
+
+#[test]
+fn a_fly_app_this_preview_did_not_make_is_never_adopted_or_deleted() {
+    let s = Story::new(serde_json::json!({}));
+    // Someone else's app has the name PR 2's preview would get.
+    s.world.borrow_mut().fly_apps.insert("hello-pr-2".into());
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Failed, "{p:?}");
+    assert!(!p.fly_owned);
+    let error = p.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("hello-pr-2 already exists and this preview did not create it")
+            && error.contains("preview.app_name"),
+        "{error}"
+    );
+    {
+        let w = s.world.borrow();
+        assert!(w.fly_apps.contains("hello-pr-2"), "left alone");
+        assert!(w.machines.is_empty(), "nothing deployed into it");
+        assert!(w.comments.values().any(|c| c.contains("already exists")));
+    }
+    // Neither the cron nor closing the pull request deletes it.
+    s.later(HOUR_MS);
+    block_on(sweep(&s.deps(), s.now()));
+    s.drain();
+    s.deliver(&s.event("pull_request.closed.json", with(2, 1)));
+    assert_eq!(s.preview(2).status, Status::Destroyed);
+    assert!(s.world.borrow().fly_apps.contains("hello-pr-2"));
+    let deletes = s
+        .http
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.method == Method::Delete && r.url.starts_with("http://fly.test"))
+        .count();
+    assert_eq!(deletes, 0, "no Fly delete");
+}
+
+#[test]
+fn a_fly_app_this_preview_made_is_reused_after_a_run_died() {
+    let s = Story::new(serde_json::json!({}));
+    // The first run creates the app, then stops at a transient failure of the
+    // machine's start; the retry finds the name taken, by the app it made.
+    s.world.borrow_mut().wait_failures = 1;
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Ready, "{p:?}");
+    assert!(p.fly_owned);
+    let creates = s
+        .http
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.method == Method::Post && r.url == "http://fly.test/v1/apps")
+        .count();
+    assert_eq!(
+        creates, 2,
+        "the second run found the app its row says it made"
+    );
+}
+
+/// Someone's comment on the pull request, carrying `body`; returns its id.
+fn comment_by(s: &Story, login: &str, body: &str) -> i64 {
+    let mut w = s.world.borrow_mut();
+    w.next_id += 1;
+    let id = w.next_id;
+    w.comments.insert(id, body.to_owned());
+    w.comment_authors.insert(id, login.to_owned());
+    id
+}
+
+#[test]
+fn a_comment_with_our_marker_by_someone_else_is_not_adopted() {
+    let s = Story::new(serde_json::json!({}));
+    let planted = format!(
+        "{}\nclick here: https://evil.example.com",
+        comment_marker("hello")
+    );
+    let theirs = comment_by(&s, "mallory", &planted);
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    let p = s.preview(2);
+    assert_eq!(p.status, Status::Ready);
+    let ours = p.comment_id.expect("a comment of ours");
+    assert_ne!(ours, theirs);
+    let w = s.world.borrow();
+    assert_eq!(w.comments[&theirs], planted, "theirs is left as it was");
+    assert_eq!(w.comment_authors[&ours], TOKEN_USER);
+    assert!(w.comments[&ours].contains("ready"));
+}
+
+#[test]
+fn our_own_comment_is_found_again_by_its_marker_and_author() {
+    let s = Story::new(serde_json::json!({}));
+    // A run posted it, then died before recording it.
+    let ours = comment_by(&s, TOKEN_USER, &comment_marker("hello"));
+    s.deliver(&s.event("pull_request.opened.json", with(2, 1)));
+    assert_eq!(s.preview(2).comment_id, Some(ours));
+    assert_eq!(s.world.borrow().comments.len(), 1, "edited, not added");
+    // The comment is deleted by someone: the next change posts a new one, and the
+    // token's user was looked up once (it is cached).
+    s.world.borrow_mut().comments.clear();
+    s.later(60_000);
+    s.deliver(&s.event("pull_request.synchronize.json", with(2, 2)));
+    assert_eq!(s.world.borrow().comments.len(), 1);
+    let lookups = s
+        .http
+        .seen
+        .borrow()
+        .iter()
+        .filter(|r| r.url == "http://gh.test/user")
+        .count();
+    assert_eq!(lookups, 1);
 }
 
 #[test]
@@ -937,12 +1289,10 @@ fn a_deploy_that_fails_after_taking_a_slot_gives_it_back() {
     s.later(1000);
     s.deliver(&s.event("pull_request.opened.json", with(3, 3)));
     assert_eq!(s.preview(3).status, Status::Queued);
-    block_on(on_pull_request(
-        &s.deps(),
+    s.record(
         &s.event("pull_request.closed.json", with(1, 1)),
-        s.now(),
-    ))
-    .expect("recorded");
+        s.next_seq(),
+    );
     assert_eq!(s.run_one(), RunVerdict::Ack);
     assert_eq!(s.preview(1).status, Status::Destroyed);
     // #1's wake-up call to #3 is lost; #2 takes the slot and fails.
@@ -1090,12 +1440,10 @@ fn the_cron_expires_previews_and_deletes_fly_apps_that_outlived_teardown() {
 #[test]
 fn a_run_that_died_is_picked_up_by_the_cron() {
     let s = Story::new(serde_json::json!({}));
-    block_on(on_pull_request(
-        &s.deps(),
+    s.record(
         &s.event("pull_request.opened.json", with(2, 1)),
-        s.now(),
-    ))
-    .expect("recorded");
+        s.next_seq(),
+    );
     // The message is lost and a run claimed the row, then died.
     s.queue.sent.borrow_mut().clear();
     let store = PreviewStore::new(&s.db);
