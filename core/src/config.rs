@@ -19,6 +19,7 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("WATCH_PAGES", false),
     ("POLL_LOOKBACK_MINUTES", false),
     ("SWEEP_AFTER_SECONDS", false),
+    ("DELIVERY_RETRY_BASE_SECONDS", false),
     ("ADMIN_TOKEN", true),
     ("GITHUB_WEBHOOK_SECRET", true),
     ("GITHUB_WEBHOOK_SECRET_PREVIOUS", true),
@@ -113,6 +114,10 @@ pub struct Config {
     pub poll_lookback_minutes: u32,
     /// `SWEEP_AFTER_SECONDS`, default 120.
     pub sweep_after_seconds: u32,
+    /// `DELIVERY_RETRY_BASE_SECONDS`, default
+    /// [`crate::github::deliveries::DEFAULT_RETRY_BASE_SECONDS`]: the wait after a
+    /// GitHub delivery's first failed attempt (it doubles per attempt).
+    pub delivery_retry_base_seconds: u32,
     /// `ADMIN_TOKEN` (secret): the Bearer token the `/api/` admin endpoints require.
     pub admin_token: Option<Secret>,
     /// `GITHUB_WEBHOOK_SECRET` (secret) and, during a rotation,
@@ -183,6 +188,10 @@ impl Config {
         };
         let poll_lookback_minutes = number("POLL_LOOKBACK_MINUTES", DEFAULT_POLL_LOOKBACK_MINUTES);
         let sweep_after_seconds = number("SWEEP_AFTER_SECONDS", DEFAULT_SWEEP_AFTER_SECONDS);
+        let delivery_retry_base_seconds = number(
+            "DELIVERY_RETRY_BASE_SECONDS",
+            crate::github::deliveries::DEFAULT_RETRY_BASE_SECONDS,
+        );
         let health_check_interval_seconds = number(
             "HEALTH_CHECK_INTERVAL_SECONDS",
             DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS,
@@ -286,6 +295,7 @@ impl Config {
             watch_pages: list(get("WATCH_PAGES")),
             poll_lookback_minutes,
             sweep_after_seconds,
+            delivery_retry_base_seconds,
             problems,
         }
     }
@@ -341,6 +351,7 @@ mod tests {
         assert_eq!(c.cloudflare.err(), Some("CLOUDFLARE_API_TOKEN"));
         assert_eq!(c.poll_lookback_minutes, 60);
         assert_eq!(c.sweep_after_seconds, 120);
+        assert_eq!(c.delivery_retry_base_seconds, 30);
         assert!(c.watch_workers.is_empty());
         assert!(c.problems.is_empty());
     }
