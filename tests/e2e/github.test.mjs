@@ -504,7 +504,8 @@ describe("cron", () => {
   });
 
   test("asks GitHub to redeliver what failed and was never recorded, once", async () => {
-    const recorded = await deliver("ping", fixture("ping.json"));
+    // A body of its own: the fixture's was recorded before (under another id).
+    const recorded = await deliver("ping", { ...fixture("ping.json"), zen: `Recorded ${randomUUID()}` });
     const recent = new Date(Date.now() - 60_000).toISOString();
     gh.state.hookDeliveries = [
       { id: 501, guid: randomUUID(), delivered_at: recent, redelivery: false, status: "Invalid HTTP Response: 503", status_code: 503, event: "push" },
