@@ -255,7 +255,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                 return Err(ApiError::NotFound);
             }
             deliveries
-                .touch(&id, now())
+                .replay(&id, now())
                 .await
                 .map_err(|e| unavailable("delivery", e))?;
             adapters::queue(env)

@@ -2,7 +2,7 @@
 //! handed to `edge_core::deploy`.
 
 use edge_core::config::Config;
-use edge_core::deploy::intake::{process_delivery, ProcessError};
+use edge_core::deploy::intake::{run_delivery, DeliveryVerdict};
 use edge_core::deploy::pipeline::{run_step, Deps, StepVerdict};
 use edge_core::github::deliveries::DeliveryId;
 use edge_core::jobs::JobMessage;
@@ -74,18 +74,15 @@ pub async fn run(job: &JobMessage, env: &Env, config: &Config) -> Retry {
                 console_error!("deploy: dropping a message with an invalid delivery id");
                 return Retry::No;
             };
-            match process_delivery(&deps, &id, now()).await {
-                Ok(log) => {
-                    console_log!("github: {log}");
+            let run = run_delivery(&deps, &id, now()).await;
+            match run.verdict {
+                DeliveryVerdict::Ack => {
+                    console_log!("github: {}", run.log);
                     Retry::No
                 }
-                Err(ProcessError::Permanent(e)) => {
-                    console_error!("github: delivery {} failed: {e}", id.as_str());
-                    Retry::No
-                }
-                Err(ProcessError::Transient(e)) => {
-                    console_error!("github: delivery {} will be retried: {e}", id.as_str());
-                    Retry::After(backoff_seconds(2))
+                DeliveryVerdict::RetryIn(delay_seconds) => {
+                    console_error!("github: {}", run.log);
+                    Retry::After(delay_seconds)
                 }
             }
         }

@@ -4,7 +4,7 @@
 use edge_core::apps::AppStore;
 use edge_core::config::Config;
 use edge_core::error::ApiError;
-use edge_core::github::deliveries::{DeliveryId, DeliveryStore, Outcome};
+use edge_core::github::deliveries::{BodyHash, DeliveryId, DeliveryStore, Outcome};
 use edge_core::github::events;
 use edge_core::github::intake::{decide, Intake};
 use edge_core::github::webhook::{Signature, MAX_BODY_BYTES};
@@ -123,8 +123,18 @@ pub async fn handle(
         Intake::Ignore(reason) => (Outcome::Ignored, Some(reason.as_str())),
         Intake::Enqueue => (Outcome::Queued, None),
     };
+    // Only the body is signed: the same body under a fresh delivery id is the same
+    // delivery.
+    let body_hash = crate::crypto::sha256(&body)
+        .await
+        .ok()
+        .and_then(|d| BodyHash::from_digest(&d))
+        .ok_or_else(|| {
+            console_error!("github: SHA-256 of the body failed");
+            ApiError::Internal
+        })?;
     let fresh = DeliveryStore::new(&sql)
-        .record(&delivery, &event, outcome, detail, now())
+        .record_body(&delivery, Some(&body_hash), &event, outcome, detail, now())
         .await
         .map_err(|e| {
             console_error!("github: delivery {} not recorded: {e}", delivery.as_str());

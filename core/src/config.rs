@@ -20,6 +20,7 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("POLL_LOOKBACK_MINUTES", false),
     ("SWEEP_AFTER_SECONDS", false),
     ("STEP_STALE_SECONDS", false),
+    ("DELIVERY_RETRY_BASE_SECONDS", false),
     ("ADMIN_TOKEN", true),
     ("GITHUB_WEBHOOK_SECRET", true),
     ("GITHUB_WEBHOOK_SECRET_PREVIOUS", true),
@@ -117,6 +118,10 @@ pub struct Config {
     /// `STEP_STALE_SECONDS`, default 180 ([`crate::retry::DEFAULT_STEP_STALE_SECONDS`]):
     /// a deploy or orchestration step's claim older than this is taken over.
     pub step_stale_seconds: u32,
+    /// `DELIVERY_RETRY_BASE_SECONDS`, default
+    /// [`crate::github::deliveries::DEFAULT_RETRY_BASE_SECONDS`]: the wait after a
+    /// GitHub delivery's first failed attempt (it doubles per attempt).
+    pub delivery_retry_base_seconds: u32,
     /// `ADMIN_TOKEN` (secret): the Bearer token the `/api/` admin endpoints require.
     pub admin_token: Option<Secret>,
     /// `GITHUB_WEBHOOK_SECRET` (secret) and, during a rotation,
@@ -195,6 +200,10 @@ impl Config {
         let step_stale_seconds = number(
             "STEP_STALE_SECONDS",
             crate::retry::DEFAULT_STEP_STALE_SECONDS,
+        );
+        let delivery_retry_base_seconds = number(
+            "DELIVERY_RETRY_BASE_SECONDS",
+            crate::github::deliveries::DEFAULT_RETRY_BASE_SECONDS,
         );
         let health_check_interval_seconds = number(
             "HEALTH_CHECK_INTERVAL_SECONDS",
@@ -300,6 +309,7 @@ impl Config {
             poll_lookback_minutes,
             sweep_after_seconds,
             step_stale_seconds,
+            delivery_retry_base_seconds,
             problems,
         }
     }
@@ -356,6 +366,7 @@ mod tests {
         assert_eq!(c.poll_lookback_minutes, 60);
         assert_eq!(c.sweep_after_seconds, 120);
         assert_eq!(c.step_stale_seconds, 180);
+        assert_eq!(c.delivery_retry_base_seconds, 30);
         assert!(c.watch_workers.is_empty());
         assert!(c.problems.is_empty());
     }

@@ -230,7 +230,7 @@ export async function fakeGithub({ token, appId, publicKey, appSlug = "edge-noti
   const requests = [];
   const violations = [];
   const state = {
-    nextDeployment: 1000, dispatchRunId: null, compare: new Map(), parents: new Map(), pulls: new Map(), exchanges: [], issued: new Set(),
+    nextDeployment: 1000, dispatchRunId: null, compare: new Map(), compareStatus: new Map(), parents: new Map(), pulls: new Map(), exchanges: [], issued: new Set(),
     // Pull request comments (id -> { repo, number, body, edits, author }), deployments
     // (id -> { repo, environment, transient, statuses }), deleted environments.
     comments: new Map(), nextComment: 5000, deployments: new Map(), deletedEnvironments: [],
@@ -336,8 +336,24 @@ export async function fakeGithub({ token, appId, publicKey, appSlug = "edge-noti
       return res.end();
     }
     if (req.method === "GET" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/compare\/([0-9a-f]+)\.\.\.([0-9a-f]+)$/))) {
-      const all = state.compare.get(`${m[2]}...${m[3]}`);
-      if (!all) return json(res, 404, { message: "Not Found" });
+      // `compare` holds a range's commits (paged), `compareStatus` how head relates
+      // to base: "ahead" | "behind" | "identical" | "diverged", or
+      // { failures: n, status } to answer 502 n times first.
+      const key = `${m[2]}...${m[3]}`;
+      const all = state.compare.get(key);
+      let status = state.compareStatus.get(key);
+      if (typeof status === "object" && status !== null) {
+        if (status.failures > 0) {
+          status.failures -= 1;
+          return json(res, 502, { message: "Server Error" });
+        }
+        status = status.status;
+      }
+      if (!all && !status) {
+        violations.push(`compare ${key} the test did not set up`);
+        return json(res, 404, { message: "Not Found" });
+      }
+      if (!all) return json(res, 200, { status, ahead_by: 0, behind_by: 0, total_commits: 0, commits: [] });
       const perPage = Number(url.searchParams.get("per_page") ?? 250);
       const page = Number(url.searchParams.get("page") ?? 1);
       const slice = all.slice((page - 1) * perPage, page * perPage);
@@ -348,7 +364,7 @@ export async function fakeGithub({ token, appId, publicKey, appSlug = "edge-noti
         headers.link = `<${next.href}>; rel="next"`;
       }
       res.writeHead(200, headers);
-      return res.end(JSON.stringify({ total_commits: all.length, commits: slice }));
+      return res.end(JSON.stringify({ status: status ?? "ahead", total_commits: all.length, commits: slice }));
     }
     if (req.method === "GET" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/commits\/([0-9a-f]{40})$/))) {
       return json(res, 200, { sha: m[2], parents: state.parents.get(m[2]) ?? [{ sha: "0".repeat(40) }] });

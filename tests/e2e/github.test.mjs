@@ -93,6 +93,9 @@ before(async () => {
       SWEEP_AFTER_SECONDS: "2",
       STEP_STALE_SECONDS: "2",
       AWAIT_TIMEOUT_MINUTES: "0",
+      // A delivery that fails is retried at once (no backoff), so its ten attempts
+      // take seconds.
+      DELIVERY_RETRY_BASE_SECONDS: "0",
       SECRETS_KEY: SECRETS_KEY,
     }),
   });
@@ -210,7 +213,7 @@ describe("deploys", () => {
   });
 
   test("a push to the production branch deploys, reported to GitHub and Telegram", async () => {
-    const delivery = await deliver("push", push("Codertocat/Hello-World", sha("a")));
+    const delivery = await deliver("push", push("Codertocat/Hello-World", sha("a"), sha("9")));
     assert.deepEqual([delivery.status, delivery.json.message], [202, "Queued"]);
     const done = await waitForJob("hello", sha("a"), ["finalized", "failed"]);
     assert.equal(done.status, "finalized", done.error);
@@ -239,8 +242,9 @@ describe("deploys", () => {
   test("a redelivery, a second hook's delivery and a replay deploy nothing twice", async () => {
     const body = push("Codertocat/Hello-World", sha("b"), sha("a"));
     const id = randomUUID();
+    // The second hook's delivery carries the same signed body under another id.
     const answers = await Promise.all([deliver("push", body, { id }), deliver("push", body), deliver("push", body, { id })]);
-    assert.deepEqual(answers.map((a) => a.status).sort(), [200, 202, 202]);
+    assert.deepEqual(answers.map((a) => a.status).sort(), [200, 200, 202]);
     const done = await waitForJob("hello", sha("b"), ["finalized", "failed"]);
     assert.equal(done.status, "finalized", done.error);
     const replay = await admin("POST", `/api/deliveries/${id}/replay`);
@@ -298,7 +302,8 @@ describe("deploys", () => {
   });
 
   test("a push at the 2,048-commit cap reads the whole list from the compare API", async () => {
-    const base = sha("4");
+    // On top of the deployed commit (3), so the chain of pushes places it.
+    const base = sha("3");
     const head = sha("5");
     const all = Array.from({ length: 2100 }, (_, i) => {
       const id = i === 2099 ? head : i.toString(16).padStart(40, "f");
@@ -399,6 +404,108 @@ describe("targets", () => {
   });
 });
 
+describe("stale and replayed pushes", () => {
+  const REPO = "Codertocat/Stale";
+  const deliveryOf = async (id) => (await admin("GET", "/api/deliveries?limit=200")).json.deliveries.find((d) => d.id === id);
+  async function settled(id, outcomes = ["processed", "ignored", "failed"], timeoutMs = 20_000) {
+    const until = Date.now() + timeoutMs;
+    let last;
+    while (Date.now() < until) {
+      last = await deliveryOf(id);
+      if (last && outcomes.includes(last.outcome)) return last;
+      await sleep(100);
+    }
+    throw new Error(`delivery ${id} is ${last?.outcome ?? "missing"}, not ${outcomes}`);
+  }
+  const touching = (commit) => [
+    ...gh.requests.filter((r) => r.body?.ref === commit),
+    ...target.hooks.filter((h) => h.sha === commit),
+  ];
+  const compares = (range) => gh.requests.filter((r) => r.path === `/repos/${REPO}/compare/${range}`);
+  let latest;
+
+  test("a push older than the deployed commit is ignored, naming both, and deploys nothing", async () => {
+    assert.equal((await admin("PUT", "/api/apps/stale", { ...helloApp(), repository: REPO })).status, 201);
+    await deliver("push", push(REPO, sha("1")));
+    assert.equal((await waitForJob("stale", sha("1"), ["finalized", "failed", "reverted"])).status, "finalized");
+    // 2 and 3 were pushed together; 3's push arrives, 2's own (a delivery GitHub
+    // failed to make, redelivered days later) comes last.
+    const commit = (c) => ({ ...fixture("push.with-new-branch.json").commits[0], id: sha(c), message: `Change ${c}` });
+    latest = push(REPO, sha("3"), sha("1"), [commit("2"), commit("3")]);
+    await deliver("push", latest);
+    assert.equal((await waitForJob("stale", sha("3"), ["finalized", "failed", "reverted"])).status, "finalized");
+    const late = await deliver("push", push(REPO, sha("2"), sha("1"), [commit("2")]));
+    assert.deepEqual([late.status, late.json.message], [202, "Queued"]);
+    const recorded = await settled(late.id);
+    assert.equal(recorded.outcome, "ignored");
+    assert.equal(recorded.detail, "stale: older than the deployed commit (push 2222222, deployed 3333333)");
+    const { json } = await admin("GET", "/api/jobs?app=stale&limit=50");
+    assert.deepEqual(json.jobs.map((j) => j.sha), [sha("3"), sha("1")], "no job for the older commit");
+    assert.deepEqual(touching(sha("2")), [], "no deployment, no dispatch");
+    assert.deepEqual(gh.requests.filter((r) => r.path.startsWith(`/repos/${REPO}/compare/`)), [], "the chain decided");
+  });
+
+  test("the same signed body under a new delivery id is already processed", async () => {
+    const jobs = (await admin("GET", "/api/jobs?app=stale&limit=50")).json.jobs.length;
+    const again = await deliver("push", latest);
+    assert.deepEqual([again.status, again.json], [200, { success: true, message: "Already processed" }]);
+    assert.equal(await deliveryOf(again.id), undefined, "not recorded a second time");
+    assert.equal((await admin("GET", "/api/jobs?app=stale&limit=50")).json.jobs.length, jobs);
+  });
+
+  test("what the chain cannot place is asked of the compare API; its errors are retried", async () => {
+    // Pushed on top of a commit no job recorded: GitHub says it is behind 3.
+    gh.state.compareStatus.set(`${sha("3")}...${sha("6")}`, "behind");
+    const behind = await deliver("push", push(REPO, sha("6"), sha("5")));
+    const recorded = await settled(behind.id);
+    assert.equal(recorded.detail, "stale: older than the deployed commit (push 6666666, deployed 3333333)");
+    assert.equal(compares(`${sha("3")}...${sha("6")}`).length, 1);
+    assert.deepEqual(touching(sha("6")), []);
+    // Ahead of 3, after two 502s: retried, then deployed.
+    gh.state.compareStatus.set(`${sha("3")}...${sha("7")}`, { failures: 2, status: "ahead" });
+    const ahead = await deliver("push", push(REPO, sha("7"), sha("6")));
+    assert.equal((await waitForJob("stale", sha("7"), ["finalized", "failed", "reverted"])).status, "finalized");
+    const done = await settled(ahead.id);
+    assert.deepEqual([done.outcome, done.attempts, done.last_error], ["processed", 2, "GitHub 502: Server Error"]);
+    assert.equal(compares(`${sha("3")}...${sha("7")}`).length, 3);
+  });
+});
+
+describe("poison deliveries", () => {
+  test("a delivery that keeps failing is given up after ten attempts, then replayed", async () => {
+    const REPO = "Codertocat/Stale";
+    const range = `${sha("7")}...${sha("8")}`;
+    const broken = { failures: Infinity, status: "ahead" };
+    gh.state.compareStatus.set(range, broken);
+    const d = await deliver("push", push(REPO, sha("8"), sha("e")));
+    const find = async () => (await admin("GET", "/api/deliveries?limit=200")).json.deliveries.find((x) => x.id === d.id);
+    // The queue retries the message until it dead-letters it (6 deliveries)...
+    let until = Date.now() + 20_000;
+    while (!worker.logs.some((l) => l.includes("dead-lettered") && l.includes(d.id)) && Date.now() < until) await sleep(100);
+    const dead = await find();
+    assert.deepEqual([dead.outcome, dead.attempts], ["queued", 6]);
+    // ...and the cron sends it again once its next attempt is overdue.
+    await sleep(2500);
+    await worker.scheduled();
+    until = Date.now() + 20_000;
+    let failed = await find();
+    while (failed.outcome !== "failed" && Date.now() < until) {
+      await sleep(100);
+      failed = await find();
+    }
+    assert.deepEqual([failed.outcome, failed.attempts, failed.last_error], ["failed", 10, "GitHub 502: Server Error"]);
+    assert.equal(failed.detail, "gave up after 10 attempts: GitHub 502: Server Error");
+    assert.equal(gh.requests.filter((r) => r.path === `/repos/${REPO}/compare/${range}`).length, 10);
+    // Replayed once GitHub is back: the count starts over, and it deploys.
+    broken.failures = 0;
+    const replay = await admin("POST", `/api/deliveries/${d.id}/replay`);
+    assert.deepEqual([replay.status, replay.json.message], [202, "Replay queued"]);
+    assert.equal((await waitForJob("stale", sha("8"), ["finalized", "failed", "reverted"])).status, "finalized");
+    const done = await find();
+    assert.deepEqual([done.outcome, done.attempts, done.last_error], ["processed", 0, null]);
+  });
+});
+
 describe("cron", () => {
   test("a deploy interrupted by a crash between steps is finished after the restart", async () => {
     // The health check hangs; the Worker dies while the step runs, and its queue
@@ -437,7 +544,8 @@ describe("cron", () => {
   });
 
   test("asks GitHub to redeliver what failed and was never recorded, once", async () => {
-    const recorded = await deliver("ping", fixture("ping.json"));
+    // A body of its own: the fixture's was recorded before (under another id).
+    const recorded = await deliver("ping", { ...fixture("ping.json"), zen: `Recorded ${randomUUID()}` });
     const recent = new Date(Date.now() - 60_000).toISOString();
     gh.state.hookDeliveries = [
       { id: 501, guid: randomUUID(), delivered_at: recent, redelivery: false, status: "Invalid HTTP Response: 503", status_code: 503, event: "push" },

@@ -7,6 +7,7 @@ pub mod intake;
 pub mod message;
 pub mod pipeline;
 pub mod runs;
+pub mod stale;
 pub mod store;
 pub mod sweep;
 

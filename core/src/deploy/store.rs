@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::stale::PushLink;
 use super::{JobStatus, StepName, StepState};
 use crate::apps::AppName;
 use crate::github::deliveries::DeliveryId;
@@ -88,6 +89,10 @@ pub struct NewJob<'a> {
     pub app: &'a AppName,
     pub environment: &'a str,
     pub sha: &'a CommitSha,
+    /// The commit the push was made on top of (`None` for a new branch).
+    pub before: Option<&'a CommitSha>,
+    /// A forced push (`before` need not be an ancestor of `sha`).
+    pub forced: bool,
     pub git_ref: &'a str,
     pub delivery_id: Option<&'a DeliveryId>,
     pub pusher: Option<&'a str>,
@@ -137,51 +142,64 @@ impl<S: Sql> JobStore<S> {
         JobStore { sql }
     }
 
-    /// Creates a waiting job with its steps, unless a live job for the same app,
-    /// environment and commit exists (a second delivery of the same push). Returns
-    /// the job's id and whether this call created it.
-    pub async fn create(
+    /// The job an earlier delivery of this push made: the one this delivery made (a
+    /// replay), or the app's newest job when it is for the same commit (the same
+    /// push delivered again, by a second hook or late).
+    pub async fn existing(
         &self,
-        job: &NewJob<'_>,
-        now: Timestamp,
-    ) -> Result<(i64, bool), StoreError> {
-        // A replayed delivery finds the job it made the first time.
-        if let Some(delivery) = job.delivery_id {
+        app: &AppName,
+        environment: &str,
+        sha: &CommitSha,
+        delivery_id: Option<&DeliveryId>,
+    ) -> Result<Option<i64>, StoreError> {
+        if let Some(delivery) = delivery_id {
             let rows = self
                 .sql
                 .query(
                     "SELECT id FROM deploy_jobs WHERE app = ?1 AND delivery_id = ?2 ORDER BY id LIMIT 1",
-                    &[job.app.as_str().into(), delivery.as_str().into()],
+                    &[app.as_str().into(), delivery.as_str().into()],
                 )
                 .await?;
             if let Some(id) = rows.first().and_then(|r| int(r, "id")) {
-                return Ok((id, false));
+                return Ok(Some(id));
             }
         }
-        // The same commit as the app's newest job (live or finished) is the same
-        // push delivered again, by a second hook or late: nothing new to deploy.
         let newest = self
             .sql
             .query(
                 "SELECT id, sha FROM deploy_jobs WHERE app = ?1 AND environment = ?2 AND status != 'cancelled' \
                  ORDER BY id DESC LIMIT 1",
-                &[job.app.as_str().into(), job.environment.into()],
+                &[app.as_str().into(), environment.into()],
             )
             .await?;
-        if let Some(row) = newest.first() {
-            if row.get("sha").and_then(|v| v.as_str()) == Some(job.sha.as_str()) {
-                if let Some(id) = int(row, "id") {
-                    return Ok((id, false));
-                }
-            }
+        Ok(newest
+            .first()
+            .filter(|row| row.get("sha").and_then(|v| v.as_str()) == Some(sha.as_str()))
+            .and_then(|row| int(row, "id")))
+    }
+
+    /// Creates a waiting job with its steps, unless [`JobStore::existing`] finds one
+    /// or a live job for the same app, environment and commit exists. Returns the
+    /// job's id and whether this call created it.
+    pub async fn create(
+        &self,
+        job: &NewJob<'_>,
+        now: Timestamp,
+    ) -> Result<(i64, bool), StoreError> {
+        if let Some(id) = self
+            .existing(job.app, job.environment, job.sha, job.delivery_id)
+            .await?
+        {
+            return Ok((id, false));
         }
         let commits = serde_json::to_string(job.commits).map_err(store_err)?;
         let done = self
             .sql
             .execute(
                 "INSERT OR IGNORE INTO deploy_jobs \
-                 (app, environment, sha, git_ref, delivery_id, pusher, commits, status, created_at, updated_at, installation_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'waiting', ?8, ?8, ?9)",
+                 (app, environment, sha, git_ref, delivery_id, pusher, commits, status, created_at, updated_at, \
+                  installation_id, before_sha, forced) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'waiting', ?8, ?8, ?9, ?10, ?11)",
                 &[
                     job.app.as_str().into(),
                     job.environment.into(),
@@ -192,6 +210,8 @@ impl<S: Sql> JobStore<S> {
                     commits.into(),
                     now.millis().into(),
                     job.installation_id.and_then(|i| i64::try_from(i).ok()).into(),
+                    job.before.map(CommitSha::as_str).into(),
+                    i64::from(job.forced).into(),
                 ],
             )
             .await?;
@@ -553,6 +573,70 @@ impl<S: Sql> JobStore<S> {
             )
             .await?;
         rows.into_iter().map(job).collect()
+    }
+
+    /// The commits a new push must be newer than: the app's last finalized job's,
+    /// its active job's and its newest waiting job's, in that order.
+    pub async fn references(
+        &self,
+        app: &str,
+        environment: &str,
+    ) -> Result<Vec<CommitSha>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT sha, CASE status WHEN 'finalized' THEN 0 WHEN 'waiting' THEN 2 ELSE 1 END AS rank \
+                 FROM deploy_jobs WHERE id IN \
+                 (SELECT MAX(id) FROM deploy_jobs WHERE app = ?1 AND environment = ?2 \
+                  AND status IN ('finalized', 'processing', 'reverting', 'waiting') \
+                  GROUP BY CASE status WHEN 'finalized' THEN 0 WHEN 'waiting' THEN 2 ELSE 1 END) \
+                 ORDER BY rank",
+                &[app.into(), environment.into()],
+            )
+            .await?;
+        let mut shas: Vec<CommitSha> = Vec::new();
+        for sha in rows
+            .iter()
+            .filter_map(|r| text(r, "sha").and_then(|s| CommitSha::parse(&s)))
+        {
+            if !shas.contains(&sha) {
+                shas.push(sha);
+            }
+        }
+        Ok(shas)
+    }
+
+    /// The pushes the app's newest `limit` jobs came from, newest first: the chain
+    /// [`super::stale`] walks.
+    pub async fn push_history(
+        &self,
+        app: &str,
+        environment: &str,
+        limit: u32,
+    ) -> Result<Vec<PushLink>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT sha, before_sha, forced, \
+                 (SELECT json_group_array(json_extract(c.value, '$.id')) FROM json_each(j.commits) c) AS ids \
+                 FROM deploy_jobs j WHERE app = ?1 AND environment = ?2 ORDER BY id DESC LIMIT ?3",
+                &[app.into(), environment.into(), limit.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let ids: Vec<String> = text(r, "ids")
+                    .and_then(|t| crate::json::read(&t).ok())
+                    .unwrap_or_default();
+                Some(PushLink {
+                    after: text(r, "sha").and_then(|s| CommitSha::parse(&s))?,
+                    before: text(r, "before_sha").and_then(|s| CommitSha::parse(&s)),
+                    forced: int(r, "forced").unwrap_or(0) != 0,
+                    commits: ids.iter().filter_map(|s| CommitSha::parse(s)).collect(),
+                })
+            })
+            .collect())
     }
 
     /// The sha of the app's newest finalized job before `before`, for a revert.

@@ -117,6 +117,34 @@ fn link_next(link: Option<&str>) -> Option<String> {
     })
 }
 
+/// GitHub's `status` of `compare/{base}...{head}`: how `head` relates to `base`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareStatus {
+    /// `head` has commits `base` has not, and not the other way round.
+    Ahead,
+    Behind,
+    Identical,
+    Diverged,
+}
+
+impl CompareStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ahead" => CompareStatus::Ahead,
+            "behind" => CompareStatus::Behind,
+            "identical" => CompareStatus::Identical,
+            "diverged" => CompareStatus::Diverged,
+            _ => return None,
+        })
+    }
+
+    /// `behind` or `identical`: a pushed `head` brings nothing newer than the
+    /// deployed `base`. A diverged head (a force push) is new work.
+    pub fn is_stale(self) -> bool {
+        matches!(self, CompareStatus::Behind | CompareStatus::Identical)
+    }
+}
+
 /// A dispatched workflow's run, as the dispatch answer describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DispatchedRun {
@@ -420,6 +448,33 @@ impl<'a, H: Http> GithubClient<'a, H> {
         Err(GithubError::Rejected(format!(
             "compare: more than {MAX_COMPARE_PAGES} pages"
         )))
+    }
+
+    /// How `head` relates to `base` (`GET /repos/{repo}/compare/{base}...{head}`,
+    /// its `status`): whether a pushed commit is newer than the deployed one.
+    pub async fn compare_status(
+        &self,
+        repo: &RepoFullName,
+        base: &CommitSha,
+        head: &CommitSha,
+    ) -> Result<CompareStatus, GithubError> {
+        let resp = self
+            .call(
+                Method::Get,
+                &format!(
+                    "/repos/{}/compare/{}...{}?per_page=1",
+                    repo.as_str(),
+                    base.as_str(),
+                    head.as_str()
+                ),
+                None,
+            )
+            .await?;
+        let answer = Self::answer(&resp)?;
+        let status = crate::json::str_at(&answer, "/status").unwrap_or_default();
+        CompareStatus::parse(status).ok_or_else(|| {
+            GithubError::Transient(format!("unexpected answer: compare status {status:?}"))
+        })
     }
 
     /// Whether `sha` is a merge: a commit with several parents, or one GitHub

@@ -1,12 +1,13 @@
-//! The delivery log: one row per `X-GitHub-Delivery`, the idempotency key, with its
-//! outcome for audit and its typed event for replay.
+//! The delivery log: one row per `X-GitHub-Delivery` and per raw body (both are
+//! idempotency keys: only the body is signed), with its outcome for audit, its
+//! processing attempts, and its typed event for replay.
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::events::GithubEvent;
 use crate::json::{FromJson, Invalid, Obj, Path};
-use crate::ports::{Sql, StoreError};
+use crate::ports::{Sql, SqlValue, StoreError};
 use crate::time::Timestamp;
 
 /// A webhook delivery id (GitHub sends a GUID).
@@ -36,6 +37,58 @@ impl DeliveryId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The SHA-256 of a delivery's raw body, lower-case hex: the same signed body under
+/// another delivery id is the same delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyHash(String);
+
+impl BodyHash {
+    /// From the 32-byte digest the runtime computed.
+    pub fn from_digest(digest: &[u8]) -> Option<Self> {
+        (digest.len() == 32).then(|| BodyHash(super::webhook::to_hex(digest)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Processing attempts a delivery gets: after this many transient failures it is
+/// marked failed with its last error (a replay starts the count again). With the
+/// default base the attempts spread over about four hours (30 s, 1, 2, 4, 8, 16,
+/// 32, 64 and 128 minutes apart), which outlasts an upstream outage without
+/// retrying a poison delivery forever.
+pub const MAX_PROCESS_ATTEMPTS: u32 = 10;
+
+/// Default `DELIVERY_RETRY_BASE_SECONDS`: the wait after the first failed attempt;
+/// it doubles per attempt.
+pub const DEFAULT_RETRY_BASE_SECONDS: u32 = 30;
+
+/// Ceiling of one wait between attempts (Cloudflare Queues delay a retry by at most
+/// 12 hours).
+pub const MAX_RETRY_DELAY_SECONDS: u32 = 4 * 3600;
+
+/// What follows a delivery's failed attempt number `attempts` (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    RetryIn(u32),
+    GiveUp,
+}
+
+/// Pure: `base_seconds`, doubling per attempt up to [`MAX_RETRY_DELAY_SECONDS`],
+/// until [`MAX_PROCESS_ATTEMPTS`] have failed.
+pub fn after_failure(attempts: u32, base_seconds: u32) -> AfterFailure {
+    if attempts >= MAX_PROCESS_ATTEMPTS {
+        return AfterFailure::GiveUp;
+    }
+    let exp = attempts.saturating_sub(1).min(20);
+    AfterFailure::RetryIn(
+        base_seconds
+            .saturating_mul(1 << exp)
+            .min(MAX_RETRY_DELAY_SECONDS),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +128,9 @@ pub struct DeliveryRecord {
     pub repository: Option<String>,
     pub outcome: Outcome,
     pub detail: Option<String>,
+    /// Processing attempts that failed transiently (reset by a replay).
+    pub attempts: i64,
+    pub last_error: Option<String>,
     pub received_at: i64,
     pub updated_at: i64,
 }
@@ -89,6 +145,8 @@ impl FromJson for DeliveryRecord {
             repository: o.opt("repository")?,
             outcome: o.req("outcome")?,
             detail: o.opt("detail")?,
+            attempts: o.req("attempts")?,
+            last_error: o.opt("last_error")?,
             received_at: o.req("received_at")?,
             updated_at: o.req("updated_at")?,
         })
@@ -113,13 +171,29 @@ impl<S: Sql> DeliveryStore<S> {
         detail: Option<&str>,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        self.record_body(id, None, event, outcome, detail, now)
+            .await
+    }
+
+    /// Records a delivery unless its id or its body was seen before; `false` for a
+    /// redelivery, or the same body under another id.
+    pub async fn record_body(
+        &self,
+        id: &DeliveryId,
+        body: Option<&BodyHash>,
+        event: &GithubEvent,
+        outcome: Outcome,
+        detail: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         let (name, action, repository) = event.summary();
         let payload = serde_json::to_string(event).map_err(|e| StoreError(e.to_string()))?;
         let done = self
             .sql
             .execute(
-                "INSERT INTO deliveries (id, event, action, repository, outcome, detail, payload, received_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT (id) DO NOTHING",
+                // No conflict target: a repeated id and a repeated body are both skipped.
+                "INSERT INTO deliveries (id, event, action, repository, outcome, detail, payload, received_at, updated_at, body_sha256) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9) ON CONFLICT DO NOTHING",
                 &[
                     id.as_str().into(),
                     name.into(),
@@ -129,6 +203,7 @@ impl<S: Sql> DeliveryStore<S> {
                     detail.into(),
                     payload.into(),
                     now.millis().into(),
+                    body.map(BodyHash::as_str).into(),
                 ],
             )
             .await?;
@@ -192,12 +267,14 @@ impl<S: Sql> DeliveryStore<S> {
             .and_then(serde_json::Value::as_i64))
     }
 
-    /// Deliveries still `queued` since before `cutoff`: their message was lost.
+    /// Deliveries still `queued` whose next attempt (or, with none scheduled, last
+    /// change) was due before `cutoff`: their message was lost or dead-lettered.
     pub async fn lost(&self, cutoff: Timestamp, limit: u32) -> Result<Vec<DeliveryId>, StoreError> {
         let rows = self
             .sql
             .query(
-                "SELECT id FROM deliveries WHERE outcome = 'queued' AND updated_at < ?1 ORDER BY received_at LIMIT ?2",
+                "SELECT id FROM deliveries WHERE outcome = 'queued' AND COALESCE(next_attempt_at, updated_at) < ?1 \
+                 ORDER BY received_at LIMIT ?2",
                 &[cutoff.millis().into(), limit.into()],
             )
             .await?;
@@ -211,15 +288,69 @@ impl<S: Sql> DeliveryStore<S> {
             .collect())
     }
 
-    /// Marks a delivery as just (re-)enqueued.
+    /// Marks a delivery as just re-enqueued by the sweep; its attempts count on.
     pub async fn touch(&self, id: &DeliveryId, now: Timestamp) -> Result<(), StoreError> {
         self.sql
             .execute(
-                "UPDATE deliveries SET outcome = 'queued', updated_at = ?2 WHERE id = ?1",
+                "UPDATE deliveries SET outcome = 'queued', next_attempt_at = NULL, updated_at = ?2 WHERE id = ?1",
                 &[id.as_str().into(), now.millis().into()],
             )
             .await
             .map(drop)
+    }
+
+    /// Marks a delivery as enqueued again by a replay: its attempts start over.
+    pub async fn replay(&self, id: &DeliveryId, now: Timestamp) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE deliveries SET outcome = 'queued', attempts = 0, last_error = NULL, \
+                 next_attempt_at = NULL, updated_at = ?2 WHERE id = ?1",
+                &[id.as_str().into(), now.millis().into()],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Counts a failed attempt at a queued delivery and schedules the next one, or,
+    /// at the cap, marks it failed with `error`. Returns the attempts so far and
+    /// what follows; `None` when the delivery is not queued (another copy of its
+    /// message finished it).
+    pub async fn record_failure(
+        &self,
+        id: &DeliveryId,
+        error: &str,
+        base_seconds: u32,
+        now: Timestamp,
+    ) -> Result<Option<(u32, AfterFailure)>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2, updated_at = ?3 \
+                 WHERE id = ?1 AND outcome = 'queued' RETURNING attempts",
+                &[id.as_str().into(), error.into(), now.millis().into()],
+            )
+            .await?;
+        let Some(attempts) = rows
+            .first()
+            .and_then(|r| r.get("attempts"))
+            .and_then(|v| crate::json::from_value::<u32>(v).ok())
+        else {
+            return Ok(None);
+        };
+        let next = after_failure(attempts, base_seconds);
+        let (sql, value): (&str, SqlValue) = match next {
+            AfterFailure::RetryIn(delay) => (
+                "UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1 AND outcome = 'queued'",
+                now.plus_seconds(i64::from(delay)).millis().into(),
+            ),
+            AfterFailure::GiveUp => (
+                "UPDATE deliveries SET outcome = 'failed', detail = ?2, next_attempt_at = NULL \
+                 WHERE id = ?1 AND outcome = 'queued'",
+                format!("gave up after {attempts} attempts: {error}").into(),
+            ),
+        };
+        self.sql.execute(sql, &[id.as_str().into(), value]).await?;
+        Ok(Some((attempts, next)))
     }
 
     /// Recorded `workflow_run` completed events for `run_id`, or, without one, for
@@ -263,7 +394,7 @@ impl<S: Sql> DeliveryStore<S> {
         let rows = self
             .sql
             .query(
-                "SELECT id, event, action, repository, outcome, detail, received_at, updated_at \
+                "SELECT id, event, action, repository, outcome, detail, attempts, last_error, received_at, updated_at \
                  FROM deliveries ORDER BY received_at DESC, id LIMIT ?1",
                 &[limit.into()],
             )
@@ -313,6 +444,117 @@ mod tests {
             ("star", Some("created"))
         );
         assert_eq!(listed[0].updated_at, 2_000);
+    }
+
+    fn push_event() -> GithubEvent {
+        GithubEvent::Other {
+            event: "push".into(),
+            action: None,
+            repository: Some("a/b".into()),
+        }
+    }
+
+    #[test]
+    fn the_same_body_under_another_id_is_the_same_delivery() {
+        let db = SqliteSql::migrated();
+        let store = DeliveryStore::new(&db);
+        let t = Timestamp::from_millis(1_000);
+        let body = BodyHash::from_digest(&[7; 32]).expect("32 bytes");
+        let other = BodyHash::from_digest(&[8; 32]).expect("32 bytes");
+        let id = |s: &str| DeliveryId::parse(s).expect("id");
+        let record = |i: &str, b: Option<&BodyHash>| {
+            block_on(store.record_body(&id(i), b, &push_event(), Outcome::Queued, None, t))
+                .expect("record")
+        };
+        assert!(record("d-1", Some(&body)));
+        assert!(!record("d-2", Some(&body)), "re-posted under a fresh id");
+        assert!(!record("d-1", Some(&other)), "the same id");
+        assert!(record("d-3", Some(&other)));
+        // Rows without a body hash (recorded before it was kept) never collide.
+        assert!(record("d-4", None));
+        assert!(record("d-5", None));
+        let ids: Vec<String> = block_on(store.recent(10))
+            .expect("recent")
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(ids, vec!["d-1", "d-3", "d-4", "d-5"]);
+        assert_eq!(BodyHash::from_digest(&[0; 31]), None);
+        assert_eq!(body.as_str(), "07".repeat(32));
+    }
+
+    #[test]
+    fn attempts_back_off_then_give_up() {
+        let delays: Vec<AfterFailure> = (1..=MAX_PROCESS_ATTEMPTS)
+            .map(|n| after_failure(n, DEFAULT_RETRY_BASE_SECONDS))
+            .collect();
+        assert_eq!(delays[0], AfterFailure::RetryIn(30));
+        assert_eq!(delays[8], AfterFailure::RetryIn(7680));
+        assert_eq!(delays[9], AfterFailure::GiveUp);
+        assert_eq!(
+            after_failure(9, 3600),
+            AfterFailure::RetryIn(MAX_RETRY_DELAY_SECONDS),
+            "capped"
+        );
+        assert_eq!(after_failure(3, 0), AfterFailure::RetryIn(0));
+        assert_eq!(after_failure(u32::MAX, 30), AfterFailure::GiveUp);
+    }
+
+    #[test]
+    fn failed_attempts_are_counted_scheduled_and_capped_and_a_replay_resets_them() {
+        let db = SqliteSql::migrated();
+        let store = DeliveryStore::new(&db);
+        let id = DeliveryId::parse("d-1").expect("id");
+        let t = |s: i64| Timestamp::from_millis(1_000_000 + s * 1000);
+        block_on(store.record(&id, &push_event(), Outcome::Queued, None, t(0))).expect("record");
+        assert_eq!(
+            block_on(store.record_failure(&id, "GitHub 502", 30, t(1))).expect("fail"),
+            Some((1, AfterFailure::RetryIn(30)))
+        );
+        // Due at t(31): lost only for a cutoff (now - SWEEP_AFTER) past that, although
+        // its last change, t(1), is older.
+        assert!(block_on(store.lost(t(30), 10)).expect("lost").is_empty());
+        assert_eq!(
+            block_on(store.lost(t(32), 10)).expect("lost"),
+            vec![id.clone()]
+        );
+        block_on(store.touch(&id, t(152))).expect("touch");
+        for n in 2..MAX_PROCESS_ATTEMPTS {
+            assert!(matches!(
+                block_on(store.record_failure(&id, "GitHub 502", 30, t(200))).expect("fail"),
+                Some((m, AfterFailure::RetryIn(_))) if m == n
+            ));
+        }
+        assert_eq!(
+            block_on(store.record_failure(&id, "GitHub 503", 30, t(300))).expect("fail"),
+            Some((10, AfterFailure::GiveUp))
+        );
+        let listed = &block_on(store.recent(1)).expect("recent")[0];
+        assert_eq!(listed.outcome, Outcome::Failed);
+        assert_eq!(listed.attempts, 10);
+        assert_eq!(listed.last_error.as_deref(), Some("GitHub 503"));
+        assert_eq!(
+            listed.detail.as_deref(),
+            Some("gave up after 10 attempts: GitHub 503")
+        );
+        assert_eq!(
+            block_on(store.record_failure(&id, "late copy", 30, t(301))).expect("fail"),
+            None,
+            "a failed delivery counts no more"
+        );
+        assert!(block_on(store.lost(t(100_000), 10))
+            .expect("lost")
+            .is_empty());
+        block_on(store.replay(&id, t(400))).expect("replay");
+        let listed = &block_on(store.recent(1)).expect("recent")[0];
+        assert_eq!(
+            (
+                listed.outcome,
+                listed.attempts,
+                listed.last_error.as_deref()
+            ),
+            (Outcome::Queued, 0, None)
+        );
     }
 
     #[test]
@@ -370,6 +612,8 @@ mod tests {
                 repository: action.map(|_| "octo/app".to_owned()),
                 outcome,
                 detail: action.map(|_| "why".to_owned()),
+                attempts: 3,
+                last_error: action.map(|_| "GitHub 502: Server Error".to_owned()),
                 received_at: 1_000,
                 updated_at: 2_000,
             };

@@ -44,6 +44,12 @@ struct World {
     hook_fails_for: Vec<String>,
     health_failures_left: u32,
     dispatch_run_id: Option<u64>,
+    /// GitHub's compare `status`; `None` fails the test on a compare request.
+    compare_status: Option<&'static str>,
+    /// Compare requests answered 502 before `compare_status` is.
+    compare_failures_left: u32,
+    /// `base...head` of every compare request.
+    compares: Vec<String>,
 }
 
 fn fake(world: Rc<RefCell<World>>) -> FakeHttp {
@@ -105,6 +111,20 @@ fn fake(world: Rc<RefCell<World>>) -> FakeHttp {
             } else {
                 json_response(200, serde_json::json!({"parents": [{"sha": "1"}]}))
             };
+        }
+        if let Some(range) = url.strip_prefix("http://gh.test/repos/octo/app/compare/") {
+            drop(w);
+            let mut w = world.borrow_mut();
+            let range = range.trim_end_matches("?per_page=1").to_owned();
+            w.compares.push(range.clone());
+            if w.compare_failures_left > 0 {
+                w.compare_failures_left -= 1;
+                return json_response(502, serde_json::json!({"message": "Server Error"}));
+            }
+            let status = w
+                .compare_status
+                .unwrap_or_else(|| panic!("a compare of {range} the test did not expect"));
+            return json_response(200, serde_json::json!({"status": status, "commits": []}));
         }
         if url == "https://app.example.com/health" {
             drop(w);
@@ -193,24 +213,45 @@ impl Scenario {
     }
 
     fn push(&self, n: u8) -> String {
-        let event = GithubEvent::Push(PushEvent {
-            repository: RepoFullName::parse(REPO).expect("repo"),
-            git_ref: "refs/heads/main".into(),
-            before: sha(n.wrapping_sub(1)),
-            after: sha(n),
-            created: false,
-            deleted: false,
-            forced: false,
-            commits: vec![PushCommit {
-                id: sha(n),
-                subject: format!("Change {n}"),
-                author: Some("octocat".into()),
-                timestamp: None,
-            }],
-            pusher: Some("octocat".into()),
-            installation_id: None,
-        });
-        self.deliver(event).expect("processed")
+        self.deliver(push_event(n.wrapping_sub(1), n))
+            .expect("processed")
+    }
+
+    /// Records `event` as a fresh delivery and runs it as the queue consumer does.
+    fn process(&self, event: GithubEvent) -> (DeliveryId, crate::deploy::intake::DeliveryRun) {
+        let mut n = self.deliveries.borrow_mut();
+        *n += 1;
+        let id = DeliveryId::parse(&format!("delivery-{n}")).expect("id");
+        drop(n);
+        block_on(DeliveryStore::new(&self.db).record(
+            &id,
+            &event,
+            Outcome::Queued,
+            None,
+            self.now(),
+        ))
+        .expect("record");
+        let run = block_on(crate::deploy::intake::run_delivery(
+            &self.deps(),
+            &id,
+            self.now(),
+        ));
+        (id, run)
+    }
+
+    /// The delivery as `/api/deliveries` lists it.
+    fn delivery(&self, id: &DeliveryId) -> crate::github::deliveries::DeliveryRecord {
+        block_on(DeliveryStore::new(&self.db).recent(100))
+            .expect("recent")
+            .into_iter()
+            .find(|d| d.id == id.as_str())
+            .expect("recorded")
+    }
+
+    fn job_count(&self) -> usize {
+        block_on(JobStore::new(&self.db).list(None, None, 100))
+            .expect("list")
+            .len()
     }
 
     /// Runs queued step messages until the queue is empty; returns the verdicts.
@@ -261,6 +302,31 @@ impl Scenario {
             })
             .collect()
     }
+}
+
+/// A push of `after` on top of `before` (0: a new branch).
+fn push_event(before: u8, after: u8) -> GithubEvent {
+    GithubEvent::Push(PushEvent {
+        repository: RepoFullName::parse(REPO).expect("repo"),
+        git_ref: "refs/heads/main".into(),
+        before: if before == 0 {
+            CommitSha::parse(&"0".repeat(40)).expect("zero")
+        } else {
+            sha(before)
+        },
+        after: sha(after),
+        created: before == 0,
+        deleted: false,
+        forced: false,
+        commits: vec![PushCommit {
+            id: sha(after),
+            subject: format!("Change {after}"),
+            author: Some("octocat".into()),
+            timestamp: None,
+        }],
+        pusher: Some("octocat".into()),
+        installation_id: None,
+    })
 }
 
 const HOOK: &str = r#"{"type": "deploy_hook", "url": "https://hooks.example.com/deploy"}"#;
@@ -950,4 +1016,223 @@ fn a_job_stranded_after_its_last_step_is_finished_by_the_sweep() {
     assert_eq!(s.job(1).status, JobStatus::Finalized);
     s.drain();
     assert_eq!(s.job(2).status, JobStatus::Finalized);
+}
+
+/// Push 1, then 2 on top of it, both deployed.
+fn two_finalized_pushes() -> Scenario {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    s.drain();
+    s.push(2);
+    s.drain();
+    assert_eq!(s.job(2).status, JobStatus::Finalized);
+    s
+}
+
+#[test]
+fn a_late_push_older_than_the_finalized_commit_starts_no_job() {
+    let s = two_finalized_pushes();
+    let calls = s.http.seen.borrow().len();
+    // Push 1 again, late (a redelivery from days ago, or its body under a new id).
+    let (id, run) = s.process(push_event(0, 1));
+    assert_eq!(run.verdict, crate::deploy::intake::DeliveryVerdict::Ack);
+    assert_eq!(
+        run.log,
+        "delivery delivery-3: app: older than the deployed commit (push 0101010, deployed 0202020)"
+    );
+    let recorded = s.delivery(&id);
+    assert_eq!(recorded.outcome, Outcome::Ignored);
+    assert_eq!(
+        recorded.detail.as_deref(),
+        Some("app: older than the deployed commit (push 0101010, deployed 0202020)")
+    );
+    assert_eq!(s.job_count(), 2, "no job for the older commit");
+    assert!(s.queue.sent.borrow().is_empty(), "nothing dispatched");
+    assert_eq!(
+        s.http.seen.borrow().len(),
+        calls,
+        "no call: the chain decided"
+    );
+}
+
+#[test]
+fn the_finalized_push_posted_again_under_a_new_id_starts_no_job() {
+    let s = Scenario::new(HOOK);
+    s.push(1);
+    s.drain();
+    // Push 2 fails and is reverted: 1 is deployed again, 2's job is the newest.
+    s.world
+        .borrow_mut()
+        .hook_fails_for
+        .push(sha(2).as_str().to_owned());
+    s.push(2);
+    s.drain();
+    assert_eq!(s.job(2).status, JobStatus::Reverted);
+    let (id, _) = s.process(push_event(0, 1));
+    assert_eq!(s.delivery(&id).outcome, Outcome::Ignored);
+    assert_eq!(
+        s.delivery(&id).detail.as_deref(),
+        Some("app: older than the deployed commit (push 0101010, deployed 0101010)")
+    );
+    assert_eq!(s.job_count(), 2);
+    assert!(s.queue.sent.borrow().is_empty());
+}
+
+#[test]
+fn a_push_older_than_the_active_or_the_waiting_job_starts_no_job() {
+    let s = Scenario::new(HOOK);
+    s.push(1); // processing
+    s.push(2); // waiting behind it
+    s.push(3);
+    // 2 (cancelled by 3) again: older than 3, the job that waits.
+    let (id, _) = s.process(push_event(1, 2));
+    assert_eq!(
+        s.delivery(&id).detail.as_deref(),
+        Some("app: older than the deployed commit (push 0202020, deployed 0303030)")
+    );
+    s.drain();
+    assert_eq!(s.job(3).status, JobStatus::Finalized);
+    assert_eq!(s.job_count(), 3);
+}
+
+#[test]
+fn a_newer_push_after_a_finalized_one_still_deploys() {
+    let s = two_finalized_pushes();
+    assert_eq!(s.push(3), "delivery delivery-3: app: job 3 started");
+    s.drain();
+    assert_eq!(s.job(3).status, JobStatus::Finalized);
+    assert!(s.world.borrow().compares.is_empty(), "the chain decided");
+}
+
+#[test]
+fn what_the_chain_cannot_place_is_asked_of_the_compare_api() {
+    for (status, deploys) in [
+        ("ahead", true),
+        ("diverged", true),
+        ("behind", false),
+        ("identical", false),
+    ] {
+        let s = two_finalized_pushes();
+        s.world.borrow_mut().compare_status = Some(status);
+        // Pushed on top of a commit no job recorded.
+        let (id, run) = s.process(push_event(8, 9));
+        assert_eq!(
+            s.world.borrow().compares,
+            vec![format!("{}...{}", sha(2).as_str(), sha(9).as_str())],
+            "{status}: deployed...candidate"
+        );
+        assert_eq!(s.job_count() == 3, deploys, "{status}: {}", run.log);
+        let outcome = s.delivery(&id).outcome;
+        if deploys {
+            assert_eq!(outcome, Outcome::Processed, "{status}");
+            s.drain();
+            assert_eq!(s.job(3).status, JobStatus::Finalized, "{status}");
+        } else {
+            assert_eq!(outcome, Outcome::Ignored, "{status}");
+            assert_eq!(
+                s.delivery(&id).detail.as_deref(),
+                Some("app: older than the deployed commit (push 0909090, deployed 0202020)")
+            );
+        }
+    }
+}
+
+#[test]
+fn a_compare_error_is_retried_not_lost() {
+    let s = two_finalized_pushes();
+    {
+        let mut w = s.world.borrow_mut();
+        w.compare_failures_left = 1;
+        w.compare_status = Some("ahead");
+    }
+    let (id, run) = s.process(push_event(8, 9));
+    assert_eq!(
+        run.verdict,
+        crate::deploy::intake::DeliveryVerdict::RetryIn(30)
+    );
+    let recorded = s.delivery(&id);
+    assert_eq!(recorded.outcome, Outcome::Queued, "still to be done");
+    assert_eq!(recorded.attempts, 1);
+    assert_eq!(
+        recorded.last_error.as_deref(),
+        Some("GitHub 502: Server Error")
+    );
+    assert_eq!(s.job_count(), 2, "nothing decided on a failed compare");
+    // The queue delivers it again.
+    let again = block_on(crate::deploy::intake::run_delivery(&s.deps(), &id, s.now()));
+    assert_eq!(again.verdict, crate::deploy::intake::DeliveryVerdict::Ack);
+    assert_eq!(s.delivery(&id).outcome, Outcome::Processed);
+    s.drain();
+    assert_eq!(s.job(3).status, JobStatus::Finalized);
+}
+
+#[test]
+fn a_delivery_that_keeps_failing_is_given_up_after_ten_attempts_and_replay_starts_over() {
+    use crate::deploy::intake::DeliveryVerdict::{Ack, RetryIn};
+    use crate::github::deliveries::MAX_PROCESS_ATTEMPTS;
+    let s = two_finalized_pushes();
+    s.world.borrow_mut().compare_failures_left = u32::MAX;
+    let (id, first) = s.process(push_event(8, 9));
+    let mut verdicts = vec![first.verdict];
+    for _ in 1..MAX_PROCESS_ATTEMPTS {
+        let run = block_on(crate::deploy::intake::run_delivery(&s.deps(), &id, s.now()));
+        verdicts.push(run.verdict);
+    }
+    assert_eq!(
+        verdicts,
+        vec![
+            RetryIn(30),
+            RetryIn(60),
+            RetryIn(120),
+            RetryIn(240),
+            RetryIn(480),
+            RetryIn(960),
+            RetryIn(1920),
+            RetryIn(3840),
+            RetryIn(7680),
+            Ack
+        ]
+    );
+    let recorded = s.delivery(&id);
+    assert_eq!(recorded.outcome, Outcome::Failed);
+    assert_eq!(recorded.attempts, 10);
+    assert_eq!(
+        recorded.detail.as_deref(),
+        Some("gave up after 10 attempts: GitHub 502: Server Error")
+    );
+    assert_eq!(
+        recorded.last_error.as_deref(),
+        Some("GitHub 502: Server Error")
+    );
+    // The sweep leaves a failed delivery alone, however long it waits.
+    *s.clock.borrow_mut() += 86_400 * 1000;
+    assert!(block_on(crate::deploy::sweep::sweep(&s.deps(), s.now())).is_empty());
+    // A replay (GitHub is back) starts the count over and processes it.
+    s.world.borrow_mut().compare_failures_left = 0;
+    s.world.borrow_mut().compare_status = Some("ahead");
+    block_on(DeliveryStore::new(&s.db).replay(&id, s.now())).expect("replay");
+    assert_eq!(s.delivery(&id).attempts, 0);
+    let run = block_on(crate::deploy::intake::run_delivery(&s.deps(), &id, s.now()));
+    assert_eq!(run.verdict, Ack, "{}", run.log);
+    assert_eq!(s.delivery(&id).outcome, Outcome::Processed);
+}
+
+#[test]
+fn the_sweep_re_enqueues_a_failing_delivery_only_once_its_next_attempt_is_due() {
+    let s = two_finalized_pushes();
+    s.world.borrow_mut().compare_failures_left = u32::MAX;
+    let (id, _) = s.process(push_event(8, 9));
+    for _ in 0..4 {
+        block_on(crate::deploy::intake::run_delivery(&s.deps(), &id, s.now()));
+    }
+    // Fifth failure: the next attempt is 480 s away; its message waits in the queue.
+    assert_eq!(s.delivery(&id).attempts, 5);
+    *s.clock.borrow_mut() += 300 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert!(log.is_empty(), "not before its time: {log:?}");
+    // Its message was dead-lettered: once the attempt is overdue, the sweep sends it.
+    *s.clock.borrow_mut() += 400 * 1000;
+    let log = block_on(crate::deploy::sweep::sweep(&s.deps(), s.now()));
+    assert_eq!(log, vec![format!("delivery {} re-enqueued", id.as_str())]);
+    assert_eq!(s.delivery(&id).attempts, 5, "the sweep keeps the count");
 }

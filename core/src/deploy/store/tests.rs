@@ -39,6 +39,8 @@ fn create(
             app: &app,
             environment: "production",
             sha: commit,
+            before: None,
+            forced: false,
             git_ref: "refs/heads/main",
             delivery_id: Some(&delivery),
             pusher: Some("octocat"),
@@ -296,10 +298,167 @@ fn the_same_commit_again_after_its_job_finished_is_not_a_new_deploy() {
     assert!(created);
     assert!(
         create(&store, &sha(1), "d-3", 4).1,
-        "a push back to an older commit deploys it"
+        "the store makes a job for an older commit; intake's stale check is what refuses it"
     );
     let job = block_on(store.get(b)).expect("get").expect("job");
     assert_eq!(job.status, JobStatus::Waiting);
+}
+
+#[test]
+fn the_commits_a_push_must_be_newer_than_are_the_finalized_active_and_waiting_ones() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let refs = |store: &JobStore<&SqliteSql>| {
+        block_on(store.references("hello", "production")).expect("references")
+    };
+    assert!(
+        refs(&store).is_empty(),
+        "a first push has nothing to be newer than"
+    );
+    let (a, _) = create(&store, &sha(1), "d-1", 0);
+    assert_eq!(refs(&store), vec![sha(1)], "waiting");
+    block_on(store.try_start("hello", "production", t(0))).expect("start");
+    block_on(store.set_status(a, JobStatus::Finalized, None, t(1))).expect("set");
+    let (b, _) = create(&store, &sha(2), "d-2", 2);
+    block_on(store.try_start("hello", "production", t(2))).expect("start");
+    create(&store, &sha(3), "d-3", 3);
+    let (d, _) = create(&store, &sha(4), "d-4", 4);
+    block_on(store.supersede("hello", "production", d, t(4))).expect("supersede");
+    // Finalized first, then the active one, then the newest waiting; not the cancelled.
+    assert_eq!(refs(&store), vec![sha(1), sha(2), sha(4)]);
+    block_on(store.set_status(b, JobStatus::Failed, Some("boom"), t(5))).expect("set");
+    assert_eq!(
+        refs(&store),
+        vec![sha(1), sha(4)],
+        "a failed job deploys nothing"
+    );
+}
+
+#[test]
+fn the_push_chain_comes_back_as_recorded() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let app = AppName::parse("hello").expect("name");
+    let delivery = DeliveryId::parse("d-9").expect("delivery");
+    let commits: Vec<PushCommit> = [sha(8), sha(9)]
+        .into_iter()
+        .map(|id| PushCommit {
+            id,
+            subject: "Ship it".into(),
+            author: None,
+            timestamp: None,
+        })
+        .collect();
+    create(&store, &sha(7), "d-7", 0);
+    block_on(store.create(
+        &NewJob {
+            app: &app,
+            environment: "production",
+            sha: &sha(9),
+            before: Some(&sha(7)),
+            forced: true,
+            git_ref: "refs/heads/main",
+            delivery_id: Some(&delivery),
+            pusher: None,
+            installation_id: None,
+            commits: &commits,
+            steps: STEPS,
+        },
+        t(1),
+    ))
+    .expect("create");
+    let history = block_on(store.push_history("hello", "production", 50)).expect("history");
+    assert_eq!(
+        history,
+        vec![
+            PushLink {
+                before: Some(sha(7)),
+                after: sha(9),
+                forced: true,
+                commits: vec![sha(8), sha(9)],
+            },
+            PushLink {
+                before: None,
+                after: sha(7),
+                forced: false,
+                commits: vec![sha(7)],
+            },
+        ]
+    );
+    assert_eq!(
+        block_on(store.push_history("hello", "production", 1))
+            .expect("history")
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn the_migration_keeps_existing_jobs_and_recovers_their_chain_from_the_delivery_log() {
+    // The schema as it was before 0012, with a job and its delivery in it.
+    let conn = rusqlite::Connection::open_in_memory().expect("sqlite");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("migrations")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let (before, after): (Vec<_>, Vec<_>) = files.into_iter().partition(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n < "0012")
+    });
+    for f in &before {
+        conn.execute_batch(&std::fs::read_to_string(f).expect("read"))
+            .expect("migrates");
+    }
+    let push = format!(
+        r#"{{"push": {{"before": "{}", "after": "{}", "forced": false}}}}"#,
+        sha(1).as_str(),
+        sha(2).as_str()
+    );
+    let created = format!(
+        r#"{{"push": {{"before": "{}", "forced": false}}}}"#,
+        "0".repeat(40)
+    );
+    conn.execute_batch(&format!(
+        "INSERT INTO deliveries (id, event, outcome, payload, received_at, updated_at) VALUES          ('d-old', 'push', 'processed', '{push}', 1, 1), ('d-new-branch', 'push', 'processed', '{created}', 1, 1);          INSERT INTO deploy_jobs (app, environment, sha, git_ref, delivery_id, commits, status, created_at, updated_at) VALUES          ('hello', 'production', '{}', 'refs/heads/main', 'd-new-branch', '[]', 'finalized', 1, 1),          ('hello', 'production', '{}', 'refs/heads/main', 'd-old', '[]', 'finalized', 2, 2),          ('hello', 'production', '{}', 'refs/heads/main', NULL, '[]', 'cancelled', 3, 3);",
+        sha(1).as_str(),
+        sha(2).as_str(),
+        sha(3).as_str()
+    ))
+    .expect("rows");
+    for f in &after {
+        conn.execute_batch(&std::fs::read_to_string(f).expect("read"))
+            .expect("migrates");
+    }
+    let rows: Vec<(String, Option<String>, i64)> = conn
+        .prepare("SELECT sha, before_sha, forced FROM deploy_jobs ORDER BY id")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        rows,
+        vec![
+            (sha(1).as_str().to_owned(), None, 0),
+            (
+                sha(2).as_str().to_owned(),
+                Some(sha(1).as_str().to_owned()),
+                0
+            ),
+            (sha(3).as_str().to_owned(), None, 0),
+        ]
+    );
+    let deliveries: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM deliveries WHERE body_sha256 IS NULL AND attempts = 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(deliveries, 2, "the delivery log keeps its rows");
 }
 
 #[test]
