@@ -2,7 +2,7 @@
 //! size runs about ten times slower in workerd; a 25 MB webhook body would not fit
 //! the free plan's CPU budget.
 
-use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
+use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -24,7 +24,7 @@ fn js_err(e: JsValue) -> String {
 }
 
 /// HMAC-SHA256 of `data` (a JS buffer, never copied into wasm) under `key`.
-pub async fn hmac_sha256(key: &[u8], data: &ArrayBuffer) -> Result<Vec<u8>, String> {
+pub async fn hmac_sha256(key: &[u8], data: &Uint8Array) -> Result<Vec<u8>, String> {
     let subtle = subtle()?;
     let algorithm = Object::new();
     Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).map_err(js_err)?;

@@ -10,9 +10,6 @@ use edge_core::github::intake::{decide, Intake};
 use edge_core::github::webhook::{Signature, MAX_BODY_BYTES};
 use edge_core::jobs::JobMessage;
 use edge_core::ports::Queue;
-use js_sys::{ArrayBuffer, Uint8Array};
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use worker::{console_error, console_log, Context, Env, Method, Request};
 
 use crate::adapters::{self, now};
@@ -35,31 +32,13 @@ pub async fn handle(
         .github_webhook
         .as_ref()
         .map_err(|missing| ApiError::NotConfigured(missing))?;
-    if header(&req, "content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_BODY_BYTES)
-    {
-        return Err(ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
+    crate::body::check_declared(&req, MAX_BODY_BYTES)?;
     let signature = Signature::parse(header(&req, "x-hub-signature-256").as_deref())
         .map_err(|e| ApiError::Unauthorized(signature_message(e)))?;
 
     // The body stays a JS buffer until it is authentic: WebCrypto hashes it in place.
-    let promise = req
-        .inner()
-        .array_buffer()
-        .map_err(|_| ApiError::BadRequest("unreadable body".into()))?;
-    let body: ArrayBuffer = JsFuture::from(promise)
-        .await
-        .map_err(|_| ApiError::BadRequest("unreadable body".into()))?
-        .unchecked_into();
-    if body.byte_length() as usize > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
+    // Read as a stream, so a chunked body over the cap is cut off at the cap.
+    let body = crate::body::read_capped(&req, MAX_BODY_BYTES).await?;
     let started = js_sys::Date::now();
     let mut authentic = false;
     for secret in secrets.all() {
@@ -83,7 +62,7 @@ pub async fn handle(
     let timing = Some(format!(
         "verify;dur={};desc=\"HMAC-SHA256 of {} bytes\"",
         (js_sys::Date::now() - started) as i64,
-        body.byte_length()
+        body.length()
     ));
 
     let event_name = header(&req, "x-github-event")
@@ -95,7 +74,7 @@ pub async fn handle(
         .ok_or_else(|| {
             ApiError::BadRequest("missing or invalid X-GitHub-Delivery header".into())
         })?;
-    let bytes = Uint8Array::new(&body).to_vec();
+    let bytes = body.to_vec();
     let event = events::parse(&event_name, &bytes)?;
 
     let sql = adapters::d1(env)?;

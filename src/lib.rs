@@ -9,6 +9,7 @@ use worker::{
 
 mod adapters;
 mod admin;
+mod body;
 mod cron;
 mod crypto;
 mod deploy;

@@ -3,6 +3,7 @@
 //! status [`ApiError::status`] gives.
 
 use edge_core::error::ApiError;
+use edge_core::http::is_json_content_type;
 use worker::{Headers, Request, Response};
 
 /// A successful answer: its status and JSON body.
@@ -68,31 +69,12 @@ pub fn finish(result: Result<Reply, ApiError>) -> worker::Result<Response> {
 }
 
 /// Reads a JSON request body: `415` unless the content type is JSON, `413` over
-/// `limit` bytes (by the declared length first, so a huge body is not read).
+/// `limit` bytes (by the declared length first, so a huge body is not read, then
+/// as it streams in).
 pub async fn json_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let header = |name: &str| req.headers().get(name).ok().flatten();
-    let media = header("content-type").unwrap_or_default();
-    if !media
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("application/json")
-    {
+    let media = req.headers().get("content-type").ok().flatten();
+    if !is_json_content_type(media.as_deref()) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    if header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > limit)
-    {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::BadRequest("unreadable body".into()))?;
-    if body.len() > limit {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    Ok(body)
+    Ok(crate::body::read_capped(req, limit).await?.to_vec())
 }

@@ -1,5 +1,8 @@
 //! Plain HTTP request and response values that the upstream clients build and read;
-//! the Worker's `fetch` adapter and the test fakes carry them.
+//! the Worker's `fetch` adapter and the test fakes carry them; and the checks on
+//! incoming requests' headers and body size that run before authentication.
+
+use crate::error::ApiError;
 
 /// An outgoing request. Deliberately not `Debug`: URLs and headers can hold tokens
 /// (Telegram puts the bot token in the path).
@@ -133,6 +136,65 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a `Content-Type` header names JSON: `application/json`, in any case,
+/// with any parameters (`; charset=utf-8`).
+pub fn is_json_content_type(header: Option<&str>) -> bool {
+    header
+        .and_then(|h| h.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The size cap on a request body, applied twice: to the declared `Content-Length`
+/// before anything is read, and to the bytes as they stream in (a chunked body
+/// declares nothing), so reading stops at the first chunk past the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyCap {
+    limit: usize,
+    read: usize,
+}
+
+impl BodyCap {
+    pub fn new(limit: usize) -> Self {
+        BodyCap { limit, read: 0 }
+    }
+
+    /// `413` when the declared length is over the cap (a number of digits too long
+    /// for any integer is). A missing or malformed header decides nothing: the
+    /// streamed count still applies.
+    pub fn check_declared(&self, content_length: Option<&str>) -> Result<(), ApiError> {
+        let Some(digits) = content_length.map(str::trim) else {
+            return Ok(());
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(());
+        }
+        match digits.parse::<u64>() {
+            Ok(n) if n <= self.limit as u64 => Ok(()),
+            _ => Err(self.too_large()),
+        }
+    }
+
+    /// Counts a chunk that arrived: `413` as soon as the total passes the cap.
+    pub fn take(&mut self, chunk_len: usize) -> Result<(), ApiError> {
+        match self.read.checked_add(chunk_len) {
+            Some(total) if total <= self.limit => {
+                self.read = total;
+                Ok(())
+            }
+            _ => Err(self.too_large()),
+        }
+    }
+
+    /// The bytes counted so far.
+    pub fn read(&self) -> usize {
+        self.read
+    }
+
+    fn too_large(&self) -> ApiError {
+        ApiError::PayloadTooLarge { limit: self.limit }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +212,53 @@ mod tests {
             query_param("https://x/y?bad=%zz%4", "bad").as_deref(),
             Some("%zz%4")
         );
+    }
+
+    #[test]
+    fn json_content_types() {
+        for yes in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ;x",
+        ] {
+            assert!(is_json_content_type(Some(yes)), "{yes}");
+        }
+        for no in [
+            "",
+            "text/plain",
+            "application/jsonx",
+            "application/json-seq",
+        ] {
+            assert!(!is_json_content_type(Some(no)), "{no}");
+        }
+        assert!(!is_json_content_type(None));
+    }
+
+    #[test]
+    fn a_declared_length_over_the_cap_is_refused_before_reading() {
+        let cap = BodyCap::new(10);
+        assert_eq!(cap.check_declared(Some("10")), Ok(()));
+        assert_eq!(
+            cap.check_declared(Some("11")),
+            Err(ApiError::PayloadTooLarge { limit: 10 })
+        );
+        assert!(
+            cap.check_declared(Some("99999999999999999999")).is_err(),
+            "a length no integer holds is over any cap"
+        );
+        for undecided in [None, Some(""), Some("-1"), Some("1e9"), Some("ten")] {
+            assert_eq!(cap.check_declared(undecided), Ok(()), "{undecided:?}");
+        }
+    }
+
+    #[test]
+    fn a_streamed_body_is_refused_at_the_first_chunk_past_the_cap() {
+        let mut cap = BodyCap::new(10);
+        assert_eq!(cap.take(4), Ok(()));
+        assert_eq!(cap.take(6), Ok(()));
+        assert_eq!(cap.read(), 10);
+        assert_eq!(cap.take(1), Err(ApiError::PayloadTooLarge { limit: 10 }));
+        assert_eq!(cap.read(), 10, "the refused chunk is not counted");
+        assert!(BodyCap::new(10).take(usize::MAX).is_err());
     }
 }
