@@ -49,8 +49,8 @@ pub async fn hmac_sha256(key: &[u8], data: &Uint8Array) -> Result<Vec<u8>, Strin
     Ok(Uint8Array::new(&mac).to_vec())
 }
 
-/// SHA-256 of `data` (a JS buffer, never copied into wasm).
-pub async fn sha256(data: &ArrayBuffer) -> Result<Vec<u8>, String> {
+/// SHA-256 of `data` (a JS byte array, never copied into wasm).
+pub async fn sha256(data: &Uint8Array) -> Result<Vec<u8>, String> {
     let digest = JsFuture::from(
         subtle()?
             .digest_with_str_and_buffer_source("SHA-256", data)
