@@ -487,19 +487,11 @@ async fn report_failure<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             &app.repository,
             deployment_id,
             "failure",
-            &truncate(error, 140),
+            &crate::text::cut(error, 140),
             None,
             job_link(deps.config, job.id).as_deref(),
         )
         .await;
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        s.chars().take(max - 1).collect::<String>() + "…"
-    }
 }
 
 fn job_link(config: &Config, id: i64) -> Option<String> {

@@ -609,7 +609,7 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
                             &p.repository,
                             id,
                             "failure",
-                            &cut(error, 140),
+                            &crate::text::cut(error, 140),
                             None,
                             None,
                         )
@@ -698,14 +698,6 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
             other => self.note(format!("telegram: {other:?}")),
         }
         Ok(())
-    }
-}
-
-fn cut(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        s.chars().take(max - 1).collect::<String>() + "…"
     }
 }
 
