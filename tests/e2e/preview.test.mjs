@@ -20,7 +20,7 @@ const REPO = "Codertocat/Hello-World";
 const MARKER = "<!-- edge-notifier:preview:hello -->";
 
 let worker, gh, tg, fly;
-const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
+const { deliver, admin, settled } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
 /** A pull_request fixture for PR `number` at `head`, optionally changed further. */
 function pr(action, number, head, edit = () => {}) {
@@ -177,7 +177,7 @@ describe("previews", () => {
     assert.equal(again.status, 202);
     const dup = await deliver("pull_request", event, { id: again.id });
     assert.equal(dup.status, 200, "the same delivery id is recognised");
-    await sleep(1500);
+    await settled(again.id);
     assert.deepEqual([gh.requests.length, fly.requests.length], seen, "no call for a duplicate");
   });
 
