@@ -112,23 +112,20 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
 
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
+    let hex = |i: usize| bytes.get(i).and_then(|b| char::from(*b).to_digit(16));
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len()
-                && s.is_char_boundary(i + 1)
-                && s.is_char_boundary(i + 3) =>
-            {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' => match (hex(i + 1), hex(i + 2)) {
+                (Some(high), Some(low)) => {
+                    // Two hex digits make a byte: below 256.
+                    out.push((high * 16 + low) as u8);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -211,6 +208,21 @@ mod tests {
         assert_eq!(
             query_param("https://x/y?bad=%zz%4", "bad").as_deref(),
             Some("%zz%4")
+        );
+    }
+
+    #[test]
+    fn a_percent_sign_takes_exactly_two_hex_digits() {
+        // Not a sign and a digit ("%+1" was read as byte 1), nor half a character.
+        assert_eq!(query_param("https://x/?q=%+1", "q").as_deref(), Some("% 1"));
+        assert_eq!(query_param("https://x/?q=%-1", "q").as_deref(), Some("%-1"));
+        assert_eq!(
+            query_param("https://x/?q=%\u{e9}1", "q").as_deref(),
+            Some("%\u{e9}1")
+        );
+        assert_eq!(
+            query_param("https://x/?q=%C3%A9", "q").as_deref(),
+            Some("\u{e9}")
         );
     }
 

@@ -28,6 +28,7 @@ pub mod secret;
 pub mod secrets;
 pub mod store;
 pub mod telegram;
+pub mod text;
 pub mod time;
 
 #[cfg(test)]

@@ -368,7 +368,7 @@ fn single_line_text(s: &str, max: usize) -> Option<String> {
             c => Some(c),
         })
         .collect();
-    Some(ellipsize(clean.trim(), max)).filter(|t| !t.is_empty())
+    Some(crate::text::cut(clean.trim(), max)).filter(|t| !t.is_empty())
 }
 
 /// A commit message: `\r\n` and a lone `\r` become `\n`, tabs stay, other control
@@ -384,22 +384,7 @@ fn message_text(s: &str, max: usize) -> Option<String> {
             c => Some(c),
         })
         .collect();
-    Some(ellipsize(clean.trim(), max)).filter(|t| !t.is_empty())
-}
-
-/// `s` if it has at most `max` characters, else its first `max - 1` characters and
-/// "…" (cut at a character boundary, never inside one).
-pub fn ellipsize(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s.to_owned(),
-        Some(_) => {
-            let end = s
-                .char_indices()
-                .nth(max.saturating_sub(1))
-                .map_or(s.len(), |(i, _)| i);
-            format!("{}…", &s[..end])
-        }
-    }
+    Some(crate::text::cut(clean.trim(), max)).filter(|t| !t.is_empty())
 }
 
 /// A URL worth linking: http(s), within [`MAX_URL`], without spaces or control
@@ -629,9 +614,9 @@ mod tests {
 
     #[test]
     fn ellipsize_cuts_characters_not_bytes() {
-        assert_eq!(ellipsize("abc", 3), "abc");
-        assert_eq!(ellipsize("abcd", 3), "ab…");
-        assert_eq!(ellipsize("🎉🎉🎉🎉", 2), "🎉…");
+        assert_eq!(crate::text::cut("abc", 3), "abc");
+        assert_eq!(crate::text::cut("abcd", 3), "ab…");
+        assert_eq!(crate::text::cut("🎉🎉🎉🎉", 2), "🎉…");
     }
 
     #[test]

@@ -111,7 +111,11 @@ fn title_case(s: &str) -> String {
 /// Telegram's 4096-character limit, the longest field is cut with an ellipsis until
 /// it fits.
 pub fn render(d: &Deployment) -> Rendered {
-    let header = header(d.kind, &d.environment);
+    // The header is never cut: it names at most a validated environment's length.
+    let header = header(
+        d.kind,
+        &crate::text::cut(&d.environment, crate::notify::MAX_ENVIRONMENT),
+    );
     let mut fields = vec![
         field("Project", &d.project_name, Style::Text),
         field(
@@ -162,20 +166,28 @@ pub fn render(d: &Deployment) -> Rendered {
             let plain = render_plain(&header, &fields, footer);
             return Rendered { html, plain };
         }
-        // Cut the longest cuttable field, keeping as much of it as still fits
-        // (escaping makes a character worth up to six, so search rather than count).
+        // Cut the longest field, keeping as much of it as still fits (escaping makes
+        // a character worth up to six, so search rather than count). A link shows
+        // its text twice; an `href` cannot be cut, so the longest link first
+        // becomes plain text, and is cut as such if that is still too long.
         let Some(i) = fields
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.style != Style::Link && !f.text.is_empty() && f.text != "…")
-            .max_by_key(|(_, f)| f.text.chars().count())
+            .filter(|(_, f)| !f.text.is_empty() && f.text != "…")
+            .max_by_key(|(_, f)| {
+                f.text.chars().count() * if f.style == Style::Link { 2 } else { 1 }
+            })
             .map(|(i, _)| i)
         else {
-            // Nothing left to cut: cannot happen within the validated field
-            // lengths, but never loop forever.
+            // Nothing left to cut: cannot happen (every field is down to "…"
+            // and the header is bounded), but never loop forever.
             let plain = render_plain(&header, &fields, footer);
             return Rendered { html, plain };
         };
+        if fields[i].style == Style::Link {
+            fields[i].style = Style::Text;
+            continue;
+        }
         let original: Vec<char> = fields[i].text.chars().collect();
         let (mut lo, mut hi) = (0, original.len().saturating_sub(1));
         while lo < hi {
@@ -234,16 +246,6 @@ fn render_plain(header: &str, fields: &[Field], footer: Option<&str>) -> String 
         out.push_str(&format!("\n\n{footer}"));
     }
     out
-}
-
-/// `s` cut to at most `max` characters (never inside one), the last of them "…"
-/// when anything was cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        s.chars().take(max.saturating_sub(1)).collect::<String>() + "…"
-    }
 }
 
 /// Telegram measures text in UTF-16 code units.

@@ -5,21 +5,38 @@ import { createHash } from "node:crypto";
 import { createServer } from "node:http";
 import { verify as cryptoVerify } from "node:crypto";
 
-function listen(handler) {
+/**
+ * Serves `handler` on loopback. A fake that throws (a body that is not the JSON it
+ * expects, a field it cannot read) answers 500 like a crashed upstream, and the
+ * crash is recorded in `violations`, so the suite fails instead of the Worker
+ * quietly retrying.
+ */
+function listen(violations, handler) {
   return new Promise((resolve) => {
     const server = createServer(async (req, res) => {
-      const chunks = [];
-      for await (const c of req) chunks.push(c);
-      const body = Buffer.concat(chunks).toString("utf8");
       try {
+        const chunks = [];
+        for await (const c of req) chunks.push(c);
+        const body = Buffer.concat(chunks).toString("utf8");
         await handler(req, body, res);
       } catch (e) {
-        res.writeHead(500, { "content-type": "application/json" });
-        res.end(JSON.stringify({ ok: false, description: `fake crashed: ${e.message}` }));
+        const path = new URL(req.url, "http://x").pathname.replace(/^\/bot[^/]+/, "/bot<token>");
+        violations.push(`fake crashed on ${req.method} ${path}: ${e.message}`);
+        if (!res.headersSent) res.writeHead(500, { "content-type": "application/json" });
+        res.end(JSON.stringify({ ok: false, description: "fake crashed" }));
       }
     });
     server.listen(0, "127.0.0.1", () => resolve(server));
   });
+}
+
+/** A request body the fake expects to be JSON; anything else throws (a violation). */
+function parseJson(raw, what) {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    throw new Error(`${what}: body is not JSON`);
+  }
 }
 
 function json(res, status, body) {
@@ -76,10 +93,10 @@ export async function fakeTelegram({ token, chatId }) {
   const violations = [];
   const scripts = [];
   let nextId = 1000;
-  const server = await listen((req, raw, res) => {
+  const server = await listen(violations, (req, raw, res) => {
     const path = new URL(req.url, "http://x").pathname;
     if (req.method === "POST" && path === `/bot${token}/editMessageText`) {
-      const body = JSON.parse(raw);
+      const body = parseJson(raw, "editMessageText");
       const original = messages.find((m) => m.messageId === body.message_id);
       if (!original || String(body.chat_id) !== String(original.body.chat_id)) {
         violations.push(`editMessageText of unknown message ${body.message_id}`);
@@ -184,7 +201,7 @@ export async function fakeCloudflare({ token, accountId }) {
   const violations = [];
   const workers = new Map(); // name -> { status, body } or deployments array
   const pages = new Map();
-  const server = await listen((req, _raw, res) => {
+  const server = await listen(violations, (req, _raw, res) => {
     const path = new URL(req.url, "http://x").pathname;
     requests.push(`${req.method} ${path}`);
     if (req.headers.authorization !== `Bearer ${token}`) {
@@ -259,7 +276,7 @@ export async function fakeGithub({ token, appId, publicKey, appSlug = "edge-noti
   const authorOf = (bearer) => (bearer === token ? tokenUser : botLogin);
   const blobSha = (text) => createHash("sha1").update(`blob ${Buffer.byteLength(text)}\0${text}`).digest("hex");
   if (token) state.issued.add(token);
-  const server = await listen((req, raw, res) => {
+  const server = await listen(violations, (req, raw, res) => {
     const url = new URL(req.url, "http://x");
     const path = url.pathname;
     let body = null;
@@ -518,17 +535,27 @@ function verifyAppJwt(jwt, appId, publicKey) {
   return null;
 }
 
-/** A deploy hook and a health endpoint whose answers the test sets. */
+/**
+ * A deploy hook and a health endpoint whose answers the test sets. The hook is
+ * posted JSON naming the app and the commit, as the Worker promises.
+ */
 export async function fakeTarget() {
   const hooks = [];
   const health = [];
+  const violations = [];
   const state = { hookStatus: 200, healthStatus: 200, healthDelayMs: 0, failHookFor: new Set() };
-  const server = await listen(async (req, raw, res) => {
+  const server = await listen(violations, async (req, raw, res) => {
     const path = new URL(req.url, "http://x").pathname;
     if (req.method === "POST" && path === "/hook") {
-      const body = JSON.parse(raw || "{}");
+      if (!(req.headers["content-type"] ?? "").startsWith("application/json")) {
+        violations.push(`deploy hook with content-type ${req.headers["content-type"]}`);
+      }
+      const body = parseJson(raw, "deploy hook");
+      if (typeof body?.app !== "string" || !/^[0-9a-f]{40}$/.test(body?.sha ?? "")) {
+        violations.push(`deploy hook for app ${body?.app} at ${body?.sha}`);
+      }
       hooks.push(body);
-      const status = state.failHookFor.has(body.sha) ? 422 : state.hookStatus;
+      const status = state.failHookFor.has(body?.sha) ? 422 : state.hookStatus;
       return json(res, status, { ok: status < 300 });
     }
     if (req.method === "GET" && path === "/health") {
@@ -537,9 +564,13 @@ export async function fakeTarget() {
       res.writeHead(state.healthStatus, { "content-type": "text/plain" });
       return res.end(state.healthStatus < 300 ? "ok" : "down");
     }
+    violations.push(`unexpected ${req.method} ${path}`);
     return json(res, 404, {});
   });
-  return { base: `http://127.0.0.1:${server.address().port}`, hooks, health, state, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
+  return {
+    base: `http://127.0.0.1:${server.address().port}`, hooks, health, state, violations,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+  };
 }
 
 /** The Fly.io Machines API for one app's machines; checks the token on every call. */
@@ -551,15 +582,15 @@ export async function fakeFly({ token }) {
   // their IP assignments, and what to break: { createMachine: { status, error } }.
   const apps = new Map(); // name -> { org, ips: [] }
   const state = { fail: {}, nextMachine: 1 };
-  const server = await listen((req, raw, res) => {
+  const server = await listen(violations, (req, raw, res) => {
     const url = new URL(req.url, "http://x");
-    requests.push({ method: req.method, path: url.pathname, search: url.search, body: raw ? JSON.parse(raw) : null });
+    const body = raw ? parseJson(raw, `${req.method} ${url.pathname}`) : null;
+    requests.push({ method: req.method, path: url.pathname, search: url.search, body });
     if (req.headers.authorization !== `Bearer ${token}`) {
       violations.push(`${req.method} ${url.pathname} without the Fly token`);
       return json(res, 401, { error: "unauthorized" });
     }
     let m;
-    const body = raw ? JSON.parse(raw) : null;
     if (req.method === "POST" && url.pathname === "/v1/apps") {
       if (!/^[a-z][a-z0-9-]{0,62}$/.test(body?.app_name ?? "") || !body?.org_slug) {
         violations.push(`app creation with name ${body?.app_name} org ${body?.org_slug}`);
@@ -603,8 +634,7 @@ export async function fakeFly({ token }) {
     }
     if (req.method === "POST" && (m = url.pathname.match(/^\/v1\/apps\/([^/]+)\/machines\/([^/]+)$/))) {
       const machine = (machines.get(m[1]) ?? []).find((x) => x.id === m[2]);
-      const body = JSON.parse(raw || "{}");
-      if (!machine || typeof body.config?.image !== "string") {
+      if (!machine || typeof body?.config?.image !== "string") {
         violations.push(`update of ${m[2]} without a machine or an image`);
         return json(res, 400, { error: "bad request" });
       }

@@ -60,7 +60,21 @@ export function clients(worker, { secret, token }) {
     const r = await fetch(`${worker().url}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     return { status: r.status, json: JSON.parse(await r.text()) };
   }
-  return { deliver, admin };
+  /**
+   * Delivery `id` once its recorded outcome is final (no longer `queued`): the
+   * positive signal to wait for before asserting that it caused nothing.
+   */
+  async function settled(id, timeoutMs = 20_000) {
+    const until = Date.now() + timeoutMs;
+    let d;
+    while (Date.now() < until) {
+      d = (await admin("GET", "/api/deliveries?limit=500")).json.deliveries.find((x) => x.id === id);
+      if (d && d.outcome !== "queued") return d;
+      await sleep(100);
+    }
+    throw new Error(`delivery ${id} is ${d?.outcome ?? "not recorded"} after ${timeoutMs} ms`);
+  }
+  return { deliver, admin, settled };
 }
 
 /** Runs one SQL statement on a stopped-clock row in the Worker's local D1. */

@@ -26,7 +26,7 @@ let vars;
 const FLY_TOKEN = "fly_e2e_token";
 const SECRETS_KEY = Buffer.alloc(32, 7).toString("base64");
 const SECRET_VALUE = "postgres://app:s3cr3t-e2e-value@db.internal/app";
-const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
+const { deliver, admin, settled } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
 /** The push fixture, moved to another repository and commit. */
 function push(repo, after, before = sha("0"), commits) {
@@ -249,7 +249,7 @@ describe("deploys", () => {
     assert.equal(done.status, "finalized", done.error);
     const replay = await admin("POST", `/api/deliveries/${id}/replay`);
     assert.deepEqual([replay.status, replay.json.message], [202, "Replay queued"]);
-    await sleep(1500);
+    await settled(id);
     const { json } = await admin("GET", "/api/jobs?app=hello&limit=50");
     assert.equal(json.jobs.filter((j) => j.sha === sha("b")).length, 1);
     assert.equal(gh.requests.filter((r) => r.method === "POST" && r.path.endsWith("/deployments") && r.body.ref === sha("b")).length, 1);
@@ -557,8 +557,12 @@ describe("cron", () => {
     const until = Date.now() + 10_000;
     while (!(gh.state.redeliveries ?? []).length && Date.now() < until) await sleep(100);
     assert.deepEqual(gh.state.redeliveries, [501]);
+    // The positive signal: the second run listed the failed deliveries again, and
+    // the run (which makes its requests inline) is over once scheduled() returns.
+    const listings = () => gh.requests.filter((r) => r.method === "GET" && r.path === "/app/hook/deliveries").length;
+    const before = listings();
     await worker.scheduled();
-    await sleep(1000);
+    assert.equal(listings(), before + 1, "the second run looked at the deliveries again");
     assert.deepEqual(gh.state.redeliveries, [501], "asked once");
   });
 });
@@ -567,6 +571,7 @@ test("the fakes saw nothing unexpected and no secret reached the logs", () => {
   assert.deepEqual(gh.violations, []);
   assert.deepEqual(fly.violations, []);
   assert.deepEqual(tg.violations, []);
+  assert.deepEqual(target.violations, []);
   const logs = worker.logs.join("\n");
   const tokens = [...gh.state.issued];
   for (const secret of [SECRET, OLD_SECRET, ADMIN, BOT, SECRETS_KEY, "s3cr3t-e2e-value", ...tokens]) {

@@ -39,6 +39,31 @@ function deployment(fields) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const ADMIN = "e2e-notify-admin-token";
+
+let markers = 0;
+/**
+ * The positive signal before an absence check: a fresh notification posted now is
+ * announced (the queue has worked through what came before it), and every
+ * notification the Worker accepted, but those in `held`, has its final outcome in
+ * /api/deliveries. A late effect would have shown by then.
+ */
+async function drained({ held = [] } = {}) {
+  const marker = `marker-${++markers}`;
+  assert.equal((await post(deployment({ projectName: "marker-app", deploymentId: marker }))).status, 202);
+  await tg.waitFor(marker);
+  const until = Date.now() + 15_000;
+  let open;
+  while (Date.now() < until) {
+    const r = await post(undefined, { method: "GET", path: "/api/deliveries?limit=500", token: ADMIN });
+    assert.equal(r.status, 200, r.text);
+    open = r.json.deliveries.filter((d) => d.source === "notify" && !held.includes(d.project) &&
+      ["pending", "sending", "retrying"].includes(d.outcome));
+    if (open.length === 0) return;
+    await sleep(100);
+  }
+  throw new Error(`notifications without an outcome: ${open.map((d) => `${d.id} ${d.outcome}`).join(", ")}`);
+}
 
 before(async () => {
   tg = await fakeTelegram({ token: BOT, chatId: CHAT });
@@ -59,6 +84,7 @@ before(async () => {
     persistTo,
     vars: {
       DEPLOY_NOTIFY_TOKEN: TOKEN,
+      ADMIN_TOKEN: ADMIN,
       TELEGRAM_BOT_TOKEN: BOT,
       TELEGRAM_CHAT_ID: CHAT,
       TELEGRAM_API_BASE: tg.base,
@@ -106,7 +132,7 @@ describe("POST /notify", () => {
     assert.equal(again.status, 200);
     assert.deepEqual(again.json, { success: true, message: "Already processed" });
     await tg.waitFor("repeat-app");
-    await sleep(1500);
+    await drained({ held: ["outage-app"] });
     assert.equal(tg.about("repeat-app").length, 1);
     // The same id as a Pages deployment is another deployment.
     assert.equal((await post({ deployment: { ...body.deployment, type: "pages" } })).status, 202);
@@ -150,7 +176,7 @@ describe("POST /notify", () => {
     const statuses = answers.map((a) => a.status).sort();
     assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 202]);
     await tg.waitFor("race-app");
-    await sleep(1500);
+    await drained({ held: ["outage-app"] });
     assert.equal(tg.about("race-app").length, 1);
   });
 
@@ -224,7 +250,7 @@ describe("Telegram failures", () => {
     assert.equal((await post(deployment({ projectName: "doomed-app", deploymentId: "dm-1" }))).status, 202);
     const until = Date.now() + 10_000;
     while (tg.about("doomed-app").length === 0 && Date.now() < until) await sleep(50);
-    await sleep(3500);
+    await drained({ held: ["outage-app"] });
     assert.equal(tg.about("doomed-app").length, 1);
     assert.ok(worker.logs.some((l) => l.includes("failed permanently: Telegram 400: Bad Request: not enough rights")));
   });
@@ -245,13 +271,13 @@ describe("Telegram failures", () => {
 describe("cron", () => {
   // First in this suite: nothing has run the cron yet.
   test("the sweep sends what was accepted while the queue was down", async () => {
-    await sleep(1000);
+    await drained({ held: ["outage-app"] });
     assert.equal(tg.about("outage-app").length, 0, "nothing but the sweep can send it");
     await worker.scheduled();
     const [m] = await tg.waitFor("outage-app");
     assert.ok(m.visible.includes("Deployment ID: outage-1"));
     await worker.scheduled();
-    await sleep(1500);
+    await drained();
     assert.equal(tg.about("outage-app").length, 1);
   });
 
@@ -287,7 +313,7 @@ describe("cron", () => {
     cf.pages.get("site-b")[0].latest_stage = { name: "deploy", status: "success" };
     await worker.scheduled();
     await tg.waitFor("pd-building");
-    await sleep(1500);
+    await drained();
     for (const id of ["wd-new", "pd-new", "pd-building"]) assert.equal(tg.about(id).length, 1, id);
     for (const id of ["wd-old", "pd-hooked"]) assert.equal(tg.about(id).length, 0, id);
   });
@@ -353,7 +379,7 @@ describe("notify-deploy", () => {
     assert.equal(body.deployment.projectName, "dry-e2e-app");
     assert.equal(body.deployment.type, "pages");
     assert.ok(!r.stdout.includes(TOKEN));
-    await sleep(1500);
+    await drained();
     assert.equal(tg.about("dry-e2e-app").length, 0);
   });
 

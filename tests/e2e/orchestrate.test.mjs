@@ -19,7 +19,7 @@ const CHAT = "-100999";
 const INFRA_WORKFLOW = ".github/workflows/apply.yml";
 
 let worker, gh, tg;
-const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
+const { deliver, admin, settled } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
 const service = async (name) => (await admin("GET", `/api/services/${name}`)).json.service;
 const step = (wf, id) => wf.steps.find((s) => s.id === id);
@@ -193,7 +193,7 @@ describe("create a service", () => {
     // The apply run's event comes first.
     const early = await deliver("workflow_run", run(mergeSha, "success", 7001));
     assert.equal(early.status, 202);
-    await sleep(1000);
+    await settled(early.id);
     assert.equal(step(await service("ledger"), "infra_applied").status, "pending");
     const mergeEvent = merged(infraPull(wf), mergeSha);
     await deliver("pull_request", mergeEvent);
@@ -203,8 +203,8 @@ describe("create a service", () => {
     assert.equal(step(done, "infra_applied").run.id, 7001);
     assert.equal(step(done, "infra_merged").events.filter((e) => e.source === "pull_request").length, 1, "a duplicate is not recorded twice");
     // A late "raised"-era event (the PR's closing again) never moves a finished step back.
-    await deliver("pull_request", merged(infraPull(wf), sha("6")));
-    await sleep(800);
+    const late = await deliver("pull_request", merged(infraPull(wf), sha("6")));
+    await settled(late.id);
     const after = await service("ledger");
     assert.equal(step(after, "infra_merged").merged_sha, mergeSha);
     assert.equal(after.status, "succeeded");

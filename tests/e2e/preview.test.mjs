@@ -20,7 +20,7 @@ const REPO = "Codertocat/Hello-World";
 const MARKER = "<!-- edge-notifier:preview:hello -->";
 
 let worker, gh, tg, fly;
-const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
+const { deliver, admin, settled } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
 /** GitHub's date of an event that happens now (whole seconds, as GitHub sends it). */
 const githubNow = (offsetMs = 0) => new Date(Date.now() + offsetMs).toISOString().replace(/\.\d+Z$/, "Z");
@@ -240,7 +240,7 @@ describe("previews", () => {
     assert.deepEqual([again.status, again.json.message], [200, "Already processed"], "the same body under a new id is recognised");
     const dup = await deliver("pull_request", event, { id: first.id });
     assert.equal(dup.status, 200, "the same delivery id is recognised");
-    await sleep(1500);
+    await settled(again.id);
     assert.deepEqual([gh.requests.length, fly.requests.length], seen, "no call for a duplicate");
   });
 

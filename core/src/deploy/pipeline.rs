@@ -19,7 +19,7 @@ use crate::http::HttpRequest;
 use crate::jobs::JobMessage;
 use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
 use crate::retry::{backoff_seconds, seconds_until};
-use crate::telegram::{escape_html, truncate, SendOutcome, TelegramClient};
+use crate::telegram::{escape_html, SendOutcome, TelegramClient};
 use crate::time::Timestamp;
 
 /// Transient failures of one step are retried this many times in all.
@@ -496,7 +496,7 @@ async fn report_failure<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             &app.repository,
             deployment_id,
             "failure",
-            &truncate(error, 140),
+            &crate::text::cut(error, 140),
             None,
             job_link(deps.config, job.id).as_deref(),
         )

@@ -327,15 +327,7 @@ fn sha(field: &str, s: &str) -> Result<CommitSha, Invalid> {
 /// The first line of a commit message, cut to [`COMMIT_SUBJECT_MAX`].
 pub fn subject(message: &str) -> String {
     let first = message.lines().next().unwrap_or("").trim();
-    if first.chars().count() > COMMIT_SUBJECT_MAX {
-        first
-            .chars()
-            .take(COMMIT_SUBJECT_MAX - 1)
-            .collect::<String>()
-            + "…"
-    } else {
-        first.to_owned()
-    }
+    crate::text::cut(first, COMMIT_SUBJECT_MAX)
 }
 
 /// Parses a delivery's body by its `X-GitHub-Event` name.

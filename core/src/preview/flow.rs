@@ -707,7 +707,7 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
                             &p.repository,
                             id,
                             "failure",
-                            &crate::telegram::truncate(error, 140),
+                            &crate::text::cut(error, 140),
                             None,
                             None,
                         )

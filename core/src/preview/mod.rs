@@ -660,7 +660,7 @@ pub fn render_telegram(p: &Preview, shown: &Shown<'_>) -> String {
         Shown::Ready => "✅ ready".into(),
         Shown::Failed(error) => format!(
             "❌ failed: {}",
-            e(&crate::telegram::truncate(error, TELEGRAM_ERROR_CHARS))
+            e(&crate::text::cut(error, TELEGRAM_ERROR_CHARS))
         ),
         Shown::Destroyed(reason) => format!("🗑️ destroyed: {}", reason.explain()),
         Shown::Skipped(reason) => format!("⏭️ not deployed: {}", e(reason.explain())),

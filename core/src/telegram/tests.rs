@@ -287,3 +287,28 @@ fn errors_never_carry_the_token() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_link_that_escapes_past_the_limit_is_shown_cut_as_text() {
+    // A URL within the link limit whose every character escapes to five: shown
+    // twice in `<a href="…">…</a>`, it alone would pass Telegram's 4096.
+    let payload = DeploymentPayload {
+        kind: Some("pages".into()),
+        project_name: Some("p".into()),
+        deployment_id: Some("d".into()),
+        url: Some(format!("https://x.example/?{}", "&".repeat(1000))),
+        ..Default::default()
+    };
+    let d = payload
+        .validate(Timestamp::from_millis(0), Source::Hook)
+        .expect("valid");
+    let r = render(&d);
+    assert!(
+        utf16_len(&r.html) <= MAX_MESSAGE_CHARS,
+        "{}",
+        utf16_len(&r.html)
+    );
+    assert!(!r.html.contains("<a href"), "a cut URL is no link");
+    assert!(r.html.contains("<b>URL:</b> https://x.example/?&amp;"));
+    assert!(utf16_len(&r.plain) <= MAX_MESSAGE_CHARS);
+}
