@@ -240,7 +240,8 @@ describe("previews", () => {
     assert.deepEqual([again.status, again.json.message], [200, "Already processed"], "the same body under a new id is recognised");
     const dup = await deliver("pull_request", event, { id: first.id });
     assert.equal(dup.status, 200, "the same delivery id is recognised");
-    await settled(again.id);
+    // Neither duplicate was recorded or queued: both answers above are final.
+    await settled(first.id);
     assert.deepEqual([gh.requests.length, fly.requests.length], seen, "no call for a duplicate");
   });
 
