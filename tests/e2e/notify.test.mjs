@@ -252,7 +252,7 @@ describe("Telegram failures", () => {
     while (tg.about("doomed-app").length === 0 && Date.now() < until) await sleep(50);
     await drained({ held: ["outage-app"] });
     assert.equal(tg.about("doomed-app").length, 1);
-    assert.ok(worker.logs.some((l) => l.includes("failed permanently: Telegram 400: Bad Request: not enough rights")));
+    assert.ok(await worker.waitForLog("failed permanently: Telegram 400: Bad Request: not enough rights"));
   });
 
   test("HTML Telegram cannot parse is resent as plain text", async () => {
@@ -307,7 +307,7 @@ describe("cron", () => {
     assert.ok(p.visible.startsWith("📄 New Pages Deployment"));
     assert.ok(p.text.includes('<a href="https://pd-new.site-b.pages.dev">'));
     assert.equal(brokenCalls(), brokenBefore + 1, "the failing name was tried, once");
-    assert.ok(worker.logs.some((l) => l.includes("worker svc-broken: Cloudflare API 500")));
+    assert.ok(await worker.waitForLog("worker svc-broken: Cloudflare API 500"));
 
     // Once the build finishes it is announced; nothing else is announced again.
     cf.pages.get("site-b")[0].latest_stage = { name: "deploy", status: "success" };

@@ -74,6 +74,16 @@ export async function startWorker({ vars = {}, persistTo, config = "wrangler.tom
     url,
     persistTo,
     logs,
+    // Waits until a log line contains `needle` (wrangler's output reaches us
+    // asynchronously, after the response that caused it). Answers whether it came.
+    async waitForLog(needle, ms = 10_000) {
+      const until = Date.now() + ms;
+      while (!logs.some((l) => l.includes(needle))) {
+        if (Date.now() > until) return false;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return true;
+    },
     // Runs the cron handler once, as the every-five-minutes trigger would.
     async scheduled() {
       const r = await fetch(`${url}/__scheduled?cron=${encodeURIComponent("*/5 * * * *")}`);
