@@ -170,16 +170,13 @@ impl Sql for D1Sql {
             .iter()
             .map(|row| {
                 let row: js_sys::Object = row.unchecked_into();
-                js_sys::Object::entries(&row)
-                    .iter()
-                    .map(|entry| {
-                        let pair: js_sys::Array = entry.unchecked_into();
-                        (
-                            pair.get(0).as_string().unwrap_or_default(),
-                            column(&pair.get(1)),
-                        )
-                    })
-                    .collect()
+                edge_core::maps::object(js_sys::Object::entries(&row).iter().map(|entry| {
+                    let pair: js_sys::Array = entry.unchecked_into();
+                    (
+                        pair.get(0).as_string().unwrap_or_default(),
+                        column(&pair.get(1)),
+                    )
+                }))
             })
             .collect())
     }

@@ -12,15 +12,12 @@ pub fn handle(req: &Request, env: &Env, config: &Config) -> Result<Reply, ApiErr
     if !matches!(req.method(), Method::Get | Method::Head) {
         return Err(ApiError::MethodNotAllowed { allowed: "GET" });
     }
-    let settings: serde_json::Map<String, serde_json::Value> = VARIABLES
-        .iter()
-        .map(|(name, _secret)| {
-            (
-                (*name).to_owned(),
-                crate::adapters::lookup(env, name).is_some().into(),
-            )
-        })
-        .collect();
+    let settings = edge_core::maps::object(VARIABLES.iter().map(|(name, _secret)| {
+        (
+            (*name).to_owned(),
+            crate::adapters::lookup(env, name).is_some().into(),
+        )
+    }));
     Ok(Reply::json(
         200,
         serde_json::json!({

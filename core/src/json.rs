@@ -402,9 +402,10 @@ impl<T: FromJson> FromJson for Vec<T> {
 impl<T: FromJson> FromJson for BTreeMap<String, T> {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         let map = v.as_object().ok_or_else(|| invalid_type(v, at, "a map"))?;
-        map.iter()
-            .map(|(k, item)| Ok((k.clone(), T::from_json(item, Path::Key(&at, k))?)))
-            .collect()
+        crate::maps::try_inserted(
+            map.iter()
+                .map(|(k, item)| Ok((k.clone(), T::from_json(item, Path::Key(&at, k))?))),
+        )
     }
 }
 

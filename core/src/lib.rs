@@ -19,6 +19,7 @@ pub mod github;
 pub mod http;
 pub mod jobs;
 pub mod json;
+pub mod maps;
 pub mod notify;
 pub mod orchestrate;
 pub mod ports;

@@ -701,10 +701,8 @@ async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             };
             let repo: &RepoFullName = repository.as_ref().unwrap_or(&app.repository);
             let git_ref = git_ref.as_deref().unwrap_or(&deploy.production_branch);
-            let inputs: serde_json::Map<String, serde_json::Value> = inputs
-                .iter()
-                .map(|(k, v)| (k.clone(), substitute(v, sha)))
-                .collect();
+            let inputs =
+                crate::maps::object(inputs.iter().map(|(k, v)| (k.clone(), substitute(v, sha))));
             match GithubClient::new(deps.http, &github)
                 .dispatch_workflow(repo, workflow, git_ref, &inputs)
                 .await

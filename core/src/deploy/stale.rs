@@ -5,8 +5,6 @@
 //! active and its next waiting job's) and the chain of pushes its jobs recorded
 //! decide what they can; what the chain cannot tell goes to GitHub's compare API.
 
-use std::collections::{HashMap, HashSet};
-
 use crate::github::events::PushEvent;
 use crate::github::CommitSha;
 
@@ -54,29 +52,26 @@ fn ancestry<'a>(
     start: &'a CommitSha,
     first: Option<&'a PushLink>,
     history: &'a [PushLink],
-) -> HashSet<&'a CommitSha> {
-    let mut ending_at: HashMap<&CommitSha, Vec<&PushLink>> = HashMap::new();
-    for link in history {
-        ending_at.entry(&link.after).or_default().push(link);
-    }
-    let mut known: HashSet<&CommitSha> = HashSet::from([start]);
-    let mut walked: HashSet<&CommitSha> = HashSet::new();
+) -> Vec<&'a CommitSha> {
+    // Vectors, not hash sets: the history is a few dozen pushes, and the Worker
+    // would carry hash map code for this alone.
+    let mut known: Vec<&CommitSha> = vec![start];
     let mut frontier: Vec<&CommitSha> = vec![start];
     let mut links: Vec<&PushLink> = first.into_iter().collect();
     loop {
         for link in links.drain(..) {
             let before = link.before.as_ref().filter(|_| !link.forced);
             for c in link.commits.iter().chain(before) {
-                known.insert(c);
-                frontier.push(c);
+                if !known.contains(&c) {
+                    known.push(c);
+                    frontier.push(c);
+                }
             }
         }
         let Some(next) = frontier.pop() else {
             return known;
         };
-        if walked.insert(next) {
-            links.extend(ending_at.get(next).into_iter().flatten());
-        }
+        links.extend(history.iter().filter(|l| &l.after == next));
     }
 }
 
@@ -85,10 +80,10 @@ pub fn judge(candidate: &PushLink, reference: &CommitSha, history: &[PushLink]) 
     if &candidate.after == reference {
         return Chain::Stale;
     }
-    if ancestry(&candidate.after, Some(candidate), history).contains(reference) {
+    if ancestry(&candidate.after, Some(candidate), history).contains(&reference) {
         return Chain::Newer;
     }
-    if ancestry(reference, None, history).contains(&candidate.after) {
+    if ancestry(reference, None, history).contains(&&candidate.after) {
         return Chain::Stale;
     }
     Chain::Undecided

@@ -469,7 +469,9 @@ impl Definition {
                         repository: f(repository),
                         workflow: f(workflow),
                         git_ref: git_ref.as_ref().map(f),
-                        inputs: inputs.iter().map(|(k, v)| (k.clone(), f(v))).collect(),
+                        inputs: crate::maps::inserted(
+                            inputs.iter().map(|(k, v)| (k.clone(), f(v))),
+                        ),
                     },
                     other => other.clone(),
                 };
@@ -810,15 +812,15 @@ pub fn default_create_service(config: &OrchestrateConfig) -> Definition {
         path: "services/{name}.json".into(),
         content: "{\n  \"name\": \"{name}\",\n  \"team\": \"{team}\",\n  \"type\": \"{type}\",\n  \"template\": \"{template}\"\n}\n".into(),
     }];
-    let inputs = [
-        ("name", "{name}"),
-        ("team", "{team}"),
-        ("type", "{type}"),
-        ("template", "{template}"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    let inputs = crate::maps::inserted(
+        [
+            ("name", "{name}"),
+            ("team", "{team}"),
+            ("type", "{type}"),
+            ("template", "{template}"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
     Definition {
         steps: vec![
             step(

@@ -343,10 +343,8 @@ impl<'a, H: Http> Github<'a, H> {
         git_ref: &str,
         inputs: &BTreeMap<String, String>,
     ) -> Result<Option<WorkflowRun>, GithubError> {
-        let inputs = inputs
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().into()))
-            .collect();
+        let inputs =
+            crate::maps::object(inputs.iter().map(|(k, v)| (k.clone(), v.as_str().into())));
         let run = GithubClient::new(self.http, self.config)
             .dispatch_workflow(repo, workflow, git_ref, &inputs)
             .await?;

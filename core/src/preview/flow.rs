@@ -537,11 +537,8 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
         p: &Preview,
         s: &PreviewSettings,
     ) -> Result<serde_json::Value, Failure> {
-        let mut env: serde_json::Map<String, serde_json::Value> = s
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().into()))
-            .collect();
+        let mut env =
+            crate::maps::object(s.env.iter().map(|(k, v)| (k.clone(), v.as_str().into())));
         let name = AppName::parse(&p.app).map_err(|e| Failure::permanent(e.to_string()))?;
         let secrets = SecretStore::new(self.deps.sql);
         match &self.deps.config.secrets_keys {

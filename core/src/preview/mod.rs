@@ -117,8 +117,7 @@ fn github_permissions(v: &Value, at: Path<'_>) -> Result<BTreeMap<Permission, Ac
     let map = v
         .as_object()
         .ok_or_else(|| crate::json::invalid_type(v, at, "a map"))?;
-    map.iter()
-        .map(|(k, level)| {
+    crate::maps::try_inserted(map.iter().map(|(k, level)| {
             let here = Path::Key(&at, k);
             let permission = <Permission as crate::json::Names>::from_name(k).ok_or_else(|| {
                 Invalid::at(
@@ -127,8 +126,7 @@ fn github_permissions(v: &Value, at: Path<'_>) -> Result<BTreeMap<Permission, Ac
                 )
             })?;
             Ok((permission, Access::from_json(level, here)?))
-        })
-        .collect()
+    }))
 }
 
 impl FromJson for PreviewSettings {
@@ -257,17 +255,15 @@ impl PreviewSettings {
     /// The permissions of the machine's `GITHUB_TOKEN`: `contents: read`, widened by
     /// `github_permissions` (as GitHub's `access_tokens` body spells them).
     pub fn token_permissions(&self) -> Value {
-        let mut all = BTreeMap::from([(Permission::Contents, Access::Read)]);
+        let mut all = BTreeMap::new();
+        all.insert(Permission::Contents, Access::Read);
         all.extend(&self.github_permissions);
-        let map: serde_json::Map<String, Value> = all
-            .into_iter()
-            .map(|(p, a)| {
-                (
-                    crate::json::Names::name(p).to_owned(),
-                    crate::json::Names::name(a).into(),
-                )
-            })
-            .collect();
+        let map = crate::maps::object(all.into_iter().map(|(p, a)| {
+            (
+                crate::json::Names::name(p).to_owned(),
+                crate::json::Names::name(a).into(),
+            )
+        }));
         Value::Object(map)
     }
 
@@ -328,7 +324,7 @@ impl PreviewSettings {
             PRS.iter()
                 .flat_map(|&pr| BRANCHES.iter().map(move |&b| (pr, b)))
                 .map(|(pr, b)| s.fly_app_name(app, pr, b))
-                .collect::<std::collections::BTreeSet<_>>()
+                .collect::<Vec<_>>()
         };
         let mine = names(self, app);
         names(other, other_app)
