@@ -419,23 +419,25 @@ const size = uploadSize();
   const vs = results.vs_baseline;
   row("/notify c16 throughput vs baseline", `${vs.notify_c16_rps}x`, "(ratio)", true);
   row("baseline /github fresh c16 (req/s)", base.github.fresh.rps, "(machine)", true);
-  row("/github fresh 25 KB push c16 (req/s)", gh.fresh.rps, "", true);
+  row("/github fresh 25 KB c16 (req/s)", gh.fresh.rps, "", true);
   row("/github fresh c16 vs baseline", `${vs.github_fresh_rps}x`, "(ratio)", true);
-  row("/github fresh 25 KB push c16 p99 (ms)", gh.fresh.p99_ms, "", true);
+  row("/github fresh 25 KB c16 p99 (ms)", gh.fresh.p99_ms, "", true);
   row("/github fresh statuses", JSON.stringify(gh.fresh.statuses), "", true);
-  row("baseline /github repeated c16 (req/s)", base.github.push.rps, "(machine)", true);
-  row("/github repeated 25 KB push c16 (req/s)", gh.push.rps, "", true);
-  row("/github repeated c16 vs baseline", `${vs.github_repeated_rps}x`, "(ratio)", true);
-  row("/github repeated 25 KB push c16 p99 (ms)", gh.push.p99_ms, "", true);
+  row("baseline /github repeat c16 (req/s)", base.github.push.rps, "(machine)", true);
+  row("/github repeat 25 KB c16 (req/s)", gh.push.rps, "", true);
+  row("/github repeat c16 vs baseline", `${vs.github_repeated_rps}x`, "(ratio)", true);
+  row("/github repeat 25 KB c16 p99 (ms)", gh.push.p99_ms, "", true);
+  row("/github repeat statuses", JSON.stringify(gh.push.statuses), "", true);
+  // workerd's CPU per request (free plan: 10 ms), beside the baseline's.
   const cpuRows = (name, c) => {
-    row(`CPU ${name}: workerd ms/req`, c.worker, "(free: 10)", true);
-    row(`CPU ${name}: baseline ms/req`, c.baseline, "", true);
-    row(`CPU ${name}: vs baseline`, `${c.ratio}x`, "(ratio)", true);
+    row(`${name} CPU ms/req (workerd)`, c.worker, "(free: 10)", true);
+    row(`baseline ${name} CPU ms/req`, c.baseline, "(machine)", true);
+    row(`${name} CPU vs baseline`, `${c.ratio}x`, "(ratio)", true);
   };
   cpuRows("/notify c16", vs.cpu_ms_per_request.notify_c16);
-  cpuRows("/notify c16 + sends", vs.cpu_ms_per_request.notify_c16_with_sends);
+  cpuRows("/notify+sends", vs.cpu_ms_per_request.notify_c16_with_sends);
   cpuRows("/github fresh", vs.cpu_ms_per_request.github_fresh);
-  cpuRows("/github repeated", vs.cpu_ms_per_request.github_repeated);
+  cpuRows("/github repeat", vs.cpu_ms_per_request.github_repeated);
   for (const [k, h] of Object.entries(gh.hmac)) {
     row(`HMAC ${k}: Worker (WebCrypto) ms`, h.worker_verify_ms, "", true);
     row(`HMAC ${k}: OpenSSL (node) ms`, h.openssl_ms, "", true);
@@ -451,8 +453,8 @@ const size = uploadSize();
   row("wrangler dev: POST→Telegram c16 p50", dev.post_to_telegram_c16.p50_ms, "(reference)", true);
   const devCpu = vs.cpu_ms_per_request.wrangler_dev_notify_c16;
   row("wrangler dev: /notify workerd ms/req", devCpu.worker, "(reference)", true);
-  row("wrangler dev: baseline workerd ms/req", devCpu.baseline, "(reference)", true);
+  row("wrangler dev: base workerd ms/req", devCpu.baseline, "(reference)", true);
   row("wrangler dev: /notify node ms/req", devCpu.wrangler_node_worker, "(reference)", true);
-  row("wrangler dev: baseline node ms/req", devCpu.wrangler_node_baseline, "(reference)", true);
+  row("wrangler dev: base node ms/req", devCpu.wrangler_node_baseline, "(reference)", true);
   console.log("\nwritten to bench/results.json");
 }
