@@ -1,6 +1,7 @@
 // Fails when the modules of a Rust crate depend on each other in a cycle.
 //
-//   node scripts/check-cycles.mjs [--report] [crate-src-dir …]   (default: core/src src)
+//   node scripts/check-cycles.mjs [--report] [--parents-use-children] [crate-src-dir …]
+//   (default: core/src src)
 //
 // A module is a file (`a.rs` or `a/mod.rs` is `a`, `a/b.rs` is `a::b`) or an inline
 // `mod x { … }`, found by following `mod` declarations from lib.rs (or main.rs). An
@@ -12,6 +13,10 @@
 // it count instead), and a parent's `pub use` of its own submodules' items (a façade;
 // it counts when the parent uses the name itself). Other crates (`edge_core::` from
 // the Worker crate) are left out: crates cannot form cycles.
+//
+// `--parents-use-children` also leaves out a module's uses of its own submodules (the
+// crate root routing to its handlers, a folder's mod.rs using its parts), so only a
+// submodule's use of its ancestors or a cross-folder reference can close a cycle.
 //
 // Prints each cycle as a path a → b → a with where each step is written, and exits 1
 // if there is one; `--report` prints them and exits 0.
@@ -309,7 +314,7 @@ function absolute(crate, mod, segs) {
 }
 
 /** The crate's module graph: module name → Map(target name → first reference). */
-export function moduleGraph(crate) {
+export function moduleGraph(crate, { parentsUseChildren = false } = {}) {
   const mods = [...crate.modules.values()];
   // `use` paths are absolute once their first segment is known; imports that use an
   // earlier import's name (`use a::b; use b::c;`) need a second round.
@@ -328,7 +333,7 @@ export function moduleGraph(crate) {
   const graph = new Map(mods.map((m) => [nameOf(m.path), new Map()]));
   const where = (m, line) => `${relative(ROOT, m.file)}:${line}`;
   const edge = (from, to, line) => {
-    if (to === from) return;
+    if (to === from || (parentsUseChildren && isPrefix(from.path, to.path))) return;
     const edges = graph.get(nameOf(from.path));
     if (!edges.has(nameOf(to.path))) edges.set(nameOf(to.path), where(from, line));
   };
@@ -427,8 +432,8 @@ export function findCycles(graph) {
 }
 
 /** Cycles of the crate in `srcDir`, each with where its steps are written. */
-export function cyclesIn(srcDir) {
-  const graph = moduleGraph(readCrate(srcDir));
+export function cyclesIn(srcDir, options) {
+  const graph = moduleGraph(readCrate(srcDir), options);
   return findCycles(graph).map((path) => ({
     path: [...path],
     group: path.group,
@@ -442,7 +447,7 @@ function main(argv) {
   const crates = dirs.length ? dirs : [join(ROOT, "core", "src"), join(ROOT, "src")];
   let total = 0;
   for (const dir of crates) {
-    const cycles = cyclesIn(dir);
+    const cycles = cyclesIn(dir, { parentsUseChildren: argv.includes("--parents-use-children") });
     total += cycles.length;
     const label = relative(ROOT, dir) || dir;
     if (!cycles.length) {

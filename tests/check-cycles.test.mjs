@@ -92,6 +92,22 @@ test("a parent that uses its child's items while the child uses the parent's is 
     "engine/definition.rs": "use super::Kind;\npub struct Step(pub Kind);\n",
   });
   assert.deepEqual(paths(src), ["engine → engine::definition → engine"]);
+  // … unless a parent's uses of its submodules are left out.
+  assert.deepEqual(cyclesIn(src, { parentsUseChildren: true }), []);
+  const r = check("--parents-use-children", src);
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
+test("--parents-use-children still finds a cycle that crosses folders", () => {
+  const src = crate({
+    "lib.rs": "pub mod a;\npub mod b;\n",
+    "a/mod.rs": "pub mod part;\n",
+    "a/part.rs": "pub struct P;\npub fn f(_: crate::b::Q) {}\n",
+    "b.rs": "pub struct Q;\npub fn g(_: crate::a::part::P) {}\n",
+  });
+  const r = check("--parents-use-children", src);
+  assert.equal(r.status, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /a::part → b → a::part/);
 });
 
 test("inline modules are modules of their own; super inside one is the file's module", () => {
