@@ -1,7 +1,9 @@
 // `npm run bench`: /notify throughput and latency against the local Worker (workerd
 // through wrangler dev, local D1/KV/Queues), POST-to-Telegram latency through the
-// queue consumer, and the upload size `wrangler deploy --dry-run` reports. Prints a
-// table and writes bench/results.json. Targets are checked here, never in tests.
+// queue consumer, /github throughput, workerd's CPU milliseconds per request (beside
+// the baseline Worker's, see cpu.mjs), and the upload size `wrangler deploy --dry-run`
+// reports. Prints a table and writes bench/results.json. Targets are checked here,
+// never in tests; CPU has no target.
 import { writeFileSync, mkdtempSync, readFileSync } from "node:fs";
 import { createHmac, randomUUID } from "node:crypto";
 import { spawnSync } from "node:child_process";
@@ -11,6 +13,7 @@ import { ensureTools, buildWorker, toolEnv, root, log } from "../scripts/lib.mjs
 import { fakeTelegramThread as fakeTelegram } from "./telegram-thread.mjs";
 import { startWorker } from "../tests/e2e/worker.mjs";
 import { startOnWorkerd } from "./runtime.mjs";
+import { startMeasured, measured, cpuSince } from "./cpu.mjs";
 
 const TOKEN = "bench-notify-token";
 const BOT = "999:bench-bot";
@@ -34,16 +37,32 @@ function percentile(sorted, p) {
 
 const round = (x) => Math.round(x * 10) / 10;
 
-/** One POST /notify, recorded into `into` ({ latencies, statuses, sentAt }). */
+/** A request that got no answer (a connection reset), counted under its error code. */
+function failed(statuses, e) {
+  const key = `error ${e.cause?.code ?? e.code ?? e.name}`;
+  statuses[key] = (statuses[key] ?? 0) + 1;
+}
+
+/**
+ * One POST /notify, recorded into `into` ({ latencies, statuses, sentAt }); one with
+ * no answer is counted in `statuses` (the paced run's open loop can pile up more
+ * connections than a busy machine's workerd accepts) rather than ending the bench.
+ */
 async function post(url, body, into) {
   const t0 = performance.now();
   const wall = Date.now();
-  const r = await fetch(`${url}/notify`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  await r.arrayBuffer();
+  let r;
+  try {
+    r = await fetch(`${url}/notify`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    await r.arrayBuffer();
+  } catch (e) {
+    failed(into.statuses, e);
+    return;
+  }
   into.latencies.push(performance.now() - t0);
   into.statuses[r.status] = (into.statuses[r.status] ?? 0) + 1;
   if (r.status === 202) into.sentAt.set(body.deployment.deploymentId, wall);
@@ -149,31 +168,62 @@ async function github(url, event, body) {
 }
 
 /** A ~25 KB push (the fixture with more commits) to a repository no app deploys. */
-function push25k() {
+function push25kObject() {
   const p = JSON.parse(readFileSync(join(root, "tests", "fixtures", "github", "push.with-new-branch.json"), "utf8"));
   const c = p.commits[0];
   p.commits = Array.from({ length: 40 }, (_, i) => ({ ...c, id: i.toString(16).padStart(40, "a"), message: `Commit ${i}: ${"x".repeat(200)}` }));
-  return JSON.stringify(p);
+  return p;
 }
 
-async function githubBench(url) {
-  const body = push25k();
+const push25k = () => JSON.stringify(push25kObject());
+
+let freshPushes = 0;
+/** `n` ~25 KB pushes, each with a head commit of its own, so none is a duplicate. */
+function freshPushBodies(n) {
+  const p = push25kObject();
+  return Array.from({ length: n }, () => {
+    const sha = (++freshPushes).toString(16).padStart(40, "b");
+    return JSON.stringify({ ...p, after: sha, head_commit: { ...p.head_commit, id: sha } });
+  });
+}
+
+/** Closed loop of signed `event` deliveries at `concurrency`, each under a fresh id. */
+async function githubLoad(url, event, bodies, concurrency = 16) {
   const latencies = [];
   const statuses = {};
   let next = 0;
-  const n = 1000;
   const started = performance.now();
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    while (next < n) {
-      next++;
-      const r = await github(url, "push", body);
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < bodies.length) {
+      const r = await github(url, event, bodies[next++]);
       latencies.push(r.ms);
       statuses[r.status] = (statuses[r.status] ?? 0) + 1;
     }
   }));
   const seconds = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
-  const push = { bytes: body.length, requests: n, concurrency: 16, rps: round(n / seconds), p50_ms: round(percentile(latencies, 50)), p99_ms: round(percentile(latencies, 99)), statuses };
+  return { bytes: bodies[0].length, requests: bodies.length, concurrency, rps: round(bodies.length / seconds), p50_ms: round(percentile(latencies, 50)), p99_ms: round(percentile(latencies, 99)), statuses };
+}
+
+const GITHUB_N = 1000;
+
+/**
+ * /github under load, with workerd's CPU per request: `fresh`, 1,000 distinct pushes
+ * (verify, parse, look up apps, record as ignored); `push`, 1,000 deliveries of one
+ * and the same push under fresh ids (all but the first answered "Already processed").
+ */
+async function githubRuns(w) {
+  await githubLoad(w.url, "push", freshPushBodies(50), 4);
+  const distinct = freshPushBodies(GITHUB_N);
+  const fresh = await measured(w, () => githubLoad(w.url, "push", distinct));
+  const repeated = Array(GITHUB_N).fill(push25k());
+  const push = await measured(w, () => githubLoad(w.url, "push", repeated));
+  return { fresh, push };
+}
+
+async function githubBench(w) {
+  const { fresh, push } = await githubRuns(w);
+  const { url } = w;
 
   const hmac = {};
   for (const mib of [5, 25]) {
@@ -201,7 +251,7 @@ async function githubBench(url) {
       ratio: round(median(worker) / median(native)),
     };
   }
-  return { push, hmac };
+  return { fresh, push, hmac };
 }
 
 /** 2,000 requests in which every fifth repeats an id sent a little earlier. */
@@ -214,23 +264,41 @@ function mixedLoad(prefix) {
   return bodies;
 }
 
-/** Warms a Worker up, then runs the mixed c16 load against it. */
-async function c16Run(url, label) {
+/**
+ * Warms a Worker up, then runs the mixed c16 load against it, with workerd's CPU per
+ * request over the load (`cpu`); `cpuStart` is the reading before it, so the CPU of
+ * the queued sends can be added once they have arrived.
+ */
+async function c16Run(w, label) {
   const run = `${label}-${Date.now().toString(36)}`;
-  await load(url, Array.from({ length: 50 }, (_, i) => deployment(`warm-${run}-${i}`, i)), 4);
-  return load(url, mixedLoad(`c16-${run}`), 16);
+  await load(w.url, Array.from({ length: 50 }, (_, i) => deployment(`warm-${run}-${i}`, i)), 4);
+  const cpuStart = w.cpu();
+  return { ...(await measured(w, () => load(w.url, mixedLoad(`c16-${run}`), 16))), cpuStart };
 }
 
-/** The same load against the least a /notify can do here (bench/baseline). */
-async function baseline(start) {
+/** POST→Telegram latency of a c16 run, and workerd's CPU per request with the sends. */
+async function c16Delivered(w, tg, c16) {
+  const latency = await telegramLatency(tg, c16.sentAt);
+  return { latency, cpu_with_sends: cpuSince(w, c16.cpuStart, c16.requests) };
+}
+
+const strip = ({ sentAt, cpuStart, ...rest }) => rest;
+
+/**
+ * The same loads against the least a /notify and a /github can do here
+ * (bench/baseline); `withGithub` adds the /github runs.
+ */
+async function baseline(start, { withGithub = false } = {}) {
   const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
-  const w = await start({
+  const w = await startMeasured(start, {
     config: "bench/baseline/wrangler.toml",
-    vars: { TELEGRAM_API_BASE: tg.base, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT },
+    vars: { TELEGRAM_API_BASE: tg.base, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT, GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET },
   });
   try {
-    const c16 = await c16Run(w.url, "base");
-    return { ...c16, sentAt: undefined, post_to_telegram: await telegramLatency(tg, c16.sentAt) };
+    const c16 = await c16Run(w, "base");
+    const { latency, cpu_with_sends } = await c16Delivered(w, tg, c16);
+    const github = withGithub ? await githubRuns(w) : undefined;
+    return { ...strip(c16), cpu_with_sends, post_to_telegram: latency, github };
   } finally {
     await w.stop();
     await tg.close();
@@ -246,11 +314,11 @@ const workerVars = (tg) => ({
 async function throughWranglerDev() {
   const base = await baseline(startWorker);
   const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
-  const w = await startWorker({ vars: workerVars(tg) });
+  const w = await startMeasured(startWorker, { vars: workerVars(tg) });
   try {
-    const c16 = await c16Run(w.url, "dev");
-    const latency = await telegramLatency(tg, c16.sentAt);
-    return { baseline_c16: base, notify_c16: { ...c16, sentAt: undefined }, post_to_telegram_c16: latency };
+    const c16 = await c16Run(w, "dev");
+    const { latency, cpu_with_sends } = await c16Delivered(w, tg, c16);
+    return { baseline_c16: base, notify_c16: { ...strip(c16), cpu_with_sends }, post_to_telegram_c16: latency };
   } finally {
     await w.stop();
     await tg.close();
@@ -259,15 +327,17 @@ async function throughWranglerDev() {
 
 ensureTools();
 buildWorker();
-log("baseline: a bare KV + D1 + queue Worker on workerd, 2,000 requests at concurrency 16");
-const base = await baseline(startOnWorkerd);
+log("baseline: a bare KV + D1 + queue Worker on workerd, 2,000 /notify at concurrency 16; 1,000 fresh and 1,000 repeated signed /github pushes");
+const base = await baseline(startOnWorkerd, { withGithub: true });
 const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
-const worker = await startOnWorkerd({ vars: workerVars(tg) });
+const worker = await startMeasured(startOnWorkerd, { vars: workerVars(tg) });
 let c16, tgC16, paced300, tgPaced, c1, tgC1, gh;
 try {
   log("2,000 POST /notify at concurrency 16, 20% duplicates (after 50 to warm up)");
-  c16 = await c16Run(worker.url, "worker");
-  tgC16 = await telegramLatency(tg, c16.sentAt);
+  c16 = await c16Run(worker, "worker");
+  const delivered = await c16Delivered(worker, tg, c16);
+  tgC16 = delivered.latency;
+  c16 = { ...strip(c16), cpu_with_sends: delivered.cpu_with_sends };
 
   log(`2,000 POST /notify sent at a steady ${TARGETS.c16_rps_min}/s (the target throughput), 20% duplicates`);
   paced300 = await paced(worker.url, mixedLoad(`paced-${Date.now().toString(36)}`), TARGETS.c16_rps_min);
@@ -278,8 +348,8 @@ try {
   c1 = await load(worker.url, Array.from({ length: 200 }, (_, i) => deployment(`c1-${run}-${i}`, i)), 1);
   tgC1 = await telegramLatency(tg, c1.sentAt);
 
-  log("/github: 1,000 signed 25 KB pushes at concurrency 16; HMAC of 5 and 25 MiB bodies");
-  gh = await githubBench(worker.url);
+  log("/github: 1,000 fresh and 1,000 repeated signed 25 KB pushes at concurrency 16; HMAC of 5 and 25 MiB bodies");
+  gh = await githubBench(worker);
   const { violations } = await tg.snapshot();
   if (violations.length) console.log(`Telegram fake violations: ${violations.slice(0, 5).join("; ")}`);
 } finally {
@@ -298,7 +368,7 @@ const size = uploadSize();
     when: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
     baseline_c16: base,
-    notify_c16: { ...c16, sentAt: undefined },
+    notify_c16: c16,
     notify_c1: { ...c1, sentAt: undefined },
     post_to_telegram_c16: tgC16,
     post_to_telegram_c1: tgC1,
@@ -308,6 +378,27 @@ const size = uploadSize();
     upload: size,
     through_wrangler_dev: dev,
     targets: TARGETS,
+  };
+  const ratio = (a, b) => Math.round((a / b) * 100) / 100;
+  const cpuPair = (w, b) => ({ worker: w.workerd_ms_per_request, baseline: b.workerd_ms_per_request, ratio: ratio(w.workerd_ms_per_request, b.workerd_ms_per_request) });
+  // Throughput as a ratio to the baseline of this same run (the machine's load cancels
+  // out), and workerd's CPU ms per request beside the baseline's (Workers bill CPU
+  // time; the free plan allows 10 ms a request). No target: read, not checked.
+  results.vs_baseline = {
+    notify_c16_rps: ratio(c16.rps, base.rps),
+    github_fresh_rps: ratio(gh.fresh.rps, base.github.fresh.rps),
+    github_repeated_rps: ratio(gh.push.rps, base.github.push.rps),
+    cpu_ms_per_request: {
+      notify_c16: cpuPair(c16.cpu, base.cpu),
+      notify_c16_with_sends: cpuPair(c16.cpu_with_sends, base.cpu_with_sends),
+      github_fresh: cpuPair(gh.fresh.cpu, base.github.fresh.cpu),
+      github_repeated: cpuPair(gh.push.cpu, base.github.push.cpu),
+      wrangler_dev_notify_c16: {
+        ...cpuPair(dev.notify_c16.cpu, dev.baseline_c16.cpu),
+        wrangler_node_worker: dev.notify_c16.cpu.other_ms_per_request,
+        wrangler_node_baseline: dev.baseline_c16.cpu.other_ms_per_request,
+      },
+    },
   };
   results.checks = {
     c16_rps: c16.rps >= TARGETS.c16_rps_min,
@@ -336,13 +427,34 @@ const size = uploadSize();
   row("/notify c1 p99 (ms)", c1.p99_ms, "", true);
   row("POST→Telegram c16 p50 (ms)", tgC16.p50_ms, `< ${TARGETS.telegram_p50_ms_max}`, tgC16.p50_ms < TARGETS.telegram_p50_ms_max);
   row("POST→Telegram c16 p99 (ms)", tgC16.p99_ms, "", true);
+  row(`/notify at ${TARGETS.c16_rps_min}/s statuses`, JSON.stringify(paced300.statuses), "", true);
   row(`POST→Telegram at ${TARGETS.c16_rps_min}/s p50 (ms)`, tgPaced.p50_ms, "", true);
   row(`POST→Telegram at ${TARGETS.c16_rps_min}/s p99 (ms)`, tgPaced.p99_ms, "", true);
   row("POST→Telegram c1 p50 (ms)", tgC1.p50_ms, `< ${TARGETS.telegram_p50_ms_max}`, tgC1.p50_ms < TARGETS.telegram_p50_ms_max);
   row("POST→Telegram c1 p99 (ms)", tgC1.p99_ms, "", true);
   row("delivered", `${tgC16.delivered + tgC1.delivered + tgPaced.delivered}/${tgC16.expected + tgC1.expected + tgPaced.expected}`, "all", results.checks.all_delivered);
-  row("/github 25 KB push c16 (req/s)", gh.push.rps, "", true);
-  row("/github 25 KB push c16 p99 (ms)", gh.push.p99_ms, "", true);
+  const vs = results.vs_baseline;
+  row("/notify c16 throughput vs baseline", `${vs.notify_c16_rps}x`, "(ratio)", true);
+  row("baseline /github fresh c16 (req/s)", base.github.fresh.rps, "(machine)", true);
+  row("/github fresh 25 KB c16 (req/s)", gh.fresh.rps, "", true);
+  row("/github fresh c16 vs baseline", `${vs.github_fresh_rps}x`, "(ratio)", true);
+  row("/github fresh 25 KB c16 p99 (ms)", gh.fresh.p99_ms, "", true);
+  row("/github fresh statuses", JSON.stringify(gh.fresh.statuses), "", true);
+  row("baseline /github repeat c16 (req/s)", base.github.push.rps, "(machine)", true);
+  row("/github repeat 25 KB c16 (req/s)", gh.push.rps, "", true);
+  row("/github repeat c16 vs baseline", `${vs.github_repeated_rps}x`, "(ratio)", true);
+  row("/github repeat 25 KB c16 p99 (ms)", gh.push.p99_ms, "", true);
+  row("/github repeat statuses", JSON.stringify(gh.push.statuses), "", true);
+  // workerd's CPU per request (free plan: 10 ms), beside the baseline's.
+  const cpuRows = (name, c) => {
+    row(`${name} CPU ms/req (workerd)`, c.worker, "(free: 10)", true);
+    row(`baseline ${name} CPU ms/req`, c.baseline, "(machine)", true);
+    row(`${name} CPU vs baseline`, `${c.ratio}x`, "(ratio)", true);
+  };
+  cpuRows("/notify c16", vs.cpu_ms_per_request.notify_c16);
+  cpuRows("/notify+sends", vs.cpu_ms_per_request.notify_c16_with_sends);
+  cpuRows("/github fresh", vs.cpu_ms_per_request.github_fresh);
+  cpuRows("/github repeat", vs.cpu_ms_per_request.github_repeated);
   for (const [k, h] of Object.entries(gh.hmac)) {
     row(`HMAC ${k}: Worker (WebCrypto) ms`, h.worker_verify_ms, "", true);
     row(`HMAC ${k}: OpenSSL (node) ms`, h.openssl_ms, "", true);
@@ -356,5 +468,10 @@ const size = uploadSize();
   row("wrangler dev: /notify c16 (req/s)", dev.notify_c16.rps, "(reference)", true);
   row("wrangler dev: /notify c16 p99 (ms)", dev.notify_c16.p99_ms, "(reference)", true);
   row("wrangler dev: POST→Telegram c16 p50", dev.post_to_telegram_c16.p50_ms, "(reference)", true);
+  const devCpu = vs.cpu_ms_per_request.wrangler_dev_notify_c16;
+  row("wrangler dev: /notify workerd ms/req", devCpu.worker, "(reference)", true);
+  row("wrangler dev: base workerd ms/req", devCpu.baseline, "(reference)", true);
+  row("wrangler dev: /notify node ms/req", devCpu.wrangler_node_worker, "(reference)", true);
+  row("wrangler dev: base node ms/req", devCpu.wrangler_node_baseline, "(reference)", true);
   console.log("\nwritten to bench/results.json");
 }
