@@ -1,6 +1,6 @@
 // `npm test`: installs what is missing, then runs every check and test in order:
 // rustfmt, clippy (native and wasm32), the native tests, one release build of the
-// Worker, the CLI build, and the end-to-end suite on workerd.
+// Worker, the CLI build, the scripts' own tests, and the end-to-end suite on workerd.
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ensureTools, buildWorker, run, log, root } from "./lib.mjs";
@@ -21,6 +21,12 @@ step("cargo clippy (wasm32 Worker)", () =>
 step("native tests", () => run("cargo", ["test", "--workspace", "--locked"]));
 step("worker build", () => buildWorker());
 step("notify-deploy build", () => run("cargo", ["build", "-p", "notify-deploy", "--locked"]));
+step("script tests", () => {
+  const files = readdirSync(join(root, "tests"))
+    .filter((f) => f.endsWith(".test.mjs"))
+    .map((f) => join("tests", f));
+  run(process.execPath, ["--test", ...files]);
+});
 step("end-to-end tests", () => {
   const files = readdirSync(join(root, "tests", "e2e"))
     .filter((f) => f.endsWith(".test.mjs"))
