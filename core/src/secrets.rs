@@ -9,8 +9,8 @@ use base64::Engine;
 use serde::Serialize;
 use std::future::Future;
 
-use crate::apps::AppName;
 use crate::error::ApiError;
+use crate::names::AppName;
 use crate::ports::{Sql, StoreError};
 use crate::secret::Secret;
 use crate::time::Timestamp;
@@ -90,24 +90,6 @@ impl EnvType {
             EnvType::Preview => "preview",
             EnvType::Production => "production",
         }
-    }
-}
-
-/// A secret's name: an environment variable name.
-pub fn parse_name(s: &str) -> Result<&str, ApiError> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(s)
-    } else {
-        Err(ApiError::BadRequest(
-            "secret name must be upper-case letters, digits and underscores, starting with a letter or underscore".into(),
-        ))
     }
 }
 

@@ -5,11 +5,11 @@ use serde::Serialize;
 
 use super::stale::PushLink;
 use super::{JobStatus, StepName, StepState};
-use crate::apps::AppName;
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::PushCommit;
 use crate::github::CommitSha;
 use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::names::AppName;
 use crate::ports::{Row, Sql, SqlValue, Statement, StoreError};
 use crate::retry::{StepClaims, StepClock};
 use crate::time::Timestamp;

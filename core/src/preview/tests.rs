@@ -12,12 +12,13 @@ use base64::Engine;
 use super::flow::{on_pull_request, run, sweep, RunVerdict};
 use super::store::PreviewStore;
 use super::*;
-use crate::apps::{App, AppName, AppStore};
+use crate::apps::{App, AppStore};
 use crate::config::Config;
 use crate::deploy::pipeline::Deps;
 use crate::github::events::{parse, GithubEvent, PullRequestEvent};
 use crate::http::{HttpError, HttpResponse, Method};
 use crate::jobs::JobMessage;
+use crate::names::AppName;
 use crate::secrets::{EnvType, SecretStore, SecretsKeys};
 use crate::testing::{
     block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher, SqliteSql, StubSigner,

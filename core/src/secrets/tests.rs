@@ -147,11 +147,6 @@ fn the_key_can_be_rotated() {
 
 #[test]
 fn names_keys_and_env_types() {
-    assert!(parse_name("DATABASE_URL").is_ok());
-    assert!(parse_name("_X1").is_ok());
-    assert!(parse_name("lower").is_err());
-    assert!(parse_name("1ABC").is_err());
-    assert!(parse_name("A-B").is_err());
     assert!(EnvType::parse("staging").is_err());
     assert!(Key::parse("SECRETS_KEY", "c2hvcnQ=").is_err());
     assert_eq!(format!("{:?}", key(7)), "Key(***)");

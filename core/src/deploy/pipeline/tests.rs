@@ -6,11 +6,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
-use crate::apps::{App, AppName, AppStore};
+use crate::apps::{App, AppStore};
 use crate::deploy::intake::process_delivery;
 use crate::github::deliveries::{DeliveryId, DeliveryStore, Outcome};
 use crate::github::events::{GithubEvent, PushCommit, PushEvent, WorkflowRunEvent};
 use crate::http::{HttpError, HttpResponse};
+use crate::names::AppName;
 use crate::testing::{
     block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NoSigner, SqliteSql,
 };
