@@ -9,7 +9,7 @@ use edge_core::deploy::JobStatus;
 use edge_core::error::ApiError;
 use edge_core::github::deliveries::{DeliveryId, DeliveryStore};
 use edge_core::http::query_param;
-use edge_core::names::{self, AppName};
+use edge_core::names::{AppName, EnvVarName};
 use edge_core::orchestrate::runner::AdminError;
 use edge_core::orchestrate::WorkflowStatus;
 use edge_core::preview::store::PreviewStore;
@@ -181,7 +181,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             let (name, env, key) = (
                 AppName::parse(&name)?,
                 EnvType::parse(&env)?,
-                names::parse_name(&key)?.to_owned(),
+                EnvVarName::parse(&key)?,
             );
             let keys = config
                 .secrets_keys
@@ -229,7 +229,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             let (name, env, key) = (
                 AppName::parse(&name)?,
                 EnvType::parse(&env)?,
-                names::parse_name(&key)?.to_owned(),
+                EnvVarName::parse(&key)?,
             );
             if SecretStore::new(&sql)
                 .delete(&name, env, &key)

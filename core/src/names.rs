@@ -43,21 +43,32 @@ impl AppName {
     }
 }
 
-/// A secret's name: an environment variable name.
-pub fn parse_name(s: &str) -> Result<&str, ApiError> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(s)
-    } else {
-        Err(ApiError::BadRequest(
-            "secret name must be upper-case letters, digits and underscores, starting with a letter or underscore".into(),
-        ))
+/// An environment variable's name (a secret's, a preview variable's): upper-case
+/// letters, digits and underscores, starting with a letter or underscore.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EnvVarName(String);
+
+impl EnvVarName {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if ok {
+            Ok(EnvVarName(s.to_owned()))
+        } else {
+            Err(ApiError::BadRequest(
+                "secret name must be upper-case letters, digits and underscores, starting with a letter or underscore".into(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -74,10 +85,10 @@ mod tests {
 
     #[test]
     fn secret_names_are_environment_variable_names() {
-        assert!(parse_name("DATABASE_URL").is_ok());
-        assert!(parse_name("_X1").is_ok());
-        assert!(parse_name("lower").is_err());
-        assert!(parse_name("1ABC").is_err());
-        assert!(parse_name("A-B").is_err());
+        assert!(EnvVarName::parse("DATABASE_URL").is_ok());
+        assert!(EnvVarName::parse("_X1").is_ok());
+        assert!(EnvVarName::parse("lower").is_err());
+        assert!(EnvVarName::parse("1ABC").is_err());
+        assert!(EnvVarName::parse("A-B").is_err());
     }
 }

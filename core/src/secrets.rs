@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::future::Future;
 
 use crate::error::ApiError;
-use crate::names::AppName;
+use crate::names::{AppName, EnvVarName};
 use crate::ports::{Sql, StoreError};
 use crate::secret::Secret;
 use crate::time::Timestamp;
@@ -140,12 +140,12 @@ impl<S: Sql> SecretStore<S> {
         &self,
         cipher: &C,
         keys: &SecretsKeys,
-        (app, env, name): (&AppName, EnvType, &str),
+        (app, env, name): (&AppName, EnvType, &EnvVarName),
         value: &Secret,
         now: Timestamp,
     ) -> Result<bool, SecretsError> {
         let nonce = cipher.nonce().map_err(SecretsError::Cipher)?;
-        let aad = slot(app, env, name);
+        let aad = slot(app, env, name.as_str());
         let sealed = cipher
             .seal(
                 &keys.current.0,
@@ -160,7 +160,11 @@ impl<S: Sql> SecretStore<S> {
             .sql
             .query(
                 "SELECT 1 AS x FROM app_secrets WHERE app = ?1 AND env_type = ?2 AND name = ?3",
-                &[app.as_str().into(), env.as_str().into(), name.into()],
+                &[
+                    app.as_str().into(),
+                    env.as_str().into(),
+                    name.as_str().into(),
+                ],
             )
             .await?
             .is_empty();
@@ -173,7 +177,7 @@ impl<S: Sql> SecretStore<S> {
                 &[
                     app.as_str().into(),
                     env.as_str().into(),
-                    name.into(),
+                    name.as_str().into(),
                     kid.into(),
                     STANDARD.encode(nonce).into(),
                     STANDARD.encode(sealed).into(),
@@ -208,13 +212,17 @@ impl<S: Sql> SecretStore<S> {
         &self,
         app: &AppName,
         env: EnvType,
-        name: &str,
+        name: &EnvVarName,
     ) -> Result<bool, StoreError> {
         let done = self
             .sql
             .execute(
                 "DELETE FROM app_secrets WHERE app = ?1 AND env_type = ?2 AND name = ?3",
-                &[app.as_str().into(), env.as_str().into(), name.into()],
+                &[
+                    app.as_str().into(),
+                    env.as_str().into(),
+                    name.as_str().into(),
+                ],
             )
             .await?;
         Ok(done.changes > 0)

@@ -617,7 +617,11 @@ impl Story {
         block_on(SecretStore::new(&story.db).put(
             &NativeCipher::default(),
             keys,
-            (&name, EnvType::Preview, "DATABASE_PASSWORD"),
+            (
+                &name,
+                EnvType::Preview,
+                &crate::names::EnvVarName::parse("DATABASE_PASSWORD").expect("name"),
+            ),
             &crate::secret::Secret::new(SECRET_VALUE.to_owned()),
             story.now(),
         ))
