@@ -10,6 +10,7 @@ use crate::github::RepoFullName;
 use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::names::AppName;
 use crate::ports::{Sql, StoreError};
+use crate::row::Columns;
 use crate::time::Timestamp;
 
 /// When a push to the production branch deploys.
@@ -394,15 +395,15 @@ impl<S: Sql> AppStore<S> {
 }
 
 fn named(row: crate::ports::Row) -> Result<NamedApp, StoreError> {
-    let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-    let int = |k: &str| row.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
-    let name = text("name").ok_or_else(|| StoreError("app without name".into()))?;
-    let config = text("config").ok_or_else(|| StoreError(format!("app {name} without config")))?;
+    let name = row.text("name")?;
+    let config = row
+        .opt_text("config")
+        .ok_or_else(|| StoreError(format!("app {name} without config")))?;
     Ok(NamedApp {
         app: crate::json::read(&config).map_err(|e| StoreError(format!("app {name}: {e}")))?,
         name: AppName(name),
-        created_at: int("created_at"),
-        updated_at: int("updated_at"),
+        created_at: row.opt_int("created_at").unwrap_or(0),
+        updated_at: row.opt_int("updated_at").unwrap_or(0),
     })
 }
 

@@ -24,6 +24,7 @@ pub mod orchestrate;
 pub mod ports;
 pub mod preview;
 pub mod retry;
+pub mod row;
 pub mod secret;
 pub mod secrets;
 pub mod telegram;

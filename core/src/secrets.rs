@@ -12,6 +12,7 @@ use std::future::Future;
 use crate::error::ApiError;
 use crate::names::{AppName, EnvVarName};
 use crate::ports::{Sql, StoreError};
+use crate::row::Columns;
 use crate::secret::Secret;
 use crate::time::Timestamp;
 
@@ -200,8 +201,8 @@ impl<S: Sql> SecretStore<S> {
             .iter()
             .filter_map(|r| {
                 Some(SecretInfo {
-                    name: r.get("name")?.as_str()?.to_owned(),
-                    updated_at: r.get("updated_at")?.as_i64()?,
+                    name: r.opt_text("name")?,
+                    updated_at: r.opt_int("updated_at")?,
                 })
             })
             .collect())
@@ -251,12 +252,7 @@ impl<S: Sql> SecretStore<S> {
         };
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let text = |k: &str| {
-                r.get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let text = |k: &str| r.opt_str(k).unwrap_or_default().to_owned();
             let name = text("name");
             let kid = text("key_id");
             let key = if kid == current {
