@@ -539,11 +539,7 @@ impl Story {
         let seen_exchanges = exchanges.clone();
         let http = FakeHttp::routed(move |req| {
             // Every call carries its credentials.
-            let auth = req
-                .headers
-                .iter()
-                .find(|(k, _)| k == "authorization")
-                .map(|(_, v)| v.as_str());
+            let auth = req.header_value("authorization");
             let body: serde_json::Value =
                 serde_json::from_str(req.body.as_deref().unwrap_or("null")).expect("JSON body");
             if req.url == "http://gh.test/app/installations/1/access_tokens" {
