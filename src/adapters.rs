@@ -5,10 +5,10 @@ use edge_core::config::Config;
 use edge_core::error::ApiError;
 use edge_core::http::{HttpError, HttpRequest, HttpResponse};
 use edge_core::jobs::JobMessage;
+use edge_core::notify::store::NotificationStore;
 use edge_core::ports::{
     Executed, Http, Kv, Queue, QueueError, Row, Sql, SqlValue, Statement, StoreError,
 };
-use edge_core::store::NotificationStore;
 use edge_core::time::Timestamp;
 use futures_util::future::{select, Either};
 use wasm_bindgen::{JsCast, JsValue};

@@ -1,7 +1,7 @@
 //! The admin API under `/api/`, guarded by `ADMIN_TOKEN`: the apps registry and the
 //! delivery log.
 
-use edge_core::apps::{App, AppName, AppStore};
+use edge_core::apps::{App, AppStore};
 use edge_core::auth::require_bearer;
 use edge_core::config::Config;
 use edge_core::deploy::store::JobStore;
@@ -9,6 +9,7 @@ use edge_core::deploy::JobStatus;
 use edge_core::error::ApiError;
 use edge_core::github::deliveries::{DeliveryId, DeliveryStore};
 use edge_core::http::query_param;
+use edge_core::names::{AppName, EnvVarName};
 use edge_core::orchestrate::runner::AdminError;
 use edge_core::orchestrate::WorkflowStatus;
 use edge_core::preview::store::PreviewStore;
@@ -17,8 +18,8 @@ use edge_core::secrets::{self, EnvType, SecretStore};
 
 use crate::crypto::WebCryptoCipher;
 use edge_core::jobs::JobMessage;
+use edge_core::notify::store::NotificationStore;
 use edge_core::ports::Queue;
-use edge_core::store::NotificationStore;
 use worker::{console_error, Env, Method, Request};
 
 use crate::adapters::{self, now};
@@ -180,7 +181,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             let (name, env, key) = (
                 AppName::parse(&name)?,
                 EnvType::parse(&env)?,
-                secrets::parse_name(&key)?.to_owned(),
+                EnvVarName::parse(&key)?,
             );
             let keys = config
                 .secrets_keys
@@ -228,7 +229,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             let (name, env, key) = (
                 AppName::parse(&name)?,
                 EnvType::parse(&env)?,
-                secrets::parse_name(&key)?.to_owned(),
+                EnvVarName::parse(&key)?,
             );
             if SecretStore::new(&sql)
                 .delete(&name, env, &key)

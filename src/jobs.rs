@@ -2,8 +2,8 @@
 //! handed to its flow, and acknowledged or retried as the flow decides.
 
 use edge_core::config::Config;
-use edge_core::delivery::{deliver, Verdict};
 use edge_core::jobs::JobMessage;
+use edge_core::notify::deliver::{deliver, Verdict};
 use worker::{console_error, console_log, Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 use crate::adapters::{self, now, FetchHttp};

@@ -8,44 +8,10 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::github::RepoFullName;
 use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::names::AppName;
 use crate::ports::{Sql, StoreError};
+use crate::row::Columns;
 use crate::time::Timestamp;
-
-/// An app's name: lower-case letters, digits and dashes, as in a URL path.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct AppName(String);
-
-/// Stored values are read back as written (validation happened on the way in).
-impl FromJson for AppName {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        String::from_json(v, at).map(AppName)
-    }
-}
-
-impl AppName {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let ok = !s.is_empty()
-            && s.len() <= 63
-            && s.bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(AppName(s.to_owned()))
-        } else {
-            Err(ApiError::BadRequest(
-                "app name must be 1 to 63 lower-case letters, digits and dashes, starting with a letter or digit"
-                    .into(),
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// When a push to the production branch deploys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -429,15 +395,15 @@ impl<S: Sql> AppStore<S> {
 }
 
 fn named(row: crate::ports::Row) -> Result<NamedApp, StoreError> {
-    let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-    let int = |k: &str| row.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
-    let name = text("name").ok_or_else(|| StoreError("app without name".into()))?;
-    let config = text("config").ok_or_else(|| StoreError(format!("app {name} without config")))?;
+    let name = row.text("name")?;
+    let config = row
+        .opt_text("config")
+        .ok_or_else(|| StoreError(format!("app {name} without config")))?;
     Ok(NamedApp {
         app: crate::json::read(&config).map_err(|e| StoreError(format!("app {name}: {e}")))?,
         name: AppName(name),
-        created_at: int("created_at"),
-        updated_at: int("updated_at"),
+        created_at: row.opt_int("created_at").unwrap_or(0),
+        updated_at: row.opt_int("updated_at").unwrap_or(0),
     })
 }
 

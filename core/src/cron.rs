@@ -7,9 +7,9 @@ use serde::Serialize;
 use crate::cloudflare::{CloudflareClient, PolledDeployment, PolledState};
 use crate::config::Config;
 use crate::jobs::JobMessage;
+use crate::notify::store::{NotificationStatus, NotificationStore};
 use crate::notify::{project_scoped, DeployKind};
 use crate::ports::{Http, Kv, Queue, Sql};
-use crate::store::{NotificationStatus, NotificationStore};
 use crate::time::Timestamp;
 
 /// KV key of the poll summary `{"workers":[...],"pages":[...],"lastCheck":...}`.

@@ -58,7 +58,7 @@ pub struct StoreError(pub String);
 /// A row as column name → JSON value (D1 hands rows over as objects).
 pub type Row = serde_json::Map<String, serde_json::Value>;
 
-/// SQL over D1 or SQLite. The SQL text itself lives in [`crate::store`].
+/// SQL over D1 or SQLite. The SQL text itself lives in [`crate::notify::store`].
 pub trait Sql {
     /// Runs a statement and reports what it changed.
     fn execute(

@@ -9,9 +9,10 @@ use base64::Engine;
 use serde::Serialize;
 use std::future::Future;
 
-use crate::apps::AppName;
 use crate::error::ApiError;
+use crate::names::{AppName, EnvVarName};
 use crate::ports::{Sql, StoreError};
+use crate::row::Columns;
 use crate::secret::Secret;
 use crate::time::Timestamp;
 
@@ -93,24 +94,6 @@ impl EnvType {
     }
 }
 
-/// A secret's name: an environment variable name.
-pub fn parse_name(s: &str) -> Result<&str, ApiError> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
-        && s.bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(s)
-    } else {
-        Err(ApiError::BadRequest(
-            "secret name must be upper-case letters, digits and underscores, starting with a letter or underscore".into(),
-        ))
-    }
-}
-
 /// Largest secret value accepted (Fly.io's own limit on a secret is far above
 /// what configuration needs).
 pub const MAX_VALUE_BYTES: usize = 32 * 1024;
@@ -158,12 +141,12 @@ impl<S: Sql> SecretStore<S> {
         &self,
         cipher: &C,
         keys: &SecretsKeys,
-        (app, env, name): (&AppName, EnvType, &str),
+        (app, env, name): (&AppName, EnvType, &EnvVarName),
         value: &Secret,
         now: Timestamp,
     ) -> Result<bool, SecretsError> {
         let nonce = cipher.nonce().map_err(SecretsError::Cipher)?;
-        let aad = slot(app, env, name);
+        let aad = slot(app, env, name.as_str());
         let sealed = cipher
             .seal(
                 &keys.current.0,
@@ -178,7 +161,11 @@ impl<S: Sql> SecretStore<S> {
             .sql
             .query(
                 "SELECT 1 AS x FROM app_secrets WHERE app = ?1 AND env_type = ?2 AND name = ?3",
-                &[app.as_str().into(), env.as_str().into(), name.into()],
+                &[
+                    app.as_str().into(),
+                    env.as_str().into(),
+                    name.as_str().into(),
+                ],
             )
             .await?
             .is_empty();
@@ -191,7 +178,7 @@ impl<S: Sql> SecretStore<S> {
                 &[
                     app.as_str().into(),
                     env.as_str().into(),
-                    name.into(),
+                    name.as_str().into(),
                     kid.into(),
                     STANDARD.encode(nonce).into(),
                     STANDARD.encode(sealed).into(),
@@ -214,8 +201,8 @@ impl<S: Sql> SecretStore<S> {
             .iter()
             .filter_map(|r| {
                 Some(SecretInfo {
-                    name: r.get("name")?.as_str()?.to_owned(),
-                    updated_at: r.get("updated_at")?.as_i64()?,
+                    name: r.opt_text("name")?,
+                    updated_at: r.opt_int("updated_at")?,
                 })
             })
             .collect())
@@ -226,13 +213,17 @@ impl<S: Sql> SecretStore<S> {
         &self,
         app: &AppName,
         env: EnvType,
-        name: &str,
+        name: &EnvVarName,
     ) -> Result<bool, StoreError> {
         let done = self
             .sql
             .execute(
                 "DELETE FROM app_secrets WHERE app = ?1 AND env_type = ?2 AND name = ?3",
-                &[app.as_str().into(), env.as_str().into(), name.into()],
+                &[
+                    app.as_str().into(),
+                    env.as_str().into(),
+                    name.as_str().into(),
+                ],
             )
             .await?;
         Ok(done.changes > 0)
@@ -261,12 +252,7 @@ impl<S: Sql> SecretStore<S> {
         };
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
-            let text = |k: &str| {
-                r.get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let text = |k: &str| r.opt_str(k).unwrap_or_default().to_owned();
             let name = text("name");
             let kid = text("key_id");
             let key = if kid == current {

@@ -73,9 +73,6 @@ fn errors_name_the_field() {
         bad(&WORKFLOW_APP.replace("\"deploy_on\"", "\"deploy_onn\""))
             .starts_with("deploy_onn: unknown field `deploy_onn`")
     );
-    assert!(AppName::parse("Hello").is_err());
-    assert!(AppName::parse("-x").is_err());
-    assert!(AppName::parse("api-2").is_ok());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::store::{Job, JobField, JobStore, Step};
 use super::{plan_revert, JobStatus, StepName, StepState};
-use crate::apps::{App, AppName, AppStore, DeployConfig, DeployTarget};
+use crate::apps::{App, AppStore, DeployConfig, DeployTarget};
 use crate::config::Config;
 use crate::fly::FlyClient;
 use crate::github::app::{installation_token, RsaSigner};
@@ -17,6 +17,7 @@ use crate::github::client::{GithubClient, GithubError};
 use crate::github::{CommitSha, RepoFullName};
 use crate::http::HttpRequest;
 use crate::jobs::JobMessage;
+use crate::names::AppName;
 use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
 use crate::retry::{backoff_seconds, seconds_until};
 use crate::telegram::{escape_html, SendOutcome, TelegramClient};

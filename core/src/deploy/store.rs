@@ -5,13 +5,14 @@ use serde::Serialize;
 
 use super::stale::PushLink;
 use super::{JobStatus, StepName, StepState};
-use crate::apps::AppName;
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::PushCommit;
 use crate::github::CommitSha;
 use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::names::AppName;
 use crate::ports::{Row, Sql, SqlValue, Statement, StoreError};
 use crate::retry::{StepClaims, StepClock};
+use crate::row::Columns;
 use crate::time::Timestamp;
 
 /// A job as the API shows it, with its steps. Never read back as JSON: it is
@@ -160,7 +161,7 @@ impl<S: Sql> JobStore<S> {
                     &[app.as_str().into(), delivery.as_str().into()],
                 )
                 .await?;
-            if let Some(id) = rows.first().and_then(|r| int(r, "id")) {
+            if let Some(id) = rows.first().and_then(|r| r.opt_int("id")) {
                 return Ok(Some(id));
             }
         }
@@ -174,8 +175,8 @@ impl<S: Sql> JobStore<S> {
             .await?;
         Ok(newest
             .first()
-            .filter(|row| row.get("sha").and_then(|v| v.as_str()) == Some(sha.as_str()))
-            .and_then(|row| int(row, "id")))
+            .filter(|row| row.opt_str("sha") == Some(sha.as_str()))
+            .and_then(|row| row.opt_int("id")))
     }
 
     /// Creates a waiting job with its steps, unless [`JobStore::existing`] finds one
@@ -235,7 +236,7 @@ impl<S: Sql> JobStore<S> {
             .await?;
         let id = rows
             .first()
-            .and_then(|r| int(r, "id"))
+            .and_then(|r| r.opt_int("id"))
             .ok_or_else(|| StoreError("job neither created nor found".into()))?;
         Ok((id, false))
     }
@@ -263,7 +264,7 @@ impl<S: Sql> JobStore<S> {
                 ],
             )
             .await?;
-        let ids: Vec<i64> = rows.iter().filter_map(|r| int(r, "id")).collect();
+        let ids: Vec<i64> = rows.iter().filter_map(|r| r.opt_int("id")).collect();
         if !ids.is_empty() {
             let list = serde_json::to_string(&ids).map_err(store_err)?;
             self.sql
@@ -297,7 +298,7 @@ impl<S: Sql> JobStore<S> {
                 &[app.into(), environment.into(), now.millis().into()],
             )
             .await?;
-        Ok(rows.first().and_then(|r| int(r, "id")))
+        Ok(rows.first().and_then(|r| r.opt_int("id")))
     }
 
     /// Moves a job to `to` if its current status allows it; `false` changes nothing.
@@ -366,7 +367,7 @@ impl<S: Sql> JobStore<S> {
             .sql
             .query("SELECT COALESCE(MAX(position), -1) + 1 AS next FROM deploy_steps WHERE job_id = ?1", &[id.into()])
             .await?;
-        let first = rows.first().and_then(|r| int(r, "next")).unwrap_or(0);
+        let first = rows.first().and_then(|r| r.opt_int("next")).unwrap_or(0);
         self.sql
             .batch(&step_inserts(Some(id), first, steps, now))
             .await?;
@@ -597,7 +598,7 @@ impl<S: Sql> JobStore<S> {
         let mut shas: Vec<CommitSha> = Vec::new();
         for sha in rows
             .iter()
-            .filter_map(|r| text(r, "sha").and_then(|s| CommitSha::parse(&s)))
+            .filter_map(|r| r.opt_text("sha").and_then(|s| CommitSha::parse(&s)))
         {
             if !shas.contains(&sha) {
                 shas.push(sha);
@@ -626,13 +627,14 @@ impl<S: Sql> JobStore<S> {
         Ok(rows
             .iter()
             .filter_map(|r| {
-                let ids: Vec<String> = text(r, "ids")
+                let ids: Vec<String> = r
+                    .opt_text("ids")
                     .and_then(|t| crate::json::read(&t).ok())
                     .unwrap_or_default();
                 Some(PushLink {
-                    after: text(r, "sha").and_then(|s| CommitSha::parse(&s))?,
-                    before: text(r, "before_sha").and_then(|s| CommitSha::parse(&s)),
-                    forced: int(r, "forced").unwrap_or(0) != 0,
+                    after: r.opt_text("sha").and_then(|s| CommitSha::parse(&s))?,
+                    before: r.opt_text("before_sha").and_then(|s| CommitSha::parse(&s)),
+                    forced: r.bool("forced"),
                     commits: ids.iter().filter_map(|s| CommitSha::parse(s)).collect(),
                 })
             })
@@ -656,8 +658,7 @@ impl<S: Sql> JobStore<S> {
             .await?;
         Ok(rows
             .first()
-            .and_then(|r| r.get("sha"))
-            .and_then(|v| v.as_str())
+            .and_then(|r| r.opt_str("sha"))
             .map(str::to_owned))
     }
 
@@ -695,7 +696,7 @@ impl<S: Sql> JobStore<S> {
             .await?;
         Ok(rows
             .iter()
-            .filter_map(|r| Some((int(r, "job_id")?, int(r, "position")?)))
+            .filter_map(|r| Some((r.opt_int("job_id")?, r.opt_int("position")?)))
             .collect())
     }
 }
@@ -713,7 +714,7 @@ impl<S: Sql> JobStore<S> {
                 &[cutoff.millis().into(), limit.into()],
             )
             .await?;
-        Ok(rows.iter().filter_map(|r| int(r, "id")).collect())
+        Ok(rows.iter().filter_map(|r| r.opt_int("id")).collect())
     }
 }
 
@@ -725,39 +726,31 @@ pub enum JobField {
     RevertSha,
 }
 
-fn int(row: &Row, column: &str) -> Option<i64> {
-    let v = row.get(column)?;
-    v.as_i64()
-        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-}
-
-fn text(row: &Row, column: &str) -> Option<String> {
-    row.get(column).and_then(|v| v.as_str()).map(str::to_owned)
-}
-
 fn job(row: Row) -> Result<Job, StoreError> {
-    let status = text(&row, "status")
+    let status = row
+        .opt_text("status")
         .and_then(|s| JobStatus::parse(&s))
         .ok_or_else(|| StoreError("job status".into()))?;
     Ok(Job {
-        id: int(&row, "id").ok_or_else(|| StoreError("job id".into()))?,
-        app: text(&row, "app").unwrap_or_default(),
-        environment: text(&row, "environment").unwrap_or_default(),
-        sha: text(&row, "sha").unwrap_or_default(),
-        git_ref: text(&row, "git_ref").unwrap_or_default(),
-        delivery_id: text(&row, "delivery_id"),
-        pusher: text(&row, "pusher"),
-        installation_id: int(&row, "installation_id"),
+        id: row.int("id")?,
+        app: row.opt_text("app").unwrap_or_default(),
+        environment: row.opt_text("environment").unwrap_or_default(),
+        sha: row.opt_text("sha").unwrap_or_default(),
+        git_ref: row.opt_text("git_ref").unwrap_or_default(),
+        delivery_id: row.opt_text("delivery_id"),
+        pusher: row.opt_text("pusher"),
+        installation_id: row.opt_int("installation_id"),
         status,
-        revert_sha: text(&row, "revert_sha"),
-        github_deployment_id: int(&row, "github_deployment_id"),
-        telegram_message_id: int(&row, "telegram_message_id"),
-        error: text(&row, "error"),
-        created_at: int(&row, "created_at").unwrap_or(0),
-        updated_at: int(&row, "updated_at").unwrap_or(0),
-        started_at: int(&row, "started_at"),
-        finished_at: int(&row, "finished_at"),
-        commits: text(&row, "commits")
+        revert_sha: row.opt_text("revert_sha"),
+        github_deployment_id: row.opt_int("github_deployment_id"),
+        telegram_message_id: row.opt_int("telegram_message_id"),
+        error: row.opt_text("error"),
+        created_at: row.opt_int("created_at").unwrap_or(0),
+        updated_at: row.opt_int("updated_at").unwrap_or(0),
+        started_at: row.opt_int("started_at"),
+        finished_at: row.opt_int("finished_at"),
+        commits: row
+            .opt_text("commits")
             .map(|c| crate::json::read(&c))
             .transpose()
             .map_err(store_err)?
@@ -768,11 +761,12 @@ fn job(row: Row) -> Result<Job, StoreError> {
 
 fn step(row: Row) -> Result<Step, StoreError> {
     Ok(Step {
-        position: int(&row, "position").ok_or_else(|| StoreError("step position".into()))?,
-        name: text(&row, "name")
+        position: row.int("position")?,
+        name: row
+            .opt_text("name")
             .and_then(|n| StepName::parse(&n))
             .ok_or_else(|| StoreError("step name".into()))?,
-        state: match text(&row, "state").as_deref() {
+        state: match row.opt_text("state").as_deref() {
             Some("pending") => StepState::Pending,
             Some("started") => StepState::Started,
             Some("done") => StepState::Done,
@@ -780,13 +774,15 @@ fn step(row: Row) -> Result<Step, StoreError> {
             Some("skipped") => StepState::Skipped,
             _ => return Err(StoreError("step state".into())),
         },
-        attempts: int(&row, "attempts").unwrap_or(0),
-        result: text(&row, "result").and_then(|r| crate::json::value(&r).ok()),
-        error: text(&row, "error"),
-        started_at: int(&row, "started_at"),
-        finished_at: int(&row, "finished_at"),
-        claimed_at: int(&row, "claimed_at"),
-        due_at: int(&row, "due_at"),
+        attempts: row.opt_int("attempts").unwrap_or(0),
+        result: row
+            .opt_text("result")
+            .and_then(|r| crate::json::value(&r).ok()),
+        error: row.opt_text("error"),
+        started_at: row.opt_int("started_at"),
+        finished_at: row.opt_int("finished_at"),
+        claimed_at: row.opt_int("claimed_at"),
+        due_at: row.opt_int("due_at"),
     })
 }
 

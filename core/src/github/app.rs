@@ -341,12 +341,7 @@ mod tests {
             seen[0].url,
             "http://gh.test/app/installations/1/access_tokens"
         );
-        let auth = seen[0]
-            .headers
-            .iter()
-            .find(|(k, _)| k == "authorization")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        let auth = seen[0].header_value("authorization").unwrap_or_default();
         assert!(
             auth.starts_with("Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9."),
             "{auth}"

@@ -189,18 +189,56 @@ impl<'a, H: Http> GithubClient<'a, H> {
         GithubClient { http, config }
     }
 
-    fn request(&self, method: Method, url: String, body: Option<serde_json::Value>) -> HttpRequest {
-        api_request(method, url, body, self.config.token.expose())
+    /// The raw answer to a request to `url` (a full URL, such as a `Link` header's
+    /// next page), whatever its status: only a network failure is an error. For the
+    /// calls where a status such as 404 or 422 is an answer.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<serde_json::Value>,
+    ) -> Result<HttpResponse, GithubError> {
+        let req = api_request(method, url, body, self.config.token.expose());
+        self.http
+            .send(req)
+            .await
+            .map_err(|e| GithubError::Transient(e.to_string()))
     }
 
-    async fn call(
+    /// The raw answer to a request to `path` on the configured API.
+    pub(crate) async fn raw(
         &self,
         method: Method,
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<HttpResponse, GithubError> {
         let url = format!("{}{path}", self.config.api_base);
-        classify(self.http.send(self.request(method, url, body)).await)
+        self.send(method, url, body).await
+    }
+
+    /// A request to `path` whose answer is a success, classified otherwise.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<HttpResponse, GithubError> {
+        classify(Ok(self.raw(method, path, body).await?))
+    }
+
+    /// A request whose 404 is an answer (no such branch, file, comment or
+    /// environment), not an error.
+    pub(crate) async fn call_opt(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Option<HttpResponse>, GithubError> {
+        let resp = self.raw(method, path, body).await?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        classify(Ok(resp)).map(Some)
     }
 
     /// The `id` of what an answer describes.
@@ -215,7 +253,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
     }
 
     /// An answer looked into by pointer: parsed once, not copied out of a `Value`.
-    fn answer(resp: &HttpResponse) -> Result<Value, GithubError> {
+    pub(crate) fn answer(resp: &HttpResponse) -> Result<Value, GithubError> {
         crate::json::value(&resp.body)
             .map_err(|e| GithubError::Transient(format!("unexpected answer: {e}")))
     }
@@ -288,11 +326,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
             repo.as_str()
         );
         for _ in 0..MAX_COMPARE_PAGES {
-            let resp = classify(
-                self.http
-                    .send(self.request(Method::Get, url.clone(), None))
-                    .await,
-            )?;
+            let resp = classify(Ok(self.send(Method::Get, url.clone(), None).await?))?;
             let page = Self::answer(&resp)?;
             let found = page.as_array().into_iter().flatten().find(|c| {
                 crate::json::str_at(c, "/user/login")
@@ -335,19 +369,13 @@ impl<'a, H: Http> GithubClient<'a, H> {
         comment_id: i64,
         body: &str,
     ) -> Result<bool, GithubError> {
-        let url = format!(
-            "{}/repos/{}/issues/comments/{comment_id}",
-            self.config.api_base,
-            repo.as_str()
-        );
-        match self
-            .http
-            .send(self.request(Method::Patch, url, Some(json!({ "body": body }))))
-            .await
-        {
-            Ok(resp) if resp.status == 404 => Ok(false),
-            other => classify(other).map(|_| true),
-        }
+        self.call_opt(
+            Method::Patch,
+            &format!("/repos/{}/issues/comments/{comment_id}", repo.as_str()),
+            Some(json!({ "body": body })),
+        )
+        .await
+        .map(|found| found.is_some())
     }
 
     /// `DELETE /repos/{repo}/environments/{name}`; an environment already gone is
@@ -357,19 +385,13 @@ impl<'a, H: Http> GithubClient<'a, H> {
         repo: &RepoFullName,
         name: &str,
     ) -> Result<(), GithubError> {
-        let url = format!(
-            "{}/repos/{}/environments/{name}",
-            self.config.api_base,
-            repo.as_str()
-        );
-        match self
-            .http
-            .send(self.request(Method::Delete, url, None))
-            .await
-        {
-            Ok(resp) if resp.status == 404 => Ok(()),
-            other => classify(other).map(drop),
-        }
+        self.call_opt(
+            Method::Delete,
+            &format!("/repos/{}/environments/{name}", repo.as_str()),
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     /// `POST /repos/{repo}/deployments/{id}/statuses`.
@@ -450,11 +472,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
         );
         let mut commits = Vec::new();
         for _ in 0..MAX_COMPARE_PAGES {
-            let resp = classify(
-                self.http
-                    .send(self.request(Method::Get, url.clone(), None))
-                    .await,
-            )?;
+            let resp = classify(Ok(self.send(Method::Get, url.clone(), None).await?))?;
             let page: ComparePage = Self::json(&resp)?;
             for c in page.0 {
                 let id = CommitSha::parse(&c.sha).ok_or_else(|| {

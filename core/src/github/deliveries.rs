@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::events::GithubEvent;
 use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Sql, SqlValue, StoreError};
+use crate::row::Columns;
 use crate::time::Timestamp;
 
 /// A webhook delivery id (GitHub sends a GUID).
@@ -240,11 +241,7 @@ impl<S: Sql> DeliveryStore<S> {
                 &[id.as_str().into()],
             )
             .await?;
-        let Some(text) = rows
-            .first()
-            .and_then(|r| r.get("payload"))
-            .and_then(|p| p.as_str())
-        else {
+        let Some(text) = rows.first().and_then(|r| r.opt_str("payload")) else {
             return Ok(None);
         };
         decode(text, id.as_str()).map(Some)
@@ -261,10 +258,7 @@ impl<S: Sql> DeliveryStore<S> {
                 &[id.as_str().into()],
             )
             .await?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.get("seq"))
-            .and_then(serde_json::Value::as_i64))
+        Ok(rows.first().and_then(|r| r.opt_int("seq")))
     }
 
     /// Deliveries still `queued` whose next attempt (or, with none scheduled, last
@@ -280,11 +274,7 @@ impl<S: Sql> DeliveryStore<S> {
             .await?;
         Ok(rows
             .iter()
-            .filter_map(|r| {
-                r.get("id")
-                    .and_then(|v| v.as_str())
-                    .and_then(DeliveryId::parse)
-            })
+            .filter_map(|r| r.opt_str("id").and_then(DeliveryId::parse))
             .collect())
     }
 
@@ -332,8 +322,8 @@ impl<S: Sql> DeliveryStore<S> {
             .await?;
         let Some(attempts) = rows
             .first()
-            .and_then(|r| r.get("attempts"))
-            .and_then(|v| crate::json::from_value::<u32>(v).ok())
+            .and_then(|r| r.opt_int("attempts"))
+            .and_then(|a| u32::try_from(a).ok())
         else {
             return Ok(None);
         };
@@ -378,10 +368,7 @@ impl<S: Sql> DeliveryStore<S> {
             )
             .await?;
         let mut runs = Vec::new();
-        for text in rows
-            .iter()
-            .filter_map(|r| r.get("payload").and_then(|p| p.as_str()))
-        {
+        for text in rows.iter().filter_map(|r| r.opt_str("payload")) {
             if let GithubEvent::WorkflowRun(run) = decode(text, "workflow_run")? {
                 runs.push(run);
             }

@@ -116,12 +116,7 @@ mod tests {
     fn a_tokens_user_is_asked_once_and_cached_per_token() {
         let http = FakeHttp::routed(|req| {
             assert_eq!(req.url, "http://gh.test/user");
-            let auth = req
-                .headers
-                .iter()
-                .find(|(k, _)| k == "authorization")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
+            let auth = req.header_value("authorization").unwrap_or_default();
             let login = if auth.ends_with("ghp_personal") {
                 "deploy-bot"
             } else {
@@ -171,12 +166,7 @@ mod tests {
     fn an_apps_login_is_its_bot_user_asked_with_the_apps_jwt() {
         let http = FakeHttp::routed(|req| {
             assert_eq!(req.url, "http://gh.test/app");
-            let auth = req
-                .headers
-                .iter()
-                .find(|(k, _)| k == "authorization")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
+            let auth = req.header_value("authorization").unwrap_or_default();
             assert!(auth.starts_with("Bearer ey"), "the App's JWT: {auth}");
             json_response(
                 200,

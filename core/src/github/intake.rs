@@ -78,7 +78,8 @@ pub fn decide(event: &GithubEvent, apps: &[NamedApp], orchestrating: bool) -> In
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apps::{App, AppName};
+    use crate::apps::App;
+    use crate::names::AppName;
 
     fn app(repo: &str, branch: &str) -> NamedApp {
         let body = format!(

@@ -8,6 +8,7 @@ use super::deliveries::DeliveryId;
 use crate::http::{HttpRequest, Method};
 use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Http, Kv, Sql, StoreError};
+use crate::row::Columns;
 use crate::secret::Secret;
 use crate::time::Timestamp;
 
@@ -235,10 +236,7 @@ async fn recorded_ids<S: Sql>(sql: S, guids: &[&str]) -> Result<Vec<String>, Sto
             &[list.into()],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| r.get("id").and_then(|v| v.as_str()).map(str::to_owned))
-        .collect())
+    Ok(rows.iter().filter_map(|r| r.opt_text("id")).collect())
 }
 
 #[cfg(test)]

@@ -15,16 +15,11 @@ use serde_json::{json, Value};
 
 use super::definition::{FileChange, MergeMethod};
 use super::store::{PullRequest, WorkflowRun};
-use crate::github::client::{api_request, classify, GithubClient, GithubConfig, GithubError};
+use crate::github::client::{classify, GithubClient, GithubError};
 use crate::github::RepoFullName;
 use crate::http::{HttpResponse, Method};
 use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::Http;
-
-pub struct Github<'a, H> {
-    http: &'a H,
-    config: &'a GithubConfig,
-}
 
 /// What `enable_auto_merge` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,43 +63,8 @@ fn answer(what: &str, resp: &HttpResponse) -> Result<Value, GithubError> {
     crate::json::value(&resp.body).map_err(|e| unexpected(what, e))
 }
 
-impl<'a, H: Http> Github<'a, H> {
-    pub fn new(http: &'a H, config: &'a GithubConfig) -> Self {
-        Github { http, config }
-    }
-
-    async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<HttpResponse, GithubError> {
-        let url = format!("{}{path}", self.config.api_base);
-        let req = api_request(method, url, body, self.config.token.expose());
-        self.http
-            .send(req)
-            .await
-            .map_err(|e| GithubError::Transient(e.to_string()))
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Result<HttpResponse, GithubError> {
-        classify(Ok(self.raw(method, path, body).await?))
-    }
-
-    /// A GET whose 404 is an answer (no such branch or file), not an error.
-    async fn get_opt(&self, path: &str) -> Result<Option<HttpResponse>, GithubError> {
-        let resp = self.raw(Method::Get, path, None).await?;
-        if resp.status == 404 {
-            return Ok(None);
-        }
-        classify(Ok(resp)).map(Some)
-    }
-
+/// The orchestration steps' calls, on the one GitHub client.
+impl<H: Http> GithubClient<'_, H> {
     pub async fn default_branch(&self, repo: &RepoFullName) -> Result<String, GithubError> {
         let resp = self
             .call(Method::Get, &format!("/repos/{}", repo.as_str()), None)
@@ -146,10 +106,11 @@ impl<'a, H: Http> Github<'a, H> {
         at: &str,
     ) -> Result<Option<(String, String)>, GithubError> {
         let Some(resp) = self
-            .get_opt(&format!(
-                "/repos/{}/contents/{path}?ref={at}",
-                repo.as_str()
-            ))
+            .call_opt(
+                Method::Get,
+                &format!("/repos/{}/contents/{path}?ref={at}", repo.as_str()),
+                None,
+            )
             .await?
         else {
             return Ok(None);
@@ -227,7 +188,7 @@ impl<'a, H: Http> Github<'a, H> {
     ) -> Result<(), GithubError> {
         let r = repo.as_str();
         if self
-            .get_opt(&format!("/repos/{r}/branches/{branch}"))
+            .call_opt(Method::Get, &format!("/repos/{r}/branches/{branch}"), None)
             .await?
             .is_none()
         {
@@ -345,7 +306,7 @@ impl<'a, H: Http> Github<'a, H> {
     ) -> Result<Option<WorkflowRun>, GithubError> {
         let inputs =
             crate::maps::object(inputs.iter().map(|(k, v)| (k.clone(), v.as_str().into())));
-        let run = GithubClient::new(self.http, self.config)
+        let run = self
             .dispatch_workflow(repo, workflow, git_ref, &inputs)
             .await?;
         Ok(run.map(|run| WorkflowRun {

@@ -12,14 +12,14 @@
 use super::definition::{
     Action, OrchestrateConfig, ServiceRequest, StepDef, DEFAULT_WAIT_TIMEOUT_MINUTES,
 };
-use super::github::{AutoMerge, Github};
+use super::github::AutoMerge;
 use super::store::{EventRecord, Workflow, WorkflowStore};
 use super::{
     deps_done, derived_moves, pr_move, progress, run_move, timed_out, Move, Progress, StepRef,
     StepStatus, WorkflowStatus,
 };
 use crate::error::ApiError;
-use crate::github::client::{GithubConfig, GithubError};
+use crate::github::client::{GithubClient, GithubConfig, GithubError};
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::GithubEvent;
 use crate::github::RepoFullName;
@@ -459,7 +459,7 @@ impl<H: Http, S: Sql> Runner<'_, H, S> {
         def: &StepDef,
         now: Timestamp,
     ) -> Result<Done, GithubError> {
-        let gh = Github::new(self.http, self.github);
+        let gh = GithubClient::new(self.http, self.github);
         let repo = |r: &str| {
             RepoFullName::parse(r)
                 .ok_or_else(|| GithubError::Rejected(format!("{r:?} is not owner/repo")))

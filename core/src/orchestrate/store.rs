@@ -13,6 +13,7 @@ use crate::github::events::GithubEvent;
 use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::ports::{Row, Sql, Statement, StoreError};
 use crate::retry::{StepClaims, StepClock};
+use crate::row::Columns;
 use crate::time::Timestamp;
 
 /// The PR a step raised (or waits for).
@@ -570,10 +571,12 @@ impl<S: Sql> WorkflowStore<S> {
             .await?;
         rows.iter()
             .map(|r| {
-                let id = text(r, "delivery_id")
+                let id = r
+                    .opt_text("delivery_id")
                     .and_then(|d| DeliveryId::parse(&d))
                     .ok_or_else(|| StoreError("kept event: delivery id".into()))?;
-                let event = text(r, "event")
+                let event = r
+                    .opt_text("event")
                     .map(|e| crate::json::read(&e))
                     .transpose()
                     .map_err(store_err)?
@@ -643,15 +646,16 @@ impl<S: Sql> WorkflowStore<S> {
                 &[cutoff.millis().into(), limit.into()],
             )
             .await?;
-        Ok(rows.iter().filter_map(|r| int(r, "id")).collect())
+        Ok(rows.iter().filter_map(|r| r.opt_int("id")).collect())
     }
 }
 
 fn refs(rows: Vec<Row>) -> Result<Vec<(i64, StepId)>, StoreError> {
     rows.iter()
         .map(|r| {
-            let id = int(r, "workflow_id").ok_or_else(|| StoreError("workflow id".into()))?;
-            let step = text(r, "step_id")
+            let id = r.int("workflow_id")?;
+            let step = r
+                .opt_text("step_id")
                 .and_then(|s| StepId::parse(&s))
                 .ok_or_else(|| StoreError("step id".into()))?;
             Ok((id, step))
@@ -659,18 +663,8 @@ fn refs(rows: Vec<Row>) -> Result<Vec<(i64, StepId)>, StoreError> {
         .collect()
 }
 
-fn int(row: &Row, column: &str) -> Option<i64> {
-    let v = row.get(column)?;
-    v.as_i64()
-        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-}
-
-fn text(row: &Row, column: &str) -> Option<String> {
-    row.get(column).and_then(|v| v.as_str()).map(str::to_owned)
-}
-
 fn parsed<T: FromJson>(row: &Row, column: &str) -> Result<Option<T>, StoreError> {
-    text(row, column)
+    row.opt_text(column)
         .map(|t| crate::json::read(&t))
         .transpose()
         .map_err(|e| StoreError(format!("{column}: {e}")))
@@ -678,23 +672,25 @@ fn parsed<T: FromJson>(row: &Row, column: &str) -> Result<Option<T>, StoreError>
 
 fn workflow(row: Row) -> Result<Workflow, StoreError> {
     Ok(Workflow {
-        id: int(&row, "id").ok_or_else(|| StoreError("workflow id".into()))?,
-        name: text(&row, "name").unwrap_or_default(),
-        kind: text(&row, "kind").unwrap_or_default(),
-        status: text(&row, "status")
+        id: row.int("id")?,
+        name: row.opt_text("name").unwrap_or_default(),
+        kind: row.opt_text("kind").unwrap_or_default(),
+        status: row
+            .opt_text("status")
             .and_then(|s| WorkflowStatus::parse(&s))
             .ok_or_else(|| StoreError("workflow status".into()))?,
-        error: text(&row, "error"),
+        error: row.opt_text("error"),
         // Parsed straight into a Value: reading one out of a parsed Value copies it.
-        input: text(&row, "input")
+        input: row
+            .opt_text("input")
             .map(|t| crate::json::value(&t))
             .transpose()
             .map_err(|e| StoreError(format!("input: {e}")))?
             .unwrap_or_default(),
-        telegram_message_id: int(&row, "telegram_message_id"),
-        created_at: int(&row, "created_at").unwrap_or(0),
-        updated_at: int(&row, "updated_at").unwrap_or(0),
-        finished_at: int(&row, "finished_at"),
+        telegram_message_id: row.opt_int("telegram_message_id"),
+        created_at: row.opt_int("created_at").unwrap_or(0),
+        updated_at: row.opt_int("updated_at").unwrap_or(0),
+        finished_at: row.opt_int("finished_at"),
         definition: parsed(&row, "definition")?
             .ok_or_else(|| StoreError("workflow definition".into()))?,
         steps: Vec::new(),
@@ -702,40 +698,43 @@ fn workflow(row: Row) -> Result<Workflow, StoreError> {
 }
 
 fn step_record(row: Row) -> Result<StepRecord, StoreError> {
-    let pr = match (int(&row, "pr_number"), text(&row, "pr_node_id")) {
+    let pr = match (row.opt_int("pr_number"), row.opt_text("pr_node_id")) {
         (Some(number), Some(node_id)) => Some(PullRequest {
             number: u64::try_from(number).unwrap_or(0),
             node_id,
-            sha: text(&row, "pr_sha"),
-            git_ref: text(&row, "pr_ref"),
-            base: text(&row, "pr_base"),
-            html_url: text(&row, "pr_html_url"),
+            sha: row.opt_text("pr_sha"),
+            git_ref: row.opt_text("pr_ref"),
+            base: row.opt_text("pr_base"),
+            html_url: row.opt_text("pr_html_url"),
         }),
         _ => None,
     };
     Ok(StepRecord {
-        id: text(&row, "step_id")
+        id: row
+            .opt_text("step_id")
             .and_then(|s| StepId::parse(&s))
             .ok_or_else(|| StoreError("step id".into()))?,
-        kind: text(&row, "kind")
+        kind: row
+            .opt_text("kind")
             .and_then(|k| StepKind::parse(&k))
             .ok_or_else(|| StoreError("step kind".into()))?,
-        status: text(&row, "status")
+        status: row
+            .opt_text("status")
             .and_then(|s| StepStatus::parse(&s))
             .ok_or_else(|| StoreError("step status".into()))?,
-        repository: text(&row, "repository"),
+        repository: row.opt_text("repository"),
         pr,
-        merged_sha: text(&row, "merged_sha"),
-        workflow_path: text(&row, "workflow_path"),
+        merged_sha: row.opt_text("merged_sha"),
+        workflow_path: row.opt_text("workflow_path"),
         run: parsed(&row, "run")?,
-        error: text(&row, "error"),
-        attempts: int(&row, "attempts").unwrap_or(0),
-        claimed_at: int(&row, "claimed_at"),
-        due_at: int(&row, "due_at"),
-        waiting_since: int(&row, "waiting_since"),
-        deadline: int(&row, "deadline"),
+        error: row.opt_text("error"),
+        attempts: row.opt_int("attempts").unwrap_or(0),
+        claimed_at: row.opt_int("claimed_at"),
+        due_at: row.opt_int("due_at"),
+        waiting_since: row.opt_int("waiting_since"),
+        deadline: row.opt_int("deadline"),
         events: parsed(&row, "events")?.unwrap_or_default(),
-        updated_at: int(&row, "updated_at").unwrap_or(0),
+        updated_at: row.opt_int("updated_at").unwrap_or(0),
     })
 }
 

@@ -14,7 +14,7 @@ use super::{
     plan, render_comment, render_telegram, Action, Preview, PreviewSettings, Shown, SkipReason,
     Status, TeardownReason, Wanted, CLAIM_STALE_SECONDS, MAX_ATTEMPTS,
 };
-use crate::apps::{AppName, AppStore, NamedApp};
+use crate::apps::{AppStore, NamedApp};
 use crate::deploy::intake::ProcessError;
 use crate::deploy::pipeline::{github_for, Deps};
 use crate::fly::{FlyClient, FlyError};
@@ -23,6 +23,7 @@ use crate::github::client::{GithubClient, GithubConfig, GithubError};
 use crate::github::events::PullRequestEvent;
 use crate::github::identity::own_login;
 use crate::jobs::JobMessage;
+use crate::names::AppName;
 use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
 use crate::retry::backoff_seconds;
 use crate::secret::Secret;

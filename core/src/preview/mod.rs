@@ -238,7 +238,7 @@ impl PreviewSettings {
             ));
         }
         for (name, value) in &self.env {
-            crate::secrets::parse_name(name).map_err(|_| {
+            crate::names::EnvVarName::parse(name).map_err(|_| {
                 ApiError::BadRequest(format!(
                     "preview.env: {name:?} is not a valid variable name"
                 ))

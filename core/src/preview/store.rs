@@ -5,6 +5,7 @@
 use super::{Preview, Status, Wanted};
 use crate::github::{CommitSha, RepoFullName};
 use crate::ports::{Row, Sql, SqlValue, StoreError};
+use crate::row::Columns;
 use crate::time::Timestamp;
 
 const COLUMNS: &str = "id, app, repository, pr_number, installation_id, head_ref, head_sha, draft, fork, \
@@ -153,11 +154,7 @@ impl<S: Sql> PreviewStore<S> {
                 ],
             )
             .await?;
-        if let Some(id) = rows
-            .first()
-            .and_then(|r| r.get("id"))
-            .and_then(serde_json::Value::as_i64)
-        {
+        if let Some(id) = rows.first().and_then(|r| r.opt_int("id")) {
             return Ok(Observation::Taken(id));
         }
         // The row was left as it was: say why.
@@ -174,17 +171,12 @@ impl<S: Sql> PreviewStore<S> {
         let row = rows
             .first()
             .ok_or_else(|| StoreError("preview upsert returned no id".into()))?;
-        let id = row
-            .get("id")
-            .and_then(serde_json::Value::as_i64)
-            .ok_or_else(|| StoreError("preview without id".into()))?;
-        Ok(
-            if row.get("wanted").and_then(|w| w.as_str()) == Some(Wanted::Closed.as_str()) {
-                Observation::Closed(id)
-            } else {
-                Observation::Stale(id)
-            },
-        )
+        let id = row.int("id")?;
+        Ok(if row.opt_str("wanted") == Some(Wanted::Closed.as_str()) {
+            Observation::Closed(id)
+        } else {
+            Observation::Stale(id)
+        })
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<Preview>, StoreError> {
@@ -260,8 +252,7 @@ impl<S: Sql> PreviewStore<S> {
             .await?;
         Ok(rows
             .first()
-            .and_then(|r| r.get("attempts"))
-            .and_then(serde_json::Value::as_i64)
+            .and_then(|r| r.opt_int("attempts"))
             .unwrap_or(0))
     }
 
@@ -300,11 +291,7 @@ impl<S: Sql> PreviewStore<S> {
                 &[p.app.as_str().into(), p.id.into(), p.queued_at.into()],
             )
             .await?;
-        Ok(rows
-            .first()
-            .and_then(|r| r.get("n"))
-            .and_then(serde_json::Value::as_i64)
-            .unwrap_or(0))
+        Ok(rows.first().and_then(|r| r.opt_int("n")).unwrap_or(0))
     }
 
     /// The previews of `app` waiting for a slot, oldest first.
@@ -382,12 +369,7 @@ impl<S: Sql> PreviewStore<S> {
             .await?;
         Ok(rows
             .iter()
-            .filter_map(|r| {
-                Some((
-                    r.get("id")?.as_i64()?,
-                    r.get("fly_app")?.as_str()?.to_owned(),
-                ))
-            })
+            .filter_map(|r| Some((r.opt_int("id")?, r.opt_text("fly_app")?)))
             .collect())
     }
 
@@ -397,56 +379,61 @@ impl<S: Sql> PreviewStore<S> {
             .query(sql, params)
             .await?
             .iter()
-            .filter_map(|r| r.get("id").and_then(serde_json::Value::as_i64))
+            .filter_map(|r| r.opt_int("id"))
             .collect())
     }
 }
 
 fn preview(row: Row) -> Result<Preview, StoreError> {
-    let int = |k: &str| row.get(k).and_then(serde_json::Value::as_i64);
-    let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-    let id = int("id").ok_or_else(|| StoreError("preview without id".into()))?;
+    let id = row.int("id")?;
     let bad = |what: &str| StoreError(format!("preview {id}: bad {what}"));
     Ok(Preview {
         id,
-        app: text("app").ok_or_else(|| bad("app"))?,
-        repository: text("repository")
+        app: row.opt_text("app").ok_or_else(|| bad("app"))?,
+        repository: row
+            .opt_text("repository")
             .and_then(|r| RepoFullName::parse(&r))
             .ok_or_else(|| bad("repository"))?,
-        pr_number: int("pr_number")
+        pr_number: row
+            .opt_int("pr_number")
             .and_then(|n| u64::try_from(n).ok())
             .ok_or_else(|| bad("pr_number"))?,
-        installation_id: int("installation_id").and_then(|n| u64::try_from(n).ok()),
-        head_ref: text("head_ref").unwrap_or_default(),
-        head_sha: text("head_sha")
+        installation_id: row
+            .opt_int("installation_id")
+            .and_then(|n| u64::try_from(n).ok()),
+        head_ref: row.opt_text("head_ref").unwrap_or_default(),
+        head_sha: row
+            .opt_text("head_sha")
             .and_then(|s| CommitSha::parse(&s))
             .ok_or_else(|| bad("head_sha"))?,
-        draft: int("draft") == Some(1),
-        fork: int("fork") == Some(1),
-        wanted: text("wanted")
+        draft: row.bool("draft"),
+        fork: row.bool("fork"),
+        wanted: row
+            .opt_text("wanted")
             .and_then(|w| Wanted::parse(&w))
             .ok_or_else(|| bad("wanted"))?,
-        revision: int("revision").unwrap_or(0),
-        done_revision: int("done_revision").unwrap_or(0),
-        status: text("status")
+        revision: row.opt_int("revision").unwrap_or(0),
+        done_revision: row.opt_int("done_revision").unwrap_or(0),
+        status: row
+            .opt_text("status")
             .and_then(|s| Status::parse(&s))
             .ok_or_else(|| bad("status"))?,
-        fly_app: text("fly_app").unwrap_or_default(),
-        url: text("url").unwrap_or_default(),
-        machine_id: text("machine_id"),
-        deployed_sha: text("deployed_sha"),
-        deployment_id: int("deployment_id"),
-        deployment_sha: text("deployment_sha"),
-        comment_id: int("comment_id"),
-        telegram_message_id: int("telegram_message_id"),
-        error: text("error"),
-        attempts: int("attempts").unwrap_or(0),
-        queued_at: int("queued_at").unwrap_or(0),
-        queue_ahead: int("queue_ahead"),
-        expires_at: int("expires_at"),
-        claimed_at: int("claimed_at"),
-        created_at: int("created_at").unwrap_or(0),
-        updated_at: int("updated_at").unwrap_or(0),
-        fly_owned: int("fly_owned") == Some(1),
+        fly_app: row.opt_text("fly_app").unwrap_or_default(),
+        url: row.opt_text("url").unwrap_or_default(),
+        machine_id: row.opt_text("machine_id"),
+        deployed_sha: row.opt_text("deployed_sha"),
+        deployment_id: row.opt_int("deployment_id"),
+        deployment_sha: row.opt_text("deployment_sha"),
+        comment_id: row.opt_int("comment_id"),
+        telegram_message_id: row.opt_int("telegram_message_id"),
+        error: row.opt_text("error"),
+        attempts: row.opt_int("attempts").unwrap_or(0),
+        queued_at: row.opt_int("queued_at").unwrap_or(0),
+        queue_ahead: row.opt_int("queue_ahead"),
+        expires_at: row.opt_int("expires_at"),
+        claimed_at: row.opt_int("claimed_at"),
+        created_at: row.opt_int("created_at").unwrap_or(0),
+        updated_at: row.opt_int("updated_at").unwrap_or(0),
+        fly_owned: row.bool("fly_owned"),
     })
 }

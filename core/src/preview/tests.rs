@@ -12,12 +12,13 @@ use base64::Engine;
 use super::flow::{on_pull_request, run, sweep, RunVerdict};
 use super::store::PreviewStore;
 use super::*;
-use crate::apps::{App, AppName, AppStore};
+use crate::apps::{App, AppStore};
 use crate::config::Config;
 use crate::deploy::pipeline::Deps;
 use crate::github::events::{parse, GithubEvent, PullRequestEvent};
 use crate::http::{HttpError, HttpResponse, Method};
 use crate::jobs::JobMessage;
+use crate::names::AppName;
 use crate::secrets::{EnvType, SecretStore, SecretsKeys};
 use crate::testing::{
     block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher, SqliteSql, StubSigner,
@@ -538,11 +539,7 @@ impl Story {
         let seen_exchanges = exchanges.clone();
         let http = FakeHttp::routed(move |req| {
             // Every call carries its credentials.
-            let auth = req
-                .headers
-                .iter()
-                .find(|(k, _)| k == "authorization")
-                .map(|(_, v)| v.as_str());
+            let auth = req.header_value("authorization");
             let body: serde_json::Value =
                 serde_json::from_str(req.body.as_deref().unwrap_or("null")).expect("JSON body");
             if req.url == "http://gh.test/app/installations/1/access_tokens" {
@@ -616,7 +613,11 @@ impl Story {
         block_on(SecretStore::new(&story.db).put(
             &NativeCipher::default(),
             keys,
-            (&name, EnvType::Preview, "DATABASE_PASSWORD"),
+            (
+                &name,
+                EnvType::Preview,
+                &crate::names::EnvVarName::parse("DATABASE_PASSWORD").expect("name"),
+            ),
             &crate::secret::Secret::new(SECRET_VALUE.to_owned()),
             story.now(),
         ))

@@ -11,6 +11,10 @@ fn app() -> AppName {
     AppName::parse("hello").expect("name")
 }
 
+fn var(name: &str) -> EnvVarName {
+    EnvVarName::parse(name).expect("name")
+}
+
 #[test]
 fn stored_encrypted_listed_without_values_revealed_for_machines() {
     let db = SqliteSql::migrated();
@@ -24,7 +28,7 @@ fn stored_encrypted_listed_without_values_revealed_for_machines() {
         block_on(store.put(
             &cipher,
             &keys,
-            (&app(), EnvType::Preview, name),
+            (&app(), EnvType::Preview, &var(name)),
             &Secret::new(value),
             Timestamp::from_millis(at),
         ))
@@ -73,8 +77,8 @@ fn stored_encrypted_listed_without_values_revealed_for_machines() {
             )
         ]
     );
-    assert!(block_on(store.delete(&app(), EnvType::Preview, "API_KEY")).expect("delete"));
-    assert!(!block_on(store.delete(&app(), EnvType::Preview, "API_KEY")).expect("delete"));
+    assert!(block_on(store.delete(&app(), EnvType::Preview, &var("API_KEY"))).expect("delete"));
+    assert!(!block_on(store.delete(&app(), EnvType::Preview, &var("API_KEY"))).expect("delete"));
 }
 
 #[test]
@@ -89,7 +93,7 @@ fn a_ciphertext_moved_to_another_secret_does_not_decrypt() {
     block_on(store.put(
         &cipher,
         &keys,
-        (&app(), EnvType::Production, "TOKEN"),
+        (&app(), EnvType::Production, &var("TOKEN")),
         &Secret::new("t"),
         Timestamp::from_millis(1),
     ))
@@ -114,7 +118,7 @@ fn the_key_can_be_rotated() {
     block_on(store.put(
         &cipher,
         &old,
-        (&app(), EnvType::Preview, "A"),
+        (&app(), EnvType::Preview, &var("A")),
         &Secret::new("under the old key"),
         Timestamp::from_millis(1),
     ))
@@ -126,7 +130,7 @@ fn the_key_can_be_rotated() {
     block_on(store.put(
         &cipher,
         &rotating,
-        (&app(), EnvType::Preview, "B"),
+        (&app(), EnvType::Preview, &var("B")),
         &Secret::new("under the new key"),
         Timestamp::from_millis(2),
     ))
@@ -147,11 +151,6 @@ fn the_key_can_be_rotated() {
 
 #[test]
 fn names_keys_and_env_types() {
-    assert!(parse_name("DATABASE_URL").is_ok());
-    assert!(parse_name("_X1").is_ok());
-    assert!(parse_name("lower").is_err());
-    assert!(parse_name("1ABC").is_err());
-    assert!(parse_name("A-B").is_err());
     assert!(EnvType::parse("staging").is_err());
     assert!(Key::parse("SECRETS_KEY", "c2hvcnQ=").is_err());
     assert_eq!(format!("{:?}", key(7)), "Key(***)");

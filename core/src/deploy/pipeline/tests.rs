@@ -6,11 +6,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
-use crate::apps::{App, AppName, AppStore};
+use crate::apps::{App, AppStore};
 use crate::deploy::intake::process_delivery;
 use crate::github::deliveries::{DeliveryId, DeliveryStore, Outcome};
 use crate::github::events::{GithubEvent, PushCommit, PushEvent, WorkflowRunEvent};
 use crate::http::{HttpError, HttpResponse};
+use crate::names::AppName;
 use crate::testing::{
     block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NoSigner, SqliteSql,
 };
@@ -166,17 +167,22 @@ impl Scenario {
             clock: RefCell::new(1_700_000_000_000),
             deliveries: RefCell::new(0),
         };
-        let app = App::parse(
-            format!(
-                r#"{{"repository": "{REPO}", "production_branch": "main", "environment": "production",
-                "deploy_on": "push", "health_url": "https://app.example.com/health", "deploy": {target}}}"#
-            )
-            .as_bytes(),
-        )
-        .expect("app");
-        block_on(AppStore::new(&s.db).put(&AppName::parse("app").expect("name"), &app, s.now()))
-            .expect("put");
+        s.put_app(&format!(
+            r#"{{"repository": "{REPO}", "production_branch": "main", "environment": "production",
+            "deploy_on": "push", "health_url": "https://app.example.com/health", "deploy": {target}}}"#
+        ));
         s
+    }
+
+    /// Registers the app `app` from its JSON, or replaces it.
+    fn put_app(&self, json: &str) {
+        let app = App::parse(json.as_bytes()).expect("app");
+        block_on(AppStore::new(&self.db).put(
+            &AppName::parse("app").expect("name"),
+            &app,
+            self.now(),
+        ))
+        .expect("put");
     }
 
     fn now(&self) -> Timestamp {
@@ -952,16 +958,10 @@ fn a_fly_target_moves_every_machine_to_the_new_image() {
 #[test]
 fn deploy_on_merge_skips_direct_pushes() {
     let s = Scenario::new(HOOK);
-    let app = App::parse(
-        format!(
-            r#"{{"repository": "{REPO}", "production_branch": "main", "environment": "production",
-            "deploy_on": "merge", "deploy": {HOOK}}}"#
-        )
-        .as_bytes(),
-    )
-    .expect("app");
-    block_on(AppStore::new(&s.db).put(&AppName::parse("app").expect("name"), &app, s.now()))
-        .expect("put");
+    s.put_app(&format!(
+        r#"{{"repository": "{REPO}", "production_branch": "main", "environment": "production",
+        "deploy_on": "merge", "deploy": {HOOK}}}"#
+    ));
     assert_eq!(s.push(1), "delivery delivery-1: app: not a merge");
     assert_eq!(s.push(0x77), "delivery delivery-2: app: job 1 started");
     s.drain();

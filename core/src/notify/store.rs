@@ -5,6 +5,7 @@
 use crate::json::{FromJson, Invalid, Obj, Path};
 use crate::notify::{CommitHash, DeployKind, Deployment, DeploymentId};
 use crate::ports::{Row, Sql, StoreError};
+use crate::row::Columns;
 use crate::time::Timestamp;
 
 /// Where a notification row is in its life.
@@ -205,18 +206,17 @@ impl<S: Sql> NotificationStore<S> {
             .await?;
         rows.iter()
             .map(|row| {
-                let id =
-                    int(row, "id").ok_or_else(|| StoreError("claimed row without id".into()))?;
+                let id = row.int("id")?;
                 let json = row
-                    .get("deployment")
-                    .and_then(|v| v.as_str())
+                    .opt_str("deployment")
                     .ok_or_else(|| StoreError(format!("notification {id} has no deployment")))?;
                 let deployment: Deployment = crate::json::read(json).map_err(|e| {
                     StoreError(format!("notification {id}: stored deployment: {e}"))
                 })?;
                 Ok(ClaimedNotification {
                     id,
-                    attempt: int(row, "attempts")
+                    attempt: row
+                        .opt_int("attempts")
                         .and_then(|a| u32::try_from(a).ok())
                         .unwrap_or(1),
                     deployment,
@@ -295,7 +295,7 @@ impl<S: Sql> NotificationStore<S> {
                 &[cutoff.millis().into(), i64::from(limit).into()],
             )
             .await?;
-        Ok(rows.iter().filter_map(|r| int(r, "id")).collect())
+        Ok(rows.iter().filter_map(|r| r.opt_int("id")).collect())
     }
 
     /// After the sweep re-enqueued a row: due now, so the next sweep leaves it alone
@@ -352,16 +352,6 @@ impl<S: Sql> NotificationStore<S> {
 
 fn record(row: Row) -> Result<NotificationRecord, StoreError> {
     crate::json::from_value(&serde_json::Value::Object(row)).map_err(|e| StoreError(e.to_string()))
-}
-
-/// Reads an integer column; D1 hands numbers over as JSON numbers that may be floats.
-fn int(row: &Row, column: &str) -> Option<i64> {
-    let v = row.get(column)?;
-    v.as_i64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-            .map(|f| f as i64)
-    })
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 
 use super::*;
 use crate::http::HttpError;
+use crate::notify::store::NotificationRecord;
 use crate::notify::Deployment;
 use crate::retry::MAX_DELIVERY_ATTEMPTS;
-use crate::store::NotificationRecord;
 use crate::testing::{block_on, hook_deployment, json_response, FakeHttp, SqliteSql};
 use serde_json::json;
 

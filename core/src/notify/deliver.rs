@@ -5,8 +5,8 @@
 use futures_util::future::join_all;
 
 use crate::config::Config;
+use crate::notify::store::{ClaimedNotification, NotificationStatus, NotificationStore, Outcome};
 use crate::ports::{Http, Sql};
-use crate::store::{ClaimedNotification, NotificationStatus, NotificationStore, Outcome};
 use crate::telegram::{decide, render, DeliveryAction, TelegramClient};
 use crate::time::Timestamp;
 

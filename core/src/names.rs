@@ -1,0 +1,94 @@
+//! Names the admin API validates, shared by the apps registry, the secrets and the
+//! preview settings (a leaf: it imports none of them).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::json::{FromJson, Invalid, Path};
+
+/// An app's name: lower-case letters, digits and dashes, as in a URL path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct AppName(pub(crate) String);
+
+/// Stored values are read back as written (validation happened on the way in).
+impl FromJson for AppName {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        String::from_json(v, at).map(AppName)
+    }
+}
+
+impl AppName {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(AppName(s.to_owned()))
+        } else {
+            Err(ApiError::BadRequest(
+                "app name must be 1 to 63 lower-case letters, digits and dashes, starting with a letter or digit"
+                    .into(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An environment variable's name (a secret's, a preview variable's): upper-case
+/// letters, digits and underscores, starting with a letter or underscore.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EnvVarName(String);
+
+impl EnvVarName {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if ok {
+            Ok(EnvVarName(s.to_owned()))
+        } else {
+            Err(ApiError::BadRequest(
+                "secret name must be upper-case letters, digits and underscores, starting with a letter or underscore".into(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names_are_url_path_segments() {
+        assert!(AppName::parse("Hello").is_err());
+        assert!(AppName::parse("-x").is_err());
+        assert!(AppName::parse("api-2").is_ok());
+    }
+
+    #[test]
+    fn secret_names_are_environment_variable_names() {
+        assert!(EnvVarName::parse("DATABASE_URL").is_ok());
+        assert!(EnvVarName::parse("_X1").is_ok());
+        assert!(EnvVarName::parse("lower").is_err());
+        assert!(EnvVarName::parse("1ABC").is_err());
+        assert!(EnvVarName::parse("A-B").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! The `/notify` flow: the wire format and its validation ([`payload`]), accepting a
+//! deployment ([`accept`]), the notification rows ([`store`]) and the `JOBS`
+//! consumer that sends them to Telegram ([`deliver`]).
+
+pub mod accept;
+pub mod deliver;
+pub mod payload;
+pub mod store;
+
+pub use accept::*;
+pub use payload::*;
