@@ -7,21 +7,15 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::github::RepoFullName;
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::{FromJson, Invalid, Names, Obj, Path};
 use crate::ports::{Sql, StoreError};
 use crate::time::Timestamp;
 
-/// An app's name: lower-case letters, digits and dashes, as in a URL path.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+/// An app's name: lower-case letters, digits and dashes, as in a URL path. Stored
+/// values are read back as written (validation happened on the way in).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, FromJson)]
 #[serde(transparent)]
 pub struct AppName(String);
-
-/// Stored values are read back as written (validation happened on the way in).
-impl FromJson for AppName {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        String::from_json(v, at).map(AppName)
-    }
-}
 
 impl AppName {
     pub fn parse(s: &str) -> Result<Self, ApiError> {
@@ -48,7 +42,8 @@ impl AppName {
 }
 
 /// When a push to the production branch deploys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum DeployOn {
     /// Every push.
     Push,
@@ -56,16 +51,11 @@ pub enum DeployOn {
     Merge,
 }
 
-impl crate::json::Names for DeployOn {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("push", DeployOn::Push), ("merge", DeployOn::Merge)];
-}
-
-crate::named!(DeployOn);
-
-/// How an app is deployed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// How an app is deployed. Internally tagged by `type`; each variant refuses fields
+/// it does not know.
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[json(deny_unknown_fields)]
 pub enum DeployTarget {
     /// Dispatch a GitHub Actions workflow and wait for its run.
     GithubWorkflow {
@@ -78,7 +68,7 @@ pub enum DeployTarget {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         git_ref: Option<String>,
         /// Workflow inputs; `{sha}` in a value becomes the commit being deployed.
-        #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
         inputs: serde_json::Map<String, serde_json::Value>,
     },
     /// POST to a deploy hook URL (Cloudflare Pages, Render, Vercel).
@@ -90,59 +80,6 @@ pub enum DeployTarget {
         /// The image; `{sha}` becomes the commit being deployed.
         image: String,
     },
-}
-
-/// Internally tagged by `type`; each variant refuses fields it does not know.
-impl FromJson for DeployTarget {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        #[derive(Clone, Copy)]
-        enum Type {
-            GithubWorkflow,
-            DeployHook,
-            Fly,
-        }
-        let o = Obj::new(v, at)?;
-        let kind = o.variant(
-            "type",
-            &[
-                ("github_workflow", Type::GithubWorkflow),
-                ("deploy_hook", Type::DeployHook),
-                ("fly", Type::Fly),
-            ],
-        )?;
-        Ok(match kind {
-            Type::GithubWorkflow => {
-                o.only(&["type", "repository", "workflow", "ref", "inputs"])?;
-                DeployTarget::GithubWorkflow {
-                    repository: o.opt("repository")?,
-                    workflow: o.req("workflow")?,
-                    git_ref: o.opt("ref")?,
-                    inputs: match o.get("inputs") {
-                        None | Some(Value::Null) => serde_json::Map::new(),
-                        Some(Value::Object(map)) => map.clone(),
-                        Some(other) => {
-                            return Err(crate::json::invalid_type(
-                                other,
-                                Path::Key(&o.at(), "inputs"),
-                                "a map",
-                            ))
-                        }
-                    },
-                }
-            }
-            Type::DeployHook => {
-                o.only(&["type", "url"])?;
-                DeployTarget::DeployHook { url: o.req("url")? }
-            }
-            Type::Fly => {
-                o.only(&["type", "app", "image"])?;
-                DeployTarget::Fly {
-                    app: o.req("app")?,
-                    image: o.req("image")?,
-                }
-            }
-        })
-    }
 }
 
 /// What pushes to an app's production branch deploy, and how. Written flat into
@@ -175,6 +112,9 @@ pub struct App {
     pub preview: Option<crate::preview::PreviewSettings>,
 }
 
+/// Hand-written: the wire shape is flat (`production_branch`, `environment`,
+/// `deploy_on` beside `deploy`) where the type nests them in [`DeployConfig`], and those
+/// keys are refused when `deploy` is absent.
 impl FromJson for App {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         let o = Obj::new(v, at)?;

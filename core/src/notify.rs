@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::{FromJson, Names};
 
 use crate::error::ApiError;
 use crate::time::Timestamp;
@@ -28,22 +28,14 @@ pub const MAX_URL: usize = 2048;
 pub const COMMIT_HASH_LEN: std::ops::RangeInclusive<usize> = 4..=64;
 
 /// The body of `POST /notify`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, FromJson)]
 pub struct NotifyRequest {
     pub deployment: DeploymentPayload,
 }
 
-impl FromJson for NotifyRequest {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        Ok(NotifyRequest {
-            deployment: Obj::new(v, at)?.req("deployment")?,
-        })
-    }
-}
-
 /// One deployment as a build hook reports it. Every field is optional on the wire so
 /// that a missing one gets a message naming it; unknown fields are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, FromJson)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentPayload {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
@@ -71,63 +63,18 @@ pub struct DeploymentPayload {
     pub url: Option<String>,
 }
 
-impl FromJson for DeploymentPayload {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(DeploymentPayload {
-            kind: o.opt("type")?,
-            project_name: o.opt("projectName")?,
-            deployment_id: o.opt("deploymentId")?,
-            branch: o.opt("branch")?,
-            commit_hash: o.opt("commitHash")?,
-            commit_message: o.opt("commitMessage")?,
-            author: o.opt("author")?,
-            timestamp: o.opt("timestamp")?,
-            environment: o.opt("environment")?,
-            is_ci: o.opt("isCI")?,
-            url: o.opt("url")?,
-        })
-    }
-}
-
 /// What was deployed: a Worker script or a Pages project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum DeployKind {
     Worker,
     Pages,
 }
 
-impl crate::json::Names for DeployKind {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("worker", DeployKind::Worker), ("pages", DeployKind::Pages)];
-}
-
-crate::named!(DeployKind);
-
-impl DeployKind {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
-}
-
 /// A deployment id as the platform or the build system names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, FromJson)]
 #[serde(transparent)]
 pub struct DeploymentId(String);
-
-/// Stored values are read back as written (validation happened on the way in).
-impl crate::json::FromJson for DeploymentId {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        String::from_json(v, at).map(DeploymentId)
-    }
-}
 
 impl DeploymentId {
     pub fn as_str(&self) -> &str {
@@ -141,19 +88,9 @@ impl DeploymentId {
 }
 
 /// A git commit hash, lower-cased hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, FromJson)]
 #[serde(transparent)]
 pub struct CommitHash(String);
-
-/// Stored values are read back as written (validation happened on the way in).
-impl crate::json::FromJson for CommitHash {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        String::from_json(v, at).map(CommitHash)
-    }
-}
 
 impl CommitHash {
     pub fn parse(s: &str) -> Option<Self> {
@@ -173,7 +110,8 @@ impl CommitHash {
 }
 
 /// Where the Worker learned of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// A build hook posted it to `/notify`.
     Hook,
@@ -181,21 +119,8 @@ pub enum Source {
     Poll,
 }
 
-impl crate::json::Names for Source {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("hook", Source::Hook), ("poll", Source::Poll)];
-}
-
-crate::named!(Source);
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-}
-
 /// A validated deployment: what is stored in D1 and formatted for Telegram.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 pub struct Deployment {
     pub kind: DeployKind,
     pub project_name: String,
@@ -210,26 +135,6 @@ pub struct Deployment {
     pub is_ci: bool,
     pub url: Option<String>,
     pub source: Source,
-}
-
-impl FromJson for Deployment {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(Deployment {
-            kind: o.req("kind")?,
-            project_name: o.req("project_name")?,
-            deployment_id: o.req("deployment_id")?,
-            branch: o.opt("branch")?,
-            commit_hash: o.opt("commit_hash")?,
-            commit_message: o.opt("commit_message")?,
-            author: o.opt("author")?,
-            timestamp: o.req("timestamp")?,
-            environment: o.req("environment")?,
-            is_ci: o.req("is_ci")?,
-            url: o.opt("url")?,
-            source: o.req("source")?,
-        })
-    }
 }
 
 impl Deployment {

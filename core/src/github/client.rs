@@ -456,7 +456,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
                     .await,
             )?;
             let page: ComparePage = Self::json(&resp)?;
-            for c in page.0 {
+            for c in page.commits {
                 let id = CommitSha::parse(&c.sha).ok_or_else(|| {
                     GithubError::Transient(format!("compare: {:?} is not a sha", c.sha))
                 })?;
@@ -544,7 +544,10 @@ impl<'a, H: Http> GithubClient<'a, H> {
 
 /// A page of the compare API: its `commits`, as much of each as we read. Every
 /// commit is read before any sha is checked.
-struct ComparePage(Vec<CompareCommit>);
+#[derive(FromJson)]
+struct ComparePage {
+    commits: Vec<CompareCommit>,
+}
 
 struct CompareCommit {
     sha: String,
@@ -557,12 +560,8 @@ struct CompareCommit {
     date: Option<String>,
 }
 
-impl FromJson for ComparePage {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        Obj::new(v, at)?.req("commits").map(ComparePage)
-    }
-}
-
+/// Hand-written: the fields we keep are spread over nested objects
+/// (`commit.message`, `commit.author.email`, `author.login`).
 impl FromJson for CompareCommit {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         let o = Obj::new(v, at)?;

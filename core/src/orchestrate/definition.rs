@@ -5,15 +5,14 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
 
-use super::StepKind;
 use crate::error::{parse_body, ApiError};
 use crate::github::RepoFullName;
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::{FromJson, Names};
 
 /// A step's id within its definition: `infra_pr`, `await_infra_merge`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, FromJson)]
+#[json(try_from = "String")]
 #[serde(into = "String")]
 pub struct StepId(String);
 
@@ -30,12 +29,6 @@ impl StepId {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl FromJson for StepId {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        crate::json::parsed(v, at)
     }
 }
 
@@ -97,27 +90,19 @@ impl TeamSlug {
 }
 
 /// A workflow definition: steps run as soon as every step in their `after` is done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
+#[json(deny_unknown_fields)]
 pub struct Definition {
     pub steps: Vec<StepDef>,
 }
 
-impl FromJson for Definition {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        o.only(&["steps"])?;
-        Ok(Definition {
-            steps: o.req("steps")?,
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
+#[json(deny_unknown_fields)]
 pub struct StepDef {
     pub id: StepId,
     /// Steps that must be done first; each must come earlier in the list, which
     /// rules out cycles.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<StepId>,
     /// Waiting steps only: how long to wait before the workflow fails. Filled in
     /// from the configured default when a workflow is created.
@@ -126,22 +111,10 @@ pub struct StepDef {
     pub action: Action,
 }
 
-impl FromJson for StepDef {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        o.only(&["id", "after", "timeout_minutes", "action"])?;
-        Ok(StepDef {
-            id: o.req("id")?,
-            after: o.or_default("after")?,
-            timeout_minutes: o.opt("timeout_minutes")?,
-            action: o.req("action")?,
-        })
-    }
-}
-
 /// What a step does. Strings may hold `{name}`, `{team}`, `{type}` and
 /// `{template}`, filled in when the workflow is created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
+#[json(deny_unknown_fields)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     /// Commits `files` on a new branch off the default branch and opens a PR.
@@ -149,12 +122,14 @@ pub enum Action {
         repository: String,
         branch: String,
         title: String,
+        #[serde(default)]
         body: String,
         files: Vec<FileChange>,
     },
     /// Enables auto-merge (GraphQL `enablePullRequestAutoMerge`) on step `pr`'s PR.
     EnableAutoMerge {
         pr: StepId,
+        #[serde(default)]
         merge_method: MergeMethod,
     },
     /// Waits for step `pr`'s PR to be merged; records its merge commit.
@@ -169,74 +144,19 @@ pub enum Action {
         /// The ref to run on; the repository's default branch when absent.
         #[serde(skip_serializing_if = "Option::is_none")]
         git_ref: Option<String>,
+        #[serde(default)]
         inputs: BTreeMap<String, String>,
     },
 }
 
-impl FromJson for Action {
-    /// Tagged by `kind`; each kind takes only its own fields (and the tag).
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        let kind = o.variant("kind", <StepKind as crate::json::Names>::NAMES)?;
-        Ok(match kind {
-            StepKind::OpenPr => {
-                o.only(&["kind", "repository", "branch", "title", "body", "files"])?;
-                Action::OpenPr {
-                    repository: o.req("repository")?,
-                    branch: o.req("branch")?,
-                    title: o.req("title")?,
-                    body: o.or_default("body")?,
-                    files: o.req("files")?,
-                }
-            }
-            StepKind::EnableAutoMerge => {
-                o.only(&["kind", "pr", "merge_method"])?;
-                Action::EnableAutoMerge {
-                    pr: o.req("pr")?,
-                    merge_method: o.or_default("merge_method")?,
-                }
-            }
-            StepKind::AwaitMerge => {
-                o.only(&["kind", "pr"])?;
-                Action::AwaitMerge { pr: o.req("pr")? }
-            }
-            StepKind::AwaitWorkflow => {
-                o.only(&["kind", "merge", "workflow"])?;
-                Action::AwaitWorkflow {
-                    merge: o.req("merge")?,
-                    workflow: o.req("workflow")?,
-                }
-            }
-            StepKind::DispatchWorkflow => {
-                o.only(&["kind", "repository", "workflow", "git_ref", "inputs"])?;
-                Action::DispatchWorkflow {
-                    repository: o.req("repository")?,
-                    workflow: o.req("workflow")?,
-                    git_ref: o.opt("git_ref")?,
-                    inputs: o.or_default("inputs")?,
-                }
-            }
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum MergeMethod {
     Merge,
     #[default]
     Squash,
     Rebase,
 }
-
-impl crate::json::Names for MergeMethod {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("merge", MergeMethod::Merge),
-        ("squash", MergeMethod::Squash),
-        ("rebase", MergeMethod::Rebase),
-    ];
-}
-
-crate::named!(MergeMethod);
 
 impl MergeMethod {
     /// GraphQL's `PullRequestMergeMethod`.
@@ -250,7 +170,8 @@ impl MergeMethod {
 }
 
 /// A change to one file of an `open_pr` step's commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
+#[json(deny_unknown_fields)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum FileChange {
     /// A new file; the step fails if it exists already (the service exists).
@@ -263,51 +184,6 @@ pub enum FileChange {
         marker: String,
         content: String,
     },
-}
-
-impl FromJson for FileChange {
-    /// Tagged by `op`; each op takes only its own fields (and the tag).
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        #[derive(Clone, Copy)]
-        enum Op {
-            Create,
-            Append,
-            InsertBefore,
-        }
-        let o = Obj::new(v, at)?;
-        let op = o.variant(
-            "op",
-            &[
-                ("create", Op::Create),
-                ("append", Op::Append),
-                ("insert_before", Op::InsertBefore),
-            ],
-        )?;
-        Ok(match op {
-            Op::Create => {
-                o.only(&["op", "path", "content"])?;
-                FileChange::Create {
-                    path: o.req("path")?,
-                    content: o.req("content")?,
-                }
-            }
-            Op::Append => {
-                o.only(&["op", "path", "content"])?;
-                FileChange::Append {
-                    path: o.req("path")?,
-                    content: o.req("content")?,
-                }
-            }
-            Op::InsertBefore => {
-                o.only(&["op", "path", "marker", "content"])?;
-                FileChange::InsertBefore {
-                    path: o.req("path")?,
-                    marker: o.req("marker")?,
-                    content: o.req("content")?,
-                }
-            }
-        })
-    }
 }
 
 impl FileChange {
@@ -904,21 +780,13 @@ pub struct ServiceRequest {
 impl ServiceRequest {
     /// Parses and validates the body; a 400 names the field.
     pub fn parse(body: &[u8], config: &OrchestrateConfig) -> Result<Self, ApiError> {
+        #[derive(FromJson)]
+        #[serde(rename_all = "camelCase")]
+        #[json(deny_unknown_fields)]
         struct Body {
             repository_name: String,
             service_type: String,
             owning_team: String,
-        }
-        impl FromJson for Body {
-            fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-                let o = Obj::new(v, at)?;
-                o.only(&["repositoryName", "serviceType", "owningTeam"])?;
-                Ok(Body {
-                    repository_name: o.req("repositoryName")?,
-                    service_type: o.req("serviceType")?,
-                    owning_team: o.req("owningTeam")?,
-                })
-            }
         }
         let raw: Body = parse_body(
             body,

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::github::{CommitSha, RepoFullName};
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::{FromJson, Invalid, Names, Path};
 use crate::time::Timestamp;
 
 pub mod flow;
@@ -46,9 +46,11 @@ fn default_max() -> u32 {
 }
 
 /// An app's `preview` settings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
+#[json(deny_unknown_fields)]
 pub struct PreviewSettings {
     /// On unless set to false (the block is there to be used).
+    #[serde(default = "yes")]
     pub enabled: bool,
     /// The Fly organization slug the preview apps are created in.
     pub org: String,
@@ -58,29 +60,37 @@ pub struct PreviewSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// The port the app listens on; Fly serves it on 443.
+    #[serde(default = "default_port")]
     pub internal_port: u16,
     /// Plain environment variables (app secrets are added, and win).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// The Fly app's name; `{app}`, `{pr}` and `{branch}` are filled in, then the
     /// result is made a valid Fly name.
+    #[serde(default = "default_app_name")]
     pub app_name: String,
     /// A preview without a new deploy for this long is destroyed.
+    #[serde(default = "default_ttl")]
     pub ttl_hours: u32,
     /// Live previews per app; more wait, queued.
+    #[serde(default = "default_max")]
     pub max_concurrent: u32,
+    #[serde(default)]
     pub skip_drafts: bool,
     /// Whether pull requests from forks are deployed (their code gets the secrets).
+    #[serde(default)]
     pub allow_forks: bool,
     /// What the machine's `GITHUB_TOKEN` may do beyond reading the PR's repository
     /// (GitHub App only; see [`PreviewSettings::token_permissions`]).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[json(with = "github_permissions")]
     pub github_permissions: BTreeMap<Permission, Access>,
 }
 
 /// A permission a preview machine's GitHub token may be given. Nothing else is:
 /// not administration, workflows, secrets, members or anything GitHub adds later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Permission {
     Contents,
     PullRequests,
@@ -88,28 +98,13 @@ pub enum Permission {
     Checks,
 }
 
-impl crate::json::Names for Permission {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("contents", Permission::Contents),
-        ("pull_requests", Permission::PullRequests),
-        ("statuses", Permission::Statuses),
-        ("checks", Permission::Checks),
-    ];
-}
-
 /// How far a [`Permission`] goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Access {
     Read,
     Write,
 }
-
-impl crate::json::Names for Access {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("read", Access::Read), ("write", Access::Write)];
-}
-
-crate::named!(Permission, Access);
 
 /// `preview.github_permissions`: keys from the allowlist only, each `read` or
 /// `write`; anything else is refused naming the key.
@@ -129,43 +124,6 @@ fn github_permissions(v: &Value, at: Path<'_>) -> Result<BTreeMap<Permission, Ac
             Ok((permission, Access::from_json(level, here)?))
         })
         .collect()
-}
-
-impl FromJson for PreviewSettings {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        o.only(&[
-            "enabled",
-            "org",
-            "image",
-            "region",
-            "internal_port",
-            "env",
-            "app_name",
-            "ttl_hours",
-            "max_concurrent",
-            "skip_drafts",
-            "allow_forks",
-            "github_permissions",
-        ])?;
-        Ok(PreviewSettings {
-            enabled: o.opt("enabled")?.unwrap_or_else(yes),
-            org: o.req("org")?,
-            image: o.req("image")?,
-            region: o.opt("region")?,
-            internal_port: o.opt("internal_port")?.unwrap_or_else(default_port),
-            env: o.or_default("env")?,
-            app_name: o.opt("app_name")?.unwrap_or_else(default_app_name),
-            ttl_hours: o.opt("ttl_hours")?.unwrap_or_else(default_ttl),
-            max_concurrent: o.opt("max_concurrent")?.unwrap_or_else(default_max),
-            skip_drafts: o.or_default("skip_drafts")?,
-            allow_forks: o.or_default("allow_forks")?,
-            github_permissions: match o.get("github_permissions") {
-                None | Some(Value::Null) => BTreeMap::new(),
-                Some(v) => github_permissions(v, Path::Key(&o.at(), "github_permissions"))?,
-            },
-        })
-    }
 }
 
 fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), ApiError> {
@@ -357,35 +315,17 @@ impl PreviewSettings {
 }
 
 /// What the pull request wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Wanted {
     Live,
     Closed,
     Expired,
 }
 
-impl crate::json::Names for Wanted {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("live", Wanted::Live),
-        ("closed", Wanted::Closed),
-        ("expired", Wanted::Expired),
-    ];
-}
-
-crate::named!(Wanted);
-
-impl Wanted {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
-}
-
 /// What exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Recorded, nothing done yet.
     New,
@@ -401,29 +341,7 @@ pub enum Status {
     Skipped,
 }
 
-impl crate::json::Names for Status {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("new", Status::New),
-        ("queued", Status::Queued),
-        ("deploying", Status::Deploying),
-        ("ready", Status::Ready),
-        ("failed", Status::Failed),
-        ("destroyed", Status::Destroyed),
-        ("skipped", Status::Skipped),
-    ];
-}
-
-crate::named!(Status);
-
 impl Status {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
-
     /// Whether a Fly app may exist for it.
     pub fn may_have_fly_app(self) -> bool {
         matches!(self, Status::Deploying | Status::Ready)
