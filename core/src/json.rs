@@ -564,3 +564,6 @@ mod tests {
         assert_eq!(read::<Option<u32>>("null").expect("null"), None);
     }
 }
+
+#[cfg(test)]
+mod derive_tests;
