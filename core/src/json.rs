@@ -225,29 +225,25 @@ pub fn parsed<T: TryFrom<String, Error = String>>(v: &Value, at: Path<'_>) -> Re
     T::try_from(s.to_owned()).map_err(|e| Invalid::at(at, e))
 }
 
-/// A unit-like enum written as one of `variants`' names.
-pub fn variant<T: Copy>(v: &Value, at: Path<'_>, variants: &[(&str, T)]) -> Result<T, Invalid> {
+/// Which of `names` the string `v` is (a unit variant, or a tag). One function for
+/// every enum: the derives map the index to the variant.
+pub fn variant(v: &Value, at: Path<'_>, names: &[&str]) -> Result<usize, Invalid> {
     let s = str_of(v, at, "a string")?;
-    variants
-        .iter()
-        .find(|(name, _)| *name == s)
-        .map(|(_, t)| *t)
-        .ok_or_else(|| {
-            let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
-            Invalid::at(
-                at,
-                format!("unknown variant `{s}`, expected {}", one_of(&names)),
-            )
-        })
+    names.iter().position(|name| *name == s).ok_or_else(|| {
+        Invalid::at(
+            at,
+            format!("unknown variant `{s}`, expected {}", one_of(names)),
+        )
+    })
 }
 
-/// An externally tagged enum's one key (`{"push": {...}}`): the index `variants` gives
-/// its name, the name, and the value under it.
+/// An externally tagged enum's one key (`{"push": {...}}`): which of `names` it is,
+/// the name, and the value under it.
 pub fn external<'v>(
     v: &'v Value,
     at: Path<'_>,
-    variants: &[(&str, u8)],
-) -> Result<(u8, &'v str, &'v Value), Invalid> {
+    names: &[&str],
+) -> Result<(usize, &'v str, &'v Value), Invalid> {
     let Some(map) = v.as_object() else {
         return Err(invalid_type(v, at, "string or map"));
     };
@@ -255,7 +251,7 @@ pub fn external<'v>(
     let (Some((name, inner)), None) = (entries.next(), entries.next()) else {
         return Err(invalid_value(v, at, "map with a single key"));
     };
-    let tag = variant(&Value::String(name.clone()), at, variants)?;
+    let tag = variant(&Value::String(name.clone()), at, names)?;
     Ok((tag, name, inner))
 }
 
@@ -263,17 +259,24 @@ pub fn external<'v>(
 /// one table its text forms come from: `#[derive(Names)]` builds it from the
 /// variants (`rename_all`/`rename`) with `FromJson`, `Serialize`, `as_str` and `parse`.
 pub trait Names: Copy + PartialEq + 'static {
-    const NAMES: &'static [(&'static str, Self)];
+    /// The names, in the order of the variants.
+    const NAMES: &'static [&'static str];
+
+    /// The variant at `index` of [`Names::NAMES`] (the last one past the end).
+    fn from_index(index: usize) -> Self;
+
+    /// Its position in [`Names::NAMES`].
+    fn index(self) -> usize;
 
     fn name(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, v)| *v == self)
-            .map_or("", |(n, _)| n)
+        Self::NAMES.get(self.index()).copied().unwrap_or_default()
     }
 
     fn from_name(s: &str) -> Option<Self> {
-        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, v)| *v)
+        Self::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(Self::from_index)
     }
 }
 
@@ -363,10 +366,10 @@ impl<'a> Obj<'a> {
         }
     }
 
-    /// A field holding one of `variants`' names.
-    pub fn variant<T: Copy>(&self, key: &str, variants: &[(&str, T)]) -> Result<T, Invalid> {
+    /// Which of `names` the field `key` holds (a tagged enum's tag).
+    pub fn variant(&self, key: &str, names: &[&str]) -> Result<usize, Invalid> {
         match self.map.get(key) {
-            Some(v) => variant(v, Path::Key(&self.at, key), variants),
+            Some(v) => variant(v, Path::Key(&self.at, key), names),
             None => Err(Invalid::missing(self.at, key)),
         }
     }

@@ -9,8 +9,8 @@
 //! by `fn(&Value, Path) -> Result<T, Invalid>`).
 //!
 //! The generated code is what a hand-written reader would be: one `Obj::new`, one
-//! `req`/`opt`/`or_default` per field, and for a tagged enum one lookup of its tag in a
-//! table of `u8`s (shared by every tagged enum). The paths it names are
+//! `req`/`opt`/`or_default` per field; an enum's name or tag is looked up in its table of
+//! names by one function shared by every enum. The paths it names are
 //! `crate::json::…`, so it is meant for `edge-core` itself.
 
 use proc_macro::TokenStream;
@@ -282,34 +282,13 @@ fn from_json(input: &DeriveInput) -> syn::Result<Tokens> {
         Data::Enum(e) if c.tag.is_none() => externally_tagged(ty, e, &c)?,
         Data::Enum(e) => {
             let tag = c.tag.as_deref().unwrap_or_default();
-            if e.variants.len() > usize::from(u8::MAX) {
-                return Err(syn::Error::new_spanned(ty, "too many variants"));
-            }
             let mut table = Vec::new();
             let mut arms = Vec::new();
             let last = e.variants.len().saturating_sub(1);
             for (i, var) in e.variants.iter().enumerate() {
-                let mut renamed = None;
-                each_attr(&var.attrs, |meta, _| {
-                    if meta.path.is_ident("rename") {
-                        renamed = Some(string(meta)?);
-                        Ok(true)
-                    } else {
-                        Ok(false)
-                    }
-                })?;
                 let vident = &var.ident;
-                let name = match renamed {
-                    Some(n) => n,
-                    None => rename(
-                        &vident.to_string(),
-                        c.rename_all.as_deref(),
-                        true,
-                        vident.span(),
-                    )?,
-                };
-                let index = u8::try_from(i).unwrap_or(u8::MAX);
-                table.push(quote!((#name, #index)));
+                let name = variant_name(var, &c)?;
+                table.push(quote!(#name));
                 let build = match &var.fields {
                     Fields::Named(named) => {
                         let (inits, mut keys) = read_fields(named, None)?;
@@ -331,12 +310,12 @@ fn from_json(input: &DeriveInput) -> syn::Result<Tokens> {
                     }
                 };
                 // The last arm takes what is left, so the match needs no panic.
-                let pat = if i == last { quote!(_) } else { quote!(#index) };
+                let pat = if i == last { quote!(_) } else { quote!(#i) };
                 arms.push(quote!(#pat => #build));
             }
             quote! {
                 let o = crate::json::Obj::new(v, at)?;
-                let tag: u8 = o.variant(#tag, &[#(#table),*])?;
+                let tag: usize = o.variant(#tag, &[#(#table),*])?;
                 ::core::result::Result::Ok(match tag { #(#arms),* })
             }
         }
@@ -383,9 +362,7 @@ fn externally_tagged(ty: &syn::Ident, e: &syn::DataEnum, c: &Container) -> syn::
     let last = e.variants.len().saturating_sub(1);
     for (i, var) in e.variants.iter().enumerate() {
         let name = variant_name(var, c)?;
-        let index =
-            u8::try_from(i).map_err(|_| syn::Error::new_spanned(var, "too many variants"))?;
-        table.push(quote!((#name, #index)));
+        table.push(quote!(#name));
         let vident = &var.ident;
         let build = match &var.fields {
             Fields::Named(named) => {
@@ -409,7 +386,7 @@ fn externally_tagged(ty: &syn::Ident, e: &syn::DataEnum, c: &Container) -> syn::
                 ))
             }
         };
-        let pat = if i == last { quote!(_) } else { quote!(#index) };
+        let pat = if i == last { quote!(_) } else { quote!(#i) };
         arms.push(quote!(#pat => #build));
     }
     Ok(quote! {
@@ -429,39 +406,34 @@ fn names(input: &DeriveInput) -> syn::Result<Tokens> {
         ));
     };
     let mut table = Vec::new();
-    let mut arms = Vec::new();
-    for var in &e.variants {
+    let mut to_index = Vec::new();
+    let mut from_index = Vec::new();
+    let last = e.variants.len().saturating_sub(1);
+    for (i, var) in e.variants.iter().enumerate() {
         if !matches!(var.fields, Fields::Unit) {
             return Err(syn::Error::new_spanned(
                 var,
                 "#[derive(Names)] is for unit enums",
             ));
         }
-        let mut renamed = None;
-        each_attr(&var.attrs, |meta, _| {
-            if meta.path.is_ident("rename") {
-                renamed = Some(string(meta)?);
-                Ok(true)
-            } else {
-                Ok(false)
-            }
-        })?;
         let vident = &var.ident;
-        let name = match renamed {
-            Some(n) => n,
-            None => rename(
-                &vident.to_string(),
-                c.rename_all.as_deref(),
-                true,
-                vident.span(),
-            )?,
-        };
-        table.push(quote!((#name, #ty::#vident)));
-        arms.push(quote!(#ty::#vident => #name));
+        table.push(variant_name(var, &c)?);
+        to_index.push(quote!(#ty::#vident => #i));
+        // The last arm takes what is left, so the match needs no panic.
+        let pat = if i == last { quote!(_) } else { quote!(#i) };
+        from_index.push(quote!(#pat => #ty::#vident));
     }
     Ok(quote! {
         impl crate::json::Names for #ty {
-            const NAMES: &'static [(&'static str, Self)] = &[#(#table),*];
+            const NAMES: &'static [&'static str] = &[#(#table),*];
+
+            fn from_index(index: usize) -> Self {
+                match index { #(#from_index),* }
+            }
+
+            fn index(self) -> usize {
+                match self { #(#to_index),* }
+            }
         }
 
         impl crate::json::FromJson for #ty {
@@ -469,7 +441,9 @@ fn names(input: &DeriveInput) -> syn::Result<Tokens> {
                 v: &::serde_json::Value,
                 at: crate::json::Path<'_>,
             ) -> ::core::result::Result<Self, crate::json::Invalid> {
-                crate::json::variant(v, at, <#ty as crate::json::Names>::NAMES)
+                let names = <#ty as crate::json::Names>::NAMES;
+                crate::json::variant(v, at, names)
+                    .map(<#ty as crate::json::Names>::from_index)
             }
         }
 
@@ -485,7 +459,7 @@ fn names(input: &DeriveInput) -> syn::Result<Tokens> {
         impl #ty {
             /// Its name in JSON, D1 columns and logs.
             pub fn as_str(self) -> &'static str {
-                match self { #(#arms),* }
+                crate::json::Names::name(self)
             }
 
             /// The variant named `s`, if any.
