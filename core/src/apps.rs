@@ -5,7 +5,6 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::ApiError;
 use crate::github::RepoFullName;
 use crate::json::{FromJson, Invalid, Names, Obj, Path};
 use crate::ports::{Sql, StoreError};
@@ -18,7 +17,7 @@ use crate::time::Timestamp;
 pub struct AppName(String);
 
 impl AppName {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
         let ok = !s.is_empty()
             && s.len() <= 63
             && s.bytes()
@@ -29,7 +28,7 @@ impl AppName {
         if ok {
             Ok(AppName(s.to_owned()))
         } else {
-            Err(ApiError::BadRequest(
+            Err(AppError::Invalid(
                 "app name must be 1 to 63 lower-case letters, digits and dashes, starting with a letter or digit"
                     .into(),
             ))
@@ -38,6 +37,28 @@ impl AppName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// An app the admin API refuses: a 400 naming the field, or a 409 where it clashes
+/// with another app.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<crate::json::BadBody> for AppError {
+    fn from(e: crate::json::BadBody) -> Self {
+        AppError::Invalid(e.0)
+    }
+}
+
+impl From<crate::preview::SettingsError> for AppError {
+    fn from(e: crate::preview::SettingsError) -> Self {
+        AppError::Invalid(e.to_string())
     }
 }
 
@@ -156,22 +177,20 @@ impl FromJson for App {
     }
 }
 
-fn http_url(field: &str, url: &str) -> Result<(), ApiError> {
+fn http_url(field: &str, url: &str) -> Result<(), AppError> {
     if (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= 2048
         && !url.contains(char::is_whitespace)
     {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(format!(
-            "{field} must be an http(s) URL"
-        )))
+        Err(AppError::Invalid(format!("{field} must be an http(s) URL")))
     }
 }
 
-fn simple(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+fn simple(field: &str, s: &str, max: usize) -> Result<(), AppError> {
     if s.is_empty() || s.len() > max || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        Err(ApiError::BadRequest(format!(
+        Err(AppError::Invalid(format!(
             "{field} must be 1 to {max} characters without spaces"
         )))
     } else {
@@ -181,16 +200,16 @@ fn simple(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
 
 impl App {
     /// Parses and validates an app from the admin API's JSON body.
-    pub fn parse(body: &[u8]) -> Result<App, ApiError> {
+    pub fn parse(body: &[u8]) -> Result<App, AppError> {
         let app: App =
-            crate::error::parse_body(body, "body must be a JSON object describing the app")?;
+            crate::json::read_body(body, "body must be a JSON object describing the app")?;
         app.validate()?;
         Ok(app)
     }
 
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), AppError> {
         if self.deploy.is_none() && self.preview.is_none() {
-            return Err(ApiError::BadRequest(
+            return Err(AppError::Invalid(
                 "deploy: an app needs `deploy`, `preview` or both".into(),
             ));
         }
@@ -223,7 +242,7 @@ impl App {
     /// (`pr-{pr}` in two apps, say): one app's teardown would delete the other's
     /// preview. A 409 naming `preview.app_name`, the other app and a name both
     /// could make.
-    pub fn check_fly_names(&self, name: &AppName, others: &[NamedApp]) -> Result<(), ApiError> {
+    pub fn check_fly_names(&self, name: &AppName, others: &[NamedApp]) -> Result<(), AppError> {
         let Some(mine) = &self.preview else {
             return Ok(());
         };
@@ -232,7 +251,7 @@ impl App {
                 continue;
             };
             if let Some(clash) = mine.fly_name_clash(name.as_str(), theirs, other.name.as_str()) {
-                return Err(ApiError::Conflict(format!(
+                return Err(AppError::Conflict(format!(
                     "preview.app_name: {:?} can make the same Fly app name as app {}'s {:?} (both can make {clash}); make the names distinct, for example with {{app}}",
                     mine.app_name,
                     other.name.as_str(),
@@ -245,7 +264,7 @@ impl App {
 }
 
 impl DeployConfig {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), AppError> {
         simple("production_branch", &self.production_branch, 255)?;
         simple("environment", &self.environment, 64)?;
         match &self.target {
@@ -260,7 +279,7 @@ impl DeployConfig {
                     simple("deploy.ref", r, 255)?;
                 }
                 if inputs.len() > 10 {
-                    return Err(ApiError::BadRequest(
+                    return Err(AppError::Invalid(
                         "deploy.inputs: GitHub accepts at most 10 inputs".into(),
                     ));
                 }

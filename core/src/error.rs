@@ -67,19 +67,59 @@ impl ApiError {
     }
 }
 
-/// Reads a JSON request body as a `T` (see [`crate::json`]). Errors are 400s that name
-/// the offending field by its path (`deployment.projectName: invalid type: ...`); a
-/// body of the wrong shape altogether is described by `root_hint`.
+/// Reads a JSON request body as a `T` (see [`crate::json::read_body`]); its errors
+/// are 400s.
 pub fn parse_body<T: crate::json::FromJson>(body: &[u8], root_hint: &str) -> Result<T, ApiError> {
-    crate::json::read_slice(body).map_err(|e| match e {
-        crate::json::Error::Syntax(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
-        crate::json::Error::Invalid(e)
-            if e.path.is_empty() && e.kind == crate::json::Kind::Invalid =>
-        {
-            ApiError::BadRequest(root_hint.to_owned())
+    Ok(crate::json::read_body(body, root_hint)?)
+}
+
+// The one mapping of the domain's errors to HTTP: what a caller sent is refused with
+// a 400 naming the field (a 409 where it clashes with another app), the texts as the
+// domain wrote them.
+
+impl From<crate::json::BadBody> for ApiError {
+    fn from(e: crate::json::BadBody) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
+impl From<crate::apps::AppError> for ApiError {
+    fn from(e: crate::apps::AppError) -> Self {
+        match e {
+            crate::apps::AppError::Invalid(m) => ApiError::BadRequest(m),
+            crate::apps::AppError::Conflict(m) => ApiError::Conflict(m),
         }
-        crate::json::Error::Invalid(e) => ApiError::BadRequest(e.to_string()),
-    })
+    }
+}
+
+impl From<crate::preview::SettingsError> for ApiError {
+    fn from(e: crate::preview::SettingsError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<crate::secrets::SecretError> for ApiError {
+    fn from(e: crate::secrets::SecretError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<crate::github::events::BadPayload> for ApiError {
+    fn from(e: crate::github::events::BadPayload) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<crate::notify::NotifyError> for ApiError {
+    fn from(e: crate::notify::NotifyError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<crate::orchestrate::definition::ServiceError> for ApiError {
+    fn from(e: crate::orchestrate::definition::ServiceError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
 }
 
 #[cfg(test)]

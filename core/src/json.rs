@@ -156,6 +156,24 @@ pub fn read_slice<T: FromJson>(s: &[u8]) -> Result<T, Error> {
     Ok(T::from_json(&v, Path::Root)?)
 }
 
+/// A request body that is not the JSON its reader expects. The message names the
+/// field by its path (`deployment.projectName: invalid type: ...`); a body of the
+/// wrong shape altogether gets the reader's hint instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadBody(pub String);
+
+/// Reads a JSON request body as a `T`; see [`BadBody`] for its errors.
+pub fn read_body<T: FromJson>(body: &[u8], root_hint: &str) -> Result<T, BadBody> {
+    read_slice(body).map_err(|e| match e {
+        Error::Syntax(e) => BadBody(format!("malformed JSON: {e}")),
+        Error::Invalid(e) if e.path.is_empty() && e.kind == Kind::Invalid => {
+            BadBody(root_hint.to_owned())
+        }
+        Error::Invalid(e) => BadBody(e.to_string()),
+    })
+}
+
 /// Reads a `T` out of an already parsed value.
 pub fn from_value<T: FromJson>(v: &Value) -> Result<T, Invalid> {
     T::from_json(v, Path::Root)

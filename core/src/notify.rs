@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use crate::json::{FromJson, Names};
 
-use crate::error::ApiError;
 use crate::time::Timestamp;
 
 /// Largest `/notify` body accepted; a deployment's metadata is a few hundred bytes,
@@ -166,10 +165,23 @@ pub fn project_scoped(project_name: &str, deployment_id: &str) -> String {
 /// The environment a deployment goes to when the hook does not say.
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 
+/// A `/notify` body that is refused (a 400); the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<crate::json::BadBody> for NotifyError {
+    fn from(e: crate::json::BadBody) -> Self {
+        NotifyError::Invalid(e.0)
+    }
+}
+
 /// Parses and validates a `/notify` body. `received` stands in for a missing timestamp.
 /// Errors name the offending field as `deployment.<field>`.
-pub fn parse_notify_body(body: &[u8], received: Timestamp) -> Result<Deployment, ApiError> {
-    let request: NotifyRequest = crate::error::parse_body(
+pub fn parse_notify_body(body: &[u8], received: Timestamp) -> Result<Deployment, NotifyError> {
+    let request: NotifyRequest = crate::json::read_body(
         body,
         "body must be a JSON object with a \"deployment\" object",
     )?;
@@ -206,11 +218,11 @@ impl DeploymentPayload {
     /// Checks the identity fields' presence, length and shape and turns the
     /// [sanitised](Self::sanitised) rest into a [`Deployment`]; see
     /// [`parse_notify_body`].
-    pub fn validate(self, received: Timestamp, source: Source) -> Result<Deployment, ApiError> {
+    pub fn validate(self, received: Timestamp, source: Source) -> Result<Deployment, NotifyError> {
         let p = self.sanitised();
         let kind_text = required("type", p.kind)?;
         let kind = DeployKind::parse(&kind_text).ok_or_else(|| {
-            ApiError::BadRequest("deployment.type must be \"worker\" or \"pages\"".into())
+            NotifyError::Invalid("deployment.type must be \"worker\" or \"pages\"".into())
         })?;
         let project_name = required("projectName", p.project_name)?;
         single_line("projectName", &project_name, MAX_PROJECT_NAME)?;
@@ -243,19 +255,19 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-fn required(field: &str, v: Option<String>) -> Result<String, ApiError> {
-    non_empty(v).ok_or_else(|| ApiError::BadRequest(format!("deployment.{field} is required")))
+fn required(field: &str, v: Option<String>) -> Result<String, NotifyError> {
+    non_empty(v).ok_or_else(|| NotifyError::Invalid(format!("deployment.{field} is required")))
 }
 
 /// An identity field: refused when too long or not a single line.
-fn single_line(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+fn single_line(field: &str, s: &str, max: usize) -> Result<(), NotifyError> {
     if s.chars().count() > max {
-        return Err(ApiError::BadRequest(format!(
+        return Err(NotifyError::Invalid(format!(
             "deployment.{field} is longer than {max} characters"
         )));
     }
     if s.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(format!(
+        return Err(NotifyError::Invalid(format!(
             "deployment.{field} must be a single line without control characters"
         )));
     }
@@ -389,13 +401,13 @@ mod tests {
         Timestamp::from_millis(1_736_937_000_000)
     }
 
-    fn parse(body: &str) -> Result<Deployment, ApiError> {
+    fn parse(body: &str) -> Result<Deployment, NotifyError> {
         parse_notify_body(body.as_bytes(), received())
     }
 
     fn bad(body: &str) -> String {
         match parse(body) {
-            Err(ApiError::BadRequest(m)) => m,
+            Err(NotifyError::Invalid(m)) => m,
             other => panic!("expected 400, got {other:?}"),
         }
     }

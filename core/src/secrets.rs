@@ -10,7 +10,6 @@ use serde::Serialize;
 use std::future::Future;
 
 use crate::apps::AppName;
-use crate::error::ApiError;
 use crate::ports::{Sql, StoreError};
 use crate::secret::Secret;
 use crate::time::Timestamp;
@@ -75,13 +74,11 @@ pub enum EnvType {
 }
 
 impl EnvType {
-    pub fn parse(s: &str) -> Result<EnvType, ApiError> {
+    pub fn parse(s: &str) -> Result<EnvType, SecretError> {
         match s {
             "preview" => Ok(EnvType::Preview),
             "production" => Ok(EnvType::Production),
-            _ => Err(ApiError::BadRequest(
-                "environment type must be preview or production".into(),
-            )),
+            _ => Err(SecretError::EnvType),
         }
     }
 
@@ -93,8 +90,17 @@ impl EnvType {
     }
 }
 
+/// A secret's name or environment type the admin API refuses (a 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment type must be preview or production")]
+    EnvType,
+    #[error("secret name must be upper-case letters, digits and underscores, starting with a letter or underscore")]
+    Name,
+}
+
 /// A secret's name: an environment variable name.
-pub fn parse_name(s: &str) -> Result<&str, ApiError> {
+pub fn parse_name(s: &str) -> Result<&str, SecretError> {
     let ok = !s.is_empty()
         && s.len() <= 128
         && s.bytes()
@@ -105,9 +111,7 @@ pub fn parse_name(s: &str) -> Result<&str, ApiError> {
     if ok {
         Ok(s)
     } else {
-        Err(ApiError::BadRequest(
-            "secret name must be upper-case letters, digits and underscores, starting with a letter or underscore".into(),
-        ))
+        Err(SecretError::Name)
     }
 }
 

@@ -6,7 +6,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{CommitSha, RepoFullName};
-use crate::error::ApiError;
 use crate::json::{self, FromJson, Invalid, Obj, Path};
 
 /// A push webhook lists at most this many commits; a list this long may be cut and
@@ -180,8 +179,19 @@ fn installation(o: &Obj<'_>) -> Result<Option<u64>, Invalid> {
     o.opt_obj("installation")?.map(|i| i.req("id")).transpose()
 }
 
-fn bad(event: &str, what: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest(format!("{event} payload: {what}"))
+/// A webhook body that is not the event its `X-GitHub-Event` names (a 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{event} payload: {problem}")]
+pub struct BadPayload {
+    pub event: String,
+    pub problem: String,
+}
+
+fn bad(event: &str, problem: impl std::fmt::Display) -> BadPayload {
+    BadPayload {
+        event: event.to_owned(),
+        problem: problem.to_string(),
+    }
 }
 
 /// A check on a read value fails without a path: its message names the field.
@@ -202,7 +212,7 @@ pub fn subject(message: &str) -> String {
 }
 
 /// Parses a delivery's body by its `X-GitHub-Event` name.
-pub fn parse(event: &str, body: &[u8]) -> Result<GithubEvent, ApiError> {
+pub fn parse(event: &str, body: &[u8]) -> Result<GithubEvent, BadPayload> {
     let v: Value = json::read_slice(body).map_err(|e| bad(event, e))?;
     // Every event, even one not acted on, has to be a JSON object to be from GitHub.
     Obj::new(&v, Path::Root)

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::ApiError;
 use crate::github::{CommitSha, RepoFullName};
 use crate::json::{FromJson, Invalid, Names, Path};
 use crate::time::Timestamp;
@@ -126,16 +125,18 @@ fn github_permissions(v: &Value, at: Path<'_>) -> Result<BTreeMap<Permission, Ac
         .collect()
 }
 
-fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), ApiError> {
+fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), SettingsError> {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let after = &rest[start + 1..];
         let Some(end) = after.find('}') else {
-            return Err(ApiError::BadRequest(format!("{field} has an unclosed {{")));
+            return Err(SettingsError::Invalid(format!(
+                "{field} has an unclosed {{"
+            )));
         };
         let name = &after[..end];
         if !allowed.contains(&name) {
-            return Err(ApiError::BadRequest(format!(
+            return Err(SettingsError::Invalid(format!(
                 "{field}: unknown placeholder {{{name}}} (use {})",
                 allowed
                     .iter()
@@ -149,9 +150,9 @@ fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), 
     Ok(())
 }
 
-fn plain(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+fn plain(field: &str, s: &str, max: usize) -> Result<(), SettingsError> {
     if s.is_empty() || s.len() > max || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        Err(ApiError::BadRequest(format!(
+        Err(SettingsError::Invalid(format!(
             "{field} must be 1 to {max} characters without spaces"
         )))
     } else {
@@ -159,8 +160,15 @@ fn plain(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
     }
 }
 
+/// Preview settings the admin API refuses (a 400); the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl PreviewSettings {
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), SettingsError> {
         plain("preview.org", &self.org, 64)?;
         plain("preview.image", &self.image, 512)?;
         placeholders_ok("preview.image", &self.image, &["sha", "branch", "pr"])?;
@@ -169,7 +177,7 @@ impl PreviewSettings {
         // Teardown deletes the Fly app: a name without the PR number could be an
         // app that is not a preview at all (or another PR's).
         if !self.app_name.contains("{pr}") {
-            return Err(ApiError::BadRequest(
+            return Err(SettingsError::Invalid(
                 "preview.app_name must contain {pr}, so each pull request gets its own Fly app"
                     .into(),
             ));
@@ -178,33 +186,33 @@ impl PreviewSettings {
             plain("preview.region", r, 16)?;
         }
         if self.internal_port == 0 {
-            return Err(ApiError::BadRequest(
+            return Err(SettingsError::Invalid(
                 "preview.internal_port must be 1 to 65535".into(),
             ));
         }
         if !(1..=720).contains(&self.ttl_hours) {
-            return Err(ApiError::BadRequest(
+            return Err(SettingsError::Invalid(
                 "preview.ttl_hours must be 1 to 720".into(),
             ));
         }
         if !(1..=100).contains(&self.max_concurrent) {
-            return Err(ApiError::BadRequest(
+            return Err(SettingsError::Invalid(
                 "preview.max_concurrent must be 1 to 100".into(),
             ));
         }
         if self.env.len() > 100 {
-            return Err(ApiError::BadRequest(
+            return Err(SettingsError::Invalid(
                 "preview.env: at most 100 variables".into(),
             ));
         }
         for (name, value) in &self.env {
             crate::secrets::parse_name(name).map_err(|_| {
-                ApiError::BadRequest(format!(
+                SettingsError::Invalid(format!(
                     "preview.env: {name:?} is not a valid variable name"
                 ))
             })?;
             if value.len() > 4096 {
-                return Err(ApiError::BadRequest(format!(
+                return Err(SettingsError::Invalid(format!(
                     "preview.env.{name} is longer than 4096 bytes"
                 )));
             }

@@ -8,7 +8,7 @@ mod reference;
 mod template;
 
 pub use reference::{
-    default_create_service, OrchestrateConfig, ServiceName, ServiceRequest, TeamSlug,
+    default_create_service, OrchestrateConfig, ServiceError, ServiceName, ServiceRequest, TeamSlug,
     DEFAULT_BOILERPLATE_WORKFLOW, DEFAULT_INFRA_WORKFLOW, DEFAULT_WAIT_TIMEOUT_MINUTES,
 };
 pub use template::Vars;

@@ -7,7 +7,6 @@ use serde::Serialize;
 
 use super::template::{safe_path, Vars};
 use super::{Action, Definition, FileChange, MergeMethod, StepDef, StepId};
-use crate::error::{parse_body, ApiError};
 use crate::github::RepoFullName;
 use crate::json::FromJson;
 
@@ -317,6 +316,19 @@ pub fn default_create_service(config: &OrchestrateConfig) -> Definition {
     }
 }
 
+/// A `POST /api/services` body that is refused (a 400); the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<crate::json::BadBody> for ServiceError {
+    fn from(e: crate::json::BadBody) -> Self {
+        ServiceError::Invalid(e.0)
+    }
+}
+
 /// `POST /api/services`, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -328,7 +340,7 @@ pub struct ServiceRequest {
 
 impl ServiceRequest {
     /// Parses and validates the body; a 400 names the field.
-    pub fn parse(body: &[u8], config: &OrchestrateConfig) -> Result<Self, ApiError> {
+    pub fn parse(body: &[u8], config: &OrchestrateConfig) -> Result<Self, ServiceError> {
         #[derive(FromJson)]
         #[serde(rename_all = "camelCase")]
         #[json(deny_unknown_fields)]
@@ -337,12 +349,12 @@ impl ServiceRequest {
             service_type: String,
             owning_team: String,
         }
-        let raw: Body = parse_body(
+        let raw: Body = crate::json::read_body(
             body,
             "body must be {\"repositoryName\", \"serviceType\", \"owningTeam\"}",
         )?;
         let repository_name = ServiceName::parse(&raw.repository_name).ok_or_else(|| {
-            ApiError::BadRequest("repositoryName must match ^[a-z][a-z0-9-]{1,38}$".into())
+            ServiceError::Invalid("repositoryName must match ^[a-z][a-z0-9-]{1,38}$".into())
         })?;
         if !config.service_templates.contains_key(&raw.service_type) {
             let known: Vec<&str> = config
@@ -350,13 +362,13 @@ impl ServiceRequest {
                 .keys()
                 .map(String::as_str)
                 .collect();
-            return Err(ApiError::BadRequest(format!(
+            return Err(ServiceError::Invalid(format!(
                 "serviceType must be one of: {}",
                 known.join(", ")
             )));
         }
         let owning_team = TeamSlug::parse(&raw.owning_team).ok_or_else(|| {
-            ApiError::BadRequest(
+            ServiceError::Invalid(
                 "owningTeam must be a team slug (a-z, 0-9, - and _, at most 64)".into(),
             )
         })?;

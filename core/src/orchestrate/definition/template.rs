@@ -1,7 +1,6 @@
 //! Validating a definition and filling in its templates when a workflow is created.
 
 use super::{Action, Definition, FileChange, StepDef, StepId};
-use crate::error::parse_body;
 use crate::github::RepoFullName;
 
 /// The values templates may use.
@@ -28,8 +27,9 @@ impl Definition {
     /// Parses a definition from JSON (the `ORCHESTRATE_DEFINITION` setting); errors
     /// name the field by its path.
     pub fn parse(json: &str) -> Result<Definition, String> {
-        let def: Definition = parse_body(json.as_bytes(), "a definition is {\"steps\": [...]}")
-            .map_err(|e| e.to_string())?;
+        let def: Definition =
+            crate::json::read_body(json.as_bytes(), "a definition is {\"steps\": [...]}")
+                .map_err(|e| e.to_string())?;
         Ok(def)
     }
 
