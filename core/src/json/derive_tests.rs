@@ -121,7 +121,7 @@ struct Even(String);
 impl TryFrom<String> for Even {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        if s.len() % 2 == 0 {
+        if s.len().is_multiple_of(2) {
             Ok(Even(s))
         } else {
             Err(format!("{s:?} has an odd length"))
