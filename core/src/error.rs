@@ -92,35 +92,24 @@ impl From<crate::apps::AppError> for ApiError {
     }
 }
 
-impl From<crate::preview::SettingsError> for ApiError {
-    fn from(e: crate::preview::SettingsError) -> Self {
-        ApiError::BadRequest(e.to_string())
-    }
+/// Domain errors whose every case is the caller's mistake.
+macro_rules! bad_request {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for ApiError {
+            fn from(e: $t) -> Self {
+                ApiError::BadRequest(e.to_string())
+            }
+        }
+    )*};
 }
 
-impl From<crate::secrets::SecretError> for ApiError {
-    fn from(e: crate::secrets::SecretError) -> Self {
-        ApiError::BadRequest(e.to_string())
-    }
-}
-
-impl From<crate::github::events::BadPayload> for ApiError {
-    fn from(e: crate::github::events::BadPayload) -> Self {
-        ApiError::BadRequest(e.to_string())
-    }
-}
-
-impl From<crate::notify::NotifyError> for ApiError {
-    fn from(e: crate::notify::NotifyError) -> Self {
-        ApiError::BadRequest(e.to_string())
-    }
-}
-
-impl From<crate::orchestrate::definition::ServiceError> for ApiError {
-    fn from(e: crate::orchestrate::definition::ServiceError) -> Self {
-        ApiError::BadRequest(e.to_string())
-    }
-}
+bad_request!(
+    crate::preview::SettingsError,
+    crate::secrets::SecretError,
+    crate::github::events::BadPayload,
+    crate::notify::NotifyError,
+    crate::orchestrate::definition::ServiceError,
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! One test per feature of `#[derive(FromJson)]` and `#[derive(Names)]`, and round
 //! trips of the public config types that put a non-empty value in every optional
 //! field: a key renamed in one direction only reads back as `None` and fails.
+//! (`PreviewSettings` and `App` have theirs beside them: preview/tests.rs, apps/tests.rs.)
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -275,25 +276,6 @@ fn unit_enums_have_one_table_of_names() {
 fn round_trip<T: Serialize + FromJson + PartialEq + Debug>(x: &T) {
     let text = serde_json::to_string(x).expect("serialises");
     assert_eq!(&read::<T>(&text).expect("reads back"), x, "{text}");
-}
-
-#[test]
-fn preview_settings_round_trip_with_every_field_set() {
-    use crate::preview::{Access, Permission, PreviewSettings};
-    round_trip(&PreviewSettings {
-        enabled: false,
-        org: "acme".into(),
-        image: "reg/app:{sha}".into(),
-        region: Some("ams".into()),
-        internal_port: 3000,
-        env: BTreeMap::from([("A".to_owned(), "1".to_owned())]),
-        app_name: "pr-{pr}".into(),
-        ttl_hours: 5,
-        max_concurrent: 2,
-        skip_drafts: true,
-        allow_forks: true,
-        github_permissions: BTreeMap::from([(Permission::PullRequests, Access::Write)]),
-    });
 }
 
 #[test]
