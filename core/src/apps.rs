@@ -58,7 +58,7 @@ impl From<crate::json::BadBody> for AppError {
 
 impl From<crate::preview::SettingsError> for AppError {
     fn from(e: crate::preview::SettingsError) -> Self {
-        AppError::Invalid(e.to_string())
+        AppError::Invalid(e.0)
     }
 }
 

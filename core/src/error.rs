@@ -77,12 +77,6 @@ pub fn parse_body<T: crate::json::FromJson>(body: &[u8], root_hint: &str) -> Res
 // a 400 naming the field (a 409 where it clashes with another app), the texts as the
 // domain wrote them.
 
-impl From<crate::json::BadBody> for ApiError {
-    fn from(e: crate::json::BadBody) -> Self {
-        ApiError::BadRequest(e.0)
-    }
-}
-
 impl From<crate::apps::AppError> for ApiError {
     fn from(e: crate::apps::AppError) -> Self {
         match e {
@@ -92,20 +86,26 @@ impl From<crate::apps::AppError> for ApiError {
     }
 }
 
-/// Domain errors whose every case is the caller's mistake.
+impl From<crate::secrets::SecretError> for ApiError {
+    fn from(e: crate::secrets::SecretError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+/// Domain errors that are one message naming the field: a 400 with that message.
 macro_rules! bad_request {
     ($($t:ty),* $(,)?) => {$(
         impl From<$t> for ApiError {
             fn from(e: $t) -> Self {
-                ApiError::BadRequest(e.to_string())
+                ApiError::BadRequest(e.0)
             }
         }
     )*};
 }
 
 bad_request!(
+    crate::json::BadBody,
     crate::preview::SettingsError,
-    crate::secrets::SecretError,
     crate::github::events::BadPayload,
     crate::notify::NotifyError,
     crate::orchestrate::definition::ServiceError,

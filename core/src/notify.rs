@@ -167,14 +167,12 @@ pub const DEFAULT_ENVIRONMENT: &str = "production";
 
 /// A `/notify` body that is refused (a 400); the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotifyError {
-    #[error("{0}")]
-    Invalid(String),
-}
+#[error("{0}")]
+pub struct NotifyError(pub String);
 
 impl From<crate::json::BadBody> for NotifyError {
     fn from(e: crate::json::BadBody) -> Self {
-        NotifyError::Invalid(e.0)
+        NotifyError(e.0)
     }
 }
 
@@ -221,9 +219,8 @@ impl DeploymentPayload {
     pub fn validate(self, received: Timestamp, source: Source) -> Result<Deployment, NotifyError> {
         let p = self.sanitised();
         let kind_text = required("type", p.kind)?;
-        let kind = DeployKind::parse(&kind_text).ok_or_else(|| {
-            NotifyError::Invalid("deployment.type must be \"worker\" or \"pages\"".into())
-        })?;
+        let kind = DeployKind::parse(&kind_text)
+            .ok_or_else(|| NotifyError("deployment.type must be \"worker\" or \"pages\"".into()))?;
         let project_name = required("projectName", p.project_name)?;
         single_line("projectName", &project_name, MAX_PROJECT_NAME)?;
         let deployment_id = required("deploymentId", p.deployment_id)?;
@@ -256,18 +253,18 @@ fn non_empty(v: Option<String>) -> Option<String> {
 }
 
 fn required(field: &str, v: Option<String>) -> Result<String, NotifyError> {
-    non_empty(v).ok_or_else(|| NotifyError::Invalid(format!("deployment.{field} is required")))
+    non_empty(v).ok_or_else(|| NotifyError(format!("deployment.{field} is required")))
 }
 
 /// An identity field: refused when too long or not a single line.
 fn single_line(field: &str, s: &str, max: usize) -> Result<(), NotifyError> {
     if s.chars().count() > max {
-        return Err(NotifyError::Invalid(format!(
+        return Err(NotifyError(format!(
             "deployment.{field} is longer than {max} characters"
         )));
     }
     if s.chars().any(char::is_control) {
-        return Err(NotifyError::Invalid(format!(
+        return Err(NotifyError(format!(
             "deployment.{field} must be a single line without control characters"
         )));
     }
@@ -407,7 +404,7 @@ mod tests {
 
     fn bad(body: &str) -> String {
         match parse(body) {
-            Err(NotifyError::Invalid(m)) => m,
+            Err(NotifyError(m)) => m,
             other => panic!("expected 400, got {other:?}"),
         }
     }

@@ -181,17 +181,11 @@ fn installation(o: &Obj<'_>) -> Result<Option<u64>, Invalid> {
 
 /// A webhook body that is not the event its `X-GitHub-Event` names (a 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{event} payload: {problem}")]
-pub struct BadPayload {
-    pub event: String,
-    pub problem: String,
-}
+#[error("{0}")]
+pub struct BadPayload(pub String);
 
-fn bad(event: &str, problem: impl std::fmt::Display) -> BadPayload {
-    BadPayload {
-        event: event.to_owned(),
-        problem: problem.to_string(),
-    }
+fn bad(event: &str, what: impl std::fmt::Display) -> BadPayload {
+    BadPayload(format!("{event} payload: {what}"))
 }
 
 /// A check on a read value fails without a path: its message names the field.

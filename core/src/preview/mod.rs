@@ -130,13 +130,11 @@ fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), 
     while let Some(start) = rest.find('{') {
         let after = &rest[start + 1..];
         let Some(end) = after.find('}') else {
-            return Err(SettingsError::Invalid(format!(
-                "{field} has an unclosed {{"
-            )));
+            return Err(SettingsError(format!("{field} has an unclosed {{")));
         };
         let name = &after[..end];
         if !allowed.contains(&name) {
-            return Err(SettingsError::Invalid(format!(
+            return Err(SettingsError(format!(
                 "{field}: unknown placeholder {{{name}}} (use {})",
                 allowed
                     .iter()
@@ -152,7 +150,7 @@ fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), 
 
 fn plain(field: &str, s: &str, max: usize) -> Result<(), SettingsError> {
     if s.is_empty() || s.len() > max || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        Err(SettingsError::Invalid(format!(
+        Err(SettingsError(format!(
             "{field} must be 1 to {max} characters without spaces"
         )))
     } else {
@@ -162,10 +160,8 @@ fn plain(field: &str, s: &str, max: usize) -> Result<(), SettingsError> {
 
 /// Preview settings the admin API refuses (a 400); the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    #[error("{0}")]
-    Invalid(String),
-}
+#[error("{0}")]
+pub struct SettingsError(pub String);
 
 impl PreviewSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -177,7 +173,7 @@ impl PreviewSettings {
         // Teardown deletes the Fly app: a name without the PR number could be an
         // app that is not a preview at all (or another PR's).
         if !self.app_name.contains("{pr}") {
-            return Err(SettingsError::Invalid(
+            return Err(SettingsError(
                 "preview.app_name must contain {pr}, so each pull request gets its own Fly app"
                     .into(),
             ));
@@ -186,33 +182,29 @@ impl PreviewSettings {
             plain("preview.region", r, 16)?;
         }
         if self.internal_port == 0 {
-            return Err(SettingsError::Invalid(
+            return Err(SettingsError(
                 "preview.internal_port must be 1 to 65535".into(),
             ));
         }
         if !(1..=720).contains(&self.ttl_hours) {
-            return Err(SettingsError::Invalid(
-                "preview.ttl_hours must be 1 to 720".into(),
-            ));
+            return Err(SettingsError("preview.ttl_hours must be 1 to 720".into()));
         }
         if !(1..=100).contains(&self.max_concurrent) {
-            return Err(SettingsError::Invalid(
+            return Err(SettingsError(
                 "preview.max_concurrent must be 1 to 100".into(),
             ));
         }
         if self.env.len() > 100 {
-            return Err(SettingsError::Invalid(
-                "preview.env: at most 100 variables".into(),
-            ));
+            return Err(SettingsError("preview.env: at most 100 variables".into()));
         }
         for (name, value) in &self.env {
             crate::secrets::parse_name(name).map_err(|_| {
-                SettingsError::Invalid(format!(
+                SettingsError(format!(
                     "preview.env: {name:?} is not a valid variable name"
                 ))
             })?;
             if value.len() > 4096 {
-                return Err(SettingsError::Invalid(format!(
+                return Err(SettingsError(format!(
                     "preview.env.{name} is longer than 4096 bytes"
                 )));
             }

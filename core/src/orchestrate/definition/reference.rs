@@ -318,14 +318,12 @@ pub fn default_create_service(config: &OrchestrateConfig) -> Definition {
 
 /// A `POST /api/services` body that is refused (a 400); the message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ServiceError {
-    #[error("{0}")]
-    Invalid(String),
-}
+#[error("{0}")]
+pub struct ServiceError(pub String);
 
 impl From<crate::json::BadBody> for ServiceError {
     fn from(e: crate::json::BadBody) -> Self {
-        ServiceError::Invalid(e.0)
+        ServiceError(e.0)
     }
 }
 
@@ -354,7 +352,7 @@ impl ServiceRequest {
             "body must be {\"repositoryName\", \"serviceType\", \"owningTeam\"}",
         )?;
         let repository_name = ServiceName::parse(&raw.repository_name).ok_or_else(|| {
-            ServiceError::Invalid("repositoryName must match ^[a-z][a-z0-9-]{1,38}$".into())
+            ServiceError("repositoryName must match ^[a-z][a-z0-9-]{1,38}$".into())
         })?;
         if !config.service_templates.contains_key(&raw.service_type) {
             let known: Vec<&str> = config
@@ -362,15 +360,13 @@ impl ServiceRequest {
                 .keys()
                 .map(String::as_str)
                 .collect();
-            return Err(ServiceError::Invalid(format!(
+            return Err(ServiceError(format!(
                 "serviceType must be one of: {}",
                 known.join(", ")
             )));
         }
         let owning_team = TeamSlug::parse(&raw.owning_team).ok_or_else(|| {
-            ServiceError::Invalid(
-                "owningTeam must be a team slug (a-z, 0-9, - and _, at most 64)".into(),
-            )
+            ServiceError("owningTeam must be a team slug (a-z, 0-9, - and _, at most 64)".into())
         })?;
         Ok(ServiceRequest {
             repository_name,
