@@ -5,16 +5,44 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::ApiError;
 use crate::github::RepoFullName;
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::{FromJson, Invalid, Names, Obj, Path};
 use crate::names::AppName;
 use crate::ports::{Sql, StoreError};
 use crate::row::Columns;
 use crate::time::Timestamp;
 
+/// An app the admin API refuses: a 400 naming the field, or a 409 where it clashes
+/// with another app.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<crate::json::BadBody> for AppError {
+    fn from(e: crate::json::BadBody) -> Self {
+        AppError::Invalid(e.0)
+    }
+}
+
+impl From<crate::preview::SettingsError> for AppError {
+    fn from(e: crate::preview::SettingsError) -> Self {
+        AppError::Invalid(e.0)
+    }
+}
+
+impl From<crate::names::NameError> for AppError {
+    fn from(e: crate::names::NameError) -> Self {
+        AppError::Invalid(e.to_string())
+    }
+}
+
 /// When a push to the production branch deploys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum DeployOn {
     /// Every push.
     Push,
@@ -22,16 +50,11 @@ pub enum DeployOn {
     Merge,
 }
 
-impl crate::json::Names for DeployOn {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("push", DeployOn::Push), ("merge", DeployOn::Merge)];
-}
-
-crate::named!(DeployOn);
-
-/// How an app is deployed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// How an app is deployed. Internally tagged by `type`; each variant refuses fields
+/// it does not know.
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[json(deny_unknown_fields)]
 pub enum DeployTarget {
     /// Dispatch a GitHub Actions workflow and wait for its run.
     GithubWorkflow {
@@ -44,7 +67,7 @@ pub enum DeployTarget {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         git_ref: Option<String>,
         /// Workflow inputs; `{sha}` in a value becomes the commit being deployed.
-        #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
         inputs: serde_json::Map<String, serde_json::Value>,
     },
     /// POST to a deploy hook URL (Cloudflare Pages, Render, Vercel).
@@ -56,59 +79,6 @@ pub enum DeployTarget {
         /// The image; `{sha}` becomes the commit being deployed.
         image: String,
     },
-}
-
-/// Internally tagged by `type`; each variant refuses fields it does not know.
-impl FromJson for DeployTarget {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        #[derive(Clone, Copy)]
-        enum Type {
-            GithubWorkflow,
-            DeployHook,
-            Fly,
-        }
-        let o = Obj::new(v, at)?;
-        let kind = o.variant(
-            "type",
-            &[
-                ("github_workflow", Type::GithubWorkflow),
-                ("deploy_hook", Type::DeployHook),
-                ("fly", Type::Fly),
-            ],
-        )?;
-        Ok(match kind {
-            Type::GithubWorkflow => {
-                o.only(&["type", "repository", "workflow", "ref", "inputs"])?;
-                DeployTarget::GithubWorkflow {
-                    repository: o.opt("repository")?,
-                    workflow: o.req("workflow")?,
-                    git_ref: o.opt("ref")?,
-                    inputs: match o.get("inputs") {
-                        None | Some(Value::Null) => serde_json::Map::new(),
-                        Some(Value::Object(map)) => map.clone(),
-                        Some(other) => {
-                            return Err(crate::json::invalid_type(
-                                other,
-                                Path::Key(&o.at(), "inputs"),
-                                "a map",
-                            ))
-                        }
-                    },
-                }
-            }
-            Type::DeployHook => {
-                o.only(&["type", "url"])?;
-                DeployTarget::DeployHook { url: o.req("url")? }
-            }
-            Type::Fly => {
-                o.only(&["type", "app", "image"])?;
-                DeployTarget::Fly {
-                    app: o.req("app")?,
-                    image: o.req("image")?,
-                }
-            }
-        })
-    }
 }
 
 /// What pushes to an app's production branch deploy, and how. Written flat into
@@ -141,6 +111,9 @@ pub struct App {
     pub preview: Option<crate::preview::PreviewSettings>,
 }
 
+/// Hand-written: the wire shape is flat (`production_branch`, `environment`,
+/// `deploy_on` beside `deploy`) where the type nests them in [`DeployConfig`], and those
+/// keys are refused when `deploy` is absent.
 impl FromJson for App {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         let o = Obj::new(v, at)?;
@@ -182,22 +155,20 @@ impl FromJson for App {
     }
 }
 
-fn http_url(field: &str, url: &str) -> Result<(), ApiError> {
+fn http_url(field: &str, url: &str) -> Result<(), AppError> {
     if (url.starts_with("https://") || url.starts_with("http://"))
         && url.len() <= 2048
         && !url.contains(char::is_whitespace)
     {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(format!(
-            "{field} must be an http(s) URL"
-        )))
+        Err(AppError::Invalid(format!("{field} must be an http(s) URL")))
     }
 }
 
-fn simple(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+fn simple(field: &str, s: &str, max: usize) -> Result<(), AppError> {
     if s.is_empty() || s.len() > max || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        Err(ApiError::BadRequest(format!(
+        Err(AppError::Invalid(format!(
             "{field} must be 1 to {max} characters without spaces"
         )))
     } else {
@@ -207,16 +178,16 @@ fn simple(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
 
 impl App {
     /// Parses and validates an app from the admin API's JSON body.
-    pub fn parse(body: &[u8]) -> Result<App, ApiError> {
+    pub fn parse(body: &[u8]) -> Result<App, AppError> {
         let app: App =
-            crate::error::parse_body(body, "body must be a JSON object describing the app")?;
+            crate::json::read_body(body, "body must be a JSON object describing the app")?;
         app.validate()?;
         Ok(app)
     }
 
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), AppError> {
         if self.deploy.is_none() && self.preview.is_none() {
-            return Err(ApiError::BadRequest(
+            return Err(AppError::Invalid(
                 "deploy: an app needs `deploy`, `preview` or both".into(),
             ));
         }
@@ -249,7 +220,7 @@ impl App {
     /// (`pr-{pr}` in two apps, say): one app's teardown would delete the other's
     /// preview. A 409 naming `preview.app_name`, the other app and a name both
     /// could make.
-    pub fn check_fly_names(&self, name: &AppName, others: &[NamedApp]) -> Result<(), ApiError> {
+    pub fn check_fly_names(&self, name: &AppName, others: &[NamedApp]) -> Result<(), AppError> {
         let Some(mine) = &self.preview else {
             return Ok(());
         };
@@ -258,7 +229,7 @@ impl App {
                 continue;
             };
             if let Some(clash) = mine.fly_name_clash(name.as_str(), theirs, other.name.as_str()) {
-                return Err(ApiError::Conflict(format!(
+                return Err(AppError::Conflict(format!(
                     "preview.app_name: {:?} can make the same Fly app name as app {}'s {:?} (both can make {clash}); make the names distinct, for example with {{app}}",
                     mine.app_name,
                     other.name.as_str(),
@@ -271,7 +242,7 @@ impl App {
 }
 
 impl DeployConfig {
-    fn validate(&self) -> Result<(), ApiError> {
+    fn validate(&self) -> Result<(), AppError> {
         simple("production_branch", &self.production_branch, 255)?;
         simple("environment", &self.environment, 64)?;
         match &self.target {
@@ -286,7 +257,7 @@ impl DeployConfig {
                     simple("deploy.ref", r, 255)?;
                 }
                 if inputs.len() > 10 {
-                    return Err(ApiError::BadRequest(
+                    return Err(AppError::Invalid(
                         "deploy.inputs: GitHub accepts at most 10 inputs".into(),
                     ));
                 }

@@ -47,49 +47,25 @@ pub struct CloudflareClient<'a, H> {
     config: &'a CloudflareConfig,
 }
 
+#[derive(FromJson)]
 struct Envelope<T> {
+    #[json(default)]
     success: bool,
+    #[json(default)]
     errors: Vec<ApiMessage>,
     result: Option<T>,
 }
 
-impl<T: FromJson> FromJson for Envelope<T> {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(Envelope {
-            success: o.or_default("success")?,
-            errors: o.or_default("errors")?,
-            result: o.opt("result")?,
-        })
-    }
-}
-
+#[derive(FromJson)]
 struct ApiMessage {
     code: i64,
     message: String,
 }
 
-impl FromJson for ApiMessage {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(ApiMessage {
-            code: o.or_default("code")?,
-            message: o.or_default("message")?,
-        })
-    }
-}
-
 /// `result` of the Workers list: the entries stay raw, so that each is read on its own.
+#[derive(FromJson)]
 struct WorkerDeployments {
     deployments: Vec<Value>,
-}
-
-impl FromJson for WorkerDeployments {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        Ok(WorkerDeployments {
-            deployments: Obj::new(v, at)?.or_default("deployments")?,
-        })
-    }
 }
 
 /// One Workers deployment. Only its id and time are required; the display fields
@@ -150,19 +126,10 @@ fn text_at(v: &Value, pointer: &str) -> Option<String> {
     crate::json::str_at(v, pointer).map(str::to_owned)
 }
 
+#[derive(FromJson)]
 struct PagesStage {
     name: String,
     status: String,
-}
-
-impl FromJson for PagesStage {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(PagesStage {
-            name: o.or_default("name")?,
-            status: o.or_default("status")?,
-        })
-    }
 }
 
 /// One entry of a page: a deployment, or why this one could not be used (the others

@@ -24,26 +24,14 @@ pub const SWEEP_BATCH: u32 = 100;
 
 /// The deployments the poll has already handled, newest first, per kind, each as
 /// `<project>:<id>` ([`project_scoped`]).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, crate::json::FromJson)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
+    #[serde(default)]
     pub workers: Vec<String>,
+    #[serde(default)]
     pub pages: Vec<String>,
     pub last_check: Option<String>,
-}
-
-impl crate::json::FromJson for Summary {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        let o = crate::json::Obj::new(v, at)?;
-        Ok(Summary {
-            workers: o.or_default("workers")?,
-            pages: o.or_default("pages")?,
-            last_check: o.opt("lastCheck")?,
-        })
-    }
 }
 
 impl Summary {

@@ -67,67 +67,77 @@ impl ApiError {
     }
 }
 
-/// Reads a JSON request body as a `T` (see [`crate::json`]). Errors are 400s that name
-/// the offending field by its path (`deployment.projectName: invalid type: ...`); a
-/// body of the wrong shape altogether is described by `root_hint`.
+/// Reads a JSON request body as a `T` (see [`crate::json::read_body`]); its errors
+/// are 400s.
 pub fn parse_body<T: crate::json::FromJson>(body: &[u8], root_hint: &str) -> Result<T, ApiError> {
-    crate::json::read_slice(body).map_err(|e| match e {
-        crate::json::Error::Syntax(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
-        crate::json::Error::Invalid(e)
-            if e.path.is_empty()
-                && !e.problem.starts_with("missing field")
-                && !e.problem.starts_with("unknown field") =>
-        {
-            ApiError::BadRequest(root_hint.to_owned())
-        }
-        crate::json::Error::Invalid(e) => ApiError::BadRequest(e.to_string()),
-    })
+    Ok(crate::json::read_body(body, root_hint)?)
 }
+
+// The one mapping of the domain's errors to HTTP: what a caller sent is refused with
+// a 400 naming the field (a 409 where it clashes with another app), the texts as the
+// domain wrote them.
+
+impl From<crate::apps::AppError> for ApiError {
+    fn from(e: crate::apps::AppError) -> Self {
+        match e {
+            crate::apps::AppError::Invalid(m) => ApiError::BadRequest(m),
+            crate::apps::AppError::Conflict(m) => ApiError::Conflict(m),
+        }
+    }
+}
+
+impl From<crate::names::NameError> for ApiError {
+    fn from(e: crate::names::NameError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl From<crate::secrets::SecretError> for ApiError {
+    fn from(e: crate::secrets::SecretError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+/// Domain errors that are one message naming the field: a 400 with that message.
+macro_rules! bad_request {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for ApiError {
+            fn from(e: $t) -> Self {
+                ApiError::BadRequest(e.0)
+            }
+        }
+    )*};
+}
+
+bad_request!(
+    crate::json::BadBody,
+    crate::preview::SettingsError,
+    crate::github::events::BadPayload,
+    crate::notify::NotifyError,
+    crate::orchestrate::definition::ServiceError,
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A body shaped like `/notify`'s, read the way every request body is.
-    #[derive(Debug)]
-    #[allow(dead_code)]
+    #[derive(Debug, crate::json::FromJson)]
+    #[json(deny_unknown_fields)]
+    #[expect(dead_code, reason = "only read, to see its errors")]
     struct Outer {
         deployment: Inner,
+        #[json(default)]
         tags: Vec<u32>,
     }
 
-    #[derive(Debug)]
-    #[allow(dead_code)]
+    #[derive(Debug, crate::json::FromJson)]
+    #[serde(rename_all = "camelCase")]
+    #[expect(dead_code, reason = "only read, to see its errors")]
     struct Inner {
         project_name: String,
+        #[json(default)]
         is_ci: bool,
-    }
-
-    impl crate::json::FromJson for Outer {
-        fn from_json(
-            v: &serde_json::Value,
-            at: crate::json::Path<'_>,
-        ) -> Result<Self, crate::json::Invalid> {
-            let o = crate::json::Obj::new(v, at)?;
-            o.only(&["deployment", "tags"])?;
-            Ok(Outer {
-                deployment: o.req("deployment")?,
-                tags: o.or_default("tags")?,
-            })
-        }
-    }
-
-    impl crate::json::FromJson for Inner {
-        fn from_json(
-            v: &serde_json::Value,
-            at: crate::json::Path<'_>,
-        ) -> Result<Self, crate::json::Invalid> {
-            let o = crate::json::Obj::new(v, at)?;
-            Ok(Inner {
-                project_name: o.req("projectName")?,
-                is_ci: o.or_default("isCi")?,
-            })
-        }
     }
 
     fn error(body: &str) -> String {

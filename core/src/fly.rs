@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::config::FlyConfig;
 use crate::http::{HttpError, HttpRequest, HttpResponse, Method};
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::FromJson;
 use crate::ports::Http;
 
 /// One call may take this long; `wait` asks Fly to hold for up to 60 s.
@@ -25,20 +25,11 @@ impl FlyError {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromJson)]
 pub struct Machine {
     pub id: String,
+    #[json(default)]
     pub config: serde_json::Value,
-}
-
-impl FromJson for Machine {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(Machine {
-            id: o.req("id")?,
-            config: o.or_default("config")?,
-        })
-    }
 }
 
 fn classify(result: Result<HttpResponse, HttpError>) -> Result<HttpResponse, FlyError> {

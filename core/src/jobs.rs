@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::FromJson;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobMessage {
     /// Send the Telegram message for notification row `id`.
@@ -21,43 +21,6 @@ pub enum JobMessage {
         workflow_id: i64,
         step: crate::orchestrate::definition::StepId,
     },
-}
-
-impl FromJson for JobMessage {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        #[derive(Clone, Copy)]
-        enum Kind {
-            Notify,
-            GithubDelivery,
-            DeployStep,
-            Preview,
-            WorkflowStep,
-        }
-        let o = Obj::new(v, at)?;
-        let kind = o.variant(
-            "kind",
-            &[
-                ("notify", Kind::Notify),
-                ("github_delivery", Kind::GithubDelivery),
-                ("deploy_step", Kind::DeployStep),
-                ("preview", Kind::Preview),
-                ("workflow_step", Kind::WorkflowStep),
-            ],
-        )?;
-        Ok(match kind {
-            Kind::Notify => JobMessage::Notify { id: o.req("id")? },
-            Kind::GithubDelivery => JobMessage::GithubDelivery { id: o.req("id")? },
-            Kind::DeployStep => JobMessage::DeployStep {
-                job_id: o.req("job_id")?,
-                position: o.req("position")?,
-            },
-            Kind::Preview => JobMessage::Preview { id: o.req("id")? },
-            Kind::WorkflowStep => JobMessage::WorkflowStep {
-                workflow_id: o.req("workflow_id")?,
-                step: o.req("step")?,
-            },
-        })
-    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,14 @@
 //! has a round-trip test.
 
 use std::collections::BTreeMap;
+
 use std::fmt;
 
 use serde_json::{Map, Value};
+
+/// `#[derive(FromJson)]` (structs, newtypes, tagged enums) and `#[derive(Names)]`
+/// (unit enums); see the `edge-json-derive` crate.
+pub use edge_json_derive::{FromJson, Names};
 
 /// Where a value sits in a document: `deployment.projectName`, `commits[2].id`.
 /// Built on the stack while reading and rendered only for an error.
@@ -51,19 +56,43 @@ impl fmt::Display for Path<'_> {
     }
 }
 
-/// A document without the shape its reader expects: where, and what is wrong (in
-/// serde's words, so messages read the same as before this reader existed).
+/// What kind of thing is wrong with a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A required field is absent.
+    Missing,
+    /// A field the type does not know (where it refuses them).
+    Unknown,
+    /// A value of the wrong type, or the right type with a wrong value.
+    Invalid,
+}
+
+/// A document without the shape its reader expects: where, what kind of wrong, and
+/// what exactly (in serde's words, so messages read the same as before this reader
+/// existed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
     pub path: String,
+    pub kind: Kind,
     pub problem: String,
 }
 
 impl Invalid {
+    /// A wrong value at `at`.
     pub fn at(at: Path<'_>, problem: impl Into<String>) -> Self {
         Invalid {
             path: at.to_string(),
+            kind: Kind::Invalid,
             problem: problem.into(),
+        }
+    }
+
+    /// `key` is absent from the object at `at`.
+    pub fn missing(at: Path<'_>, key: &str) -> Self {
+        Invalid {
+            path: at.to_string(),
+            kind: Kind::Missing,
+            problem: format!("missing field `{key}`"),
         }
     }
 }
@@ -125,6 +154,24 @@ pub fn read<T: FromJson>(s: &str) -> Result<T, Error> {
 pub fn read_slice<T: FromJson>(s: &[u8]) -> Result<T, Error> {
     let v: Value = serde_json::from_slice(s).map_err(Error::Syntax)?;
     Ok(T::from_json(&v, Path::Root)?)
+}
+
+/// A request body that is not the JSON its reader expects. The message names the
+/// field by its path (`deployment.projectName: invalid type: ...`); a body of the
+/// wrong shape altogether gets the reader's hint instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadBody(pub String);
+
+/// Reads a JSON request body as a `T`; see [`BadBody`] for its errors.
+pub fn read_body<T: FromJson>(body: &[u8], root_hint: &str) -> Result<T, BadBody> {
+    read_slice(body).map_err(|e| match e {
+        Error::Syntax(e) => BadBody(format!("malformed JSON: {e}")),
+        Error::Invalid(e) if e.path.is_empty() && e.kind == Kind::Invalid => {
+            BadBody(root_hint.to_owned())
+        }
+        Error::Invalid(e) => BadBody(e.to_string()),
+    })
 }
 
 /// Reads a `T` out of an already parsed value.
@@ -196,59 +243,59 @@ pub fn parsed<T: TryFrom<String, Error = String>>(v: &Value, at: Path<'_>) -> Re
     T::try_from(s.to_owned()).map_err(|e| Invalid::at(at, e))
 }
 
-/// A unit-like enum written as one of `variants`' names.
-pub fn variant<T: Copy>(v: &Value, at: Path<'_>, variants: &[(&str, T)]) -> Result<T, Invalid> {
+/// Which of `names` the string `v` is (a unit variant, or a tag). One function for
+/// every enum: the derives map the index to the variant.
+pub fn variant(v: &Value, at: Path<'_>, names: &[&str]) -> Result<usize, Invalid> {
     let s = str_of(v, at, "a string")?;
-    variants
-        .iter()
-        .find(|(name, _)| *name == s)
-        .map(|(_, t)| *t)
-        .ok_or_else(|| {
-            let names: Vec<&str> = variants.iter().map(|(n, _)| *n).collect();
-            Invalid::at(
-                at,
-                format!("unknown variant `{s}`, expected {}", one_of(&names)),
-            )
-        })
+    names.iter().position(|name| *name == s).ok_or_else(|| {
+        Invalid::at(
+            at,
+            format!("unknown variant `{s}`, expected {}", one_of(names)),
+        )
+    })
+}
+
+/// An externally tagged enum's one key (`{"push": {...}}`): which of `names` it is,
+/// the name, and the value under it.
+pub fn external<'v>(
+    v: &'v Value,
+    at: Path<'_>,
+    names: &[&str],
+) -> Result<(usize, &'v str, &'v Value), Invalid> {
+    let Some(map) = v.as_object() else {
+        return Err(invalid_type(v, at, "string or map"));
+    };
+    let mut entries = map.iter();
+    let (Some((name, inner)), None) = (entries.next(), entries.next()) else {
+        return Err(invalid_value(v, at, "map with a single key"));
+    };
+    let tag = variant(&Value::String(name.clone()), at, names)?;
+    Ok((tag, name, inner))
 }
 
 /// A unit-like enum written as a name (in JSON, D1 columns and logs). `NAMES` is the
-/// one table its text forms come from: [`named!`](crate::named) derives `FromJson`
-/// and `Serialize` from it, and `as_str`/`parse` read it.
+/// one table its text forms come from: `#[derive(Names)]` builds it from the
+/// variants (`rename_all`/`rename`) with `FromJson`, `Serialize`, `as_str` and `parse`.
 pub trait Names: Copy + PartialEq + 'static {
-    const NAMES: &'static [(&'static str, Self)];
+    /// The names, in the order of the variants.
+    const NAMES: &'static [&'static str];
+
+    /// The variant at `index` of [`Names::NAMES`] (the last one past the end).
+    fn from_index(index: usize) -> Self;
+
+    /// Its position in [`Names::NAMES`].
+    fn index(self) -> usize;
 
     fn name(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, v)| *v == self)
-            .map_or("", |(n, _)| n)
+        Self::NAMES.get(self.index()).copied().unwrap_or_default()
     }
 
     fn from_name(s: &str) -> Option<Self> {
-        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, v)| *v)
+        Self::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(Self::from_index)
     }
-}
-
-/// `FromJson` and `Serialize` for [`Names`] enums, from their table.
-#[macro_export]
-macro_rules! named {
-    ($($t:ty),* $(,)?) => {$(
-        impl $crate::json::FromJson for $t {
-            fn from_json(
-                v: &serde_json::Value,
-                at: $crate::json::Path<'_>,
-            ) -> Result<Self, $crate::json::Invalid> {
-                $crate::json::variant(v, at, <$t as $crate::json::Names>::NAMES)
-            }
-        }
-
-        impl serde::Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str($crate::json::Names::name(*self))
-            }
-        }
-    )*};
 }
 
 /// A JSON object being read field by field.
@@ -280,7 +327,7 @@ impl<'a> Obj<'a> {
     pub fn req<T: FromJson>(&self, key: &str) -> Result<T, Invalid> {
         match self.map.get(key) {
             Some(v) => T::from_json(v, Path::Key(&self.at, key)),
-            None => Err(Invalid::at(self.at, format!("missing field `{key}`"))),
+            None => Err(Invalid::missing(self.at, key)),
         }
     }
 
@@ -289,6 +336,30 @@ impl<'a> Obj<'a> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => T::from_json(v, Path::Key(&self.at, key)).map(Some),
+        }
+    }
+
+    /// A field that must be present, read by `read` (`#[json(with = "read")]`).
+    pub fn req_with<T>(
+        &self,
+        key: &str,
+        read: fn(&Value, Path<'_>) -> Result<T, Invalid>,
+    ) -> Result<T, Invalid> {
+        match self.map.get(key) {
+            Some(v) => read(v, Path::Key(&self.at, key)),
+            None => Err(Invalid::missing(self.at, key)),
+        }
+    }
+
+    /// A field that may be absent or null, read by `read` when it is there.
+    pub fn opt_with<T>(
+        &self,
+        key: &str,
+        read: fn(&Value, Path<'_>) -> Result<T, Invalid>,
+    ) -> Result<Option<T>, Invalid> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => read(v, Path::Key(&self.at, key)).map(Some),
         }
     }
 
@@ -301,7 +372,7 @@ impl<'a> Obj<'a> {
     pub fn obj<'b>(&'b self, key: &'b str) -> Result<Obj<'b>, Invalid> {
         match self.map.get(key) {
             Some(v) => Obj::new(v, Path::Key(&self.at, key)),
-            None => Err(Invalid::at(self.at, format!("missing field `{key}`"))),
+            None => Err(Invalid::missing(self.at, key)),
         }
     }
 
@@ -313,11 +384,11 @@ impl<'a> Obj<'a> {
         }
     }
 
-    /// A field holding one of `variants`' names.
-    pub fn variant<T: Copy>(&self, key: &str, variants: &[(&str, T)]) -> Result<T, Invalid> {
+    /// Which of `names` the field `key` holds (a tagged enum's tag).
+    pub fn variant(&self, key: &str, names: &[&str]) -> Result<usize, Invalid> {
         match self.map.get(key) {
-            Some(v) => variant(v, Path::Key(&self.at, key), variants),
-            None => Err(Invalid::at(self.at, format!("missing field `{key}`"))),
+            Some(v) => variant(v, Path::Key(&self.at, key), names),
+            None => Err(Invalid::missing(self.at, key)),
         }
     }
 
@@ -325,10 +396,11 @@ impl<'a> Obj<'a> {
     pub fn only(&self, known: &[&str]) -> Result<(), Invalid> {
         match self.map.keys().find(|k| !known.contains(&k.as_str())) {
             None => Ok(()),
-            Some(k) => Err(Invalid::at(
-                Path::Key(&self.at, k),
-                format!("unknown field `{k}`, expected {}", one_of(known)),
-            )),
+            Some(k) => Err(Invalid {
+                path: Path::Key(&self.at, k).to_string(),
+                kind: Kind::Unknown,
+                problem: format!("unknown field `{k}`, expected {}", one_of(known)),
+            }),
         }
     }
 }
@@ -377,6 +449,15 @@ impl FromJson for Value {
     }
 }
 
+/// An object kept as it is (workflow inputs).
+impl FromJson for Map<String, Value> {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        v.as_object()
+            .cloned()
+            .ok_or_else(|| invalid_type(v, at, "a map"))
+    }
+}
+
 impl<T: FromJson> FromJson for Option<T> {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         match v {
@@ -413,45 +494,28 @@ impl<T: FromJson> FromJson for BTreeMap<String, T> {
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq)]
+    #[derive(Debug, PartialEq, FromJson)]
+    #[serde(rename_all = "camelCase")]
+    #[json(deny_unknown_fields)]
     struct Inner {
         project_name: String,
+        #[serde(default)]
         is_ci: bool,
+        #[json(default)]
         tags: Vec<u32>,
     }
 
-    impl FromJson for Inner {
-        fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-            let o = Obj::new(v, at)?;
-            o.only(&["projectName", "isCi", "tags"])?;
-            Ok(Inner {
-                project_name: o.req("projectName")?,
-                is_ci: o.or_default("isCi")?,
-                tags: o.or_default("tags")?,
-            })
-        }
-    }
-
-    #[derive(Debug, PartialEq)]
+    #[derive(Debug, PartialEq, FromJson)]
     struct Outer {
         deployment: Inner,
         kind: Kind,
     }
 
-    #[derive(Debug, Clone, Copy, PartialEq)]
+    #[derive(Debug, Clone, Copy, PartialEq, Names)]
+    #[serde(rename_all = "snake_case")]
     enum Kind {
         Worker,
         Pages,
-    }
-
-    impl FromJson for Outer {
-        fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-            let o = Obj::new(v, at)?;
-            Ok(Outer {
-                deployment: o.req("deployment")?,
-                kind: o.variant("kind", &[("worker", Kind::Worker), ("pages", Kind::Pages)])?,
-            })
-        }
     }
 
     fn error(s: &str) -> String {
@@ -522,3 +586,6 @@ mod tests {
         assert_eq!(read::<Option<u32>>("null").expect("null"), None);
     }
 }
+
+#[cfg(test)]
+mod derive_tests;

@@ -2,25 +2,26 @@
 //! preview settings (a leaf: it imports none of them).
 
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::error::ApiError;
-use crate::json::{FromJson, Invalid, Path};
+use crate::json::FromJson;
 
-/// An app's name: lower-case letters, digits and dashes, as in a URL path.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+/// A name the admin API refuses (a 400 with this text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("app name must be 1 to 63 lower-case letters, digits and dashes, starting with a letter or digit")]
+    App,
+    #[error("secret name must be upper-case letters, digits and underscores, starting with a letter or underscore")]
+    EnvVar,
+}
+
+/// An app's name: lower-case letters, digits and dashes, as in a URL path. Stored
+/// values are read back as written (validation happened on the way in).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, FromJson)]
 #[serde(transparent)]
 pub struct AppName(pub(crate) String);
 
-/// Stored values are read back as written (validation happened on the way in).
-impl FromJson for AppName {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        String::from_json(v, at).map(AppName)
-    }
-}
-
 impl AppName {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
+    pub fn parse(s: &str) -> Result<Self, NameError> {
         let ok = !s.is_empty()
             && s.len() <= 63
             && s.bytes()
@@ -31,10 +32,7 @@ impl AppName {
         if ok {
             Ok(AppName(s.to_owned()))
         } else {
-            Err(ApiError::BadRequest(
-                "app name must be 1 to 63 lower-case letters, digits and dashes, starting with a letter or digit"
-                    .into(),
-            ))
+            Err(NameError::App)
         }
     }
 
@@ -50,7 +48,7 @@ impl AppName {
 pub struct EnvVarName(String);
 
 impl EnvVarName {
-    pub fn parse(s: &str) -> Result<Self, ApiError> {
+    pub fn parse(s: &str) -> Result<Self, NameError> {
         let ok = !s.is_empty()
             && s.len() <= 128
             && s.bytes()
@@ -61,9 +59,7 @@ impl EnvVarName {
         if ok {
             Ok(EnvVarName(s.to_owned()))
         } else {
-            Err(ApiError::BadRequest(
-                "secret name must be upper-case letters, digits and underscores, starting with a letter or underscore".into(),
-            ))
+            Err(NameError::EnvVar)
         }
     }
 

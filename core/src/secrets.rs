@@ -9,7 +9,6 @@ use base64::Engine;
 use serde::Serialize;
 use std::future::Future;
 
-use crate::error::ApiError;
 use crate::names::{AppName, EnvVarName};
 use crate::ports::{Sql, StoreError};
 use crate::row::Columns;
@@ -76,13 +75,11 @@ pub enum EnvType {
 }
 
 impl EnvType {
-    pub fn parse(s: &str) -> Result<EnvType, ApiError> {
+    pub fn parse(s: &str) -> Result<EnvType, SecretError> {
         match s {
             "preview" => Ok(EnvType::Preview),
             "production" => Ok(EnvType::Production),
-            _ => Err(ApiError::BadRequest(
-                "environment type must be preview or production".into(),
-            )),
+            _ => Err(SecretError::EnvType),
         }
     }
 
@@ -92,6 +89,13 @@ impl EnvType {
             EnvType::Production => "production",
         }
     }
+}
+
+/// An environment type the admin API refuses (a 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment type must be preview or production")]
+    EnvType,
 }
 
 /// Largest secret value accepted (Fly.io's own limit on a secret is far above

@@ -5,18 +5,11 @@ use serde::Serialize;
 
 /// An instant, in milliseconds since the Unix epoch (UTC). The Worker gets it from
 /// `Date.now()`, tests pick it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, crate::json::FromJson,
+)]
 #[serde(transparent)]
 pub struct Timestamp(i64);
-
-impl crate::json::FromJson for Timestamp {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        i64::from_json(v, at).map(Timestamp)
-    }
-}
 
 impl Timestamp {
     pub const fn from_millis(ms: i64) -> Self {

@@ -7,7 +7,7 @@ const WORKFLOW_APP: &str = r#"{"repository": "Codertocat/Hello-World", "producti
 
 fn bad(body: &str) -> String {
     match App::parse(body.as_bytes()) {
-        Err(ApiError::BadRequest(m)) => m,
+        Err(AppError::Invalid(m)) => m,
         other => panic!("expected 400, got {other:?}"),
     }
 }

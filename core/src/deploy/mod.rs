@@ -12,8 +12,10 @@ pub mod store;
 pub mod sweep;
 
 use crate::apps::{App, DeployTarget};
+use crate::json::Names;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Waiting,
     Processing,
@@ -24,29 +26,7 @@ pub enum JobStatus {
     Cancelled,
 }
 
-impl crate::json::Names for JobStatus {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("waiting", JobStatus::Waiting),
-        ("processing", JobStatus::Processing),
-        ("finalized", JobStatus::Finalized),
-        ("failed", JobStatus::Failed),
-        ("reverting", JobStatus::Reverting),
-        ("reverted", JobStatus::Reverted),
-        ("cancelled", JobStatus::Cancelled),
-    ];
-}
-
-crate::named!(JobStatus);
-
 impl JobStatus {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
-
     /// The states a job may be in for a move to `self`; anything else is a late or
     /// duplicated event and changes nothing.
     pub fn allowed_from(self) -> &'static [JobStatus] {
@@ -78,7 +58,8 @@ impl JobStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum StepState {
     Pending,
     Started,
@@ -87,23 +68,7 @@ pub enum StepState {
     Skipped,
 }
 
-impl crate::json::Names for StepState {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("pending", StepState::Pending),
-        ("started", StepState::Started),
-        ("done", StepState::Done),
-        ("failed", StepState::Failed),
-        ("skipped", StepState::Skipped),
-    ];
-}
-
-crate::named!(StepState);
-
 impl StepState {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
     pub fn is_finished(self) -> bool {
         matches!(
             self,
@@ -113,7 +78,8 @@ impl StepState {
 }
 
 /// The steps of a deploy, in order; the revert steps are appended when a deploy fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum StepName {
     /// Create the GitHub Deployment and set it `in_progress`.
     CreateDeployment,
@@ -131,30 +97,7 @@ pub enum StepName {
     RevertVerify,
 }
 
-impl crate::json::Names for StepName {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("create_deployment", StepName::CreateDeployment),
-        ("trigger", StepName::Trigger),
-        ("await_result", StepName::AwaitResult),
-        ("verify_health", StepName::VerifyHealth),
-        ("finalize", StepName::Finalize),
-        ("revert_trigger", StepName::RevertTrigger),
-        ("revert_await", StepName::RevertAwait),
-        ("revert_verify", StepName::RevertVerify),
-    ];
-}
-
-crate::named!(StepName);
-
 impl StepName {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
-
     /// What a person reads in the Telegram message and the API.
     pub fn label(self) -> &'static str {
         match self {

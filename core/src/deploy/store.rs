@@ -8,7 +8,7 @@ use super::{JobStatus, StepName, StepState};
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::PushCommit;
 use crate::github::CommitSha;
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::FromJson;
 use crate::names::AppName;
 use crate::ports::{Row, Sql, SqlValue, Statement, StoreError};
 use crate::retry::{StepClaims, StepClock};
@@ -41,7 +41,7 @@ pub struct Job {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 pub struct Step {
     pub position: i64,
     pub name: StepName,
@@ -64,24 +64,6 @@ impl Step {
             claimed_at: self.claimed_at,
             due_at: self.due_at,
         }
-    }
-}
-
-impl FromJson for Step {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(Step {
-            position: o.req("position")?,
-            name: o.req("name")?,
-            state: o.req("state")?,
-            attempts: o.req("attempts")?,
-            result: o.opt("result")?,
-            error: o.opt("error")?,
-            started_at: o.opt("started_at")?,
-            finished_at: o.opt("finished_at")?,
-            claimed_at: o.opt("claimed_at")?,
-            due_at: o.opt("due_at")?,
-        })
     }
 }
 

@@ -474,7 +474,7 @@ impl<'a, H: Http> GithubClient<'a, H> {
         for _ in 0..MAX_COMPARE_PAGES {
             let resp = classify(Ok(self.send(Method::Get, url.clone(), None).await?))?;
             let page: ComparePage = Self::json(&resp)?;
-            for c in page.0 {
+            for c in page.commits {
                 let id = CommitSha::parse(&c.sha).ok_or_else(|| {
                     GithubError::Transient(format!("compare: {:?} is not a sha", c.sha))
                 })?;
@@ -562,7 +562,10 @@ impl<'a, H: Http> GithubClient<'a, H> {
 
 /// A page of the compare API: its `commits`, as much of each as we read. Every
 /// commit is read before any sha is checked.
-struct ComparePage(Vec<CompareCommit>);
+#[derive(FromJson)]
+struct ComparePage {
+    commits: Vec<CompareCommit>,
+}
 
 struct CompareCommit {
     sha: String,
@@ -575,12 +578,8 @@ struct CompareCommit {
     date: Option<String>,
 }
 
-impl FromJson for ComparePage {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        Obj::new(v, at)?.req("commits").map(ComparePage)
-    }
-}
-
+/// Hand-written: the fields we keep are spread over nested objects
+/// (`commit.message`, `commit.author.email`, `author.login`).
 impl FromJson for CompareCommit {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         let o = Obj::new(v, at)?;

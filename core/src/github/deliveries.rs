@@ -6,22 +6,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::events::GithubEvent;
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::{FromJson, Names};
 use crate::ports::{Sql, SqlValue, StoreError};
 use crate::row::Columns;
 use crate::time::Timestamp;
 
 /// A webhook delivery id (GitHub sends a GUID).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, FromJson)]
 #[serde(transparent)]
 pub struct DeliveryId(String);
-
-/// Stored values are read back as written (validation happened on the way in).
-impl FromJson for DeliveryId {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        String::from_json(v, at).map(DeliveryId)
-    }
-}
 
 impl DeliveryId {
     /// GitHub's ids are GUIDs; accept any short printable token so other senders
@@ -92,7 +85,8 @@ pub fn after_failure(attempts: u32, base_seconds: u32) -> AfterFailure {
     )
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Its work was enqueued.
     Queued,
@@ -103,25 +97,8 @@ pub enum Outcome {
     Failed,
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-}
-
-impl crate::json::Names for Outcome {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("queued", Outcome::Queued),
-        ("ignored", Outcome::Ignored),
-        ("processed", Outcome::Processed),
-        ("failed", Outcome::Failed),
-    ];
-}
-
-crate::named!(Outcome);
-
 /// A delivery as the API lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 pub struct DeliveryRecord {
     pub id: String,
     pub event: String,
@@ -134,24 +111,6 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
     pub received_at: i64,
     pub updated_at: i64,
-}
-
-impl FromJson for DeliveryRecord {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(DeliveryRecord {
-            id: o.req("id")?,
-            event: o.req("event")?,
-            action: o.opt("action")?,
-            repository: o.opt("repository")?,
-            outcome: o.req("outcome")?,
-            detail: o.opt("detail")?,
-            attempts: o.req("attempts")?,
-            last_error: o.opt("last_error")?,
-            received_at: o.req("received_at")?,
-            updated_at: o.req("updated_at")?,
-        })
-    }
 }
 
 pub struct DeliveryStore<S> {

@@ -6,7 +6,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{CommitSha, RepoFullName};
-use crate::error::ApiError;
 use crate::json::{self, FromJson, Invalid, Obj, Path};
 
 /// A push webhook lists at most this many commits; a list this long may be cut and
@@ -19,7 +18,7 @@ pub const COMMIT_SUBJECT_MAX: usize = 200;
 /// Stored in the delivery log externally tagged (`{"push": {...}}`): an internally
 /// tagged enum is read through serde's buffered `Content`, which costs the Worker
 /// several KiB of code for nothing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 #[serde(rename_all = "snake_case")]
 pub enum GithubEvent {
     Ping {
@@ -36,7 +35,7 @@ pub enum GithubEvent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 pub struct PushEvent {
     pub repository: RepoFullName,
     /// `refs/heads/main`, `refs/tags/v1`.
@@ -63,7 +62,7 @@ impl PushEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
 pub struct PushCommit {
     pub id: CommitSha,
     /// The first line of the message, cut to [`COMMIT_SUBJECT_MAX`].
@@ -72,7 +71,7 @@ pub struct PushCommit {
     pub timestamp: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 pub struct PullRequestEvent {
     pub action: String,
     pub repository: RepoFullName,
@@ -95,7 +94,7 @@ pub struct PullRequestEvent {
     pub updated_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 pub struct WorkflowRunEvent {
     pub action: String,
     pub repository: RepoFullName,
@@ -135,137 +134,6 @@ impl GithubEvent {
     }
 }
 
-impl FromJson for GithubEvent {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        #[derive(Clone, Copy)]
-        enum Tag {
-            Ping,
-            Push,
-            PullRequest,
-            WorkflowRun,
-            Other,
-        }
-        // Externally tagged: one key, the variant's name.
-        let Some(map) = v.as_object() else {
-            return Err(json::invalid_type(v, at, "string or map"));
-        };
-        let mut entries = map.iter();
-        let (Some((name, inner)), None) = (entries.next(), entries.next()) else {
-            return Err(json::invalid_value(v, at, "map with a single key"));
-        };
-        let tag = json::variant(
-            &Value::String(name.clone()),
-            at,
-            &[
-                ("ping", Tag::Ping),
-                ("push", Tag::Push),
-                ("pull_request", Tag::PullRequest),
-                ("workflow_run", Tag::WorkflowRun),
-                ("other", Tag::Other),
-            ],
-        )?;
-        let at = Path::Key(&at, name);
-        match tag {
-            Tag::Ping => {
-                let o = Obj::new(inner, at)?;
-                Ok(GithubEvent::Ping {
-                    hook_id: o.opt("hook_id")?,
-                })
-            }
-            Tag::Push => PushEvent::from_json(inner, at).map(GithubEvent::Push),
-            Tag::PullRequest => {
-                PullRequestEvent::from_json(inner, at).map(GithubEvent::PullRequest)
-            }
-            Tag::WorkflowRun => {
-                WorkflowRunEvent::from_json(inner, at).map(GithubEvent::WorkflowRun)
-            }
-            Tag::Other => {
-                let o = Obj::new(inner, at)?;
-                Ok(GithubEvent::Other {
-                    event: o.req("event")?,
-                    action: o.opt("action")?,
-                    repository: o.opt("repository")?,
-                })
-            }
-        }
-    }
-}
-
-impl FromJson for PushEvent {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(PushEvent {
-            repository: o.req("repository")?,
-            git_ref: o.req("git_ref")?,
-            before: o.req("before")?,
-            after: o.req("after")?,
-            created: o.req("created")?,
-            deleted: o.req("deleted")?,
-            forced: o.req("forced")?,
-            commits: o.req("commits")?,
-            pusher: o.opt("pusher")?,
-            installation_id: o.opt("installation_id")?,
-        })
-    }
-}
-
-impl FromJson for PushCommit {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(PushCommit {
-            id: o.req("id")?,
-            subject: o.req("subject")?,
-            author: o.opt("author")?,
-            timestamp: o.opt("timestamp")?,
-        })
-    }
-}
-
-impl FromJson for PullRequestEvent {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(PullRequestEvent {
-            action: o.req("action")?,
-            repository: o.req("repository")?,
-            number: o.req("number")?,
-            node_id: o.req("node_id")?,
-            html_url: o.req("html_url")?,
-            title: o.req("title")?,
-            head_ref: o.req("head_ref")?,
-            head_sha: o.req("head_sha")?,
-            head_repository: o.opt("head_repository")?,
-            base_ref: o.req("base_ref")?,
-            draft: o.req("draft")?,
-            merged: o.req("merged")?,
-            merge_commit_sha: o.opt("merge_commit_sha")?,
-            installation_id: o.opt("installation_id")?,
-            updated_at: o.opt("updated_at")?,
-        })
-    }
-}
-
-impl FromJson for WorkflowRunEvent {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(WorkflowRunEvent {
-            action: o.req("action")?,
-            repository: o.req("repository")?,
-            id: o.req("id")?,
-            name: o.opt("name")?,
-            path: o.opt("path")?,
-            workflow_id: o.opt("workflow_id")?,
-            head_sha: o.req("head_sha")?,
-            head_branch: o.opt("head_branch")?,
-            status: o.opt("status")?,
-            conclusion: o.opt("conclusion")?,
-            html_url: o.opt("html_url")?,
-            created_at: o.opt("created_at")?,
-            updated_at: o.opt("updated_at")?,
-            installation_id: o.opt("installation_id")?,
-        })
-    }
-}
-
 // GitHub's JSON, as much of it as we read. Each parser reads every field before it
 // checks any name or sha, so a payload missing a field says so first.
 
@@ -278,6 +146,8 @@ struct RawCommit {
     author: Option<String>,
 }
 
+/// Hand-written, as are the readers below: GitHub's webhook payloads differ from our
+/// event types (nested objects, fallbacks between fields, checks after reading).
 impl FromJson for RawCommit {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         let o = Obj::new(v, at)?;
@@ -309,8 +179,13 @@ fn installation(o: &Obj<'_>) -> Result<Option<u64>, Invalid> {
     o.opt_obj("installation")?.map(|i| i.req("id")).transpose()
 }
 
-fn bad(event: &str, what: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest(format!("{event} payload: {what}"))
+/// A webhook body that is not the event its `X-GitHub-Event` names (a 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadPayload(pub String);
+
+fn bad(event: &str, what: impl std::fmt::Display) -> BadPayload {
+    BadPayload(format!("{event} payload: {what}"))
 }
 
 /// A check on a read value fails without a path: its message names the field.
@@ -331,7 +206,7 @@ pub fn subject(message: &str) -> String {
 }
 
 /// Parses a delivery's body by its `X-GitHub-Event` name.
-pub fn parse(event: &str, body: &[u8]) -> Result<GithubEvent, ApiError> {
+pub fn parse(event: &str, body: &[u8]) -> Result<GithubEvent, BadPayload> {
     let v: Value = json::read_slice(body).map_err(|e| bad(event, e))?;
     // Every event, even one not acted on, has to be a JSON object to be from GitHub.
     Obj::new(&v, Path::Root)

@@ -13,7 +13,8 @@ pub mod webhook;
 use serde::Serialize;
 
 /// `owner/repo`, as GitHub spells it (compared case-insensitively, as GitHub does).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, crate::json::FromJson)]
+#[json(try_from = "String")]
 #[serde(into = "String")]
 pub struct RepoFullName(String);
 
@@ -48,15 +49,6 @@ impl RepoFullName {
     }
 }
 
-impl crate::json::FromJson for RepoFullName {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        crate::json::parsed(v, at)
-    }
-}
-
 impl TryFrom<String> for RepoFullName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -71,7 +63,8 @@ impl From<RepoFullName> for String {
 }
 
 /// A full git object id (40 hex digits for SHA-1, 64 for SHA-256), lower case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, crate::json::FromJson)]
+#[json(try_from = "String")]
 #[serde(into = "String")]
 pub struct CommitSha(String);
 
@@ -92,15 +85,6 @@ impl CommitSha {
     /// The all-zero id GitHub uses for "no commit" (a created or deleted ref).
     pub fn is_zero(&self) -> bool {
         self.0.bytes().all(|b| b == b'0')
-    }
-}
-
-impl crate::json::FromJson for CommitSha {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        crate::json::parsed(v, at)
     }
 }
 

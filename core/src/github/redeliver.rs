@@ -6,7 +6,7 @@ use super::app::{app_jwt, GithubApp, RsaSigner};
 use super::client::{api_request, classify, GithubError};
 use super::deliveries::DeliveryId;
 use crate::http::{HttpRequest, Method};
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::FromJson;
 use crate::ports::{Http, Kv, Sql, StoreError};
 use crate::row::Columns;
 use crate::secret::Secret;
@@ -61,28 +61,17 @@ impl Hook {
 }
 
 /// One entry of GitHub's delivery list.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, FromJson)]
 pub struct ListedDelivery {
     pub id: u64,
     pub guid: String,
     pub delivered_at: String,
+    #[json(default)]
     pub redelivery: bool,
+    #[json(default)]
     pub status_code: u16,
+    #[json(default)]
     pub event: String,
-}
-
-impl FromJson for ListedDelivery {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(ListedDelivery {
-            id: o.req("id")?,
-            guid: o.req("guid")?,
-            delivered_at: o.req("delivered_at")?,
-            redelivery: o.or_default("redelivery")?,
-            status_code: o.or_default("status_code")?,
-            event: o.or_default("event")?,
-        })
-    }
 }
 
 impl ListedDelivery {

@@ -4,9 +4,8 @@
 
 use serde::Serialize;
 
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::{FromJson, Names};
 
-use crate::error::ApiError;
 use crate::time::Timestamp;
 
 /// Largest `/notify` body accepted; a deployment's metadata is a few hundred bytes,
@@ -28,22 +27,14 @@ pub const MAX_URL: usize = 2048;
 pub const COMMIT_HASH_LEN: std::ops::RangeInclusive<usize> = 4..=64;
 
 /// The body of `POST /notify`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, FromJson)]
 pub struct NotifyRequest {
     pub deployment: DeploymentPayload,
 }
 
-impl FromJson for NotifyRequest {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        Ok(NotifyRequest {
-            deployment: Obj::new(v, at)?.req("deployment")?,
-        })
-    }
-}
-
 /// One deployment as a build hook reports it. Every field is optional on the wire so
 /// that a missing one gets a message naming it; unknown fields are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, FromJson)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentPayload {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
@@ -71,63 +62,18 @@ pub struct DeploymentPayload {
     pub url: Option<String>,
 }
 
-impl FromJson for DeploymentPayload {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(DeploymentPayload {
-            kind: o.opt("type")?,
-            project_name: o.opt("projectName")?,
-            deployment_id: o.opt("deploymentId")?,
-            branch: o.opt("branch")?,
-            commit_hash: o.opt("commitHash")?,
-            commit_message: o.opt("commitMessage")?,
-            author: o.opt("author")?,
-            timestamp: o.opt("timestamp")?,
-            environment: o.opt("environment")?,
-            is_ci: o.opt("isCI")?,
-            url: o.opt("url")?,
-        })
-    }
-}
-
 /// What was deployed: a Worker script or a Pages project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum DeployKind {
     Worker,
     Pages,
 }
 
-impl crate::json::Names for DeployKind {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("worker", DeployKind::Worker), ("pages", DeployKind::Pages)];
-}
-
-crate::named!(DeployKind);
-
-impl DeployKind {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
-}
-
 /// A deployment id as the platform or the build system names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, FromJson)]
 #[serde(transparent)]
 pub struct DeploymentId(String);
-
-/// Stored values are read back as written (validation happened on the way in).
-impl crate::json::FromJson for DeploymentId {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        String::from_json(v, at).map(DeploymentId)
-    }
-}
 
 impl DeploymentId {
     pub fn as_str(&self) -> &str {
@@ -141,19 +87,9 @@ impl DeploymentId {
 }
 
 /// A git commit hash, lower-cased hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, FromJson)]
 #[serde(transparent)]
 pub struct CommitHash(String);
-
-/// Stored values are read back as written (validation happened on the way in).
-impl crate::json::FromJson for CommitHash {
-    fn from_json(
-        v: &serde_json::Value,
-        at: crate::json::Path<'_>,
-    ) -> Result<Self, crate::json::Invalid> {
-        String::from_json(v, at).map(CommitHash)
-    }
-}
 
 impl CommitHash {
     pub fn parse(s: &str) -> Option<Self> {
@@ -173,7 +109,8 @@ impl CommitHash {
 }
 
 /// Where the Worker learned of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Source {
     /// A build hook posted it to `/notify`.
     Hook,
@@ -181,21 +118,8 @@ pub enum Source {
     Poll,
 }
 
-impl crate::json::Names for Source {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("hook", Source::Hook), ("poll", Source::Poll)];
-}
-
-crate::named!(Source);
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-}
-
 /// A validated deployment: what is stored in D1 and formatted for Telegram.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
 pub struct Deployment {
     pub kind: DeployKind,
     pub project_name: String,
@@ -210,26 +134,6 @@ pub struct Deployment {
     pub is_ci: bool,
     pub url: Option<String>,
     pub source: Source,
-}
-
-impl FromJson for Deployment {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(Deployment {
-            kind: o.req("kind")?,
-            project_name: o.req("project_name")?,
-            deployment_id: o.req("deployment_id")?,
-            branch: o.opt("branch")?,
-            commit_hash: o.opt("commit_hash")?,
-            commit_message: o.opt("commit_message")?,
-            author: o.opt("author")?,
-            timestamp: o.req("timestamp")?,
-            environment: o.req("environment")?,
-            is_ci: o.req("is_ci")?,
-            url: o.opt("url")?,
-            source: o.req("source")?,
-        })
-    }
 }
 
 impl Deployment {
@@ -261,10 +165,21 @@ pub fn project_scoped(project_name: &str, deployment_id: &str) -> String {
 /// The environment a deployment goes to when the hook does not say.
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 
+/// A `/notify` body that is refused (a 400); the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotifyError(pub String);
+
+impl From<crate::json::BadBody> for NotifyError {
+    fn from(e: crate::json::BadBody) -> Self {
+        NotifyError(e.0)
+    }
+}
+
 /// Parses and validates a `/notify` body. `received` stands in for a missing timestamp.
 /// Errors name the offending field as `deployment.<field>`.
-pub fn parse_notify_body(body: &[u8], received: Timestamp) -> Result<Deployment, ApiError> {
-    let request: NotifyRequest = crate::error::parse_body(
+pub fn parse_notify_body(body: &[u8], received: Timestamp) -> Result<Deployment, NotifyError> {
+    let request: NotifyRequest = crate::json::read_body(
         body,
         "body must be a JSON object with a \"deployment\" object",
     )?;
@@ -301,12 +216,11 @@ impl DeploymentPayload {
     /// Checks the identity fields' presence, length and shape and turns the
     /// [sanitised](Self::sanitised) rest into a [`Deployment`]; see
     /// [`parse_notify_body`].
-    pub fn validate(self, received: Timestamp, source: Source) -> Result<Deployment, ApiError> {
+    pub fn validate(self, received: Timestamp, source: Source) -> Result<Deployment, NotifyError> {
         let p = self.sanitised();
         let kind_text = required("type", p.kind)?;
-        let kind = DeployKind::parse(&kind_text).ok_or_else(|| {
-            ApiError::BadRequest("deployment.type must be \"worker\" or \"pages\"".into())
-        })?;
+        let kind = DeployKind::parse(&kind_text)
+            .ok_or_else(|| NotifyError("deployment.type must be \"worker\" or \"pages\"".into()))?;
         let project_name = required("projectName", p.project_name)?;
         single_line("projectName", &project_name, MAX_PROJECT_NAME)?;
         let deployment_id = required("deploymentId", p.deployment_id)?;
@@ -338,19 +252,19 @@ fn non_empty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
-fn required(field: &str, v: Option<String>) -> Result<String, ApiError> {
-    non_empty(v).ok_or_else(|| ApiError::BadRequest(format!("deployment.{field} is required")))
+fn required(field: &str, v: Option<String>) -> Result<String, NotifyError> {
+    non_empty(v).ok_or_else(|| NotifyError(format!("deployment.{field} is required")))
 }
 
 /// An identity field: refused when too long or not a single line.
-fn single_line(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+fn single_line(field: &str, s: &str, max: usize) -> Result<(), NotifyError> {
     if s.chars().count() > max {
-        return Err(ApiError::BadRequest(format!(
+        return Err(NotifyError(format!(
             "deployment.{field} is longer than {max} characters"
         )));
     }
     if s.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(format!(
+        return Err(NotifyError(format!(
             "deployment.{field} must be a single line without control characters"
         )));
     }
@@ -403,13 +317,13 @@ pub(super) mod tests {
         Timestamp::from_millis(1_736_937_000_000)
     }
 
-    pub(in crate::notify) fn parse(body: &str) -> Result<Deployment, ApiError> {
+    pub(in crate::notify) fn parse(body: &str) -> Result<Deployment, NotifyError> {
         parse_notify_body(body.as_bytes(), received())
     }
 
     fn bad(body: &str) -> String {
         match parse(body) {
-            Err(ApiError::BadRequest(m)) => m,
+            Err(NotifyError(m)) => m,
             other => panic!("expected 400, got {other:?}"),
         }
     }

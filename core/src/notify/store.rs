@@ -2,14 +2,15 @@
 //! run, over the [`Sql`] port. The same text runs on D1 in the Worker and on native
 //! SQLite (with the real `migrations/`) in the tests.
 
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::{FromJson, Names};
 use crate::notify::{CommitHash, DeployKind, Deployment, DeploymentId};
 use crate::ports::{Row, Sql, StoreError};
 use crate::row::Columns;
 use crate::time::Timestamp;
 
 /// Where a notification row is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum NotificationStatus {
     /// Accepted and committed; its queue message may or may not have been sent.
     Pending,
@@ -23,26 +24,6 @@ pub enum NotificationStatus {
     NotSent,
     /// Known (an old or already-announced polled deployment), deliberately not announced.
     Recorded,
-}
-
-impl crate::json::Names for NotificationStatus {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("pending", NotificationStatus::Pending),
-        ("sending", NotificationStatus::Sending),
-        ("retrying", NotificationStatus::Retrying),
-        ("sent", NotificationStatus::Sent),
-        ("failed", NotificationStatus::Failed),
-        ("not_sent", NotificationStatus::NotSent),
-        ("recorded", NotificationStatus::Recorded),
-    ];
-}
-
-crate::named!(NotificationStatus);
-
-impl NotificationStatus {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
 }
 
 /// A row a consumer claimed for delivery.
@@ -74,7 +55,7 @@ pub enum Outcome {
 }
 
 /// A row as the status API and the tests read it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromJson)]
 pub struct NotificationRecord {
     pub id: i64,
     pub kind: String,
@@ -87,25 +68,6 @@ pub struct NotificationRecord {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
-}
-
-impl FromJson for NotificationRecord {
-    fn from_json(v: &serde_json::Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(NotificationRecord {
-            id: o.req("id")?,
-            kind: o.req("kind")?,
-            deployment_id: o.req("deployment_id")?,
-            project_name: o.req("project_name")?,
-            source: o.req("source")?,
-            status: o.req("status")?,
-            attempts: o.req("attempts")?,
-            telegram_message_id: o.opt("telegram_message_id")?,
-            last_error: o.opt("last_error")?,
-            created_at: o.req("created_at")?,
-            updated_at: o.req("updated_at")?,
-        })
-    }
 }
 
 /// Notification rows over any [`Sql`].

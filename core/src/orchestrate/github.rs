@@ -34,6 +34,8 @@ pub enum AutoMerge {
 /// A PR as the REST API answers it (`head`, `base`), not as a step stores it.
 struct RestPull(PullRequest);
 
+/// Hand-written: GitHub's pull request nests what we keep (`head.sha`, `head.ref`,
+/// `base.ref`).
 impl FromJson for RestPull {
     fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
         let o = Obj::new(v, at)?;

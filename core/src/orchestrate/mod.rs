@@ -17,42 +17,25 @@ pub mod store;
 use serde::Serialize;
 
 use crate::github::events::{PullRequestEvent, WorkflowRunEvent};
+use crate::json::Names;
 use crate::time::Timestamp;
 use definition::{Action, Definition, StepDef, StepId};
 use store::{EventRecord, PullRequest, StepRecord, WorkflowRun};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum WorkflowStatus {
     Running,
     Succeeded,
     Failed,
 }
 
-impl crate::json::Names for WorkflowStatus {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("running", WorkflowStatus::Running),
-        ("succeeded", WorkflowStatus::Succeeded),
-        ("failed", WorkflowStatus::Failed),
-    ];
-}
-
-crate::named!(WorkflowStatus);
-
-impl WorkflowStatus {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
-}
-
 /// A step's status, in the order it may move (declaration order); `succeeded`,
 /// `failed` and `skipped` are terminal. Each kind is done at its own status
 /// ([`StepKind::done_at`]); an `open_pr` step goes on to mirror its PR
 /// (`auto_merge_enabled`, `merged`) after it is done.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     #[default]
     Pending,
@@ -68,22 +51,6 @@ pub enum StepStatus {
     Skipped,
 }
 
-impl crate::json::Names for StepStatus {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("pending", StepStatus::Pending),
-        ("running", StepStatus::Running),
-        ("waiting", StepStatus::Waiting),
-        ("raised", StepStatus::Raised),
-        ("auto_merge_enabled", StepStatus::AutoMergeEnabled),
-        ("merged", StepStatus::Merged),
-        ("succeeded", StepStatus::Succeeded),
-        ("failed", StepStatus::Failed),
-        ("skipped", StepStatus::Skipped),
-    ];
-}
-
-crate::named!(StepStatus);
-
 impl StepStatus {
     pub const ALL: [StepStatus; 9] = [
         StepStatus::Pending,
@@ -96,14 +63,6 @@ impl StepStatus {
         StepStatus::Failed,
         StepStatus::Skipped,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
 
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -128,7 +87,8 @@ impl StepStatus {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum StepKind {
     OpenPr,
     EnableAutoMerge,
@@ -136,18 +96,6 @@ pub enum StepKind {
     AwaitWorkflow,
     DispatchWorkflow,
 }
-
-impl crate::json::Names for StepKind {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("open_pr", StepKind::OpenPr),
-        ("enable_auto_merge", StepKind::EnableAutoMerge),
-        ("await_merge", StepKind::AwaitMerge),
-        ("await_workflow", StepKind::AwaitWorkflow),
-        ("dispatch_workflow", StepKind::DispatchWorkflow),
-    ];
-}
-
-crate::named!(StepKind);
 
 impl StepKind {
     pub fn of(action: &Action) -> StepKind {
@@ -158,14 +106,6 @@ impl StepKind {
             Action::AwaitWorkflow { .. } => StepKind::AwaitWorkflow,
             Action::DispatchWorkflow { .. } => StepKind::DispatchWorkflow,
         }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
     }
 
     /// The status at which a step of this kind is done (its dependents may run).

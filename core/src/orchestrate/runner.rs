@@ -98,7 +98,7 @@ pub async fn create_service<S: Sql>(
     body: &[u8],
     now: Timestamp,
 ) -> Result<Created, AdminError> {
-    let request = ServiceRequest::parse(body, config)?;
+    let request = ServiceRequest::parse(body, config).map_err(ApiError::from)?;
     let definition = config
         .definition()
         .render(&request.vars(config), config.wait_timeout_minutes);

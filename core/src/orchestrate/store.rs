@@ -4,13 +4,12 @@
 //! the same statement, so the record shows why it is where it is.
 
 use serde::Serialize;
-use serde_json::Value;
 
 use super::definition::{Definition, StepId};
 use super::{Move, StepKind, StepStatus, WorkflowStatus};
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::GithubEvent;
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::FromJson;
 use crate::ports::{Row, Sql, Statement, StoreError};
 use crate::retry::{StepClaims, StepClock};
 use crate::row::Columns;
@@ -32,7 +31,7 @@ pub struct PullRequest {
 }
 
 /// The workflow run a step waited for or started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
 pub struct WorkflowRun {
     pub name: Option<String>,
     pub id: u64,
@@ -43,23 +42,8 @@ pub struct WorkflowRun {
     pub conclusion: Option<String>,
 }
 
-impl FromJson for WorkflowRun {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(WorkflowRun {
-            name: o.opt("name")?,
-            id: o.req("id")?,
-            html_url: o.opt("html_url")?,
-            created_at: o.opt("created_at")?,
-            updated_at: o.opt("updated_at")?,
-            path: o.opt("path")?,
-            conclusion: o.opt("conclusion")?,
-        })
-    }
-}
-
 /// An event that moved a step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
 pub struct EventRecord {
     /// `pull_request`, `workflow_run`, or `timeout` (the cron).
     pub source: String,
@@ -67,18 +51,6 @@ pub struct EventRecord {
     pub delivery: Option<String>,
     pub at: i64,
     pub detail: String,
-}
-
-impl FromJson for EventRecord {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        Ok(EventRecord {
-            source: o.req("source")?,
-            delivery: o.opt("delivery")?,
-            at: o.req("at")?,
-            detail: o.req("detail")?,
-        })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

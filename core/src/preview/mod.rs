@@ -12,9 +12,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::ApiError;
 use crate::github::{CommitSha, RepoFullName};
-use crate::json::{FromJson, Invalid, Obj, Path};
+use crate::json::{FromJson, Invalid, Names, Path};
 use crate::time::Timestamp;
 
 pub mod flow;
@@ -46,9 +45,11 @@ fn default_max() -> u32 {
 }
 
 /// An app's `preview` settings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
+#[json(deny_unknown_fields)]
 pub struct PreviewSettings {
     /// On unless set to false (the block is there to be used).
+    #[serde(default = "yes")]
     pub enabled: bool,
     /// The Fly organization slug the preview apps are created in.
     pub org: String,
@@ -58,29 +59,37 @@ pub struct PreviewSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// The port the app listens on; Fly serves it on 443.
+    #[serde(default = "default_port")]
     pub internal_port: u16,
     /// Plain environment variables (app secrets are added, and win).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// The Fly app's name; `{app}`, `{pr}` and `{branch}` are filled in, then the
     /// result is made a valid Fly name.
+    #[serde(default = "default_app_name")]
     pub app_name: String,
     /// A preview without a new deploy for this long is destroyed.
+    #[serde(default = "default_ttl")]
     pub ttl_hours: u32,
     /// Live previews per app; more wait, queued.
+    #[serde(default = "default_max")]
     pub max_concurrent: u32,
+    #[serde(default)]
     pub skip_drafts: bool,
     /// Whether pull requests from forks are deployed (their code gets the secrets).
+    #[serde(default)]
     pub allow_forks: bool,
     /// What the machine's `GITHUB_TOKEN` may do beyond reading the PR's repository
     /// (GitHub App only; see [`PreviewSettings::token_permissions`]).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[json(with = "github_permissions")]
     pub github_permissions: BTreeMap<Permission, Access>,
 }
 
 /// A permission a preview machine's GitHub token may be given. Nothing else is:
 /// not administration, workflows, secrets, members or anything GitHub adds later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Permission {
     Contents,
     PullRequests,
@@ -88,28 +97,13 @@ pub enum Permission {
     Checks,
 }
 
-impl crate::json::Names for Permission {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("contents", Permission::Contents),
-        ("pull_requests", Permission::PullRequests),
-        ("statuses", Permission::Statuses),
-        ("checks", Permission::Checks),
-    ];
-}
-
 /// How far a [`Permission`] goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Access {
     Read,
     Write,
 }
-
-impl crate::json::Names for Access {
-    const NAMES: &'static [(&'static str, Self)] =
-        &[("read", Access::Read), ("write", Access::Write)];
-}
-
-crate::named!(Permission, Access);
 
 /// `preview.github_permissions`: keys from the allowlist only, each `read` or
 /// `write`; anything else is refused naming the key.
@@ -129,53 +123,16 @@ fn github_permissions(v: &Value, at: Path<'_>) -> Result<BTreeMap<Permission, Ac
     }))
 }
 
-impl FromJson for PreviewSettings {
-    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
-        let o = Obj::new(v, at)?;
-        o.only(&[
-            "enabled",
-            "org",
-            "image",
-            "region",
-            "internal_port",
-            "env",
-            "app_name",
-            "ttl_hours",
-            "max_concurrent",
-            "skip_drafts",
-            "allow_forks",
-            "github_permissions",
-        ])?;
-        Ok(PreviewSettings {
-            enabled: o.opt("enabled")?.unwrap_or_else(yes),
-            org: o.req("org")?,
-            image: o.req("image")?,
-            region: o.opt("region")?,
-            internal_port: o.opt("internal_port")?.unwrap_or_else(default_port),
-            env: o.or_default("env")?,
-            app_name: o.opt("app_name")?.unwrap_or_else(default_app_name),
-            ttl_hours: o.opt("ttl_hours")?.unwrap_or_else(default_ttl),
-            max_concurrent: o.opt("max_concurrent")?.unwrap_or_else(default_max),
-            skip_drafts: o.or_default("skip_drafts")?,
-            allow_forks: o.or_default("allow_forks")?,
-            github_permissions: match o.get("github_permissions") {
-                None | Some(Value::Null) => BTreeMap::new(),
-                Some(v) => github_permissions(v, Path::Key(&o.at(), "github_permissions"))?,
-            },
-        })
-    }
-}
-
-fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), ApiError> {
+fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), SettingsError> {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let after = &rest[start + 1..];
         let Some(end) = after.find('}') else {
-            return Err(ApiError::BadRequest(format!("{field} has an unclosed {{")));
+            return Err(SettingsError(format!("{field} has an unclosed {{")));
         };
         let name = &after[..end];
         if !allowed.contains(&name) {
-            return Err(ApiError::BadRequest(format!(
+            return Err(SettingsError(format!(
                 "{field}: unknown placeholder {{{name}}} (use {})",
                 allowed
                     .iter()
@@ -189,9 +146,9 @@ fn placeholders_ok(field: &str, template: &str, allowed: &[&str]) -> Result<(), 
     Ok(())
 }
 
-fn plain(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
+fn plain(field: &str, s: &str, max: usize) -> Result<(), SettingsError> {
     if s.is_empty() || s.len() > max || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        Err(ApiError::BadRequest(format!(
+        Err(SettingsError(format!(
             "{field} must be 1 to {max} characters without spaces"
         )))
     } else {
@@ -199,8 +156,13 @@ fn plain(field: &str, s: &str, max: usize) -> Result<(), ApiError> {
     }
 }
 
+/// Preview settings the admin API refuses (a 400); the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
+
 impl PreviewSettings {
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), SettingsError> {
         plain("preview.org", &self.org, 64)?;
         plain("preview.image", &self.image, 512)?;
         placeholders_ok("preview.image", &self.image, &["sha", "branch", "pr"])?;
@@ -209,7 +171,7 @@ impl PreviewSettings {
         // Teardown deletes the Fly app: a name without the PR number could be an
         // app that is not a preview at all (or another PR's).
         if !self.app_name.contains("{pr}") {
-            return Err(ApiError::BadRequest(
+            return Err(SettingsError(
                 "preview.app_name must contain {pr}, so each pull request gets its own Fly app"
                     .into(),
             ));
@@ -218,33 +180,29 @@ impl PreviewSettings {
             plain("preview.region", r, 16)?;
         }
         if self.internal_port == 0 {
-            return Err(ApiError::BadRequest(
+            return Err(SettingsError(
                 "preview.internal_port must be 1 to 65535".into(),
             ));
         }
         if !(1..=720).contains(&self.ttl_hours) {
-            return Err(ApiError::BadRequest(
-                "preview.ttl_hours must be 1 to 720".into(),
-            ));
+            return Err(SettingsError("preview.ttl_hours must be 1 to 720".into()));
         }
         if !(1..=100).contains(&self.max_concurrent) {
-            return Err(ApiError::BadRequest(
+            return Err(SettingsError(
                 "preview.max_concurrent must be 1 to 100".into(),
             ));
         }
         if self.env.len() > 100 {
-            return Err(ApiError::BadRequest(
-                "preview.env: at most 100 variables".into(),
-            ));
+            return Err(SettingsError("preview.env: at most 100 variables".into()));
         }
         for (name, value) in &self.env {
             crate::names::EnvVarName::parse(name).map_err(|_| {
-                ApiError::BadRequest(format!(
+                SettingsError(format!(
                     "preview.env: {name:?} is not a valid variable name"
                 ))
             })?;
             if value.len() > 4096 {
-                return Err(ApiError::BadRequest(format!(
+                return Err(SettingsError(format!(
                     "preview.env.{name} is longer than 4096 bytes"
                 )));
             }
@@ -353,35 +311,17 @@ impl PreviewSettings {
 }
 
 /// What the pull request wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Wanted {
     Live,
     Closed,
     Expired,
 }
 
-impl crate::json::Names for Wanted {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("live", Wanted::Live),
-        ("closed", Wanted::Closed),
-        ("expired", Wanted::Expired),
-    ];
-}
-
-crate::named!(Wanted);
-
-impl Wanted {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
-}
-
 /// What exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Recorded, nothing done yet.
     New,
@@ -397,29 +337,7 @@ pub enum Status {
     Skipped,
 }
 
-impl crate::json::Names for Status {
-    const NAMES: &'static [(&'static str, Self)] = &[
-        ("new", Status::New),
-        ("queued", Status::Queued),
-        ("deploying", Status::Deploying),
-        ("ready", Status::Ready),
-        ("failed", Status::Failed),
-        ("destroyed", Status::Destroyed),
-        ("skipped", Status::Skipped),
-    ];
-}
-
-crate::named!(Status);
-
 impl Status {
-    pub fn as_str(self) -> &'static str {
-        crate::json::Names::name(self)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        crate::json::Names::from_name(s)
-    }
-
     /// Whether a Fly app may exist for it.
     pub fn may_have_fly_app(self) -> bool {
         matches!(self, Status::Deploying | Status::Ready)

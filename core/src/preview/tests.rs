@@ -109,7 +109,7 @@ fn a_preview_name_template_that_can_make_another_apps_fly_names_is_refused() {
         mine.app.check_fly_names(&mine.name, &[named(b, tb)])
     };
     let err = clash(("web", Some("pr-{pr}")), ("api", Some("pr-{pr}"))).expect_err("clash");
-    assert_eq!(err.status(), 409);
+    assert_eq!(crate::error::ApiError::from(err.clone()).status(), 409);
     let text = err.to_string();
     assert!(
         text.contains("preview.app_name") && text.contains("api") && text.contains("pr-1"),
@@ -1138,7 +1138,7 @@ fn github_permissions_widen_the_machine_token_within_the_allowlist() {
             "preview": {"org": "acme", "image": "x:{sha}", "github_permissions": permissions},
         });
         match App::parse(app.to_string().as_bytes()) {
-            Err(crate::error::ApiError::BadRequest(m)) => m,
+            Err(crate::apps::AppError::Invalid(m)) => m,
             other => panic!("{permissions} must be refused, got {other:?}"),
         }
     };
