@@ -283,3 +283,6 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: impl Fn() -> Timestamp) ->
     }
     log
 }
+
+#[cfg(test)]
+mod tests;
