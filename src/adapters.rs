@@ -101,7 +101,7 @@ fn field(object: &JsValue, name: &str) -> JsValue {
 }
 
 fn d1_error(e: JsValue) -> StoreError {
-    StoreError(js_message(&e))
+    StoreError::Driver(js_message(&e))
 }
 
 /// A D1 value as JSON. D1 hands every number over as a double; whole ones (ids,
@@ -214,11 +214,11 @@ fn js_message(e: &JsValue) -> String {
 impl WorkerKv {
     async fn call(&self, method: &str, args: &js_sys::Array) -> Result<JsValue, StoreError> {
         let Some(kv) = &self.0 else {
-            return Err(StoreError("the KV binding STATE is missing".into()));
+            return Err(StoreError::Unbound("the KV binding STATE is missing"));
         };
         call_async(kv, method, args)
             .await
-            .map_err(|e| StoreError(js_message(&e)))
+            .map_err(|e| StoreError::Driver(js_message(&e)))
     }
 }
 
@@ -233,7 +233,7 @@ impl Kv for WorkerKv {
         // KV refuses a TTL under 60 s.
         let ttl = JsValue::from_f64(ttl_seconds.max(60) as f64);
         js_sys::Reflect::set(&options, &JsValue::from_str("expirationTtl"), &ttl)
-            .map_err(|e| StoreError(js_message(&e)))?;
+            .map_err(|e| StoreError::Driver(js_message(&e)))?;
         let args = js_sys::Array::of3(&JsValue::from_str(key), &JsValue::from_str(value), &options);
         self.call("put", &args).await.map(drop)
     }
@@ -248,10 +248,10 @@ pub struct WorkerQueue(Option<js_sys::Object>);
 impl Queue for WorkerQueue {
     async fn send(&self, message: &JobMessage) -> Result<(), QueueError> {
         let Some(q) = &self.0 else {
-            return Err(QueueError("the queue binding JOBS is missing".into()));
+            return Err(QueueError::Unbound("the queue binding JOBS is missing"));
         };
-        let error = |e: JsValue| QueueError(js_message(&e));
-        let text = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
+        let error = |e: JsValue| QueueError::Send(js_message(&e));
+        let text = serde_json::to_string(message).map_err(|e| QueueError::Encode(e.to_string()))?;
         let body = js_sys::JSON::parse(&text).map_err(error)?;
         call_async(q, "send", &js_sys::Array::of1(&body))
             .await

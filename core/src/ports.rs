@@ -50,10 +50,32 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     }
 }
 
-/// A failure of the database; the text is for logs, never for responses.
+/// A failure of the database (or KV); the text is for logs, never for responses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("database error: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The binding is not there.
+    #[error("database error: {0}")]
+    Unbound(&'static str),
+    /// D1, SQLite or KV failed the call.
+    #[error("database error: {0}")]
+    Driver(String),
+    /// A stored row does not read back as what was written.
+    #[error("database error: {0}")]
+    Row(String),
+    /// A value could not be written (as JSON).
+    #[error("database error: {0}")]
+    Encode(String),
+}
+
+impl StoreError {
+    pub fn row(e: impl std::fmt::Display) -> StoreError {
+        StoreError::Row(e.to_string())
+    }
+
+    pub fn encode(e: impl std::fmt::Display) -> StoreError {
+        StoreError::Encode(e.to_string())
+    }
+}
 
 /// A row as column name → JSON value (D1 hands rows over as objects).
 pub type Row = serde_json::Map<String, serde_json::Value>;
@@ -131,8 +153,17 @@ pub trait Kv {
 
 /// A failure to enqueue; the text is for logs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("queue error: {0}")]
-pub struct QueueError(pub String);
+pub enum QueueError {
+    /// The binding is not there.
+    #[error("queue error: {0}")]
+    Unbound(&'static str),
+    /// The queue refused the message.
+    #[error("queue error: {0}")]
+    Send(String),
+    /// The message could not be written as JSON.
+    #[error("queue error: {0}")]
+    Encode(String),
+}
 
 /// The producer side of the `JOBS` queue.
 pub trait Queue {
