@@ -77,6 +77,7 @@ pub fn queue(env: &Env) -> WorkerQueue {
 /// SQL over D1, through its JavaScript API. (`worker`'s D1 types read results and
 /// their metadata through serde_wasm_bindgen: a deserializer and a struct visitor the
 /// Worker's upload does not need for a few plain rows.)
+#[derive(Clone)]
 pub struct D1Sql(js_sys::Object);
 
 /// Calls `method` of `this` with `args`.
@@ -214,7 +215,9 @@ fn js_message(e: &JsValue) -> String {
 impl WorkerKv {
     async fn call(&self, method: &str, args: &js_sys::Array) -> Result<JsValue, StoreError> {
         let Some(kv) = &self.0 else {
-            return Err(StoreError::Unbound("the KV binding STATE is missing"));
+            return Err(StoreError::Unbound(
+                "the KV binding STATE is missing".into(),
+            ));
         };
         call_async(kv, method, args)
             .await
@@ -248,7 +251,9 @@ pub struct WorkerQueue(Option<js_sys::Object>);
 impl Queue for WorkerQueue {
     async fn send(&self, message: &JobMessage) -> Result<(), QueueError> {
         let Some(q) = &self.0 else {
-            return Err(QueueError::Unbound("the queue binding JOBS is missing"));
+            return Err(QueueError::Unbound(
+                "the queue binding JOBS is missing".into(),
+            ));
         };
         let error = |e: JsValue| QueueError::Send(js_message(&e));
         let text = serde_json::to_string(message).map_err(|e| QueueError::Encode(e.to_string()))?;

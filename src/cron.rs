@@ -21,7 +21,8 @@ pub async fn run(env: &Env, config: &Config) {
             return;
         }
     };
-    let store = NotificationStore::new(&bindings.sql);
+    // Over the connection itself, as `/notify`'s store is: one copy of its code.
+    let store = NotificationStore::new(bindings.sql.clone());
     let (kv, queue) = (&bindings.kv, &bindings.queue);
     let started = now();
 

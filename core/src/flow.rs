@@ -106,17 +106,14 @@ pub enum ProcessError {
     /// GitHub failed (retried) or refused (for good).
     #[error(transparent)]
     Github(#[from] GithubError),
-    /// A row written a moment ago is not there: retried.
-    #[error("{0}")]
-    Vanished(&'static str),
     /// It will never work; recorded as failed.
     #[error("{0}")]
     Permanent(String),
-    /// What the flow was doing when `source` happened.
+    /// What the flow was doing when the database failed: retried.
     #[error("{what}: {source}")]
     During {
         what: &'static str,
-        source: Box<ProcessError>,
+        source: StoreError,
     },
 }
 
@@ -124,19 +121,15 @@ impl ProcessError {
     /// Whether trying again later may work.
     pub fn is_transient(&self) -> bool {
         match self {
-            ProcessError::Store(_) | ProcessError::Queue(_) | ProcessError::Vanished(_) => true,
+            ProcessError::Store(_) | ProcessError::Queue(_) | ProcessError::During { .. } => true,
             ProcessError::Github(e) => e.is_transient(),
             ProcessError::Permanent(_) => false,
-            ProcessError::During { source, .. } => source.is_transient(),
         }
     }
 
-    /// Names what the flow was doing: `"{what}: {self}"`.
-    pub fn during(what: &'static str) -> impl Fn(ProcessError) -> ProcessError {
-        move |e| ProcessError::During {
-            what,
-            source: Box::new(e),
-        }
+    /// Names what the flow was doing when the database failed: `"{what}: {e}"`.
+    pub fn during(what: &'static str) -> impl Fn(StoreError) -> ProcessError {
+        move |source| ProcessError::During { what, source }
     }
 }
 

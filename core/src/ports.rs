@@ -51,19 +51,15 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
 }
 
 /// A failure of the database (or KV); the text is for logs, never for responses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     /// The binding is not there.
-    #[error("database error: {0}")]
-    Unbound(&'static str),
+    Unbound(String),
     /// D1, SQLite or KV failed the call.
-    #[error("database error: {0}")]
     Driver(String),
     /// A stored row does not read back as what was written.
-    #[error("database error: {0}")]
     Row(String),
     /// A value could not be written (as JSON).
-    #[error("database error: {0}")]
     Encode(String),
 }
 
@@ -76,6 +72,22 @@ impl StoreError {
         StoreError::Encode(e.to_string())
     }
 }
+
+// By hand rather than derived: one format for every kind keeps the Worker small
+// (and every kind carries a String, so dropping one is one free).
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let detail = match self {
+            StoreError::Unbound(e)
+            | StoreError::Driver(e)
+            | StoreError::Row(e)
+            | StoreError::Encode(e) => e,
+        };
+        write!(f, "database error: {detail}")
+    }
+}
+
+impl std::error::Error for StoreError {}
 
 /// A row as column name → JSON value (D1 hands rows over as objects).
 pub type Row = serde_json::Map<String, serde_json::Value>;
@@ -152,18 +164,26 @@ pub trait Kv {
 }
 
 /// A failure to enqueue; the text is for logs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueError {
     /// The binding is not there.
-    #[error("queue error: {0}")]
-    Unbound(&'static str),
+    Unbound(String),
     /// The queue refused the message.
-    #[error("queue error: {0}")]
     Send(String),
     /// The message could not be written as JSON.
-    #[error("queue error: {0}")]
     Encode(String),
 }
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let detail = match self {
+            QueueError::Unbound(e) | QueueError::Send(e) | QueueError::Encode(e) => e,
+        };
+        write!(f, "queue error: {detail}")
+    }
+}
+
+impl std::error::Error for QueueError {}
 
 /// The producer side of the `JOBS` queue.
 pub trait Queue {
@@ -171,4 +191,28 @@ pub trait Queue {
         &self,
         message: &crate::jobs::JobMessage,
     ) -> impl Future<Output = Result<(), QueueError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_queue_errors_read_the_same_whatever_their_kind() {
+        for e in [
+            StoreError::Unbound("x".into()),
+            StoreError::Driver("x".into()),
+            StoreError::row("x"),
+            StoreError::encode("x"),
+        ] {
+            assert_eq!(e.to_string(), "database error: x");
+        }
+        for e in [
+            QueueError::Unbound("x".into()),
+            QueueError::Send("x".into()),
+            QueueError::Encode("x".into()),
+        ] {
+            assert_eq!(e.to_string(), "queue error: x");
+        }
+    }
 }

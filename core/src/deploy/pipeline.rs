@@ -112,7 +112,7 @@ pub fn after_step(
 }
 
 fn store_err(what: &'static str) -> impl Fn(StoreError) -> ProcessError {
-    move |e| ProcessError::during(what)(e.into())
+    ProcessError::during(what)
 }
 
 /// Runs step `position` of job `job_id` once.
@@ -375,7 +375,7 @@ pub async fn start_next<P: Ports>(
         .get(id)
         .await
         .map_err(store_err("job"))?
-        .ok_or(ProcessError::Vanished("started job vanished"))?;
+        .ok_or_else(|| StoreError::Row("started job vanished".into()))?;
     if let Some(first) = job.steps.iter().find(|s| s.state == StepState::Pending) {
         deps.queue
             .send(&JobMessage::DeployStep {
