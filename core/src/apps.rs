@@ -356,7 +356,7 @@ impl<S: Sql> AppStore<S> {
 
     /// Creates or replaces an app; `true` when it was created.
     pub async fn put(&self, name: &AppName, app: &App, now: Timestamp) -> Result<bool, StoreError> {
-        let config = serde_json::to_string(app).map_err(StoreError::encode)?;
+        let config = serde_json::to_string(app).map_err(|e| StoreError(e.to_string()))?;
         let existed = !self
             .sql
             .query(
@@ -431,11 +431,10 @@ impl<S: Sql> AppStore<S> {
 fn named(row: crate::ports::Row) -> Result<NamedApp, StoreError> {
     let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
     let int = |k: &str| row.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
-    let name = text("name").ok_or_else(|| StoreError::Row("app without name".into()))?;
-    let config =
-        text("config").ok_or_else(|| StoreError::Row(format!("app {name} without config")))?;
+    let name = text("name").ok_or_else(|| StoreError("app without name".into()))?;
+    let config = text("config").ok_or_else(|| StoreError(format!("app {name} without config")))?;
     Ok(NamedApp {
-        app: crate::json::read(&config).map_err(|e| StoreError::Row(format!("app {name}: {e}")))?,
+        app: crate::json::read(&config).map_err(|e| StoreError(format!("app {name}: {e}")))?,
         name: AppName(name),
         created_at: int("created_at"),
         updated_at: int("updated_at"),

@@ -129,7 +129,7 @@ impl<S: Sql> NotificationStore<S> {
         status: NotificationStatus,
         now: Timestamp,
     ) -> Result<Option<i64>, StoreError> {
-        let json = serde_json::to_string(deployment).map_err(StoreError::encode)?;
+        let json = serde_json::to_string(deployment).map_err(|e| StoreError(e.to_string()))?;
         let done = self
             .sql
             .execute(
@@ -191,7 +191,7 @@ impl<S: Sql> NotificationStore<S> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list = serde_json::to_string(ids).map_err(StoreError::encode)?;
+        let list = serde_json::to_string(ids).map_err(|e| StoreError(e.to_string()))?;
         let rows = self
             .sql
             .query(
@@ -205,16 +205,14 @@ impl<S: Sql> NotificationStore<S> {
             .await?;
         rows.iter()
             .map(|row| {
-                let id = int(row, "id")
-                    .ok_or_else(|| StoreError::Row("claimed row without id".into()))?;
+                let id =
+                    int(row, "id").ok_or_else(|| StoreError("claimed row without id".into()))?;
                 let json = row
                     .get("deployment")
                     .and_then(|v| v.as_str())
-                    .ok_or_else(|| {
-                        StoreError::Row(format!("notification {id} has no deployment"))
-                    })?;
+                    .ok_or_else(|| StoreError(format!("notification {id} has no deployment")))?;
                 let deployment: Deployment = crate::json::read(json).map_err(|e| {
-                    StoreError::Row(format!("notification {id}: stored deployment: {e}"))
+                    StoreError(format!("notification {id}: stored deployment: {e}"))
                 })?;
                 Ok(ClaimedNotification {
                     id,
@@ -353,7 +351,7 @@ impl<S: Sql> NotificationStore<S> {
 }
 
 fn record(row: Row) -> Result<NotificationRecord, StoreError> {
-    crate::json::from_value(&serde_json::Value::Object(row)).map_err(StoreError::row)
+    crate::json::from_value(&serde_json::Value::Object(row)).map_err(|e| StoreError(e.to_string()))
 }
 
 /// Reads an integer column; D1 hands numbers over as JSON numbers that may be floats.

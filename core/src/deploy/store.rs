@@ -111,6 +111,10 @@ const JOB_COLUMNS: &str = "id, app, environment, sha, git_ref, delivery_id, push
 const STEP_COLUMNS: &str =
     "position, name, state, attempts, result, error, started_at, finished_at, claimed_at, due_at";
 
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
 fn step_inserts(
     job_id: Option<i64>,
     first_position: i64,
@@ -188,7 +192,7 @@ impl<S: Sql> JobStore<S> {
         {
             return Ok((id, false));
         }
-        let commits = serde_json::to_string(job.commits).map_err(StoreError::encode)?;
+        let commits = serde_json::to_string(job.commits).map_err(store_err)?;
         let done = self
             .sql
             .execute(
@@ -232,7 +236,7 @@ impl<S: Sql> JobStore<S> {
         let id = rows
             .first()
             .and_then(|r| int(r, "id"))
-            .ok_or_else(|| StoreError::Row("job neither created nor found".into()))?;
+            .ok_or_else(|| StoreError("job neither created nor found".into()))?;
         Ok((id, false))
     }
 
@@ -261,7 +265,7 @@ impl<S: Sql> JobStore<S> {
             .await?;
         let ids: Vec<i64> = rows.iter().filter_map(|r| int(r, "id")).collect();
         if !ids.is_empty() {
-            let list = serde_json::to_string(&ids).map_err(StoreError::encode)?;
+            let list = serde_json::to_string(&ids).map_err(store_err)?;
             self.sql
                 .execute(
                     "UPDATE deploy_steps SET state = 'skipped', updated_at = ?2 \
@@ -305,7 +309,7 @@ impl<S: Sql> JobStore<S> {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let from: Vec<&str> = to.allowed_from().iter().map(|s| s.as_str()).collect();
-        let from = serde_json::to_string(&from).map_err(StoreError::encode)?;
+        let from = serde_json::to_string(&from).map_err(store_err)?;
         let finished = to.is_final() || to == JobStatus::Failed;
         let done = self
             .sql
@@ -734,9 +738,9 @@ fn text(row: &Row, column: &str) -> Option<String> {
 fn job(row: Row) -> Result<Job, StoreError> {
     let status = text(&row, "status")
         .and_then(|s| JobStatus::parse(&s))
-        .ok_or_else(|| StoreError::Row("job status".into()))?;
+        .ok_or_else(|| StoreError("job status".into()))?;
     Ok(Job {
-        id: int(&row, "id").ok_or_else(|| StoreError::Row("job id".into()))?,
+        id: int(&row, "id").ok_or_else(|| StoreError("job id".into()))?,
         app: text(&row, "app").unwrap_or_default(),
         environment: text(&row, "environment").unwrap_or_default(),
         sha: text(&row, "sha").unwrap_or_default(),
@@ -756,7 +760,7 @@ fn job(row: Row) -> Result<Job, StoreError> {
         commits: text(&row, "commits")
             .map(|c| crate::json::read(&c))
             .transpose()
-            .map_err(StoreError::row)?
+            .map_err(store_err)?
             .unwrap_or_default(),
         steps: Vec::new(),
     })
@@ -764,17 +768,17 @@ fn job(row: Row) -> Result<Job, StoreError> {
 
 fn step(row: Row) -> Result<Step, StoreError> {
     Ok(Step {
-        position: int(&row, "position").ok_or_else(|| StoreError::Row("step position".into()))?,
+        position: int(&row, "position").ok_or_else(|| StoreError("step position".into()))?,
         name: text(&row, "name")
             .and_then(|n| StepName::parse(&n))
-            .ok_or_else(|| StoreError::Row("step name".into()))?,
+            .ok_or_else(|| StoreError("step name".into()))?,
         state: match text(&row, "state").as_deref() {
             Some("pending") => StepState::Pending,
             Some("started") => StepState::Started,
             Some("done") => StepState::Done,
             Some("failed") => StepState::Failed,
             Some("skipped") => StepState::Skipped,
-            _ => return Err(StoreError::Row("step state".into())),
+            _ => return Err(StoreError("step state".into())),
         },
         attempts: int(&row, "attempts").unwrap_or(0),
         result: text(&row, "result").and_then(|r| crate::json::value(&r).ok()),

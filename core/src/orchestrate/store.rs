@@ -145,8 +145,12 @@ const STEP_COLUMNS: &str = "step_id, kind, status, repository, pr_number, pr_nod
 const LIVE_STEPS: &str =
     "workflow_steps s JOIN workflows w ON w.id = s.workflow_id WHERE w.status = 'running'";
 
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
 fn json<T: Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(StoreError::encode)
+    serde_json::to_string(v).map_err(store_err)
 }
 
 fn statuses(list: &[StepStatus]) -> Result<String, StoreError> {
@@ -568,12 +572,12 @@ impl<S: Sql> WorkflowStore<S> {
             .map(|r| {
                 let id = text(r, "delivery_id")
                     .and_then(|d| DeliveryId::parse(&d))
-                    .ok_or_else(|| StoreError::Row("kept event: delivery id".into()))?;
+                    .ok_or_else(|| StoreError("kept event: delivery id".into()))?;
                 let event = text(r, "event")
                     .map(|e| crate::json::read(&e))
                     .transpose()
-                    .map_err(StoreError::row)?
-                    .ok_or_else(|| StoreError::Row("kept event: event".into()))?;
+                    .map_err(store_err)?
+                    .ok_or_else(|| StoreError("kept event: event".into()))?;
                 Ok((id, event))
             })
             .collect()
@@ -646,10 +650,10 @@ impl<S: Sql> WorkflowStore<S> {
 fn refs(rows: Vec<Row>) -> Result<Vec<(i64, StepId)>, StoreError> {
     rows.iter()
         .map(|r| {
-            let id = int(r, "workflow_id").ok_or_else(|| StoreError::Row("workflow id".into()))?;
+            let id = int(r, "workflow_id").ok_or_else(|| StoreError("workflow id".into()))?;
             let step = text(r, "step_id")
                 .and_then(|s| StepId::parse(&s))
-                .ok_or_else(|| StoreError::Row("step id".into()))?;
+                .ok_or_else(|| StoreError("step id".into()))?;
             Ok((id, step))
         })
         .collect()
@@ -669,30 +673,30 @@ fn parsed<T: FromJson>(row: &Row, column: &str) -> Result<Option<T>, StoreError>
     text(row, column)
         .map(|t| crate::json::read(&t))
         .transpose()
-        .map_err(|e| StoreError::Row(format!("{column}: {e}")))
+        .map_err(|e| StoreError(format!("{column}: {e}")))
 }
 
 fn workflow(row: Row) -> Result<Workflow, StoreError> {
     Ok(Workflow {
-        id: int(&row, "id").ok_or_else(|| StoreError::Row("workflow id".into()))?,
+        id: int(&row, "id").ok_or_else(|| StoreError("workflow id".into()))?,
         name: text(&row, "name").unwrap_or_default(),
         kind: text(&row, "kind").unwrap_or_default(),
         status: text(&row, "status")
             .and_then(|s| WorkflowStatus::parse(&s))
-            .ok_or_else(|| StoreError::Row("workflow status".into()))?,
+            .ok_or_else(|| StoreError("workflow status".into()))?,
         error: text(&row, "error"),
         // Parsed straight into a Value: reading one out of a parsed Value copies it.
         input: text(&row, "input")
             .map(|t| crate::json::value(&t))
             .transpose()
-            .map_err(|e| StoreError::Row(format!("input: {e}")))?
+            .map_err(|e| StoreError(format!("input: {e}")))?
             .unwrap_or_default(),
         telegram_message_id: int(&row, "telegram_message_id"),
         created_at: int(&row, "created_at").unwrap_or(0),
         updated_at: int(&row, "updated_at").unwrap_or(0),
         finished_at: int(&row, "finished_at"),
         definition: parsed(&row, "definition")?
-            .ok_or_else(|| StoreError::Row("workflow definition".into()))?,
+            .ok_or_else(|| StoreError("workflow definition".into()))?,
         steps: Vec::new(),
     })
 }
@@ -712,13 +716,13 @@ fn step_record(row: Row) -> Result<StepRecord, StoreError> {
     Ok(StepRecord {
         id: text(&row, "step_id")
             .and_then(|s| StepId::parse(&s))
-            .ok_or_else(|| StoreError::Row("step id".into()))?,
+            .ok_or_else(|| StoreError("step id".into()))?,
         kind: text(&row, "kind")
             .and_then(|k| StepKind::parse(&k))
-            .ok_or_else(|| StoreError::Row("step kind".into()))?,
+            .ok_or_else(|| StoreError("step kind".into()))?,
         status: text(&row, "status")
             .and_then(|s| StepStatus::parse(&s))
-            .ok_or_else(|| StoreError::Row("step status".into()))?,
+            .ok_or_else(|| StoreError("step status".into()))?,
         repository: text(&row, "repository"),
         pr,
         merged_sha: text(&row, "merged_sha"),

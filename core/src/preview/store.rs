@@ -173,11 +173,11 @@ impl<S: Sql> PreviewStore<S> {
             .await?;
         let row = rows
             .first()
-            .ok_or_else(|| StoreError::Row("preview upsert returned no id".into()))?;
+            .ok_or_else(|| StoreError("preview upsert returned no id".into()))?;
         let id = row
             .get("id")
             .and_then(serde_json::Value::as_i64)
-            .ok_or_else(|| StoreError::Row("preview without id".into()))?;
+            .ok_or_else(|| StoreError("preview without id".into()))?;
         Ok(
             if row.get("wanted").and_then(|w| w.as_str()) == Some(Wanted::Closed.as_str()) {
                 Observation::Closed(id)
@@ -405,8 +405,8 @@ impl<S: Sql> PreviewStore<S> {
 fn preview(row: Row) -> Result<Preview, StoreError> {
     let int = |k: &str| row.get(k).and_then(serde_json::Value::as_i64);
     let text = |k: &str| row.get(k).and_then(|v| v.as_str()).map(str::to_owned);
-    let id = int("id").ok_or_else(|| StoreError::Row("preview without id".into()))?;
-    let bad = |what: &str| StoreError::Row(format!("preview {id}: bad {what}"));
+    let id = int("id").ok_or_else(|| StoreError("preview without id".into()))?;
+    let bad = |what: &str| StoreError(format!("preview {id}: bad {what}"));
     Ok(Preview {
         id,
         app: text("app").ok_or_else(|| bad("app"))?,
