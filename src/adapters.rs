@@ -77,6 +77,7 @@ pub fn queue(env: &Env) -> WorkerQueue {
 /// SQL over D1, through its JavaScript API. (`worker`'s D1 types read results and
 /// their metadata through serde_wasm_bindgen: a deserializer and a struct visitor the
 /// Worker's upload does not need for a few plain rows.)
+#[derive(Clone)]
 pub struct D1Sql(js_sys::Object);
 
 /// Calls `method` of `this` with `args`.
@@ -245,10 +246,12 @@ pub struct WorkerQueue(Option<js_sys::Object>);
 impl Queue for WorkerQueue {
     async fn send(&self, message: &JobMessage) -> Result<(), QueueError> {
         let Some(q) = &self.0 else {
-            return Err(QueueError("the queue binding JOBS is missing".into()));
+            return Err(QueueError::Unbound(
+                "the queue binding JOBS is missing".into(),
+            ));
         };
-        let error = |e: JsValue| QueueError(js_message(&e));
-        let text = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
+        let error = |e: JsValue| QueueError::Send(js_message(&e));
+        let text = serde_json::to_string(message).map_err(|e| QueueError::Encode(e.to_string()))?;
         let body = js_sys::JSON::parse(&text).map_err(error)?;
         call_async(q, "send", &js_sys::Array::of1(&body))
             .await

@@ -50,7 +50,12 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     }
 }
 
-/// A failure of the database; the text is for logs, never for responses.
+/// A failure of the database (or KV); the text is for logs, never for responses.
+///
+/// One text, not a typed enum of kinds: it is in nearly every `Result` of the
+/// stores, and a kind beside the text (an enum tag or a field) takes the `String`'s
+/// niche from those `Result`s, which measured 1.3 KiB gzip more in the Worker. No
+/// caller decides anything from the kind; every store failure is retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("database error: {0}")]
 pub struct StoreError(pub String);
@@ -130,9 +135,26 @@ pub trait Kv {
 }
 
 /// A failure to enqueue; the text is for logs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("queue error: {0}")]
-pub struct QueueError(pub String);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueError {
+    /// The binding is not there.
+    Unbound(String),
+    /// The queue refused the message.
+    Send(String),
+    /// The message could not be written as JSON.
+    Encode(String),
+}
+
+impl std::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let detail = match self {
+            QueueError::Unbound(e) | QueueError::Send(e) | QueueError::Encode(e) => e,
+        };
+        write!(f, "queue error: {detail}")
+    }
+}
+
+impl std::error::Error for QueueError {}
 
 /// The producer side of the `JOBS` queue.
 pub trait Queue {
@@ -140,4 +162,21 @@ pub trait Queue {
         &self,
         message: &crate::jobs::JobMessage,
     ) -> impl Future<Output = Result<(), QueueError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_errors_read_the_same_whatever_their_kind() {
+        assert_eq!(StoreError("x".into()).to_string(), "database error: x");
+        for e in [
+            QueueError::Unbound("x".into()),
+            QueueError::Send("x".into()),
+            QueueError::Encode("x".into()),
+        ] {
+            assert_eq!(e.to_string(), "queue error: x");
+        }
+    }
 }

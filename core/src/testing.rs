@@ -257,7 +257,7 @@ impl crate::ports::Queue for MemoryQueue {
         message: &crate::jobs::JobMessage,
     ) -> Result<(), crate::ports::QueueError> {
         if self.fail.get() {
-            return Err(crate::ports::QueueError("queue unavailable".into()));
+            return Err(crate::ports::QueueError::Send("queue unavailable".into()));
         }
         self.sent.borrow_mut().push(message.clone());
         Ok(())

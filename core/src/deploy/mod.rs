@@ -11,8 +11,22 @@ pub mod stale;
 pub mod store;
 pub mod sweep;
 
+pub use intake::on_event;
+pub use pipeline::run_step;
+
 use crate::apps::{App, DeployTarget};
 use crate::json::Names;
+
+/// How one attempt at a step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    Done(serde_json::Value),
+    /// Still waiting for an event (a workflow run's result); the event moves it.
+    Waiting(serde_json::Value),
+    /// Worth retrying (network, 5xx, rate limits, a health check not yet green).
+    Transient(String),
+    Failed(String),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
 #[serde(rename_all = "snake_case")]

@@ -7,100 +7,25 @@
 use serde_json::json;
 
 use super::store::{Job, JobField, JobStore, Step};
-use super::{plan_revert, JobStatus, StepName, StepState};
+use super::{plan_revert, JobStatus, StepName, StepOutcome, StepState};
 use crate::apps::{App, AppStore, DeployConfig, DeployTarget};
 use crate::config::Config;
+use crate::flow::{github_for, Deps, Ports, ProcessError, Run, Verdict, MAX_STEP_ATTEMPTS};
 use crate::fly::FlyClient;
-use crate::github::app::{installation_token, RsaSigner};
-use crate::github::client::GithubConfig;
 use crate::github::client::{GithubClient, GithubError};
 use crate::github::{CommitSha, RepoFullName};
 use crate::http::HttpRequest;
 use crate::jobs::JobMessage;
 use crate::names::AppName;
-use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
+use crate::ports::{Http, Queue, SqlValue, StoreError};
 use crate::retry::{backoff_seconds, seconds_until};
 use crate::telegram::{escape_html, SendOutcome, TelegramClient};
 use crate::time::Timestamp;
 
-/// Transient failures of one step are retried this many times in all.
-pub const MAX_STEP_ATTEMPTS: i64 = 5;
 /// Health checks are tried this many times (waits double from the interval).
 pub const MAX_HEALTH_ATTEMPTS: i64 = 6;
 /// Deploy hooks and health checks get this long to answer.
 const TARGET_TIMEOUT_MS: u32 = 30_000;
-
-/// Everything a step needs.
-pub struct Deps<'a, H, S, Q, K, R> {
-    pub config: &'a Config,
-    pub http: &'a H,
-    pub sql: S,
-    pub queue: &'a Q,
-    /// Caches GitHub App installation tokens.
-    pub kv: &'a K,
-    /// Signs the GitHub App JWT.
-    pub signer: &'a R,
-}
-
-/// GitHub credentials for a job or delivery: the App installation's token when the
-/// App is configured and the event came through an installation, else GITHUB_TOKEN.
-pub async fn github_for<H: Http, S, Q, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
-    installation_id: Option<u64>,
-    now: Timestamp,
-) -> Result<GithubConfig, GithubError> {
-    let settings = deps
-        .config
-        .github
-        .as_ref()
-        .map_err(|missing| GithubError::Rejected(format!("{missing} is not configured")))?;
-    if let (Some(app), Some(installation)) = (&settings.app, installation_id) {
-        let token = installation_token(
-            deps.http,
-            deps.kv,
-            deps.signer,
-            &settings.api_base,
-            app,
-            installation,
-            now,
-        )
-        .await?;
-        return Ok(GithubConfig {
-            api_base: settings.api_base.clone(),
-            token,
-        });
-    }
-    match &settings.token {
-        Some(token) => Ok(GithubConfig { api_base: settings.api_base.clone(), token: token.clone() }),
-        None => Err(GithubError::Rejected(
-            "the GitHub App needs an installation id in the delivery, and GITHUB_TOKEN is not configured".into(),
-        )),
-    }
-}
-
-/// What the queue should do with the step's message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepVerdict {
-    Ack,
-    Retry { delay_seconds: u32 },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepRun {
-    pub verdict: StepVerdict,
-    pub log: String,
-}
-
-/// How one attempt at a step ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StepOutcome {
-    Done(serde_json::Value),
-    /// Still waiting for an event (a workflow run's result); the event moves it.
-    Waiting(serde_json::Value),
-    /// Worth retrying (network, 5xx, rate limits, a health check not yet green).
-    Transient(String),
-    Failed(String),
-}
 
 /// What the job does after a step ended, decided from the job and the outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,28 +112,28 @@ pub fn after_step(
     }
 }
 
-fn store_err(what: &str) -> impl Fn(StoreError) -> String + '_ {
-    move |e| format!("{what}: {e}")
+fn store_err(what: &'static str) -> impl Fn(StoreError) -> ProcessError {
+    ProcessError::during(what)
 }
 
 /// Runs step `position` of job `job_id` once.
-pub async fn run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+pub async fn run_step<P: Ports>(
+    deps: &Deps<'_, P>,
     job_id: i64,
     position: i64,
     now: Timestamp,
-) -> StepRun {
+) -> Run {
     run_step_with(deps, job_id, position, now, None).await
 }
 
 /// Ends a step that has waited too long (the cron's timeout), as if it had failed.
-pub async fn time_out_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+pub async fn time_out_step<P: Ports>(
+    deps: &Deps<'_, P>,
     job_id: i64,
     position: i64,
     error: String,
     now: Timestamp,
-) -> StepRun {
+) -> Run {
     run_step_with(
         deps,
         job_id,
@@ -219,39 +144,32 @@ pub async fn time_out_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner
     .await
 }
 
-async fn run_step_with<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+async fn run_step_with<P: Ports>(
+    deps: &Deps<'_, P>,
     job_id: i64,
     position: i64,
     now: Timestamp,
     forced: Option<StepOutcome>,
-) -> StepRun {
+) -> Run {
     match try_run_step(deps, job_id, position, now, forced).await {
         Ok(run) => run,
         // The database failed: retry the message; the claim makes that safe.
-        Err(e) => StepRun {
-            verdict: StepVerdict::Retry {
-                delay_seconds: backoff_seconds(1),
-            },
-            log: format!("job {job_id} step {position}: {e}"),
-        },
+        Err(e) => Run::retry(
+            backoff_seconds(1),
+            format!("job {job_id} step {position}: {e}"),
+        ),
     }
 }
 
-async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+async fn try_run_step<P: Ports>(
+    deps: &Deps<'_, P>,
     job_id: i64,
     position: i64,
     now: Timestamp,
     forced: Option<StepOutcome>,
-) -> Result<StepRun, String> {
+) -> Result<Run, ProcessError> {
     let jobs = JobStore::new(deps.sql);
-    let ack = |log: String| {
-        Ok(StepRun {
-            verdict: StepVerdict::Ack,
-            log,
-        })
-    };
+    let ack = |log: String| Ok(Run::ack(log));
     let Some(job) = jobs.get(job_id).await.map_err(store_err("job"))? else {
         return ack(format!("job {job_id}: not found"));
     };
@@ -276,18 +194,16 @@ async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
             .find(|s| s.position == position && s.state == StepState::Pending)
             .and_then(|s| claims.claimable_at(s.clock(), now));
         if let Some(due) = due {
-            return Ok(StepRun {
-                verdict: StepVerdict::Retry {
-                    delay_seconds: seconds_until(due, now),
-                },
-                log: format!("job {job_id} step {position}: not due yet"),
-            });
+            return Ok(Run::retry(
+                seconds_until(due, now),
+                format!("job {job_id} step {position}: not due yet"),
+            ));
         }
         return ack(format!(
             "job {job_id} step {position}: finished or held elsewhere"
         ));
     };
-    let app_name = AppName::parse(&job.app).map_err(|e| e.to_string())?;
+    let app_name = AppName::parse(&job.app).map_err(|e| ProcessError::Permanent(e.to_string()))?;
     let app = AppStore::new(deps.sql)
         .get(&app_name)
         .await
@@ -346,7 +262,7 @@ async fn try_run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     }
     let verdict = follow(deps, &job, app.as_ref(), next, now).await?;
     notify_job(deps, job_id, app.as_ref(), now).await;
-    Ok(StepRun {
+    Ok(Run {
         verdict,
         log: log_line,
     })
@@ -362,13 +278,13 @@ fn describe(outcome: &StepOutcome) -> String {
 }
 
 /// Carries out a [`Next`].
-async fn follow<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+async fn follow<P: Ports>(
+    deps: &Deps<'_, P>,
     job: &Job,
     app: Option<&App>,
     next: Next,
     now: Timestamp,
-) -> Result<StepVerdict, String> {
+) -> Result<Verdict, ProcessError> {
     let jobs = JobStore::new(deps.sql);
     let enqueue = |position: i64| async move {
         deps.queue
@@ -377,28 +293,28 @@ async fn follow<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                 position,
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(ProcessError::from)
     };
     match next {
-        Next::Wait => Ok(StepVerdict::Ack),
-        Next::RetryIn(delay_seconds) => Ok(StepVerdict::Retry { delay_seconds }),
+        Next::Wait => Ok(Verdict::Ack),
+        Next::RetryIn(delay_seconds) => Ok(Verdict::Retry { delay_seconds }),
         Next::Step(position) => {
             enqueue(position).await?;
-            Ok(StepVerdict::Ack)
+            Ok(Verdict::Ack)
         }
         Next::Finalized => {
             jobs.set_status(job.id, JobStatus::Finalized, None, now)
                 .await
                 .map_err(store_err("status"))?;
             start_next(deps, &job.app, &job.environment, now).await?;
-            Ok(StepVerdict::Ack)
+            Ok(Verdict::Ack)
         }
         Next::Reverted => {
             jobs.set_status(job.id, JobStatus::Reverted, None, now)
                 .await
                 .map_err(store_err("status"))?;
             start_next(deps, &job.app, &job.environment, now).await?;
-            Ok(StepVerdict::Ack)
+            Ok(Verdict::Ack)
         }
         Next::Fail { error } => {
             jobs.skip_pending(job.id, now)
@@ -409,7 +325,7 @@ async fn follow<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                 .map_err(store_err("status"))?;
             report_failure(deps, job, app, &error).await;
             start_next(deps, &job.app, &job.environment, now).await?;
-            Ok(StepVerdict::Ack)
+            Ok(Verdict::Ack)
         }
         Next::Revert { sha, error } => {
             jobs.skip_pending(job.id, now)
@@ -422,7 +338,7 @@ async fn follow<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                     .await
                     .map_err(store_err("status"))?;
                 start_next(deps, &job.app, &job.environment, now).await?;
-                return Ok(StepVerdict::Ack);
+                return Ok(Verdict::Ack);
             };
             jobs.set_field(job.id, JobField::RevertSha, SqlValue::Text(sha), now)
                 .await
@@ -436,18 +352,18 @@ async fn follow<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
                 .await
                 .map_err(store_err("status"))?;
             enqueue(first).await?;
-            Ok(StepVerdict::Ack)
+            Ok(Verdict::Ack)
         }
     }
 }
 
 /// Starts the app's next waiting job, if any and if none is active.
-pub async fn start_next<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+pub async fn start_next<P: Ports>(
+    deps: &Deps<'_, P>,
     app: &str,
     environment: &str,
     now: Timestamp,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, ProcessError> {
     let jobs = JobStore::new(deps.sql);
     let Some(id) = jobs
         .try_start(app, environment, now)
@@ -460,27 +376,21 @@ pub async fn start_next<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
         .get(id)
         .await
         .map_err(store_err("job"))?
-        .ok_or("started job vanished")?;
+        .ok_or_else(|| StoreError("started job vanished".into()))?;
     if let Some(first) = job.steps.iter().find(|s| s.state == StepState::Pending) {
         deps.queue
             .send(&JobMessage::DeployStep {
                 job_id: id,
                 position: first.position,
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     Ok(Some(id))
 }
 
 /// GitHub Deployment `failure` for a failed deploy (best effort: the job's own
 /// record is what counts).
-async fn report_failure<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
-    job: &Job,
-    app: Option<&App>,
-    error: &str,
-) {
+async fn report_failure<P: Ports>(deps: &Deps<'_, P>, job: &Job, app: Option<&App>, error: &str) {
     let (Some(app), Some(deployment_id)) = (app, job.github_deployment_id) else {
         return;
     };
@@ -534,8 +444,8 @@ fn target_sha(job: &Job, step: &Step) -> Option<CommitSha> {
     CommitSha::parse(sha)
 }
 
-async fn perform<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+async fn perform<P: Ports>(
+    deps: &Deps<'_, P>,
     job: &Job,
     step: &Step,
     app: &App,
@@ -661,8 +571,8 @@ fn deploy_config(app: &App) -> Result<&DeployConfig, StepOutcome> {
         .ok_or_else(|| StepOutcome::Failed("the app no longer has a deploy target".into()))
 }
 
-async fn trigger<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+async fn trigger<P: Ports>(
+    deps: &Deps<'_, P>,
     job: &Job,
     app: &App,
     sha: &CommitSha,
@@ -776,8 +686,8 @@ fn trigger_result(job: &Job, step: &Step, target: &DeployTarget) -> Option<serde
     Some(result)
 }
 
-async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+async fn await_result<P: Ports>(
+    deps: &Deps<'_, P>,
     job: &Job,
     step: &Step,
     app: &App,
@@ -837,8 +747,8 @@ async fn await_result<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
 }
 
 /// Sends or edits the job's Telegram message (best effort; never fails the job).
-pub async fn notify_job<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+pub async fn notify_job<P: Ports>(
+    deps: &Deps<'_, P>,
     job_id: i64,
     app: Option<&App>,
     now: Timestamp,

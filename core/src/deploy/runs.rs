@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use super::pipeline::StepOutcome;
+use super::StepOutcome;
 use crate::github::deliveries::DeliveryStore;
 use crate::github::events::WorkflowRunEvent;
 use crate::github::RepoFullName;

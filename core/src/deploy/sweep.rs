@@ -3,22 +3,19 @@
 //! fail once they have waited longer than `AWAIT_TIMEOUT_MINUTES`, and deliveries
 //! whose queue message was lost are enqueued again.
 
-use super::pipeline::{start_next, time_out_step, Deps};
+use super::pipeline::{start_next, time_out_step};
 use super::store::JobStore;
 use super::{JobStatus, StepName, StepState};
-use crate::github::app::RsaSigner;
+use crate::flow::{Deps, Ports};
 use crate::github::deliveries::DeliveryStore;
 use crate::jobs::JobMessage;
-use crate::ports::{Http, Kv, Queue, Sql};
+use crate::ports::Queue;
 use crate::time::Timestamp;
 
 /// Steps and deliveries handled per cron run; the rest wait for the next.
 pub const SWEEP_BATCH: u32 = 50;
 
-pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
-    now: Timestamp,
-) -> Vec<String> {
+pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> {
     let mut log = Vec::new();
     let jobs = JobStore::new(deps.sql);
     // A step untouched for SWEEP_AFTER_SECONDS lost its consumer or its message,

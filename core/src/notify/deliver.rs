@@ -5,6 +5,7 @@
 use futures_util::future::join_all;
 
 use crate::config::Config;
+use crate::flow::Verdict;
 use crate::notify::store::{ClaimedNotification, NotificationStatus, NotificationStore, Outcome};
 use crate::ports::{Http, Sql};
 use crate::telegram::{decide, render, DeliveryAction, TelegramClient};
@@ -13,17 +14,6 @@ use crate::time::Timestamp;
 /// A claim older than this belongs to a consumer that died: a delivery takes at most
 /// two Telegram calls of [`crate::telegram::SEND_TIMEOUT_MS`] each.
 pub const CLAIM_STALE_SECONDS: i64 = 60;
-
-/// What to do with the queue message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Done (delivered, finished earlier, or failed for good): acknowledge.
-    Ack,
-    /// Deliver again after this delay.
-    Retry { delay_seconds: u32 },
-    /// Out of attempts: retry once more so the queue moves it to the dead-letter queue.
-    DeadLetter,
-}
 
 /// The verdict for one message plus a line for the log (never containing a secret).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,17 +4,15 @@
 //! workflow's Telegram message.
 
 use super::definition::OrchestrateConfig;
-use super::runner::{self, AdminError, Effects, Runner, StepRun, Verdict};
+use super::runner::{self, AdminError, Effects, Runner};
 use super::store::Workflow;
 use super::StepRef;
-use crate::deploy::intake::ProcessError;
-use crate::deploy::pipeline::{github_for, Deps};
 use crate::error::ApiError;
-use crate::github::app::RsaSigner;
+use crate::flow::{github_for, Deps, Ports, ProcessError, Run};
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::GithubEvent;
 use crate::jobs::JobMessage;
-use crate::ports::{Http, Kv, Queue, Sql};
+use crate::ports::Queue;
 use crate::retry::backoff_seconds;
 use crate::time::Timestamp;
 
@@ -39,10 +37,7 @@ fn settings(config: &crate::config::Config) -> Result<&OrchestrateConfig, ApiErr
 /// Enqueues the ready steps and announces the changed workflows; returns log lines
 /// for what could not be done (the cron's sweep finds a step whose message was
 /// never sent).
-async fn carry_out<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
-    effects: Effects,
-) -> Vec<String> {
+async fn carry_out<P: Ports>(deps: &Deps<'_, P>, effects: Effects) -> Vec<String> {
     let mut log = effects.log;
     for r in &effects.ready {
         if let Err(e) = deps.queue.send(&message(r)).await {
@@ -62,8 +57,8 @@ async fn carry_out<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
 }
 
 /// `POST /api/services`: starts a workflow and enqueues its first steps.
-pub async fn start<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+pub async fn start<P: Ports>(
+    deps: &Deps<'_, P>,
     body: &[u8],
     now: Timestamp,
 ) -> Result<(Workflow, Vec<String>), AdminError> {
@@ -83,8 +78,8 @@ pub async fn start<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
 }
 
 /// Applies a recorded delivery's event to the workflows waiting for it.
-pub async fn on_event<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+pub async fn on_event<P: Ports>(
+    deps: &Deps<'_, P>,
     delivery: &DeliveryId,
     event: &GithubEvent,
     now: Timestamp,
@@ -97,9 +92,7 @@ pub async fn on_event<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     if !relevant || !configured(deps.config) {
         return Ok(None);
     }
-    let effects = runner::apply_event(deps.sql, delivery, event, now)
-        .await
-        .map_err(|e| ProcessError::Transient(e.to_string()))?;
+    let effects = runner::apply_event(deps.sql, delivery, event, now).await?;
     let moved = effects.changed.clone();
     let mut log = carry_out(deps, effects).await;
     if !moved.is_empty() {
@@ -110,25 +103,18 @@ pub async fn on_event<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
 
 /// Runs one step (a `WorkflowStep` message) as the configured installation, or
 /// with `GITHUB_TOKEN`.
-pub async fn run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
-    step: &StepRef,
-    now: Timestamp,
-) -> StepRun {
+pub async fn run_step<P: Ports>(deps: &Deps<'_, P>, step: &StepRef, now: Timestamp) -> Run {
     let github = match github_for(deps, deps.config.orchestrate_installation_id, now).await {
         Ok(g) => g,
         Err(e) => {
-            return StepRun {
-                verdict: Verdict::Retry {
-                    delay_seconds: backoff_seconds(2),
-                },
-                next: Vec::new(),
-                log: format!(
+            return Run::retry(
+                backoff_seconds(2),
+                format!(
                     "workflow {} {}: no GitHub credentials: {e}",
                     step.workflow_id,
                     step.step.as_str()
                 ),
-            };
+            );
         }
     };
     let mut run = Runner {
@@ -151,14 +137,14 @@ pub async fn run_step<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
     if !log.is_empty() {
         run.log = format!("{}; {}", run.log, log.join("; "));
     }
-    run
+    Run {
+        verdict: run.verdict,
+        log: run.log,
+    }
 }
 
 /// The cron's part: timeouts, early events that now match, lost messages.
-pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
-    now: Timestamp,
-) -> Vec<String> {
+pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> {
     if !configured(deps.config) {
         return Vec::new();
     }

@@ -14,6 +14,8 @@ pub mod message;
 pub mod runner;
 pub mod store;
 
+pub use drive::{on_event, run_step};
+
 use serde::Serialize;
 
 use crate::github::events::{PullRequestEvent, WorkflowRunEvent};

@@ -19,6 +19,7 @@ use super::{
     StepStatus, WorkflowStatus,
 };
 use crate::error::ApiError;
+use crate::flow::{Verdict, MAX_STEP_ATTEMPTS};
 use crate::github::client::{GithubClient, GithubConfig, GithubError};
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::GithubEvent;
@@ -30,10 +31,6 @@ use crate::time::Timestamp;
 
 /// The `kind` of workflows made by `POST /api/services`.
 pub const CREATE_SERVICE: &str = "create_service";
-/// Transient failures of one step (5xx, rate limits, network) are tried this many
-/// times in all, backing off per `crate::retry` (2+4+8+16 s): long enough for a
-/// GitHub blip, short enough that a real outage fails the workflow visibly.
-pub const MAX_STEP_ATTEMPTS: i64 = 5;
 /// Steps, workflows and kept events handled per cron run; the rest wait for the next.
 pub const SWEEP_BATCH: u32 = 50;
 /// Events kept for later are forgotten after this long: every wait times out well
@@ -318,13 +315,6 @@ pub async fn apply_event<S: Sql>(
         effects.add(id, ready);
     }
     Ok(effects)
-}
-
-/// What the queue should do with a step's message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Ack,
-    Retry { delay_seconds: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -12,10 +12,11 @@ use serde_json::{json, Value};
 
 use super::definition::{Definition, FileChange, OrchestrateConfig, StepId};
 use super::runner::{
-    announce, apply_event, create_service, get_service, list_services, sweep, Runner, Verdict,
+    announce, apply_event, create_service, get_service, list_services, sweep, Runner,
 };
 use super::store::{Workflow, WorkflowStore};
 use super::*;
+use crate::flow::Verdict;
 use crate::github::client::GithubConfig;
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::{parse, GithubEvent};

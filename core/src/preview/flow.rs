@@ -15,19 +15,18 @@ use super::{
     Status, TeardownReason, Wanted, CLAIM_STALE_SECONDS, MAX_ATTEMPTS,
 };
 use crate::apps::{AppStore, NamedApp};
-use crate::deploy::intake::ProcessError;
-use crate::deploy::pipeline::{github_for, Deps};
+use crate::flow::{github_for, Deps, Ports, ProcessError, Run, Verdict};
 use crate::fly::{FlyClient, FlyError};
-use crate::github::app::{scoped_installation_token, RsaSigner, TokenScope};
+use crate::github::app::{scoped_installation_token, TokenScope};
 use crate::github::client::{GithubClient, GithubConfig, GithubError};
 use crate::github::events::PullRequestEvent;
 use crate::github::identity::own_login;
 use crate::jobs::JobMessage;
 use crate::names::AppName;
-use crate::ports::{Http, Kv, Queue, Sql, SqlValue, StoreError};
+use crate::ports::{Queue, SqlValue, StoreError};
 use crate::retry::backoff_seconds;
 use crate::secret::Secret;
-use crate::secrets::{Cipher, EnvType, SecretStore, SecretsError};
+use crate::secrets::{EnvType, SecretStore, SecretsError};
 use crate::telegram::{SendOutcome, TelegramClient};
 use crate::time::Timestamp;
 
@@ -39,13 +38,12 @@ use crate::time::Timestamp;
 /// closed preview stays closed until a newer `reopened`.
 ///
 /// [`DeliveryStore::sequence`]: crate::github::deliveries::DeliveryStore::sequence
-pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
+pub async fn on_pull_request<P: Ports>(
+    deps: &Deps<'_, P>,
     pr: &PullRequestEvent,
     seq: i64,
     now: Timestamp,
 ) -> Result<String, ProcessError> {
-    let transient = |e: StoreError| ProcessError::Transient(e.to_string());
     let wanted = match pr.action.as_str() {
         "opened" | "reopened" | "synchronize" => Some(Wanted::Live),
         "closed" => Some(Wanted::Closed),
@@ -59,8 +57,7 @@ pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSign
         .is_some_and(|head| head.same_as(&pr.repository));
     let apps = AppStore::new(deps.sql)
         .for_repository(&pr.repository)
-        .await
-        .map_err(transient)?;
+        .await?;
     let store = PreviewStore::new(deps.sql);
     let mut done = Vec::new();
     for named in &apps {
@@ -91,8 +88,7 @@ pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSign
                 },
                 now,
             )
-            .await
-            .map_err(transient)?;
+            .await?;
         let id = match observed {
             Observation::Taken(id) => id,
             Observation::Stale(id) => {
@@ -110,10 +106,7 @@ pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSign
                 continue;
             }
         };
-        deps.queue
-            .send(&JobMessage::Preview { id })
-            .await
-            .map_err(|e| ProcessError::Transient(e.to_string()))?;
+        deps.queue.send(&JobMessage::Preview { id }).await?;
         done.push(format!("{}: preview {id}", named.name.as_str()));
     }
     Ok(if done.is_empty() {
@@ -121,19 +114,6 @@ pub async fn on_pull_request<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSign
     } else {
         done.join("; ")
     })
-}
-
-/// What the queue should do with the run's message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RunVerdict {
-    Ack,
-    Retry { delay_seconds: u32 },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Run {
-    pub verdict: RunVerdict,
-    pub log: String,
 }
 
 /// Why an action stopped.
@@ -189,24 +169,17 @@ impl From<SecretsError> for Failure {
 }
 
 /// One run's context.
-struct Ctx<'d, 'a, H, S, Q, K, R, C> {
-    deps: &'d Deps<'a, H, S, Q, K, R>,
-    cipher: &'d C,
+struct Ctx<'d, 'a, P: Ports> {
+    deps: &'d Deps<'a, P>,
     now: Timestamp,
     /// What the run did, for its log line.
     log: RefCell<Vec<String>>,
 }
 
 /// One reconcile run for preview `id`.
-pub async fn run<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>(
-    deps: &Deps<'_, H, S, Q, K, R>,
-    cipher: &C,
-    id: i64,
-    now: Timestamp,
-) -> Run {
+pub async fn run<P: Ports>(deps: &Deps<'_, P>, id: i64, now: Timestamp) -> Run {
     let ctx = Ctx {
         deps,
-        cipher,
         now,
         log: RefCell::default(),
     };
@@ -214,7 +187,7 @@ pub async fn run<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Ciphe
         Ok(v) => v,
         Err(e) => {
             ctx.note(format!("database: {e}"));
-            RunVerdict::Retry {
+            Verdict::Retry {
                 delay_seconds: backoff_seconds(1),
             }
         }
@@ -228,10 +201,7 @@ pub async fn run<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Ciphe
 /// Rounds of plan-and-act one run makes before it lets go (events keep arriving).
 const MAX_ROUNDS: usize = 6;
 
-async fn run_claimed<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>(
-    ctx: &Ctx<'_, '_, H, S, Q, K, R, C>,
-    id: i64,
-) -> Result<RunVerdict, StoreError> {
+async fn run_claimed<P: Ports>(ctx: &Ctx<'_, '_, P>, id: i64) -> Result<Verdict, StoreError> {
     let store = PreviewStore::new(ctx.deps.sql);
     let now = ctx.now;
     if !store
@@ -239,12 +209,12 @@ async fn run_claimed<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: C
         .await?
     {
         ctx.note("held by another run, which picks up this change");
-        return Ok(RunVerdict::Ack);
+        return Ok(Verdict::Ack);
     }
     for _ in 0..MAX_ROUNDS {
         let Some(mut p) = store.get(id).await? else {
             ctx.note("not found");
-            return Ok(RunVerdict::Ack);
+            return Ok(Verdict::Ack);
         };
         let app = match AppName::parse(&p.app) {
             Ok(name) => AppStore::new(ctx.deps.sql).get(&name).await?,
@@ -274,7 +244,7 @@ async fn run_claimed<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: C
                     "{} (attempt {attempts} of {MAX_ATTEMPTS}, again in {delay} s)",
                     f.text
                 ));
-                return Ok(RunVerdict::Retry {
+                return Ok(Verdict::Retry {
                     delay_seconds: delay,
                 });
             }
@@ -304,24 +274,22 @@ async fn run_claimed<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: C
                 }
             }
             ctx.note(format!("settled as {}", p.status.as_str()));
-            return Ok(RunVerdict::Ack);
+            return Ok(Verdict::Ack);
         }
     }
     // Still changing: let go and come back shortly.
     store.release_failed_attempt(id, "busy", now).await?;
-    Ok(RunVerdict::Retry {
+    Ok(Verdict::Retry {
         delay_seconds: backoff_seconds(1),
     })
 }
 
-impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
-    Ctx<'_, '_, H, S, Q, K, R, C>
-{
+impl<P: Ports> Ctx<'_, '_, P> {
     fn note(&self, line: impl Into<String>) {
         self.log.borrow_mut().push(line.into());
     }
 
-    fn store(&self) -> PreviewStore<S> {
+    fn store(&self) -> PreviewStore<P::S> {
         PreviewStore::new(self.deps.sql)
     }
 
@@ -353,7 +321,7 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
         .await?)
     }
 
-    fn fly(&self) -> Result<FlyClient<'_, H>, Failure> {
+    fn fly(&self) -> Result<FlyClient<'_, P::H>, Failure> {
         match &self.deps.config.fly {
             Ok(config) => Ok(FlyClient::new(self.deps.http, config)),
             Err(missing) => Err(Failure::permanent(format!("{missing} is not configured"))),
@@ -545,7 +513,7 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
         match &self.deps.config.secrets_keys {
             Ok(keys) => {
                 for (k, v) in secrets
-                    .reveal_all(self.cipher, keys, &name, EnvType::Preview)
+                    .reveal_all(self.deps.cipher, keys, &name, EnvType::Preview)
                     .await?
                 {
                     env.insert(k, v.expose().into());
@@ -802,10 +770,7 @@ impl<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner, C: Cipher>
 /// The cron's part: expire previews past their time, re-run what a lost message or
 /// a dead run left unfinished, wake the queue, and delete Fly apps that outlived
 /// their teardown.
-pub async fn sweep<H: Http, S: Sql + Copy, Q: Queue, K: Kv, R: RsaSigner>(
-    deps: &Deps<'_, H, S, Q, K, R>,
-    now: Timestamp,
-) -> Vec<String> {
+pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> {
     let store = PreviewStore::new(deps.sql);
     let mut log = Vec::new();
     let mut wake = Vec::new();

@@ -19,6 +19,8 @@ use crate::time::Timestamp;
 pub mod flow;
 pub mod store;
 
+pub use flow::{on_pull_request as on_event, run as run_step};
+
 /// A transient failure is tried this many times before the preview is marked failed.
 pub const MAX_ATTEMPTS: i64 = 5;
 /// A reconcile run that held a row this long died.

@@ -9,12 +9,12 @@ use std::rc::Rc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::flow::{on_pull_request, run, sweep, RunVerdict};
+use super::flow::{on_pull_request, run, sweep};
 use super::store::PreviewStore;
 use super::*;
 use crate::apps::{App, AppStore};
 use crate::config::Config;
-use crate::deploy::pipeline::Deps;
+use crate::flow::{Deps, Verdict};
 use crate::github::events::{parse, GithubEvent, PullRequestEvent};
 use crate::http::{HttpError, HttpResponse, Method};
 use crate::jobs::JobMessage;
@@ -511,6 +511,7 @@ struct Story {
     clock: RefCell<i64>,
     /// The delivery log's next place (what `DeliveryStore::sequence` gives).
     seq: Cell<i64>,
+    cipher: NativeCipher,
 }
 
 const T0: i64 = 1_764_000_000_000;
@@ -598,6 +599,7 @@ impl Story {
             config,
             clock: RefCell::new(T0),
             seq: Cell::new(0),
+            cipher: NativeCipher::default(),
         };
         let mut app = serde_json::json!({
             "repository": "octo/app", "production_branch": "main", "environment": "production",
@@ -633,7 +635,19 @@ impl Story {
         *self.clock.borrow_mut() += ms;
     }
 
-    fn deps(&self) -> Deps<'_, FakeHttp, &SqliteSql, MemoryQueue, MemoryKv, StubSigner> {
+    fn deps(
+        &self,
+    ) -> Deps<
+        '_,
+        (
+            FakeHttp,
+            &SqliteSql,
+            MemoryQueue,
+            MemoryKv,
+            StubSigner,
+            NativeCipher,
+        ),
+    > {
         Deps {
             config: &self.config,
             http: &self.http,
@@ -641,6 +655,7 @@ impl Story {
             queue: &self.queue,
             kv: &self.kv,
             signer: &StubSigner,
+            cipher: &self.cipher,
         }
     }
 
@@ -710,8 +725,8 @@ impl Story {
             let JobMessage::Preview { id } = next else {
                 panic!("unexpected message {next:?}");
             };
-            let r = block_on(run(&self.deps(), &NativeCipher::default(), id, self.now()));
-            if let RunVerdict::Retry { delay_seconds } = r.verdict {
+            let r = block_on(run(&self.deps(), id, self.now()));
+            if let Verdict::Retry { delay_seconds } = r.verdict {
                 self.later(i64::from(delay_seconds) * 1000);
                 self.queue
                     .sent
@@ -724,11 +739,11 @@ impl Story {
     }
 
     /// Runs the first queued message only.
-    fn run_one(&self) -> RunVerdict {
+    fn run_one(&self) -> Verdict {
         let JobMessage::Preview { id } = self.queue.sent.borrow_mut().remove(0) else {
             panic!("not a preview message");
         };
-        block_on(run(&self.deps(), &NativeCipher::default(), id, self.now())).verdict
+        block_on(run(&self.deps(), id, self.now())).verdict
     }
 
     fn preview(&self, pr: u64) -> Preview {
@@ -1294,7 +1309,7 @@ fn a_deploy_that_fails_after_taking_a_slot_gives_it_back() {
         &s.event("pull_request.closed.json", with(1, 1)),
         s.next_seq(),
     );
-    assert_eq!(s.run_one(), RunVerdict::Ack);
+    assert_eq!(s.run_one(), Verdict::Ack);
     assert_eq!(s.preview(1).status, Status::Destroyed);
     // #1's wake-up call to #3 is lost; #2 takes the slot and fails.
     let p3 = s.preview(3).id;
@@ -1302,7 +1317,7 @@ fn a_deploy_that_fails_after_taking_a_slot_gives_it_back() {
         .sent
         .borrow_mut()
         .retain(|m| *m != JobMessage::Preview { id: p3 });
-    assert_eq!(s.run_one(), RunVerdict::Ack);
+    assert_eq!(s.run_one(), Verdict::Ack);
     assert_eq!(s.preview(2).status, Status::Failed);
     assert!(
         s.queue

@@ -7,13 +7,13 @@ use std::rc::Rc;
 
 use super::*;
 use crate::apps::{App, AppStore};
-use crate::deploy::intake::process_delivery;
+use crate::dispatch::{process_delivery, run_delivery};
 use crate::github::deliveries::{DeliveryId, DeliveryStore, Outcome};
 use crate::github::events::{GithubEvent, PushCommit, PushEvent, WorkflowRunEvent};
 use crate::http::{HttpError, HttpResponse};
 use crate::names::AppName;
 use crate::testing::{
-    block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NoSigner, SqliteSql,
+    block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher, NoSigner, SqliteSql,
 };
 
 const REPO: &str = "octo/app";
@@ -152,6 +152,7 @@ struct Scenario {
     config: Config,
     clock: RefCell<i64>,
     deliveries: RefCell<u32>,
+    cipher: NativeCipher,
 }
 
 impl Scenario {
@@ -166,6 +167,7 @@ impl Scenario {
             config: config(),
             clock: RefCell::new(1_700_000_000_000),
             deliveries: RefCell::new(0),
+            cipher: NativeCipher::default(),
         };
         s.put_app(&format!(
             r#"{{"repository": "{REPO}", "production_branch": "main", "environment": "production",
@@ -191,7 +193,19 @@ impl Scenario {
         Timestamp::from_millis(*c)
     }
 
-    fn deps(&self) -> Deps<'_, FakeHttp, &SqliteSql, MemoryQueue, MemoryKv, NoSigner> {
+    fn deps(
+        &self,
+    ) -> Deps<
+        '_,
+        (
+            FakeHttp,
+            &SqliteSql,
+            MemoryQueue,
+            MemoryKv,
+            NoSigner,
+            NativeCipher,
+        ),
+    > {
         Deps {
             config: &self.config,
             http: &self.http,
@@ -199,10 +213,11 @@ impl Scenario {
             queue: &self.queue,
             kv: &self.kv,
             signer: &NoSigner,
+            cipher: &self.cipher,
         }
     }
 
-    fn deliver(&self, event: GithubEvent) -> Result<String, crate::deploy::intake::ProcessError> {
+    fn deliver(&self, event: GithubEvent) -> Result<String, ProcessError> {
         let mut n = self.deliveries.borrow_mut();
         *n += 1;
         let id = DeliveryId::parse(&format!("delivery-{n}")).expect("id");
@@ -224,7 +239,7 @@ impl Scenario {
     }
 
     /// Records `event` as a fresh delivery and runs it as the queue consumer does.
-    fn process(&self, event: GithubEvent) -> (DeliveryId, crate::deploy::intake::DeliveryRun) {
+    fn process(&self, event: GithubEvent) -> (DeliveryId, Run) {
         let mut n = self.deliveries.borrow_mut();
         *n += 1;
         let id = DeliveryId::parse(&format!("delivery-{n}")).expect("id");
@@ -237,11 +252,7 @@ impl Scenario {
             self.now(),
         ))
         .expect("record");
-        let run = block_on(crate::deploy::intake::run_delivery(
-            &self.deps(),
-            &id,
-            self.now(),
-        ));
+        let run = block_on(run_delivery(&self.deps(), &id, self.now()));
         (id, run)
     }
 
@@ -261,7 +272,7 @@ impl Scenario {
     }
 
     /// Runs queued step messages until the queue is empty; returns the verdicts.
-    fn drain(&self) -> Vec<StepRun> {
+    fn drain(&self) -> Vec<Run> {
         let mut runs = Vec::new();
         for _ in 0..200 {
             let next = {
@@ -275,7 +286,7 @@ impl Scenario {
                 continue;
             };
             let run = block_on(run_step(&self.deps(), job_id, position, self.now()));
-            if let StepVerdict::Retry { delay_seconds } = run.verdict {
+            if let Verdict::Retry { delay_seconds } = run.verdict {
                 // The queue delivers it again after the delay.
                 *self.clock.borrow_mut() += i64::from(delay_seconds) * 1000;
                 self.queue
@@ -399,7 +410,7 @@ fn a_redelivered_step_message_changes_nothing() {
         });
     }
     let runs = s.drain();
-    assert!(runs.iter().all(|r| r.verdict == StepVerdict::Ack));
+    assert!(runs.iter().all(|r| r.verdict == Verdict::Ack));
     assert_eq!(s.http.seen.borrow().len(), calls, "no step ran twice");
     assert_eq!(s.job(1).status, JobStatus::Finalized);
 }
@@ -857,7 +868,7 @@ fn a_health_retry_scheduled_160_s_out_is_run_neither_by_the_sweep_nor_by_an_earl
             panic!("a step message")
         };
         let run = block_on(run_step(&s.deps(), job_id, position, s.now()));
-        if let StepVerdict::Retry { delay_seconds } = run.verdict {
+        if let Verdict::Retry { delay_seconds } = run.verdict {
             break (position, delay_seconds);
         }
     };
@@ -875,7 +886,7 @@ fn a_health_retry_scheduled_160_s_out_is_run_neither_by_the_sweep_nor_by_an_earl
     let early = block_on(run_step(&s.deps(), 1, 3, now));
     assert_eq!(
         early.verdict,
-        StepVerdict::Retry {
+        Verdict::Retry {
             delay_seconds: crate::retry::seconds_until(due, now)
         }
     );
@@ -1035,7 +1046,7 @@ fn a_late_push_older_than_the_finalized_commit_starts_no_job() {
     let calls = s.http.seen.borrow().len();
     // Push 1 again, late (a redelivery from days ago, or its body under a new id).
     let (id, run) = s.process(push_event(0, 1));
-    assert_eq!(run.verdict, crate::deploy::intake::DeliveryVerdict::Ack);
+    assert_eq!(run.verdict, Verdict::Ack);
     assert_eq!(
         run.log,
         "delivery delivery-3: app: older than the deployed commit (push 0101010, deployed 0202020)"
@@ -1146,10 +1157,7 @@ fn a_compare_error_is_retried_not_lost() {
         w.compare_status = Some("ahead");
     }
     let (id, run) = s.process(push_event(8, 9));
-    assert_eq!(
-        run.verdict,
-        crate::deploy::intake::DeliveryVerdict::RetryIn(30)
-    );
+    assert_eq!(run.verdict, Verdict::Retry { delay_seconds: 30 });
     let recorded = s.delivery(&id);
     assert_eq!(recorded.outcome, Outcome::Queued, "still to be done");
     assert_eq!(recorded.attempts, 1);
@@ -1159,8 +1167,8 @@ fn a_compare_error_is_retried_not_lost() {
     );
     assert_eq!(s.job_count(), 2, "nothing decided on a failed compare");
     // The queue delivers it again.
-    let again = block_on(crate::deploy::intake::run_delivery(&s.deps(), &id, s.now()));
-    assert_eq!(again.verdict, crate::deploy::intake::DeliveryVerdict::Ack);
+    let again = block_on(run_delivery(&s.deps(), &id, s.now()));
+    assert_eq!(again.verdict, Verdict::Ack);
     assert_eq!(s.delivery(&id).outcome, Outcome::Processed);
     s.drain();
     assert_eq!(s.job(3).status, JobStatus::Finalized);
@@ -1168,28 +1176,29 @@ fn a_compare_error_is_retried_not_lost() {
 
 #[test]
 fn a_delivery_that_keeps_failing_is_given_up_after_ten_attempts_and_replay_starts_over() {
-    use crate::deploy::intake::DeliveryVerdict::{Ack, RetryIn};
+    use crate::flow::Verdict::Ack;
+    let retry_in = |delay_seconds| Verdict::Retry { delay_seconds };
     use crate::github::deliveries::MAX_PROCESS_ATTEMPTS;
     let s = two_finalized_pushes();
     s.world.borrow_mut().compare_failures_left = u32::MAX;
     let (id, first) = s.process(push_event(8, 9));
     let mut verdicts = vec![first.verdict];
     for _ in 1..MAX_PROCESS_ATTEMPTS {
-        let run = block_on(crate::deploy::intake::run_delivery(&s.deps(), &id, s.now()));
+        let run = block_on(run_delivery(&s.deps(), &id, s.now()));
         verdicts.push(run.verdict);
     }
     assert_eq!(
         verdicts,
         vec![
-            RetryIn(30),
-            RetryIn(60),
-            RetryIn(120),
-            RetryIn(240),
-            RetryIn(480),
-            RetryIn(960),
-            RetryIn(1920),
-            RetryIn(3840),
-            RetryIn(7680),
+            retry_in(30),
+            retry_in(60),
+            retry_in(120),
+            retry_in(240),
+            retry_in(480),
+            retry_in(960),
+            retry_in(1920),
+            retry_in(3840),
+            retry_in(7680),
             Ack
         ]
     );
@@ -1212,7 +1221,7 @@ fn a_delivery_that_keeps_failing_is_given_up_after_ten_attempts_and_replay_start
     s.world.borrow_mut().compare_status = Some("ahead");
     block_on(DeliveryStore::new(&s.db).replay(&id, s.now())).expect("replay");
     assert_eq!(s.delivery(&id).attempts, 0);
-    let run = block_on(crate::deploy::intake::run_delivery(&s.deps(), &id, s.now()));
+    let run = block_on(run_delivery(&s.deps(), &id, s.now()));
     assert_eq!(run.verdict, Ack, "{}", run.log);
     assert_eq!(s.delivery(&id).outcome, Outcome::Processed);
 }
@@ -1223,7 +1232,7 @@ fn the_sweep_re_enqueues_a_failing_delivery_only_once_its_next_attempt_is_due() 
     s.world.borrow_mut().compare_failures_left = u32::MAX;
     let (id, _) = s.process(push_event(8, 9));
     for _ in 0..4 {
-        block_on(crate::deploy::intake::run_delivery(&s.deps(), &id, s.now()));
+        block_on(run_delivery(&s.deps(), &id, s.now()));
     }
     // Fifth failure: the next attempt is 480 s away; its message waits in the queue.
     assert_eq!(s.delivery(&id).attempts, 5);

@@ -1,0 +1,384 @@
+//! The dispatcher in scenarios: SQLite with the real migrations, a routed fake of
+//! GitHub, the deploy hook and Telegram, and the queue read by hand. Each event and
+//! message kind reaches its flow, and each flow's verdict reaches the queue.
+
+use std::cell::Cell;
+
+use super::*;
+use crate::apps::{App, AppStore};
+use crate::config::Config;
+use crate::github::events::parse;
+use crate::http::HttpError;
+use crate::names::AppName;
+use crate::notify::store::NotificationStatus;
+use crate::retry::MAX_DELIVERY_ATTEMPTS;
+use crate::testing::{
+    block_on, hook_deployment, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher,
+    NoSigner, SqliteSql,
+};
+
+const REPO: &str = "Codertocat/Hello-World";
+
+struct Queue {
+    db: SqliteSql,
+    queue: MemoryQueue,
+    kv: MemoryKv,
+    http: FakeHttp,
+    cipher: NativeCipher,
+    config: Config,
+    clock: Cell<i64>,
+}
+
+impl Queue {
+    /// One app deploying `REPO`'s `master` through a deploy hook; Telegram answers
+    /// `telegram_status`.
+    fn new(telegram_status: u16) -> Queue {
+        let q = Queue {
+            db: SqliteSql::migrated(),
+            queue: MemoryQueue::default(),
+            kv: MemoryKv::default(),
+            http: FakeHttp::routed(move |req| match req.url.as_str() {
+                "http://gh.test/repos/Codertocat/Hello-World/deployments" => {
+                    json_response(201, serde_json::json!({"id": 101}))
+                }
+                "http://gh.test/repos/Codertocat/Hello-World/deployments/101/statuses" => {
+                    json_response(201, serde_json::json!({"id": 1}))
+                }
+                "http://tg.test/bot42:TOKEN/sendMessage" if telegram_status == 200 => {
+                    json_response(
+                        200,
+                        serde_json::json!({"ok": true, "result": {"message_id": 7}}),
+                    )
+                }
+                "http://tg.test/bot42:TOKEN/sendMessage" => json_response(
+                    telegram_status,
+                    serde_json::json!({"ok": false, "description": "Service Unavailable"}),
+                ),
+                url => Err(HttpError::Network(format!("the fake does not serve {url}"))),
+            }),
+            cipher: NativeCipher::default(),
+            config: Config::from_lookup(|k| {
+                Some(
+                    match k {
+                        "GITHUB_TOKEN" => "ghs_test",
+                        "GITHUB_API_BASE" => "http://gh.test",
+                        "TELEGRAM_BOT_TOKEN" => "42:TOKEN",
+                        "TELEGRAM_CHAT_ID" => "-100",
+                        "TELEGRAM_API_BASE" => "http://tg.test",
+                        _ => return None,
+                    }
+                    .to_owned(),
+                )
+            }),
+            clock: Cell::new(1_700_000_000_000),
+        };
+        let app = App::parse(
+            format!(
+                r#"{{"repository": "{REPO}", "production_branch": "master", "environment": "production",
+                "deploy_on": "push", "deploy": {{"type": "deploy_hook", "url": "https://hooks.example.com/deploy"}}}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("app");
+        block_on(AppStore::new(&q.db).put(&AppName::parse("app").expect("name"), &app, q.now()))
+            .expect("app stored");
+        q
+    }
+
+    /// The clock moves an hour each time it is read: every retry is due.
+    fn now(&self) -> Timestamp {
+        self.clock.set(self.clock.get() + 3_600_000);
+        Timestamp::from_millis(self.clock.get())
+    }
+
+    fn deps(
+        &self,
+    ) -> Deps<
+        '_,
+        (
+            FakeHttp,
+            &SqliteSql,
+            MemoryQueue,
+            MemoryKv,
+            NoSigner,
+            NativeCipher,
+        ),
+    > {
+        Deps {
+            config: &self.config,
+            http: &self.http,
+            sql: &self.db,
+            queue: &self.queue,
+            kv: &self.kv,
+            signer: &NoSigner,
+            cipher: &self.cipher,
+        }
+    }
+
+    /// Records the fixture `fixture` as delivery `id` of `event` and returns the
+    /// message `/github` enqueues for it.
+    fn delivered(&self, id: &str, event: &str, fixture: &str) -> JobMessage {
+        let path = format!(
+            "{}/../tests/fixtures/github/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let body = std::fs::read(path).expect("fixture");
+        let event = parse(event, &body).expect("parses");
+        let id = DeliveryId::parse(id).expect("id");
+        block_on(DeliveryStore::new(&self.db).record(
+            &id,
+            &event,
+            Outcome::Queued,
+            None,
+            self.now(),
+        ))
+        .expect("recorded");
+        JobMessage::GithubDelivery {
+            id: id.as_str().to_owned(),
+        }
+    }
+
+    fn consume(&self, messages: &[JobMessage], dead_letters: bool) -> Consumed {
+        block_on(consume(&self.deps(), messages, dead_letters, || self.now()))
+    }
+
+    /// The messages the flows enqueued, taken off the queue.
+    fn enqueued(&self) -> Vec<JobMessage> {
+        self.queue.sent.take()
+    }
+
+    fn notification(&self) -> i64 {
+        self.notification_for("b-1")
+    }
+
+    fn delivery_outcome(&self, id: &str) -> Outcome {
+        block_on(DeliveryStore::new(&self.db).recent(10))
+            .expect("recent")
+            .into_iter()
+            .find(|d| d.id == id)
+            .expect("recorded")
+            .outcome
+    }
+}
+
+fn info(text: &str) -> Line {
+    Line::Info(text.to_owned())
+}
+
+fn error(text: &str) -> Line {
+    Line::Error(text.to_owned())
+}
+
+#[test]
+fn each_delivery_reaches_the_flows_that_listen_to_its_event() {
+    let q = Queue::new(200);
+    let push = q.delivered("d-push", "push", "push.with-new-branch.json");
+    let pr = q.delivered("d-pr", "pull_request", "pull_request.opened.json");
+    let run = q.delivered("d-run", "workflow_run", "workflow_run.completed.json");
+    let ping = q.delivered("d-ping", "ping", "ping.json");
+
+    let done = q.consume(&[push, pr, run, ping], false);
+
+    assert_eq!(done.verdicts, vec![Some(Verdict::Ack); 4]);
+    assert_eq!(
+        done.log,
+        vec![
+            // The deploy flow made a job and enqueued its first step.
+            info("github: delivery d-push: app: job 1 started"),
+            // The preview flow looked for apps that preview the repository.
+            info("github: delivery d-pr: no app previews Codertocat/Hello-World"),
+            // The deploy flow looked for steps waiting for the run.
+            info("github: delivery d-run: workflow run 289782451: no step waits for it"),
+            info("github: delivery d-ping: nothing to do"),
+        ]
+    );
+    assert!(matches!(
+        q.enqueued().as_slice(),
+        [JobMessage::DeployStep { job_id: 1, .. }]
+    ));
+    assert_eq!(q.delivery_outcome("d-push"), Outcome::Processed);
+    assert_eq!(q.delivery_outcome("d-ping"), Outcome::Processed);
+}
+
+#[test]
+fn each_message_reaches_the_flow_that_owns_it() {
+    let q = Queue::new(200);
+    let push = q.delivered("d-push", "push", "push.with-new-branch.json");
+    q.consume(&[push], false);
+    let step = q.enqueued().remove(0);
+    let workflow_step = JobMessage::WorkflowStep {
+        workflow_id: 7,
+        step: crate::orchestrate::definition::StepId::parse("infra_pr").expect("step id"),
+    };
+    let bad_delivery = JobMessage::GithubDelivery {
+        id: "../admin".into(),
+    };
+
+    let done = q.consume(
+        &[
+            step,
+            JobMessage::Preview { id: 99 },
+            workflow_step,
+            bad_delivery,
+        ],
+        false,
+    );
+
+    assert_eq!(done.verdicts, vec![Some(Verdict::Ack); 4]);
+    assert_eq!(
+        done.log,
+        vec![
+            info("deploy: job 1 (app 6113728) create_deployment: done"),
+            info("preview 99: held by another run, which picks up this change"),
+            info("orchestrate: workflow 7 infra_pr: no such workflow"),
+            error("deploy: dropping a message with an invalid delivery id"),
+        ]
+    );
+    // The deploy step enqueued the job's next one.
+    assert!(matches!(
+        q.enqueued().as_slice(),
+        [JobMessage::DeployStep { job_id: 1, .. }]
+    ));
+}
+
+#[test]
+fn a_transient_failure_is_retried_after_its_delay_and_its_dead_letter_acknowledged() {
+    let q = Queue::new(200);
+    let push = q.delivered("d-push", "push", "push.with-new-branch.json");
+    q.queue.fail.set(true);
+
+    let done = q.consume(std::slice::from_ref(&push), false);
+
+    let base = q.config.delivery_retry_base_seconds;
+    assert_eq!(
+        done.verdicts,
+        vec![Some(Verdict::Retry {
+            delay_seconds: base
+        })]
+    );
+    let [Line::Error(line)] = done.log.as_slice() else {
+        panic!("one error line: {:?}", done.log);
+    };
+    assert!(
+        line.starts_with("github: delivery d-push: attempt 1 failed: ")
+            && line.ends_with(&format!("; retrying in {base} s")),
+        "{line}"
+    );
+    assert_eq!(q.delivery_outcome("d-push"), Outcome::Queued);
+
+    // The queue gave up on it: acknowledged, and left for the cron's sweep.
+    let dead = q.consume(std::slice::from_ref(&push), true);
+    assert_eq!(dead.verdicts, vec![Some(Verdict::Ack)]);
+    assert_eq!(
+        dead.log,
+        vec![error(
+            "queue: dead-lettered GithubDelivery { id: \"d-push\" }; the cron sweep picks up what it left unfinished"
+        )]
+    );
+    assert_eq!(q.delivery_outcome("d-push"), Outcome::Queued);
+}
+
+#[test]
+fn notifications_are_retried_then_sent_to_the_dead_letter_queue_which_marks_them_failed() {
+    let q = Queue::new(503);
+    let id = q.notification();
+    // The sweep re-enqueued it: both copies get the verdict.
+    let copies = [JobMessage::Notify { id }, JobMessage::Notify { id }];
+    let mut verdicts = Vec::new();
+    for _ in 0..MAX_DELIVERY_ATTEMPTS {
+        let done = q.consume(&copies, false);
+        assert_eq!(done.verdicts[0], done.verdicts[1]);
+        assert!(
+            matches!(done.log.as_slice(), [Line::Error(l)] if l.starts_with("queue: notification "))
+        );
+        verdicts.push(done.verdicts[0].expect("decided"));
+    }
+    assert!(verdicts[..verdicts.len() - 1]
+        .iter()
+        .all(|v| matches!(v, Verdict::Retry { delay_seconds } if *delay_seconds > 0)));
+    assert_eq!(verdicts.last(), Some(&Verdict::DeadLetter));
+
+    // On the dead-letter queue: the one given up on is finished already; one
+    // whose consumer never finished is marked failed.
+    let stuck = q.notification_for("b-2");
+    let dead = q.consume(
+        &[JobMessage::Notify { id }, JobMessage::Notify { id: stuck }],
+        true,
+    );
+    assert_eq!(dead.verdicts, vec![Some(Verdict::Ack); 2]);
+    assert_eq!(
+        dead.log,
+        vec![
+            info(&format!(
+                "queue: notification {id} dead-lettered after it was finished"
+            )),
+            error(&format!(
+                "queue: notification {stuck} dead-lettered and marked failed"
+            )),
+        ]
+    );
+}
+
+#[test]
+fn a_successful_notification_is_acknowledged() {
+    let q = Queue::new(200);
+    let id = q.notification();
+    let done = q.consume(&[JobMessage::Notify { id }], false);
+    assert_eq!(done.verdicts, vec![Some(Verdict::Ack)]);
+    assert!(
+        matches!(done.log.as_slice(), [Line::Info(l)] if l.starts_with(&format!("queue: notification {id} ")))
+    );
+    // One message through `run_job` is the same flow.
+    let again = block_on(run_job(&q.deps(), &JobMessage::Notify { id }, q.now()));
+    assert_eq!(again.verdict, Verdict::Ack);
+}
+
+#[test]
+fn the_sweep_reaches_every_flow() {
+    let q = Queue::new(200);
+    let push = q.delivered("d-push", "push", "push.with-new-branch.json");
+    q.consume(&[push], false);
+    // The step message was lost; the sweep finds the step untouched.
+    q.enqueued();
+    let log = block_on(sweep(&q.deps(), || q.now()));
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("cron deploy sweep: job 1 step ") && l.ends_with("re-enqueued")),
+        "{log:?}"
+    );
+    assert!(matches!(
+        q.enqueued().as_slice(),
+        [JobMessage::DeployStep { job_id: 1, .. }]
+    ));
+}
+
+impl Queue {
+    fn notification_for(&self, deployment_id: &str) -> i64 {
+        let deployment = hook_deployment(serde_json::json!(
+            {"type": "worker", "projectName": "api", "deploymentId": deployment_id}
+        ));
+        block_on(NotificationStore::new(&self.db).insert(
+            &deployment,
+            NotificationStatus::Pending,
+            self.now(),
+        ))
+        .expect("insert")
+        .expect("new")
+    }
+}
+
+#[test]
+fn an_unknown_delivery_is_acknowledged_as_not_recorded() {
+    let q = Queue::new(200);
+    let done = q.consume(
+        &[JobMessage::GithubDelivery {
+            id: "d-missing".into(),
+        }],
+        false,
+    );
+    assert_eq!(done.verdicts, vec![Some(Verdict::Ack)]);
+    assert_eq!(
+        done.log,
+        vec![info("github: delivery d-missing: not recorded")]
+    );
+}
