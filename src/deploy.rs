@@ -17,8 +17,8 @@ use edge_core::preview::flow::RunVerdict;
 
 /// The bindings the deploy flows use, taken from `Env` once per event.
 pub(crate) struct Bindings {
-    sql: adapters::D1Sql,
-    queue: adapters::WorkerQueue,
+    pub(crate) sql: adapters::D1Sql,
+    pub(crate) queue: adapters::WorkerQueue,
     kv: adapters::WorkerKv,
 }
 

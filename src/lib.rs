@@ -3,6 +3,11 @@
 //! HTTP responses and queue acknowledgements. Every `worker::` type stays in this
 //! crate, most of them in [`adapters`].
 
+use std::cell::OnceCell;
+use std::rc::Rc;
+
+use edge_core::config::Config;
+use edge_core::error::ApiError;
 use worker::{
     event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent,
 };
@@ -24,16 +29,40 @@ pub(crate) const DB: &str = "DB";
 pub(crate) const STATE: &str = "STATE";
 pub(crate) const JOBS: &str = "JOBS";
 
+/// One fetch event: its configuration, and its bindings, looked up once when a
+/// route first needs them (so a route that needs no database answers without one).
+pub(crate) struct Event<'a> {
+    pub env: &'a Env,
+    pub ctx: &'a Context,
+    pub config: &'a Config,
+    bindings: OnceCell<Result<Rc<deploy::Bindings>, ApiError>>,
+}
+
+impl Event<'_> {
+    pub fn bindings(&self) -> Result<&Rc<deploy::Bindings>, ApiError> {
+        self.bindings
+            .get_or_init(|| deploy::Bindings::from_env(self.env).map(Rc::new))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let config = adapters::config(&env);
+    let event = Event {
+        env: &env,
+        ctx: &ctx,
+        config: &config,
+        bindings: OnceCell::new(),
+    };
     let path = req.path();
     let result = match path.as_str() {
         "/notify" => notify::handle(req, &env, &ctx, &config).await,
         "/health" => health::handle(&req, &env, &config),
-        "/github" => github::handle(req, &env, &ctx, &config).await,
-        p if p == "/api" || p.starts_with("/api/") => admin::handle(req, &env, &config).await,
-        _ => Err(edge_core::error::ApiError::NotFound),
+        "/github" => github::handle(req, &event).await,
+        p if p == "/api" || p.starts_with("/api/") => admin::handle(req, &event).await,
+        _ => Err(ApiError::NotFound),
     };
     respond::finish(result)
 }

@@ -84,6 +84,53 @@ pub fn parse_body<T: crate::json::FromJson>(body: &[u8], root_hint: &str) -> Res
     })
 }
 
+// ---- Domain errors at the edge: each flow's typed error, mapped to its answer. ----
+
+impl From<crate::github::intake::BodyError> for ApiError {
+    fn from(e: crate::github::intake::BodyError) -> Self {
+        use crate::github::intake::BodyError;
+        match e {
+            BodyError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+            BodyError::Unreadable => ApiError::BadRequest("unreadable body".into()),
+        }
+    }
+}
+
+/// The `/github` intake: its refusals name the header or the field; what failed
+/// inside is logged by the caller and answered with a fixed message.
+impl From<crate::github::intake::IntakeError> for ApiError {
+    fn from(e: crate::github::intake::IntakeError) -> Self {
+        use crate::github::intake::IntakeError;
+        use crate::github::webhook::SignatureError;
+        match e {
+            IntakeError::NotConfigured(missing) => ApiError::NotConfigured(missing),
+            IntakeError::Body(e) => e.into(),
+            IntakeError::Signature(e) => ApiError::Unauthorized(match e {
+                SignatureError::Missing => "missing X-Hub-Signature-256 header",
+                SignatureError::Malformed => "malformed X-Hub-Signature-256 header",
+                SignatureError::Mismatch => "signature does not match",
+            }),
+            e @ (IntakeError::MissingEvent | IntakeError::MissingDelivery) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            IntakeError::Payload(text) => ApiError::BadRequest(text),
+            IntakeError::Hmac(_) | IntakeError::Digest => ApiError::Internal,
+            IntakeError::Apps(_) | IntakeError::Record { .. } => ApiError::Unavailable,
+        }
+    }
+}
+
+/// The admin API's delivery log.
+impl From<crate::admin::LogError> for ApiError {
+    fn from(e: crate::admin::LogError) -> Self {
+        use crate::admin::LogError;
+        match e {
+            LogError::NotFound => ApiError::NotFound,
+            LogError::Store { .. } | LogError::Queue(_) => ApiError::Unavailable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
