@@ -246,6 +246,7 @@ impl Kv for WorkerKv {
 /// (rows stay pending and the sweep enqueues them once the binding is back). The
 /// message goes as the JSON serde_json writes, parsed into a JavaScript value, so
 /// one serializer serves every type.
+#[derive(Clone)]
 pub struct WorkerQueue(Option<js_sys::Object>);
 
 impl Queue for WorkerQueue {

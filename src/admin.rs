@@ -68,7 +68,7 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 /// The delivery log's answer; what failed inside goes to the log.
 fn log_error(e: LogError) -> ApiError {
-    if e != LogError::NotFound {
+    if !matches!(e, LogError::NotFound) {
         console_error!("admin: {e}");
     }
     ApiError::from(e)

@@ -3,7 +3,7 @@
 //! [`edge_core::github::intake::receive`]. Its message is sent after the answer.
 
 use edge_core::error::ApiError;
-use edge_core::github::intake::{self, BodyError, Incoming};
+use edge_core::github::intake::{self, BodyError, Incoming, IntakeError};
 use js_sys::Uint8Array;
 use worker::{console_error, console_log, Method, Request};
 
@@ -45,8 +45,8 @@ pub async fn handle(req: Request, event: &Event<'_>) -> Result<Reply, ApiError> 
     )
     .await
     .map_err(|e| {
-        if e.is_internal() {
-            console_error!("github: {e}");
+        if let IntakeError::Failed(failure) = &e {
+            console_error!("github: {failure}");
         }
         ApiError::from(e)
     })?;
@@ -54,9 +54,9 @@ pub async fn handle(req: Request, event: &Event<'_>) -> Result<Reply, ApiError> 
         console_log!("{line}");
     }
     if let (Some(job), Ok(bindings)) = (receipt.enqueue(), bindings) {
-        let bindings = std::rc::Rc::clone(bindings);
+        let queue = bindings.queue.clone();
         event.ctx.wait_until(async move {
-            if let Err(line) = job.send(&bindings.queue).await {
+            if let Err(line) = job.send(&queue).await {
                 console_error!("{line}");
             }
         });

@@ -3,9 +3,6 @@
 //! HTTP responses and queue acknowledgements. Every `worker::` type stays in this
 //! crate, most of them in [`adapters`].
 
-use std::cell::OnceCell;
-use std::rc::Rc;
-
 use edge_core::config::Config;
 use edge_core::error::ApiError;
 use worker::{
@@ -29,21 +26,20 @@ pub(crate) const DB: &str = "DB";
 pub(crate) const STATE: &str = "STATE";
 pub(crate) const JOBS: &str = "JOBS";
 
-/// One fetch event: its configuration, and its bindings, looked up once when a
-/// route first needs them (so a route that needs no database answers without one).
+/// One fetch event: its configuration and its bindings, looked up once. A missing
+/// database is an error only where a route needs it.
 pub(crate) struct Event<'a> {
-    pub env: &'a Env,
     pub ctx: &'a Context,
     pub config: &'a Config,
-    bindings: OnceCell<Result<Rc<deploy::Bindings>, ApiError>>,
+    bindings: Option<deploy::Bindings>,
 }
 
 impl Event<'_> {
-    pub fn bindings(&self) -> Result<&Rc<deploy::Bindings>, ApiError> {
+    /// `503` without the database (the one binding they cannot do without).
+    pub fn bindings(&self) -> Result<&deploy::Bindings, ApiError> {
         self.bindings
-            .get_or_init(|| deploy::Bindings::from_env(self.env).map(Rc::new))
             .as_ref()
-            .map_err(Clone::clone)
+            .ok_or(ApiError::NotConfigured(adapters::NO_DB))
     }
 }
 
@@ -51,10 +47,9 @@ impl Event<'_> {
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let config = adapters::config(&env);
     let event = Event {
-        env: &env,
         ctx: &ctx,
         config: &config,
-        bindings: OnceCell::new(),
+        bindings: deploy::Bindings::from_env(&env).ok(),
     };
     let path = req.path();
     let result = match path.as_str() {

@@ -100,7 +100,7 @@ impl From<crate::github::intake::BodyError> for ApiError {
 /// inside is logged by the caller and answered with a fixed message.
 impl From<crate::github::intake::IntakeError> for ApiError {
     fn from(e: crate::github::intake::IntakeError) -> Self {
-        use crate::github::intake::IntakeError;
+        use crate::github::intake::{IntakeError, IntakeFailure};
         use crate::github::webhook::SignatureError;
         match e {
             IntakeError::NotConfigured(missing) => ApiError::NotConfigured(missing),
@@ -110,12 +110,19 @@ impl From<crate::github::intake::IntakeError> for ApiError {
                 SignatureError::Malformed => "malformed X-Hub-Signature-256 header",
                 SignatureError::Mismatch => "signature does not match",
             }),
-            e @ (IntakeError::MissingEvent | IntakeError::MissingDelivery) => {
-                ApiError::BadRequest(e.to_string())
+            IntakeError::MissingEvent => {
+                ApiError::BadRequest("missing X-GitHub-Event header".into())
+            }
+            IntakeError::MissingDelivery => {
+                ApiError::BadRequest("missing or invalid X-GitHub-Delivery header".into())
             }
             IntakeError::Payload(text) => ApiError::BadRequest(text),
-            IntakeError::Hmac(_) | IntakeError::Digest => ApiError::Internal,
-            IntakeError::Apps(_) | IntakeError::Record { .. } => ApiError::Unavailable,
+            IntakeError::Failed(IntakeFailure::Hmac(_) | IntakeFailure::Digest) => {
+                ApiError::Internal
+            }
+            IntakeError::Failed(IntakeFailure::Apps(_) | IntakeFailure::Record { .. }) => {
+                ApiError::Unavailable
+            }
         }
     }
 }

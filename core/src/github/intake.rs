@@ -8,6 +8,7 @@
 //! reads the body into a JavaScript buffer that WebCrypto hashes in place, and copies
 //! it into Rust only once it is authentic.
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use super::deliveries::{BodyHash, DeliveryId, DeliveryStore, Outcome};
@@ -124,7 +125,7 @@ pub enum BodyError {
 }
 
 /// Why a delivery was not taken. Each maps to one HTTP answer
-/// (`From<IntakeError> for ApiError`); the internal ones say more, for the log.
+/// (`From<IntakeError> for ApiError`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IntakeError {
     /// A secret or binding the intake needs is missing; names it.
@@ -141,6 +142,14 @@ pub enum IntakeError {
     /// The payload does not parse as its event; the text names what is wrong.
     #[error("{0}")]
     Payload(String),
+    /// Something failed inside: the caller sees a fixed message, the log this.
+    #[error(transparent)]
+    Failed(#[from] IntakeFailure),
+}
+
+/// What failed inside the intake, for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeFailure {
     #[error("HMAC failed: {0}")]
     Hmac(String),
     #[error("SHA-256 of the body failed")]
@@ -149,19 +158,6 @@ pub enum IntakeError {
     Apps(StoreError),
     #[error("delivery {delivery} not recorded: {error}")]
     Record { delivery: String, error: StoreError },
-}
-
-impl IntakeError {
-    /// Whether the caller sees only a fixed message and the detail belongs in the log.
-    pub fn is_internal(&self) -> bool {
-        matches!(
-            self,
-            IntakeError::Hmac(_)
-                | IntakeError::Digest
-                | IntakeError::Apps(_)
-                | IntakeError::Record { .. }
-        )
-    }
 }
 
 /// What became of an authentic, recorded delivery.
@@ -196,12 +192,12 @@ impl Receipt {
         }
     }
 
-    pub fn message(&self) -> String {
+    pub fn message(&self) -> Cow<'static, str> {
         match &self.received {
-            Received::Pong => "pong".to_owned(),
-            Received::Duplicate => "Already processed".to_owned(),
-            Received::Ignored(reason) => format!("Ignored: {reason}"),
-            Received::Queued => "Queued".to_owned(),
+            Received::Pong => "pong".into(),
+            Received::Duplicate => "Already processed".into(),
+            Received::Ignored(reason) => format!("Ignored: {reason}").into(),
+            Received::Queued => "Queued".into(),
         }
     }
 
@@ -275,7 +271,7 @@ pub async fn receive<I: Incoming, M: Mac<Body = I::Body>, S: Sql + Copy>(
         let computed = mac
             .hmac_sha256(secret.expose().as_bytes(), &body)
             .await
-            .map_err(IntakeError::Hmac)?;
+            .map_err(IntakeFailure::Hmac)?;
         if signature.matches(&computed) {
             authentic = true;
             break;
@@ -307,7 +303,7 @@ pub async fn receive<I: Incoming, M: Mac<Body = I::Body>, S: Sql + Copy>(
         Some(repo) => AppStore::new(sql)
             .for_repository(&repo)
             .await
-            .map_err(IntakeError::Apps)?,
+            .map_err(IntakeFailure::Apps)?,
         None => Vec::new(),
     };
     let intake = decide(&event, &apps, crate::orchestrate::drive::configured(config));
@@ -323,7 +319,7 @@ pub async fn receive<I: Incoming, M: Mac<Body = I::Body>, S: Sql + Copy>(
         .await
         .ok()
         .and_then(|d| BodyHash::from_digest(&d))
-        .ok_or(IntakeError::Digest)?;
+        .ok_or(IntakeFailure::Digest)?;
     let fresh = DeliveryStore::new(sql)
         .record_body(
             &delivery,
@@ -334,7 +330,7 @@ pub async fn receive<I: Incoming, M: Mac<Body = I::Body>, S: Sql + Copy>(
             clock(),
         )
         .await
-        .map_err(|error| IntakeError::Record {
+        .map_err(|error| IntakeFailure::Record {
             delivery: delivery.as_str().to_owned(),
             error,
         })?;

@@ -400,7 +400,7 @@ fn a_failing_hmac_is_an_internal_error() {
         &MemoryQueue::default(),
     )
     .expect_err("refused");
-    assert!(e.is_internal());
+    assert!(matches!(e, IntakeError::Failed(_)));
     assert_eq!(e.to_string(), "HMAC failed: crypto is unavailable");
     assert_eq!(
         answer(e),
@@ -493,7 +493,7 @@ fn unreadable_apps_record_nothing() {
         .expect("dropped");
     let (mac, queue) = (NativeMac::default(), MemoryQueue::default());
     let e = deliver(&push("d-1"), &mac, &configured(), Ok(&db), &queue).expect_err("refused");
-    assert!(e.is_internal());
+    assert!(matches!(e, IntakeError::Failed(_)));
     assert!(e.to_string().starts_with("apps not readable: "), "{e}");
     assert_eq!(
         answer(e),
@@ -516,7 +516,7 @@ fn a_failing_digest_records_nothing() {
     };
     let queue = MemoryQueue::default();
     let e = deliver(&push("d-1"), &mac, &configured(), Ok(&db), &queue).expect_err("refused");
-    assert_eq!(e, IntakeError::Digest);
+    assert_eq!(e, IntakeError::Failed(IntakeFailure::Digest));
     assert_eq!(
         answer(e),
         (500, r#"{"success":false,"error":"internal error"}"#.into())
@@ -541,7 +541,7 @@ fn a_record_failure_enqueues_nothing() {
         &queue,
     )
     .expect_err("refused");
-    assert!(e.is_internal());
+    assert!(matches!(e, IntakeError::Failed(_)));
     assert!(
         e.to_string().starts_with("delivery d-1 not recorded: "),
         "{e}"
