@@ -157,6 +157,18 @@ fn deliver(
     Ok(receipt)
 }
 
+/// Runs the intake with no database bound, for the steps before it is needed.
+fn refused_without_a_database(request: &Request, mac: &NativeMac) -> IntakeError {
+    deliver(
+        request,
+        mac,
+        &configured(),
+        Err("the D1 binding DB"),
+        &MemoryQueue::default(),
+    )
+    .expect_err("refused")
+}
+
 fn answer(e: IntakeError) -> (u16, String) {
     let e = ApiError::from(e);
     (e.status(), e.body())
@@ -282,14 +294,7 @@ fn the_declared_length_is_capped_before_the_signature_is_looked_at() {
     let request = push("d-1")
         .set("content-length", Some(&(MAX_BODY_BYTES + 1).to_string()))
         .set("x-hub-signature-256", None);
-    let e = deliver(
-        &request,
-        &NativeMac::default(),
-        &configured(),
-        Err("the D1 binding DB"),
-        &MemoryQueue::default(),
-    )
-    .expect_err("refused");
+    let e = refused_without_a_database(&request, &NativeMac::default());
     assert_eq!(
         answer(e),
         (
@@ -312,14 +317,7 @@ fn the_signature_header_is_checked_before_the_body_is_read() {
             limit: MAX_BODY_BYTES,
         });
         let mac = NativeMac::default();
-        let e = deliver(
-            &request,
-            &mac,
-            &configured(),
-            Err("the D1 binding DB"),
-            &MemoryQueue::default(),
-        )
-        .expect_err("refused");
+        let e = refused_without_a_database(&request, &mac);
         assert_eq!(
             answer(e),
             (401, format!(r#"{{"success":false,"error":"{text}"}}"#))
@@ -349,14 +347,7 @@ fn a_streamed_body_over_the_cap_or_unreadable_is_refused_before_any_hashing() {
         let mut request = push("d-1").set("content-length", None);
         request.body = Err(error);
         let mac = NativeMac::default();
-        let e = deliver(
-            &request,
-            &mac,
-            &configured(),
-            Err("the D1 binding DB"),
-            &MemoryQueue::default(),
-        )
-        .expect_err("refused");
+        let e = refused_without_a_database(&request, &mac);
         assert_eq!(answer(e), (answered.0, answered.1.to_owned()));
         assert!(mac.calls.borrow().is_empty());
     }
@@ -392,14 +383,7 @@ fn a_failing_hmac_is_an_internal_error() {
         hmac_fails: true,
         ..NativeMac::default()
     };
-    let e = deliver(
-        &push("d-1"),
-        &mac,
-        &configured(),
-        Err("the D1 binding DB"),
-        &MemoryQueue::default(),
-    )
-    .expect_err("refused");
+    let e = refused_without_a_database(&push("d-1"), &mac);
     assert!(matches!(e, IntakeError::Failed(_)));
     assert_eq!(e.to_string(), "HMAC failed: crypto is unavailable");
     assert_eq!(
@@ -433,14 +417,7 @@ fn the_delivery_headers_are_checked_before_the_payload_is_parsed() {
         let request =
             Request::signed(SECRET, "push", "d-1", b"{not json".to_vec()).set(name, value);
         let mac = NativeMac::default();
-        let e = deliver(
-            &request,
-            &mac,
-            &configured(),
-            Err("the D1 binding DB"),
-            &MemoryQueue::default(),
-        )
-        .expect_err("refused");
+        let e = refused_without_a_database(&request, &mac);
         assert_eq!(
             answer(e),
             (400, format!(r#"{{"success":false,"error":"{text}"}}"#)),
@@ -453,14 +430,7 @@ fn the_delivery_headers_are_checked_before_the_payload_is_parsed() {
 #[test]
 fn the_payload_is_parsed_before_the_database_is_needed() {
     let request = Request::signed(SECRET, "push", "d-1", b"{not json".to_vec());
-    let e = deliver(
-        &request,
-        &NativeMac::default(),
-        &configured(),
-        Err("the D1 binding DB"),
-        &MemoryQueue::default(),
-    )
-    .expect_err("refused");
+    let e = refused_without_a_database(&request, &NativeMac::default());
     let (status, body) = answer(e);
     assert_eq!(status, 400);
     assert!(
@@ -468,14 +438,7 @@ fn the_payload_is_parsed_before_the_database_is_needed() {
         "{body}"
     );
 
-    let e = deliver(
-        &push("d-1"),
-        &NativeMac::default(),
-        &configured(),
-        Err("the D1 binding DB"),
-        &MemoryQueue::default(),
-    )
-    .expect_err("refused");
+    let e = refused_without_a_database(&push("d-1"), &NativeMac::default());
     assert_eq!(
         answer(e),
         (
