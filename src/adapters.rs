@@ -54,11 +54,14 @@ pub fn bound(env: &Env, name: &str) -> bool {
     binding(env, name).is_some()
 }
 
+/// What a missing `DB` binding is called in answers.
+pub const NO_DB: &str = "the D1 binding DB";
+
 /// SQL over the `DB` binding.
 pub fn d1(env: &Env) -> Result<D1Sql, ApiError> {
     binding(env, crate::DB)
         .map(D1Sql)
-        .ok_or(ApiError::NotConfigured("the D1 binding DB"))
+        .ok_or(ApiError::NotConfigured(NO_DB))
 }
 
 /// The notification store over the `DB` binding.
@@ -241,6 +244,7 @@ impl Kv for WorkerKv {
 /// (rows stay pending and the sweep enqueues them once the binding is back). The
 /// message goes as the JSON serde_json writes, parsed into a JavaScript value, so
 /// one serializer serves every type.
+#[derive(Clone)]
 pub struct WorkerQueue(Option<js_sys::Object>);
 
 impl Queue for WorkerQueue {

@@ -1,13 +1,13 @@
 //! The admin API under `/api/`, guarded by `ADMIN_TOKEN`: the apps registry and the
 //! delivery log.
 
+use edge_core::admin::LogError;
 use edge_core::apps::{App, AppStore};
 use edge_core::auth::require_bearer;
 use edge_core::config::Config;
 use edge_core::deploy::store::JobStore;
 use edge_core::deploy::JobStatus;
 use edge_core::error::ApiError;
-use edge_core::github::deliveries::{DeliveryId, DeliveryStore};
 use edge_core::http::query_param;
 use edge_core::names::{AppName, EnvVarName};
 use edge_core::orchestrate::runner::AdminError;
@@ -16,14 +16,12 @@ use edge_core::preview::store::PreviewStore;
 use edge_core::secret::Secret;
 use edge_core::secrets::{self, EnvType, SecretStore};
 
-use crate::crypto::WebCryptoCipher;
-use edge_core::jobs::JobMessage;
-use edge_core::notify::store::NotificationStore;
-use edge_core::ports::Queue;
-use worker::{console_error, Env, Method, Request};
+use worker::{console_error, Method, Request};
 
 use crate::adapters::{self, now};
+use crate::crypto::WebCryptoCipher;
 use crate::respond::{json_body, Reply};
+use crate::Event;
 
 /// Largest admin request body; an app's JSON is a few hundred bytes.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -69,7 +67,16 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable
 }
 
-pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Reply, ApiError> {
+/// The delivery log's answer; what failed inside goes to the log.
+fn log_error(e: LogError) -> ApiError {
+    if !matches!(e, LogError::NotFound) {
+        console_error!("admin: {e}");
+    }
+    ApiError::from(e)
+}
+
+pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiError> {
+    let config = event.config;
     let path = req.path();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     // Unknown paths are 404 before authentication says anything about them.
@@ -90,8 +97,9 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         _ => return Err(ApiError::NotFound),
     };
     authorize(&req, config)?;
-    let sql = adapters::d1(env)?;
-    let apps = AppStore::new(&sql);
+    let bindings = event.bindings()?;
+    let sql = &bindings.sql;
+    let apps = AppStore::new(sql);
     let method = req.method();
     match (route, method) {
         (Route::Apps, Method::Get) => {
@@ -149,12 +157,21 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         (Route::App(_), _) => Err(ApiError::MethodNotAllowed {
             allowed: "GET, PUT, DELETE",
         }),
-        (Route::Deliveries, Method::Get) => deliveries(&req, &sql).await,
+        (Route::Deliveries, Method::Get) => {
+            let limit = parse_limit(query_param(&req.inner().url(), "limit"))?;
+            let list = edge_core::admin::deliveries(sql, limit)
+                .await
+                .map_err(log_error)?;
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "deliveries": list }),
+            ))
+        }
         (Route::Deliveries, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
         (Route::Secrets(name, env), Method::Get) => {
             let (name, env) = (AppName::parse(&name)?, EnvType::parse(&env)?);
             existing_app(&apps, &name).await?;
-            let list = SecretStore::new(&sql)
+            let list = SecretStore::new(sql)
                 .list(&name, env)
                 .await
                 .map_err(|e| unavailable("secrets", e))?;
@@ -167,7 +184,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         (Route::Previews(name), Method::Get) => {
             let name = AppName::parse(&name)?;
             existing_app(&apps, &name).await?;
-            let list = PreviewStore::new(&sql)
+            let list = PreviewStore::new(sql)
                 .list(name.as_str())
                 .await
                 .map_err(|e| unavailable("previews", e))?;
@@ -209,7 +226,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                     limit: secrets::MAX_VALUE_BYTES,
                 });
             }
-            let created = SecretStore::new(&sql)
+            let created = SecretStore::new(sql)
                 .put(
                     &WebCryptoCipher,
                     keys,
@@ -231,7 +248,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                 EnvType::parse(&env)?,
                 EnvVarName::parse(&key)?,
             );
-            if SecretStore::new(&sql)
+            if SecretStore::new(sql)
                 .delete(&name, env, &key)
                 .await
                 .map_err(|e| unavailable("secret", e))?
@@ -245,26 +262,9 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             allowed: "PUT, DELETE",
         }),
         (Route::Replay(id), Method::Post) => {
-            let id = DeliveryId::parse(&id).ok_or(ApiError::NotFound)?;
-            let deliveries = DeliveryStore::new(&sql);
-            if deliveries
-                .event(&id)
+            edge_core::admin::replay(sql, &bindings.queue, &id, now())
                 .await
-                .map_err(|e| unavailable("delivery", e))?
-                .is_none()
-            {
-                return Err(ApiError::NotFound);
-            }
-            deliveries
-                .replay(&id, now())
-                .await
-                .map_err(|e| unavailable("delivery", e))?;
-            adapters::queue(env)
-                .send(&JobMessage::GithubDelivery {
-                    id: id.as_str().to_owned(),
-                })
-                .await
-                .map_err(|e| unavailable("queue", e))?;
+                .map_err(log_error)?;
             Ok(Reply::message(202, "Replay queued"))
         }
         (Route::Replay(_), _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
@@ -279,7 +279,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             };
             let app = query("app").map(|a| AppName::parse(&a)).transpose()?;
             let limit = parse_limit(query("limit"))?;
-            let jobs = JobStore::new(&sql)
+            let jobs = JobStore::new(sql)
                 .list(app.as_ref().map(AppName::as_str), status, limit)
                 .await
                 .map_err(|e| unavailable("jobs", e))?;
@@ -291,7 +291,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         (Route::Jobs, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
         (Route::Job(id), Method::Get) => {
             let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
-            let job = JobStore::new(&sql)
+            let job = JobStore::new(sql)
                 .get(id)
                 .await
                 .map_err(|e| unavailable("job", e))?
@@ -304,7 +304,6 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
         (Route::Job(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
         (Route::Services, Method::Post) => {
             let body = json_body(&mut req, MAX_BODY_BYTES).await?;
-            let bindings = crate::deploy::Bindings::from_env(env)?;
             let (workflow, log) =
                 edge_core::orchestrate::drive::start(&bindings.deps(config), &body, now())
                     .await
@@ -331,7 +330,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
                 })?),
             };
             let limit = parse_limit(query_param(&url, "limit"))?;
-            let list = edge_core::orchestrate::runner::list_services(&sql, status, limit)
+            let list = edge_core::orchestrate::runner::list_services(sql, status, limit)
                 .await
                 .map_err(|e| unavailable("services", e))?;
             Ok(Reply::json(
@@ -343,7 +342,7 @@ pub async fn handle(mut req: Request, env: &Env, config: &Config) -> Result<Repl
             allowed: "GET, POST",
         }),
         (Route::Service(name), Method::Get) => {
-            let workflow = edge_core::orchestrate::runner::get_service(&sql, &name)
+            let workflow = edge_core::orchestrate::runner::get_service(sql, &name)
                 .await
                 .map_err(|e| match e {
                     AdminError::Store(detail) => unavailable("service", detail),
@@ -370,52 +369,4 @@ enum Route {
     Replay(String),
     Jobs,
     Job(String),
-}
-
-/// `GET /api/deliveries?limit=`: GitHub deliveries and `/notify` notifications,
-/// newest first.
-async fn deliveries(req: &Request, sql: &adapters::D1Sql) -> Result<Reply, ApiError> {
-    let limit = parse_limit(query_param(&req.inner().url(), "limit"))?;
-    let github = DeliveryStore::new(sql)
-        .recent(limit)
-        .await
-        .map_err(|e| unavailable("deliveries", e))?;
-    let notify = NotificationStore::new(sql)
-        .recent(limit)
-        .await
-        .map_err(|e| unavailable("notifications", e))?;
-    let mut all: Vec<(i64, serde_json::Value)> = github
-        .into_iter()
-        .map(|d| {
-            let at = d.received_at;
-            let mut v = serde_json::to_value(d).unwrap_or_default();
-            v["source"] = "github".into();
-            (at, v)
-        })
-        .chain(notify.into_iter().map(|n| {
-            (
-                n.created_at,
-                serde_json::json!({
-                    "source": "notify",
-                    "id": edge_core::notify::dedupe_key(&n.kind, &n.project_name, &n.deployment_id),
-                    "event": format!("{} deployment", n.kind),
-                    "repository": null,
-                    "project": n.project_name,
-                    "via": n.source,
-                    "outcome": n.status.as_str(),
-                    "detail": n.last_error,
-                    "attempts": n.attempts,
-                    "received_at": n.created_at,
-                    "updated_at": n.updated_at,
-                }),
-            )
-        }))
-        .collect();
-    all.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    all.truncate(limit as usize);
-    let list: Vec<serde_json::Value> = all.into_iter().map(|(_, v)| v).collect();
-    Ok(Reply::json(
-        200,
-        serde_json::json!({ "success": true, "deliveries": list }),
-    ))
 }

@@ -3,7 +3,7 @@
 //! stream is cancelled and the request gets its `413`, before anything has been
 //! authenticated and long before the isolate could fill its memory.
 
-use edge_core::error::ApiError;
+use edge_core::github::intake::BodyError;
 use edge_core::http::BodyCap;
 use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
@@ -11,21 +11,15 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStreamDefaultReader, ReadableStreamReadResult};
 use worker::Request;
 
-fn unreadable() -> ApiError {
-    ApiError::BadRequest("unreadable body".into())
-}
-
-/// `413` by the declared `Content-Length`, before anything is read.
-pub fn check_declared(req: &Request, limit: usize) -> Result<(), ApiError> {
-    let declared = req.headers().get("content-length").ok().flatten();
-    BodyCap::new(limit).check_declared(declared.as_deref())
-}
-
 /// The whole body, at most `limit` bytes, as one JS buffer (the webhook's HMAC
-/// runs on it in place). `413` by the declared length first, then at the first
-/// streamed chunk past the cap.
-pub async fn read_capped(req: &Request, limit: usize) -> Result<Uint8Array, ApiError> {
-    check_declared(req, limit)?;
+/// runs on it in place). `413` by the declared `Content-Length` first, before
+/// anything is read, then at the first streamed chunk past the cap.
+pub async fn read_capped(req: &Request, limit: usize) -> Result<Uint8Array, BodyError> {
+    let too_large = BodyError::TooLarge { limit };
+    let declared = req.headers().get("content-length").ok().flatten();
+    BodyCap::new(limit)
+        .check_declared(declared.as_deref())
+        .map_err(|_| too_large)?;
     let Some(stream) = req.inner().body() else {
         return Ok(Uint8Array::new_with_length(0));
     };
@@ -35,13 +29,16 @@ pub async fn read_capped(req: &Request, limit: usize) -> Result<Uint8Array, ApiE
     loop {
         let step: ReadableStreamReadResult = JsFuture::from(reader.read())
             .await
-            .map_err(|_| unreadable())?
+            .map_err(|_| BodyError::Unreadable)?
             .unchecked_into();
         if step.get_done().unwrap_or(false) {
             break;
         }
-        let chunk: Uint8Array = step.get_value().dyn_into().map_err(|_| unreadable())?;
-        if let Err(too_large) = cap.take(chunk.length() as usize) {
+        let chunk: Uint8Array = step
+            .get_value()
+            .dyn_into()
+            .map_err(|_| BodyError::Unreadable)?;
+        if cap.take(chunk.length() as usize).is_err() {
             // Stop pulling: the runtime drops what the client still sends.
             drop(reader.cancel());
             return Err(too_large);

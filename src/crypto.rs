@@ -23,42 +23,62 @@ fn js_err(e: JsValue) -> String {
         .unwrap_or_else(|| "WebCrypto error".to_owned())
 }
 
-/// HMAC-SHA256 of `data` (a JS buffer, never copied into wasm) under `key`.
-pub async fn hmac_sha256(key: &[u8], data: &Uint8Array) -> Result<Vec<u8>, String> {
+/// Signs `data` (a JS buffer, never copied into wasm) with algorithm `name` over
+/// SHA-256, under `key` in `format` (`raw` for HMAC, `pkcs8` for RSA).
+async fn sign(format: &str, key: &[u8], name: &str, data: &Uint8Array) -> Result<Vec<u8>, String> {
     let subtle = subtle()?;
     let algorithm = Object::new();
-    Reflect::set(&algorithm, &"name".into(), &"HMAC".into()).map_err(js_err)?;
+    Reflect::set(&algorithm, &"name".into(), &name.into()).map_err(js_err)?;
     Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into()).map_err(js_err)?;
     let usages = Array::of1(&"sign".into());
     let key_data = Uint8Array::from(key);
     let key = JsFuture::from(
         subtle
-            .import_key_with_object("raw", &key_data, &algorithm, false, &usages)
+            .import_key_with_object(format, &key_data, &algorithm, false, &usages)
             .map_err(js_err)?,
     )
     .await
     .map_err(js_err)?;
     let key: web_sys::CryptoKey = key.unchecked_into();
-    let mac = JsFuture::from(
+    let signature = JsFuture::from(
         subtle
-            .sign_with_str_and_buffer_source("HMAC", &key, data)
+            .sign_with_str_and_buffer_source(name, &key, data)
             .map_err(js_err)?,
     )
     .await
     .map_err(js_err)?;
-    Ok(Uint8Array::new(&mac).to_vec())
+    Ok(Uint8Array::new(&signature).to_vec())
 }
 
-/// SHA-256 of `data` (a JS byte array, never copied into wasm).
-pub async fn sha256(data: &Uint8Array) -> Result<Vec<u8>, String> {
-    let digest = JsFuture::from(
-        subtle()?
-            .digest_with_str_and_buffer_source("SHA-256", data)
-            .map_err(js_err)?,
-    )
-    .await
-    .map_err(js_err)?;
-    Ok(Uint8Array::new(&digest).to_vec())
+/// The webhook's hashes over its body, a JS buffer WebCrypto reads in place (it is
+/// copied into wasm only once authentic, for the parser).
+pub struct WebCryptoMac;
+
+impl edge_core::github::intake::Mac for WebCryptoMac {
+    type Body = Uint8Array;
+
+    async fn hmac_sha256(&self, key: &[u8], data: &Uint8Array) -> Result<Vec<u8>, String> {
+        sign("raw", key, "HMAC", data).await
+    }
+
+    async fn sha256(&self, data: &Uint8Array) -> Result<Vec<u8>, String> {
+        let digest = JsFuture::from(
+            subtle()?
+                .digest_with_str_and_buffer_source("SHA-256", data)
+                .map_err(js_err)?,
+        )
+        .await
+        .map_err(js_err)?;
+        Ok(Uint8Array::new(&digest).to_vec())
+    }
+
+    fn len(&self, data: &Uint8Array) -> usize {
+        data.length() as usize
+    }
+
+    fn to_vec(&self, data: &Uint8Array) -> Vec<u8> {
+        data.to_vec()
+    }
 }
 
 /// RSASSA-PKCS1-v1_5 with SHA-256 under a PKCS#8 key: the GitHub App JWT.
@@ -66,29 +86,13 @@ pub struct WebCryptoSigner;
 
 impl edge_core::github::app::RsaSigner for WebCryptoSigner {
     async fn sign_rs256(&self, pkcs8_der: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
-        let subtle = subtle()?;
-        let algorithm = Object::new();
-        Reflect::set(&algorithm, &"name".into(), &"RSASSA-PKCS1-v1_5".into()).map_err(js_err)?;
-        Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into()).map_err(js_err)?;
-        let usages = Array::of1(&"sign".into());
-        let key_data = Uint8Array::from(pkcs8_der);
-        let key = JsFuture::from(
-            subtle
-                .import_key_with_object("pkcs8", &key_data, &algorithm, false, &usages)
-                .map_err(js_err)?,
+        sign(
+            "pkcs8",
+            pkcs8_der,
+            "RSASSA-PKCS1-v1_5",
+            &Uint8Array::from(data),
         )
         .await
-        .map_err(js_err)?;
-        let key: web_sys::CryptoKey = key.unchecked_into();
-        let data = Uint8Array::from(data);
-        let signature = JsFuture::from(
-            subtle
-                .sign_with_str_and_buffer_source("RSASSA-PKCS1-v1_5", &key, &data)
-                .map_err(js_err)?,
-        )
-        .await
-        .map_err(js_err)?;
-        Ok(Uint8Array::new(&signature).to_vec())
     }
 }
 

@@ -117,6 +117,60 @@ bad_request!(
     crate::orchestrate::definition::ServiceError,
 );
 
+// ---- Domain errors at the edge: each flow's typed error, mapped to its answer. ----
+
+impl From<crate::github::intake::BodyError> for ApiError {
+    fn from(e: crate::github::intake::BodyError) -> Self {
+        use crate::github::intake::BodyError;
+        match e {
+            BodyError::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+            BodyError::Unreadable => ApiError::BadRequest("unreadable body".into()),
+        }
+    }
+}
+
+/// The `/github` intake: its refusals name the header or the field; what failed
+/// inside is logged by the caller and answered with a fixed message.
+impl From<crate::github::intake::IntakeError> for ApiError {
+    fn from(e: crate::github::intake::IntakeError) -> Self {
+        use crate::github::intake::{IntakeError, IntakeFailure};
+        use crate::github::webhook::SignatureError;
+        match e {
+            IntakeError::NotConfigured(missing) => ApiError::NotConfigured(missing),
+            IntakeError::Body(e) => e.into(),
+            IntakeError::Signature(e) => ApiError::Unauthorized(match e {
+                SignatureError::Missing => "missing X-Hub-Signature-256 header",
+                SignatureError::Malformed => "malformed X-Hub-Signature-256 header",
+                SignatureError::Mismatch => "signature does not match",
+            }),
+            IntakeError::MissingEvent => {
+                ApiError::BadRequest("missing X-GitHub-Event header".into())
+            }
+            IntakeError::MissingDelivery => {
+                ApiError::BadRequest("missing or invalid X-GitHub-Delivery header".into())
+            }
+            IntakeError::Payload(text) => ApiError::BadRequest(text),
+            IntakeError::Failed(IntakeFailure::Hmac(_) | IntakeFailure::Digest) => {
+                ApiError::Internal
+            }
+            IntakeError::Failed(IntakeFailure::Apps(_) | IntakeFailure::Record { .. }) => {
+                ApiError::Unavailable
+            }
+        }
+    }
+}
+
+/// The admin API's delivery log.
+impl From<crate::admin::LogError> for ApiError {
+    fn from(e: crate::admin::LogError) -> Self {
+        use crate::admin::LogError;
+        match e {
+            LogError::NotFound => ApiError::NotFound,
+            LogError::Store { .. } | LogError::Queue(_) => ApiError::Unavailable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

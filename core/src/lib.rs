@@ -5,6 +5,7 @@
 //! upstream clients (generic over the [`ports::Http`] port). The Worker crate supplies
 //! adapters for the ports; tests supply in-memory or native ones.
 
+pub mod admin;
 pub mod apps;
 pub mod auth;
 pub mod cloudflare;

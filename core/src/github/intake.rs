@@ -1,8 +1,25 @@
-//! What `/github` does with a verified, parsed delivery: answer a ping, ignore what
-//! no app uses (recorded, 202), or enqueue the rest. Pure: event + apps → decision.
+//! `POST /github`, in order: the body caps, the signature (HMAC-SHA256 under the
+//! current secret, then the previous one), the delivery headers, the parse, the
+//! decision, the record (its id and body hash are the idempotency keys) and the
+//! message to enqueue. [`decide`] is the pure part: a ping is answered, what no app
+//! uses is recorded as ignored (202), the rest is queued.
+//!
+//! The hashing sits behind [`Mac`], whose body type is the port's own: the Worker
+//! reads the body into a JavaScript buffer that WebCrypto hashes in place, and copies
+//! it into Rust only once it is authentic.
 
-use super::events::GithubEvent;
-use crate::apps::NamedApp;
+use std::borrow::Cow;
+use std::future::Future;
+
+use super::deliveries::{BodyHash, DeliveryId, DeliveryStore, Outcome};
+use super::events::{self, GithubEvent};
+use super::webhook::{Signature, SignatureError, MAX_BODY_BYTES};
+use crate::apps::{AppStore, NamedApp};
+use crate::config::Config;
+use crate::http::BodyCap;
+use crate::jobs::JobMessage;
+use crate::ports::{Queue, Sql, StoreError};
+use crate::time::Timestamp;
 
 /// The `pull_request` actions that change a preview.
 const PREVIEW_ACTIONS: &[&str] = &[
@@ -74,6 +91,265 @@ pub fn decide(event: &GithubEvent, apps: &[NamedApp], orchestrating: bool) -> In
         }
     }
 }
+
+/// The incoming request: its headers, and its body read under a cap.
+pub trait Incoming {
+    type Body;
+    fn header(&self, name: &str) -> Option<String>;
+    /// The whole body, refused at the first chunk past `limit` bytes.
+    fn read_body(&self, limit: usize) -> impl Future<Output = Result<Self::Body, BodyError>>;
+}
+
+/// HMAC-SHA256 and SHA-256 over a body wherever it lives. The errors are for logs.
+pub trait Mac {
+    type Body;
+    fn hmac_sha256(
+        &self,
+        key: &[u8],
+        body: &Self::Body,
+    ) -> impl Future<Output = Result<Vec<u8>, String>>;
+    fn sha256(&self, body: &Self::Body) -> impl Future<Output = Result<Vec<u8>, String>>;
+    /// The body's length in bytes.
+    fn len(&self, body: &Self::Body) -> usize;
+    /// The body's bytes, for the parser (called once the body is authentic).
+    fn to_vec(&self, body: &Self::Body) -> Vec<u8>;
+}
+
+/// A request body that could not be taken whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("unreadable body")]
+    Unreadable,
+}
+
+/// Why a delivery was not taken. Each maps to one HTTP answer
+/// (`From<IntakeError> for ApiError`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeError {
+    /// A secret or binding the intake needs is missing; names it.
+    #[error("{0} is not configured")]
+    NotConfigured(&'static str),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error("missing X-GitHub-Event header")]
+    MissingEvent,
+    #[error("missing or invalid X-GitHub-Delivery header")]
+    MissingDelivery,
+    /// The payload does not parse as its event; the text names what is wrong.
+    #[error("{0}")]
+    Payload(String),
+    /// Something failed inside: the caller sees a fixed message, the log this.
+    #[error(transparent)]
+    Failed(#[from] IntakeFailure),
+}
+
+/// What failed inside the intake, for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeFailure {
+    #[error("HMAC failed: {0}")]
+    Hmac(String),
+    #[error("SHA-256 of the body failed")]
+    Digest,
+    #[error("apps not readable: {0}")]
+    Apps(StoreError),
+    #[error("delivery {delivery} not recorded: {error}")]
+    Record { delivery: String, error: StoreError },
+}
+
+/// What became of an authentic, recorded delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    Pong,
+    /// Its id or its body was recorded before: nothing more happens.
+    Duplicate,
+    Ignored(String),
+    /// Recorded as queued; [`Receipt::enqueue`] is its message.
+    Queued,
+}
+
+/// The answer to a delivery that was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub delivery: DeliveryId,
+    /// `X-GitHub-Event`.
+    pub event: String,
+    pub received: Received,
+    /// The `Server-Timing` value: how long the signature check took (the benchmark
+    /// reads the hashing cost from it). Whole milliseconds: Workers' clock counts
+    /// no finer, and an integer spares the upload float formatting (some 14 KiB).
+    pub timing: String,
+}
+
+impl Receipt {
+    pub fn status(&self) -> u16 {
+        match self.received {
+            Received::Pong | Received::Duplicate => 200,
+            Received::Ignored(_) | Received::Queued => 202,
+        }
+    }
+
+    pub fn message(&self) -> Cow<'static, str> {
+        match &self.received {
+            Received::Pong => "pong".into(),
+            Received::Duplicate => "Already processed".into(),
+            Received::Ignored(reason) => format!("Ignored: {reason}").into(),
+            Received::Queued => "Queued".into(),
+        }
+    }
+
+    /// The log line of an ignored delivery.
+    pub fn log(&self) -> Option<String> {
+        match &self.received {
+            Received::Ignored(reason) => Some(format!(
+                "github: delivery {} ({}) ignored: {reason}",
+                self.delivery.as_str(),
+                self.event
+            )),
+            _ => None,
+        }
+    }
+
+    /// The message to send once the answer is out, for a queued delivery only.
+    pub fn enqueue(&self) -> Option<Enqueue> {
+        (self.received == Received::Queued).then(|| Enqueue(self.delivery.clone()))
+    }
+}
+
+/// A recorded delivery's queue message, sent after the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueue(DeliveryId);
+
+impl Enqueue {
+    pub fn message(&self) -> JobMessage {
+        JobMessage::GithubDelivery {
+            id: self.0.as_str().to_owned(),
+        }
+    }
+
+    /// Sends it; the error is the log line (the row stays queued, and the cron
+    /// sweep enqueues it).
+    pub async fn send<Q: Queue>(self, queue: &Q) -> Result<(), String> {
+        queue.send(&self.message()).await.map_err(|e| {
+            format!(
+                "github: delivery {} recorded, not enqueued ({e}); the cron sweep will enqueue it",
+                self.0.as_str()
+            )
+        })
+    }
+}
+
+/// Takes a delivery: caps, signature, headers, parse, decision, record. `sql` is
+/// the database binding or the name of the missing one (needed only once the
+/// delivery is authentic and parsed); `clock` is read for the signature's timing
+/// and the record.
+pub async fn receive<I: Incoming, M: Mac<Body = I::Body>, S: Sql + Copy>(
+    request: &I,
+    mac: &M,
+    config: &Config,
+    sql: Result<S, &'static str>,
+    clock: &dyn Fn() -> Timestamp,
+) -> Result<Receipt, IntakeError> {
+    let secrets = config
+        .github_webhook
+        .as_ref()
+        .map_err(|missing| IntakeError::NotConfigured(missing))?;
+    BodyCap::new(MAX_BODY_BYTES)
+        .check_declared(request.header("content-length").as_deref())
+        .map_err(|_| BodyError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        })?;
+    let signature = Signature::parse(request.header("x-hub-signature-256").as_deref())?;
+    let body = request.read_body(MAX_BODY_BYTES).await?;
+
+    let started = clock();
+    let mut authentic = false;
+    for secret in secrets.all() {
+        let computed = mac
+            .hmac_sha256(secret.expose().as_bytes(), &body)
+            .await
+            .map_err(IntakeFailure::Hmac)?;
+        if signature.matches(&computed) {
+            authentic = true;
+            break;
+        }
+    }
+    if !authentic {
+        return Err(SignatureError::Mismatch.into());
+    }
+    let timing = format!(
+        "verify;dur={};desc=\"HMAC-SHA256 of {} bytes\"",
+        clock().millis() - started.millis(),
+        mac.len(&body)
+    );
+
+    let event_name = request
+        .header("x-github-event")
+        .filter(|e| !e.is_empty() && e.len() <= 64)
+        .ok_or(IntakeError::MissingEvent)?;
+    let delivery = request
+        .header("x-github-delivery")
+        .as_deref()
+        .and_then(DeliveryId::parse)
+        .ok_or(IntakeError::MissingDelivery)?;
+    let event = events::parse(&event_name, &mac.to_vec(&body))
+        .map_err(|e| IntakeError::Payload(e.to_string()))?;
+
+    let sql = sql.map_err(IntakeError::NotConfigured)?;
+    let apps = match event.summary().2.and_then(super::RepoFullName::parse) {
+        Some(repo) => AppStore::new(sql)
+            .for_repository(&repo)
+            .await
+            .map_err(IntakeFailure::Apps)?,
+        None => Vec::new(),
+    };
+    let intake = decide(&event, &apps, crate::orchestrate::drive::configured(config));
+    let (outcome, detail) = match &intake {
+        Intake::Pong => (Outcome::Processed, None),
+        Intake::Ignore(reason) => (Outcome::Ignored, Some(reason.as_str())),
+        Intake::Enqueue => (Outcome::Queued, None),
+    };
+    // Only the body is signed: the same body under a fresh delivery id is the same
+    // delivery.
+    let body_hash = mac
+        .sha256(&body)
+        .await
+        .ok()
+        .and_then(|d| BodyHash::from_digest(&d))
+        .ok_or(IntakeFailure::Digest)?;
+    let fresh = DeliveryStore::new(sql)
+        .record_body(
+            &delivery,
+            Some(&body_hash),
+            &event,
+            outcome,
+            detail,
+            clock(),
+        )
+        .await
+        .map_err(|error| IntakeFailure::Record {
+            delivery: delivery.as_str().to_owned(),
+            error,
+        })?;
+    let received = match intake {
+        _ if !fresh => Received::Duplicate,
+        Intake::Pong => Received::Pong,
+        Intake::Ignore(reason) => Received::Ignored(reason),
+        Intake::Enqueue => Received::Queued,
+    };
+    Ok(Receipt {
+        delivery,
+        event: event_name,
+        received,
+        timing,
+    })
+}
+
+#[cfg(test)]
+mod receive_tests;
 
 #[cfg(test)]
 mod tests {

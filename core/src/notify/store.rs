@@ -299,12 +299,14 @@ impl<S: Sql> NotificationStore<S> {
         rows.into_iter().next().map(record).transpose()
     }
 
-    /// The newest rows first, for the status API.
+    /// The newest rows first, by when they were recorded (ties by id).
     pub async fn recent(&self, limit: u32) -> Result<Vec<NotificationRecord>, StoreError> {
         let rows = self
             .sql
             .query(
-                &format!("SELECT {RECORD_COLUMNS} FROM notifications ORDER BY id DESC LIMIT ?1"),
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM notifications ORDER BY created_at DESC, id DESC LIMIT ?1"
+                ),
                 &[i64::from(limit).into()],
             )
             .await?;
