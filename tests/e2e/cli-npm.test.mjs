@@ -85,6 +85,12 @@ test("installed from its tarballs, `npx notify-deploy` in the [build] command an
   for (const p of platforms.filter((p) => p.name !== ownPackage)) {
     assert.ok(!existsSync(join(dir, "node_modules", p.name)), `${p.name} installed on ${here}`);
   }
+  // Every package carries the workspace version; the launcher pins its platform packages to it.
+  const version = workspaceVersion();
+  const launcher = JSON.parse(readFileSync(join(dir, "node_modules", "notify-deploy", "package.json"), "utf8"));
+  assert.equal(launcher.version, version);
+  assert.deepEqual(launcher.optionalDependencies, Object.fromEntries(platforms.map((p) => [p.name, version]).sort()));
+  assert.equal(JSON.parse(readFileSync(join(dir, "node_modules", ownPackage, "package.json"), "utf8")).version, version);
   const r = deployDryRun(dir, {
     NOTIFY_URL: worker.url,
     NOTIFY_TOKEN: TOKEN,
