@@ -140,6 +140,22 @@ test("without its platform package the launcher says so in one line and the buil
   assert.equal(strict.stderr, `${line}\n`);
 });
 
+test("on a platform without a binary the launcher names it in one line and exits 0 (1 with --strict)", () => {
+  const dir = installedProject();
+  // The launcher as it would start on Linux s390x: npm installed no platform package.
+  const s390x = join(tempDir("npm-arch"), "s390x.cjs");
+  writeFileSync(s390x, 'Object.defineProperty(process, "arch", { value: "s390x" });\n');
+  const launcher = join(dir, "node_modules", "notify-deploy", "bin", "notify-deploy.js");
+  const line = "notify-deploy: not sent: no binary for linux-s390x (there are binaries for linux-arm64, linux-x64)";
+  const lenient = spawnSync(process.execPath, ["--require", s390x, launcher, "--version"], { cwd: dir, encoding: "utf8", env: buildEnv() });
+  assert.equal(lenient.status, 0, lenient.stderr);
+  assert.equal(lenient.stdout, "");
+  assert.equal(lenient.stderr, `${line} (the build goes on; --strict fails it)\n`);
+  const strict = spawnSync(process.execPath, ["--require", s390x, launcher, "--strict"], { cwd: dir, encoding: "utf8", env: buildEnv() });
+  assert.equal(strict.status, 1);
+  assert.equal(strict.stderr, `${line}\n`);
+});
+
 test("the packed binaries are static: no glibc, no interpreter", () => {
   const arch = { "x86_64-unknown-linux-musl": /x86-64/, "aarch64-unknown-linux-musl": /ARM aarch64/ };
   for (const p of platforms) {
