@@ -66,17 +66,35 @@ function ensureCargoInstall(crate, bin, version, extra = []) {
   run("cargo", ["install", crate, "--version", `=${version}`, ...extra]);
 }
 
-function ensureWasmTarget() {
+/** Adds a rustup target unless it is installed. */
+export function ensureRustTarget(target) {
   const targets = capture("rustup", ["target", "list", "--installed"]) ?? "";
-  if (targets.split("\n").includes("wasm32-unknown-unknown")) return;
-  log("adding the wasm32-unknown-unknown target");
-  run("rustup", ["target", "add", "wasm32-unknown-unknown"]);
+  if (targets.split("\n").includes(target)) return;
+  log(`adding the ${target} target`);
+  run("rustup", ["target", "add", target]);
+}
+
+/** Installs the Debian packages that are missing (through sudo when not root). */
+export function ensureAptPackages(packages) {
+  const missing = packages.filter((p) =>
+    capture("dpkg-query", ["-W", "-f=${Status}", p]) !== "install ok installed");
+  if (missing.length === 0) return;
+  if (!existsSync("/usr/bin/apt-get")) {
+    // Not Debian: the tools may be there under other names; the build says if not.
+    log(`no apt-get to install ${missing.join(", ")} with; going on with what the machine has`);
+    return;
+  }
+  const env = toolEnv({ DEBIAN_FRONTEND: "noninteractive" });
+  const apt = (args) => (process.getuid?.() === 0 ? run("apt-get", args, { env }) : run("sudo", ["apt-get", ...args], { env }));
+  log(`installing ${missing.join(", ")} (apt-get)`);
+  apt(["update", "-qq"]);
+  apt(["install", "-y", "-qq", "--no-install-recommends", ...missing]);
 }
 
 /** Everything the build and the tests need. */
 export function ensureTools() {
   ensureNpm();
-  ensureWasmTarget();
+  ensureRustTarget("wasm32-unknown-unknown");
   ensureCargoInstall("wasm-bindgen-cli", "wasm-bindgen", lockedVersion("wasm-bindgen"));
   ensureCargoInstall("worker-build", "worker-build", lockedVersion("worker"), ["--locked"]);
 }

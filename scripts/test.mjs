@@ -1,9 +1,11 @@
 // `npm test`: installs what is missing, then runs every check and test in order:
 // rustfmt, clippy (native and wasm32), the native tests, one release build of the
-// Worker, the CLI build, the scripts' own tests, and the end-to-end suite on workerd.
+// Worker, the CLI build, its static musl binaries packed for npm (build-cli.mjs), the
+// scripts' own tests, and the end-to-end suite on workerd.
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { ensureTools, buildWorker, run, log, root } from "./lib.mjs";
+import { buildCli } from "./build-cli.mjs";
 
 const started = Date.now();
 const step = (name, fn) => {
@@ -21,6 +23,7 @@ step("cargo clippy (wasm32 Worker)", () =>
 step("native tests", () => run("cargo", ["test", "--workspace", "--locked"]));
 step("worker build", () => buildWorker());
 step("notify-deploy build", () => run("cargo", ["build", "-p", "notify-deploy", "--locked"]));
+step("notify-deploy npm packages (static binaries, tarballs)", buildCli);
 step("script tests", () => {
   const files = readdirSync(join(root, "tests"))
     .filter((f) => f.endsWith(".test.mjs"))
