@@ -9,9 +9,9 @@ use sha2::Sha256;
 
 use super::*;
 use crate::apps::App;
-use crate::names::AppName;
 use crate::error::ApiError;
 use crate::github::webhook::to_hex;
+use crate::names::AppName;
 use crate::testing::{block_on, MemoryQueue, SqliteSql};
 
 const SECRET: &str = "current-secret";
