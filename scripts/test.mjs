@@ -1,5 +1,5 @@
 // `npm test`: installs what is missing, then runs every check and test in order:
-// rustfmt, clippy (native and wasm32), the native tests, one release build of the
+// rustfmt, the module-cycle check, clippy (native and wasm32), the native tests, one release build of the
 // Worker, the CLI build, its static musl binaries packed for npm (build-cli.mjs), the
 // scripts' own tests, and the end-to-end suite on workerd.
 import { readdirSync } from "node:fs";
@@ -17,6 +17,7 @@ const step = (name, fn) => {
 
 step("tools", ensureTools);
 step("cargo fmt --check", () => run("cargo", ["fmt", "--all", "--", "--check"]));
+step("module cycles", () => run(process.execPath, [join("scripts", "check-cycles.mjs")]));
 step("cargo clippy", () => run("cargo", ["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]));
 step("cargo clippy (wasm32 Worker)", () =>
   run("cargo", ["clippy", "-p", "edge-notifier", "--target", "wasm32-unknown-unknown", "--locked", "--", "-D", "warnings"]));

@@ -15,6 +15,11 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use worker::{Delay, Env};
 
+/// Binding names: the public contract of `wrangler.toml`.
+pub(crate) const DB: &str = "DB";
+pub(crate) const STATE: &str = "STATE";
+pub(crate) const JOBS: &str = "JOBS";
+
 /// A var or secret by name (secrets and vars are both plain strings at runtime).
 pub fn lookup(env: &Env, name: &str) -> Option<String> {
     env.secret(name)
@@ -59,7 +64,7 @@ pub const NO_DB: &str = "the D1 binding DB";
 
 /// SQL over the `DB` binding.
 pub fn d1(env: &Env) -> Result<D1Sql, ApiError> {
-    binding(env, crate::DB)
+    binding(env, DB)
         .map(D1Sql)
         .ok_or(ApiError::NotConfigured(NO_DB))
 }
@@ -70,11 +75,11 @@ pub fn store(env: &Env) -> Result<NotificationStore<D1Sql>, ApiError> {
 }
 
 pub fn kv(env: &Env) -> WorkerKv {
-    WorkerKv(binding(env, crate::STATE))
+    WorkerKv(binding(env, STATE))
 }
 
 pub fn queue(env: &Env) -> WorkerQueue {
-    WorkerQueue(binding(env, crate::JOBS))
+    WorkerQueue(binding(env, JOBS))
 }
 
 /// SQL over D1, through its JavaScript API. (`worker`'s D1 types read results and

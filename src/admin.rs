@@ -20,8 +20,8 @@ use worker::{console_error, Method, Request};
 
 use crate::adapters::{self, now};
 use crate::crypto::WebCryptoCipher;
+use crate::deploy::Event;
 use crate::respond::{json_body, Reply};
-use crate::Event;
 
 /// Largest admin request body; an app's JSON is a few hundred bytes.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -220,7 +220,7 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
                 }
             }
             let value: Value =
-                edge_core::error::parse_body(&body, "body must be {\"value\": \"...\"}")?;
+                edge_core::answers::parse_body(&body, "body must be {\"value\": \"...\"}")?;
             if value.value.len() > secrets::MAX_VALUE_BYTES {
                 return Err(ApiError::PayloadTooLarge {
                     limit: secrets::MAX_VALUE_BYTES,

@@ -2,8 +2,9 @@
 //! queue batch, a cron run) and handed to `edge_core::dispatch` as its `Deps`.
 
 use edge_core::config::Config;
+use edge_core::error::ApiError;
 use edge_core::flow::Deps;
-use worker::Env;
+use worker::{Context, Env};
 
 use crate::adapters::{self, FetchHttp};
 use crate::crypto::{WebCryptoCipher, WebCryptoSigner};
@@ -43,5 +44,30 @@ impl Bindings {
             signer: &WebCryptoSigner,
             cipher: &WebCryptoCipher,
         }
+    }
+}
+
+/// One fetch event: its configuration and its bindings, looked up once. A missing
+/// database is an error only where a route needs it.
+pub(crate) struct Event<'a> {
+    pub ctx: &'a Context,
+    pub config: &'a Config,
+    bindings: Option<Bindings>,
+}
+
+impl<'a> Event<'a> {
+    pub fn new(ctx: &'a Context, config: &'a Config, env: &Env) -> Self {
+        Event {
+            ctx,
+            config,
+            bindings: Bindings::from_env(env).ok(),
+        }
+    }
+
+    /// `503` without the database (the one binding they cannot do without).
+    pub fn bindings(&self) -> Result<&Bindings, ApiError> {
+        self.bindings
+            .as_ref()
+            .ok_or(ApiError::NotConfigured(adapters::NO_DB))
     }
 }

@@ -8,8 +8,8 @@ use js_sys::Uint8Array;
 use worker::{console_error, console_log, Method, Request};
 
 use crate::crypto::WebCryptoMac;
+use crate::deploy::Event;
 use crate::respond::Reply;
-use crate::Event;
 
 /// The request behind [`Incoming`]: its headers, and its body streamed into one JS
 /// buffer under the cap.

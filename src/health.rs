@@ -25,9 +25,9 @@ pub fn handle(req: &Request, env: &Env, config: &Config) -> Result<Reply, ApiErr
             "name": env!("CARGO_PKG_NAME"),
             "version": env!("CARGO_PKG_VERSION"),
             "bindings": {
-                crate::DB: adapters::bound(env, crate::DB),
-                crate::STATE: adapters::bound(env, crate::STATE),
-                crate::JOBS: adapters::bound(env, crate::JOBS),
+                adapters::DB: adapters::bound(env, adapters::DB),
+                adapters::STATE: adapters::bound(env, adapters::STATE),
+                adapters::JOBS: adapters::bound(env, adapters::JOBS),
             },
             "settings": settings,
             "problems": config.problems,

@@ -3,7 +3,6 @@
 //! HTTP responses and queue acknowledgements. Every `worker::` type stays in this
 //! crate, most of them in [`adapters`].
 
-use edge_core::config::Config;
 use edge_core::error::ApiError;
 use worker::{
     event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent,
@@ -21,36 +20,10 @@ mod jobs;
 mod notify;
 mod respond;
 
-/// Binding names: the public contract of `wrangler.toml`.
-pub(crate) const DB: &str = "DB";
-pub(crate) const STATE: &str = "STATE";
-pub(crate) const JOBS: &str = "JOBS";
-
-/// One fetch event: its configuration and its bindings, looked up once. A missing
-/// database is an error only where a route needs it.
-pub(crate) struct Event<'a> {
-    pub ctx: &'a Context,
-    pub config: &'a Config,
-    bindings: Option<deploy::Bindings>,
-}
-
-impl Event<'_> {
-    /// `503` without the database (the one binding they cannot do without).
-    pub fn bindings(&self) -> Result<&deploy::Bindings, ApiError> {
-        self.bindings
-            .as_ref()
-            .ok_or(ApiError::NotConfigured(adapters::NO_DB))
-    }
-}
-
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let config = adapters::config(&env);
-    let event = Event {
-        ctx: &ctx,
-        config: &config,
-        bindings: deploy::Bindings::from_env(&env).ok(),
-    };
+    let event = deploy::Event::new(&ctx, &config, &env);
     let path = req.path();
     let result = match path.as_str() {
         "/notify" => notify::handle(req, &env, &ctx, &config).await,

@@ -6,6 +6,7 @@
 //! adapters for the ports; tests supply in-memory or native ones.
 
 pub mod admin;
+pub mod answers;
 pub mod apps;
 pub mod auth;
 pub mod cloudflare;

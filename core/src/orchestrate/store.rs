@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::definition::{Definition, StepId};
-use super::{Move, StepKind, StepStatus, WorkflowStatus};
+use super::status::{StepKind, StepStatus, WorkflowStatus};
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::GithubEvent;
 use crate::json::FromJson;
@@ -14,6 +14,39 @@ use crate::ports::{Row, Sql, Statement, StoreError};
 use crate::retry::{StepClaims, StepClock};
 use crate::row::Columns;
 use crate::time::Timestamp;
+
+/// One forward move of a step, with what it records. Fields left `None` keep
+/// their stored value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Move {
+    pub to: StepStatus,
+    pub pr: Option<PullRequest>,
+    pub merged_sha: Option<String>,
+    pub run: Option<WorkflowRun>,
+    pub error: Option<String>,
+    /// When the wait started and when it times out.
+    pub wait: Option<(Timestamp, Timestamp)>,
+    /// The event that caused the move, kept with the step.
+    pub event: Option<EventRecord>,
+}
+
+impl Move {
+    pub fn to(to: StepStatus) -> Move {
+        Move {
+            to,
+            ..Move::default()
+        }
+    }
+
+    pub fn failed(error: String, event: Option<EventRecord>) -> Move {
+        Move {
+            to: StepStatus::Failed,
+            error: Some(error),
+            event,
+            ..Move::default()
+        }
+    }
+}
 
 /// The PR a step raised (or waits for).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
