@@ -3,7 +3,8 @@
 //! `Iterator::collect` into a `BTreeMap` or `BTreeSet` sorts the items first, with a
 //! stable sort monomorphised afresh for every iterator type that is collected: about
 //! 3.5 KiB of wasm each, a dozen of them in the Worker. Inserting one by one reuses the
-//! map's `insert`, and the maps here are small. Build maps with these, not `collect`.
+//! map's `insert`, and the maps here are small. Build maps with these, not `collect`,
+//! and make short lists into sets with [`unique`], not a sort and `dedup`.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +36,18 @@ pub fn try_inserted<K: Ord, V, E>(
     Ok(map)
 }
 
+/// `items` without repeats, each kept where it first came: for the short id lists
+/// that are sets (a sort and `dedup` would bring a sort's code for each type).
+pub fn unique<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +77,11 @@ mod tests {
             try_inserted([Ok::<_, ()>((2, 0)), Ok((1, 0))]).map(|m| m.len()),
             Ok(2)
         );
+    }
+
+    #[test]
+    fn unique_keeps_the_first_of_each_in_order() {
+        assert_eq!(unique([3, 1, 3, 2, 1]), vec![3, 1, 2]);
+        assert_eq!(unique(Vec::<u8>::new()), Vec::<u8>::new());
     }
 }

@@ -792,9 +792,7 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> 
         Ok(ids) => wake.extend(ids),
         Err(e) => log.push(format!("unfinished previews: {e}")),
     }
-    wake.sort_unstable();
-    wake.dedup();
-    for id in wake {
+    for id in crate::maps::unique(wake) {
         if let Err(e) = deps.queue.send(&JobMessage::Preview { id }).await {
             log.push(format!("preview {id}: not enqueued: {e}"));
         }

@@ -164,8 +164,7 @@ impl Definition {
                 mine.push(k);
                 mine.extend_from_slice(&ancestors[k]);
             }
-            mine.sort_unstable();
-            mine.dedup();
+            let mine = crate::maps::unique(mine);
             // A referenced step must be done before this one runs.
             let refers = |field: &str, id: &StepId, kind: &str| -> Result<(), String> {
                 let found = mine.iter().any(|&k| {
