@@ -5,7 +5,6 @@ use edge_core::config::Config;
 use edge_core::error::ApiError;
 use edge_core::http::{HttpError, HttpRequest, HttpResponse};
 use edge_core::jobs::JobMessage;
-use edge_core::notify::store::NotificationStore;
 use edge_core::ports::{
     Executed, Http, Kv, Queue, QueueError, Row, Sql, SqlValue, Statement, StoreError,
 };
@@ -67,11 +66,6 @@ pub fn d1(env: &Env) -> Result<D1Sql, ApiError> {
     binding(env, DB)
         .map(D1Sql)
         .ok_or(ApiError::NotConfigured(NO_DB))
-}
-
-/// The notification store over the `DB` binding.
-pub fn store(env: &Env) -> Result<NotificationStore<D1Sql>, ApiError> {
-    d1(env).map(NotificationStore::new)
 }
 
 pub fn kv(env: &Env) -> WorkerKv {

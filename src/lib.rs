@@ -26,7 +26,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let event = deploy::Event::new(&ctx, &config, &env);
     let path = req.path();
     let result = match path.as_str() {
-        "/notify" => notify::handle(req, &env, &ctx, &config).await,
+        "/notify" => notify::handle(req, &event).await,
         "/health" => health::handle(&req, &env, &config),
         "/github" => github::handle(req, &event).await,
         p if p == "/api" || p.starts_with("/api/") => admin::handle(req, &event).await,

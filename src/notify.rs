@@ -1,24 +1,21 @@
 //! `POST /notify`: authenticate, validate, dedupe, persist, enqueue, answer.
 
 use edge_core::auth::require_bearer;
-use edge_core::config::Config;
 use edge_core::error::ApiError;
 use edge_core::jobs::JobMessage;
+use edge_core::notify::store::NotificationStore;
 use edge_core::notify::{
     accept, parse_notify_body, remember_processed, Accepted, KnownFrom, MAX_BODY_BYTES,
 };
 use edge_core::ports::Queue;
-use worker::{console_error, Context, Env, Method, Request};
+use worker::{console_error, Method, Request};
 
-use crate::adapters::{self, now};
+use crate::adapters::now;
+use crate::deploy::Event;
 use crate::respond::{json_body, Reply};
 
-pub async fn handle(
-    mut req: Request,
-    env: &Env,
-    ctx: &Context,
-    config: &Config,
-) -> Result<Reply, ApiError> {
+pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiError> {
+    let (ctx, config) = (event.ctx, event.config);
     if req.method() != Method::Post {
         return Err(ApiError::MethodNotAllowed { allowed: "POST" });
     }
@@ -34,14 +31,15 @@ pub async fn handle(
     let received = now();
     let deployment = parse_notify_body(&body, received)?;
 
-    let store = adapters::store(env)?;
-    let kv = adapters::kv(env);
+    let bindings = event.bindings()?;
+    let store = NotificationStore::new(bindings.sql.clone());
+    let kv = bindings.kv.clone();
     let key = deployment.dedupe_key();
     match accept(&store, &kv, &deployment, received).await {
         Ok(Accepted::New { id }) => {
             // Committed: answer now and enqueue after. If the send fails the row stays
             // pending and the cron sweep enqueues it.
-            let queue = adapters::queue(env);
+            let queue = bindings.queue.clone();
             ctx.wait_until(async move {
                 if let Err(e) = queue.send(&JobMessage::Notify { id }).await {
                     console_error!("notify: {key} accepted as notification {id}, not enqueued ({e}); the cron sweep will enqueue it");
