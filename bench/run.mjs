@@ -475,3 +475,12 @@ const size = uploadSize();
   row("wrangler dev: base node ms/req", devCpu.wrangler_node_baseline, "(reference)", true);
   console.log("\nwritten to bench/results.json");
 }
+
+// What a build pays to announce itself: the bare notify-deploy binary, the npm
+// launcher, npx, and the Node hook they replace (bench/cli.mjs, also `npm run bench:cli`).
+log("notify-deploy: bare binary, npm launcher, npx, Node hook (whole-process times)");
+const cli = spawnSync(process.execPath, [join(root, "bench", "cli.mjs")], { cwd: root, stdio: "inherit" });
+if (cli.status !== 0) {
+  console.error(`bench/cli.mjs exited with ${cli.status ?? cli.signal}`);
+  process.exitCode = 1;
+}
