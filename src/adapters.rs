@@ -104,7 +104,7 @@ fn field(object: &JsValue, name: &str) -> JsValue {
 }
 
 fn d1_error(e: JsValue) -> StoreError {
-    StoreError(js_message(&e))
+    StoreError::Driver(js_message(&e))
 }
 
 /// A D1 value as JSON. D1 hands every number over as a double; whole ones (ids,
@@ -214,11 +214,13 @@ fn js_message(e: &JsValue) -> String {
 impl WorkerKv {
     async fn call(&self, method: &str, args: &js_sys::Array) -> Result<JsValue, StoreError> {
         let Some(kv) = &self.0 else {
-            return Err(StoreError("the KV binding STATE is missing".into()));
+            return Err(StoreError::Unbound(
+                "the KV binding STATE is missing".into(),
+            ));
         };
         call_async(kv, method, args)
             .await
-            .map_err(|e| StoreError(js_message(&e)))
+            .map_err(|e| StoreError::Driver(js_message(&e)))
     }
 }
 
@@ -233,7 +235,7 @@ impl Kv for WorkerKv {
         // KV refuses a TTL under 60 s.
         let ttl = JsValue::from_f64(ttl_seconds.max(60) as f64);
         js_sys::Reflect::set(&options, &JsValue::from_str("expirationTtl"), &ttl)
-            .map_err(|e| StoreError(js_message(&e)))?;
+            .map_err(|e| StoreError::Driver(js_message(&e)))?;
         let args = js_sys::Array::of3(&JsValue::from_str(key), &JsValue::from_str(value), &options);
         self.call("put", &args).await.map(drop)
     }

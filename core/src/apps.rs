@@ -293,7 +293,7 @@ impl<S: Sql> AppStore<S> {
 
     /// Creates or replaces an app; `true` when it was created.
     pub async fn put(&self, name: &AppName, app: &App, now: Timestamp) -> Result<bool, StoreError> {
-        let config = serde_json::to_string(app).map_err(|e| StoreError(e.to_string()))?;
+        let config = serde_json::to_string(app).map_err(StoreError::encode)?;
         let existed = !self
             .sql
             .query(
@@ -369,9 +369,9 @@ fn named(row: crate::ports::Row) -> Result<NamedApp, StoreError> {
     let name = row.text("name")?;
     let config = row
         .opt_text("config")
-        .ok_or_else(|| StoreError(format!("app {name} without config")))?;
+        .ok_or_else(|| StoreError::Row(format!("app {name} without config")))?;
     Ok(NamedApp {
-        app: crate::json::read(&config).map_err(|e| StoreError(format!("app {name}: {e}")))?,
+        app: crate::json::read(&config).map_err(|e| StoreError::Row(format!("app {name}: {e}")))?,
         name: AppName(name),
         created_at: row.opt_int("created_at").unwrap_or(0),
         updated_at: row.opt_int("updated_at").unwrap_or(0),

@@ -12,7 +12,7 @@ pub struct ColumnError {
 
 impl From<ColumnError> for StoreError {
     fn from(e: ColumnError) -> Self {
-        StoreError(e.to_string())
+        StoreError::Row(e.to_string())
     }
 }
 

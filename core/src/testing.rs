@@ -167,7 +167,7 @@ impl Sql for SqliteSql {
         let changes = self
             .conn
             .execute(sql, rusqlite::params_from_iter(bind(params)))
-            .map_err(|e| StoreError(e.to_string()))?;
+            .map_err(|e| StoreError::Driver(e.to_string()))?;
         Ok(Executed {
             changes: changes as u64,
             last_row_id: self.conn.last_insert_rowid(),
@@ -179,29 +179,29 @@ impl Sql for SqliteSql {
         let tx = self
             .conn
             .unchecked_transaction()
-            .map_err(|e| StoreError(e.to_string()))?;
+            .map_err(|e| StoreError::Driver(e.to_string()))?;
         for s in statements {
             tx.execute(s.sql, rusqlite::params_from_iter(bind(&s.params)))
-                .map_err(|e| StoreError(e.to_string()))?;
+                .map_err(|e| StoreError::Driver(e.to_string()))?;
         }
-        tx.commit().map_err(|e| StoreError(e.to_string()))
+        tx.commit().map_err(|e| StoreError::Driver(e.to_string()))
     }
 
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(sql)
-            .map_err(|e| StoreError(e.to_string()))?;
+            .map_err(|e| StoreError::Driver(e.to_string()))?;
         let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
         let mut rows = stmt
             .query(rusqlite::params_from_iter(bind(params)))
-            .map_err(|e| StoreError(e.to_string()))?;
+            .map_err(|e| StoreError::Driver(e.to_string()))?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| StoreError(e.to_string()))? {
+        while let Some(row) = rows.next().map_err(|e| StoreError::Driver(e.to_string()))? {
             let mut map = Row::new();
             for (i, name) in names.iter().enumerate() {
                 let v: rusqlite::types::Value =
-                    row.get(i).map_err(|e| StoreError(e.to_string()))?;
+                    row.get(i).map_err(|e| StoreError::Driver(e.to_string()))?;
                 let json = match v {
                     rusqlite::types::Value::Null => serde_json::Value::Null,
                     rusqlite::types::Value::Integer(i) => i.into(),
@@ -227,14 +227,14 @@ pub struct MemoryKv {
 impl crate::ports::Kv for MemoryKv {
     async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
         if self.fail.get() {
-            return Err(StoreError("kv down".into()));
+            return Err(StoreError::Driver("kv down".into()));
         }
         Ok(self.map.borrow().get(key).map(|(v, _)| v.clone()))
     }
 
     async fn put(&self, key: &str, value: &str, ttl_seconds: u64) -> Result<(), StoreError> {
         if self.fail.get() {
-            return Err(StoreError("kv down".into()));
+            return Err(StoreError::Driver("kv down".into()));
         }
         assert!(ttl_seconds >= 60, "KV refuses TTLs under 60 s");
         self.map

@@ -376,7 +376,7 @@ pub async fn start_next<P: Ports>(
         .get(id)
         .await
         .map_err(store_err("job"))?
-        .ok_or_else(|| StoreError("started job vanished".into()))?;
+        .ok_or_else(|| StoreError::Row("started job vanished".into()))?;
     if let Some(first) = job.steps.iter().find(|s| s.state == StepState::Pending) {
         deps.queue
             .send(&JobMessage::DeployStep {

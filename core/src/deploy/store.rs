@@ -94,10 +94,6 @@ const JOB_COLUMNS: &str = "id, app, environment, sha, git_ref, delivery_id, push
 const STEP_COLUMNS: &str =
     "position, name, state, attempts, result, error, started_at, finished_at, claimed_at, due_at";
 
-fn store_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
-
 fn step_inserts(
     job_id: Option<i64>,
     first_position: i64,
@@ -175,7 +171,7 @@ impl<S: Sql> JobStore<S> {
         {
             return Ok((id, false));
         }
-        let commits = serde_json::to_string(job.commits).map_err(store_err)?;
+        let commits = serde_json::to_string(job.commits).map_err(StoreError::encode)?;
         let done = self
             .sql
             .execute(
@@ -219,7 +215,7 @@ impl<S: Sql> JobStore<S> {
         let id = rows
             .first()
             .and_then(|r| r.opt_int("id"))
-            .ok_or_else(|| StoreError("job neither created nor found".into()))?;
+            .ok_or_else(|| StoreError::Row("job neither created nor found".into()))?;
         Ok((id, false))
     }
 
@@ -248,7 +244,7 @@ impl<S: Sql> JobStore<S> {
             .await?;
         let ids: Vec<i64> = rows.iter().filter_map(|r| r.opt_int("id")).collect();
         if !ids.is_empty() {
-            let list = serde_json::to_string(&ids).map_err(store_err)?;
+            let list = serde_json::to_string(&ids).map_err(StoreError::encode)?;
             self.sql
                 .execute(
                     "UPDATE deploy_steps SET state = 'skipped', updated_at = ?2 \
@@ -292,7 +288,7 @@ impl<S: Sql> JobStore<S> {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let from: Vec<&str> = to.allowed_from().iter().map(|s| s.as_str()).collect();
-        let from = serde_json::to_string(&from).map_err(store_err)?;
+        let from = serde_json::to_string(&from).map_err(StoreError::encode)?;
         let finished = to.is_final() || to == JobStatus::Failed;
         let done = self
             .sql
@@ -712,7 +708,7 @@ fn job(row: Row) -> Result<Job, StoreError> {
     let status = row
         .opt_text("status")
         .and_then(|s| JobStatus::parse(&s))
-        .ok_or_else(|| StoreError("job status".into()))?;
+        .ok_or_else(|| StoreError::Row("job status".into()))?;
     Ok(Job {
         id: row.int("id")?,
         app: row.opt_text("app").unwrap_or_default(),
@@ -735,7 +731,7 @@ fn job(row: Row) -> Result<Job, StoreError> {
             .opt_text("commits")
             .map(|c| crate::json::read(&c))
             .transpose()
-            .map_err(store_err)?
+            .map_err(StoreError::row)?
             .unwrap_or_default(),
         steps: Vec::new(),
     })
@@ -747,14 +743,14 @@ fn step(row: Row) -> Result<Step, StoreError> {
         name: row
             .opt_text("name")
             .and_then(|n| StepName::parse(&n))
-            .ok_or_else(|| StoreError("step name".into()))?,
+            .ok_or_else(|| StoreError::Row("step name".into()))?,
         state: match row.opt_text("state").as_deref() {
             Some("pending") => StepState::Pending,
             Some("started") => StepState::Started,
             Some("done") => StepState::Done,
             Some("failed") => StepState::Failed,
             Some("skipped") => StepState::Skipped,
-            _ => return Err(StoreError("step state".into())),
+            _ => return Err(StoreError::Row("step state".into())),
         },
         attempts: row.opt_int("attempts").unwrap_or(0),
         result: row

@@ -147,7 +147,7 @@ impl<S: Sql> DeliveryStore<S> {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         let (name, action, repository) = event.summary();
-        let payload = serde_json::to_string(event).map_err(|e| StoreError(e.to_string()))?;
+        let payload = serde_json::to_string(event).map_err(StoreError::encode)?;
         let done = self
             .sql
             .execute(
@@ -346,16 +346,15 @@ impl<S: Sql> DeliveryStore<S> {
             )
             .await?;
         rows.into_iter()
-            .map(|r| {
-                crate::json::from_value(&Value::Object(r)).map_err(|e| StoreError(e.to_string()))
-            })
+            .map(|r| crate::json::from_value(&Value::Object(r)).map_err(StoreError::row))
             .collect()
     }
 }
 
 /// A stored event, as [`DeliveryStore::record`] wrote it.
 fn decode(text: &str, what: &str) -> Result<GithubEvent, StoreError> {
-    crate::json::read(text).map_err(|e| StoreError(format!("delivery {what}: stored event: {e}")))
+    crate::json::read(text)
+        .map_err(|e| StoreError::Row(format!("delivery {what}: stored event: {e}")))
 }
 
 #[cfg(test)]

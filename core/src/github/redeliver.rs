@@ -218,7 +218,7 @@ async fn recorded_ids<S: Sql>(sql: S, guids: &[&str]) -> Result<Vec<String>, Sto
     if valid.is_empty() {
         return Ok(Vec::new());
     }
-    let list = serde_json::to_string(&valid).map_err(|e| StoreError(e.to_string()))?;
+    let list = serde_json::to_string(&valid).map_err(StoreError::encode)?;
     let rows = sql
         .query(
             "SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?1))",

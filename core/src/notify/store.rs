@@ -92,7 +92,7 @@ impl<S: Sql> NotificationStore<S> {
         status: NotificationStatus,
         now: Timestamp,
     ) -> Result<Option<i64>, StoreError> {
-        let json = serde_json::to_string(deployment).map_err(|e| StoreError(e.to_string()))?;
+        let json = serde_json::to_string(deployment).map_err(StoreError::encode)?;
         let done = self
             .sql
             .execute(
@@ -154,7 +154,7 @@ impl<S: Sql> NotificationStore<S> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let list = serde_json::to_string(ids).map_err(|e| StoreError(e.to_string()))?;
+        let list = serde_json::to_string(ids).map_err(StoreError::encode)?;
         let rows = self
             .sql
             .query(
@@ -169,11 +169,11 @@ impl<S: Sql> NotificationStore<S> {
         rows.iter()
             .map(|row| {
                 let id = row.int("id")?;
-                let json = row
-                    .opt_str("deployment")
-                    .ok_or_else(|| StoreError(format!("notification {id} has no deployment")))?;
+                let json = row.opt_str("deployment").ok_or_else(|| {
+                    StoreError::Row(format!("notification {id} has no deployment"))
+                })?;
                 let deployment: Deployment = crate::json::read(json).map_err(|e| {
-                    StoreError(format!("notification {id}: stored deployment: {e}"))
+                    StoreError::Row(format!("notification {id}: stored deployment: {e}"))
                 })?;
                 Ok(ClaimedNotification {
                     id,
@@ -315,7 +315,7 @@ impl<S: Sql> NotificationStore<S> {
 }
 
 fn record(row: Row) -> Result<NotificationRecord, StoreError> {
-    crate::json::from_value(&serde_json::Value::Object(row)).map_err(|e| StoreError(e.to_string()))
+    crate::json::from_value(&serde_json::Value::Object(row)).map_err(StoreError::row)
 }
 
 #[cfg(test)]

@@ -104,7 +104,7 @@ pub async fn create_service<S: Sql>(
     definition.validate().map_err(|e| {
         ApiError::BadRequest(format!("repositoryName: makes an invalid workflow: {e}"))
     })?;
-    let input = serde_json::to_value(&request).map_err(|e| StoreError(e.to_string()))?;
+    let input = serde_json::to_value(&request).map_err(StoreError::encode)?;
     let store = WorkflowStore::new(&sql);
     let name = request.repository_name.as_str();
     let id = store
@@ -114,7 +114,7 @@ pub async fn create_service<S: Sql>(
     let workflow = store
         .get(id)
         .await?
-        .ok_or_else(|| StoreError(format!("workflow {id} vanished")))?;
+        .ok_or_else(|| StoreError::Row(format!("workflow {id} vanished")))?;
     let ready = match progress(&workflow.definition, &workflow.steps) {
         Progress::Continue(ready) => refs(id, ready),
         _ => Vec::new(),

@@ -151,12 +151,8 @@ const STEP_COLUMNS: &str = "step_id, kind, status, repository, pr_number, pr_nod
 const LIVE_STEPS: &str =
     "workflow_steps s JOIN workflows w ON w.id = s.workflow_id WHERE w.status = 'running'";
 
-fn store_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
-}
-
 fn json<T: Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(store_err)
+    serde_json::to_string(v).map_err(StoreError::encode)
 }
 
 fn statuses(list: &[StepStatus]) -> Result<String, StoreError> {
@@ -579,13 +575,13 @@ impl<S: Sql> WorkflowStore<S> {
                 let id = r
                     .opt_text("delivery_id")
                     .and_then(|d| DeliveryId::parse(&d))
-                    .ok_or_else(|| StoreError("kept event: delivery id".into()))?;
+                    .ok_or_else(|| StoreError::Row("kept event: delivery id".into()))?;
                 let event = r
                     .opt_text("event")
                     .map(|e| crate::json::read(&e))
                     .transpose()
-                    .map_err(store_err)?
-                    .ok_or_else(|| StoreError("kept event: event".into()))?;
+                    .map_err(StoreError::row)?
+                    .ok_or_else(|| StoreError::Row("kept event: event".into()))?;
                 Ok((id, event))
             })
             .collect()
@@ -662,7 +658,7 @@ fn refs(rows: Vec<Row>) -> Result<Vec<(i64, StepId)>, StoreError> {
             let step = r
                 .opt_text("step_id")
                 .and_then(|s| StepId::parse(&s))
-                .ok_or_else(|| StoreError("step id".into()))?;
+                .ok_or_else(|| StoreError::Row("step id".into()))?;
             Ok((id, step))
         })
         .collect()
@@ -672,7 +668,7 @@ fn parsed<T: FromJson>(row: &Row, column: &str) -> Result<Option<T>, StoreError>
     row.opt_text(column)
         .map(|t| crate::json::read(&t))
         .transpose()
-        .map_err(|e| StoreError(format!("{column}: {e}")))
+        .map_err(|e| StoreError::Row(format!("{column}: {e}")))
 }
 
 fn workflow(row: Row) -> Result<Workflow, StoreError> {
@@ -683,21 +679,21 @@ fn workflow(row: Row) -> Result<Workflow, StoreError> {
         status: row
             .opt_text("status")
             .and_then(|s| WorkflowStatus::parse(&s))
-            .ok_or_else(|| StoreError("workflow status".into()))?,
+            .ok_or_else(|| StoreError::Row("workflow status".into()))?,
         error: row.opt_text("error"),
         // Parsed straight into a Value: reading one out of a parsed Value copies it.
         input: row
             .opt_text("input")
             .map(|t| crate::json::value(&t))
             .transpose()
-            .map_err(|e| StoreError(format!("input: {e}")))?
+            .map_err(|e| StoreError::Row(format!("input: {e}")))?
             .unwrap_or_default(),
         telegram_message_id: row.opt_int("telegram_message_id"),
         created_at: row.opt_int("created_at").unwrap_or(0),
         updated_at: row.opt_int("updated_at").unwrap_or(0),
         finished_at: row.opt_int("finished_at"),
         definition: parsed(&row, "definition")?
-            .ok_or_else(|| StoreError("workflow definition".into()))?,
+            .ok_or_else(|| StoreError::Row("workflow definition".into()))?,
         steps: Vec::new(),
     })
 }
@@ -718,15 +714,15 @@ fn step_record(row: Row) -> Result<StepRecord, StoreError> {
         id: row
             .opt_text("step_id")
             .and_then(|s| StepId::parse(&s))
-            .ok_or_else(|| StoreError("step id".into()))?,
+            .ok_or_else(|| StoreError::Row("step id".into()))?,
         kind: row
             .opt_text("kind")
             .and_then(|k| StepKind::parse(&k))
-            .ok_or_else(|| StoreError("step kind".into()))?,
+            .ok_or_else(|| StoreError::Row("step kind".into()))?,
         status: row
             .opt_text("status")
             .and_then(|s| StepStatus::parse(&s))
-            .ok_or_else(|| StoreError("step status".into()))?,
+            .ok_or_else(|| StoreError::Row("step status".into()))?,
         repository: row.opt_text("repository"),
         pr,
         merged_sha: row.opt_text("merged_sha"),

@@ -170,7 +170,7 @@ impl<S: Sql> PreviewStore<S> {
             .await?;
         let row = rows
             .first()
-            .ok_or_else(|| StoreError("preview upsert returned no id".into()))?;
+            .ok_or_else(|| StoreError::Row("preview upsert returned no id".into()))?;
         let id = row.int("id")?;
         Ok(if row.opt_str("wanted") == Some(Wanted::Closed.as_str()) {
             Observation::Closed(id)
@@ -386,7 +386,7 @@ impl<S: Sql> PreviewStore<S> {
 
 fn preview(row: Row) -> Result<Preview, StoreError> {
     let id = row.int("id")?;
-    let bad = |what: &str| StoreError(format!("preview {id}: bad {what}"));
+    let bad = |what: &str| StoreError::Row(format!("preview {id}: bad {what}"));
     Ok(Preview {
         id,
         app: row.opt_text("app").ok_or_else(|| bad("app"))?,
