@@ -433,6 +433,33 @@ describe("GET /health", () => {
   });
 });
 
+describe("without Telegram configured", () => {
+  test("a notification is recorded as not sent, with the message it would have sent in the log and in /api/deliveries", async () => {
+    const bare = await startWorker({ persistTo: tempDir("no-telegram"), vars: { DEPLOY_NOTIFY_TOKEN: TOKEN, ADMIN_TOKEN: ADMIN } });
+    try {
+      const r = await post(deployment({ projectName: "newcomer-app", deploymentId: "first-1", commitHash: "abc1234def", environment: "production" }), { base: bare.url });
+      assert.equal(r.status, 202, r.text);
+      let entry;
+      const until = Date.now() + 15_000;
+      while (Date.now() < until) {
+        const list = await post(undefined, { method: "GET", path: "/api/deliveries?limit=10", token: ADMIN, base: bare.url });
+        entry = list.json.deliveries.find((d) => d.project === "newcomer-app");
+        if (entry && entry.outcome !== "pending" && entry.outcome !== "sending") break;
+        await sleep(100);
+      }
+      assert.equal(entry?.outcome, "not_sent", JSON.stringify(entry));
+      const [reason, message] = entry.detail.split("; it would have read:\n");
+      assert.equal(reason, "not sent: Telegram is not configured (TELEGRAM_BOT_TOKEN is missing)");
+      for (const line of ["Project: newcomer-app", "production", "Deployment ID: first-1"]) {
+        assert.ok(message.includes(line), `${line} in ${message}`);
+      }
+      assert.ok(await bare.waitForLog("Project: newcomer-app"), "the message is logged as it would have been sent");
+    } finally {
+      await bare.stop();
+    }
+  });
+});
+
 test("the fakes saw nothing unexpected and no secret reached the logs", () => {
   assert.deepEqual(tg.violations, []);
   assert.deepEqual(cf.violations, []);

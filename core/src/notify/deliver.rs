@@ -83,7 +83,12 @@ async fn attempt<H: Http>(
     let telegram = match &config.telegram {
         Ok(t) => t,
         Err(missing) => {
-            let error = format!("not sent: Telegram is not configured ({missing} is missing)");
+            // What it would have said, in the log and in `/api/deliveries`: a newcomer
+            // sees the product work before setting up a bot.
+            let error = format!(
+                "not sent: Telegram is not configured ({missing} is missing); it would have read:\n{}",
+                render(&claimed.deployment).plain
+            );
             let log = format!("notification {id} ({key}): {error}");
             let outcome = Outcome::Final {
                 id,

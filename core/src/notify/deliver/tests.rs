@@ -148,9 +148,20 @@ fn without_telegram_it_is_recorded_as_not_sent() {
     assert_eq!(out.verdict, Verdict::Ack);
     let r = row(&store);
     assert_eq!(r.status, NotificationStatus::NotSent);
+    let would = crate::telegram::render(&dep()).plain;
     assert_eq!(
         r.last_error.as_deref(),
-        Some("not sent: Telegram is not configured (TELEGRAM_BOT_TOKEN is missing)")
+        Some(
+            format!(
+                "not sent: Telegram is not configured (TELEGRAM_BOT_TOKEN is missing); it would have read:\n{would}"
+            )
+            .as_str()
+        )
+    );
+    assert!(would.contains("Project: "), "the message itself: {would}");
+    assert!(
+        out.log.ends_with(&would),
+        "logged as it would have been sent"
     );
     assert!(http.seen.borrow().is_empty());
 }
