@@ -348,3 +348,34 @@ impl crate::secrets::Cipher for NativeCipher {
         Ok(<sha2::Sha256 as sha2::Digest>::digest(data).to_vec())
     }
 }
+
+/// The ports a flow test runs on: the fakes above, with the signer it needs.
+pub type FakePorts<'a, R> = (
+    FakeHttp,
+    &'a SqliteSql,
+    MemoryQueue,
+    MemoryKv,
+    R,
+    NativeCipher,
+);
+
+/// The flows' dependencies over the test fakes.
+pub fn fake_deps<'a, R: crate::github::app::RsaSigner>(
+    config: &'a crate::config::Config,
+    http: &'a FakeHttp,
+    db: &'a SqliteSql,
+    queue: &'a MemoryQueue,
+    kv: &'a MemoryKv,
+    signer: &'a R,
+    cipher: &'a NativeCipher,
+) -> crate::flow::Deps<'a, FakePorts<'a, R>> {
+    crate::flow::Deps {
+        config,
+        http,
+        sql: db,
+        queue,
+        kv,
+        signer,
+        cipher,
+    }
+}

@@ -13,8 +13,8 @@ use crate::names::AppName;
 use crate::notify::store::NotificationStatus;
 use crate::retry::MAX_DELIVERY_ATTEMPTS;
 use crate::testing::{
-    block_on, hook_deployment, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher,
-    NoSigner, SqliteSql,
+    block_on, fake_deps, hook_deployment, json_response, FakeHttp, FakePorts, MemoryKv,
+    MemoryQueue, NativeCipher, NoSigner, SqliteSql,
 };
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -91,28 +91,16 @@ impl Queue {
         Timestamp::from_millis(self.clock.get())
     }
 
-    fn deps(
-        &self,
-    ) -> Deps<
-        '_,
-        (
-            FakeHttp,
-            &SqliteSql,
-            MemoryQueue,
-            MemoryKv,
-            NoSigner,
-            NativeCipher,
-        ),
-    > {
-        Deps {
-            config: &self.config,
-            http: &self.http,
-            sql: &self.db,
-            queue: &self.queue,
-            kv: &self.kv,
-            signer: &NoSigner,
-            cipher: &self.cipher,
-        }
+    fn deps(&self) -> Deps<'_, FakePorts<'_, NoSigner>> {
+        fake_deps(
+            &self.config,
+            &self.http,
+            &self.db,
+            &self.queue,
+            &self.kv,
+            &NoSigner,
+            &self.cipher,
+        )
     }
 
     /// Records the fixture `fixture` as delivery `id` of `event` and returns the

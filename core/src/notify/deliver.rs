@@ -90,19 +90,7 @@ async fn attempt<H: Http>(
                 render(&claimed.deployment).plain
             );
             let log = format!("notification {id} ({key}): {error}");
-            let outcome = Outcome::Final {
-                id,
-                status: NotificationStatus::NotSent,
-                error,
-            };
-            return (
-                outcome,
-                Delivered {
-                    id,
-                    verdict: Verdict::Ack,
-                    log,
-                },
-            );
+            return finished(id, NotificationStatus::NotSent, error, Verdict::Ack, log);
         }
     };
     let message = render(&claimed.deployment);
@@ -142,35 +130,33 @@ async fn attempt<H: Http>(
         }
         DeliveryAction::GiveUp { error } => {
             let log = format!("notification {id} ({key}): failed: {error}");
-            (
-                Outcome::Final {
-                    id,
-                    status: NotificationStatus::Failed,
-                    error,
-                },
-                Delivered {
-                    id,
-                    verdict: Verdict::DeadLetter,
-                    log,
-                },
+            finished(
+                id,
+                NotificationStatus::Failed,
+                error,
+                Verdict::DeadLetter,
+                log,
             )
         }
         DeliveryAction::Fail { error } => {
             let log = format!("notification {id} ({key}): failed permanently: {error}");
-            (
-                Outcome::Final {
-                    id,
-                    status: NotificationStatus::Failed,
-                    error,
-                },
-                Delivered {
-                    id,
-                    verdict: Verdict::Ack,
-                    log,
-                },
-            )
+            finished(id, NotificationStatus::Failed, error, Verdict::Ack, log)
         }
     }
+}
+
+/// A notification that is done with (failed or not sent): its final row and verdict.
+fn finished(
+    id: i64,
+    status: NotificationStatus,
+    error: String,
+    verdict: Verdict,
+    log: String,
+) -> (Outcome, Delivered) {
+    (
+        Outcome::Final { id, status, error },
+        Delivered { id, verdict, log },
+    )
 }
 
 #[cfg(test)]

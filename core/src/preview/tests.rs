@@ -21,7 +21,8 @@ use crate::jobs::JobMessage;
 use crate::names::AppName;
 use crate::secrets::{EnvType, SecretStore, SecretsKeys};
 use crate::testing::{
-    block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher, SqliteSql, StubSigner,
+    block_on, fake_deps, json_response, FakeHttp, FakePorts, MemoryKv, MemoryQueue, NativeCipher,
+    SqliteSql, StubSigner,
 };
 
 const TEST_APP_KEY: &str = include_str!("../github/app/test-key.pkcs1.pem");
@@ -635,28 +636,16 @@ impl Story {
         *self.clock.borrow_mut() += ms;
     }
 
-    fn deps(
-        &self,
-    ) -> Deps<
-        '_,
-        (
-            FakeHttp,
-            &SqliteSql,
-            MemoryQueue,
-            MemoryKv,
-            StubSigner,
-            NativeCipher,
-        ),
-    > {
-        Deps {
-            config: &self.config,
-            http: &self.http,
-            sql: &self.db,
-            queue: &self.queue,
-            kv: &self.kv,
-            signer: &StubSigner,
-            cipher: &self.cipher,
-        }
+    fn deps(&self) -> Deps<'_, FakePorts<'_, StubSigner>> {
+        fake_deps(
+            &self.config,
+            &self.http,
+            &self.db,
+            &self.queue,
+            &self.kv,
+            &StubSigner,
+            &self.cipher,
+        )
     }
 
     /// The body of the first machine created for `fly_app`.

@@ -13,7 +13,8 @@ use crate::github::events::{GithubEvent, PushCommit, PushEvent, WorkflowRunEvent
 use crate::http::{HttpError, HttpResponse};
 use crate::names::AppName;
 use crate::testing::{
-    block_on, json_response, FakeHttp, MemoryKv, MemoryQueue, NativeCipher, NoSigner, SqliteSql,
+    block_on, fake_deps, json_response, FakeHttp, FakePorts, MemoryKv, MemoryQueue, NativeCipher,
+    NoSigner, SqliteSql,
 };
 
 const REPO: &str = "octo/app";
@@ -193,28 +194,16 @@ impl Scenario {
         Timestamp::from_millis(*c)
     }
 
-    fn deps(
-        &self,
-    ) -> Deps<
-        '_,
-        (
-            FakeHttp,
-            &SqliteSql,
-            MemoryQueue,
-            MemoryKv,
-            NoSigner,
-            NativeCipher,
-        ),
-    > {
-        Deps {
-            config: &self.config,
-            http: &self.http,
-            sql: &self.db,
-            queue: &self.queue,
-            kv: &self.kv,
-            signer: &NoSigner,
-            cipher: &self.cipher,
-        }
+    fn deps(&self) -> Deps<'_, FakePorts<'_, NoSigner>> {
+        fake_deps(
+            &self.config,
+            &self.http,
+            &self.db,
+            &self.queue,
+            &self.kv,
+            &NoSigner,
+            &self.cipher,
+        )
     }
 
     fn deliver(&self, event: GithubEvent) -> Result<String, ProcessError> {
