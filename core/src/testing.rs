@@ -379,3 +379,20 @@ pub fn fake_deps<'a, R: crate::github::app::RsaSigner>(
         cipher,
     }
 }
+
+/// Records `event` under `id` as a fresh, queued delivery, as the `/github` intake does.
+pub fn record_queued(
+    db: &SqliteSql,
+    id: &crate::github::deliveries::DeliveryId,
+    event: &crate::github::events::GithubEvent,
+    at: crate::time::Timestamp,
+) {
+    block_on(crate::github::deliveries::DeliveryStore::new(db).record(
+        id,
+        event,
+        crate::github::deliveries::Outcome::Queued,
+        None,
+        at,
+    ))
+    .expect("recorded");
+}

@@ -13,8 +13,8 @@ use crate::names::AppName;
 use crate::notify::store::NotificationStatus;
 use crate::retry::MAX_DELIVERY_ATTEMPTS;
 use crate::testing::{
-    block_on, fake_deps, hook_deployment, json_response, FakeHttp, FakePorts, MemoryKv,
-    MemoryQueue, NativeCipher, NoSigner, SqliteSql,
+    block_on, fake_deps, hook_deployment, json_response, record_queued, FakeHttp, FakePorts,
+    MemoryKv, MemoryQueue, NativeCipher, NoSigner, SqliteSql,
 };
 
 const REPO: &str = "Codertocat/Hello-World";
@@ -113,14 +113,7 @@ impl Queue {
         let body = std::fs::read(path).expect("fixture");
         let event = parse(event, &body).expect("parses");
         let id = DeliveryId::parse(id).expect("id");
-        block_on(DeliveryStore::new(&self.db).record(
-            &id,
-            &event,
-            Outcome::Queued,
-            None,
-            self.now(),
-        ))
-        .expect("recorded");
+        record_queued(&self.db, &id, &event, self.now());
         JobMessage::GithubDelivery {
             id: id.as_str().to_owned(),
         }

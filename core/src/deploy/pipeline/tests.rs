@@ -13,8 +13,8 @@ use crate::github::events::{GithubEvent, PushCommit, PushEvent, WorkflowRunEvent
 use crate::http::{HttpError, HttpResponse};
 use crate::names::AppName;
 use crate::testing::{
-    block_on, fake_deps, json_response, FakeHttp, FakePorts, MemoryKv, MemoryQueue, NativeCipher,
-    NoSigner, SqliteSql,
+    block_on, fake_deps, json_response, record_queued, FakeHttp, FakePorts, MemoryKv, MemoryQueue,
+    NativeCipher, NoSigner, SqliteSql,
 };
 
 const REPO: &str = "octo/app";
@@ -206,19 +206,17 @@ impl Scenario {
         )
     }
 
-    fn deliver(&self, event: GithubEvent) -> Result<String, ProcessError> {
+    /// Records `event` as a fresh, queued delivery under the next id.
+    fn record(&self, event: &GithubEvent) -> DeliveryId {
         let mut n = self.deliveries.borrow_mut();
         *n += 1;
         let id = DeliveryId::parse(&format!("delivery-{n}")).expect("id");
-        drop(n);
-        block_on(DeliveryStore::new(&self.db).record(
-            &id,
-            &event,
-            Outcome::Queued,
-            None,
-            self.now(),
-        ))
-        .expect("record");
+        record_queued(&self.db, &id, event, self.now());
+        id
+    }
+
+    fn deliver(&self, event: GithubEvent) -> Result<String, ProcessError> {
+        let id = self.record(&event);
         block_on(process_delivery(&self.deps(), &id, self.now()))
     }
 
@@ -229,18 +227,7 @@ impl Scenario {
 
     /// Records `event` as a fresh delivery and runs it as the queue consumer does.
     fn process(&self, event: GithubEvent) -> (DeliveryId, Run) {
-        let mut n = self.deliveries.borrow_mut();
-        *n += 1;
-        let id = DeliveryId::parse(&format!("delivery-{n}")).expect("id");
-        drop(n);
-        block_on(DeliveryStore::new(&self.db).record(
-            &id,
-            &event,
-            Outcome::Queued,
-            None,
-            self.now(),
-        ))
-        .expect("record");
+        let id = self.record(&event);
         let run = block_on(run_delivery(&self.deps(), &id, self.now()));
         (id, run)
     }
