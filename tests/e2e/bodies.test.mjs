@@ -55,10 +55,19 @@ after(async () => {
  * unread between its proxy and the Worker also spoil the proxy's pooled
  * connection: the request after gets the proxy's 503 "Your worker restarted
  * mid-request". Neither is the Worker's answer, and neither exists in production:
- * that one 503 (not JSON, the proxy's text) makes the request be sent again, once.
+ * that one 503 (not JSON, the proxy's text), or a reset before any answer, makes the
+ * request be sent again, once.
  */
 async function postChunked(path, options) {
-  const first = await postChunkedOnce(path, { ...options, parts: options.parts() });
+  let first;
+  try {
+    first = await postChunkedOnce(path, { ...options, parts: options.parts() });
+  } catch (e) {
+    // The same spoiled pooled connection can also be reset by the proxy before any
+    // answer comes: the Worker never answered, so the request is sent once more.
+    if (!["ECONNRESET", "EPIPE"].includes(e.code)) throw e;
+    return postChunkedOnce(path, { ...options, parts: options.parts() });
+  }
   if (!isProxyRestart(first)) return first;
   // wrangler dev's own answer, not the Worker's (see above): the request never reached
   // the Worker whole, so it is sent once more.
