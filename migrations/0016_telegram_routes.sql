@@ -26,6 +26,9 @@ CREATE TABLE telegram_deliveries (
   route            TEXT    NOT NULL,
   chat_id          TEXT    NOT NULL,
   thread           TEXT    NOT NULL DEFAULT '',
+  -- Where it went when that differs: the topic made for 'auto', or '' when
+  -- Telegram refused the topic and it went to the chat itself.
+  thread_sent      TEXT,
   destination      TEXT    NOT NULL,
   status           TEXT    NOT NULL CHECK (status IN
                      ('pending', 'waiting', 'sending', 'retrying', 'digested', 'sent', 'failed', 'not_sent')),

@@ -18,6 +18,7 @@ use worker::{Delay, Env};
 pub(crate) const DB: &str = "DB";
 pub(crate) const STATE: &str = "STATE";
 pub(crate) const JOBS: &str = "JOBS";
+pub(crate) const TELEGRAM: &str = "TELEGRAM";
 
 /// A var or secret by name (secrets and vars are both plain strings at runtime).
 pub fn lookup(env: &Env, name: &str) -> Option<String> {
@@ -73,7 +74,10 @@ pub fn kv(env: &Env) -> WorkerKv {
 }
 
 pub fn queue(env: &Env) -> WorkerQueue {
-    WorkerQueue(binding(env, JOBS))
+    WorkerQueue {
+        jobs: binding(env, JOBS),
+        telegram: binding(env, TELEGRAM),
+    }
 }
 
 /// SQL over D1, through its JavaScript API. (`worker`'s D1 types read results and
@@ -241,16 +245,25 @@ impl Kv for WorkerKv {
     }
 }
 
-/// The `JOBS` producer, through its JavaScript API; absent binding = every send fails
-/// (rows stay pending and the sweep enqueues them once the binding is back). The
-/// message goes as the JSON serde_json writes, parsed into a JavaScript value, so
-/// one serializer serves every type.
+/// The producers, through their JavaScript API: notifications and their messages
+/// go to `TELEGRAM` (or to `JOBS` where a deployment has no `TELEGRAM` queue yet),
+/// everything else to `JOBS`. An absent binding makes every send fail (rows stay
+/// pending and the sweep enqueues them once the binding is back). The message goes
+/// as the JSON serde_json writes, parsed into a JavaScript value, so one serializer
+/// serves every type.
 #[derive(Clone)]
-pub struct WorkerQueue(Option<js_sys::Object>);
+pub struct WorkerQueue {
+    jobs: Option<js_sys::Object>,
+    telegram: Option<js_sys::Object>,
+}
 
-impl Queue for WorkerQueue {
-    async fn send(&self, message: &JobMessage) -> Result<(), QueueError> {
-        let Some(q) = &self.0 else {
+impl WorkerQueue {
+    async fn put(&self, message: &JobMessage, delay_seconds: u32) -> Result<(), QueueError> {
+        let queue = match (message.is_telegram(), &self.telegram) {
+            (true, Some(t)) => Some(t),
+            _ => self.jobs.as_ref(),
+        };
+        let Some(q) = queue else {
             return Err(QueueError::Unbound(
                 "the queue binding JOBS is missing".into(),
             ));
@@ -258,10 +271,29 @@ impl Queue for WorkerQueue {
         let error = |e: JsValue| QueueError::Send(js_message(&e));
         let text = serde_json::to_string(message).map_err(|e| QueueError::Encode(e.to_string()))?;
         let body = js_sys::JSON::parse(&text).map_err(error)?;
-        call_async(q, "send", &js_sys::Array::of1(&body))
-            .await
-            .map(drop)
-            .map_err(error)
+        let args = js_sys::Array::of1(&body);
+        if delay_seconds > 0 {
+            let options = js_sys::Object::new();
+            js_sys::Reflect::set(
+                &options,
+                &JsValue::from_str("delaySeconds"),
+                &JsValue::from_f64(f64::from(delay_seconds)),
+            )
+            .map_err(error)?;
+            args.push(&options);
+        }
+        call_async(q, "send", &args).await.map(drop).map_err(error)
+    }
+}
+
+impl Queue for WorkerQueue {
+    async fn send(&self, message: &JobMessage) -> Result<(), QueueError> {
+        self.put(message, 0).await
+    }
+
+    async fn send_later(&self, message: &JobMessage, delay_seconds: u32) -> Result<(), QueueError> {
+        // Queues hold a message back for at most 12 hours.
+        self.put(message, delay_seconds.min(43_200)).await
     }
 }
 

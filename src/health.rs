@@ -28,6 +28,7 @@ pub fn handle(req: &Request, env: &Env, config: &Config) -> Result<Reply, ApiErr
                 adapters::DB: adapters::bound(env, adapters::DB),
                 adapters::STATE: adapters::bound(env, adapters::STATE),
                 adapters::JOBS: adapters::bound(env, adapters::JOBS),
+                adapters::TELEGRAM: adapters::bound(env, adapters::TELEGRAM),
             },
             "settings": settings,
             "problems": config.problems,

@@ -76,7 +76,17 @@ pub async fn deliveries<S: Sql + Copy>(sql: S, limit: u32) -> Result<Vec<Value>,
         v["source"] = "github".into();
         (at, v)
     });
+    let ids: Vec<i64> = notify.iter().map(|n| n.id).collect();
+    let sends = crate::notify::sends::SendStore::new(sql)
+        .of(&ids)
+        .await
+        .map_err(store("telegram deliveries"))?;
     let notify = notify.into_iter().map(|n| {
+        let destinations: Vec<Value> = sends
+            .iter()
+            .filter(|r| crate::row::Columns::opt_int(*r, "notification_id") == Some(n.id))
+            .map(destination)
+            .collect();
         (
             n.created_at,
             serde_json::json!({
@@ -89,12 +99,35 @@ pub async fn deliveries<S: Sql + Copy>(sql: S, limit: u32) -> Result<Vec<Value>,
                 "outcome": n.status.as_str(),
                 "detail": n.last_error,
                 "attempts": n.attempts,
+                "destinations": destinations,
                 "received_at": n.created_at,
                 "updated_at": n.updated_at,
             }),
         )
     });
     Ok(newest_first(github, notify, limit as usize))
+}
+
+/// One destination row as the delivery log shows it: where it went and how it
+/// stands; a line of a digest says which message carried it.
+fn destination(row: &crate::ports::Row) -> Value {
+    use crate::row::Columns;
+    let status = row.opt_str("status").unwrap_or_default();
+    let detail = match (status, row.opt_int("digest_id"), row.opt_int("message_id")) {
+        ("sent", Some(_), Some(m)) => Some(format!("sent in digest message {m}")),
+        ("digested", Some(d), _) => Some(format!("waiting in digest {d}")),
+        _ => row.opt_text("last_error"),
+    };
+    serde_json::json!({
+        "route": row.opt_str("route"),
+        "chat_id": row.opt_str("chat_id"),
+        "thread": row.opt_str("thread_sent").or(row.opt_str("thread")).filter(|t| !t.is_empty()),
+        "status": status,
+        "attempts": row.opt_int("attempts"),
+        "message_id": row.opt_int("message_id"),
+        "digest": row.opt_int("digest_id"),
+        "detail": detail,
+    })
 }
 
 /// Merges two lists that are each newest first into the first `limit` of both,

@@ -104,6 +104,9 @@ pub struct Config {
     /// `TELEGRAM_BOT_TOKEN` (secret), `TELEGRAM_CHAT_ID`, `TELEGRAM_API_BASE`; or the
     /// name of the first one missing.
     pub telegram: Result<TelegramConfig, &'static str>,
+    /// `TELEGRAM_PACE` (`<per second>/<per minute>`, default `1/20`, or `off`) and
+    /// `TELEGRAM_DIGEST_THRESHOLD` (default 5): the default route's pace.
+    pub telegram_pace: Option<crate::pace::Pace>,
     /// `CLOUDFLARE_API_TOKEN` (secret), `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_API_BASE`;
     /// or the name of the first one missing.
     pub cloudflare: Result<CloudflareConfig, &'static str>,
@@ -196,6 +199,10 @@ impl Config {
             }),
         };
         let poll_lookback_minutes = number("POLL_LOOKBACK_MINUTES", DEFAULT_POLL_LOOKBACK_MINUTES);
+        let digest_threshold = number(
+            "TELEGRAM_DIGEST_THRESHOLD",
+            crate::pace::Pace::TELEGRAM.digest_threshold,
+        );
         let sweep_after_seconds = number("SWEEP_AFTER_SECONDS", DEFAULT_SWEEP_AFTER_SECONDS);
         let step_stale_seconds = number(
             "STEP_STALE_SECONDS",
@@ -281,6 +288,30 @@ impl Config {
                 }
             };
 
+        let telegram_pace = match get("TELEGRAM_PACE") {
+            None => Some(crate::pace::Pace {
+                digest_threshold,
+                ..crate::pace::Pace::TELEGRAM
+            }),
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            Some(v) => {
+                let parsed = v.split_once('/').and_then(|(s, m)| {
+                    let (s, m) = (s.trim().parse::<u32>().ok()?, m.trim().parse::<u32>().ok()?);
+                    (s >= 1 && m >= s).then_some((s, m))
+                });
+                let (per_second, per_minute) = parsed.unwrap_or_else(|| {
+                    problems.push(
+                        "TELEGRAM_PACE must be <per second>/<per minute> (as 1/20) or off; using 1/20".into(),
+                    );
+                    (1, 20)
+                });
+                Some(crate::pace::Pace {
+                    per_second,
+                    per_minute,
+                    digest_threshold,
+                })
+            }
+        };
         let orchestrate = crate::orchestrate::definition::OrchestrateConfig::from_lookup(&lookup);
         let orchestrate_installation_id = get("ORCHESTRATE_INSTALLATION_ID").and_then(|v| {
             let id = v.parse().ok();
@@ -303,6 +334,7 @@ impl Config {
             admin_token: get("ADMIN_TOKEN").map(Secret::new),
             github_webhook,
             telegram,
+            telegram_pace,
             cloudflare,
             watch_workers: list(get("WATCH_WORKERS")),
             watch_pages: list(get("WATCH_PAGES")),

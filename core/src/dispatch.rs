@@ -8,7 +8,9 @@ use crate::flow::{Deps, Ports, ProcessError, Run, Verdict};
 use crate::github::deliveries::{AfterFailure, DeliveryId, DeliveryStore, Outcome};
 use crate::github::events::GithubEvent;
 use crate::jobs::JobMessage;
-use crate::notify::deliver::deliver;
+use crate::notify::deliver::{Courier, Delivered};
+use crate::notify::routing;
+use crate::notify::sends::SendStore;
 use crate::notify::store::NotificationStore;
 use crate::orchestrate::StepRef;
 use crate::time::Timestamp;
@@ -170,25 +172,104 @@ pub async fn run_job<P: Ports>(deps: &Deps<'_, P>, job: &JobMessage, now: Timest
                 true,
             )
         }
-        JobMessage::Notify { id } => {
-            let store = NotificationStore::new(deps.sql);
-            let out = deliver(deps.config, deps.http, &store, &[*id], now).await;
-            match out.into_iter().next() {
-                Some(out) => Handled::from_run(
-                    Run {
-                        verdict: out.verdict,
-                        log: out.log,
-                    },
-                    "queue: ",
-                    false,
-                ),
+        JobMessage::Notify { .. }
+        | JobMessage::TelegramSend { .. }
+        | JobMessage::TelegramDigest { .. } => {
+            let mut out = telegram_batch(deps, std::slice::from_ref(job), now).await;
+            match out.pop() {
+                Some((_, handled)) => handled,
                 None => Handled {
                     verdict: Verdict::Ack,
-                    line: Line::Info(format!("queue: notification {id}: nothing to deliver")),
+                    line: Line::Info("queue: nothing to deliver".into()),
                 },
             }
         }
     }
+}
+
+/// The courier for a batch's notifications.
+fn courier<'a, P: Ports>(deps: &'a Deps<'a, P>) -> Courier<'a, P::H, P::S, P::Q> {
+    Courier {
+        config: deps.config,
+        http: deps.http,
+        sql: deps.sql,
+        queue: deps.queue,
+    }
+}
+
+/// Delivers the Telegram messages of one batch together: notifications to route,
+/// destination rows whose wait is over, digests due. Returns each message's index
+/// in `jobs` with its verdict and line.
+async fn telegram_batch<P: Ports>(
+    deps: &Deps<'_, P>,
+    jobs: &[JobMessage],
+    now: Timestamp,
+) -> Vec<(usize, Handled)> {
+    let pick = |want: fn(&JobMessage) -> Option<i64>| -> Vec<(usize, i64)> {
+        jobs.iter()
+            .enumerate()
+            .filter_map(|(i, j)| want(j).map(|id| (i, id)))
+            .collect()
+    };
+    let notify = pick(|j| match j {
+        JobMessage::Notify { id } => Some(*id),
+        _ => None,
+    });
+    let sends = pick(|j| match j {
+        JobMessage::TelegramSend { id } => Some(*id),
+        _ => None,
+    });
+    let digests = pick(|j| match j {
+        JobMessage::TelegramDigest { id } => Some(*id),
+        _ => None,
+    });
+    let courier = courier(deps);
+    let mut out = Vec::new();
+    let mut give = |indexed: &[(usize, i64)], delivered: Vec<Delivered>| {
+        for d in delivered {
+            // A batch may carry the same id twice (the sweep re-enqueued it): every
+            // copy gets the verdict.
+            for (i, _) in indexed.iter().filter(|(_, id)| *id == d.id) {
+                let line = match d.verdict {
+                    Verdict::Ack => Line::Info(format!("queue: {}", d.log)),
+                    _ => Line::Error(format!("queue: {}", d.log)),
+                };
+                out.push((
+                    *i,
+                    Handled {
+                        verdict: d.verdict,
+                        line,
+                    },
+                ));
+            }
+        }
+    };
+    if !notify.is_empty() {
+        let routes = routing::Routes::load(deps.sql, deps.config).await;
+        let ids: Vec<i64> = notify.iter().map(|(_, id)| *id).collect();
+        let delivered = match routes {
+            Ok(routes) => courier.deliver(&|d| routes.recipients(d), &ids, now).await,
+            Err(e) => ids
+                .iter()
+                .map(|&id| Delivered {
+                    id,
+                    verdict: Verdict::Retry {
+                        delay_seconds: crate::retry::BACKOFF_BASE_SECONDS,
+                    },
+                    log: format!("notification {id}: the routes could not be read: {e}"),
+                })
+                .collect(),
+        };
+        give(&notify, delivered);
+    }
+    if !sends.is_empty() {
+        let ids: Vec<i64> = sends.iter().map(|(_, id)| *id).collect();
+        give(&sends, courier.deliver_rows(&ids, now).await);
+    }
+    for (_, id) in &digests {
+        give(&digests, vec![courier.flush_digest(*id, now).await]);
+    }
+    out
 }
 
 /// What the queue does with each message of a batch (in the batch's order; `None`:
@@ -215,58 +296,84 @@ pub async fn consume<P: Ports>(
         verdicts: vec![None; messages.len()],
         log: Vec::new(),
     };
-    let mut notify = Vec::new();
-    for (i, job) in messages.iter().enumerate() {
-        if let JobMessage::Notify { id } = job {
-            notify.push((i, *id));
-            continue;
-        }
-        if dead_letters {
-            out.log.push(Line::Error(format!(
-                "queue: dead-lettered {job:?}; the cron sweep picks up what it left unfinished"
-            )));
+    let telegram: Vec<usize> = (0..messages.len())
+        .filter(|&i| messages[i].is_telegram())
+        .collect();
+    if dead_letters {
+        for (i, job) in messages.iter().enumerate() {
+            out.log.push(dead_letter(deps, job, now()).await);
             out.verdicts[i] = Some(Verdict::Ack);
-            continue;
         }
-        let handled = run_job(deps, job, now()).await;
+        return out;
+    }
+    // Notifications never wait behind deploy steps: the two run side by side.
+    let others = async {
+        let mut done = Vec::new();
+        for (i, job) in messages
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| !j.is_telegram())
+        {
+            done.push((i, run_job(deps, job, now()).await));
+        }
+        done
+    };
+    let notes: Vec<JobMessage> = telegram.iter().map(|&i| messages[i].clone()).collect();
+    let (sent, done) =
+        futures_util::future::join(telegram_batch(deps, &notes, now()), others).await;
+    for (k, handled) in sent {
+        if let Some(&i) = telegram.get(k) {
+            out.verdicts[i] = Some(handled.verdict);
+            out.log.push(handled.line);
+        }
+    }
+    for (i, handled) in done {
         out.verdicts[i] = Some(handled.verdict);
         out.log.push(handled.line);
     }
-    if notify.is_empty() {
-        return out;
-    }
-    let store = NotificationStore::new(deps.sql);
-    if dead_letters {
-        for (i, id) in notify {
-            out.log
-                .push(match store.mark_dead_lettered(id, now()).await {
-                    Ok(true) => Line::Error(format!(
-                        "queue: notification {id} dead-lettered and marked failed"
-                    )),
-                    Ok(false) => Line::Info(format!(
-                        "queue: notification {id} dead-lettered after it was finished"
-                    )),
-                    Err(e) => Line::Error(format!(
-                        "queue: notification {id} dead-lettered, not marked: {e}"
-                    )),
-                });
-            out.verdicts[i] = Some(Verdict::Ack);
-        }
-        return out;
-    }
-    let ids: Vec<i64> = notify.iter().map(|(_, id)| *id).collect();
-    for delivered in deliver(deps.config, deps.http, &store, &ids, now()).await {
-        // A message may carry the same id twice (the sweep re-enqueued it): every
-        // copy gets the verdict.
-        for (i, _) in notify.iter().filter(|(_, id)| *id == delivered.id) {
-            out.verdicts[*i] = Some(delivered.verdict);
-        }
-        out.log.push(match delivered.verdict {
-            Verdict::Ack => Line::Info(format!("queue: {}", delivered.log)),
-            _ => Line::Error(format!("queue: {}", delivered.log)),
-        });
-    }
     out
+}
+
+/// A dead-lettered message: a notification or one of its messages is marked
+/// failed; anything else is left to the cron's sweep.
+async fn dead_letter<P: Ports>(deps: &Deps<'_, P>, job: &JobMessage, now: Timestamp) -> Line {
+    match job {
+        JobMessage::Notify { id } => match NotificationStore::new(deps.sql)
+            .mark_dead_lettered(*id, now)
+            .await
+        {
+            Ok(true) => Line::Error(format!(
+                "queue: notification {id} dead-lettered and marked failed"
+            )),
+            Ok(false) => Line::Info(format!(
+                "queue: notification {id} dead-lettered after it was finished"
+            )),
+            Err(e) => Line::Error(format!(
+                "queue: notification {id} dead-lettered, not marked: {e}"
+            )),
+        },
+        JobMessage::TelegramSend { id } => {
+            let sends = SendStore::new(deps.sql);
+            match sends.mark_dead_lettered(*id, now).await {
+                Ok(Some(notification)) => {
+                    let settled = sends.settle(&[notification], now).await;
+                    let tail = settled.err().map(|e| format!(" ({e})")).unwrap_or_default();
+                    Line::Error(format!(
+                        "queue: telegram delivery {id} dead-lettered and marked failed{tail}"
+                    ))
+                }
+                Ok(None) => Line::Info(format!(
+                    "queue: telegram delivery {id} dead-lettered after it was finished"
+                )),
+                Err(e) => Line::Error(format!(
+                    "queue: telegram delivery {id} dead-lettered, not marked: {e}"
+                )),
+            }
+        }
+        other => Line::Error(format!(
+            "queue: dead-lettered {other:?}; the cron sweep picks up what it left unfinished"
+        )),
+    }
 }
 
 /// The cron's part in the flows: each flow's sweep, as lines for the log.
@@ -280,6 +387,9 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: impl Fn() -> Timestamp) ->
     }
     for line in orchestrate::drive::sweep(deps, now()).await {
         log.push(format!("cron workflow sweep: {line}"));
+    }
+    for line in crate::notify::deliver::sweep(deps.config, deps.sql, deps.queue, now()).await {
+        log.push(format!("cron telegram sweep: {line}"));
     }
     log
 }

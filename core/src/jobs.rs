@@ -8,8 +8,12 @@ use crate::json::FromJson;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobMessage {
-    /// Send the Telegram message for notification row `id`.
+    /// Route notification row `id` and send its messages (the `TELEGRAM` queue).
     Notify { id: i64 },
+    /// Send destination row `id` of a notification, whose wait is over.
+    TelegramSend { id: i64 },
+    /// Send or edit digest `id` at its slot.
+    TelegramDigest { id: i64 },
     /// Process the recorded GitHub delivery `id` (its event is in D1).
     GithubDelivery { id: String },
     /// Run step `position` of deploy job `job_id`.
@@ -21,6 +25,19 @@ pub enum JobMessage {
         workflow_id: i64,
         step: crate::orchestrate::definition::StepId,
     },
+}
+
+impl JobMessage {
+    /// Whether it belongs on the `TELEGRAM` queue (notifications, their sends and
+    /// digests), which never waits behind deploy steps on `JOBS`.
+    pub fn is_telegram(&self) -> bool {
+        matches!(
+            self,
+            JobMessage::Notify { .. }
+                | JobMessage::TelegramSend { .. }
+                | JobMessage::TelegramDigest { .. }
+        )
+    }
 }
 
 #[cfg(test)]
@@ -40,6 +57,8 @@ mod tests {
         let step = crate::orchestrate::definition::StepId::parse("infra_pr").expect("step id");
         for m in [
             JobMessage::Notify { id: 1 },
+            JobMessage::TelegramSend { id: 6 },
+            JobMessage::TelegramDigest { id: 7 },
             JobMessage::GithubDelivery { id: "d-1".into() },
             JobMessage::DeployStep {
                 job_id: 2,
@@ -66,8 +85,8 @@ mod tests {
         assert_eq!(e(r#"{"id":1}"#), "missing field `kind`");
         assert_eq!(
             e(r#"{"kind":"lunch","id":1}"#),
-            "kind: unknown variant `lunch`, expected one of `notify`, `github_delivery`, \
-             `deploy_step`, `preview`, `workflow_step`"
+            "kind: unknown variant `lunch`, expected one of `notify`, `telegram_send`, \
+             `telegram_digest`, `github_delivery`, `deploy_step`, `preview`, `workflow_step`"
         );
         assert_eq!(
             e(r#"{"kind":"deploy_step","job_id":1}"#),

@@ -26,6 +26,7 @@ pub mod maps;
 pub mod names;
 pub mod notify;
 pub mod orchestrate;
+pub mod pace;
 pub mod ports;
 pub mod preview;
 pub mod retry;

@@ -185,11 +185,18 @@ impl std::fmt::Display for QueueError {
 
 impl std::error::Error for QueueError {}
 
-/// The producer side of the `JOBS` queue.
+/// The producer side of the queues: notifications and their messages go to
+/// `TELEGRAM`, everything else to `JOBS` ([`crate::jobs::JobMessage::is_telegram`]).
 pub trait Queue {
     fn send(
         &self,
         message: &crate::jobs::JobMessage,
+    ) -> impl Future<Output = Result<(), QueueError>>;
+    /// Sends a message that the queue holds back for `delay_seconds` (0: at once).
+    fn send_later(
+        &self,
+        message: &crate::jobs::JobMessage,
+        delay_seconds: u32,
     ) -> impl Future<Output = Result<(), QueueError>>;
 }
 

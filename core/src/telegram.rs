@@ -375,6 +375,49 @@ pub struct TelegramConfig {
     pub chat_id: String,
 }
 
+/// Where one message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub chat_id: &'a str,
+    /// A forum topic (`message_thread_id`).
+    pub thread: Option<i64>,
+    /// `disable_notification`.
+    pub silent: bool,
+    /// Link previews are off unless asked for.
+    pub link_preview: bool,
+}
+
+impl<'a> Target<'a> {
+    /// The chat itself, with a sound and no link preview.
+    pub fn chat(chat_id: &'a str) -> Self {
+        Target {
+            chat_id,
+            thread: None,
+            silent: false,
+            link_preview: false,
+        }
+    }
+}
+
+/// Whether Telegram refused a message because of its topic: the chat is not a
+/// forum, or the topic is gone or closed. The message then goes to the chat itself.
+pub fn topic_refused(outcome: &SendOutcome) -> bool {
+    let SendOutcome::Permanent { error } = outcome else {
+        return false;
+    };
+    let e = error.to_ascii_lowercase();
+    [
+        "thread not found",
+        "not a forum",
+        "topic_closed",
+        "topic_deleted",
+        "topic closed",
+        "topic deleted",
+    ]
+    .iter()
+    .any(|s| e.contains(s))
+}
+
 /// The Bot API client.
 pub struct TelegramClient<'a, H> {
     http: &'a H,
@@ -386,12 +429,23 @@ impl<'a, H: Http> TelegramClient<'a, H> {
         TelegramClient { http, config }
     }
 
-    /// Sends one message: HTML first; if Telegram cannot parse the HTML, the same
-    /// message as plain text, so a formatting slip never loses a notification.
+    /// Sends one message to the configured chat: HTML first; if Telegram cannot
+    /// parse the HTML, the same message as plain text, so a formatting slip never
+    /// loses a notification.
     pub async fn deliver(&self, message: &Rendered, silent: bool) -> SendOutcome {
-        match self.send(&message.html, true, silent).await {
+        let target = Target {
+            silent,
+            ..Target::chat(&self.config.chat_id)
+        };
+        self.deliver_to(&target, message).await
+    }
+
+    /// Sends one message to `target`, HTML first and plain text if Telegram cannot
+    /// parse the HTML.
+    pub async fn deliver_to(&self, target: &Target<'_>, message: &Rendered) -> SendOutcome {
+        match self.send(target, &message.html, true).await {
             SendOutcome::UnparsableEntities { .. } => {
-                self.send(&message.plain, false, silent).await
+                self.send(target, &message.plain, false).await
             }
             other => other,
         }
@@ -399,21 +453,35 @@ impl<'a, H: Http> TelegramClient<'a, H> {
 
     /// Sends one HTML message as it is (callers escape what they put in it).
     pub async fn send_html(&self, html: &str, silent: bool) -> SendOutcome {
-        self.send(html, true, silent).await
+        let target = Target {
+            silent,
+            ..Target::chat(&self.config.chat_id)
+        };
+        self.send(&target, html, true).await
     }
 
-    /// Replaces the text of a message sent earlier (`editMessageText`).
+    /// Sends one HTML message as it is to `target`.
+    pub async fn send_html_to(&self, target: &Target<'_>, html: &str) -> SendOutcome {
+        self.send(target, html, true).await
+    }
+
+    /// Replaces the text of a message sent earlier (`editMessageText`) in the
+    /// configured chat.
     pub async fn edit_html(&self, message_id: i64, html: &str) -> SendOutcome {
+        self.edit_in(&self.config.chat_id, message_id, html).await
+    }
+
+    /// Replaces the text of message `message_id` in `chat_id`. Telegram's "message
+    /// is not modified" means it already shows this text: a success.
+    pub async fn edit_in(&self, chat_id: &str, message_id: i64, html: &str) -> SendOutcome {
         let body = serde_json::json!({
-            "chat_id": self.config.chat_id,
+            "chat_id": chat_id,
             "message_id": message_id,
             "text": html,
             "parse_mode": "HTML",
             "link_preview_options": { "is_disabled": true },
         });
-        let outcome = self.call("editMessageText", &body).await;
-        // "message is not modified" means it already shows this text.
-        match outcome {
+        match self.call("editMessageText", &body).await {
             SendOutcome::Permanent { error } if error.contains("message is not modified") => {
                 SendOutcome::Sent { message_id }
             }
@@ -421,27 +489,63 @@ impl<'a, H: Http> TelegramClient<'a, H> {
         }
     }
 
-    async fn send(&self, text: &str, html: bool, silent: bool) -> SendOutcome {
+    /// Makes a forum topic named `name` in `chat_id` (`createForumTopic`; the bot
+    /// must be an admin allowed to manage topics): its thread id, or what Telegram
+    /// answered.
+    pub async fn create_forum_topic(&self, chat_id: &str, name: &str) -> Result<i64, SendOutcome> {
+        let body = serde_json::json!({ "chat_id": chat_id, "name": name });
+        let request = HttpRequest::post_json(
+            self.method_url("createForumTopic"),
+            body.to_string(),
+            SEND_TIMEOUT_MS,
+        );
+        let answer = self.http.send(request).await;
+        if let Ok(resp) = &answer {
+            if resp.status == 200 {
+                if let Some(thread) = crate::json::value(&resp.body)
+                    .ok()
+                    .and_then(|v| crate::json::int_at(&v, "/result/message_thread_id"))
+                {
+                    return Ok(thread);
+                }
+            }
+        }
+        Err(match self.scrub(classify(answer)) {
+            SendOutcome::Sent { .. } => SendOutcome::Transient {
+                error: "Telegram: createForumTopic answered without a thread id".into(),
+            },
+            other => other,
+        })
+    }
+
+    async fn send(&self, target: &Target<'_>, text: &str, html: bool) -> SendOutcome {
         let mut body = serde_json::json!({
-            "chat_id": self.config.chat_id,
+            "chat_id": target.chat_id,
             "text": text,
-            "link_preview_options": { "is_disabled": true },
-            "disable_notification": silent,
+            "link_preview_options": { "is_disabled": !target.link_preview },
+            "disable_notification": target.silent,
         });
+        if let Some(thread) = target.thread {
+            body["message_thread_id"] = thread.into();
+        }
         if html {
             body["parse_mode"] = "HTML".into();
         }
         self.call("sendMessage", &body).await
     }
 
-    /// One Bot API call, its answer classified and scrubbed of the token.
-    async fn call(&self, method: &str, body: &serde_json::Value) -> SendOutcome {
-        let url = format!(
+    fn method_url(&self, method: &str) -> String {
+        format!(
             "{}/bot{}/{method}",
             self.config.api_base,
             self.config.bot_token.expose()
-        );
-        let request = HttpRequest::post_json(url, body.to_string(), SEND_TIMEOUT_MS);
+        )
+    }
+
+    /// One Bot API call, its answer classified and scrubbed of the token.
+    async fn call(&self, method: &str, body: &serde_json::Value) -> SendOutcome {
+        let request =
+            HttpRequest::post_json(self.method_url(method), body.to_string(), SEND_TIMEOUT_MS);
         self.scrub(classify(self.http.send(request).await))
     }
 

@@ -248,6 +248,8 @@ impl crate::ports::Kv for MemoryKv {
 #[derive(Default)]
 pub struct MemoryQueue {
     pub sent: RefCell<Vec<crate::jobs::JobMessage>>,
+    /// Messages sent with a delay, and the delay.
+    pub later: RefCell<Vec<(crate::jobs::JobMessage, u32)>>,
     pub fail: std::cell::Cell<bool>,
 }
 
@@ -260,6 +262,20 @@ impl crate::ports::Queue for MemoryQueue {
             return Err(crate::ports::QueueError::Send("queue unavailable".into()));
         }
         self.sent.borrow_mut().push(message.clone());
+        Ok(())
+    }
+
+    async fn send_later(
+        &self,
+        message: &crate::jobs::JobMessage,
+        delay_seconds: u32,
+    ) -> Result<(), crate::ports::QueueError> {
+        if self.fail.get() {
+            return Err(crate::ports::QueueError::Send("queue unavailable".into()));
+        }
+        self.later
+            .borrow_mut()
+            .push((message.clone(), delay_seconds));
         Ok(())
     }
 }

@@ -426,7 +426,7 @@ describe("GET /health", () => {
     const body = JSON.parse(text);
     assert.equal(r.status, 200);
     assert.equal(body.success, true);
-    assert.deepEqual(body.bindings, { DB: true, STATE: true, JOBS: true });
+    assert.deepEqual(body.bindings, { DB: true, STATE: true, JOBS: true, TELEGRAM: true });
     assert.equal(body.settings.TELEGRAM_BOT_TOKEN, true);
     assert.equal(body.settings.WATCH_WORKERS, true);
     for (const secret of [TOKEN, BOT, CF_TOKEN]) assert.ok(!text.includes(secret));

@@ -260,44 +260,52 @@ fn a_transient_failure_is_retried_after_its_delay_and_its_dead_letter_acknowledg
 }
 
 #[test]
-fn notifications_are_retried_then_sent_to_the_dead_letter_queue_which_marks_them_failed() {
+fn a_failing_notification_is_retried_as_its_own_message_until_it_fails() {
     let q = Queue::new(503);
     let id = q.notification();
-    // The sweep re-enqueued it: both copies get the verdict.
+    // The sweep re-enqueued it: both copies are acknowledged, one send is made.
     let copies = [JobMessage::Notify { id }, JobMessage::Notify { id }];
-    let mut verdicts = Vec::new();
-    for _ in 0..MAX_DELIVERY_ATTEMPTS {
-        let done = q.consume(&copies, false);
-        assert_eq!(done.verdicts[0], done.verdicts[1]);
+    let done = q.consume(&copies, false);
+    assert_eq!(done.verdicts, vec![Some(Verdict::Ack); 2]);
+    let mut delays = Vec::new();
+    for _ in 1..MAX_DELIVERY_ATTEMPTS {
+        let next = q.queue.later.borrow_mut().pop();
+        let Some((message, delay)) = next else {
+            panic!("the failed send waits on the queue")
+        };
         assert!(
-            matches!(done.log.as_slice(), [Line::Error(l)] if l.starts_with("queue: notification "))
+            matches!(message, JobMessage::TelegramSend { .. }),
+            "{message:?}"
         );
-        verdicts.push(done.verdicts[0].expect("decided"));
+        delays.push(delay);
+        let done = q.consume(&[message], false);
+        assert_eq!(done.verdicts, vec![Some(Verdict::Ack)]);
     }
-    assert!(verdicts[..verdicts.len() - 1]
-        .iter()
-        .all(|v| matches!(v, Verdict::Retry { delay_seconds } if *delay_seconds > 0)));
-    assert_eq!(verdicts.last(), Some(&Verdict::DeadLetter));
+    assert_eq!(delays, vec![2, 4, 8, 16, 32]);
+    assert!(q.queue.later.borrow().is_empty(), "given up on");
+    assert_eq!(q.notification_status(id), NotificationStatus::Failed);
 
-    // On the dead-letter queue: the one given up on is finished already; one
-    // whose consumer never finished is marked failed.
+    // On the dead-letter queue: a send whose consumer never finished is marked
+    // failed, and its notification with it; one finished already stays as it is.
     let stuck = q.notification_for("b-2");
-    let dead = q.consume(
-        &[JobMessage::Notify { id }, JobMessage::Notify { id: stuck }],
-        true,
-    );
+    q.consume(&[JobMessage::Notify { id: stuck }], false);
+    let Some((send, _)) = q.queue.later.borrow_mut().pop() else {
+        panic!("waits")
+    };
+    let dead = q.consume(&[send, JobMessage::Notify { id }], true);
     assert_eq!(dead.verdicts, vec![Some(Verdict::Ack); 2]);
-    assert_eq!(
-        dead.log,
-        vec![
-            info(&format!(
-                "queue: notification {id} dead-lettered after it was finished"
-            )),
-            error(&format!(
-                "queue: notification {stuck} dead-lettered and marked failed"
-            )),
-        ]
+    assert!(
+        matches!(&dead.log[0], Line::Error(l) if l.contains("dead-lettered and marked failed")),
+        "{:?}",
+        dead.log
     );
+    assert_eq!(
+        dead.log[1],
+        info(&format!(
+            "queue: notification {id} dead-lettered after it was finished"
+        ))
+    );
+    assert_eq!(q.notification_status(stuck), NotificationStatus::Failed);
 }
 
 #[test]
@@ -345,6 +353,15 @@ impl Queue {
         ))
         .expect("insert")
         .expect("new")
+    }
+
+    fn notification_status(&self, id: i64) -> NotificationStatus {
+        block_on(NotificationStore::new(&self.db).recent(50))
+            .expect("recent")
+            .into_iter()
+            .find(|n| n.id == id)
+            .expect("recorded")
+            .status
     }
 }
 

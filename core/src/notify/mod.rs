@@ -3,8 +3,11 @@
 //! consumer that sends them to Telegram ([`deliver`]).
 
 pub mod accept;
+pub mod burst;
 pub mod deliver;
 pub mod payload;
+pub mod routing;
+pub mod sends;
 pub mod store;
 
 pub use accept::*;

@@ -1,12 +1,16 @@
-//! The consumer flow against SQLite and a scripted Telegram.
+//! The Telegram consumer's flow against SQLite (the real migrations), a queue that
+//! records what waits, and a scripted or simulated Telegram.
 
 use super::*;
-use crate::http::HttpError;
+use crate::http::{HttpError, HttpRequest, HttpResponse};
 use crate::notify::store::NotificationRecord;
-use crate::notify::Deployment;
+use crate::ports::Sql;
 use crate::retry::MAX_DELIVERY_ATTEMPTS;
-use crate::testing::{block_on, hook_deployment, json_response, FakeHttp, SqliteSql};
-use serde_json::json;
+use crate::row::Columns;
+use crate::testing::{block_on, hook_deployment, json_response, FakeHttp, MemoryQueue, SqliteSql};
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 fn config(with_telegram: bool) -> Config {
     Config::from_lookup(|k| match k {
@@ -17,79 +21,318 @@ fn config(with_telegram: bool) -> Config {
     })
 }
 
-fn dep() -> Deployment {
-    hook_deployment(json!({"type": "worker", "projectName": "api", "deploymentId": "b-1"}))
-}
-
 fn t(s: i64) -> Timestamp {
     Timestamp::from_millis(1_700_000_000_000 + s * 1000)
 }
 
-fn one(f: impl std::future::Future<Output = Vec<Delivered>>) -> Delivered {
-    let mut v = block_on(f);
-    assert_eq!(v.len(), 1);
-    v.remove(0)
+fn dep(project: &str, id: &str) -> Deployment {
+    hook_deployment(json!({"type": "worker", "projectName": project, "deploymentId": id}))
 }
 
-fn setup(db: &SqliteSql) -> (NotificationStore<&SqliteSql>, i64) {
-    let store = NotificationStore::new(db);
-    let id = block_on(store.insert(&dep(), NotificationStatus::Pending, t(0)))
-        .expect("insert")
-        .expect("new");
-    (store, id)
+fn recipient(chat: &str, pace: Option<Pace>) -> Recipient {
+    Recipient {
+        route: "test".into(),
+        chat_id: chat.into(),
+        thread: String::new(),
+        silent: false,
+        link_preview: false,
+        template: None,
+        per_second: pace.map_or(0, |p| p.per_second),
+        per_minute: pace.map_or(0, |p| p.per_minute),
+        digest_threshold: pace.map_or(0, |p| p.digest_threshold),
+    }
 }
 
-fn row(store: &NotificationStore<&SqliteSql>) -> NotificationRecord {
-    block_on(store.get(dep().kind, &dep().project_name, &dep().deployment_id))
-        .expect("get")
-        .expect("row")
-}
-
-fn ok(id: i64) -> Result<crate::http::HttpResponse, HttpError> {
+fn ok(id: i64) -> Result<HttpResponse, HttpError> {
     json_response(200, json!({"ok": true, "result": {"message_id": id}}))
 }
 
-#[test]
-fn delivers_and_records_the_message_id() {
-    let db = SqliteSql::migrated();
-    let (store, id) = setup(&db);
-    let http = FakeHttp::answering(vec![ok(501)]);
-    let out = one(deliver(&config(true), &http, &store, &[id], t(1)));
-    assert_eq!(out.verdict, Verdict::Ack);
-    assert_eq!(row(&store).telegram_message_id, Some(501));
-    // The queue delivers the same message again: nothing is sent twice.
-    let out = one(deliver(&config(true), &http, &store, &[id], t(2)));
-    assert_eq!(out.verdict, Verdict::Ack);
-    assert_eq!(http.seen.borrow().len(), 1);
+fn rate_limited(after: u32) -> Result<HttpResponse, HttpError> {
+    json_response(
+        429,
+        json!({"ok": false, "description": format!("Too Many Requests: retry after {after}"),
+               "parameters": {"retry_after": after}}),
+    )
+}
+
+/// (chat, status, attempts, message id, digest id, last error) of a destination row.
+type RowView = (
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+/// One scenario's world: the database, the queue and Telegram.
+struct Scene {
+    db: SqliteSql,
+    queue: MemoryQueue,
+    http: FakeHttp,
+    config: Config,
+    routes: Vec<Recipient>,
+}
+
+impl Scene {
+    fn new(http: FakeHttp) -> Scene {
+        Scene {
+            db: SqliteSql::migrated(),
+            queue: MemoryQueue::default(),
+            http,
+            config: config(true),
+            routes: vec![recipient("-100", None)],
+        }
+    }
+
+    fn courier(&self) -> Courier<'_, FakeHttp, &SqliteSql, MemoryQueue> {
+        Courier {
+            config: &self.config,
+            http: &self.http,
+            sql: &self.db,
+            queue: &self.queue,
+        }
+    }
+
+    /// A deployment accepted at `at`; its notification's id.
+    fn accept(&self, d: &Deployment, at: Timestamp) -> i64 {
+        block_on(NotificationStore::new(&self.db).insert(d, NotificationStatus::Pending, at))
+            .expect("insert")
+            .expect("new")
+    }
+
+    fn deliver(&self, ids: &[i64], at: Timestamp) -> Vec<Delivered> {
+        let routes = self.routes.clone();
+        block_on(self.courier().deliver(&move |_| routes.clone(), ids, at))
+    }
+
+    fn one(&self, id: i64, at: Timestamp) -> Delivered {
+        let mut v = self.deliver(&[id], at);
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.remove(0)
+    }
+
+    /// Runs every message that waits on the queue whose delay is over by `at`,
+    /// as the queue would, until nothing more is due.
+    fn run_queue_until(&self, at: Timestamp, from: Timestamp) -> Vec<String> {
+        let mut log = Vec::new();
+        loop {
+            let due: Vec<(JobMessage, u32)> = self.queue.later.borrow_mut().drain(..).collect();
+            if due.is_empty() {
+                return log;
+            }
+            let mut keep = Vec::new();
+            for (m, delay) in due {
+                let when = from.plus_seconds(i64::from(delay));
+                if when.millis() > at.millis() {
+                    keep.push((m, delay));
+                    continue;
+                }
+                let out = match m {
+                    JobMessage::TelegramSend { id } => {
+                        block_on(self.courier().deliver_rows(&[id], when))
+                    }
+                    JobMessage::TelegramDigest { id } => {
+                        vec![block_on(self.courier().flush_digest(id, when))]
+                    }
+                    other => panic!("unexpected {other:?}"),
+                };
+                log.extend(out.into_iter().map(|d| d.log));
+            }
+            let progressed = keep.len() < self.queue.later.borrow().len() + keep.len();
+            self.queue.later.borrow_mut().extend(keep);
+            if !progressed {
+                return log;
+            }
+        }
+    }
+
+    fn notification(&self, id: i64) -> NotificationRecord {
+        let rows = block_on(self.db.query(
+            "SELECT kind, project_name, deployment_id FROM notifications WHERE id = ?1",
+            &[id.into()],
+        ))
+        .expect("query");
+        let r = &rows[0];
+        let d = dep(
+            r.opt_str("project_name").expect("project"),
+            r.opt_str("deployment_id").expect("id"),
+        );
+        block_on(NotificationStore::new(&self.db).get(d.kind, &d.project_name, &d.deployment_id))
+            .expect("get")
+            .expect("row")
+    }
+
+    /// (chat, status, attempts, message id, digest id, last error) of every row of
+    /// notification `id`.
+    fn rows(&self, id: i64) -> Vec<RowView> {
+        block_on(SendStore::new(&self.db).of(&[id]))
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r.opt_text("chat_id").unwrap_or_default(),
+                    r.opt_text("status").unwrap_or_default(),
+                    r.opt_int("attempts").unwrap_or(-1),
+                    r.opt_int("message_id"),
+                    r.opt_int("digest_id"),
+                    r.opt_text("last_error"),
+                )
+            })
+            .collect()
+    }
+
+    fn status(&self, id: i64) -> String {
+        self.rows(id)
+            .into_iter()
+            .map(|r| r.1)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A Telegram that keeps what it was sent: chats, threads, texts, edits, and
+/// which chats are forums.
+#[derive(Default)]
+struct Telegram {
+    sent: Vec<Value>,
+    edits: Vec<Value>,
+    topics: Vec<Value>,
+    forums: Vec<&'static str>,
+    gone: Vec<i64>,
+    next: i64,
+}
+
+fn simulated(tg: Rc<RefCell<Telegram>>) -> FakeHttp {
+    FakeHttp::routed(move |req: &HttpRequest| {
+        let body: Value = serde_json::from_str(req.body.as_deref().unwrap_or("{}")).expect("JSON");
+        let mut tg = tg.borrow_mut();
+        tg.next += 1;
+        let id = tg.next;
+        let chat = body["chat_id"].as_str().unwrap_or_default().to_owned();
+        let forum = tg.forums.iter().any(|f| *f == chat);
+        if req.url.ends_with("/createForumTopic") {
+            tg.topics.push(body.clone());
+            if !forum {
+                return json_response(
+                    400,
+                    json!({"ok": false, "description": "Bad Request: the chat is not a forum"}),
+                );
+            }
+            return json_response(
+                200,
+                json!({"ok": true, "result": {"message_thread_id": id, "name": body["name"]}}),
+            );
+        }
+        if req.url.ends_with("/editMessageText") {
+            tg.edits.push(body);
+            return ok(id);
+        }
+        assert!(req.url.ends_with("/sendMessage"), "{}", req.url);
+        if let Some(thread) = body["message_thread_id"].as_i64() {
+            if !forum || tg.gone.contains(&thread) {
+                return json_response(
+                    400,
+                    json!({"ok": false, "description": "Bad Request: message thread not found"}),
+                );
+            }
+        }
+        tg.sent.push(body);
+        ok(id)
+    })
 }
 
 #[test]
-fn rate_limits_wait_as_telegram_asks_then_succeed() {
-    let db = SqliteSql::migrated();
-    let (store, id) = setup(&db);
-    let http = FakeHttp::answering(vec![
-        json_response(
-            429,
-            json!({"ok": false, "description": "Too Many Requests: retry after 3", "parameters": {"retry_after": 3}}),
-        ),
-        ok(7),
-    ]);
-    let out = one(deliver(&config(true), &http, &store, &[id], t(1)));
-    assert_eq!(out.verdict, Verdict::Retry { delay_seconds: 3 });
-    assert_eq!(row(&store).status, NotificationStatus::Retrying);
-    let out = one(deliver(&config(true), &http, &store, &[id], t(4)));
+fn a_notification_is_routed_sent_and_recorded_once() {
+    let s = Scene::new(FakeHttp::answering(vec![ok(501)]));
+    let id = s.accept(&dep("api", "b-1"), t(0));
+    let out = s.one(id, t(1));
     assert_eq!(out.verdict, Verdict::Ack);
-    let r = row(&store);
+    assert!(out.log.contains("sent as message 501"), "{}", out.log);
     assert_eq!(
-        (r.status, r.attempts, r.last_error),
-        (NotificationStatus::Sent, 2, None)
+        s.rows(id),
+        vec![("-100".into(), "sent".into(), 0, Some(501), None, None)]
+    );
+    let n = s.notification(id);
+    assert_eq!(
+        (n.status, n.telegram_message_id),
+        (NotificationStatus::Sent, Some(501))
+    );
+    // The queue delivers the same message again: nothing is sent twice.
+    assert_eq!(s.one(id, t(2)).verdict, Verdict::Ack);
+    assert_eq!(s.http.seen.borrow().len(), 1);
+}
+
+#[test]
+fn two_destinations_are_two_rows_each_sent_once() {
+    let mut s = Scene::new(FakeHttp::answering(vec![ok(1), ok(2)]));
+    s.routes = vec![recipient("-100", None), recipient("@ops_channel", None)];
+    let id = s.accept(&dep("api", "b-1"), t(0));
+    s.one(id, t(1));
+    let rows = s.rows(id);
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.1 == "sent"), "{rows:?}");
+    let chats: Vec<String> = s
+        .http
+        .bodies()
+        .iter()
+        .map(|b| b["chat_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(chats, vec!["-100", "@ops_channel"]);
+    // Routed again (a redelivered message): no new rows, nothing sent.
+    s.one(id, t(2));
+    assert_eq!(s.rows(id).len(), 2);
+    assert_eq!(s.http.seen.borrow().len(), 2);
+}
+
+#[test]
+fn a_notification_no_route_matches_is_recorded_as_no_route() {
+    let mut s = Scene::new(FakeHttp::default());
+    s.routes = vec![];
+    let id = s.accept(&dep("api", "b-1"), t(0));
+    let out = s.one(id, t(1));
+    assert!(out.log.contains("no route"), "{}", out.log);
+    let n = s.notification(id);
+    assert_eq!(n.status, NotificationStatus::NotSent);
+    assert_eq!(
+        n.last_error.as_deref(),
+        Some("no route: no route matches this deployment")
     );
 }
 
 #[test]
-fn server_errors_back_off_then_dead_letter() {
-    let db = SqliteSql::migrated();
-    let (store, id) = setup(&db);
+fn a_429_waits_as_telegram_asks_and_is_not_an_attempt() {
+    let s = Scene::new(FakeHttp::answering(vec![rate_limited(3), ok(7)]));
+    let id = s.accept(&dep("api", "b-1"), t(0));
+    let out = s.one(id, t(1));
+    assert_eq!(
+        out.verdict,
+        Verdict::Ack,
+        "waits on the queue as a new message"
+    );
+    assert!(
+        out.log.contains("429: retry after 3 s (not an attempt)"),
+        "{}",
+        out.log
+    );
+    assert_eq!(s.status(id), "waiting");
+    let waiting: Vec<(JobMessage, u32)> = s.queue.later.borrow().clone();
+    assert_eq!(waiting.len(), 1);
+    assert!(
+        matches!(waiting[0], (JobMessage::TelegramSend { .. }, 3)),
+        "{waiting:?}"
+    );
+    assert_eq!(s.notification(id).status, NotificationStatus::Sending);
+    s.run_queue_until(t(4), t(1));
+    assert_eq!(
+        s.rows(id),
+        vec![("-100".into(), "sent".into(), 0, Some(7), None, None)]
+    );
+    assert_eq!(s.notification(id).status, NotificationStatus::Sent);
+}
+
+#[test]
+fn server_errors_back_off_then_fail() {
     let answers = (0..MAX_DELIVERY_ATTEMPTS)
         .map(|_| {
             json_response(
@@ -98,59 +341,65 @@ fn server_errors_back_off_then_dead_letter() {
             )
         })
         .collect();
-    let http = FakeHttp::answering(answers);
+    let s = Scene::new(FakeHttp::answering(answers));
+    let id = s.accept(&dep("api", "b-1"), t(0));
+    s.one(id, t(1));
     let mut delays = Vec::new();
-    for i in 0..MAX_DELIVERY_ATTEMPTS {
-        let out = one(deliver(
-            &config(true),
-            &http,
-            &store,
-            &[id],
-            t(i64::from(i) * 100),
-        ));
-        match out.verdict {
-            Verdict::Retry { delay_seconds } => delays.push(delay_seconds),
-            Verdict::DeadLetter => assert_eq!(i + 1, MAX_DELIVERY_ATTEMPTS),
-            Verdict::Ack => panic!("acked a failure: {}", out.log),
-        }
+    let mut now = t(1);
+    loop {
+        let next = s.queue.later.borrow_mut().pop();
+        let Some((m, delay)) = next else { break };
+        delays.push(delay);
+        now = now.plus_seconds(i64::from(delay));
+        let JobMessage::TelegramSend { id: row } = m else {
+            panic!("{m:?}")
+        };
+        block_on(s.courier().deliver_rows(&[row], now));
     }
     assert_eq!(delays, vec![2, 4, 8, 16, 32]);
-    let r = row(&store);
-    assert_eq!(r.status, NotificationStatus::Failed);
+    let rows = s.rows(id);
+    assert_eq!(rows[0].1, "failed");
+    assert_eq!(rows[0].2, i64::from(MAX_DELIVERY_ATTEMPTS));
+    let n = s.notification(id);
+    assert_eq!(n.status, NotificationStatus::Failed);
     assert_eq!(
-        r.last_error.as_deref(),
-        Some("Telegram 503: Service Unavailable (gave up after 6 attempts)")
+        n.last_error.as_deref(),
+        Some("-100: Telegram 503: Service Unavailable (gave up after 6 attempts)")
     );
 }
 
 #[test]
 fn a_permanent_error_is_not_retried() {
-    let db = SqliteSql::migrated();
-    let (store, id) = setup(&db);
-    let http = FakeHttp::answering(vec![json_response(
+    let s = Scene::new(FakeHttp::answering(vec![json_response(
         400,
         json!({"ok": false, "description": "Bad Request: chat not found"}),
-    )]);
-    let out = one(deliver(&config(true), &http, &store, &[id], t(1)));
+    )]));
+    let id = s.accept(&dep("api", "b-1"), t(0));
+    let out = s.one(id, t(1));
     assert_eq!(out.verdict, Verdict::Ack);
-    assert!(out
-        .log
-        .contains("failed permanently: Telegram 400: Bad Request: chat not found"));
-    assert_eq!(row(&store).status, NotificationStatus::Failed);
+    assert!(
+        out.log
+            .contains("failed: Telegram 400: Bad Request: chat not found"),
+        "{}",
+        out.log
+    );
+    assert_eq!(s.notification(id).status, NotificationStatus::Failed);
+    assert!(s.queue.later.borrow().is_empty());
 }
 
 #[test]
 fn without_telegram_it_is_recorded_as_not_sent() {
-    let db = SqliteSql::migrated();
-    let (store, id) = setup(&db);
-    let http = FakeHttp::default();
-    let out = one(deliver(&config(false), &http, &store, &[id], t(1)));
+    let mut s = Scene::new(FakeHttp::default());
+    s.config = config(false);
+    let d = dep("api", "b-1");
+    let id = s.accept(&d, t(0));
+    let out = s.one(id, t(1));
     assert_eq!(out.verdict, Verdict::Ack);
-    let r = row(&store);
-    assert_eq!(r.status, NotificationStatus::NotSent);
-    let would = crate::telegram::render(&dep()).plain;
+    let n = s.notification(id);
+    assert_eq!(n.status, NotificationStatus::NotSent);
+    let would = crate::telegram::render(&d).plain;
     assert_eq!(
-        r.last_error.as_deref(),
+        n.last_error.as_deref(),
         Some(
             format!(
                 "not sent: Telegram is not configured (TELEGRAM_BOT_TOKEN is missing); it would have read:\n{would}"
@@ -163,20 +412,229 @@ fn without_telegram_it_is_recorded_as_not_sent() {
         out.log.ends_with(&would),
         "logged as it would have been sent"
     );
-    assert!(http.seen.borrow().is_empty());
+    assert!(s.http.seen.borrow().is_empty());
 }
 
 #[test]
 fn logs_never_carry_the_bot_token() {
-    let db = SqliteSql::migrated();
-    let (store, id) = setup(&db);
-    let http = FakeHttp::answering(vec![Err(HttpError::Network(
+    let s = Scene::new(FakeHttp::answering(vec![Err(HttpError::Network(
         "fetch http://tg.test/bot42:TOKEN/sendMessage refused".into(),
-    ))]);
-    let out = one(deliver(&config(true), &http, &store, &[id], t(1)));
+    ))]));
+    let id = s.accept(&dep("api", "b-1"), t(0));
+    let out = s.one(id, t(1));
     assert!(!out.log.contains("42:TOKEN"), "{}", out.log);
-    assert!(!row(&store)
-        .last_error
-        .unwrap_or_default()
-        .contains("42:TOKEN"));
+    assert!(s
+        .rows(id)
+        .iter()
+        .all(|r| !r.5.clone().unwrap_or_default().contains("42:TOKEN")));
+}
+
+#[test]
+fn a_paced_chat_gets_one_message_a_second_and_a_burst_becomes_a_digest() {
+    let tg = Rc::new(RefCell::new(Telegram::default()));
+    let mut s = Scene::new(simulated(tg.clone()));
+    let pace = Pace {
+        digest_threshold: 2,
+        ..Pace::TELEGRAM
+    };
+    s.routes = vec![recipient("-100", Some(pace))];
+    let ids: Vec<i64> = (0..8)
+        .map(|i| s.accept(&dep(&format!("p{i}"), "b"), t(0)))
+        .collect();
+    s.deliver(&ids, t(0));
+    // The first goes at once, two wait for their slots, the rest join a digest.
+    let statuses: Vec<String> = ids.iter().map(|id| s.status(*id)).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            "sent", "waiting", "waiting", "digested", "digested", "digested", "digested",
+            "digested"
+        ]
+    );
+    assert_eq!(tg.borrow().sent.len(), 1);
+    s.run_queue_until(t(60), t(0));
+    let statuses: Vec<String> = ids.iter().map(|id| s.status(*id)).collect();
+    assert!(statuses.iter().all(|st| st == "sent"), "{statuses:?}");
+    // Three messages and one digest carrying the other five.
+    let tg = tg.borrow();
+    assert_eq!(tg.sent.len(), 4, "{:?}", tg.sent);
+    let digest = tg.sent[3]["text"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        digest.starts_with("<b>📦 5 deployments in the last minute</b>"),
+        "{digest}"
+    );
+    for i in 3..8 {
+        assert!(digest.contains(&format!("<b>p{i}</b>")), "{digest}");
+    }
+    // Every row in the digest records the digest's message.
+    let digest_rows: Vec<Option<i64>> = ids[3..].iter().map(|id| s.rows(*id)[0].3).collect();
+    assert!(
+        digest_rows
+            .windows(2)
+            .all(|w| w[0] == w[1] && w[0].is_some()),
+        "{digest_rows:?}"
+    );
+    assert!(ids
+        .iter()
+        .all(|id| s.notification(*id).status == NotificationStatus::Sent));
+}
+
+#[test]
+fn lines_that_arrive_while_a_digest_is_open_edit_it_in_place() {
+    let tg = Rc::new(RefCell::new(Telegram::default()));
+    let mut s = Scene::new(simulated(tg.clone()));
+    let pace = Pace {
+        digest_threshold: 1,
+        ..Pace::TELEGRAM
+    };
+    s.routes = vec![recipient("-100", Some(pace))];
+    let first: Vec<i64> = (0..4)
+        .map(|i| s.accept(&dep(&format!("a{i}"), "b"), t(0)))
+        .collect();
+    s.deliver(&first, t(0));
+    s.run_queue_until(t(10), t(0));
+    assert_eq!(tg.borrow().edits.len(), 0);
+    let sent_before = tg.borrow().sent.len();
+    // More arrive within the minute: they join the open digest, which is edited.
+    let more: Vec<i64> = (0..2)
+        .map(|i| s.accept(&dep(&format!("b{i}"), "b"), t(10)))
+        .collect();
+    s.deliver(&more, t(10));
+    s.run_queue_until(t(30), t(10));
+    let tg = tg.borrow();
+    assert_eq!(tg.sent.len(), sent_before, "no new message");
+    assert_eq!(tg.edits.len(), 1);
+    let text = tg.edits[0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("<b>b0</b>") && text.contains("<b>b1</b>") && text.contains("<b>a2</b>"),
+        "{text}"
+    );
+    assert!(more.iter().all(|id| s.status(*id) == "sent"));
+}
+
+#[test]
+fn a_429_in_one_chat_leaves_another_flowing() {
+    let tg = Rc::new(RefCell::new(Telegram::default()));
+    let calls = Rc::new(RefCell::new(0));
+    let inner = simulated(tg.clone());
+    let counted = calls.clone();
+    let http = FakeHttp::routed(move |req: &HttpRequest| {
+        let body: Value = serde_json::from_str(req.body.as_deref().unwrap_or("{}")).expect("JSON");
+        if body["chat_id"] == "-1" {
+            *counted.borrow_mut() += 1;
+            if *counted.borrow() == 1 {
+                return rate_limited(30);
+            }
+        }
+        block_on(crate::ports::Http::send(&inner, req.clone()))
+    });
+    let mut s = Scene::new(http);
+    let pace = Pace {
+        digest_threshold: 100,
+        ..Pace::TELEGRAM
+    };
+    s.routes = vec![];
+    let a = s.accept(&dep("a", "1"), t(0));
+    s.routes = vec![recipient("-1", Some(pace))];
+    s.deliver(&[a], t(0));
+    s.routes = vec![recipient("-2", Some(pace))];
+    let b: Vec<i64> = (0..3)
+        .map(|i| s.accept(&dep(&format!("b{i}"), "1"), t(0)))
+        .collect();
+    s.deliver(&b, t(0));
+    s.run_queue_until(t(5), t(0));
+    assert_eq!(s.status(a), "waiting", "chat -1 waits out its 30 s");
+    assert!(b.iter().all(|id| s.status(*id) == "sent"), "chat -2 flows");
+    s.run_queue_until(t(31), t(0));
+    assert_eq!(s.status(a), "sent");
+    assert_eq!(s.rows(a)[0].2, 0, "the 429 was not an attempt");
+}
+
+#[test]
+fn an_auto_topic_is_made_once_per_project_and_remembered() {
+    let tg = Rc::new(RefCell::new(Telegram {
+        forums: vec!["-100"],
+        ..Telegram::default()
+    }));
+    let mut s = Scene::new(simulated(tg.clone()));
+    let mut r = recipient("-100", None);
+    r.thread = "auto".into();
+    s.routes = vec![r];
+    let a1 = s.accept(&dep("api", "1"), t(0));
+    let a2 = s.accept(&dep("api", "2"), t(0));
+    let w = s.accept(&dep("web", "1"), t(0));
+    s.deliver(&[a1], t(0));
+    s.deliver(&[a2, w], t(1));
+    let tg = tg.borrow();
+    let names: Vec<&str> = tg
+        .topics
+        .iter()
+        .map(|b| b["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, vec!["api", "web"], "one topic per project");
+    let threads: Vec<i64> = tg
+        .sent
+        .iter()
+        .map(|b| b["message_thread_id"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(threads[0], threads[1], "api's messages share its topic");
+    assert_ne!(threads[0], threads[2]);
+    assert!(threads.iter().all(|t| *t > 0));
+}
+
+#[test]
+fn a_chat_that_is_not_a_forum_gets_the_message_itself() {
+    let tg = Rc::new(RefCell::new(Telegram::default()));
+    let mut s = Scene::new(simulated(tg.clone()));
+    let mut r = recipient("-100", None);
+    r.thread = "auto".into();
+    s.routes = vec![r];
+    let a1 = s.accept(&dep("api", "1"), t(0));
+    let a2 = s.accept(&dep("api", "2"), t(0));
+    s.deliver(&[a1], t(0));
+    s.deliver(&[a2], t(1));
+    let tg = tg.borrow();
+    assert_eq!(tg.topics.len(), 1, "asked once, remembered");
+    assert_eq!(tg.sent.len(), 2);
+    assert!(tg.sent.iter().all(|b| b.get("message_thread_id").is_none()));
+}
+
+#[test]
+fn a_topic_that_is_gone_falls_back_to_the_chat() {
+    let tg = Rc::new(RefCell::new(Telegram {
+        forums: vec!["-100"],
+        gone: vec![77],
+        ..Telegram::default()
+    }));
+    let mut s = Scene::new(simulated(tg.clone()));
+    let mut r = recipient("-100", None);
+    r.thread = "77".into();
+    s.routes = vec![r];
+    let id = s.accept(&dep("api", "1"), t(0));
+    let out = s.one(id, t(0));
+    assert!(
+        out.log
+            .contains("Telegram refused topic 77; sent to the chat itself"),
+        "{}",
+        out.log
+    );
+    let tg = tg.borrow();
+    assert_eq!(tg.sent.len(), 1);
+    assert!(tg.sent[0].get("message_thread_id").is_none());
+    assert_eq!(s.status(id), "sent");
+}
+
+#[test]
+fn silent_sends_and_link_previews_follow_the_destination() {
+    let s0 = Scene::new(FakeHttp::answering(vec![ok(1)]));
+    let mut s = s0;
+    let mut r = recipient("-100", None);
+    r.silent = true;
+    r.link_preview = true;
+    s.routes = vec![r];
+    let id = s.accept(&dep("api", "1"), t(0));
+    s.one(id, t(0));
+    let body = &s.http.bodies()[0];
+    assert_eq!(body["disable_notification"], true);
+    assert_eq!(body["link_preview_options"]["is_disabled"], false);
 }
