@@ -136,8 +136,8 @@ const NOT_A_FORUM = "Bad Request: the chat is not a forum";
  * - `chatId` and/or `chats`: the chat(s) the bot is in; a send anywhere else is a
  *   violation (400 "chat not found").
  * - `pace` (opt-in; `true` or any field left out means TELEGRAM_PACE's): { perSecond,
- *   perMinute, privatePerSecond, privatePerMinute }, sliding windows per chat over the sends
- *   and edits it accepted. A send or edit that would break one is answered 429
+ *   perMinute, privatePerSecond, privatePerMinute } (Infinity: no such limit), sliding
+ *   windows per chat over the sends and edits it accepted. A send or edit that would break one is answered 429
  *   "Too Many Requests: retry after N" (`parameters.retry_after` N: the whole seconds
  *   until the chat accepts again, at least 1) and counted in the chat's `refused429`.
  *   Refusals take no slot, so a client that waits what it is told gets through.
@@ -178,13 +178,10 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
   let nextId = 1000;
   let nextColor = 0;
 
+  const freshChat = () => ({ accepted: [], sent: 0, edited: 0, refused429: 0, notModified: 0, threadNotFound: 0, toldUntil: 0, blockedUntil: 0 });
   const chatState = (chat) => {
-    let s = perChat.get(chat);
-    if (!s) {
-      s = { accepted: [], sent: 0, edited: 0, refused429: 0, notModified: 0, threadNotFound: 0, toldUntil: 0, blockedUntil: 0 };
-      perChat.set(chat, s);
-    }
-    return s;
+    if (!perChat.has(chat)) perChat.set(chat, freshChat());
+    return perChat.get(chat);
   };
 
   /** When `chat` accepts its next send or edit (ms), as of `now`. */
@@ -197,8 +194,8 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
   };
 
   /**
-   * Takes a slot in `chat` for a send or edit, or answers the 429 (and returns
-   * true: the request is answered). Checks, after taking it, that the chat's accepted
+   * Takes a slot in `chat` for a send or edit and answers 0, or answers the 429 and
+   * returns its retry_after. Checks, after taking a slot, that the chat's accepted
    * sends keep the pace: if not, the fake itself is wrong (a violation).
    */
   const refusedByPace = (chat, res, now) => {
@@ -481,7 +478,7 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
      * when `chat` is given (zeros if it saw nothing).
      */
     stats(chat) {
-      if (chat !== undefined) return stats1(perChat.get(String(chat)) ?? chatState(String(chat)));
+      if (chat !== undefined) return stats1(perChat.get(String(chat)) ?? freshChat());
       return Object.fromEntries([...perChat].map(([c, s]) => [c, stats1(s)]));
     },
     paceViolations,
