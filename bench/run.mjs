@@ -1,9 +1,10 @@
 // `npm run bench`: /notify throughput and latency against the local Worker (workerd
 // through wrangler dev, local D1/KV/Queues), POST-to-Telegram latency through the
 // queue consumer, /github throughput, workerd's CPU milliseconds per request (beside
-// the baseline Worker's, see cpu.mjs), and the upload size `wrangler deploy --dry-run`
-// reports. Prints a table and writes bench/results.json. Targets are checked here,
-// never in tests; CPU has no target.
+// the baseline Worker's, see cpu.mjs), the upload size `wrangler deploy --dry-run`
+// reports, and 200-notification bursts into chats that keep Telegram's pace (one group;
+// ten chats through routes; see paced.mjs). Prints a table and writes
+// bench/results.json. Targets are checked here, never in tests; CPU has no target.
 import { writeFileSync, mkdtempSync, readFileSync } from "node:fs";
 import { createHmac, randomUUID } from "node:crypto";
 import { spawnSync } from "node:child_process";
@@ -14,12 +15,17 @@ import { fakeTelegramThread as fakeTelegram } from "./telegram-thread.mjs";
 import { startWorker } from "../tests/e2e/worker.mjs";
 import { startOnWorkerd } from "./runtime.mjs";
 import { startMeasured, measured, cpuSince } from "./cpu.mjs";
+import { pacedBurst, burst, spreadRoutes, PACE } from "./paced.mjs";
 
 const TOKEN = "bench-notify-token";
 const BOT = "999:bench-bot";
 const CHAT = "-100999";
 
 const WEBHOOK_SECRET = "bench-webhook-secret";
+const ADMIN = "bench-admin-token";
+/** The paced runs' group chat (TELEGRAM_CHAT_ID) and how many notifications each sends. */
+const PACED_GROUP = "-100555";
+const PACED_N = 200;
 
 const TARGETS = {
   github_hmac_vs_openssl_max: 1.5,
@@ -28,6 +34,10 @@ const TARGETS = {
   c1_p50_ms_max: 15,
   telegram_p50_ms_max: 1000,
   gzip_kib_max: 350,
+  // The paced runs: delivered / failed / duplicated.
+  paced_delivered: PACED_N,
+  paced_failed_max: 0,
+  paced_duplicated_max: 0,
 };
 
 function percentile(sorted, p) {
@@ -363,6 +373,21 @@ const dev = await throughWranglerDev();
 log("upload size (wrangler deploy --dry-run)");
 const size = uploadSize();
 
+const pacedTokens = { notify: TOKEN, admin: ADMIN, bot: BOT, webhook: WEBHOOK_SECRET };
+log(`${PACED_N} notifications into one group chat through a paced fake (${PACE.perMinute} a minute, ${PACE.perSecond} a second)`);
+const pacedGroup = await pacedBurst({
+  tokens: pacedTokens, defaultChat: PACED_GROUP, expectedChat: () => PACED_GROUP,
+  items: burst("group", PACED_N, (i) => `bench-g${i % 4}`),
+});
+log(`the same spread over 10 chats: 10 routes, project bench-p<k> to chat ${PACED_GROUP}<k>, ${PACED_N / 10} notifications each`);
+const routes = spreadRoutes(10);
+const pacedSpread = await pacedBurst({
+  tokens: pacedTokens, defaultChat: PACED_GROUP, routes,
+  chats: routes.map((r) => r.definition.destinations[0].chat_id),
+  expectedChat: (it) => `${PACED_GROUP}${it.project.slice("bench-p".length)}`,
+  items: burst("spread", PACED_N, (i) => `bench-p${i % 10}`),
+});
+
 {
   const results = {
     when: new Date().toISOString(),
@@ -377,6 +402,8 @@ const size = uploadSize();
     github: gh,
     upload: size,
     through_wrangler_dev: dev,
+    paced_one_group: pacedGroup,
+    paced_ten_chats: pacedSpread,
     targets: TARGETS,
   };
   const ratio = (a, b) => Math.round((a / b) * 100) / 100;
@@ -411,6 +438,8 @@ const size = uploadSize();
       tgPaced.delivered === tgPaced.expected,
     no_errors: Object.keys(c16.statuses).every((s) => s === "202" || s === "200") &&
       c16.statuses["202"] === 1600 && c16.statuses["200"] === 400,
+    paced_one_group: pacedGroup.ok,
+    paced_ten_chats: pacedSpread.ok,
   };
   writeFileSync(join(root, "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
   const row = (name, value, target, ok) => console.log(`${name.padEnd(36)} ${String(value).padStart(10)}   ${target.padEnd(12)} ${ok ? "ok" : "MISSED"}`);
@@ -473,6 +502,21 @@ const size = uploadSize();
   row("wrangler dev: base workerd ms/req", devCpu.baseline, "(reference)", true);
   row("wrangler dev: /notify node ms/req", devCpu.wrangler_node_worker, "(reference)", true);
   row("wrangler dev: base node ms/req", devCpu.wrangler_node_baseline, "(reference)", true);
+  // The paced runs: delivered / failed / duplicated, the time until the last is in a
+  // message, and the sends and edits Telegram accepted beside the most the pace allows.
+  const pacedTarget = `${TARGETS.paced_delivered}/${TARGETS.paced_failed_max}/${TARGETS.paced_duplicated_max}`;
+  const pacedRows = (name, r) => {
+    const value = r.error ? "error" : `${r.delivered}/${r.failed}/${r.duplicated}`;
+    row(`${name}: deliv/failed/dup`, value, pacedTarget, r.ok);
+    if (!r.error) {
+      row(`${name}: last in message (s)`, r.last_in_message_seconds ?? `${r.in_messages} in`, "", true);
+      row(`${name}: messages used`, r.messages_used, `(pace: ${r.pace_allows})`, true);
+      row(`${name}: 429s answered`, r.answered_429, "", true);
+    }
+    for (const p of r.problems) console.log(`  ${name}: ${p}`);
+  };
+  pacedRows("paced 1 group", pacedGroup);
+  pacedRows("paced 10 chats", pacedSpread);
   console.log("\nwritten to bench/results.json");
 }
 

@@ -11,8 +11,12 @@ if (!isMainThread) {
   parentPort.on("message", async (m) => {
     if (m === "snapshot") {
       parentPort.postMessage({
-        messages: tg.messages.map(({ text, at, answered }) => ({ text, at, answered })),
+        messages: tg.messages.map(({ text, at, answered, chatId, threadId, messageId, edits }) => ({
+          text, at, answered, chatId, threadId, messageId, edits: edits.map((e) => ({ text: e.text, at: e.at })),
+        })),
         violations: tg.violations,
+        paceViolations: tg.paceViolations(),
+        stats: tg.stats(),
       });
     } else if (m === "close") {
       await tg.close();
@@ -22,20 +26,42 @@ if (!isMainThread) {
   parentPort.postMessage({ base: tg.base });
 }
 
-/** Starts the fake; resolves to { base, snapshot() → { messages, violations }, close() }. */
-export async function fakeTelegramThread({ token, chatId }) {
-  const worker = new Worker(new URL(import.meta.url), { workerData: { token, chatId } });
-  const [{ base }] = await once(worker, "message");
+/** The next message from `worker`, or its error or exit as an error. */
+async function reply(worker, what) {
+  const done = new AbortController();
+  const { signal } = done;
+  try {
+    const [m] = await Promise.race([
+      once(worker, "message", { signal }),
+      once(worker, "error", { signal }).then(([e]) => { throw new Error(`the Telegram fake's thread failed (${what}): ${e.message}`); }),
+      once(worker, "exit", { signal }).then(([code]) => { throw new Error(`the Telegram fake's thread exited with ${code} (${what})`); }),
+    ]);
+    return m;
+  } finally {
+    done.abort(); // drops the listeners that lost the race (the race already handles their rejections)
+  }
+}
+
+/**
+ * Starts the fake with fakeTelegram's options ({ token, chatId, chats, pace,
+ * floodPenalty, forums }); resolves to { base, snapshot(), close() }. A snapshot is
+ * { messages: [{ text, at, answered, chatId, threadId, messageId, edits: [{ text, at }] }],
+ * violations, paceViolations, stats } (stats: per chat, as fakeTelegram's stats()).
+ */
+export async function fakeTelegramThread({ token, chatId, chats, pace, floodPenalty, forums }) {
+  const options = Object.fromEntries(Object.entries({ token, chatId, chats, pace, floodPenalty, forums }).filter(([, v]) => v !== undefined));
+  const worker = new Worker(new URL(import.meta.url), { workerData: options });
+  const { base } = await reply(worker, "starting");
   return {
     base,
     async snapshot() {
       worker.postMessage("snapshot");
-      const [s] = await once(worker, "message");
-      return s;
+      return reply(worker, "snapshot");
     },
     async close() {
+      const exited = once(worker, "exit");
       worker.postMessage("close");
-      await once(worker, "exit");
+      await exited;
     },
   };
 }

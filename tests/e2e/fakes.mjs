@@ -84,93 +84,370 @@ export function parseTelegramHtml(html) {
 }
 
 /**
- * The Telegram Bot API's sendMessage. Scripts: `script(substring, [responses])`
- * answers the next messages whose text contains `substring` with the given
- * responses, in order, before falling back to success.
+ * Telegram's documented flood limits, per chat: about one message a second in any
+ * chat, and at most 20 a minute in a group or channel (an id starting with "-", or
+ * a channel's "@name"). See https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this
  */
-export async function fakeTelegram({ token, chatId }) {
+export const TELEGRAM_PACE = Object.freeze({ perSecond: 1, perMinute: 20 });
+
+const isGroup = (chat) => chat.startsWith("-") || chat.startsWith("@");
+
+/**
+ * The windows one chat is paced by, from `pace` ({ perSecond, perMinute,
+ * privatePerSecond, privatePerMinute }): groups and channels get both; private
+ * chats the per-second limit (`privatePerSecond`, default `perSecond`) and a
+ * per-minute one only if `privatePerMinute` is given.
+ */
+function windowsFor(pace, chat) {
+  if (!pace) return [];
+  const group = isGroup(chat);
+  const perSecond = group ? pace.perSecond : pace.privatePerSecond ?? pace.perSecond;
+  const perMinute = group ? pace.perMinute : pace.privatePerMinute;
+  const out = [];
+  if (perSecond !== undefined) out.push({ ms: 1000, max: perSecond, name: `${perSecond} a second` });
+  if (perMinute !== undefined) out.push({ ms: 60_000, max: perMinute, name: `${perMinute} a minute` });
+  return out;
+}
+
+/** The fields sendMessage takes (Bot API 9.x); any other is a violation. */
+const SEND_FIELDS = new Set([
+  "business_connection_id", "chat_id", "message_thread_id", "direct_messages_topic_id", "text", "parse_mode",
+  "entities", "link_preview_options", "disable_notification", "protect_content", "allow_paid_broadcast",
+  "message_effect_id", "suggested_post_parameters", "reply_parameters", "reply_markup",
+]);
+const EDIT_FIELDS = new Set([
+  "business_connection_id", "chat_id", "message_id", "inline_message_id", "text", "parse_mode", "entities",
+  "link_preview_options", "reply_markup",
+]);
+const LINK_PREVIEW_FIELDS = new Set(["is_disabled", "url", "prefer_small_media", "prefer_large_media", "show_above_text"]);
+/** The colours Telegram lets a bot pick for a new topic's icon. */
+const TOPIC_COLORS = [7322096, 16766590, 13338331, 9367192, 16749490, 16478047];
+
+const NOT_MODIFIED = "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message";
+const THREAD_NOT_FOUND = "Bad Request: message thread not found";
+const NOT_A_FORUM = "Bad Request: the chat is not a forum";
+
+/**
+ * The Telegram Bot API as the Worker uses it: sendMessage, editMessageText and
+ * createForumTopic, on loopback, checked the way Telegram checks them.
+ *
+ * Options:
+ * - `token`: the bot token; any other is a violation (401).
+ * - `chatId` and/or `chats`: the chat(s) the bot is in; a send anywhere else is a
+ *   violation (400 "chat not found").
+ * - `pace` (opt-in; `true` or any field left out means TELEGRAM_PACE's): { perSecond,
+ *   perMinute, privatePerSecond, privatePerMinute } (Infinity: no such limit), sliding
+ *   windows per chat over the sends and edits it accepted. A send or edit that would break one is answered 429
+ *   "Too Many Requests: retry after N" (`parameters.retry_after` N: the whole seconds
+ *   until the chat accepts again, at least 1) and counted in the chat's `refused429`.
+ *   Refusals take no slot, so a client that waits what it is told gets through.
+ * - `floodPenalty` (seconds, default 0: off): a send or edit that comes before the
+ *   time a 429 told it to wait blocks that chat until `floodPenalty` seconds later
+ *   (never shorter than it already was). With 0, refused sends extend nothing.
+ * - `forums`: the chats that are forums. `message_thread_id` naming no live topic
+ *   (in a forum, or any id in a chat that is not one) is answered 400 "message
+ *   thread not found", as Telegram does; createForumTopic in a chat that is not a
+ *   forum 400 "the chat is not a forum". Neither is a violation: the Worker must
+ *   handle them. createForumTopic is not paced.
+ *
+ * Every request is recorded. `messages` holds every sendMessage that passed the
+ * basic checks, accepted or not: { chatId, threadId, text, visible, parseMode,
+ * disableNotification, linkPreviewOptions, body, at, answered, description,
+ * messageId, edits, current, notModified }. `edits` are the edits applied ({ text,
+ * visible, parseMode, linkPreviewOptions, at }); `current` what the message shows
+ * now. `editAttempts` lists every editMessageText of a known message with its answer.
+ * An edit to the very text the message shows is answered 400 "message is not
+ * modified" (compared as raw text and parse mode).
+ *
+ * Scripts: `script(substring, [responses])` answers the next sends whose text
+ * contains `substring` with the given responses ({ status, body }), in order, before
+ * falling back to the real checks. A scripted 200 takes a pace slot, a scripted 429
+ * counts as refused; sends over the pace get the 429 before any script.
+ */
+export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenalty = 0, forums = [] }) {
   const messages = []; // every sendMessage request that passed the checks
+  const editAttempts = [];
   const violations = [];
   const scripts = [];
+  const allowed = new Set([...(chatId === undefined ? [] : [chatId]), ...chats].map(String));
+  const paceOf = pace ? { ...TELEGRAM_PACE, ...(pace === true ? {} : pace) } : undefined;
+  const forumChats = new Set(forums.map(String));
+  const topics = new Map(); // chat -> Map(threadId -> { threadId, name, iconColor, deleted })
+  for (const f of forumChats) topics.set(f, new Map());
+  const perChat = new Map(); // chat -> { accepted: [ms], sent, edited, refused429, notModified, threadNotFound, toldUntil, blockedUntil }
   let nextId = 1000;
-  const server = await listen(violations, (req, raw, res) => {
-    const path = new URL(req.url, "http://x").pathname;
-    if (req.method === "POST" && path === `/bot${token}/editMessageText`) {
-      const body = parseJson(raw, "editMessageText");
-      const original = messages.find((m) => m.messageId === body.message_id);
-      if (!original || String(body.chat_id) !== String(original.body.chat_id)) {
-        violations.push(`editMessageText of unknown message ${body.message_id}`);
-        return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: message to edit not found" });
+  let nextColor = 0;
+
+  const freshChat = () => ({ accepted: [], sent: 0, edited: 0, refused429: 0, notModified: 0, threadNotFound: 0, toldUntil: 0, blockedUntil: 0 });
+  const chatState = (chat) => {
+    if (!perChat.has(chat)) perChat.set(chat, freshChat());
+    return perChat.get(chat);
+  };
+
+  /** When `chat` accepts its next send or edit (ms), as of `now`. */
+  const freeAt = (chat, s, now) => {
+    let at = Math.max(now, s.blockedUntil);
+    for (const w of windowsFor(paceOf, chat)) {
+      if (s.accepted.length >= w.max) at = Math.max(at, s.accepted[s.accepted.length - w.max] + w.ms);
+    }
+    return at;
+  };
+
+  /**
+   * Takes a slot in `chat` for a send or edit and answers 0, or answers the 429 and
+   * returns its retry_after. Checks, after taking a slot, that the chat's accepted
+   * sends keep the pace: if not, the fake itself is wrong (a violation).
+   */
+  const refusedByPace = (chat, res, now) => {
+    const s = chatState(chat);
+    if (paceOf) {
+      if (floodPenalty > 0 && now < s.toldUntil) s.blockedUntil = Math.max(s.blockedUntil, now + floodPenalty * 1000);
+      const at = freeAt(chat, s, now);
+      if (at > now) {
+        const retryAfter = Math.max(1, Math.ceil((at - now) / 1000));
+        s.refused429++;
+        s.toldUntil = Math.max(s.toldUntil, now + retryAfter * 1000);
+        json(res, 429, { ok: false, error_code: 429, description: `Too Many Requests: retry after ${retryAfter}`, parameters: { retry_after: retryAfter } });
+        return retryAfter;
       }
-      try {
-        original.edits.push({ text: body.text, visible: parseTelegramHtml(body.text), at: Date.now() });
-      } catch (e) {
-        violations.push(`edit with HTML Telegram would refuse: ${e.message}`);
-        return json(res, 400, { ok: false, error_code: 400, description: `Bad Request: ${e.message}` });
+    }
+    s.accepted.push(now);
+    for (const w of windowsFor(paceOf, chat)) {
+      const a = s.accepted;
+      if (a.length > w.max && a[a.length - 1] - a[a.length - 1 - w.max] < w.ms) {
+        violations.push(`fake bug: chat ${chat} accepted more than ${w.name}`);
       }
-      return json(res, 200, { ok: true, result: { message_id: body.message_id, text: body.text } });
     }
-    if (req.method !== "POST" || !path.endsWith("/sendMessage") || !path.startsWith("/bot")) {
-      violations.push(`unexpected ${req.method} ${path.replace(token, "<token>")}`);
-      return json(res, 404, { ok: false, error_code: 404, description: "Not Found" });
+    return 0;
+  };
+
+  /** A field check that failed: a violation, and Telegram's 400. */
+  const badRequest = (res, violation, description) => {
+    violations.push(violation);
+    json(res, 400, { ok: false, error_code: 400, description });
+  };
+
+  const unknownFields = (body, known, method) => {
+    const extra = Object.keys(body).filter((k) => !known.has(k));
+    if (extra.length) violations.push(`${method} with unknown field(s) ${extra.join(", ")}`);
+    const lp = body.link_preview_options;
+    if (lp !== undefined) {
+      if (typeof lp !== "object" || lp === null || Array.isArray(lp)) violations.push(`${method} with link_preview_options ${JSON.stringify(lp)}`);
+      else for (const k of Object.keys(lp)) if (!LINK_PREVIEW_FIELDS.has(k)) violations.push(`${method} with link_preview_options.${k}`);
     }
-    if (path !== `/bot${token}/sendMessage`) {
-      violations.push("sendMessage with a wrong bot token");
-      return json(res, 401, { ok: false, error_code: 401, description: "Unauthorized" });
+    if (body.disable_notification !== undefined && typeof body.disable_notification !== "boolean") {
+      violations.push(`${method} with disable_notification ${JSON.stringify(body.disable_notification)}`);
     }
+  };
+
+  /** The visible text of `text` in `parseMode`, or throws Telegram's complaint. */
+  const render = (text, parseMode) => (parseMode === "HTML" ? parseTelegramHtml(text) : text);
+
+  /** The live topic `threadId` of `chat`, or undefined. */
+  const liveTopic = (chat, threadId) => {
+    const t = topics.get(chat)?.get(threadId);
+    return t && !t.deleted ? t : undefined;
+  };
+
+  /** The request's JSON body, or undefined after answering (and recording) why not. */
+  const readBody = (req, raw, res, method) => {
     if (!(req.headers["content-type"] ?? "").startsWith("application/json")) {
-      violations.push(`sendMessage with content-type ${req.headers["content-type"]}`);
+      violations.push(`${method} with content-type ${req.headers["content-type"]}`);
     }
-    let body;
     try {
-      body = JSON.parse(raw);
+      const body = JSON.parse(raw);
+      if (typeof body === "object" && body !== null && !Array.isArray(body)) return body;
     } catch {
-      violations.push("sendMessage body is not JSON");
-      return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: invalid JSON" });
+      // answered below
     }
-    if (String(body.chat_id) !== String(chatId)) {
-      violations.push(`sendMessage to chat ${body.chat_id}`);
-      return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: chat not found" });
+    violations.push(`${method} body is not JSON`);
+    json(res, 400, { ok: false, error_code: 400, description: "Bad Request: invalid JSON" });
+    return undefined;
+  };
+
+  function editMessageText(req, raw, res) {
+    // A body that is not JSON crashes this method (a violation and a 500), as before.
+    const body = parseJson(raw, "editMessageText");
+    if (!(req.headers["content-type"] ?? "").startsWith("application/json")) {
+      violations.push(`editMessageText with content-type ${req.headers["content-type"]}`);
     }
+    const original = messages.find((m) => m.messageId !== undefined && m.messageId === body.message_id);
+    if (!original || String(body.chat_id) !== original.chatId) {
+      return badRequest(res, `editMessageText of unknown message ${body.message_id}`, "Bad Request: message to edit not found");
+    }
+    unknownFields(body, EDIT_FIELDS, "editMessageText");
+    const attempt = { messageId: original.messageId, chatId: original.chatId, text: body.text, parseMode: body.parse_mode, at: Date.now() };
+    editAttempts.push(attempt);
+    const answer = (status, description) => {
+      attempt.answered = status;
+      attempt.description = description;
+    };
     if (typeof body.text !== "string" || body.text.length === 0) {
-      violations.push("sendMessage without text");
-      return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: message text is empty" });
+      answer(400, "Bad Request: message text is empty");
+      return badRequest(res, "editMessageText without text", "Bad Request: message text is empty");
     }
+    if (body.parse_mode !== undefined && body.parse_mode !== "HTML") violations.push(`edit with parse_mode ${body.parse_mode}`);
+    let visible;
+    try {
+      visible = render(body.text, body.parse_mode);
+    } catch (e) {
+      answer(400, `Bad Request: ${e.message}`);
+      return badRequest(res, `edit with HTML Telegram would refuse: ${e.message}`, `Bad Request: ${e.message}`);
+    }
+    if ([...visible].length > 4096) {
+      answer(400, "Bad Request: MESSAGE_TOO_LONG");
+      return badRequest(res, `edit to ${[...visible].length} characters`, "Bad Request: MESSAGE_TOO_LONG");
+    }
+    const retryAfter = refusedByPace(original.chatId, res, attempt.at);
+    if (retryAfter) return answer(429, `Too Many Requests: retry after ${retryAfter}`);
+    if (body.text === original.current.text && body.parse_mode === original.current.parseMode) {
+      // Not modified: Telegram changed nothing, so the slot is given back.
+      chatState(original.chatId).accepted.pop();
+      chatState(original.chatId).notModified++;
+      original.notModified++;
+      answer(400, NOT_MODIFIED);
+      return json(res, 400, { ok: false, error_code: 400, description: NOT_MODIFIED });
+    }
+    const edit = { text: body.text, visible, parseMode: body.parse_mode, linkPreviewOptions: body.link_preview_options, at: attempt.at };
+    original.edits.push(edit);
+    original.current = edit;
+    chatState(original.chatId).edited++;
+    answer(200);
+    return json(res, 200, { ok: true, result: { message_id: original.messageId, chat: { id: original.chatId }, date: Math.floor(original.at / 1000), edit_date: Math.floor(edit.at / 1000), text: visible } });
+  }
+
+  function createForumTopic(_req, body, res) {
+    const chat = String(body.chat_id);
+    if (!allowed.has(chat)) return badRequest(res, `createForumTopic in chat ${body.chat_id}`, "Bad Request: chat not found");
+    const extra = Object.keys(body).filter((k) => !["chat_id", "name", "icon_color", "icon_custom_emoji_id"].includes(k));
+    if (extra.length) violations.push(`createForumTopic with unknown field(s) ${extra.join(", ")}`);
+    if (typeof body.name !== "string" || [...body.name].length < 1 || [...body.name].length > 128) {
+      return badRequest(res, `createForumTopic named ${JSON.stringify(body.name)}`, "Bad Request: invalid forum topic name");
+    }
+    if (body.icon_color !== undefined && !TOPIC_COLORS.includes(body.icon_color)) {
+      return badRequest(res, `createForumTopic with icon_color ${body.icon_color}`, "Bad Request: invalid icon color");
+    }
+    if (!forumChats.has(chat)) return json(res, 400, { ok: false, error_code: 400, description: NOT_A_FORUM });
+    const topic = addTopic(chat, body.name, body.icon_color);
+    return json(res, 200, { ok: true, result: { message_thread_id: topic.threadId, name: topic.name, icon_color: topic.iconColor } });
+  }
+
+  function addTopic(chat, name, iconColor) {
+    const topic = { threadId: nextId++, name, iconColor: iconColor ?? TOPIC_COLORS[nextColor++ % TOPIC_COLORS.length], deleted: false };
+    topics.get(chat).set(topic.threadId, topic);
+    return topic;
+  }
+
+  function sendMessage(req, raw, res) {
+    const body = readBody(req, raw, res, "sendMessage");
+    if (!body) return;
+    const chat = String(body.chat_id);
+    if (!allowed.has(chat)) return badRequest(res, `sendMessage to chat ${body.chat_id}`, "Bad Request: chat not found");
+    if (typeof body.text !== "string" || body.text.length === 0) {
+      return badRequest(res, "sendMessage without text", "Bad Request: message text is empty");
+    }
+    unknownFields(body, SEND_FIELDS, "sendMessage");
     if (body.parse_mode !== undefined && body.parse_mode !== "HTML") violations.push(`parse_mode ${body.parse_mode}`);
-    const record = { text: body.text, parseMode: body.parse_mode, body, at: Date.now(), edits: [] };
+    const threadId = body.message_thread_id;
+    const record = {
+      chatId: chat, threadId, text: body.text, parseMode: body.parse_mode, disableNotification: body.disable_notification,
+      linkPreviewOptions: body.link_preview_options, body, at: Date.now(), edits: [], notModified: 0,
+    };
+    messages.push(record);
+    const refuse = (status, description) => {
+      record.answered = status;
+      record.description = description;
+      json(res, status, { ok: false, error_code: status, description });
+    };
+    if (threadId !== undefined) {
+      if (!Number.isInteger(threadId)) violations.push(`message_thread_id ${JSON.stringify(threadId)}`);
+      if (!liveTopic(chat, threadId)) {
+        chatState(chat).threadNotFound++;
+        return refuse(400, THREAD_NOT_FOUND);
+      }
+    }
+    const retryAfter = refusedByPace(chat, res, record.at);
+    if (retryAfter) {
+      record.answered = 429;
+      record.description = `Too Many Requests: retry after ${retryAfter}`;
+      return;
+    }
+    // The slot is taken; an answer other than success gives it back.
+    const giveBack = () => chatState(chat).accepted.pop();
     const script = scripts.find((s) => body.text.includes(s.match) && s.responses.length);
     if (script) {
       const r = script.responses.shift();
       record.answered = r.status;
-      messages.push(record);
+      if (r.status === 200) chatState(chat).sent++;
+      else giveBack();
+      if (r.status === 429) chatState(chat).refused429++;
       return json(res, r.status, r.body);
     }
-    let visible = body.text;
-    if (body.parse_mode === "HTML") {
-      try {
-        visible = parseTelegramHtml(body.text);
-      } catch (e) {
-        violations.push(`HTML Telegram would refuse: ${e.message}`);
-        record.answered = 400;
-        messages.push(record);
-        return json(res, 400, { ok: false, error_code: 400, description: `Bad Request: ${e.message}` });
-      }
+    let visible;
+    try {
+      visible = render(body.text, body.parse_mode);
+    } catch (e) {
+      giveBack();
+      violations.push(`HTML Telegram would refuse: ${e.message}`);
+      return refuse(400, `Bad Request: ${e.message}`);
     }
     if ([...visible].length > 4096) {
+      giveBack();
       violations.push(`message of ${visible.length} characters`);
-      record.answered = 400;
-      messages.push(record);
-      return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: message is too long" });
+      return refuse(400, "Bad Request: message is too long");
     }
     record.answered = 200;
     record.visible = visible;
     record.messageId = nextId++;
-    messages.push(record);
-    return json(res, 200, { ok: true, result: { message_id: record.messageId, chat: { id: chatId }, date: Math.floor(Date.now() / 1000), text: visible } });
+    record.current = { text: body.text, visible, parseMode: body.parse_mode };
+    chatState(chat).sent++;
+    const result = { message_id: record.messageId, chat: { id: chat }, date: Math.floor(record.at / 1000), text: visible };
+    if (threadId !== undefined) Object.assign(result, { message_thread_id: threadId, is_topic_message: true });
+    return json(res, 200, { ok: true, result });
+  }
+
+  const server = await listen(violations, (req, raw, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    const m = /^\/bot([^/]+)\/([A-Za-z]+)$/.exec(path);
+    const method = m?.[2];
+    if (req.method !== "POST" || !["sendMessage", "editMessageText", "createForumTopic"].includes(method)) {
+      violations.push(`unexpected ${req.method} ${path.replace(token, "<token>")}`);
+      return json(res, 404, { ok: false, error_code: 404, description: "Not Found" });
+    }
+    if (m[1] !== token) {
+      violations.push(`${method} with a wrong bot token`);
+      return json(res, 401, { ok: false, error_code: 401, description: "Unauthorized" });
+    }
+    if (method === "editMessageText") return editMessageText(req, raw, res);
+    if (method === "sendMessage") return sendMessage(req, raw, res);
+    const body = readBody(req, raw, res, "createForumTopic");
+    if (body) createForumTopic(req, body, res);
   });
+
+  /** Every accepted send or edit in each chat, checked against the pace afresh. */
+  function paceViolations() {
+    const out = [];
+    for (const [chat, s] of perChat) {
+      for (const w of windowsFor(paceOf, chat)) {
+        for (let i = 0; i + w.max < s.accepted.length; i++) {
+          if (s.accepted[i + w.max] - s.accepted[i] < w.ms) {
+            out.push(`chat ${chat}: ${w.max + 1} accepted within ${s.accepted[i + w.max] - s.accepted[i]} ms (pace ${w.name})`);
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  const stats1 = (s) => ({
+    accepted: s.accepted.length, sent: s.sent, edited: s.edited, refused429: s.refused429,
+    notModified: s.notModified, threadNotFound: s.threadNotFound,
+  });
+
   return {
     base: `http://127.0.0.1:${server.address().port}`,
     messages,
+    editAttempts,
     violations,
     script(match, responses) {
       scripts.push({ match, responses: [...responses] });
@@ -182,6 +459,43 @@ export async function fakeTelegram({ token, chatId }) {
     /** Messages Telegram accepted that mention `s`. */
     delivered(s) {
       return messages.filter((m) => m.answered === 200 && m.text.includes(s));
+    },
+    /** Accepted messages whose text, or any applied edit of it, mentions `s` (a digest line). */
+    shown(s) {
+      return messages.filter((m) => m.answered === 200 && (m.text.includes(s) || m.edits.some((e) => e.text.includes(s))));
+    },
+    /**
+     * The messages accepted in `chat`, in order; only those in topic `threadId` when
+     * given (`null`: only those outside any topic).
+     */
+    inChat(chat, threadId) {
+      const inThread = (m) => threadId === undefined || (threadId === null ? m.threadId === undefined : m.threadId === threadId);
+      return messages.filter((m) => m.answered === 200 && m.chatId === String(chat) && inThread(m));
+    },
+    /**
+     * Per chat, what it accepted and refused: { accepted (sends and edits that took a
+     * slot), sent, edited, refused429, notModified, threadNotFound }; of one chat
+     * when `chat` is given (zeros if it saw nothing).
+     */
+    stats(chat) {
+      if (chat !== undefined) return stats1(perChat.get(String(chat)) ?? freshChat());
+      return Object.fromEntries([...perChat].map(([c, s]) => [c, stats1(s)]));
+    },
+    paceViolations,
+    /** The topics of forum `chat`: [{ threadId, name, iconColor, deleted }]. */
+    topics(chat) {
+      return [...(topics.get(String(chat))?.values() ?? [])];
+    },
+    /** A topic made in forum `chat` (as someone in the chat would); answers its thread id. */
+    addTopic(chat, name) {
+      if (!topics.has(String(chat))) throw new Error(`chat ${chat} is not one of the fake's forums`);
+      return addTopic(String(chat), name).threadId;
+    },
+    /** Deletes a topic: sends into it answer "message thread not found" from now on. */
+    deleteTopic(chat, threadId) {
+      const t = topics.get(String(chat))?.get(threadId);
+      if (!t) throw new Error(`chat ${chat} has no topic ${threadId}`);
+      t.deleted = true;
     },
     async waitFor(s, count = 1, timeoutMs = 15000) {
       const until = Date.now() + timeoutMs;

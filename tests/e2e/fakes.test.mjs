@@ -97,3 +97,161 @@ test("Telegram's HTML rules refuse what Telegram refuses", () => {
   assert.throws(() => parseTelegramHtml("a & b"), /unsupported entity/);
   assert.throws(() => parseTelegramHtml("<b>open"), /can't find end tag/);
 });
+
+describe("the Telegram fake keeps Telegram's pace, topics and edits", () => {
+  const BOT = "7:pace";
+  const GROUP = "-100555";
+  const OTHER = "-100556";
+  const PRIVATE = "4242";
+  const FORUM = "-100777";
+  const call = async (tg, method, body) => {
+    const r = await fetch(`${tg.base}/bot${BOT}/${method}`, { method: "POST", headers: jsonHeaders(), body: JSON.stringify(body) });
+    return { status: r.status, json: await r.json() };
+  };
+  const say = (tg, chat, text, extra = {}) => call(tg, "sendMessage", { chat_id: chat, text, parse_mode: "HTML", ...extra });
+  const tooMany = (n) => ({ ok: false, error_code: 429, description: `Too Many Requests: retry after ${n}`, parameters: { retry_after: n } });
+  const fake = async (options, body) => {
+    const tg = await fakeTelegram({ token: BOT, chats: [GROUP, OTHER, PRIVATE], ...options });
+    try {
+      await body(tg);
+      assert.deepEqual(tg.violations, []);
+      assert.deepEqual(tg.paceViolations(), []);
+    } finally {
+      await tg.close();
+    }
+  };
+
+  test("a second message within the second is refused with retry_after, and the chat takes it once waited for", () =>
+    fake({ pace: { perSecond: 1, perMinute: 20 } }, async (tg) => {
+      assert.equal((await say(tg, GROUP, "first")).status, 200);
+      const refused = await say(tg, GROUP, "second");
+      assert.equal(refused.status, 429);
+      assert.deepEqual(refused.json, tooMany(1));
+      await new Promise((r) => setTimeout(r, refused.json.parameters.retry_after * 1000));
+      assert.equal((await say(tg, GROUP, "second")).status, 200);
+      assert.deepEqual(tg.inChat(GROUP).map((m) => m.text), ["first", "second"]);
+      assert.deepEqual(tg.about("second").map((m) => m.answered), [429, 200]);
+      assert.deepEqual(tg.stats(GROUP), { accepted: 2, sent: 2, edited: 0, refused429: 1, notModified: 0, threadNotFound: 0 });
+    }));
+
+  test("a group's message over the minute's limit waits for the minute; a private chat has no minute limit", () =>
+    fake({ pace: { perSecond: 100, perMinute: 3 } }, async (tg) => {
+      for (const n of [1, 2, 3]) assert.equal((await say(tg, GROUP, `g${n}`)).status, 200);
+      const refused = await say(tg, GROUP, "g4");
+      assert.equal(refused.status, 429);
+      const wait = refused.json.parameters.retry_after;
+      assert.ok(wait >= 59 && wait <= 60, `retry after ${wait}`);
+      assert.deepEqual(refused.json, tooMany(wait));
+      // Every refusal of the flood is told the same wait.
+      assert.equal((await say(tg, GROUP, "g5")).json.parameters.retry_after, wait);
+      for (const n of [1, 2, 3, 4, 5]) assert.equal((await say(tg, PRIVATE, `p${n}`)).status, 200);
+      assert.equal(tg.stats(GROUP).refused429, 2);
+      assert.equal(tg.stats(PRIVATE).accepted, 5);
+    }));
+
+  test("one chat's flood leaves another chat free", () =>
+    fake({ pace: {} }, async (tg) => {
+      assert.equal((await say(tg, GROUP, "a1")).status, 200);
+      assert.equal((await say(tg, GROUP, "a2")).status, 429);
+      assert.equal((await say(tg, OTHER, "b1")).status, 200);
+      assert.equal((await say(tg, GROUP, "a3")).status, 429);
+      assert.deepEqual(tg.stats(), {
+        [GROUP]: { accepted: 1, sent: 1, edited: 0, refused429: 2, notModified: 0, threadNotFound: 0 },
+        [OTHER]: { accepted: 1, sent: 1, edited: 0, refused429: 0, notModified: 0, threadNotFound: 0 },
+      });
+    }));
+
+  test("with a flood penalty, a send before the wait is over makes the wait longer", () =>
+    fake({ pace: { perSecond: 1 }, floodPenalty: 5 }, async (tg) => {
+      assert.equal((await say(tg, GROUP, "x1")).status, 200);
+      assert.deepEqual((await say(tg, GROUP, "x2")).json, tooMany(1));
+      assert.deepEqual((await say(tg, GROUP, "x3")).json, tooMany(5));
+    }));
+
+  test("without a pace nothing is refused", () =>
+    fake({}, async (tg) => {
+      for (let i = 0; i < 5; i++) assert.equal((await say(tg, GROUP, `n${i}`)).status, 200);
+      assert.equal(tg.stats(GROUP).accepted, 5);
+    }));
+
+  test("an edit takes a slot in the pace too, and one that changes nothing is 'not modified'", () =>
+    fake({ pace: { perSecond: 1 } }, async (tg) => {
+      const sent = await say(tg, GROUP, "<b>3 deployments</b>");
+      const id = sent.json.result.message_id;
+      const edit = (text) => call(tg, "editMessageText", { chat_id: GROUP, message_id: id, text, parse_mode: "HTML" });
+      assert.deepEqual((await edit("<b>4 deployments</b>")).json, tooMany(1));
+      await new Promise((r) => setTimeout(r, 1000));
+      const same = await edit("<b>3 deployments</b>");
+      assert.equal(same.status, 400);
+      assert.equal(same.json.description, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message");
+      assert.equal((await edit("<b>4 deployments</b>")).status, 200);
+      const [m] = tg.inChat(GROUP);
+      assert.deepEqual(m.edits.map((e) => e.visible), ["4 deployments"]);
+      assert.equal(m.current.visible, "4 deployments");
+      assert.deepEqual(tg.editAttempts.map((a) => a.answered), [429, 400, 200]);
+      assert.deepEqual(tg.shown("4 deployments"), [m]);
+      assert.deepEqual(tg.stats(GROUP), { accepted: 2, sent: 1, edited: 1, refused429: 1, notModified: 1, threadNotFound: 0 });
+    }));
+
+  test("an edit longer than Telegram allows is a violation", async () => {
+    const tg = await fakeTelegram({ token: BOT, chatId: GROUP });
+    try {
+      const id = (await say(tg, GROUP, "short")).json.result.message_id;
+      const r = await call(tg, "editMessageText", { chat_id: GROUP, message_id: id, text: "x".repeat(4097) });
+      assert.equal(r.status, 400);
+      assert.deepEqual(tg.violations, ["edit to 4097 characters"]);
+    } finally {
+      await tg.close();
+    }
+  });
+
+  test("topics: made in a forum, refused in a chat that is not one, and gone once deleted", () =>
+    fake({ chats: [GROUP, FORUM], forums: [FORUM] }, async (tg) => {
+      const made = await call(tg, "createForumTopic", { chat_id: FORUM, name: "payments" });
+      assert.equal(made.status, 200);
+      const thread = made.json.result.message_thread_id;
+      assert.equal(made.json.result.name, "payments");
+      assert.equal(typeof made.json.result.icon_color, "number");
+      assert.deepEqual(await call(tg, "createForumTopic", { chat_id: GROUP, name: "payments" }), {
+        status: 400, json: { ok: false, error_code: 400, description: "Bad Request: the chat is not a forum" },
+      });
+
+      const notFound = { status: 400, json: { ok: false, error_code: 400, description: "Bad Request: message thread not found" } };
+      const silent = { message_thread_id: thread, disable_notification: true, link_preview_options: { is_disabled: true } };
+      const inTopic = await say(tg, FORUM, "in the topic", silent);
+      assert.equal(inTopic.status, 200);
+      assert.equal(inTopic.json.result.message_thread_id, thread);
+      assert.deepEqual(await say(tg, GROUP, "thread in a plain group", { message_thread_id: thread }), notFound);
+      assert.deepEqual(await say(tg, FORUM, "unknown thread", { message_thread_id: thread + 1000 }), notFound);
+      assert.equal((await say(tg, FORUM, "the forum's general topic")).status, 200);
+      tg.deleteTopic(FORUM, thread);
+      assert.deepEqual(await say(tg, FORUM, "deleted topic", { message_thread_id: thread }), notFound);
+
+      const [m] = tg.inChat(FORUM, thread);
+      assert.deepEqual(
+        { chatId: m.chatId, threadId: m.threadId, disableNotification: m.disableNotification, linkPreviewOptions: m.linkPreviewOptions, parseMode: m.parseMode, visible: m.visible },
+        { chatId: FORUM, threadId: thread, disableNotification: true, linkPreviewOptions: { is_disabled: true }, parseMode: "HTML", visible: "in the topic" },
+      );
+      assert.deepEqual(tg.inChat(FORUM, null).map((x) => x.text), ["the forum's general topic"]);
+      assert.deepEqual(tg.topics(FORUM), [{ threadId: thread, name: "payments", iconColor: made.json.result.icon_color, deleted: true }]);
+      assert.equal(tg.stats(FORUM).threadNotFound, 2);
+      assert.equal(tg.stats(GROUP).threadNotFound, 1);
+    }));
+
+  test("a chat the bot is not in, an unknown field and an unknown method are violations", async () => {
+    const tg = await fakeTelegram({ token: BOT, chatId: GROUP, chats: [OTHER] });
+    try {
+      assert.equal((await say(tg, OTHER, "second chat")).status, 200);
+      assert.equal((await say(tg, "-1009", "elsewhere")).status, 400);
+      assert.equal((await say(tg, GROUP, "old style", { disable_web_page_preview: true })).status, 200);
+      assert.equal((await call(tg, "getChat", { chat_id: GROUP })).status, 404);
+      assert.deepEqual(tg.violations, [
+        "sendMessage to chat -1009",
+        "sendMessage with unknown field(s) disable_web_page_preview",
+        "unexpected POST /bot<token>/getChat",
+      ]);
+    } finally {
+      await tg.close();
+    }
+  });
+});
