@@ -83,6 +83,9 @@ before(async () => {
   worker = await startWorker({
     persistTo,
     vars: {
+      // These scenarios share one chat for dozens of notifications; the pace and
+      // digests have their own suite (telegram.test.mjs).
+      TELEGRAM_PACE: "off",
       DEPLOY_NOTIFY_TOKEN: TOKEN,
       ADMIN_TOKEN: ADMIN,
       TELEGRAM_BOT_TOKEN: BOT,

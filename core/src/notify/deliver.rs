@@ -488,9 +488,13 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                 },
                 later: Some((JobMessage::TelegramSend { id: c.id }, delay_seconds)),
             },
-            telegram::DeliveryAction::GiveUp { error }
-            | telegram::DeliveryAction::Fail { error } => Attempted {
+            telegram::DeliveryAction::GiveUp { error } => Attempted {
                 log: format!("{tag}: failed: {error}"),
+                outcome: SendOutcome::Failed { id: c.id, error },
+                later: None,
+            },
+            telegram::DeliveryAction::Fail { error } => Attempted {
+                log: format!("{tag}: failed permanently: {error}"),
                 outcome: SendOutcome::Failed { id: c.id, error },
                 later: None,
             },
