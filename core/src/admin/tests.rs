@@ -82,7 +82,8 @@ fn each_entry_keeps_its_shape() {
             json!({
                 "source": "notify", "id": "worker:api:dep-1", "event": "worker deployment",
                 "repository": null, "project": "api", "via": "hook", "outcome": "sent",
-                "detail": null, "attempts": 0, "received_at": 1_000, "updated_at": 1_000,
+                "detail": null, "attempts": 0, "destinations": [], "received_at": 1_000,
+                "updated_at": 1_000,
             }),
         ]
     );

@@ -379,7 +379,7 @@ fn a_permanent_error_is_not_retried() {
     assert_eq!(out.verdict, Verdict::Ack);
     assert!(
         out.log
-            .contains("failed: Telegram 400: Bad Request: chat not found"),
+            .contains("failed permanently: Telegram 400: Bad Request: chat not found"),
         "{}",
         out.log
     );
