@@ -1,5 +1,5 @@
-//! The admin API under `/api/`, guarded by `ADMIN_TOKEN`: the apps registry and the
-//! delivery log.
+//! The admin API under `/api/`, guarded by `ADMIN_TOKEN`: the apps registry, the
+//! Telegram routes and the delivery log.
 
 use edge_core::admin::LogError;
 use edge_core::apps::{App, AppStore};
@@ -13,6 +13,7 @@ use edge_core::names::{AppName, EnvVarName};
 use edge_core::orchestrate::runner::AdminError;
 use edge_core::orchestrate::WorkflowStatus;
 use edge_core::preview::store::PreviewStore;
+use edge_core::routes::{RouteName, RouteSpec, RouteStore};
 use edge_core::secret::Secret;
 use edge_core::secrets::{self, EnvType, SecretStore};
 
@@ -23,7 +24,8 @@ use crate::crypto::WebCryptoCipher;
 use crate::deploy::Event;
 use crate::respond::{json_body, Reply};
 
-/// Largest admin request body; an app's JSON is a few hundred bytes.
+/// Largest admin request body; an app's or a route's JSON is a few hundred bytes (a
+/// route with ten templated destinations a few KiB).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// `limit` for listings: default and ceiling.
 const DEFAULT_LIMIT: u32 = 50;
@@ -88,6 +90,8 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         ["api", "apps", name, "secrets", env, key] => {
             Route::Secret(name.to_string(), env.to_string(), key.to_string())
         }
+        ["api", "routes"] => Route::TelegramRoutes,
+        ["api", "routes", name] => Route::TelegramRouteNamed(name.to_string()),
         ["api", "deliveries"] => Route::Deliveries,
         ["api", "deliveries", id, "replay"] => Route::Replay(id.to_string()),
         ["api", "services"] => Route::Services,
@@ -155,6 +159,63 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
             }
         }
         (Route::App(_), _) => Err(ApiError::MethodNotAllowed {
+            allowed: "GET, PUT, DELETE",
+        }),
+        (Route::TelegramRoutes, Method::Get) => {
+            let list = RouteStore::new(sql)
+                .list()
+                .await
+                .map_err(|e| unavailable("routes", e))?;
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "routes": list }),
+            ))
+        }
+        (Route::TelegramRoutes, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::TelegramRouteNamed(name), Method::Get) => {
+            let name = RouteName::parse(&name)?;
+            let route = RouteStore::new(sql)
+                .get(&name)
+                .await
+                .map_err(|e| unavailable("route", e))?
+                .ok_or(ApiError::NotFound)?;
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "route": route }),
+            ))
+        }
+        (Route::TelegramRouteNamed(name), Method::Put) => {
+            let name = RouteName::parse(&name)?;
+            let body = json_body(&mut req, MAX_BODY_BYTES).await?;
+            let spec = RouteSpec::parse(&body)?;
+            let routes = RouteStore::new(sql);
+            let created = routes
+                .put(&name, &spec, now())
+                .await
+                .map_err(|e| unavailable("route", e))?;
+            let stored = routes
+                .get(&name)
+                .await
+                .map_err(|e| unavailable("route", e))?
+                .ok_or(ApiError::Internal)?;
+            Ok(Reply::json(
+                if created { 201 } else { 200 },
+                serde_json::json!({ "success": true, "route": stored }),
+            ))
+        }
+        (Route::TelegramRouteNamed(name), Method::Delete) => {
+            let name = RouteName::parse(&name)?;
+            if RouteStore::new(sql)
+                .delete(&name)
+                .await
+                .map_err(|e| unavailable("route", e))?
+            {
+                Ok(Reply::message(200, "Deleted"))
+            } else {
+                Err(ApiError::NotFound)
+            }
+        }
+        (Route::TelegramRouteNamed(_), _) => Err(ApiError::MethodNotAllowed {
             allowed: "GET, PUT, DELETE",
         }),
         (Route::Deliveries, Method::Get) => {
@@ -365,6 +426,8 @@ enum Route {
     Previews(String),
     Secrets(String, String),
     Secret(String, String, String),
+    TelegramRoutes,
+    TelegramRouteNamed(String),
     Deliveries,
     Replay(String),
     Jobs,

@@ -31,6 +31,12 @@ impl From<crate::names::NameError> for ApiError {
     }
 }
 
+impl From<crate::routes::RouteError> for ApiError {
+    fn from(e: crate::routes::RouteError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
 impl From<crate::secrets::SecretError> for ApiError {
     fn from(e: crate::secrets::SecretError) -> Self {
         ApiError::BadRequest(e.to_string())

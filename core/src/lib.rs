@@ -29,6 +29,7 @@ pub mod orchestrate;
 pub mod ports;
 pub mod preview;
 pub mod retry;
+pub mod routes;
 pub mod row;
 pub mod secret;
 pub mod secrets;
