@@ -13,7 +13,7 @@ use edge_core::names::{AppName, EnvVarName};
 use edge_core::orchestrate::runner::AdminError;
 use edge_core::orchestrate::WorkflowStatus;
 use edge_core::preview::store::PreviewStore;
-use edge_core::routes::{RouteName, RouteSpec, RouteStore};
+use edge_core::routes::{RouteName, RoutesApiError, RoutesCall};
 use edge_core::secret::Secret;
 use edge_core::secrets::{self, EnvType, SecretStore};
 
@@ -67,6 +67,19 @@ async fn existing_app(apps: &AppStore<&adapters::D1Sql>, name: &AppName) -> Resu
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
     console_error!("admin: {what}: {e}");
     ApiError::Unavailable
+}
+
+/// `/api/routes`: answered by the core; what failed inside goes to the log.
+async fn telegram_routes(sql: &adapters::D1Sql, call: RoutesCall) -> Result<Reply, ApiError> {
+    match edge_core::routes::answer(sql, call, now()).await {
+        Ok((status, body)) => Ok(Reply::json(status, body)),
+        Err(e) => {
+            if let RoutesApiError::Store(_) = &e {
+                console_error!("admin: {e}");
+            }
+            Err(ApiError::from(e))
+        }
+    }
 }
 
 /// The delivery log's answer; what failed inside goes to the log.
@@ -161,59 +174,19 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         (Route::App(_), _) => Err(ApiError::MethodNotAllowed {
             allowed: "GET, PUT, DELETE",
         }),
-        (Route::TelegramRoutes, Method::Get) => {
-            let list = RouteStore::new(sql)
-                .list()
-                .await
-                .map_err(|e| unavailable("routes", e))?;
-            Ok(Reply::json(
-                200,
-                serde_json::json!({ "success": true, "routes": list }),
-            ))
-        }
+        (Route::TelegramRoutes, Method::Get) => telegram_routes(sql, RoutesCall::List).await,
         (Route::TelegramRoutes, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
-        (Route::TelegramRouteNamed(name), Method::Get) => {
+        (
+            Route::TelegramRouteNamed(name),
+            method @ (Method::Get | Method::Put | Method::Delete),
+        ) => {
             let name = RouteName::parse(&name)?;
-            let route = RouteStore::new(sql)
-                .get(&name)
-                .await
-                .map_err(|e| unavailable("route", e))?
-                .ok_or(ApiError::NotFound)?;
-            Ok(Reply::json(
-                200,
-                serde_json::json!({ "success": true, "route": route }),
-            ))
-        }
-        (Route::TelegramRouteNamed(name), Method::Put) => {
-            let name = RouteName::parse(&name)?;
-            let body = json_body(&mut req, MAX_BODY_BYTES).await?;
-            let spec = RouteSpec::parse(&body)?;
-            let routes = RouteStore::new(sql);
-            let created = routes
-                .put(&name, &spec, now())
-                .await
-                .map_err(|e| unavailable("route", e))?;
-            let stored = routes
-                .get(&name)
-                .await
-                .map_err(|e| unavailable("route", e))?
-                .ok_or(ApiError::Internal)?;
-            Ok(Reply::json(
-                if created { 201 } else { 200 },
-                serde_json::json!({ "success": true, "route": stored }),
-            ))
-        }
-        (Route::TelegramRouteNamed(name), Method::Delete) => {
-            let name = RouteName::parse(&name)?;
-            if RouteStore::new(sql)
-                .delete(&name)
-                .await
-                .map_err(|e| unavailable("route", e))?
-            {
-                Ok(Reply::message(200, "Deleted"))
-            } else {
-                Err(ApiError::NotFound)
-            }
+            let call = match method {
+                Method::Put => RoutesCall::Put(name, json_body(&mut req, MAX_BODY_BYTES).await?),
+                Method::Delete => RoutesCall::Delete(name),
+                _ => RoutesCall::Get(name),
+            };
+            telegram_routes(sql, call).await
         }
         (Route::TelegramRouteNamed(_), _) => Err(ApiError::MethodNotAllowed {
             allowed: "GET, PUT, DELETE",

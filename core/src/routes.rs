@@ -11,6 +11,7 @@
 //! glob matcher, [`resolve`] and the SQL of [`RouteStore`].
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -419,16 +420,90 @@ pub enum Outcome {
     InProgress,
 }
 
-/// A list, or one value for a list of one; an empty list is refused (leave the
-/// field out to match everything).
-fn one_or_more<T: FromJson>(v: &Value, at: Path<'_>) -> Result<Vec<T>, Invalid> {
+/// Some variants of a unit enum (of at most 32), written as a list of their names:
+/// what a `match` list means (order and repeats do not matter). Given as a list or
+/// one name; an empty list is refused (leave the field out to match any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Set<T> {
+    bits: u32,
+    of: PhantomData<T>,
+}
+
+impl<T: Names> Set<T> {
+    pub fn of(items: &[T]) -> Self {
+        Set {
+            bits: items.iter().fold(0, |bits, x| bits | bit(x.index())),
+            of: PhantomData,
+        }
+    }
+
+    pub fn contains(&self, x: T) -> bool {
+        self.bits & bit(x.index()) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bits == 0
+    }
+}
+
+impl<T> Default for Set<T> {
+    fn default() -> Self {
+        Set {
+            bits: 0,
+            of: PhantomData,
+        }
+    }
+}
+
+fn bit(index: usize) -> u32 {
+    u32::try_from(index)
+        .ok()
+        .and_then(|i| 1u32.checked_shl(i))
+        .unwrap_or(0)
+}
+
+/// The bits of the names `v` lists (or is), out of `names`. Not generic: one copy
+/// for every enum.
+fn read_bits(v: &Value, at: Path<'_>, names: &[&str]) -> Result<u32, Invalid> {
     match v {
         Value::Array(items) if items.is_empty() => Err(Invalid::at(
             at,
             "must name at least one (leave it out to match any)",
         )),
-        Value::Array(_) => Vec::from_json(v, at),
-        one => T::from_json(one, at).map(|x| vec![x]),
+        Value::Array(items) => {
+            let mut bits = 0;
+            for (i, item) in items.iter().enumerate() {
+                bits |= bit(json::variant(item, Path::Index(&at, i), names)?);
+            }
+            Ok(bits)
+        }
+        one => json::variant(one, at, names).map(bit),
+    }
+}
+
+/// The names of `bits`, in the order of `names`.
+fn names_of(bits: u32, names: &'static [&'static str]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if bits & bit(i) != 0 {
+            out.push(*name);
+        }
+    }
+    out
+}
+
+impl<T: Names> FromJson for Set<T> {
+    fn from_json(v: &Value, at: Path<'_>) -> Result<Self, Invalid> {
+        read_bits(v, at, T::NAMES).map(|bits| Set {
+            bits,
+            of: PhantomData,
+        })
+    }
+}
+
+impl<T: Names> Serialize for Set<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        names_of(self.bits, T::NAMES).serialize(s)
     }
 }
 
@@ -448,18 +523,16 @@ pub struct Subject<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, crate::json::FromJson)]
 #[json(deny_unknown_fields)]
 pub struct Match {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[json(with = "one_or_more")]
-    pub source: Vec<Source>,
+    #[serde(default, skip_serializing_if = "Set::is_empty")]
+    pub source: Set<Source>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub project: Option<Glob>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<Glob>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub branch: Option<Glob>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[json(with = "one_or_more")]
-    pub outcome: Vec<Outcome>,
+    #[serde(default, skip_serializing_if = "Set::is_empty")]
+    pub outcome: Set<Outcome>,
 }
 
 impl Match {
@@ -468,8 +541,8 @@ impl Match {
             None => true,
             Some(g) => value.is_some_and(|v| g.matches(v)),
         };
-        (self.source.is_empty() || self.source.contains(&s.source))
-            && (self.outcome.is_empty() || self.outcome.contains(&s.outcome))
+        (self.source.is_empty() || self.source.contains(s.source))
+            && (self.outcome.is_empty() || self.outcome.contains(s.outcome))
             && glob(&self.project, Some(s.project))
             && glob(&self.environment, s.environment)
             && glob(&self.branch, s.branch)
@@ -697,11 +770,30 @@ impl RouteSpec {
 
 /// A route with its name: what [`resolve`] tries, and what the admin API shows
 /// (`{"name": ..., "position": ..., "match": ..., ...}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub name: RouteId,
-    #[serde(flatten)]
     pub spec: RouteSpec,
+}
+
+impl Route {
+    /// The definition's object with `name` added, as the admin API shows it.
+    pub fn to_json(&self) -> Value {
+        // Cannot fail: every map in a definition has string keys.
+        let mut v = serde_json::to_value(&self.spec).unwrap_or_default();
+        if let Some(fields) = v.as_object_mut() {
+            fields.insert("name".to_owned(), Value::String(self.name.to_string()));
+        }
+        v
+    }
+}
+
+/// As [`Route::to_json`]. By hand, not `#[serde(flatten)]`: flattening serialises
+/// every field a second way (through a map), and the Worker's size is budgeted.
+impl Serialize for Route {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
 }
 
 impl Route {
@@ -713,7 +805,7 @@ impl Route {
     /// An app's `telegram_chat_id`: its own deploy jobs, previews and workflows.
     pub fn for_app(app: &AppName, chat_id: ChatId) -> Route {
         let conditions = Match {
-            source: vec![Source::Deploy, Source::Preview, Source::Workflow],
+            source: Set::of(&[Source::Deploy, Source::Preview, Source::Workflow]),
             project: Some(Glob::exact(app.as_str())),
             ..Match::default()
         };
@@ -786,7 +878,10 @@ impl<S: Sql> RouteStore<S> {
         spec: &RouteSpec,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let definition = serde_json::to_string(spec).map_err(StoreError::encode)?;
+        // Through a `Value`, the one serialiser the admin answers use too.
+        let definition = serde_json::to_value(spec)
+            .map_err(StoreError::encode)?
+            .to_string();
         let existed = !self
             .sql
             .query(
@@ -832,7 +927,11 @@ impl<S: Sql> RouteStore<S> {
                 &[],
             )
             .await?;
-        rows.into_iter().map(stored).collect()
+        let mut routes = Vec::with_capacity(rows.len());
+        for row in rows {
+            routes.push(stored(row)?);
+        }
+        Ok(routes)
     }
 
     /// `true` when it existed.
@@ -846,6 +945,69 @@ impl<S: Sql> RouteStore<S> {
             .await?;
         Ok(done.changes > 0)
     }
+}
+
+// ---- The admin API ----
+
+/// A call of `/api/routes` or `/api/routes/{name}`, authorized, its name valid and
+/// (a PUT's) body read.
+pub enum RoutesCall {
+    List,
+    Get(RouteName),
+    Put(RouteName, Vec<u8>),
+    Delete(RouteName),
+}
+
+/// Why a call of the routes API is refused; a store failure is for the log
+/// (`From<RoutesApiError> for ApiError` answers it with a fixed message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoutesApiError {
+    #[error(transparent)]
+    Invalid(#[from] RouteError),
+    #[error("not found")]
+    NotFound,
+    #[error("routes: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Answers a call of the routes API: its status and JSON body. One function for
+/// every method, so the Worker's handler holds one more await, not four.
+pub async fn answer<S: Sql>(
+    sql: S,
+    call: RoutesCall,
+    now: Timestamp,
+) -> Result<(u16, Value), RoutesApiError> {
+    let store = RouteStore::new(sql);
+    let (status, key, value) = match call {
+        RoutesCall::List => {
+            let routes = store.list().await?;
+            let shown: Vec<Value> = routes.iter().map(Route::to_json).collect();
+            (200, "routes", Value::Array(shown))
+        }
+        RoutesCall::Get(name) => {
+            let route = store.get(&name).await?.ok_or(RoutesApiError::NotFound)?;
+            (200, "route", route.to_json())
+        }
+        RoutesCall::Put(name, body) => {
+            let spec = RouteSpec::parse(&body)?;
+            let created = store.put(&name, &spec, now).await?;
+            let route = Route {
+                name: RouteId::Stored(name),
+                spec,
+            };
+            (if created { 201 } else { 200 }, "route", route.to_json())
+        }
+        RoutesCall::Delete(name) => {
+            if !store.delete(&name).await? {
+                return Err(RoutesApiError::NotFound);
+            }
+            (200, "message", Value::from("Deleted"))
+        }
+    };
+    let mut body = serde_json::Map::new();
+    body.insert("success".to_owned(), Value::Bool(true));
+    body.insert(key.to_owned(), value);
+    Ok((status, Value::Object(body)))
 }
 
 fn stored(row: Row) -> Result<Route, StoreError> {

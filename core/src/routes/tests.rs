@@ -85,9 +85,12 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 fn the_issues_example_reads_with_every_field() {
     let s = RouteSpec::parse(FULL.as_bytes()).expect("valid");
     assert_eq!(s.position, 10);
-    assert_eq!(s.conditions.source, vec![Source::Notify, Source::Poll]);
+    assert_eq!(
+        s.conditions.source,
+        Set::of(&[Source::Poll, Source::Notify])
+    );
     assert_eq!(s.conditions.project, Some(glob("api-*")));
-    assert_eq!(s.conditions.outcome, vec![Outcome::Failure]);
+    assert_eq!(s.conditions.outcome, Set::of(&[Outcome::Failure]));
     assert!(s.and_continue);
     assert_eq!(
         s.pace,
@@ -137,13 +140,26 @@ fn a_bare_route_takes_the_defaults() {
 }
 
 #[test]
+fn source_and_outcome_lists_are_sets() {
+    let s = spec(json!({"match": {"source": ["poll", "notify", "poll"]},
+                        "destinations": [{"chat_id": "1"}]}));
+    assert!(s.conditions.source.contains(Source::Poll));
+    assert!(!s.conditions.source.contains(Source::Deploy));
+    assert_eq!(
+        serde_json::to_value(&s.conditions).expect("writes"),
+        json!({"source": ["notify", "poll"]}),
+        "in the order of the names, once each"
+    );
+}
+
+#[test]
 fn source_and_outcome_take_one_name_for_a_list_of_one() {
     let s = spec(
         json!({"match": {"source": "deploy", "outcome": "in_progress"},
                         "destinations": [{"chat_id": "1"}]}),
     );
-    assert_eq!(s.conditions.source, vec![Source::Deploy]);
-    assert_eq!(s.conditions.outcome, vec![Outcome::InProgress]);
+    assert_eq!(s.conditions.source, Set::of(&[Source::Deploy]));
+    assert_eq!(s.conditions.outcome, Set::of(&[Outcome::InProgress]));
 }
 
 #[test]
@@ -814,4 +830,59 @@ proptest! {
         let _ = ChatId::parse(&s);
         let _ = RouteName::parse(&s);
     }
+}
+
+// ---- The admin API ----
+
+#[test]
+fn the_admin_api_creates_replaces_shows_and_deletes_a_route() {
+    let db = SqliteSql::migrated();
+    let name = || RouteName::parse("ops").expect("name");
+    let at = Timestamp::from_millis(1);
+    let call = |c| block_on(answer(&db, c, at));
+    let body = br#"{"match": {"source": "deploy"}, "destinations": [{"chat_id": -100}]}"#.to_vec();
+    let shown = json!({"name": "ops", "position": 100, "match": {"source": ["deploy"]},
+        "destinations": [{"chat_id": "-100", "silent": false, "link_preview": false}],
+        "continue": false, "pace": {"per_second": 1, "per_minute": 20, "digest_threshold": 5}});
+
+    assert_eq!(
+        call(RoutesCall::Put(name(), body.clone())),
+        Ok((201, json!({"success": true, "route": shown})))
+    );
+    assert_eq!(
+        call(RoutesCall::Put(name(), body)),
+        Ok((200, json!({"success": true, "route": shown})))
+    );
+    assert_eq!(
+        call(RoutesCall::Get(name())),
+        Ok((200, json!({"success": true, "route": shown})))
+    );
+    assert_eq!(
+        call(RoutesCall::List),
+        Ok((200, json!({"success": true, "routes": [shown]})))
+    );
+    let refused =
+        call(RoutesCall::Put(name(), br#"{"destinations": []}"#.to_vec())).expect_err("invalid");
+    assert_eq!(
+        ApiError::from(refused),
+        ApiError::BadRequest("destinations: must list 1 to 10 destinations".into())
+    );
+    assert_eq!(
+        call(RoutesCall::Delete(name())),
+        Ok((200, json!({"success": true, "message": "Deleted"})))
+    );
+    assert_eq!(
+        call(RoutesCall::Delete(name())),
+        Err(RoutesApiError::NotFound)
+    );
+    assert_eq!(call(RoutesCall::Get(name())), Err(RoutesApiError::NotFound));
+    assert_eq!(
+        call(RoutesCall::List),
+        Ok((200, json!({"success": true, "routes": []})))
+    );
+    assert_eq!(
+        ApiError::from(RoutesApiError::Store(StoreError::Driver("D1 down".into()))),
+        ApiError::Unavailable,
+        "the detail is for the log"
+    );
 }
