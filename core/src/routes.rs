@@ -221,8 +221,8 @@ impl Glob {
     }
 
     /// The glob that matches exactly `text`, written with a `\` before each `*`,
-    /// `?`, `[`, `]` and `\` so that it parses back as the same glob (for a
-    /// non-empty `text` of at most 255 characters).
+    /// `?`, `[`, `]` and `\`, so that it parses back as the same glob (where that
+    /// written form is 1 to 255 characters).
     pub fn exact(text: &str) -> Glob {
         let mut written = String::with_capacity(text.len());
         for c in text.chars() {
@@ -776,6 +776,14 @@ pub struct Route {
     pub spec: RouteSpec,
 }
 
+/// As [`Route::to_json`]. By hand, not `#[serde(flatten)]`: flattening serialises
+/// every field a second way (through a map), and the Worker's size is budgeted.
+impl Serialize for Route {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
 impl Route {
     /// The definition's object with `name` added, as the admin API shows it.
     pub fn to_json(&self) -> Value {
@@ -786,17 +794,7 @@ impl Route {
         }
         v
     }
-}
 
-/// As [`Route::to_json`]. By hand, not `#[serde(flatten)]`: flattening serialises
-/// every field a second way (through a map), and the Worker's size is budgeted.
-impl Serialize for Route {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(s)
-    }
-}
-
-impl Route {
     /// `TELEGRAM_CHAT_ID`: matches everything, tried last.
     pub fn default_route(chat_id: ChatId) -> Route {
         Route::to_chat(RouteId::Default, Match::default(), chat_id)
