@@ -1,5 +1,5 @@
-//! The admin API under `/api/`, guarded by `ADMIN_TOKEN`: the apps registry and the
-//! delivery log.
+//! The admin API under `/api/`, guarded by `ADMIN_TOKEN`: the apps registry, the
+//! Telegram routes and the delivery log.
 
 use edge_core::admin::LogError;
 use edge_core::apps::{App, AppStore};
@@ -13,6 +13,7 @@ use edge_core::names::{AppName, EnvVarName};
 use edge_core::orchestrate::runner::AdminError;
 use edge_core::orchestrate::WorkflowStatus;
 use edge_core::preview::store::PreviewStore;
+use edge_core::routes::{RouteName, RoutesApiError, RoutesCall};
 use edge_core::secret::Secret;
 use edge_core::secrets::{self, EnvType, SecretStore};
 
@@ -23,7 +24,8 @@ use crate::crypto::WebCryptoCipher;
 use crate::deploy::Event;
 use crate::respond::{json_body, Reply};
 
-/// Largest admin request body; an app's JSON is a few hundred bytes.
+/// Largest admin request body; an app's or a route's JSON is a few hundred bytes (a
+/// route with ten templated destinations a few KiB).
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// `limit` for listings: default and ceiling.
 const DEFAULT_LIMIT: u32 = 50;
@@ -67,6 +69,19 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable
 }
 
+/// `/api/routes`: answered by the core; what failed inside goes to the log.
+async fn telegram_routes(sql: &adapters::D1Sql, call: RoutesCall) -> Result<Reply, ApiError> {
+    match edge_core::routes::answer(sql, call, now()).await {
+        Ok((status, body)) => Ok(Reply::json(status, body)),
+        Err(e) => {
+            if let RoutesApiError::Store(_) = &e {
+                console_error!("admin: {e}");
+            }
+            Err(ApiError::from(e))
+        }
+    }
+}
+
 /// The delivery log's answer; what failed inside goes to the log.
 fn log_error(e: LogError) -> ApiError {
     if !matches!(e, LogError::NotFound) {
@@ -88,6 +103,8 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         ["api", "apps", name, "secrets", env, key] => {
             Route::Secret(name.to_string(), env.to_string(), key.to_string())
         }
+        ["api", "routes"] => Route::TelegramRoutes,
+        ["api", "routes", name] => Route::TelegramRouteNamed(name.to_string()),
         ["api", "deliveries"] => Route::Deliveries,
         ["api", "deliveries", id, "replay"] => Route::Replay(id.to_string()),
         ["api", "services"] => Route::Services,
@@ -155,6 +172,23 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
             }
         }
         (Route::App(_), _) => Err(ApiError::MethodNotAllowed {
+            allowed: "GET, PUT, DELETE",
+        }),
+        (Route::TelegramRoutes, Method::Get) => telegram_routes(sql, RoutesCall::List).await,
+        (Route::TelegramRoutes, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (
+            Route::TelegramRouteNamed(name),
+            method @ (Method::Get | Method::Put | Method::Delete),
+        ) => {
+            let name = RouteName::parse(&name)?;
+            let call = match method {
+                Method::Put => RoutesCall::Put(name, json_body(&mut req, MAX_BODY_BYTES).await?),
+                Method::Delete => RoutesCall::Delete(name),
+                _ => RoutesCall::Get(name),
+            };
+            telegram_routes(sql, call).await
+        }
+        (Route::TelegramRouteNamed(_), _) => Err(ApiError::MethodNotAllowed {
             allowed: "GET, PUT, DELETE",
         }),
         (Route::Deliveries, Method::Get) => {
@@ -365,6 +399,8 @@ enum Route {
     Previews(String),
     Secrets(String, String),
     Secret(String, String, String),
+    TelegramRoutes,
+    TelegramRouteNamed(String),
     Deliveries,
     Replay(String),
     Jobs,

@@ -31,6 +31,25 @@ impl From<crate::names::NameError> for ApiError {
     }
 }
 
+impl From<crate::routes::RouteError> for ApiError {
+    fn from(e: crate::routes::RouteError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+/// The routes API: what the caller sent is a 400; a store failure, logged by the
+/// caller, is answered with a fixed message.
+impl From<crate::routes::RoutesApiError> for ApiError {
+    fn from(e: crate::routes::RoutesApiError) -> Self {
+        use crate::routes::RoutesApiError;
+        match e {
+            RoutesApiError::Invalid(e) => e.into(),
+            RoutesApiError::NotFound => ApiError::NotFound,
+            RoutesApiError::Store(_) => ApiError::Unavailable,
+        }
+    }
+}
+
 impl From<crate::secrets::SecretError> for ApiError {
     fn from(e: crate::secrets::SecretError) -> Self {
         ApiError::BadRequest(e.to_string())

@@ -30,10 +30,12 @@ pub mod pace;
 pub mod ports;
 pub mod preview;
 pub mod retry;
+pub mod routes;
 pub mod row;
 pub mod secret;
 pub mod secrets;
 pub mod telegram;
+pub mod template;
 pub mod text;
 pub mod time;
 
