@@ -14,15 +14,21 @@ const GAP_MARGIN_MS: i64 = 100;
 const WINDOW_MS: i64 = 60_000;
 const WINDOW_MARGIN_MS: i64 = 1_000;
 
-/// How fast one chat may be written to, and when a burst becomes a digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How fast one destination chat may be written to, and when a burst becomes a
+/// digest: a route's `pace` (checked where routes are read, `crate::routes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, crate::json::FromJson)]
+#[json(deny_unknown_fields)]
 pub struct Pace {
-    /// At most this many messages a second.
+    /// At most this many messages a second. Default 1 (Telegram's limit per chat).
+    #[serde(default = "Pace::default_per_second")]
     pub per_second: u32,
-    /// At most this many in any minute.
+    /// At most this many in any minute. Default 20 (Telegram's limit per group or
+    /// channel).
+    #[serde(default = "Pace::default_per_minute")]
     pub per_minute: u32,
     /// With this many messages already waiting for their slots, the next ones go
-    /// into a digest.
+    /// into a digest. Default 5.
+    #[serde(default = "Pace::default_digest_threshold")]
     pub digest_threshold: u32,
 }
 
@@ -34,8 +40,26 @@ impl Pace {
         digest_threshold: 5,
     };
 
+    fn default_per_second() -> u32 {
+        Pace::TELEGRAM.per_second
+    }
+
+    fn default_per_minute() -> u32 {
+        Pace::TELEGRAM.per_minute
+    }
+
+    fn default_digest_threshold() -> u32 {
+        Pace::TELEGRAM.digest_threshold
+    }
+
     fn gap_ms(&self) -> i64 {
         1000 / i64::from(self.per_second.max(1)) + GAP_MARGIN_MS
+    }
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace::TELEGRAM
     }
 }
 

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::json::{self, FromJson, Invalid, Kind, Names, Path};
 use crate::names::AppName;
+pub use crate::pace::Pace;
 use crate::ports::{Row, Sql, StoreError};
 use crate::row::Columns;
 use crate::time::Timestamp;
@@ -34,6 +35,8 @@ pub enum RouteError {
     #[error("{}", at_field(.field, .problem))]
     Field { field: String, problem: String },
     /// The name in the URL.
+    #[error("route name default is taken by the default route (TELEGRAM_CHAT_ID)")]
+    Reserved,
     #[error("route name must be 1 to 64 lower-case letters, digits, dots, underscores and dashes, starting with a letter or digit")]
     Name,
 }
@@ -85,6 +88,10 @@ impl RouteName {
             && s.bytes().next().is_some_and(lower)
             && s.bytes()
                 .all(|b| lower(b) || b == b'.' || b == b'_' || b == b'-');
+        if s == "default" {
+            // The name `TELEGRAM_CHAT_ID`'s route goes by in the delivery log.
+            return Err(RouteError::Reserved);
+        }
         if ok {
             Ok(RouteName(s.to_owned()))
         } else {
@@ -365,6 +372,12 @@ impl ChatId {
         }
     }
 
+    /// A chat id taken as configured (`TELEGRAM_CHAT_ID`, an app's
+    /// `telegram_chat_id`), which worked before routes checked chat ids.
+    pub fn unchecked(s: &str) -> ChatId {
+        ChatId(s.to_owned())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -632,68 +645,28 @@ impl Destination {
     }
 }
 
-/// How fast one destination chat may be sent to, and when a burst becomes a digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, crate::json::FromJson)]
-#[json(deny_unknown_fields)]
-pub struct Pace {
-    /// Default 1 (Telegram's limit per chat); 1 to 30.
-    #[serde(default = "Pace::default_per_second")]
-    pub per_second: u32,
-    /// Default 20 (Telegram's limit per group or channel); at least `per_second`, at
-    /// most 30 a second's worth.
-    #[serde(default = "Pace::default_per_minute")]
-    pub per_minute: u32,
-    /// More messages than this due inside one pacing window go out as one digest.
-    /// Default 5; 2 to 100.
-    #[serde(default = "Pace::default_digest_threshold")]
-    pub digest_threshold: u32,
-}
-
-impl Pace {
-    fn default_per_second() -> u32 {
-        1
-    }
-
-    fn default_per_minute() -> u32 {
-        20
-    }
-
-    fn default_digest_threshold() -> u32 {
-        5
-    }
-
-    fn validate(&self) -> Result<(), RouteError> {
-        let within = |field: &str, n: u32, (lo, hi): (u32, u32)| {
-            if (lo..=hi).contains(&n) {
-                Ok(())
-            } else {
-                Err(RouteError::field(
-                    format!("pace.{field}"),
-                    format!("must be {lo} to {hi}"),
-                ))
-            }
-        };
-        within("per_second", self.per_second, (1, MAX_PER_SECOND))?;
-        within("per_minute", self.per_minute, (1, MAX_PER_MINUTE))?;
-        within("digest_threshold", self.digest_threshold, DIGEST_THRESHOLD)?;
-        if self.per_minute < self.per_second {
-            return Err(RouteError::field(
-                "pace.per_minute",
-                format!("must be at least per_second ({})", self.per_second),
-            ));
+/// Checks a route's pace against the bounds Telegram makes sense of.
+fn validate_pace(pace: &Pace) -> Result<(), RouteError> {
+    let within = |field: &str, n: u32, (lo, hi): (u32, u32)| {
+        if (lo..=hi).contains(&n) {
+            Ok(())
+        } else {
+            Err(RouteError::field(
+                format!("pace.{field}"),
+                format!("must be {lo} to {hi}"),
+            ))
         }
-        Ok(())
+    };
+    within("per_second", pace.per_second, (1, MAX_PER_SECOND))?;
+    within("per_minute", pace.per_minute, (1, MAX_PER_MINUTE))?;
+    within("digest_threshold", pace.digest_threshold, DIGEST_THRESHOLD)?;
+    if pace.per_minute < pace.per_second {
+        return Err(RouteError::field(
+            "pace.per_minute",
+            format!("must be at least per_second ({})", pace.per_second),
+        ));
     }
-}
-
-impl Default for Pace {
-    fn default() -> Self {
-        Pace {
-            per_second: Pace::default_per_second(),
-            per_minute: Pace::default_per_minute(),
-            digest_threshold: Pace::default_digest_threshold(),
-        }
-    }
+    Ok(())
 }
 
 // ---- Routes ----
@@ -764,7 +737,7 @@ impl RouteSpec {
                 })?;
             }
         }
-        self.pace.validate()
+        validate_pace(&self.pace)
     }
 }
 
@@ -818,7 +791,7 @@ impl Route {
                 conditions,
                 destinations: vec![Destination::chat(chat_id)],
                 and_continue: false,
-                pace: Pace::default(),
+                pace: Pace::TELEGRAM,
             },
         }
     }

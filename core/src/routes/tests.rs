@@ -398,6 +398,12 @@ fn route_names_are_url_path_segments() {
     ] {
         assert_eq!(RouteName::parse(no), Err(RouteError::Name), "{no}");
     }
+    // The default route's name stays its own in the delivery log.
+    assert_eq!(RouteName::parse("default"), Err(RouteError::Reserved));
+    assert_eq!(
+        RouteError::Reserved.to_string(),
+        "route name default is taken by the default route (TELEGRAM_CHAT_ID)"
+    );
 }
 
 #[test]
