@@ -33,6 +33,7 @@ pub mod row;
 pub mod secret;
 pub mod secrets;
 pub mod telegram;
+pub mod template;
 pub mod text;
 pub mod time;
 
