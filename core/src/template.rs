@@ -203,8 +203,10 @@ pub enum TemplateError {
     UnclosedTag(String),
     #[error("unclosed section {{{{#{0}}}}}")]
     UnclosedSection(String),
-    #[error("{0} closes nothing that is open")]
-    UnmatchedClose(String),
+    #[error("{{{{/{0}}}}} closes nothing that is open")]
+    UnmatchedSection(String),
+    #[error("</{0}> closes nothing that is open")]
+    UnmatchedTag(String),
     #[error("entity &{0}; is not supported by Telegram")]
     UnsupportedEntity(String),
     #[error("a bare {0} must be written {1}")]
@@ -276,8 +278,13 @@ impl Template {
     /// [`DEFAULT_NOTIFICATION`], parsed once.
     pub fn default_notification() -> &'static Template {
         static DEFAULT: OnceLock<Template> = OnceLock::new();
+        // It parses (tested); were it ever not to, an empty template is no panic.
         DEFAULT.get_or_init(|| {
-            Parser::run(DEFAULT_NOTIFICATION).expect("DEFAULT_NOTIFICATION parses (tested)")
+            Parser::run(DEFAULT_NOTIFICATION).unwrap_or(Template {
+                nodes: Vec::new(),
+                units: 0,
+                capped: false,
+            })
         })
     }
 
@@ -690,7 +697,7 @@ impl Parser {
                 let frame = self
                     .stack
                     .pop()
-                    .ok_or_else(|| TemplateError::UnmatchedClose(format!("{{{{/{name}}}}}")))?;
+                    .ok_or_else(|| TemplateError::UnmatchedSection(name.into()))?;
                 match frame.open {
                     Open::Section {
                         field: open,
@@ -742,9 +749,9 @@ impl Parser {
             let rest = rest
                 .trim_start()
                 .strip_prefix('>')
-                .ok_or_else(|| TemplateError::MalformedTag(format!("/{name}")))?;
+                .ok_or_else(|| TemplateError::MalformedTag(name.clone()))?;
             let frame = match self.stack.pop() {
-                None => return Err(TemplateError::UnmatchedClose(format!("</{name}>"))),
+                None => return Err(TemplateError::UnmatchedTag(name)),
                 Some(f) if f.tag() == Some(name.as_str()) => f,
                 Some(f) => return Err(unclosed(&f)),
             };
@@ -806,7 +813,8 @@ impl Parser {
         let open = match href {
             Some(href) => Open::Link { href },
             None => Open::Tag {
-                open: format!("<{written}{}>", attributes(&attrs)),
+                // As written: the text from `<` to `>`.
+                open: format!("<{}", after.strip_suffix(rest).unwrap_or_default()),
                 name,
             },
         };
@@ -885,17 +893,6 @@ fn unclosed(frame: &Frame) -> TemplateError {
         Open::Tag { name, .. } => TemplateError::UnclosedTag(name.clone()),
         Open::Link { .. } => TemplateError::UnclosedTag("a".into()),
     }
-}
-
-/// Checked attributes, written back (values escaped again).
-fn attributes(attrs: &[(String, Option<String>)]) -> String {
-    attrs
-        .iter()
-        .map(|(a, v)| match v {
-            Some(v) => format!(" {a}=\"{}\"", escape_html(v)),
-            None => format!(" {a}"),
-        })
-        .collect()
 }
 
 fn text_only(nodes: &[Node]) -> bool {

@@ -67,6 +67,11 @@ fn the_default_template_is_todays_message() {
 }
 
 #[test]
+fn the_default_template_parses() {
+    assert!(Parser::run(DEFAULT_NOTIFICATION).is_ok_and(|t| !t.nodes.is_empty()));
+}
+
+#[test]
 fn the_default_template_relies_on_the_cut_so_it_cannot_be_saved_as_it_is() {
     assert_eq!(
         refused(DEFAULT_NOTIFICATION),
