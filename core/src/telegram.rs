@@ -3,7 +3,9 @@
 //! takes its API base from config, so tests point it at a fake.
 
 use crate::http::{HttpError, HttpRequest, HttpResponse};
-use crate::notify::{DeployKind, Deployment, Source};
+#[cfg(test)]
+use crate::notify::Source;
+use crate::notify::{DeployKind, Deployment};
 use crate::ports::Http;
 use crate::retry::{backoff_seconds, clamp_retry_after, MAX_DELIVERY_ATTEMPTS};
 use crate::secret::Secret;
@@ -15,7 +17,7 @@ pub const MAX_MESSAGE_CHARS: usize = 4096;
 pub const SEND_TIMEOUT_MS: u32 = 10_000;
 
 /// Links longer than this are shown as plain (cut) text: an `href` cannot be cut.
-const MAX_LINK_CHARS: usize = 1024;
+pub(crate) const MAX_LINK_CHARS: usize = 1024;
 
 /// Escapes text for Telegram's HTML parse mode, which knows exactly these three.
 pub fn escape_html(s: &str) -> String {
@@ -40,22 +42,6 @@ pub struct Rendered {
     pub plain: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Style {
-    Text,
-    Code,
-    Link,
-}
-
-#[derive(Debug, Clone)]
-struct Field {
-    label: &'static str,
-    /// Shown in `<code>` before the text, never cut (a short commit hash).
-    code_prefix: Option<String>,
-    text: String,
-    style: Style,
-}
-
 /// The header line: its own emoji and title for Workers, Pages and non-production.
 pub fn header(kind: DeployKind, environment: &str) -> String {
     let production = environment.eq_ignore_ascii_case("production");
@@ -75,7 +61,7 @@ pub fn header(kind: DeployKind, environment: &str) -> String {
     }
 }
 
-fn env_emoji(environment: &str) -> &'static str {
+pub(crate) fn env_emoji(environment: &str) -> &'static str {
     match environment.to_ascii_lowercase().as_str() {
         "production" | "prod" => "🚀",
         "preview" => "👀",
@@ -109,143 +95,10 @@ fn title_case(s: &str) -> String {
 ///
 /// Only the commit message's first line is shown. If the result would pass
 /// Telegram's 4096-character limit, the longest field is cut with an ellipsis until
-/// it fits.
+/// it fits. This is the template [`crate::template::DEFAULT_NOTIFICATION`].
 pub fn render(d: &Deployment) -> Rendered {
-    // The header is never cut: it names at most a validated environment's length.
-    let header = header(
-        d.kind,
-        &crate::text::cut(&d.environment, crate::notify::MAX_ENVIRONMENT),
-    );
-    let mut fields = vec![
-        field("Project", &d.project_name, Style::Text),
-        field(
-            "Environment",
-            &format!("{} {}", env_emoji(&d.environment), d.environment),
-            Style::Text,
-        ),
-        field("Deployment ID", d.deployment_id.as_str(), Style::Code),
-    ];
-    if let Some(a) = &d.author {
-        fields.push(field("Author", a, Style::Text));
-    }
-    if let Some(b) = &d.branch {
-        fields.push(field("Branch", b, Style::Text));
-    }
-    let first_line = d
-        .commit_message
-        .as_deref()
-        .and_then(|m| m.lines().map(str::trim).find(|l| !l.is_empty()));
-    match (&d.commit_hash, first_line) {
-        (Some(h), Some(m)) => fields.push(Field {
-            label: "Commit",
-            code_prefix: Some(h.short().to_owned()),
-            text: format!(" - {m}"),
-            style: Style::Text,
-        }),
-        (Some(h), None) => fields.push(field("Commit", h.short(), Style::Code)),
-        (None, Some(m)) => fields.push(field("Commit", m, Style::Text)),
-        (None, None) => {}
-    }
-    if let Some(u) = &d.url {
-        let style = if u.chars().count() <= MAX_LINK_CHARS {
-            Style::Link
-        } else {
-            Style::Text
-        };
-        fields.push(field("URL", u, style));
-    }
-    fields.push(field("Time", &d.timestamp.to_human(), Style::Text));
-    let footer = match d.source {
-        Source::Poll => Some("via poll"),
-        Source::Hook => None,
-    };
-
-    loop {
-        let html = render_html(&header, &fields, footer);
-        if utf16_len(&html) <= MAX_MESSAGE_CHARS {
-            let plain = render_plain(&header, &fields, footer);
-            return Rendered { html, plain };
-        }
-        // Cut the longest field, keeping as much of it as still fits (escaping makes
-        // a character worth up to six, so search rather than count). A link shows
-        // its text twice; an `href` cannot be cut, so the longest link first
-        // becomes plain text, and is cut as such if that is still too long.
-        let Some(i) = fields
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| !f.text.is_empty() && f.text != "…")
-            .max_by_key(|(_, f)| {
-                f.text.chars().count() * if f.style == Style::Link { 2 } else { 1 }
-            })
-            .map(|(i, _)| i)
-        else {
-            // Nothing left to cut: cannot happen (every field is down to "…"
-            // and the header is bounded), but never loop forever.
-            let plain = render_plain(&header, &fields, footer);
-            return Rendered { html, plain };
-        };
-        if fields[i].style == Style::Link {
-            fields[i].style = Style::Text;
-            continue;
-        }
-        let original: Vec<char> = fields[i].text.chars().collect();
-        let (mut lo, mut hi) = (0, original.len().saturating_sub(1));
-        while lo < hi {
-            let mid = (lo + hi).div_ceil(2);
-            fields[i].text = original[..mid].iter().collect::<String>() + "…";
-            if utf16_len(&render_html(&header, &fields, footer)) <= MAX_MESSAGE_CHARS {
-                lo = mid;
-            } else {
-                hi = mid - 1;
-            }
-        }
-        fields[i].text = original[..lo].iter().collect::<String>() + "…";
-    }
-}
-
-fn field(label: &'static str, text: &str, style: Style) -> Field {
-    Field {
-        label,
-        code_prefix: None,
-        text: text.to_owned(),
-        style,
-    }
-}
-
-fn render_html(header: &str, fields: &[Field], footer: Option<&str>) -> String {
-    let mut out = format!("<b>{}</b>\n", escape_html(header));
-    for f in fields {
-        out.push_str(&format!("\n<b>{}:</b> ", f.label));
-        if let Some(code) = &f.code_prefix {
-            out.push_str(&format!("<code>{}</code>", escape_html(code)));
-        }
-        let text = escape_html(&f.text);
-        match f.style {
-            Style::Text => out.push_str(&text),
-            Style::Code => out.push_str(&format!("<code>{text}</code>")),
-            Style::Link => out.push_str(&format!("<a href=\"{text}\">{text}</a>")),
-        }
-    }
-    if let Some(footer) = footer {
-        out.push_str(&format!("\n\n<i>{}</i>", escape_html(footer)));
-    }
-    out
-}
-
-fn render_plain(header: &str, fields: &[Field], footer: Option<&str>) -> String {
-    let mut out = format!("{header}\n");
-    for f in fields {
-        out.push_str(&format!(
-            "\n{}: {}{}",
-            f.label,
-            f.code_prefix.as_deref().unwrap_or(""),
-            f.text
-        ));
-    }
-    if let Some(footer) = footer {
-        out.push_str(&format!("\n\n{footer}"));
-    }
-    out
+    crate::template::Template::default_notification()
+        .render(&crate::template::Values::from_deployment(d))
 }
 
 /// Telegram measures text in UTF-16 code units.

@@ -858,9 +858,15 @@ fn not_configured(c: &ClaimedNotification, missing: &str) -> Outcome {
     }
 }
 
-/// A destination's message: its template's rendering, or the built-in message.
-fn message_for(_recipient: &Recipient, d: &Deployment) -> telegram::Rendered {
-    render(d)
+/// A destination's message: its template's rendering, or the built-in message (a
+/// template is checked when its route is saved; one that no longer parses falls
+/// back to the built-in message rather than losing the notification).
+fn message_for(recipient: &Recipient, d: &Deployment) -> telegram::Rendered {
+    use crate::template::{Template, Values};
+    match recipient.template.as_deref().map(Template::parse) {
+        Some(Ok(t)) => t.render(&Values::from_deployment(d)),
+        _ => render(d),
+    }
 }
 
 #[cfg(test)]

@@ -638,3 +638,21 @@ fn silent_sends_and_link_previews_follow_the_destination() {
     assert_eq!(body["disable_notification"], true);
     assert_eq!(body["link_preview_options"]["is_disabled"], false);
 }
+
+#[test]
+fn a_destination_with_a_template_gets_its_own_message_with_every_value_escaped() {
+    let mut s = Scene::new(FakeHttp::answering(vec![ok(1)]));
+    let mut r = recipient("-100", None);
+    r.template =
+        Some("<b>{{project}}</b> on {{environment}}{{#branch}} from {{branch}}{{/branch}}".into());
+    s.routes = vec![r];
+    let d = hook_deployment(
+        json!({"type": "worker", "projectName": "a<b>&c", "deploymentId": "1", "branch": "x\"y"}),
+    );
+    let id = s.accept(&d, t(0));
+    s.one(id, t(0));
+    assert_eq!(
+        s.http.bodies()[0]["text"],
+        "<b>a&lt;b&gt;&amp;c</b> on production from x&quot;y"
+    );
+}
