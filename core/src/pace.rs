@@ -8,11 +8,13 @@ use crate::ports::{Sql, StoreError};
 use crate::row::Columns;
 use crate::time::Timestamp;
 
-/// Telegram's documented limits with a margin: the request that took slot `t`
-/// may reach Telegram a little later than the one that took `t + gap`.
-const GAP_MARGIN_MS: i64 = 100;
+/// Telegram's documented limits with a margin. A waiting message goes out when the
+/// queue brings it back, after whole seconds (`delaySeconds`), so a send can be up
+/// to a second later than its slot while the next one is on time: slots of one chat
+/// are a gap plus that second apart, and a window plus that second and some.
+const ROUNDING_MS: i64 = 1_000;
 const WINDOW_MS: i64 = 60_000;
-const WINDOW_MARGIN_MS: i64 = 1_000;
+const WINDOW_MARGIN_MS: i64 = 2_500;
 
 /// How fast one destination chat may be written to, and when a burst becomes a
 /// digest: a route's `pace` (checked where routes are read, `crate::routes`).
@@ -53,7 +55,7 @@ impl Pace {
     }
 
     fn gap_ms(&self) -> i64 {
-        1000 / i64::from(self.per_second.max(1)) + GAP_MARGIN_MS
+        1000 / i64::from(self.per_second.max(1)) + ROUNDING_MS
     }
 }
 

@@ -161,7 +161,7 @@ describe("routes", () => {
       assert.equal(r.status, 400, r.text);
       assert.deepEqual(r.json, { success: false, error });
     };
-    await bad({ match: { projekt: "x" }, destinations: [{ chat_id: API_CHAT }] }, "match.projekt: unknown field");
+    await bad({ match: { projekt: "x" }, destinations: [{ chat_id: API_CHAT }] }, "match.projekt: unknown field `projekt`, expected one of `source`, `project`, `environment`, `branch`, `outcome`");
     await bad({ match: { project: "api-[" }, destinations: [{ chat_id: API_CHAT }] }, "match.project: invalid glob: unclosed [");
     await bad({ destinations: [{ chat_id: "chat-one" }] }, "destinations[0].chat_id: must be a number or @channel name");
     assert.equal((await call("/api/routes/bad")).status, 404, "nothing was saved");
