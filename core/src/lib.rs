@@ -10,6 +10,7 @@ pub mod answers;
 pub mod apps;
 pub mod auth;
 pub mod cloudflare;
+pub mod concurrent;
 pub mod config;
 pub mod cron;
 pub mod deploy;

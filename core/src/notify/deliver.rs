@@ -9,8 +9,6 @@
 //! `telegram_digest` message sends or edits it at its own slot). A 429 delays that
 //! chat only, by Telegram's `retry_after`, and is not a failed attempt.
 
-use futures_util::stream::{self, StreamExt};
-
 use crate::config::Config;
 use crate::flow::Verdict;
 use crate::jobs::JobMessage;
@@ -232,21 +230,21 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             }
         }
         let client = TelegramClient::new(self.http, telegram);
-        let attempted: Vec<Vec<(i64, i64, Attempted)>> =
-            stream::iter(groups.into_iter().map(|group| {
-                let client = &client;
-                async move {
+        let client = &client;
+        let runs: Vec<crate::concurrent::Boxed<'_, Vec<(i64, i64, Attempted)>>> = groups
+            .into_iter()
+            .map(|group| {
+                Box::pin(async move {
                     let mut out = Vec::with_capacity(group.len());
                     for c in group {
                         let a = self.attempt(client, &c, now).await;
                         out.push((c.id, c.notification_id, a));
                     }
                     out
-                }
-            }))
-            .buffer_unordered(MAX_CONCURRENT_SENDS)
-            .collect()
-            .await;
+                }) as crate::concurrent::Boxed<'_, _>
+            })
+            .collect();
+        let attempted = crate::concurrent::bounded(runs, MAX_CONCURRENT_SENDS).await;
         let attempted: Vec<(i64, i64, Attempted)> = attempted.into_iter().flatten().collect();
         let outcomes: Vec<SendOutcome> = attempted
             .iter()
