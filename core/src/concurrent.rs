@@ -37,11 +37,15 @@ pub async fn bounded<T>(futures: Vec<Boxed<'_, T>>, limit: usize) -> Vec<T> {
                     Poll::Pending => i += 1,
                 }
             }
-            if running.is_empty() {
-                return Poll::Ready(());
+            if waiting.len() == 0 {
+                return if running.is_empty() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
             }
             // Places came free: start the next ones now.
-            if running.len() == before || waiting.len() == 0 {
+            if running.len() == before {
                 return Poll::Pending;
             }
         }
