@@ -92,3 +92,31 @@ CREATE TABLE telegram_digests (
   updated_at     INTEGER NOT NULL
 );
 CREATE INDEX telegram_digests_by_destination ON telegram_digests (chat_id, thread, full, last_item_at);
+
+-- The messages that follow a deploy job, a preview or a workflow (`subject`:
+-- `job:12`, `preview:3`, `workflow:7`), one per destination its routes name, kept
+-- current: `html` is what it should show now (`version` counts its changes),
+-- `shown` the version Telegram shows in `message_id`. A send or edit takes the
+-- chat's pace slot like any other.
+CREATE TABLE telegram_live (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  subject          TEXT    NOT NULL,
+  project          TEXT    NOT NULL,
+  route            TEXT    NOT NULL,
+  chat_id          TEXT    NOT NULL,
+  thread           TEXT    NOT NULL DEFAULT '',
+  destination      TEXT    NOT NULL,
+  html             TEXT    NOT NULL,
+  version          INTEGER NOT NULL DEFAULT 1,
+  shown            INTEGER NOT NULL DEFAULT 0,
+  message_id       INTEGER,
+  slot_at          INTEGER,
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  last_error       TEXT,
+  next_attempt_at  INTEGER,
+  claimed_at       INTEGER,
+  created_at       INTEGER NOT NULL,
+  updated_at       INTEGER NOT NULL,
+  UNIQUE (subject, chat_id, thread)
+);
+CREATE INDEX telegram_live_due ON telegram_live (shown, version, next_attempt_at);

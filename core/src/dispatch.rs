@@ -9,10 +9,10 @@ use crate::github::deliveries::{AfterFailure, DeliveryId, DeliveryStore, Outcome
 use crate::github::events::GithubEvent;
 use crate::jobs::JobMessage;
 use crate::notify::deliver::{Courier, Delivered};
-use crate::notify::routing;
 use crate::notify::sends::SendStore;
 use crate::notify::store::NotificationStore;
 use crate::orchestrate::StepRef;
+use crate::routing;
 use crate::time::Timestamp;
 use crate::{deploy, orchestrate, preview};
 
@@ -174,7 +174,8 @@ pub async fn run_job<P: Ports>(deps: &Deps<'_, P>, job: &JobMessage, now: Timest
         }
         JobMessage::Notify { .. }
         | JobMessage::TelegramSend { .. }
-        | JobMessage::TelegramDigest { .. } => {
+        | JobMessage::TelegramDigest { .. }
+        | JobMessage::TelegramLive { .. } => {
             let mut out = telegram_batch(deps, std::slice::from_ref(job), now).await;
             match out.pop() {
                 Some((_, handled)) => handled,
@@ -223,6 +224,10 @@ async fn telegram_batch<P: Ports>(
         JobMessage::TelegramDigest { id } => Some(*id),
         _ => None,
     });
+    let live = pick(|j| match j {
+        JobMessage::TelegramLive { id } => Some(*id),
+        _ => None,
+    });
     let courier = courier(deps);
     let mut out = Vec::new();
     let mut give = |indexed: &[(usize, i64)], delivered: Vec<Delivered>| {
@@ -248,7 +253,15 @@ async fn telegram_batch<P: Ports>(
         let routes = routing::Routes::load(deps.sql, deps.config).await;
         let ids: Vec<i64> = notify.iter().map(|(_, id)| *id).collect();
         let delivered = match routes {
-            Ok(routes) => courier.deliver(&|d| routes.recipients(d), &ids, now).await,
+            Ok(routes) => {
+                courier
+                    .deliver(
+                        &|d| routes.recipients(&crate::notify::deliver::subject_of(d)),
+                        &ids,
+                        now,
+                    )
+                    .await
+            }
             Err(e) => ids
                 .iter()
                 .map(|&id| Delivered {
@@ -268,6 +281,9 @@ async fn telegram_batch<P: Ports>(
     }
     for (_, id) in &digests {
         give(&digests, vec![courier.flush_digest(*id, now).await]);
+    }
+    for (_, id) in &live {
+        give(&live, vec![courier.flush_live(*id, now).await]);
     }
     out
 }

@@ -14,6 +14,8 @@ pub enum JobMessage {
     TelegramSend { id: i64 },
     /// Send or edit digest `id` at its slot.
     TelegramDigest { id: i64 },
+    /// Bring live message `id` (a deploy job's, preview's or workflow's) up to date.
+    TelegramLive { id: i64 },
     /// Process the recorded GitHub delivery `id` (its event is in D1).
     GithubDelivery { id: String },
     /// Run step `position` of deploy job `job_id`.
@@ -36,6 +38,7 @@ impl JobMessage {
             JobMessage::Notify { .. }
                 | JobMessage::TelegramSend { .. }
                 | JobMessage::TelegramDigest { .. }
+                | JobMessage::TelegramLive { .. }
         )
     }
 }
@@ -59,6 +62,7 @@ mod tests {
             JobMessage::Notify { id: 1 },
             JobMessage::TelegramSend { id: 6 },
             JobMessage::TelegramDigest { id: 7 },
+            JobMessage::TelegramLive { id: 8 },
             JobMessage::GithubDelivery { id: "d-1".into() },
             JobMessage::DeployStep {
                 job_id: 2,
@@ -86,7 +90,7 @@ mod tests {
         assert_eq!(
             e(r#"{"kind":"lunch","id":1}"#),
             "kind: unknown variant `lunch`, expected one of `notify`, `telegram_send`, \
-             `telegram_digest`, `github_delivery`, `deploy_step`, `preview`, `workflow_step`"
+             `telegram_digest`, `telegram_live`, `github_delivery`, `deploy_step`, `preview`, `workflow_step`"
         );
         assert_eq!(
             e(r#"{"kind":"deploy_step","job_id":1}"#),

@@ -323,7 +323,7 @@ proptest! {
         let valid = payload.validate(crate::time::Timestamp::from_millis(1_736_937_000_000), source);
         prop_assume!(valid.is_ok());
         if let Ok(d) = valid {
-            let r = crate::telegram::render(&d);
+            let r = crate::template::render(&d);
             let limit = crate::telegram::MAX_MESSAGE_CHARS;
             prop_assert!(crate::telegram::utf16_len(&r.html) <= limit, "{} UTF-16 units", crate::telegram::utf16_len(&r.html));
             prop_assert!(crate::telegram::utf16_len(&r.plain) <= limit);

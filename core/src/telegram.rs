@@ -1,110 +1,15 @@
-//! Telegram: how a deployment reads as a message, how Telegram's answers are
-//! classified, and what a delivery does next. The client is generic over [`Http`] and
+//! Telegram's Bot API: how its answers are classified, what a delivery does next,
+//! and the client. The client is generic over [`Http`] and
 //! takes its API base from config, so tests point it at a fake.
 
+pub use crate::html::{escape_html, utf16_len, Rendered, MAX_MESSAGE_CHARS};
 use crate::http::{HttpError, HttpRequest, HttpResponse};
-#[cfg(test)]
-use crate::notify::Source;
-use crate::notify::{DeployKind, Deployment};
 use crate::ports::Http;
 use crate::retry::{backoff_seconds, clamp_retry_after, MAX_DELIVERY_ATTEMPTS};
 use crate::secret::Secret;
 
-/// Telegram's limit for one message's text.
-pub const MAX_MESSAGE_CHARS: usize = 4096;
-
 /// How long one `sendMessage` may take before it counts as a network failure.
 pub const SEND_TIMEOUT_MS: u32 = 10_000;
-
-/// Links longer than this are shown as plain (cut) text: an `href` cannot be cut.
-pub(crate) const MAX_LINK_CHARS: usize = 1024;
-
-/// Escapes text for Telegram's HTML parse mode, which knows exactly these three.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// A message in two renderings: HTML for `parse_mode: HTML`, and plain text for the
-/// resend when Telegram cannot parse the HTML.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rendered {
-    pub html: String,
-    pub plain: String,
-}
-
-/// The header line: its own emoji and title for Workers, Pages and non-production.
-pub fn header(kind: DeployKind, environment: &str) -> String {
-    let production = environment.eq_ignore_ascii_case("production");
-    match (kind, production) {
-        (DeployKind::Worker, true) => "⚡ New Worker Deployment".into(),
-        (DeployKind::Pages, true) => "📄 New Pages Deployment".into(),
-        (DeployKind::Worker, false) => format!(
-            "{} New Worker {} Deployment",
-            env_emoji(environment),
-            title_case(environment)
-        ),
-        (DeployKind::Pages, false) => format!(
-            "{} New Pages {} Deployment",
-            env_emoji(environment),
-            title_case(environment)
-        ),
-    }
-}
-
-pub(crate) fn env_emoji(environment: &str) -> &'static str {
-    match environment.to_ascii_lowercase().as_str() {
-        "production" | "prod" => "🚀",
-        "preview" => "👀",
-        "staging" | "stage" => "🧪",
-        "development" | "dev" => "🛠",
-        _ => "🔹",
-    }
-}
-
-fn title_case(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
-/// Formats a deployment in the reference layout:
-///
-/// ```text
-/// ⚡ New Worker Deployment
-///
-/// Project: api-service
-/// Environment: 🚀 production
-/// Deployment ID: build-abc123
-/// Author: dev@example.com
-/// Branch: feature/add-auth
-/// Commit: abc123d - Add JWT authentication
-/// Time: Jan 15, 2025, 10:30 AM UTC
-/// ```
-///
-/// Only the commit message's first line is shown. If the result would pass
-/// Telegram's 4096-character limit, the longest field is cut with an ellipsis until
-/// it fits. This is the template [`crate::template::DEFAULT_NOTIFICATION`].
-pub fn render(d: &Deployment) -> Rendered {
-    crate::template::Template::default_notification()
-        .render(&crate::template::Values::from_deployment(d))
-}
-
-/// Telegram measures text in UTF-16 code units.
-pub fn utf16_len(s: &str) -> usize {
-    s.encode_utf16().count()
-}
 
 /// What Telegram's answer to a send means.
 #[derive(Debug, Clone, PartialEq, Eq)]

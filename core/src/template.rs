@@ -7,11 +7,11 @@
 
 use std::sync::OnceLock;
 
+use crate::html::{escape_html, utf16_len, Rendered, MAX_LINK_CHARS, MAX_MESSAGE_CHARS};
 use crate::json::Names;
 use crate::notify::{Deployment, Source};
-use crate::telegram::{escape_html, utf16_len, Rendered, MAX_LINK_CHARS, MAX_MESSAGE_CHARS};
 
-/// The built-in notification, `telegram::render`'s message, in the template language.
+/// The built-in notification, [`render`]'s message, in the template language.
 /// It is not held to the saved templates' 4096 budget (it relies on the cut, as the
 /// message always has), and shows its values uncapped.
 pub const DEFAULT_NOTIFICATION: &str = "<b>{{title}}</b>\n\
@@ -139,7 +139,7 @@ impl Values {
 
     /// A notification's values: status `deployed`, no job URL.
     pub fn from_deployment(d: &Deployment) -> Values {
-        use crate::telegram::{env_emoji, header};
+        use crate::html::{env_emoji, header};
         let env = &d.environment;
         let mut v = Values::default()
             .with(Field::Project, d.project_name.as_str())
@@ -1008,6 +1008,27 @@ fn entity(rest: &str) -> Result<(String, char, &str)> {
         Some(c) => Ok((format!("&{name};"), c, after)),
         None => Err(TemplateError::UnsupportedEntity(name)),
     }
+}
+
+/// Formats a deployment in the reference layout:
+///
+/// ```text
+/// ⚡ New Worker Deployment
+///
+/// Project: api-service
+/// Environment: 🚀 production
+/// Deployment ID: build-abc123
+/// Author: dev@example.com
+/// Branch: feature/add-auth
+/// Commit: abc123d - Add JWT authentication
+/// Time: Jan 15, 2025, 10:30 AM UTC
+/// ```
+///
+/// Only the commit message's first line is shown. If the result would pass
+/// Telegram's 4096-character limit, the longest field is cut with an ellipsis until
+/// it fits. This is the template [`DEFAULT_NOTIFICATION`].
+pub fn render(d: &Deployment) -> Rendered {
+    Template::default_notification().render(&Values::from_deployment(d))
 }
 
 #[cfg(test)]

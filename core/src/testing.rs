@@ -247,7 +247,11 @@ impl crate::ports::Kv for MemoryKv {
 /// A queue producer that records messages; `fail` makes sends fail.
 #[derive(Default)]
 pub struct MemoryQueue {
+    /// What went to `JOBS`.
     pub sent: RefCell<Vec<crate::jobs::JobMessage>>,
+    /// What went to `TELEGRAM` (notifications and their messages), as the Worker's
+    /// queue adapter splits them.
+    pub telegram: RefCell<Vec<crate::jobs::JobMessage>>,
     /// Messages sent with a delay, and the delay.
     pub later: RefCell<Vec<(crate::jobs::JobMessage, u32)>>,
     pub fail: std::cell::Cell<bool>,
@@ -261,7 +265,12 @@ impl crate::ports::Queue for MemoryQueue {
         if self.fail.get() {
             return Err(crate::ports::QueueError::Send("queue unavailable".into()));
         }
-        self.sent.borrow_mut().push(message.clone());
+        let queue = if message.is_telegram() {
+            &self.telegram
+        } else {
+            &self.sent
+        };
+        queue.borrow_mut().push(message.clone());
         Ok(())
     }
 

@@ -96,7 +96,7 @@ fn new_deployments_are_announced_old_ones_only_recorded() {
     assert_eq!(report.announced, vec!["worker:api:new"]);
     assert_eq!(report.recorded, vec!["worker:api:old"]);
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(queue.sent.borrow().len(), 1);
+    assert_eq!(queue.telegram.borrow().len(), 1);
     let summary = Summary::parse(kv.map.borrow().get(SUMMARY_KEY).map(|(v, _)| v.as_str()));
     assert_eq!(summary.workers, vec!["api:new", "api:old"]);
     assert_eq!(
@@ -108,7 +108,7 @@ fn new_deployments_are_announced_old_ones_only_recorded() {
     let http = FakeHttp::answering(vec![worker_list(&[("new", "2025-01-15T11:58:00Z")])]);
     let report = block_on(poll(&config("api", ""), &http, &store, &kv, &queue, now()));
     assert!(report.announced.is_empty() && report.recorded.is_empty());
-    assert_eq!(queue.sent.borrow().len(), 1);
+    assert_eq!(queue.telegram.borrow().len(), 1);
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn what_a_hook_announced_is_not_announced_again() {
     ));
     assert_eq!(report.announced, vec!["pages:docs:cf-2"]);
     assert_eq!(report.recorded, vec!["pages:docs:cf-1"]);
-    assert_eq!(queue.sent.borrow().len(), 1);
+    assert_eq!(queue.telegram.borrow().len(), 1);
 }
 
 #[test]
@@ -223,7 +223,10 @@ fn a_failed_queue_send_is_recovered_by_the_sweep() {
     );
     let report = block_on(sweep(&cfg, &store, &queue, now().plus_seconds(121)));
     assert_eq!(report.requeued, vec![id]);
-    assert_eq!(queue.sent.borrow().as_slice(), &[JobMessage::Notify { id }]);
+    assert_eq!(
+        queue.telegram.borrow().as_slice(),
+        &[JobMessage::Notify { id }]
+    );
     // Not again before another grace period has passed.
     assert!(
         block_on(sweep(&cfg, &store, &queue, now().plus_seconds(180)))
@@ -357,5 +360,5 @@ fn one_bad_display_field_costs_neither_the_page_nor_the_deployment() {
     assert_eq!(branch.chars().count(), crate::notify::MAX_BRANCH);
     assert!(branch.starts_with("release/rrr") && branch.ends_with("r…"));
     assert_eq!(p2.commit_message.as_deref(), Some("Docs"));
-    assert_eq!(queue.sent.borrow().len(), 5);
+    assert_eq!(queue.telegram.borrow().len(), 5);
 }

@@ -150,12 +150,13 @@ async fn process_push<P: Ports>(
         let cancelled = jobs
             .supersede(named.name.as_str(), &deploy.environment, job_id, now)
             .await?;
+        let mut problems = Vec::new();
         for old in &cancelled {
-            notify_job(deps, *old, Some(app), now).await;
+            problems.extend(notify_job(deps, *old, Some(app), now).await);
         }
         let started = start_next(deps, named.name.as_str(), &deploy.environment, now).await?;
         if started != Some(job_id) {
-            notify_job(deps, job_id, Some(app), now).await;
+            problems.extend(notify_job(deps, job_id, Some(app), now).await);
         }
         done.push(format!(
             "{}: job {job_id} {}{}",
@@ -171,6 +172,9 @@ async fn process_push<P: Ports>(
                 format!(", superseding {cancelled:?}")
             }
         ));
+        for problem in problems {
+            done.push(problem);
+        }
     }
     if done.is_empty() {
         done.push(format!(

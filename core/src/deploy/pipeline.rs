@@ -16,10 +16,12 @@ use crate::github::client::{GithubClient, GithubError};
 use crate::github::{CommitSha, RepoFullName};
 use crate::http::HttpRequest;
 use crate::jobs::JobMessage;
+use crate::live::Live;
 use crate::names::AppName;
 use crate::ports::{Http, Queue, SqlValue, StoreError};
 use crate::retry::{backoff_seconds, seconds_until};
-use crate::telegram::{escape_html, SendOutcome, TelegramClient};
+use crate::routes::{Outcome, Source};
+use crate::telegram::escape_html;
 use crate::time::Timestamp;
 
 /// Health checks are tried this many times (waits double from the interval).
@@ -261,11 +263,11 @@ async fn try_run_step<P: Ports>(
         }
     }
     let verdict = follow(deps, &job, app.as_ref(), next, now).await?;
-    notify_job(deps, job_id, app.as_ref(), now).await;
-    Ok(Run {
-        verdict,
-        log: log_line,
-    })
+    let mut log = log_line;
+    if let Some(problem) = notify_job(deps, job_id, app.as_ref(), now).await {
+        log.push_str(&format!(" ({problem})"));
+    }
+    Ok(Run { verdict, log })
 }
 
 fn describe(outcome: &StepOutcome) -> String {
@@ -746,43 +748,38 @@ async fn await_result<P: Ports>(
     }
 }
 
-/// Sends or edits the job's Telegram message (best effort; never fails the job).
+/// Brings the job's Telegram message up to date wherever its routes send it (best
+/// effort; never fails the job). The app's `telegram_chat_id` is a route of its own.
+/// What went wrong, if anything, for the log.
 pub async fn notify_job<P: Ports>(
     deps: &Deps<'_, P>,
     job_id: i64,
     app: Option<&App>,
     now: Timestamp,
-) {
-    let Ok(telegram) = &deps.config.telegram else {
-        return;
-    };
+) -> Option<String> {
     let jobs = JobStore::new(deps.sql);
-    let Ok(Some(job)) = jobs.get(job_id).await else {
-        return;
+    let job = match jobs.get(job_id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return None,
+        Err(e) => return Some(format!("telegram: job {job_id}: {e}")),
     };
-    let mut config = telegram.clone();
-    if let Some(chat) = app.and_then(|a| a.telegram_chat_id.clone()) {
-        config.chat_id = chat;
-    }
-    let client = TelegramClient::new(deps.http, &config);
-    let text = super::message::render(&job);
-    match job.telegram_message_id {
-        Some(id) => {
-            client.edit_html(id, &text).await;
-        }
-        None => {
-            if let SendOutcome::Sent { message_id } = client.send_html(&text, false).await {
-                let _ = jobs
-                    .set_field(
-                        job_id,
-                        JobField::TelegramMessageId,
-                        SqlValue::Integer(message_id),
-                        now,
-                    )
-                    .await;
-            }
-        }
-    }
+    let outcome = match job.status {
+        JobStatus::Finalized => Outcome::Success,
+        JobStatus::Failed | JobStatus::Reverted | JobStatus::Cancelled => Outcome::Failure,
+        JobStatus::Waiting | JobStatus::Processing | JobStatus::Reverting => Outcome::InProgress,
+    };
+    let live = Live {
+        subject: format!("job:{job_id}"),
+        source: Source::Deploy,
+        project: &job.app,
+        environment: Some(&job.environment),
+        branch: job.git_ref.strip_prefix("refs/heads/"),
+        outcome,
+        html: super::message::render(&job),
+        silent: false,
+        app_chat: app.and_then(|a| a.telegram_chat_id.as_deref()),
+    };
+    crate::live::show(deps.config, deps.sql, deps.queue, &live, now).await
 }
 
 /// Used by the Telegram message.

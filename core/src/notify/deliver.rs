@@ -18,7 +18,8 @@ use crate::notify::store::{ClaimedNotification, NotificationStatus, Notification
 use crate::notify::Deployment;
 use crate::pace::{delay_seconds, Pace, PaceStore, Slot};
 use crate::ports::{Http, Queue, Sql, StoreError};
-use crate::telegram::{self, render, Target, TelegramClient, TelegramConfig};
+use crate::telegram::{self, Target, TelegramClient, TelegramConfig};
+use crate::template::render;
 use crate::time::Timestamp;
 
 /// A claim older than this belongs to a consumer that died: a delivery takes at most
@@ -55,6 +56,51 @@ pub struct Courier<'a, H, S, Q> {
 
 /// The destinations a deployment goes to (the routes, resolved), or none.
 pub type Router<'r> = dyn Fn(&Deployment) -> Vec<Recipient> + 'r;
+
+/// What a [`Courier::post`] takes to Telegram: a new message, or an edit of one.
+#[derive(Clone, Copy)]
+pub(crate) enum Text<'a> {
+    /// A notification: HTML, and plain text if Telegram cannot parse it.
+    New(&'a telegram::Rendered),
+    /// A live message's HTML (its flow escaped every value).
+    Html(&'a str),
+    Edit(i64, &'a str),
+}
+
+/// One message for [`Courier::post`].
+#[derive(Clone, Copy)]
+pub(crate) struct Post<'a> {
+    pub recipient: &'a Recipient,
+    /// Whose topic `topic: "auto"` means.
+    pub project: &'a str,
+    /// It holds a pace slot that has come.
+    pub holds: bool,
+    /// A burst may turn it into a digest line.
+    pub may_digest: bool,
+    pub text: Text<'a>,
+}
+
+/// What came of a [`Courier::post`].
+pub(crate) enum Posted {
+    Sent {
+        message_id: i64,
+        /// The thread it went to, when that is not the recipient's own.
+        went_to: Option<String>,
+        /// For the log: a topic was refused.
+        note: String,
+    },
+    /// Not now: at `at`, holding that pace slot (`slot`) or none (a topic is being
+    /// made).
+    Wait {
+        at: Timestamp,
+        slot: bool,
+        why: String,
+    },
+    /// The chat has too many waiting: join the destination's digest.
+    Digest { thread: String, pace: Pace },
+    /// Telegram (or the database) failed; the caller counts the attempt.
+    Failed(telegram::SendOutcome),
+}
 
 /// What one destination row's attempt came to, and what waits on the queue.
 struct Attempted {
@@ -282,78 +328,27 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             r.chat_id,
             thread_tag(&r.thread)
         );
-        let thread = match self.thread(client, c, now).await {
-            Ok(Some(t)) => t,
-            Ok(None) => {
-                let at = now.plus_seconds(i64::from(TOPIC_WAIT_SECONDS));
-                return Attempted {
-                    outcome: SendOutcome::Later { id: c.id, at },
-                    later: Some((JobMessage::TelegramSend { id: c.id }, TOPIC_WAIT_SECONDS)),
-                    log: format!(
-                        "{tag}: its topic is being made; looking again in {TOPIC_WAIT_SECONDS} s"
-                    ),
-                };
-            }
-            Err(e) => return self.failed_attempt(c, e, now, &tag),
-        };
-        let thread_key = thread.map(|t| t.to_string()).unwrap_or_default();
-        if let Some(pace) = r.pace() {
-            let holds = c.slot_at.is_some_and(|s| s.millis() <= now.millis() + 999);
-            if !holds {
-                match self
-                    .pace()
-                    .reserve(&r.chat_id, &thread_key, pace, false, now)
-                    .await
-                {
-                    Ok(Slot::At(at)) if at.millis() > now.millis() => {
-                        return waiting(c.id, at, now, format!("{tag}: waits for its slot"));
-                    }
-                    Ok(Slot::At(_)) => {}
-                    Ok(Slot::Digest) => {
-                        return self.join_digest(c, &thread_key, pace, now, &tag).await
-                    }
-                    Err(e) => {
-                        return self.failed_attempt(
-                            c,
-                            telegram::SendOutcome::Transient {
-                                error: e.to_string(),
-                            },
-                            now,
-                            &tag,
-                        )
-                    }
-                }
-            }
-        }
         let message = message_for(r, d);
-        let target = Target {
-            chat_id: &r.chat_id,
-            thread,
-            silent: r.silent,
-            link_preview: r.link_preview,
-        };
-        let mut sent = client.deliver_to(&target, &message).await;
-        let mut went_to = (r.thread != thread_key).then(|| thread_key.clone());
-        let mut note = String::new();
-        if thread.is_some() && telegram::topic_refused(&sent) {
-            // The chat is not a forum, or the topic is gone: the chat itself.
-            if r.thread == "auto" {
-                let _ = self.sends().forget_topic(&r.chat_id, &d.project_name).await;
-            }
-            note = format!(" (Telegram refused topic {thread_key}; sent to the chat itself)");
-            sent = client
-                .deliver_to(
-                    &Target {
-                        thread: None,
-                        ..target
-                    },
-                    &message,
-                )
-                .await;
-            went_to = Some(String::new());
-        }
-        match sent {
-            telegram::SendOutcome::Sent { message_id } => Attempted {
+        let holds = c.slot_at.is_some_and(|s| s.millis() <= now.millis() + 999);
+        let posted = self
+            .post(
+                client,
+                Post {
+                    recipient: r,
+                    project: &d.project_name,
+                    holds,
+                    may_digest: true,
+                    text: Text::New(&message),
+                },
+                now,
+            )
+            .await;
+        match posted {
+            Posted::Sent {
+                message_id,
+                went_to,
+                note,
+            } => Attempted {
                 outcome: SendOutcome::Sent {
                     id: c.id,
                     message_id,
@@ -362,10 +357,140 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                 later: None,
                 log: format!("{tag}: sent as message {message_id}{note}"),
             },
-            telegram::SendOutcome::RateLimited { retry_after } => {
-                self.rate_limited(c, retry_after, now, &tag).await
+            Posted::Wait { at, slot, why } => {
+                let outcome = if slot {
+                    SendOutcome::Waiting {
+                        id: c.id,
+                        slot_at: at,
+                    }
+                } else {
+                    SendOutcome::Later { id: c.id, at }
+                };
+                Attempted {
+                    outcome,
+                    later: Some((
+                        JobMessage::TelegramSend { id: c.id },
+                        delay_seconds(now, at).unwrap_or(0),
+                    )),
+                    log: format!("{tag}: {why}"),
+                }
             }
-            other => self.failed_attempt(c, other, now, &tag),
+            Posted::Digest { thread, pace } => self.join_digest(c, &thread, pace, now, &tag).await,
+            Posted::Failed(e) => self.failed_attempt(c, e, now, &tag),
+        }
+    }
+
+    /// Takes a message to Telegram: its topic (made for the project when it is
+    /// `auto`), its pace slot (unless it holds one; a burst may become a digest when
+    /// it may), then the send or edit, with the chat itself when the topic is refused
+    /// and the chat's block and a new slot after a 429.
+    pub(crate) async fn post(
+        &self,
+        client: &TelegramClient<'_, H>,
+        post: Post<'_>,
+        now: Timestamp,
+    ) -> Posted {
+        let Post {
+            recipient: r,
+            project,
+            holds,
+            may_digest,
+            text,
+        } = post;
+        let thread = match self.thread(client, r, project, now).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Posted::Wait {
+                    at: now.plus_seconds(i64::from(TOPIC_WAIT_SECONDS)),
+                    slot: false,
+                    why: format!(
+                        "its topic is being made; looking again in {TOPIC_WAIT_SECONDS} s"
+                    ),
+                }
+            }
+            Err(e) => return Posted::Failed(e),
+        };
+        let thread_key = thread.map(|t| t.to_string()).unwrap_or_default();
+        if let (Some(pace), false) = (r.pace(), holds) {
+            match self
+                .pace()
+                .reserve(&r.chat_id, &thread_key, pace, !may_digest, now)
+                .await
+            {
+                Ok(Slot::At(at)) if at.millis() > now.millis() => {
+                    return Posted::Wait {
+                        at,
+                        slot: true,
+                        why: "waits for its slot".into(),
+                    }
+                }
+                Ok(Slot::At(_)) => {}
+                Ok(Slot::Digest) => {
+                    return Posted::Digest {
+                        thread: thread_key,
+                        pace,
+                    }
+                }
+                Err(e) => {
+                    return Posted::Failed(telegram::SendOutcome::Transient {
+                        error: e.to_string(),
+                    })
+                }
+            }
+        }
+        let target = Target {
+            chat_id: &r.chat_id,
+            thread,
+            silent: r.silent,
+            link_preview: r.link_preview,
+        };
+        let mut sent = send_text(client, &target, text).await;
+        let mut went_to = (r.thread != thread_key).then(|| thread_key.clone());
+        let mut note = String::new();
+        let new = !matches!(text, Text::Edit(..));
+        if new && thread.is_some() && telegram::topic_refused(&sent) {
+            // The chat is not a forum, or the topic is gone: the chat itself.
+            if r.thread == "auto" {
+                let _ = self.sends().forget_topic(&r.chat_id, project).await;
+            }
+            note = format!(" (Telegram refused topic {thread_key}; sent to the chat itself)");
+            sent = send_text(
+                client,
+                &Target {
+                    thread: None,
+                    ..target
+                },
+                text,
+            )
+            .await;
+            went_to = Some(String::new());
+        }
+        match sent {
+            telegram::SendOutcome::Sent { message_id } => Posted::Sent {
+                message_id,
+                went_to,
+                note,
+            },
+            telegram::SendOutcome::RateLimited { retry_after } => {
+                let until = now.plus_seconds(i64::from(retry_after));
+                let pace = self.pace();
+                let at = match r.pace() {
+                    Some(p) => match pace.block(&r.chat_id, until).await {
+                        Ok(()) => match pace.reserve(&r.chat_id, "", p, true, now).await {
+                            Ok(Slot::At(at)) => at,
+                            _ => until,
+                        },
+                        Err(_) => until,
+                    },
+                    None => until,
+                };
+                Posted::Wait {
+                    at,
+                    slot: true,
+                    why: format!("Telegram 429: retry after {retry_after} s (not an attempt)"),
+                }
+            }
+            other => Posted::Failed(other),
         }
     }
 
@@ -374,16 +499,15 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
     async fn thread(
         &self,
         client: &TelegramClient<'_, H>,
-        c: &ClaimedSend,
+        r: &Recipient,
+        project: &str,
         now: Timestamp,
     ) -> Result<Option<Option<i64>>, telegram::SendOutcome> {
-        let r = &c.recipient;
         match r.thread.as_str() {
             "" => return Ok(Some(None)),
             "auto" => {}
             id => return Ok(Some(id.parse().ok())),
         }
-        let project = &c.deployment.project_name;
         let store_error = |e: StoreError| telegram::SendOutcome::Transient {
             error: e.to_string(),
         };
@@ -424,34 +548,6 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                 Err(other)
             }
         }
-    }
-
-    async fn rate_limited(
-        &self,
-        c: &ClaimedSend,
-        retry_after: u32,
-        now: Timestamp,
-        tag: &str,
-    ) -> Attempted {
-        let r = &c.recipient;
-        let until = now.plus_seconds(i64::from(retry_after));
-        let pace = self.pace();
-        let slot = match r.pace() {
-            Some(p) => match pace.block(&r.chat_id, until).await {
-                Ok(()) => match pace.reserve(&r.chat_id, "", p, true, now).await {
-                    Ok(Slot::At(at)) => at,
-                    _ => until,
-                },
-                Err(_) => until,
-            },
-            None => until,
-        };
-        waiting(
-            c.id,
-            slot,
-            now,
-            format!("{tag}: Telegram 429: retry after {retry_after} s (not an attempt)"),
-        )
     }
 
     fn failed_attempt(
@@ -715,6 +811,152 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
         Ok(log)
     }
 
+    /// Sends or edits live message `id` (a `telegram_live` message): the deploy job's,
+    /// preview's or workflow's text as it stands, at the chat's pace.
+    pub async fn flush_live(&self, id: i64, now: Timestamp) -> Delivered {
+        use crate::live::{LiveOutcome, LiveStore};
+        let done = |verdict, log| Delivered { id, verdict, log };
+        let Ok(telegram) = &self.config.telegram else {
+            return done(
+                Verdict::Ack,
+                format!("live message {id}: Telegram is not configured"),
+            );
+        };
+        let store = LiveStore::new(self.sql);
+        let c = match store.claim(id, now, Self::stale_before(now)).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return done(Verdict::Ack, format!("live message {id}: nothing due")),
+            Err(e) => {
+                return done(
+                    Verdict::Retry {
+                        delay_seconds: crate::retry::BACKOFF_BASE_SECONDS,
+                    },
+                    format!("live message {id}: {e}"),
+                )
+            }
+        };
+        let client = TelegramClient::new(self.http, telegram);
+        let r = &c.recipient;
+        let tag = format!("live message {id} → {}{}", r.chat_id, thread_tag(&r.thread));
+        let holds = c.slot_at.is_some_and(|s| s.millis() <= now.millis() + 999);
+        let text = match c.message_id {
+            Some(m) => Text::Edit(m, &c.html),
+            None => Text::Html(&c.html),
+        };
+        let mut posted = self
+            .post(
+                &client,
+                Post {
+                    recipient: r,
+                    project: &c.project,
+                    holds,
+                    may_digest: false,
+                    text,
+                },
+                now,
+            )
+            .await;
+        if let (Some(_), Posted::Failed(telegram::SendOutcome::Permanent { error })) =
+            (c.message_id, &posted)
+        {
+            if error.contains("message to edit not found") {
+                // Someone deleted it: it starts again as a new message (in the slot
+                // the refused edit did not use).
+                posted = self
+                    .post(
+                        &client,
+                        Post {
+                            recipient: r,
+                            project: &c.project,
+                            holds: true,
+                            may_digest: false,
+                            text: Text::Html(&c.html),
+                        },
+                        now,
+                    )
+                    .await;
+            }
+        }
+        let (outcome, later, log) = match posted {
+            Posted::Sent {
+                message_id, note, ..
+            } => (
+                LiveOutcome::Shown {
+                    version: c.version,
+                    message_id,
+                },
+                None,
+                format!(
+                    "{tag}: shows version {} as message {message_id}{note}",
+                    c.version
+                ),
+            ),
+            Posted::Wait { at, slot, why } => (
+                LiveOutcome::Wait { at, slot },
+                Some(delay_seconds(now, at).unwrap_or(0)),
+                format!("{tag}: {why}"),
+            ),
+            Posted::Digest { .. } => {
+                // A live message takes its slot whatever waits (`may_digest` false).
+                let at = now.plus_seconds(1);
+                (
+                    LiveOutcome::Wait { at, slot: false },
+                    Some(1),
+                    format!("{tag}: waits"),
+                )
+            }
+            Posted::Failed(e) => match telegram::decide(e, c.attempts + 1) {
+                telegram::DeliveryAction::Sent { message_id } => (
+                    LiveOutcome::Shown {
+                        version: c.version,
+                        message_id,
+                    },
+                    None,
+                    format!("{tag}: shown as message {message_id}"),
+                ),
+                telegram::DeliveryAction::Retry {
+                    delay_seconds,
+                    error,
+                } => (
+                    LiveOutcome::Retry {
+                        at: now.plus_seconds(i64::from(delay_seconds)),
+                        error: error.clone(),
+                    },
+                    Some(delay_seconds),
+                    format!("{tag}: {error}; retrying in {delay_seconds} s"),
+                ),
+                telegram::DeliveryAction::GiveUp { error }
+                | telegram::DeliveryAction::Fail { error } => (
+                    LiveOutcome::Failed {
+                        version: c.version,
+                        error: error.clone(),
+                    },
+                    None,
+                    format!("{tag}: failed: {error}"),
+                ),
+            },
+        };
+        let mut log = log;
+        match store.record(id, &outcome, now).await {
+            Ok(more) => {
+                let message = JobMessage::TelegramLive { id };
+                if let Some(delay) = later {
+                    self.queue_later(&message, delay, &mut log).await;
+                } else if more {
+                    // Its flow moved on meanwhile: show the newer text too.
+                    self.queue_later(&message, 0, &mut log).await;
+                }
+                done(Verdict::Ack, log)
+            }
+            Err(e) => done(
+                Verdict::Retry {
+                    delay_seconds: crate::retry::BACKOFF_BASE_SECONDS,
+                },
+                format!("{log} (not recorded: {e})"),
+            ),
+        }
+    }
+
     async fn next_digest(&self, rows: &[i64]) -> Result<Option<i64>, StoreError> {
         let Some(first) = rows.first() else {
             return Ok(None);
@@ -781,21 +1023,26 @@ pub async fn sweep<S: Sql + Copy, Q: Queue>(
         }
         Err(e) => log.push(format!("digests: {e}")),
     }
+    let live = crate::live::LiveStore::new(sql);
+    match live.lost(cutoff).await {
+        Ok(ids) => {
+            for id in ids {
+                let line = match queue.send(&JobMessage::TelegramLive { id }).await {
+                    Ok(()) => match live.requeued(id, now).await {
+                        Ok(()) => format!("live message {id} re-enqueued"),
+                        Err(e) => format!("live message {id} re-enqueued, not marked: {e}"),
+                    },
+                    Err(e) => format!("live message {id}: {e}"),
+                };
+                log.push(line);
+            }
+        }
+        Err(e) => log.push(format!("live messages: {e}")),
+    }
     if let Err(e) = PaceStore::new(sql).prune(now).await {
         log.push(format!("pace: {e}"));
     }
     log
-}
-
-fn waiting(id: i64, slot_at: Timestamp, now: Timestamp, log: String) -> Attempted {
-    Attempted {
-        outcome: SendOutcome::Waiting { id, slot_at },
-        later: Some((
-            JobMessage::TelegramSend { id },
-            delay_seconds(now, slot_at).unwrap_or(0),
-        )),
-        log,
-    }
 }
 
 fn thread_tag(thread: &str) -> String {
@@ -853,6 +1100,35 @@ fn not_configured(c: &ClaimedNotification, missing: &str) -> Outcome {
             "not sent: Telegram is not configured ({missing} is missing); it would have read:\n{}",
             render(&c.deployment).plain
         ),
+    }
+}
+
+/// One send or edit of `text` to `target`.
+async fn send_text<H: Http>(
+    client: &TelegramClient<'_, H>,
+    target: &Target<'_>,
+    text: Text<'_>,
+) -> telegram::SendOutcome {
+    match text {
+        Text::New(m) => client.deliver_to(target, m).await,
+        Text::Html(html) => client.send_html_to(target, html).await,
+        Text::Edit(id, html) => client.edit_in(target.chat_id, id, html).await,
+    }
+}
+
+/// A deployment as routes see it: reported by a hook or found by the poll, it went
+/// out (a success).
+pub fn subject_of(d: &Deployment) -> crate::routes::Subject<'_> {
+    use crate::routes::{Outcome, Source};
+    crate::routes::Subject {
+        source: match d.source {
+            crate::notify::Source::Hook => Source::Notify,
+            crate::notify::Source::Poll => Source::Poll,
+        },
+        project: &d.project_name,
+        environment: Some(&d.environment),
+        branch: d.branch.as_deref(),
+        outcome: Outcome::Success,
     }
 }
 

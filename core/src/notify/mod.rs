@@ -6,7 +6,6 @@ pub mod accept;
 pub mod burst;
 pub mod deliver;
 pub mod payload;
-pub mod routing;
 pub mod sends;
 pub mod store;
 

@@ -3,46 +3,11 @@
 //! bursts (`telegram_digests`): every SQL statement of Telegram delivery but the
 //! pace's ([`crate::pace`]).
 
-use serde::Serialize;
-
-use crate::json::FromJson;
 use crate::notify::Deployment;
-use crate::pace::Pace;
 use crate::ports::{Row, Sql, StoreError};
+pub use crate::routing::Recipient;
 use crate::row::Columns;
 use crate::time::Timestamp;
-
-/// Where one destination's message goes and how, as its row keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
-pub struct Recipient {
-    /// The route that chose it (`default` for `TELEGRAM_CHAT_ID`).
-    pub route: String,
-    pub chat_id: String,
-    /// `""` (the chat itself), `"auto"` (the project's forum topic) or a topic id.
-    #[serde(default)]
-    pub thread: String,
-    #[serde(default)]
-    pub silent: bool,
-    #[serde(default)]
-    pub link_preview: bool,
-    #[serde(default)]
-    pub template: Option<String>,
-    /// Messages a second; 0 is unpaced.
-    pub per_second: u32,
-    pub per_minute: u32,
-    pub digest_threshold: u32,
-}
-
-impl Recipient {
-    /// Its pace, or `None` when it is unpaced.
-    pub fn pace(&self) -> Option<Pace> {
-        (self.per_second > 0).then_some(Pace {
-            per_second: self.per_second,
-            per_minute: self.per_minute,
-            digest_threshold: self.digest_threshold,
-        })
-    }
-}
 
 /// A destination row claimed for one attempt.
 #[derive(Debug, Clone, PartialEq)]

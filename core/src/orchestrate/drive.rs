@@ -37,7 +37,7 @@ fn settings(config: &crate::config::Config) -> Result<&OrchestrateConfig, ApiErr
 /// Enqueues the ready steps and announces the changed workflows; returns log lines
 /// for what could not be done (the cron's sweep finds a step whose message was
 /// never sent).
-async fn carry_out<P: Ports>(deps: &Deps<'_, P>, effects: Effects) -> Vec<String> {
+async fn carry_out<P: Ports>(deps: &Deps<'_, P>, effects: Effects, now: Timestamp) -> Vec<String> {
     let mut log = effects.log;
     for r in &effects.ready {
         if let Err(e) = deps.queue.send(&message(r)).await {
@@ -48,10 +48,8 @@ async fn carry_out<P: Ports>(deps: &Deps<'_, P>, effects: Effects) -> Vec<String
             ));
         }
     }
-    if let Ok(telegram) = &deps.config.telegram {
-        for id in effects.changed {
-            runner::announce(deps.http, deps.sql, telegram, id).await;
-        }
+    for id in effects.changed {
+        log.extend(runner::announce(deps.config, deps.sql, deps.queue, id, now).await);
     }
     log
 }
@@ -72,6 +70,7 @@ pub async fn start<P: Ports>(
             changed: vec![id],
             log: Vec::new(),
         },
+        now,
     )
     .await;
     Ok((created.workflow, log))
@@ -94,7 +93,7 @@ pub async fn on_event<P: Ports>(
     }
     let effects = runner::apply_event(deps.sql, delivery, event, now).await?;
     let moved = effects.changed.clone();
-    let mut log = carry_out(deps, effects).await;
+    let mut log = carry_out(deps, effects, now).await;
     if !moved.is_empty() {
         log.push(format!("moved workflows {moved:?}"));
     }
@@ -121,7 +120,6 @@ pub async fn run_step<P: Ports>(deps: &Deps<'_, P>, step: &StepRef, now: Timesta
         http: deps.http,
         sql: deps.sql,
         github: &github,
-        telegram: deps.config.telegram.as_ref().ok(),
         claims: deps.config.step_claims(),
     }
     .run_step(step, now)
@@ -130,8 +128,10 @@ pub async fn run_step<P: Ports>(deps: &Deps<'_, P>, step: &StepRef, now: Timesta
         deps,
         Effects {
             ready: std::mem::take(&mut run.next),
+            changed: vec![step.workflow_id],
             ..Effects::default()
         },
+        now,
     )
     .await;
     if !log.is_empty() {
@@ -149,5 +149,5 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> 
         return Vec::new();
     }
     let effects = runner::sweep(deps.sql, deps.config.step_claims(), now).await;
-    carry_out(deps, effects).await
+    carry_out(deps, effects, now).await
 }

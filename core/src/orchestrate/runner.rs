@@ -18,15 +18,18 @@ use super::{
     deps_done, derived_moves, pr_move, progress, run_move, timed_out, Move, Progress, StepRef,
     StepStatus, WorkflowStatus,
 };
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::flow::{Verdict, MAX_STEP_ATTEMPTS};
 use crate::github::client::{GithubClient, GithubConfig, GithubError};
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::GithubEvent;
 use crate::github::RepoFullName;
+use crate::live::Live;
+use crate::ports::Queue;
 use crate::ports::{Http, Sql, StoreError};
 use crate::retry::{backoff_seconds, seconds_until, StepClaims};
-use crate::telegram::{SendOutcome, TelegramClient, TelegramConfig};
+use crate::routes::{Outcome, Source};
 use crate::time::Timestamp;
 
 /// The `kind` of workflows made by `POST /api/services`.
@@ -333,13 +336,12 @@ struct Done {
     note: String,
 }
 
-/// Runs workflow steps against GitHub, announcing each change in Telegram when
-/// `telegram` is set.
+/// Runs workflow steps against GitHub (the caller announces each change in
+/// Telegram, [`announce`]).
 pub struct Runner<'a, H, S> {
     pub http: &'a H,
     pub sql: S,
     pub github: &'a GithubConfig,
-    pub telegram: Option<&'a TelegramConfig>,
     /// When a step may be claimed (`STEP_STALE_SECONDS`).
     pub claims: StepClaims,
 }
@@ -433,9 +435,6 @@ impl<H: Http, S: Sql> Runner<'_, H, S> {
         // number was stored, a run before the wait began).
         consume_early(&store, Some(id), now).await?;
         let next = settle(&store, id, now).await?;
-        if let Some(telegram) = self.telegram {
-            announce(self.http, &self.sql, telegram, id).await;
-        }
         Ok(StepRun {
             verdict,
             next,
@@ -579,30 +578,39 @@ impl<H: Http, S: Sql> Runner<'_, H, S> {
     }
 }
 
-/// Sends the workflow's Telegram message, or edits it in place (best effort: a
-/// Telegram failure never holds up a workflow).
-pub async fn announce<H: Http, S: Sql>(
-    http: &H,
+/// Brings the workflow's Telegram message up to date wherever its routes send it
+/// (best effort: a Telegram failure never holds up a workflow). What went wrong, if
+/// anything, for the log.
+pub async fn announce<S: Sql + Copy, Q: Queue>(
+    config: &Config,
     sql: S,
-    telegram: &TelegramConfig,
+    queue: &Q,
     workflow_id: i64,
-) {
-    let store = WorkflowStore::new(&sql);
-    let Ok(Some(wf)) = store.get(workflow_id).await else {
-        return;
+    now: Timestamp,
+) -> Option<String> {
+    config.telegram.as_ref().ok()?;
+    let wf = match WorkflowStore::new(&sql).get(workflow_id).await {
+        Ok(Some(wf)) => wf,
+        Ok(None) => return None,
+        Err(e) => return Some(format!("telegram: workflow {workflow_id}: {e}")),
     };
-    let client = TelegramClient::new(http, telegram);
-    let text = super::message::render(&wf);
-    match wf.telegram_message_id {
-        Some(id) => {
-            client.edit_html(id, &text).await;
-        }
-        None => {
-            if let SendOutcome::Sent { message_id } = client.send_html(&text, false).await {
-                let _ = store.set_telegram_message(workflow_id, message_id).await;
-            }
-        }
-    }
+    let outcome = match wf.status {
+        WorkflowStatus::Running => Outcome::InProgress,
+        WorkflowStatus::Succeeded => Outcome::Success,
+        WorkflowStatus::Failed => Outcome::Failure,
+    };
+    let live = Live {
+        subject: format!("workflow:{workflow_id}"),
+        source: Source::Workflow,
+        project: &wf.name,
+        environment: None,
+        branch: None,
+        outcome,
+        html: super::message::render(&wf),
+        silent: false,
+        app_chat: None,
+    };
+    crate::live::show(config, sql, queue, &live, now).await
 }
 
 /// The cron's part: fails waits past their deadline, applies kept events that now

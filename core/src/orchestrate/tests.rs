@@ -23,7 +23,6 @@ use crate::github::events::{parse, GithubEvent};
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::retry::StepClaims;
 use crate::secret::Secret;
-use crate::telegram::TelegramConfig;
 use crate::testing::{block_on, json_response, FakeHttp, SqliteSql};
 
 const GH: &str = "http://gh.test";
@@ -226,7 +225,6 @@ struct Harness {
     http: FakeHttp,
     world: Rc<RefCell<World>>,
     github: GithubConfig,
-    telegram: Option<TelegramConfig>,
     config: OrchestrateConfig,
     queue: RefCell<Vec<StepRef>>,
     now: std::cell::Cell<i64>,
@@ -247,7 +245,6 @@ impl Harness {
                 api_base: GH.into(),
                 token: Secret::new("ghs_test"),
             },
-            telegram: None,
             config: config(),
             queue: RefCell::default(),
             now: std::cell::Cell::new(T0),
@@ -285,7 +282,6 @@ impl Harness {
             http: &self.http,
             sql: &self.sql,
             github: &self.github,
-            telegram: self.telegram.as_ref(),
             claims: self.claims(),
         }
     }
@@ -943,37 +939,55 @@ fn invalid_and_duplicate_requests() {
 }
 
 #[test]
-fn the_telegram_message_is_sent_once_then_edited() {
-    let mut h = Harness::new();
-    h.telegram = Some(TelegramConfig {
-        api_base: "http://tg.test".into(),
-        bot_token: Secret::new("123:abc"),
-        chat_id: "-100".into(),
+fn the_telegram_message_follows_the_workflow_through_its_live_message() {
+    let h = Harness::new();
+    let config = crate::config::Config::from_lookup(|k| match k {
+        "TELEGRAM_BOT_TOKEN" => Some("123:abc".into()),
+        "TELEGRAM_CHAT_ID" => Some("-100".into()),
+        _ => None,
     });
+    let queue = crate::testing::MemoryQueue::default();
     let id = up_to_the_infra_merge(&h);
-    let calls = h.calls_matching("tg.test");
-    assert!(calls[0].ends_with("/sendMessage"), "{calls:?}");
-    assert!(calls[1..].iter().all(|c| c.ends_with("/editMessageText")));
-    assert_eq!(h.workflow(id).telegram_message_id, Some(77));
-    let last = h.bodies_to("editMessageText").pop().expect("an edit");
-    let text = last["text"].as_str().expect("text");
-    assert!(
-        text.starts_with("<b>🛠 Create service payments</b>"),
-        "{text}"
+    let announce_now = || block_on(announce(&config, &h.sql, &queue, id, h.now()));
+    assert_eq!(announce_now(), None);
+    let live = crate::live::LiveStore::new(&h.sql);
+    let subject = format!("workflow:{id}");
+    assert_eq!(
+        block_on(live.messages(&subject)).expect("rows"),
+        vec![("-100".to_owned(), String::new(), None)],
+        "one message, in the default route's chat"
     );
-    assert!(text.contains(
-        "🔁 PR <a href=\"https://github.com/acme/infra/pull/10\">acme/infra#10</a> <i>auto merge enabled</i>"
-    ), "{text}");
-    assert!(text.contains("⏱ Merge of"), "{text}");
-    // A changed workflow announced by the caller after an event edits the same message.
+    let queued = |q: &crate::testing::MemoryQueue| {
+        q.telegram
+            .borrow()
+            .iter()
+            .filter(|m| matches!(m, crate::jobs::JobMessage::TelegramLive { .. }))
+            .count()
+    };
+    assert_eq!(queued(&queue), 1);
+    let html: String = {
+        let rows = block_on(crate::ports::Sql::query(
+            &h.sql,
+            "SELECT html, version FROM telegram_live WHERE subject = ?1",
+            &[subject.as_str().into()],
+        ))
+        .expect("row");
+        crate::row::Columns::opt_text(&rows[0], "html").expect("html")
+    };
+    assert!(
+        html.starts_with("<b>🛠 Create service payments</b>"),
+        "{html}"
+    );
+    assert!(html.contains("⏱ Merge of"), "{html}");
+    // Nothing changed: nothing to send.
+    announce_now();
+    assert_eq!(queued(&queue), 1);
+    // An event moves the workflow: the same message is brought up to date.
     let fx = h.deliver("d-merge", &pr_closed("acme/infra", 10, Some(&sha(MERGED))));
-    block_on(announce(
-        &h.http,
-        &h.sql,
-        h.telegram.as_ref().expect("set"),
-        fx.changed[0],
-    ));
-    assert_eq!(h.calls_matching("sendMessage").len(), 1);
+    assert_eq!(fx.changed, vec![id]);
+    announce_now();
+    assert_eq!(queued(&queue), 2);
+    assert_eq!(block_on(live.messages(&subject)).expect("rows").len(), 1);
 }
 
 #[test]

@@ -22,12 +22,13 @@ use crate::github::client::{GithubClient, GithubConfig, GithubError};
 use crate::github::events::PullRequestEvent;
 use crate::github::identity::own_login;
 use crate::jobs::JobMessage;
+use crate::live::Live;
 use crate::names::AppName;
 use crate::ports::{Queue, SqlValue, StoreError};
 use crate::retry::backoff_seconds;
+use crate::routes::{Outcome, Source};
 use crate::secret::Secret;
 use crate::secrets::{EnvType, SecretStore, SecretsError};
-use crate::telegram::{SendOutcome, TelegramClient};
 use crate::time::Timestamp;
 
 /// Records a `pull_request` event for every app that previews the repository and
@@ -733,35 +734,40 @@ impl<P: Ports> Ctx<'_, '_, P> {
         Ok(())
     }
 
-    /// One quiet message per preview, edited in place. Telegram being down never
-    /// holds a preview up.
+    /// One quiet message per preview and destination its routes name, edited in
+    /// place. Telegram being down never holds a preview up.
     async fn telegram(
         &self,
         p: &mut Preview,
         app: Option<&NamedApp>,
         shown: &Shown<'_>,
     ) -> Result<(), StoreError> {
-        let Ok(config) = &self.deps.config.telegram else {
-            return Ok(());
+        let outcome = match shown {
+            Shown::Ready | Shown::Destroyed(_) | Shown::Skipped(_) => Outcome::Success,
+            Shown::Failed(_) => Outcome::Failure,
+            Shown::Queued { .. } | Shown::Deploying => Outcome::InProgress,
         };
-        let mut config = config.clone();
-        if let Some(chat) = app.and_then(|a| a.app.telegram_chat_id.clone()) {
-            config.chat_id = chat;
-        }
-        let client = TelegramClient::new(self.deps.http, &config);
-        let text = render_telegram(p, shown);
-        let outcome = match p.telegram_message_id {
-            Some(id) => client.edit_html(id, &text).await,
-            None => client.send_html(&text, true).await,
+        let live = Live {
+            subject: format!("preview:{}", p.id),
+            source: Source::Preview,
+            project: &p.app,
+            environment: Some("preview"),
+            branch: Some(&p.head_ref),
+            outcome,
+            html: render_telegram(p, shown),
+            silent: true,
+            app_chat: app.and_then(|a| a.app.telegram_chat_id.as_deref()),
         };
-        match outcome {
-            SendOutcome::Sent { message_id } if p.telegram_message_id.is_none() => {
-                self.set(p, &[(Field::TelegramMessageId, message_id.into())])
-                    .await?;
-                p.telegram_message_id = Some(message_id);
-            }
-            SendOutcome::Sent { .. } => {}
-            other => self.note(format!("telegram: {other:?}")),
+        if let Some(problem) = crate::live::show(
+            self.deps.config,
+            self.deps.sql,
+            self.deps.queue,
+            &live,
+            self.now,
+        )
+        .await
+        {
+            self.note(problem);
         }
         Ok(())
     }

@@ -584,6 +584,8 @@ impl Story {
                     "TELEGRAM_BOT_TOKEN" => "tg-token",
                     "TELEGRAM_CHAT_ID" => "42",
                     "TELEGRAM_API_BASE" => "http://tg.test",
+                    // The stories are about previews, not Telegram's pace.
+                    "TELEGRAM_PACE" => "off",
                     "SECRETS_KEY" => key.as_str(),
                     _ => return None,
                 }
@@ -701,9 +703,19 @@ impl Story {
         self.seq.get()
     }
 
+    /// Runs what the `TELEGRAM` queue holds (the preview's message), as its
+    /// consumer would.
+    fn send_telegram(&self) {
+        let messages: Vec<JobMessage> = self.queue.telegram.borrow_mut().drain(..).collect();
+        for m in messages {
+            block_on(crate::dispatch::run_job(&self.deps(), &m, self.now()));
+        }
+    }
+
     fn drain(&self) -> Vec<String> {
         let mut logs = Vec::new();
         for _ in 0..50 {
+            self.send_telegram();
             let next = {
                 let mut sent = self.queue.sent.borrow_mut();
                 if sent.is_empty() {
@@ -732,7 +744,9 @@ impl Story {
         let JobMessage::Preview { id } = self.queue.sent.borrow_mut().remove(0) else {
             panic!("not a preview message");
         };
-        block_on(run(&self.deps(), id, self.now())).verdict
+        let verdict = block_on(run(&self.deps(), id, self.now())).verdict;
+        self.send_telegram();
+        verdict
     }
 
     fn preview(&self, pr: u64) -> Preview {

@@ -1,5 +1,8 @@
 use super::*;
+use crate::html::header;
 use crate::notify::{parse_notify_body, DeploymentPayload};
+use crate::notify::{DeployKind, Deployment, Source};
+use crate::template::render;
 use crate::testing::{block_on, json_response, FakeHttp};
 use crate::time::Timestamp;
 

@@ -1,8 +1,8 @@
 use proptest::prelude::*;
 
+use super::render;
 use super::*;
 use crate::notify::DeploymentPayload;
-use crate::telegram::render;
 use crate::time::Timestamp;
 
 fn parsed(text: &str) -> Template {
@@ -557,13 +557,13 @@ proptest! {
 
 /// `telegram::render` as it was before templates, kept to compare with.
 mod oracle {
+    use crate::html::{header, utf16_len, Rendered, MAX_MESSAGE_CHARS};
     use crate::notify::{Deployment, Source};
-    use crate::telegram::{header, utf16_len, Rendered, MAX_MESSAGE_CHARS};
 
     const MAX_LINK_CHARS: usize = 1024;
 
     fn env_emoji(environment: &str) -> &'static str {
-        crate::telegram::env_emoji(environment)
+        crate::html::env_emoji(environment)
     }
 
     fn escape_html(s: &str) -> String {

@@ -135,6 +135,9 @@ impl Scene {
                     JobMessage::TelegramDigest { id } => {
                         vec![block_on(self.courier().flush_digest(id, when))]
                     }
+                    JobMessage::TelegramLive { id } => {
+                        vec![block_on(self.courier().flush_live(id, when))]
+                    }
                     other => panic!("unexpected {other:?}"),
                 };
                 log.extend(out.into_iter().map(|d| d.log));
@@ -397,7 +400,7 @@ fn without_telegram_it_is_recorded_as_not_sent() {
     assert_eq!(out.verdict, Verdict::Ack);
     let n = s.notification(id);
     assert_eq!(n.status, NotificationStatus::NotSent);
-    let would = crate::telegram::render(&d).plain;
+    let would = crate::template::render(&d).plain;
     assert_eq!(
         n.last_error.as_deref(),
         Some(
@@ -655,4 +658,107 @@ fn a_destination_with_a_template_gets_its_own_message_with_every_value_escaped()
         s.http.bodies()[0]["text"],
         "<b>a&lt;b&gt;&amp;c</b> on production from x&quot;y"
     );
+}
+
+/// A deploy job's message as its flow shows it.
+fn job_message(outcome: crate::routes::Outcome, html: &str) -> crate::live::Live<'static> {
+    crate::live::Live {
+        subject: "job:1".into(),
+        source: crate::routes::Source::Deploy,
+        project: "shop",
+        environment: Some("production"),
+        branch: Some("main"),
+        outcome,
+        html: html.into(),
+        silent: false,
+        app_chat: None,
+    }
+}
+
+impl Scene {
+    fn show(&self, live: &crate::live::Live<'_>, at: Timestamp) {
+        assert_eq!(
+            block_on(crate::live::show(
+                &self.config,
+                &self.db,
+                &self.queue,
+                live,
+                at
+            )),
+            None
+        );
+    }
+
+    /// Runs the live messages the flows queued, as the Telegram consumer would.
+    fn run_live(&self, at: Timestamp) -> Vec<String> {
+        let queued: Vec<JobMessage> = self.queue.telegram.borrow_mut().drain(..).collect();
+        queued
+            .into_iter()
+            .map(|m| match m {
+                JobMessage::TelegramLive { id } => block_on(self.courier().flush_live(id, at)).log,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_jobs_message_is_sent_once_then_edited_as_it_moves_at_the_chats_pace() {
+    use crate::routes::Outcome;
+    let tg = Rc::new(RefCell::new(Telegram::default()));
+    let s = Scene::new(simulated(tg.clone()));
+    s.show(
+        &job_message(Outcome::InProgress, "<b>Deploy shop</b> running"),
+        t(0),
+    );
+    let log = s.run_live(t(0));
+    assert!(log[0].contains("shows version 1 as message"), "{log:?}");
+    // The same text again: nothing to send.
+    s.show(
+        &job_message(Outcome::InProgress, "<b>Deploy shop</b> running"),
+        t(0),
+    );
+    assert!(s.queue.telegram.borrow().is_empty());
+    // It moves on a moment later: the edit waits for the chat's next slot.
+    s.show(
+        &job_message(Outcome::Success, "<b>Deploy shop</b> finalized"),
+        t(0),
+    );
+    let log = s.run_live(t(0));
+    assert!(log[0].ends_with("waits for its slot"), "{log:?}");
+    s.run_queue_until(t(5), t(0));
+    let tg = tg.borrow();
+    assert_eq!(tg.sent.len(), 1);
+    assert_eq!(tg.edits.len(), 1);
+    assert_eq!(tg.edits[0]["text"], "<b>Deploy shop</b> finalized");
+}
+
+#[test]
+fn a_route_for_failures_gets_a_jobs_message_only_once_it_fails() {
+    use crate::routes::{Outcome, RouteName, RouteSpec, RouteStore};
+    let tg = Rc::new(RefCell::new(Telegram::default()));
+    let s = Scene::new(simulated(tg.clone()));
+    let spec = RouteSpec::parse(
+        br#"{"match": {"source": "deploy", "outcome": ["failure"]}, "destinations": [{"chat_id": "-999"}], "continue": true}"#,
+    )
+    .expect("route");
+    block_on(RouteStore::new(&s.db).put(&RouteName::parse("oncall").expect("name"), &spec, t(0)))
+        .expect("stored");
+    s.show(&job_message(Outcome::InProgress, "running"), t(0));
+    s.run_live(t(0));
+    s.show(&job_message(Outcome::Failure, "failed"), t(10));
+    s.run_live(t(10));
+    let tg = tg.borrow();
+    let chats: Vec<&str> = tg
+        .sent
+        .iter()
+        .map(|b| b["chat_id"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        chats,
+        vec!["-100", "-999"],
+        "the default chat from the start, on-call once it failed"
+    );
+    assert_eq!(tg.sent[1]["text"], "failed");
+    assert_eq!(tg.edits.len(), 1, "the default chat's message is edited");
 }

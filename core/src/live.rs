@@ -1,0 +1,292 @@
+//! The messages that follow something as it moves: a deploy job, a preview, a
+//! workflow. A flow says what its message should read now ([`show`]); every
+//! destination its routes name gets one message, edited in place as the text
+//! changes. The sends and edits themselves go through the `TELEGRAM` queue
+//! (`telegram_live` messages), where they take their chat's pace slot like every
+//! other message, so a flow never waits on Telegram and never floods a chat.
+
+use crate::config::Config;
+use crate::jobs::JobMessage;
+use crate::names::AppName;
+use crate::ports::{Queue, Sql, StoreError};
+use crate::routes::{Outcome, Source, Subject};
+use crate::routing::{Recipient, Routes};
+use crate::row::Columns;
+use crate::time::Timestamp;
+
+/// What a flow's message is about and what it reads now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live<'a> {
+    /// `job:12`, `preview:3`, `workflow:7`: one message per subject and destination.
+    pub subject: String,
+    pub source: Source,
+    /// The app (or workflow) it belongs to.
+    pub project: &'a str,
+    pub environment: Option<&'a str>,
+    pub branch: Option<&'a str>,
+    pub outcome: Outcome,
+    /// Telegram HTML; the flow escapes what it puts in.
+    pub html: String,
+    /// Without a sound wherever it goes.
+    pub silent: bool,
+    /// The app's `telegram_chat_id`: a route of its own for its messages.
+    pub app_chat: Option<&'a str>,
+}
+
+/// Brings `live`'s message up to date in every destination its routes name now: a
+/// destination new to it gets the message, one that shows older text is edited.
+/// Best effort (Telegram never holds a flow up); returns a line for the log.
+pub async fn show<S: Sql + Copy, Q: Queue>(
+    config: &Config,
+    sql: S,
+    queue: &Q,
+    live: &Live<'_>,
+    now: Timestamp,
+) -> Option<String> {
+    config.telegram.as_ref().ok()?;
+    let app = AppName::parse(live.project).ok();
+    let own = match (&app, live.app_chat) {
+        (Some(name), Some(chat)) => Some((name, chat)),
+        _ => None,
+    };
+    let routes = match Routes::load_for(sql, config, own).await {
+        Ok(r) => r,
+        Err(e) => return Some(format!("telegram: routes: {e}")),
+    };
+    let subject = Subject {
+        source: live.source,
+        project: live.project,
+        environment: live.environment,
+        branch: live.branch,
+        outcome: live.outcome,
+    };
+    let mut recipients = routes.recipients(&subject);
+    for r in &mut recipients {
+        r.silent |= live.silent;
+    }
+    let changed = match LiveStore::new(sql)
+        .upsert(&live.subject, live.project, &recipients, &live.html, now)
+        .await
+    {
+        Ok(ids) => ids,
+        Err(e) => return Some(format!("telegram: {e}")),
+    };
+    for id in &changed {
+        if let Err(e) = queue.send(&JobMessage::TelegramLive { id: *id }).await {
+            return Some(format!("telegram: {e}; the sweep will send it"));
+        }
+    }
+    None
+}
+
+/// A live message row claimed for one send or edit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedLive {
+    pub id: i64,
+    pub project: String,
+    pub recipient: Recipient,
+    pub html: String,
+    /// The version of `html` this attempt shows.
+    pub version: i64,
+    pub message_id: Option<i64>,
+    pub slot_at: Option<Timestamp>,
+    pub attempts: u32,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveOutcome {
+    /// Telegram shows `version` as message `message_id`.
+    Shown { version: i64, message_id: i64 },
+    /// Again at `at`, holding that slot (`slot`) or none.
+    Wait { at: Timestamp, slot: bool },
+    /// Failed transiently (an attempt): again at `at`.
+    Retry { error: String, at: Timestamp },
+    /// Failed for good: this version is given up on (a later one is tried).
+    Failed { version: i64, error: String },
+}
+
+/// The `telegram_live` rows.
+pub struct LiveStore<S> {
+    sql: S,
+}
+
+impl<S: Sql> LiveStore<S> {
+    pub fn new(sql: S) -> Self {
+        LiveStore { sql }
+    }
+
+    /// Records what `subject`'s message should read in each of `recipients`, in one
+    /// statement; returns the rows that are new or whose text changed.
+    pub async fn upsert(
+        &self,
+        subject: &str,
+        project: &str,
+        recipients: &[Recipient],
+        html: &str,
+        now: Timestamp,
+    ) -> Result<Vec<i64>, StoreError> {
+        if recipients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<serde_json::Value> = recipients
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "route": r.route, "chat": r.chat_id, "thread": r.thread,
+                    "dest": serde_json::to_string(r).unwrap_or_default(),
+                })
+            })
+            .collect();
+        let rows = self
+            .sql
+            .query(
+                "INSERT INTO telegram_live \
+                 (subject, project, route, chat_id, thread, destination, html, created_at, updated_at) \
+                 SELECT ?1, ?2, json_extract(value, '$.route'), json_extract(value, '$.chat'), \
+                   json_extract(value, '$.thread'), json_extract(value, '$.dest'), ?3, ?4, ?4 \
+                 FROM json_each(?5) WHERE true \
+                 ON CONFLICT (subject, chat_id, thread) DO UPDATE SET html = excluded.html, \
+                   version = telegram_live.version + 1, updated_at = excluded.updated_at \
+                 WHERE telegram_live.html <> excluded.html \
+                 RETURNING id",
+                &[
+                    subject.into(),
+                    project.into(),
+                    html.into(),
+                    now.millis().into(),
+                    serde_json::Value::Array(list).to_string().into(),
+                ],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| r.opt_int("id")).collect())
+    }
+
+    /// Claims row `id` when it shows older text than it should, is due, and no
+    /// consumer holds a fresh claim on it.
+    pub async fn claim(
+        &self,
+        id: i64,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<Option<ClaimedLive>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "UPDATE telegram_live SET claimed_at = ?2 WHERE id = ?1 AND shown < version \
+                   AND (claimed_at IS NULL OR claimed_at < ?3) \
+                   AND (next_attempt_at IS NULL OR next_attempt_at <= ?2 + 999) \
+                 RETURNING id, project, destination, html, version, message_id, slot_at, attempts",
+                &[id.into(), now.millis().into(), stale_before.millis().into()],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let recipient = crate::json::read(row.opt_str("destination").unwrap_or(""))
+            .map_err(|e| StoreError::Row(format!("live message {id}: destination: {e}")))?;
+        Ok(Some(ClaimedLive {
+            id,
+            project: row.text("project").map_err(StoreError::row)?,
+            recipient,
+            html: row.text("html").map_err(StoreError::row)?,
+            version: row.int("version").map_err(StoreError::row)?,
+            message_id: row.opt_int("message_id"),
+            slot_at: row.opt_int("slot_at").map(Timestamp::from_millis),
+            attempts: row
+                .opt_int("attempts")
+                .and_then(|a| u32::try_from(a).ok())
+                .unwrap_or(0),
+        }))
+    }
+
+    /// Records an attempt and frees the row; `true` when newer text is waiting (then
+    /// the caller queues the row again).
+    pub async fn record(
+        &self,
+        id: i64,
+        outcome: &LiveOutcome,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (sql, params): (&str, Vec<crate::ports::SqlValue>) = match outcome {
+            LiveOutcome::Shown {
+                version,
+                message_id,
+            } => (
+                "UPDATE telegram_live SET shown = MAX(shown, ?2), message_id = ?3, slot_at = NULL, \
+                   attempts = 0, last_error = NULL, next_attempt_at = NULL, claimed_at = NULL, updated_at = ?4 \
+                 WHERE id = ?1 RETURNING shown < version AS more",
+                vec![id.into(), (*version).into(), (*message_id).into(), now.millis().into()],
+            ),
+            LiveOutcome::Wait { at, slot } => (
+                "UPDATE telegram_live SET slot_at = CASE WHEN ?3 = 1 THEN ?2 END, next_attempt_at = ?2, \
+                   claimed_at = NULL, updated_at = ?4 WHERE id = ?1 RETURNING 0 AS more",
+                vec![id.into(), at.millis().into(), i64::from(*slot).into(), now.millis().into()],
+            ),
+            LiveOutcome::Retry { error, at } => (
+                "UPDATE telegram_live SET attempts = attempts + 1, last_error = ?3, next_attempt_at = ?2, \
+                   slot_at = NULL, claimed_at = NULL, updated_at = ?4 WHERE id = ?1 RETURNING 0 AS more",
+                vec![id.into(), at.millis().into(), error.as_str().into(), now.millis().into()],
+            ),
+            LiveOutcome::Failed { version, error } => (
+                "UPDATE telegram_live SET shown = MAX(shown, ?2), last_error = ?3, attempts = 0, \
+                   next_attempt_at = NULL, slot_at = NULL, claimed_at = NULL, updated_at = ?4 \
+                 WHERE id = ?1 RETURNING shown < version AS more",
+                vec![id.into(), (*version).into(), error.as_str().into(), now.millis().into()],
+            ),
+        };
+        let rows = self.sql.query(sql, &params).await?;
+        Ok(rows.first().and_then(|r| r.opt_int("more")) == Some(1))
+    }
+
+    /// Rows behind their text whose queue message was evidently lost (due, or
+    /// claimed, before `cutoff`).
+    pub async fn lost(&self, cutoff: Timestamp) -> Result<Vec<i64>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT id FROM telegram_live WHERE shown < version AND \
+                   ((claimed_at IS NULL AND COALESCE(next_attempt_at, updated_at) < ?1) OR claimed_at < ?1) \
+                 ORDER BY id LIMIT 100",
+                &[cutoff.millis().into()],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| r.opt_int("id")).collect())
+    }
+
+    /// After the sweep queued row `id` again: due now, free.
+    pub async fn requeued(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE telegram_live SET claimed_at = NULL, slot_at = NULL, next_attempt_at = ?2, \
+                   updated_at = ?2 WHERE id = ?1",
+                &[id.into(), now.millis().into()],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// `subject`'s message in each destination: (chat, thread, message id).
+    pub async fn messages(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<(String, String, Option<i64>)>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT chat_id, thread, message_id FROM telegram_live WHERE subject = ?1 ORDER BY id",
+                &[subject.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.opt_text("chat_id").unwrap_or_default(),
+                    r.opt_text("thread").unwrap_or_default(),
+                    r.opt_int("message_id"),
+                )
+            })
+            .collect())
+    }
+}
