@@ -83,6 +83,9 @@ before(async () => {
       GITHUB_API_BASE: gh.base,
       TELEGRAM_BOT_TOKEN: BOT,
       TELEGRAM_CHAT_ID: CHAT,
+      // The flows' messages unpaced: these scenarios are about the flows (the pace
+      // has its own suite, telegram.test.mjs).
+      TELEGRAM_PACE: "off",
       TELEGRAM_API_BASE: tg.base,
       PUBLIC_URL: "https://notifier.example.com",
       HEALTH_CHECK_INTERVAL_SECONDS: "1",
