@@ -16,6 +16,8 @@ const APP_ID = "424242";
 const { privateKey: APP_KEY, publicKey: APP_PUBLIC } = appKeyPair();
 const BOT = "42:e2e-bot";
 const CHAT = "-100777";
+const ONCALL = "-100778";
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let worker;
 let gh;
@@ -70,7 +72,7 @@ const helloApp = () => ({
 
 before(async () => {
   gh = await fakeGithub({ appId: APP_ID, publicKey: APP_PUBLIC });
-  tg = await fakeTelegram({ token: BOT, chatId: CHAT });
+  tg = await fakeTelegram({ token: BOT, chatId: CHAT, chats: [ONCALL] });
   target = await fakeTarget();
   fly = await fakeFly({ token: FLY_TOKEN });
   worker = await startWorker({
@@ -259,7 +261,9 @@ describe("deploys", () => {
     assert.equal((await admin("POST", "/api/deliveries/no-such-delivery/replay")).status, 404);
   });
 
-  test("a failed deploy is reverted to the last finalized commit", async () => {
+  test("a failed deploy is reverted to the last finalized commit, and a route for failures gets its message", async () => {
+    const oncall = { match: { source: "deploy", outcome: ["failure"] }, destinations: [{ chat_id: ONCALL }], continue: true };
+    assert.equal((await admin("PUT", "/api/routes/oncall", oncall)).status, 201);
     target.state.failHookFor.add(sha("c"));
     await deliver("push", push("Codertocat/Hello-World", sha("c"), sha("b")));
     const done = await waitForJob("hello", sha("c"), ["reverted", "failed"]);
@@ -269,6 +273,16 @@ describe("deploys", () => {
     assert.deepEqual(target.hooks.slice(-2).map((h) => h.sha), [sha("c"), sha("b")]);
     const statuses = gh.requests.filter((r) => r.path.endsWith("/statuses")).map((r) => r.body.state);
     assert.equal(statuses.at(-1), "failure");
+    // On-call hears of the job once it failed, in one message kept current; the
+    // default chat's message followed it from the start.
+    const until = Date.now() + 15_000;
+    const current = (m) => m.edits.at(-1)?.visible ?? m.visible;
+    const oncallJob = () => tg.inChat(ONCALL).filter((m) => m.text.includes(sha("c").slice(0, 7)));
+    while (!oncallJob().some((m) => current(m).startsWith("↩️ Deploy hello")) && Date.now() < until) await sleep(100);
+    assert.equal(oncallJob().length, 1, "one message in the on-call chat");
+    assert.match(current(oncallJob()[0]), /^↩️ Deploy hello → production/);
+    assert.equal(tg.inChat(CHAT).filter((m) => m.text.includes(sha("c").slice(0, 7))).length, 1);
+    assert.equal((await admin("DELETE", "/api/routes/oncall")).status, 200);
   });
 
   test("with nothing to revert to, or a failing revert, the job ends failed", async () => {

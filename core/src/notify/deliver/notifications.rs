@@ -1,0 +1,428 @@
+//! Notifications: routed into one row per destination, each row sent once at its
+//! chat's pace, retried on its own, or joining a digest.
+
+use super::post::{Post, Posted, Text};
+use super::*;
+
+/// What one destination row's attempt came to, and what waits on the queue.
+struct Attempted {
+    outcome: SendOutcome,
+    later: Option<(JobMessage, u32)>,
+    log: String,
+}
+
+impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
+    /// Routes and delivers the notifications `ids` (one batch of `notify` messages).
+    pub async fn deliver(&self, route: &Router<'_>, ids: &[i64], now: Timestamp) -> Vec<Delivered> {
+        let claimed = match self
+            .notifications()
+            .claim(ids, now, Self::stale_before(now))
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => return retry_all(ids, &format!("claim failed: {e}")),
+        };
+        let mut results: Vec<Delivered> = ids
+            .iter()
+            .filter(|id| !claimed.iter().any(|c| c.id == **id))
+            .map(|&id| Delivered {
+                id,
+                verdict: Verdict::Ack,
+                log: format!("notification {id}: already handled"),
+            })
+            .collect();
+        let telegram = match &self.config.telegram {
+            Ok(t) => t,
+            Err(missing) => {
+                let outcomes: Vec<Outcome> =
+                    claimed.iter().map(|c| not_configured(c, missing)).collect();
+                let saved = self.notifications().record(&outcomes, now).await;
+                results.extend(claimed.iter().zip(&outcomes).map(|(c, o)| {
+                    let error = match o {
+                        Outcome::Final { error, .. } => error.as_str(),
+                        _ => "",
+                    };
+                    with_saved(
+                        c.id,
+                        format!(
+                            "notification {} ({}): {error}",
+                            c.id,
+                            c.deployment.dedupe_key()
+                        ),
+                        &saved,
+                    )
+                }));
+                return results;
+            }
+        };
+
+        // Route: every destination its own row, added once however often this runs.
+        let mut unrouted = Vec::new();
+        let mut planned = Vec::new();
+        for c in &claimed {
+            let recipients = route(&c.deployment);
+            if recipients.is_empty() {
+                unrouted.push(Outcome::Final {
+                    id: c.id,
+                    status: NotificationStatus::NotSent,
+                    error: "no route: no route matches this deployment".into(),
+                });
+            }
+            planned.push((c.id, recipients));
+        }
+        let rows: Vec<(i64, &Recipient)> = planned
+            .iter()
+            .flat_map(|(id, rs)| rs.iter().map(move |r| (*id, r)))
+            .collect();
+        let routed: Vec<i64> = planned
+            .iter()
+            .filter(|(_, rs)| !rs.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        let added = self.sends().add(&rows, now).await;
+        let saved = self.notifications().record(&unrouted, now).await;
+        for o in &unrouted {
+            if let Outcome::Final { id, .. } = o {
+                results.push(with_saved(
+                    *id,
+                    format!("notification {id}: no route matches it; recorded as not sent"),
+                    &saved,
+                ));
+            }
+        }
+        if let Err(e) = added {
+            results.extend(retry_all(&routed, &format!("routing failed: {e}")));
+            return results;
+        }
+        let log = self.run_rows(telegram, &routed, false, now).await;
+        match log {
+            Ok(lines) => results.extend(routed.iter().map(|&id| Delivered {
+                id,
+                verdict: Verdict::Ack,
+                log: lines_for(&lines, id, || format!("notification {id}: nothing due")),
+            })),
+            Err(e) => results.extend(retry_all(&routed, &e.to_string())),
+        }
+        results
+    }
+
+    /// Delivers destination rows `ids` whose wait is over (`telegram_send` messages).
+    pub async fn deliver_rows(&self, ids: &[i64], now: Timestamp) -> Vec<Delivered> {
+        let Ok(telegram) = &self.config.telegram else {
+            return ids
+                .iter()
+                .map(|&id| Delivered {
+                    id,
+                    verdict: Verdict::Ack,
+                    log: format!(
+                        "telegram delivery {id}: Telegram is not configured; left waiting"
+                    ),
+                })
+                .collect();
+        };
+        match self.run_rows(telegram, ids, true, now).await {
+            Ok(lines) => ids
+                .iter()
+                .map(|&id| Delivered {
+                    id,
+                    verdict: Verdict::Ack,
+                    log: lines_for(&lines, id, || {
+                        format!("telegram delivery {id}: nothing due")
+                    }),
+                })
+                .collect(),
+            Err(e) => retry_all(ids, &e.to_string()),
+        }
+    }
+
+    /// Claims the due rows (of notifications `ids`, or the rows `ids`), attempts each,
+    /// records the outcomes and queues what waits. Returns a log line per
+    /// notification id (or row id, `by_row`).
+    async fn run_rows(
+        &self,
+        telegram: &TelegramConfig,
+        ids: &[i64],
+        by_row: bool,
+        now: Timestamp,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let claimed = self
+            .sends()
+            .claim(ids, by_row, now, Self::stale_before(now))
+            .await?;
+        // Rows of one destination one after another (each takes the chat's next
+        // slot in turn); destinations side by side, a few at a time.
+        let mut groups: Vec<Vec<ClaimedSend>> = Vec::new();
+        for c in claimed {
+            match groups
+                .iter_mut()
+                .find(|g| g[0].recipient.chat_id == c.recipient.chat_id)
+            {
+                Some(g) => g.push(c),
+                None => groups.push(vec![c]),
+            }
+        }
+        let client = TelegramClient::new(self.http, telegram);
+        let client = &client;
+        let runs: Vec<crate::concurrent::Boxed<'_, Vec<(i64, i64, Attempted)>>> = groups
+            .into_iter()
+            .map(|group| {
+                Box::pin(async move {
+                    let mut out = Vec::with_capacity(group.len());
+                    for c in group {
+                        let a = self.attempt(client, &c, now).await;
+                        out.push((c.id, c.notification_id, a));
+                    }
+                    out
+                }) as crate::concurrent::Boxed<'_, _>
+            })
+            .collect();
+        let attempted = crate::concurrent::bounded(runs, MAX_CONCURRENT_SENDS).await;
+        let attempted: Vec<(i64, i64, Attempted)> = attempted.into_iter().flatten().collect();
+        let outcomes: Vec<SendOutcome> = attempted
+            .iter()
+            .map(|(_, _, a)| a.outcome.clone())
+            .collect();
+        self.sends().record(&outcomes, now).await?;
+        let mut notifications: Vec<i64> = attempted.iter().map(|(_, n, _)| *n).collect();
+        notifications.dedup();
+        self.sends().settle(&notifications, now).await?;
+        let mut lines = Vec::new();
+        for (id, notification, a) in attempted {
+            let mut log = a.log;
+            if let Some((message, delay)) = a.later {
+                if let Err(e) = self.queue.send_later(&message, delay).await {
+                    log.push_str(&format!(" (queueing it failed: {e}; the sweep will)"));
+                }
+            }
+            lines.push((if by_row { id } else { notification }, log));
+        }
+        Ok(lines)
+    }
+
+    /// One destination row: its topic, its slot, its send.
+    async fn attempt(
+        &self,
+        client: &TelegramClient<'_, H>,
+        c: &ClaimedSend,
+        now: Timestamp,
+    ) -> Attempted {
+        let r = &c.recipient;
+        let d = &c.deployment;
+        let tag = format!(
+            "notification {} → {}{}",
+            c.notification_id,
+            r.chat_id,
+            thread_tag(&r.thread)
+        );
+        let message = message_for(r, d);
+        let holds = c.slot_at.is_some_and(|s| s.millis() <= now.millis() + 999);
+        let posted = self
+            .post(
+                client,
+                Post {
+                    recipient: r,
+                    project: &d.project_name,
+                    holds,
+                    may_digest: true,
+                    text: Text::New(&message),
+                },
+                now,
+            )
+            .await;
+        match posted {
+            Posted::Sent {
+                message_id,
+                went_to,
+                note,
+            } => Attempted {
+                outcome: SendOutcome::Sent {
+                    id: c.id,
+                    message_id,
+                    thread: went_to,
+                },
+                later: None,
+                log: format!("{tag}: sent as message {message_id}{note}"),
+            },
+            Posted::Wait { at, slot, why } => {
+                let outcome = if slot {
+                    SendOutcome::Waiting {
+                        id: c.id,
+                        slot_at: at,
+                    }
+                } else {
+                    SendOutcome::Later { id: c.id, at }
+                };
+                Attempted {
+                    outcome,
+                    later: Some((
+                        JobMessage::TelegramSend { id: c.id },
+                        delay_seconds(now, at).unwrap_or(0),
+                    )),
+                    log: format!("{tag}: {why}"),
+                }
+            }
+            Posted::Digest { thread, pace } => self.join_digest(c, &thread, pace, now, &tag).await,
+            Posted::Failed(e) => self.failed_attempt(c, e, now, &tag),
+        }
+    }
+
+    /// The row joins its destination's open digest; the first to join schedules the
+    /// digest's send at the chat's next slot.
+    async fn join_digest(
+        &self,
+        c: &ClaimedSend,
+        thread: &str,
+        pace: Pace,
+        now: Timestamp,
+        tag: &str,
+    ) -> Attempted {
+        let store_failed = |e: StoreError| telegram::SendOutcome::Transient {
+            error: e.to_string(),
+        };
+        let digest = match self
+            .sends()
+            .open_digest(&c.recipient, thread, DIGEST_WINDOW_MS, now)
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => return self.failed_attempt(c, store_failed(e), now, tag),
+        };
+        let later = match self
+            .schedule_digest(digest, &c.recipient.chat_id, thread, pace, now)
+            .await
+        {
+            Ok(later) => later,
+            Err(e) => return self.failed_attempt(c, store_failed(e), now, tag),
+        };
+        Attempted {
+            outcome: SendOutcome::Digested {
+                id: c.id,
+                digest_id: digest,
+            },
+            later,
+            log: format!("{tag}: joins digest {digest}"),
+        }
+    }
+
+    fn failed_attempt(
+        &self,
+        c: &ClaimedSend,
+        sent: telegram::SendOutcome,
+        now: Timestamp,
+        tag: &str,
+    ) -> Attempted {
+        let attempt = c.attempts + 1;
+        match telegram::decide(sent, attempt) {
+            telegram::DeliveryAction::Sent { message_id } => Attempted {
+                outcome: SendOutcome::Sent {
+                    id: c.id,
+                    message_id,
+                    thread: None,
+                },
+                later: None,
+                log: format!("{tag}: sent as message {message_id}"),
+            },
+            telegram::DeliveryAction::Retry {
+                delay_seconds,
+                error,
+            } => Attempted {
+                log: format!(
+                    "{tag}: attempt {attempt} failed: {error}; retrying in {delay_seconds} s"
+                ),
+                outcome: SendOutcome::Retrying {
+                    id: c.id,
+                    error,
+                    next: now.plus_seconds(i64::from(delay_seconds)),
+                },
+                later: Some((JobMessage::TelegramSend { id: c.id }, delay_seconds)),
+            },
+            telegram::DeliveryAction::GiveUp { error } => Attempted {
+                log: format!("{tag}: failed: {error}"),
+                outcome: SendOutcome::Failed { id: c.id, error },
+                later: None,
+            },
+            telegram::DeliveryAction::Fail { error } => Attempted {
+                log: format!("{tag}: failed permanently: {error}"),
+                outcome: SendOutcome::Failed { id: c.id, error },
+                later: None,
+            },
+        }
+    }
+}
+
+fn retry_all(ids: &[i64], why: &str) -> Vec<Delivered> {
+    ids.iter()
+        .map(|&id| Delivered {
+            id,
+            verdict: Verdict::Retry {
+                delay_seconds: crate::retry::BACKOFF_BASE_SECONDS,
+            },
+            log: format!("notification {id}: {why}"),
+        })
+        .collect()
+}
+
+fn lines_for(lines: &[(i64, String)], id: i64, none: impl Fn() -> String) -> String {
+    let mine: Vec<&str> = lines
+        .iter()
+        .filter(|(i, _)| *i == id)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    if mine.is_empty() {
+        none()
+    } else {
+        mine.join("; ")
+    }
+}
+
+fn with_saved(id: i64, mut log: String, saved: &Result<(), StoreError>) -> Delivered {
+    if let Err(e) = saved {
+        log.push_str(&format!(" (and recording it failed: {e})"));
+    }
+    Delivered {
+        id,
+        verdict: Verdict::Ack,
+        log,
+    }
+}
+
+/// What a notification would have said, when Telegram is not configured: in the
+/// log and in `/api/deliveries`, so a newcomer sees the product work before
+/// setting up a bot.
+fn not_configured(c: &ClaimedNotification, missing: &str) -> Outcome {
+    Outcome::Final {
+        id: c.id,
+        status: NotificationStatus::NotSent,
+        error: format!(
+            "not sent: Telegram is not configured ({missing} is missing); it would have read:\n{}",
+            render(&c.deployment).plain
+        ),
+    }
+}
+
+/// A deployment as routes see it: reported by a hook or found by the poll, it went
+/// out (a success).
+pub fn subject_of(d: &Deployment) -> crate::routes::Subject<'_> {
+    use crate::routes::{Outcome, Source};
+    crate::routes::Subject {
+        source: match d.source {
+            crate::notify::Source::Hook => Source::Notify,
+            crate::notify::Source::Poll => Source::Poll,
+        },
+        project: &d.project_name,
+        environment: Some(&d.environment),
+        branch: d.branch.as_deref(),
+        outcome: Outcome::Success,
+    }
+}
+
+/// A destination's message: its template's rendering, or the built-in message (a
+/// template is checked when its route is saved; one that no longer parses falls
+/// back to the built-in message rather than losing the notification).
+fn message_for(recipient: &Recipient, d: &Deployment) -> telegram::Rendered {
+    use crate::template::{Template, Values};
+    match recipient.template.as_deref().map(Template::parse) {
+        Some(Ok(t)) => t.render(&Values::from_deployment(d)),
+        _ => render(d),
+    }
+}
