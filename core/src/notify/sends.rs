@@ -4,7 +4,7 @@
 //! pace's ([`crate::pace`]).
 
 use crate::notify::Deployment;
-use crate::ports::{Row, Sql, StoreError};
+use crate::ports::{Row, Sql, Statement, StoreError};
 pub use crate::routing::Recipient;
 use crate::row::Columns;
 use crate::time::Timestamp;
@@ -132,53 +132,25 @@ impl<S: Sql> SendStore<S> {
         rows.iter().map(claimed).collect()
     }
 
-    /// Records outcomes in one statement; only rows still claimed move.
-    pub async fn record(&self, outcomes: &[SendOutcome], now: Timestamp) -> Result<(), StoreError> {
-        if outcomes.is_empty() {
+    /// Records outcomes, then brings their notifications' status up to their rows'
+    /// ([`SendStore::settle`]): two statements in one round trip.
+    pub async fn record(
+        &self,
+        outcomes: &[SendOutcome],
+        notifications: &[i64],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let statements: Vec<Statement> = [
+            record_statement(outcomes, now),
+            settle_statement(notifications, now)?,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if statements.is_empty() {
             return Ok(());
         }
-        let rows: Vec<serde_json::Value> = outcomes
-            .iter()
-            .map(|o| match o {
-                SendOutcome::Sent {
-                    id,
-                    message_id,
-                    thread,
-                } => serde_json::json!({"id": id, "s": "sent", "m": message_id, "t": thread}),
-                SendOutcome::Waiting { id, slot_at } => {
-                    serde_json::json!({"id": id, "s": "waiting", "slot": slot_at.millis(), "next": slot_at.millis()})
-                }
-                SendOutcome::Later { id, at } => {
-                    serde_json::json!({"id": id, "s": "retrying", "next": at.millis()})
-                }
-                SendOutcome::Retrying { id, error, next } => serde_json::json!({
-                    "id": id, "s": "retrying", "e": error, "next": next.millis(), "a": 1,
-                }),
-                SendOutcome::Digested { id, digest_id } => {
-                    serde_json::json!({"id": id, "s": "digested", "d": digest_id})
-                }
-                SendOutcome::Failed { id, error } => {
-                    serde_json::json!({"id": id, "s": "failed", "e": error, "a": 1})
-                }
-            })
-            .collect();
-        self.sql
-            .execute(
-                "UPDATE telegram_deliveries SET status = json_extract(o.value, '$.s'), \
-                 message_id = COALESCE(json_extract(o.value, '$.m'), message_id), \
-                 thread_sent = COALESCE(json_extract(o.value, '$.t'), thread_sent), \
-                 slot_at = json_extract(o.value, '$.slot'), \
-                 digest_id = COALESCE(json_extract(o.value, '$.d'), digest_id), \
-                 last_error = json_extract(o.value, '$.e'), \
-                 attempts = attempts + COALESCE(json_extract(o.value, '$.a'), 0), \
-                 next_attempt_at = json_extract(o.value, '$.next'), claimed_at = NULL, updated_at = ?2 \
-                 FROM json_each(?1) AS o \
-                 WHERE telegram_deliveries.id = json_extract(o.value, '$.id') \
-                   AND telegram_deliveries.status = 'sending'",
-                &[serde_json::Value::Array(rows).to_string().into(), now.millis().into()],
-            )
-            .await
-            .map(drop)
+        self.sql.batch(&statements).await
     }
 
     /// Brings each of `notifications`' own status up to its rows': sent once every
@@ -186,29 +158,10 @@ impl<S: Sql> SendStore<S> {
     /// still on its way it stays `sending`, unclaimed (its rows have their own
     /// claims and sweep).
     pub async fn settle(&self, notifications: &[i64], now: Timestamp) -> Result<(), StoreError> {
-        if notifications.is_empty() {
-            return Ok(());
+        match settle_statement(notifications, now)? {
+            Some(s) => self.sql.execute(s.sql, &s.params).await.map(drop),
+            None => Ok(()),
         }
-        let list = serde_json::to_string(notifications).map_err(StoreError::encode)?;
-        self.sql
-            .execute(
-                "UPDATE notifications SET status = COALESCE(agg.s, notifications.status), \
-                   telegram_message_id = CASE WHEN agg.s IS NULL THEN telegram_message_id ELSE agg.m END, \
-                   last_error = CASE WHEN agg.s IS NULL THEN last_error ELSE agg.e END, \
-                   next_attempt_at = NULL, claimed_at = NULL, updated_at = ?2 \
-                 FROM (SELECT notification_id AS nid, \
-                         CASE WHEN SUM(status NOT IN ('sent', 'failed', 'not_sent')) > 0 THEN NULL \
-                              WHEN SUM(status = 'failed') > 0 THEN 'failed' ELSE 'sent' END AS s, \
-                         MIN(message_id) AS m, \
-                         group_concat(CASE WHEN status = 'failed' THEN chat_id || ': ' || last_error END, '; ') AS e \
-                       FROM telegram_deliveries WHERE notification_id IN (SELECT value FROM json_each(?1)) \
-                       GROUP BY notification_id) AS agg \
-                 WHERE notifications.id = agg.nid \
-                   AND notifications.status IN ('pending', 'sending', 'retrying')",
-                &[list.into(), now.millis().into()],
-            )
-            .await
-            .map(drop)
     }
 
     /// Marks a dead-lettered row failed unless it is final; returns its
@@ -610,6 +563,82 @@ pub struct DigestItem {
     /// Not yet shown in the digest's message.
     pub waiting: bool,
     pub deployment: Deployment,
+}
+
+/// The outcomes as one statement; only rows still claimed move.
+fn record_statement(outcomes: &[SendOutcome], now: Timestamp) -> Option<Statement> {
+    if outcomes.is_empty() {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| match o {
+            SendOutcome::Sent {
+                id,
+                message_id,
+                thread,
+            } => serde_json::json!({"id": id, "s": "sent", "m": message_id, "t": thread}),
+            SendOutcome::Waiting { id, slot_at } => {
+                serde_json::json!({"id": id, "s": "waiting", "slot": slot_at.millis(), "next": slot_at.millis()})
+            }
+            SendOutcome::Later { id, at } => {
+                serde_json::json!({"id": id, "s": "retrying", "next": at.millis()})
+            }
+            SendOutcome::Retrying { id, error, next } => serde_json::json!({
+                "id": id, "s": "retrying", "e": error, "next": next.millis(), "a": 1,
+            }),
+            SendOutcome::Digested { id, digest_id } => {
+                serde_json::json!({"id": id, "s": "digested", "d": digest_id})
+            }
+            SendOutcome::Failed { id, error } => {
+                serde_json::json!({"id": id, "s": "failed", "e": error, "a": 1})
+            }
+        })
+        .collect();
+    Some(Statement {
+        sql: "UPDATE telegram_deliveries SET status = json_extract(o.value, '$.s'), \
+             message_id = COALESCE(json_extract(o.value, '$.m'), message_id), \
+             thread_sent = COALESCE(json_extract(o.value, '$.t'), thread_sent), \
+             slot_at = json_extract(o.value, '$.slot'), \
+             digest_id = COALESCE(json_extract(o.value, '$.d'), digest_id), \
+             last_error = json_extract(o.value, '$.e'), \
+             attempts = attempts + COALESCE(json_extract(o.value, '$.a'), 0), \
+             next_attempt_at = json_extract(o.value, '$.next'), claimed_at = NULL, updated_at = ?2 \
+             FROM json_each(?1) AS o \
+             WHERE telegram_deliveries.id = json_extract(o.value, '$.id') \
+               AND telegram_deliveries.status = 'sending'",
+        params: vec![
+            serde_json::Value::Array(rows).to_string().into(),
+            now.millis().into(),
+        ],
+    })
+}
+
+/// The notifications' status from their rows' ([`SendStore::settle`]).
+fn settle_statement(
+    notifications: &[i64],
+    now: Timestamp,
+) -> Result<Option<Statement>, StoreError> {
+    if notifications.is_empty() {
+        return Ok(None);
+    }
+    let list = serde_json::to_string(notifications).map_err(StoreError::encode)?;
+    Ok(Some(Statement {
+        sql: "UPDATE notifications SET status = COALESCE(agg.s, notifications.status), \
+               telegram_message_id = CASE WHEN agg.s IS NULL THEN telegram_message_id ELSE agg.m END, \
+               last_error = CASE WHEN agg.s IS NULL THEN last_error ELSE agg.e END, \
+               next_attempt_at = NULL, claimed_at = NULL, updated_at = ?2 \
+             FROM (SELECT notification_id AS nid, \
+                     CASE WHEN SUM(status NOT IN ('sent', 'failed', 'not_sent')) > 0 THEN NULL \
+                          WHEN SUM(status = 'failed') > 0 THEN 'failed' ELSE 'sent' END AS s, \
+                     MIN(message_id) AS m, \
+                     group_concat(CASE WHEN status = 'failed' THEN chat_id || ': ' || last_error END, '; ') AS e \
+                   FROM telegram_deliveries WHERE notification_id IN (SELECT value FROM json_each(?1)) \
+                   GROUP BY notification_id) AS agg \
+             WHERE notifications.id = agg.nid \
+               AND notifications.status IN ('pending', 'sending', 'retrying')",
+        params: vec![list.into(), now.millis().into()],
+    }))
 }
 
 fn claimed(row: &Row) -> Result<ClaimedSend, StoreError> {

@@ -149,14 +149,17 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             .sends()
             .claim(ids, by_row, now, Self::stale_before(now))
             .await?;
-        // Rows of one destination one after another (each takes the chat's next
-        // slot in turn); destinations side by side, a few at a time.
+        // A paced chat's rows one after another (each takes the chat's next slot in
+        // turn, so they go out in order); everything else side by side, a few at a
+        // time.
         let mut groups: Vec<Vec<ClaimedSend>> = Vec::new();
         for c in claimed {
-            match groups
-                .iter_mut()
-                .find(|g| g[0].recipient.chat_id == c.recipient.chat_id)
-            {
+            let paced = c.recipient.pace().is_some();
+            match groups.iter_mut().find(|g| {
+                paced
+                    && g[0].recipient.pace().is_some()
+                    && g[0].recipient.chat_id == c.recipient.chat_id
+            }) {
                 Some(g) => g.push(c),
                 None => groups.push(vec![c]),
             }
@@ -182,10 +185,9 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             .iter()
             .map(|(_, _, a)| a.outcome.clone())
             .collect();
-        self.sends().record(&outcomes, now).await?;
         let mut notifications: Vec<i64> = attempted.iter().map(|(_, n, _)| *n).collect();
         notifications.dedup();
-        self.sends().settle(&notifications, now).await?;
+        self.sends().record(&outcomes, &notifications, now).await?;
         let mut lines = Vec::new();
         for (id, notification, a) in attempted {
             let mut log = a.log;
