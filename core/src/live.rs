@@ -27,6 +27,8 @@ pub struct Live<'a> {
     pub outcome: Outcome,
     /// Telegram HTML; the flow escapes what it puts in.
     pub html: String,
+    /// Its fields, for a destination that names a template (`status`, `job_url`, …).
+    pub values: crate::template::Values,
     /// Without a sound wherever it goes.
     pub silent: bool,
     /// The app's `telegram_chat_id`: a route of its own for its messages.
@@ -64,8 +66,20 @@ pub async fn show<S: Sql + Copy, Q: Queue>(
     for r in &mut recipients {
         r.silent |= live.silent;
     }
+    // A destination's template renders the message's fields (checked when its route
+    // was saved; one that no longer parses falls back to the built-in text).
+    let shown: Vec<(Recipient, String)> = recipients
+        .into_iter()
+        .map(|r| {
+            let html = match r.template.as_deref().map(crate::template::Template::parse) {
+                Some(Ok(t)) => t.render(&live.values).html,
+                _ => live.html.clone(),
+            };
+            (r, html)
+        })
+        .collect();
     let changed = match LiveStore::new(sql)
-        .upsert(&live.subject, live.project, &recipients, &live.html, now)
+        .upsert(&live.subject, live.project, &shown, now)
         .await
     {
         Ok(ids) => ids,
@@ -116,24 +130,23 @@ impl<S: Sql> LiveStore<S> {
         LiveStore { sql }
     }
 
-    /// Records what `subject`'s message should read in each of `recipients`, in one
+    /// Records what `subject`'s message should read in each destination, in one
     /// statement; returns the rows that are new or whose text changed.
     pub async fn upsert(
         &self,
         subject: &str,
         project: &str,
-        recipients: &[Recipient],
-        html: &str,
+        shown: &[(Recipient, String)],
         now: Timestamp,
     ) -> Result<Vec<i64>, StoreError> {
-        if recipients.is_empty() {
+        if shown.is_empty() {
             return Ok(Vec::new());
         }
-        let list: Vec<serde_json::Value> = recipients
+        let list: Vec<serde_json::Value> = shown
             .iter()
-            .map(|r| {
+            .map(|(r, html)| {
                 serde_json::json!({
-                    "route": r.route, "chat": r.chat_id, "thread": r.thread,
+                    "route": r.route, "chat": r.chat_id, "thread": r.thread, "html": html,
                     "dest": serde_json::to_string(r).unwrap_or_default(),
                 })
             })
@@ -144,8 +157,9 @@ impl<S: Sql> LiveStore<S> {
                 "INSERT INTO telegram_live \
                  (subject, project, route, chat_id, thread, destination, html, created_at, updated_at) \
                  SELECT ?1, ?2, json_extract(value, '$.route'), json_extract(value, '$.chat'), \
-                   json_extract(value, '$.thread'), json_extract(value, '$.dest'), ?3, ?4, ?4 \
-                 FROM json_each(?5) WHERE true \
+                   json_extract(value, '$.thread'), json_extract(value, '$.dest'), \
+                   json_extract(value, '$.html'), ?3, ?3 \
+                 FROM json_each(?4) WHERE true \
                  ON CONFLICT (subject, chat_id, thread) DO UPDATE SET html = excluded.html, \
                    version = telegram_live.version + 1, updated_at = excluded.updated_at \
                  WHERE telegram_live.html <> excluded.html \
@@ -153,7 +167,6 @@ impl<S: Sql> LiveStore<S> {
                 &[
                     subject.into(),
                     project.into(),
-                    html.into(),
                     now.millis().into(),
                     serde_json::Value::Array(list).to_string().into(),
                 ],

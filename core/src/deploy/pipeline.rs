@@ -22,6 +22,7 @@ use crate::ports::{Http, Queue, SqlValue, StoreError};
 use crate::retry::{backoff_seconds, seconds_until};
 use crate::routes::{Outcome, Source};
 use crate::telegram::escape_html;
+use crate::template::{Field, Values};
 use crate::time::Timestamp;
 
 /// Health checks are tried this many times (waits double from the interval).
@@ -768,7 +769,9 @@ pub async fn notify_job<P: Ports>(
         JobStatus::Failed | JobStatus::Reverted | JobStatus::Cancelled => Outcome::Failure,
         JobStatus::Waiting | JobStatus::Processing | JobStatus::Reverting => Outcome::InProgress,
     };
+    let values = job_values(deps.config, &job);
     let live = Live {
+        values,
         subject: format!("job:{job_id}"),
         source: Source::Deploy,
         project: &job.app,
@@ -780,6 +783,46 @@ pub async fn notify_job<P: Ports>(
         app_chat: app.and_then(|a| a.telegram_chat_id.as_deref()),
     };
     crate::live::show(deps.config, deps.sql, deps.queue, &live, now).await
+}
+
+/// A job's fields for a destination's template.
+fn job_values(config: &crate::config::Config, job: &super::store::Job) -> Values {
+    let head = job
+        .commits
+        .iter()
+        .find(|c| c.id.as_str() == job.sha)
+        .or(job.commits.last());
+    let mut v = Values::default()
+        .with(Field::Project, job.app.as_str())
+        .with(Field::Environment, job.environment.as_str())
+        .with(
+            Field::EnvironmentEmoji,
+            crate::html::env_emoji(&job.environment),
+        )
+        .with(Field::Commit, job.sha.as_str())
+        .with(
+            Field::CommitShort,
+            job.sha.chars().take(7).collect::<String>(),
+        )
+        .with(Field::Status, job.status.as_str())
+        .with(
+            Field::Time,
+            Timestamp::from_millis(job.updated_at).to_human(),
+        );
+    v.set(
+        Field::Branch,
+        job.git_ref.strip_prefix("refs/heads/").map(str::to_owned),
+    );
+    v.set(Field::CommitSubject, head.map(|c| c.subject.clone()));
+    v.set(Field::Author, job.pusher.clone());
+    v.set(
+        Field::JobUrl,
+        config
+            .public_url
+            .as_ref()
+            .map(|u| format!("{u}/api/jobs/{}", job.id)),
+    );
+    v
 }
 
 /// Used by the Telegram message.

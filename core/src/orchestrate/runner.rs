@@ -30,6 +30,7 @@ use crate::ports::Queue;
 use crate::ports::{Http, Sql, StoreError};
 use crate::retry::{backoff_seconds, seconds_until, StepClaims};
 use crate::routes::{Outcome, Source};
+use crate::template::{Field, Values};
 use crate::time::Timestamp;
 
 /// The `kind` of workflows made by `POST /api/services`.
@@ -599,7 +600,12 @@ pub async fn announce<S: Sql + Copy, Q: Queue>(
         WorkflowStatus::Succeeded => Outcome::Success,
         WorkflowStatus::Failed => Outcome::Failure,
     };
+    let values = Values::default()
+        .with(Field::Project, wf.name.as_str())
+        .with(Field::Status, wf.status.as_str())
+        .with(Field::Time, now.to_human());
     let live = Live {
+        values,
         subject: format!("workflow:{workflow_id}"),
         source: Source::Workflow,
         project: &wf.name,

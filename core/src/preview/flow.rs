@@ -29,6 +29,7 @@ use crate::retry::backoff_seconds;
 use crate::routes::{Outcome, Source};
 use crate::secret::Secret;
 use crate::secrets::{EnvType, SecretStore, SecretsError};
+use crate::template::{Field as Shows, Values};
 use crate::time::Timestamp;
 
 /// Records a `pull_request` event for every app that previews the repository and
@@ -747,7 +748,21 @@ impl<P: Ports> Ctx<'_, '_, P> {
             Shown::Failed(_) => Outcome::Failure,
             Shown::Queued { .. } | Shown::Deploying => Outcome::InProgress,
         };
+        let mut values = Values::default()
+            .with(Shows::Project, p.app.as_str())
+            .with(Shows::Environment, "preview")
+            .with(Shows::EnvironmentEmoji, crate::html::env_emoji("preview"))
+            .with(Shows::Branch, p.head_ref.as_str())
+            .with(Shows::Commit, p.head_sha.as_str())
+            .with(
+                Shows::CommitShort,
+                p.head_sha.as_str().chars().take(7).collect::<String>(),
+            )
+            .with(Shows::Status, p.status.as_str())
+            .with(Shows::Time, self.now.to_human());
+        values.set(Shows::Url, Some(p.url.clone()).filter(|u| !u.is_empty()));
         let live = Live {
+            values,
             subject: format!("preview:{}", p.id),
             source: Source::Preview,
             project: &p.app,

@@ -670,6 +670,9 @@ fn job_message(outcome: crate::routes::Outcome, html: &str) -> crate::live::Live
         branch: Some("main"),
         outcome,
         html: html.into(),
+        values: crate::template::Values::default()
+            .with(crate::template::Field::Project, "shop")
+            .with(crate::template::Field::Status, "failed"),
         silent: false,
         app_chat: None,
     }
@@ -761,4 +764,23 @@ fn a_route_for_failures_gets_a_jobs_message_only_once_it_fails() {
     );
     assert_eq!(tg.sent[1]["text"], "failed");
     assert_eq!(tg.edits.len(), 1, "the default chat's message is edited");
+}
+
+#[test]
+fn a_destination_with_a_template_shows_a_jobs_fields_in_its_own_words() {
+    use crate::routes::{Outcome, RouteName, RouteSpec, RouteStore};
+    let tg = Rc::new(RefCell::new(Telegram::default()));
+    let s = Scene::new(simulated(tg.clone()));
+    let spec = RouteSpec::parse(
+        br#"{"match": {"source": "deploy"}, "destinations": [{"chat_id": "-999", "template": "<b>{{project}}</b> is {{status}}"}]}"#,
+    )
+    .expect("route");
+    block_on(RouteStore::new(&s.db).put(&RouteName::parse("short").expect("name"), &spec, t(0)))
+        .expect("stored");
+    s.show(&job_message(Outcome::Failure, "the built-in text"), t(0));
+    s.run_live(t(0));
+    let tg = tg.borrow();
+    assert_eq!(tg.sent.len(), 1);
+    assert_eq!(tg.sent[0]["chat_id"], "-999");
+    assert_eq!(tg.sent[0]["text"], "<b>shop</b> is failed");
 }
