@@ -206,28 +206,18 @@ async fn telegram_batch<P: Ports>(
     jobs: &[JobMessage],
     now: Timestamp,
 ) -> Vec<(usize, Handled)> {
-    let pick = |want: fn(&JobMessage) -> Option<i64>| -> Vec<(usize, i64)> {
-        jobs.iter()
-            .enumerate()
-            .filter_map(|(i, j)| want(j).map(|id| (i, id)))
-            .collect()
-    };
-    let notify = pick(|j| match j {
-        JobMessage::Notify { id } => Some(*id),
-        _ => None,
-    });
-    let sends = pick(|j| match j {
-        JobMessage::TelegramSend { id } => Some(*id),
-        _ => None,
-    });
-    let digests = pick(|j| match j {
-        JobMessage::TelegramDigest { id } => Some(*id),
-        _ => None,
-    });
-    let live = pick(|j| match j {
-        JobMessage::TelegramLive { id } => Some(*id),
-        _ => None,
-    });
+    // Each kind's messages, with their place in `jobs`.
+    let (mut notify, mut sends, mut digests, mut live) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, job) in jobs.iter().enumerate() {
+        match job {
+            JobMessage::Notify { id } => notify.push((i, *id)),
+            JobMessage::TelegramSend { id } => sends.push((i, *id)),
+            JobMessage::TelegramDigest { id } => digests.push((i, *id)),
+            JobMessage::TelegramLive { id } => live.push((i, *id)),
+            _ => {}
+        }
+    }
     let courier = courier(deps);
     let mut out = Vec::new();
     let mut give = |indexed: &[(usize, i64)], delivered: Vec<Delivered>| {

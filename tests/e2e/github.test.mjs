@@ -17,7 +17,6 @@ const { privateKey: APP_KEY, publicKey: APP_PUBLIC } = appKeyPair();
 const BOT = "42:e2e-bot";
 const CHAT = "-100777";
 const ONCALL = "-100778";
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let worker;
 let gh;

@@ -15,54 +15,66 @@ pub async fn sweep<S: Sql + Copy, Q: Queue>(
     let mut log = Vec::new();
     let cutoff = now.minus_seconds(i64::from(config.sweep_after_seconds));
     let sends = SendStore::new(sql);
-    match sends.lost(cutoff, 100).await {
-        Ok(ids) => {
-            for id in ids {
-                let line = match queue.send(&JobMessage::TelegramSend { id }).await {
-                    Ok(()) => match sends.requeued(id, now).await {
-                        Ok(()) => format!("telegram delivery {id} re-enqueued"),
-                        Err(e) => format!("telegram delivery {id} re-enqueued, not marked: {e}"),
-                    },
-                    Err(e) => format!("telegram delivery {id}: {e}"),
-                };
-                log.push(line);
-            }
-        }
-        Err(e) => log.push(format!("telegram deliveries: {e}")),
-    }
-    match sends.lost_digests(cutoff).await {
-        Ok(ids) => {
-            for id in ids {
-                let line = match queue.send(&JobMessage::TelegramDigest { id }).await {
-                    Ok(()) => match sends.schedule_flush(id, now, now).await {
-                        Ok(()) => format!("digest {id} re-enqueued"),
-                        Err(e) => format!("digest {id} re-enqueued, not marked: {e}"),
-                    },
-                    Err(e) => format!("digest {id}: {e}"),
-                };
-                log.push(line);
-            }
-        }
-        Err(e) => log.push(format!("digests: {e}")),
-    }
     let live = crate::live::LiveStore::new(sql);
-    match live.lost(cutoff).await {
-        Ok(ids) => {
-            for id in ids {
-                let line = match queue.send(&JobMessage::TelegramLive { id }).await {
-                    Ok(()) => match live.requeued(id, now).await {
-                        Ok(()) => format!("live message {id} re-enqueued"),
-                        Err(e) => format!("live message {id} re-enqueued, not marked: {e}"),
-                    },
-                    Err(e) => format!("live message {id}: {e}"),
-                };
-                log.push(line);
+    let lost = [
+        (Lost::Send, sends.lost(cutoff, 100).await),
+        (Lost::Digest, sends.lost_digests(cutoff).await),
+        (Lost::Live, live.lost(cutoff).await),
+    ];
+    for (kind, ids) in lost {
+        let what = kind.name();
+        let ids = match ids {
+            Ok(ids) => ids,
+            Err(e) => {
+                log.push(format!("{what}s: {e}"));
+                continue;
             }
+        };
+        for id in ids {
+            if let Err(e) = queue.send(&kind.message(id)).await {
+                log.push(format!("{what} {id}: {e}"));
+                continue;
+            }
+            // Due now, so the next sweep leaves it alone for another grace period.
+            let marked = match kind {
+                Lost::Send => sends.requeued(id, now).await,
+                Lost::Digest => sends.schedule_flush(id, now, now).await,
+                Lost::Live => live.requeued(id, now).await,
+            };
+            log.push(match marked {
+                Ok(()) => format!("{what} {id} re-enqueued"),
+                Err(e) => format!("{what} {id} re-enqueued, not marked: {e}"),
+            });
         }
-        Err(e) => log.push(format!("live messages: {e}")),
     }
     if let Err(e) = PaceStore::new(sql).prune(now).await {
         log.push(format!("pace: {e}"));
     }
     log
+}
+
+/// What the sweep finds lost.
+#[derive(Clone, Copy)]
+enum Lost {
+    Send,
+    Digest,
+    Live,
+}
+
+impl Lost {
+    fn name(self) -> &'static str {
+        match self {
+            Lost::Send => "telegram delivery",
+            Lost::Digest => "digest",
+            Lost::Live => "live message",
+        }
+    }
+
+    fn message(self, id: i64) -> JobMessage {
+        match self {
+            Lost::Send => JobMessage::TelegramSend { id },
+            Lost::Digest => JobMessage::TelegramDigest { id },
+            Lost::Live => JobMessage::TelegramLive { id },
+        }
+    }
 }

@@ -85,6 +85,26 @@ impl Scene {
         }
     }
 
+    /// One chat paced as Telegram paces a group, with digests from `threshold`
+    /// waiting, and the simulated Telegram behind it.
+    fn paced(threshold: u32) -> (Rc<RefCell<Telegram>>, Scene) {
+        let tg = Rc::new(RefCell::new(Telegram::default()));
+        let mut s = Scene::new(simulated(tg.clone()));
+        let pace = Pace {
+            digest_threshold: threshold,
+            ..Pace::TELEGRAM
+        };
+        s.routes = vec![recipient("-100", Some(pace))];
+        (tg, s)
+    }
+
+    /// `n` deployments of projects `<prefix>0`… accepted at `at`.
+    fn burst(&self, prefix: &str, n: usize, at: Timestamp) -> Vec<i64> {
+        (0..n)
+            .map(|i| self.accept(&dep(&format!("{prefix}{i}"), "b"), at))
+            .collect()
+    }
+
     fn courier(&self) -> Courier<'_, FakeHttp, &SqliteSql, MemoryQueue> {
         Courier {
             config: &self.config,
@@ -434,16 +454,8 @@ fn logs_never_carry_the_bot_token() {
 
 #[test]
 fn a_paced_chat_gets_one_message_a_second_and_a_burst_becomes_a_digest() {
-    let tg = Rc::new(RefCell::new(Telegram::default()));
-    let mut s = Scene::new(simulated(tg.clone()));
-    let pace = Pace {
-        digest_threshold: 2,
-        ..Pace::TELEGRAM
-    };
-    s.routes = vec![recipient("-100", Some(pace))];
-    let ids: Vec<i64> = (0..8)
-        .map(|i| s.accept(&dep(&format!("p{i}"), "b"), t(0)))
-        .collect();
+    let (tg, s) = Scene::paced(2);
+    let ids = s.burst("p", 8, t(0));
     s.deliver(&ids, t(0));
     // The first goes at once, two wait for their slots, the rest join a digest.
     let statuses: Vec<String> = ids.iter().map(|id| s.status(*id)).collect();
@@ -484,24 +496,14 @@ fn a_paced_chat_gets_one_message_a_second_and_a_burst_becomes_a_digest() {
 
 #[test]
 fn lines_that_arrive_while_a_digest_is_open_edit_it_in_place() {
-    let tg = Rc::new(RefCell::new(Telegram::default()));
-    let mut s = Scene::new(simulated(tg.clone()));
-    let pace = Pace {
-        digest_threshold: 1,
-        ..Pace::TELEGRAM
-    };
-    s.routes = vec![recipient("-100", Some(pace))];
-    let first: Vec<i64> = (0..4)
-        .map(|i| s.accept(&dep(&format!("a{i}"), "b"), t(0)))
-        .collect();
+    let (tg, s) = Scene::paced(1);
+    let first = s.burst("a", 4, t(0));
     s.deliver(&first, t(0));
     s.run_queue_until(t(10), t(0));
     assert_eq!(tg.borrow().edits.len(), 0);
     let sent_before = tg.borrow().sent.len();
     // More arrive within the minute: they join the open digest, which is edited.
-    let more: Vec<i64> = (0..2)
-        .map(|i| s.accept(&dep(&format!("b{i}"), "b"), t(10)))
-        .collect();
+    let more = s.burst("b", 2, t(10));
     s.deliver(&more, t(10));
     s.run_queue_until(t(30), t(10));
     let tg = tg.borrow();
