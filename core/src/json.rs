@@ -152,8 +152,15 @@ pub fn read<T: FromJson>(s: &str) -> Result<T, Error> {
 
 /// [`read`] for bytes.
 pub fn read_slice<T: FromJson>(s: &[u8]) -> Result<T, Error> {
-    let v: Value = serde_json::from_slice(s).map_err(Error::Syntax)?;
+    let v = parse(s)?;
     Ok(T::from_json(&v, Path::Root)?)
+}
+
+/// The text parsed, for every `T` of [`read_slice`]: not generic, so the parse and
+/// its checks are in the Worker once rather than once per type read.
+#[inline(never)]
+fn parse(s: &[u8]) -> Result<Value, Error> {
+    serde_json::from_slice(s).map_err(Error::Syntax)
 }
 
 /// A request body that is not the JSON its reader expects. The message names the
@@ -165,13 +172,19 @@ pub struct BadBody(pub String);
 
 /// Reads a JSON request body as a `T`; see [`BadBody`] for its errors.
 pub fn read_body<T: FromJson>(body: &[u8], root_hint: &str) -> Result<T, BadBody> {
-    read_slice(body).map_err(|e| match e {
+    read_slice(body).map_err(|e| bad_body(e, root_hint))
+}
+
+/// [`read_body`]'s error, one copy for every `T`.
+#[inline(never)]
+fn bad_body(e: Error, root_hint: &str) -> BadBody {
+    match e {
         Error::Syntax(e) => BadBody(format!("malformed JSON: {e}")),
         Error::Invalid(e) if e.path.is_empty() && e.kind == Kind::Invalid => {
             BadBody(root_hint.to_owned())
         }
         Error::Invalid(e) => BadBody(e.to_string()),
-    })
+    }
 }
 
 /// Reads a `T` out of an already parsed value.
