@@ -91,7 +91,7 @@ impl<'a, H: Http> FlyClient<'a, H> {
     ) -> Result<HttpResponse, HttpError> {
         let url = format!("{}{path}", self.config.api_base);
         let mut req = match body {
-            Some(b) => HttpRequest::post_json(url, b.to_string(), REQUEST_TIMEOUT_MS),
+            Some(b) => HttpRequest::post_json(url, crate::json::text(&b), REQUEST_TIMEOUT_MS),
             None => HttpRequest::get(url, REQUEST_TIMEOUT_MS),
         };
         req.method = method;

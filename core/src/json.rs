@@ -192,6 +192,14 @@ pub fn from_value<T: FromJson>(v: &Value) -> Result<T, Invalid> {
     T::from_json(v, Path::Root)
 }
 
+/// `v` as compact JSON text, as `v.to_string()` writes it. `Value`'s `Display` carries
+/// the pretty printer too (for `{:#}`), and writes through a formatter of its own:
+/// every document the Worker sends or stores is written here instead.
+pub fn text(v: &Value) -> String {
+    // Cannot fail: a `Value`'s maps have string keys.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 /// The integer at `pointer` (`/id`) of an answer.
 pub fn int_at(v: &Value, pointer: &str) -> Option<i64> {
     v.pointer(pointer).and_then(Value::as_i64)
@@ -590,6 +598,12 @@ mod tests {
             "invalid type: string \"x\", expected an object"
         );
         assert!(error("{").starts_with("malformed JSON"));
+    }
+
+    #[test]
+    fn text_is_what_display_writes() {
+        let v = serde_json::json!({"b": [1, 2.5, null, "é\"\n"], "a": {"x": true}});
+        assert_eq!(text(&v), v.to_string());
     }
 
     #[test]

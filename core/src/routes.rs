@@ -850,9 +850,7 @@ impl<S: Sql> RouteStore<S> {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         // Through a `Value`, the one serialiser the admin answers use too.
-        let definition = serde_json::to_value(spec)
-            .map_err(StoreError::encode)?
-            .to_string();
+        let definition = json::text(&serde_json::to_value(spec).map_err(StoreError::encode)?);
         let existed = !self
             .sql
             .query(

@@ -76,7 +76,7 @@ pub(crate) fn api_request(
     bearer: &str,
 ) -> HttpRequest {
     let mut req = match body {
-        Some(b) => HttpRequest::post_json(url, b.to_string(), REQUEST_TIMEOUT_MS),
+        Some(b) => HttpRequest::post_json(url, crate::json::text(&b), REQUEST_TIMEOUT_MS),
         None => HttpRequest::get(url, REQUEST_TIMEOUT_MS),
     };
     req.method = method;
