@@ -69,31 +69,65 @@ pub enum Kind {
 
 /// A document without the shape its reader expects: where, what kind of wrong, and
 /// what exactly (in serde's words, so messages read the same as before this reader
-/// existed).
+/// existed). Its [`Problem`] is boxed: every reader returns `Result<T, Invalid>` and
+/// passes errors up field by field, and one pointer moves in less code than the
+/// three fields.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Invalid(Box<Problem>);
+
+/// What an [`Invalid`] says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
+pub struct Problem {
     pub path: String,
     pub kind: Kind,
     pub problem: String,
 }
 
+impl std::ops::Deref for Invalid {
+    type Target = Problem;
+
+    fn deref(&self) -> &Problem {
+        &self.0
+    }
+}
+
+/// As the unboxed struct was: `Invalid { path, kind, problem }`.
+impl fmt::Debug for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invalid")
+            .field("path", &self.0.path)
+            .field("kind", &self.0.kind)
+            .field("problem", &self.0.problem)
+            .finish()
+    }
+}
+
 impl Invalid {
+    fn new(path: String, kind: Kind, problem: String) -> Self {
+        Invalid(Box::new(Problem {
+            path,
+            kind,
+            problem,
+        }))
+    }
+
     /// A wrong value at `at`.
     pub fn at(at: Path<'_>, problem: impl Into<String>) -> Self {
-        Invalid {
-            path: at.to_string(),
-            kind: Kind::Invalid,
-            problem: problem.into(),
-        }
+        Invalid::new(at.to_string(), Kind::Invalid, problem.into())
     }
 
     /// `key` is absent from the object at `at`.
     pub fn missing(at: Path<'_>, key: &str) -> Self {
-        Invalid {
-            path: at.to_string(),
-            kind: Kind::Missing,
-            problem: format!("missing field `{key}`"),
-        }
+        Invalid::new(
+            at.to_string(),
+            Kind::Missing,
+            format!("missing field `{key}`"),
+        )
+    }
+
+    /// Its path, kind and text, taken out.
+    pub fn into_problem(self) -> Problem {
+        *self.0
     }
 }
 
@@ -417,11 +451,11 @@ impl<'a> Obj<'a> {
     pub fn only(&self, known: &[&str]) -> Result<(), Invalid> {
         match self.map.keys().find(|k| !known.contains(&k.as_str())) {
             None => Ok(()),
-            Some(k) => Err(Invalid {
-                path: Path::Key(&self.at, k).to_string(),
-                kind: Kind::Unknown,
-                problem: format!("unknown field `{k}`, expected {}", one_of(known)),
-            }),
+            Some(k) => Err(Invalid::new(
+                Path::Key(&self.at, k).to_string(),
+                Kind::Unknown,
+                format!("unknown field `{k}`, expected {}", one_of(known)),
+            )),
         }
     }
 }

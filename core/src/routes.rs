@@ -702,10 +702,13 @@ impl RouteSpec {
             json::Error::Invalid(e) if e.path.is_empty() && e.kind == Kind::Invalid => {
                 RouteError::field("", "body must be a JSON object describing the route")
             }
-            json::Error::Invalid(e) => RouteError::Field {
-                field: e.path,
-                problem: e.problem,
-            },
+            json::Error::Invalid(e) => {
+                let e = e.into_problem();
+                RouteError::Field {
+                    field: e.path,
+                    problem: e.problem,
+                }
+            }
         })?;
         spec.validate()?;
         Ok(spec)
