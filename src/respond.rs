@@ -41,7 +41,7 @@ pub fn finish(result: Result<Reply, ApiError>) -> worker::Result<Response> {
     let (status, body, allow) = match result {
         Ok(reply) => {
             timing = reply.server_timing;
-            (reply.status, reply.body.to_string(), None)
+            (reply.status, edge_core::json::text(&reply.body), None)
         }
         Err(e) => {
             let allow = match &e {

@@ -94,18 +94,24 @@ pub async fn github_for<P: Ports>(
 }
 
 /// Why a flow could not do what an event or message asked. The text is for logs
-/// and the delivery log, never for responses.
+/// and the delivery log, never for responses. Boxed ([`Failure`]): it passes up
+/// through every step of the flows' async state machines, and one pointer is less to
+/// keep and move than the largest kind.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProcessError(Box<Failure>);
+
+/// What a flow's [`ProcessError`] is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProcessError {
+pub enum Failure {
     /// The database failed: retried.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The `JOBS` queue refused a message: retried.
     #[error(transparent)]
-    Queue(#[from] QueueError),
+    Queue(QueueError),
     /// GitHub failed (retried) or refused (for good).
     #[error(transparent)]
-    Github(#[from] GithubError),
+    Github(GithubError),
     /// It will never work; recorded as failed.
     #[error("{0}")]
     Permanent(String),
@@ -117,19 +123,75 @@ pub enum ProcessError {
     },
 }
 
+impl From<Failure> for ProcessError {
+    fn from(f: Failure) -> Self {
+        ProcessError(Box::new(f))
+    }
+}
+
+impl From<StoreError> for ProcessError {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e).into()
+    }
+}
+
+impl From<QueueError> for ProcessError {
+    fn from(e: QueueError) -> Self {
+        Failure::Queue(e).into()
+    }
+}
+
+impl From<GithubError> for ProcessError {
+    fn from(e: GithubError) -> Self {
+        Failure::Github(e).into()
+    }
+}
+
+/// As the kind itself, as when it was not boxed.
+impl std::fmt::Debug for ProcessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ProcessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 impl ProcessError {
+    /// It will never work; recorded as failed.
+    #[expect(
+        non_snake_case,
+        reason = "named as the kind it makes, so call sites read ProcessError::Permanent(text)"
+    )]
+    pub fn Permanent(why: String) -> ProcessError {
+        Failure::Permanent(why).into()
+    }
+
+    pub fn failure(&self) -> &Failure {
+        &self.0
+    }
+
     /// Whether trying again later may work.
     pub fn is_transient(&self) -> bool {
-        match self {
-            ProcessError::Store(_) | ProcessError::Queue(_) | ProcessError::During { .. } => true,
-            ProcessError::Github(e) => e.is_transient(),
-            ProcessError::Permanent(_) => false,
+        match &*self.0 {
+            Failure::Store(_) | Failure::Queue(_) | Failure::During { .. } => true,
+            Failure::Github(e) => e.is_transient(),
+            Failure::Permanent(_) => false,
         }
     }
 
     /// Names what the flow was doing when the database failed: `"{what}: {e}"`.
     pub fn during(what: &'static str) -> impl Fn(StoreError) -> ProcessError {
-        move |source| ProcessError::During { what, source }
+        move |source| Failure::During { what, source }.into()
     }
 }
 

@@ -11,19 +11,57 @@ use crate::ports::Http;
 /// One call may take this long; `wait` asks Fly to hold for up to 60 s.
 pub const REQUEST_TIMEOUT_MS: u32 = 70_000;
 
+/// A failed Fly.io call. Boxed ([`FlyFailure`]), as `GithubError` is: it passes up
+/// through every `?` of the preview and deploy flows.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FlyError(Box<FlyFailure>);
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FlyError {
+pub enum FlyFailure {
     #[error("Fly.io {0}")]
     Transient(String),
     #[error("Fly.io {0}")]
     Rejected(String),
 }
 
+#[expect(
+    non_snake_case,
+    reason = "named as the kinds they make, so call sites read FlyError::Transient(text)"
+)]
 impl FlyError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, FlyError::Transient(_))
+    pub fn Transient(e: String) -> FlyError {
+        FlyError(Box::new(FlyFailure::Transient(e)))
+    }
+
+    pub fn Rejected(e: String) -> FlyError {
+        FlyError(Box::new(FlyFailure::Rejected(e)))
     }
 }
+
+impl FlyError {
+    pub fn is_transient(&self) -> bool {
+        matches!(*self.0, FlyFailure::Transient(_))
+    }
+
+    pub fn failure(&self) -> &FlyFailure {
+        &self.0
+    }
+}
+
+/// As the kind itself, as when it was not boxed.
+impl std::fmt::Debug for FlyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for FlyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for FlyError {}
 
 #[derive(Debug, Clone, FromJson)]
 pub struct Machine {
@@ -91,7 +129,7 @@ impl<'a, H: Http> FlyClient<'a, H> {
     ) -> Result<HttpResponse, HttpError> {
         let url = format!("{}{path}", self.config.api_base);
         let mut req = match body {
-            Some(b) => HttpRequest::post_json(url, b.to_string(), REQUEST_TIMEOUT_MS),
+            Some(b) => HttpRequest::post_json(url, crate::json::text(&b), REQUEST_TIMEOUT_MS),
             None => HttpRequest::get(url, REQUEST_TIMEOUT_MS),
         };
         req.method = method;

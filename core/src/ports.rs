@@ -51,8 +51,16 @@ impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
 }
 
 /// A failure of the database (or KV); the text is for logs, never for responses.
+/// Boxed: every store call returns `Result<_, StoreError>` through the flows' async
+/// state machines, and one pointer is less to keep and move than a kind and a text.
+/// The kinds are built as before (`StoreError::Row(text)`, by functions of the
+/// variants' names) and read with [`StoreError::failure`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreError(Box<StoreFailure>);
+
+/// What failed in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreError {
+pub enum StoreFailure {
     /// The binding is not there.
     Unbound(String),
     /// D1, SQLite or KV failed the call.
@@ -63,6 +71,32 @@ pub enum StoreError {
     Encode(String),
 }
 
+#[expect(
+    non_snake_case,
+    reason = "named as the kinds they make, so call sites read StoreError::Row(text)"
+)]
+impl StoreError {
+    /// The binding is not there.
+    pub fn Unbound(e: String) -> StoreError {
+        StoreError(Box::new(StoreFailure::Unbound(e)))
+    }
+
+    /// D1, SQLite or KV failed the call.
+    pub fn Driver(e: String) -> StoreError {
+        StoreError(Box::new(StoreFailure::Driver(e)))
+    }
+
+    /// A stored row does not read back as what was written.
+    pub fn Row(e: String) -> StoreError {
+        StoreError(Box::new(StoreFailure::Row(e)))
+    }
+
+    /// A value could not be written (as JSON).
+    pub fn Encode(e: String) -> StoreError {
+        StoreError(Box::new(StoreFailure::Encode(e)))
+    }
+}
+
 impl StoreError {
     pub fn row(e: impl std::fmt::Display) -> StoreError {
         StoreError::Row(e.to_string())
@@ -71,17 +105,28 @@ impl StoreError {
     pub fn encode(e: impl std::fmt::Display) -> StoreError {
         StoreError::Encode(e.to_string())
     }
+
+    pub fn failure(&self) -> &StoreFailure {
+        &self.0
+    }
+}
+
+/// As the kind itself (`Row("...")`), as when it was not boxed.
+impl std::fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 // By hand rather than derived: one format for every kind keeps the Worker small
 // (and every kind carries a String, so dropping one is one free).
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let detail = match self {
-            StoreError::Unbound(e)
-            | StoreError::Driver(e)
-            | StoreError::Row(e)
-            | StoreError::Encode(e) => e,
+        let detail = match &*self.0 {
+            StoreFailure::Unbound(e)
+            | StoreFailure::Driver(e)
+            | StoreFailure::Row(e)
+            | StoreFailure::Encode(e) => e,
         };
         write!(f, "database error: {detail}")
     }

@@ -702,10 +702,13 @@ impl RouteSpec {
             json::Error::Invalid(e) if e.path.is_empty() && e.kind == Kind::Invalid => {
                 RouteError::field("", "body must be a JSON object describing the route")
             }
-            json::Error::Invalid(e) => RouteError::Field {
-                field: e.path,
-                problem: e.problem,
-            },
+            json::Error::Invalid(e) => {
+                let e = e.into_problem();
+                RouteError::Field {
+                    field: e.path,
+                    problem: e.problem,
+                }
+            }
         })?;
         spec.validate()?;
         Ok(spec)
@@ -850,9 +853,7 @@ impl<S: Sql> RouteStore<S> {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         // Through a `Value`, the one serialiser the admin answers use too.
-        let definition = serde_json::to_value(spec)
-            .map_err(StoreError::encode)?
-            .to_string();
+        let definition = json::text(&serde_json::to_value(spec).map_err(StoreError::encode)?);
         let existed = !self
             .sql
             .query(

@@ -254,7 +254,7 @@ impl<'a, H: Http> TelegramClient<'a, H> {
         let body = serde_json::json!({ "chat_id": chat_id, "name": name });
         let request = HttpRequest::post_json(
             self.method_url("createForumTopic"),
-            body.to_string(),
+            crate::json::text(&body),
             SEND_TIMEOUT_MS,
         );
         let answer = self.http.send(request).await;
@@ -302,8 +302,11 @@ impl<'a, H: Http> TelegramClient<'a, H> {
 
     /// One Bot API call, its answer classified and scrubbed of the token.
     async fn call(&self, method: &str, body: &serde_json::Value) -> SendOutcome {
-        let request =
-            HttpRequest::post_json(self.method_url(method), body.to_string(), SEND_TIMEOUT_MS);
+        let request = HttpRequest::post_json(
+            self.method_url(method),
+            crate::json::text(body),
+            SEND_TIMEOUT_MS,
+        );
         self.scrub(classify(self.http.send(request).await))
     }
 

@@ -459,7 +459,7 @@ impl<S: Sql> JobStore<S> {
             .execute(
                 "UPDATE deploy_steps SET result = ?3, claimed_at = NULL, due_at = NULL, updated_at = ?4 \
                  WHERE job_id = ?1 AND position = ?2 AND state = 'started'",
-                &[job_id.into(), position.into(), result.to_string().into(), now.millis().into()],
+                &[job_id.into(), position.into(), crate::json::text(result).into(), now.millis().into()],
             )
             .await
             .map(drop)
@@ -485,7 +485,7 @@ impl<S: Sql> JobStore<S> {
                     job_id.into(),
                     position.into(),
                     state.as_str().into(),
-                    result.map(|r| r.to_string()).into(),
+                    result.map(crate::json::text).into(),
                     error.into(),
                     now.millis().into(),
                 ],

@@ -109,7 +109,10 @@ pub fn jwt_signing_input(app_id: &str, now: Timestamp) -> String {
     let iat = now.millis() / 1000 - 60;
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
     let claims = serde_json::json!({ "iat": iat, "exp": iat + 600 - 60, "iss": app_id });
-    format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()))
+    format!(
+        "{header}.{}",
+        URL_SAFE_NO_PAD.encode(crate::json::text(&claims))
+    )
 }
 
 /// Signs a JWT for the App.

@@ -27,8 +27,13 @@ pub struct GithubConfig {
     pub token: Secret,
 }
 
+/// A failed GitHub call. Boxed ([`GithubFailure`]), as `StoreError` is: it passes up
+/// through every `?` of the flows that call GitHub.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GithubError(Box<GithubFailure>);
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GithubError {
+pub enum GithubFailure {
     /// Rate limits, 5xx, network errors: worth retrying.
     #[error("GitHub {0}")]
     Transient(String),
@@ -37,11 +42,54 @@ pub enum GithubError {
     Rejected(String),
 }
 
+#[expect(
+    non_snake_case,
+    reason = "named as the kinds they make, so call sites read GithubError::Rejected(text)"
+)]
 impl GithubError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, GithubError::Transient(_))
+    /// Rate limits, 5xx, network errors: worth retrying.
+    pub fn Transient(e: String) -> GithubError {
+        GithubError(Box::new(GithubFailure::Transient(e)))
+    }
+
+    /// Any other 4xx: GitHub's own message.
+    pub fn Rejected(e: String) -> GithubError {
+        GithubError(Box::new(GithubFailure::Rejected(e)))
     }
 }
+
+impl GithubError {
+    pub fn is_transient(&self) -> bool {
+        matches!(*self.0, GithubFailure::Transient(_))
+    }
+
+    pub fn failure(&self) -> &GithubFailure {
+        &self.0
+    }
+
+    /// GitHub's refusal, if it refused.
+    pub fn rejected(&self) -> Option<&str> {
+        match &*self.0 {
+            GithubFailure::Rejected(e) => Some(e),
+            GithubFailure::Transient(_) => None,
+        }
+    }
+}
+
+/// As the kind itself, as when it was not boxed.
+impl std::fmt::Debug for GithubError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for GithubError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for GithubError {}
 
 pub(crate) fn classify(
     result: Result<HttpResponse, HttpError>,
@@ -76,7 +124,7 @@ pub(crate) fn api_request(
     bearer: &str,
 ) -> HttpRequest {
     let mut req = match body {
-        Some(b) => HttpRequest::post_json(url, b.to_string(), REQUEST_TIMEOUT_MS),
+        Some(b) => HttpRequest::post_json(url, crate::json::text(&b), REQUEST_TIMEOUT_MS),
         None => HttpRequest::get(url, REQUEST_TIMEOUT_MS),
     };
     req.method = method;

@@ -222,7 +222,7 @@ impl<S: Sql> NotificationStore<S> {
                  next_attempt_at = json_extract(o.value, '$.next'), updated_at = ?2 \
                  FROM json_each(?1) AS o \
                  WHERE notifications.id = json_extract(o.value, '$.id') AND notifications.status = 'sending'",
-                &[serde_json::Value::Array(rows).to_string().into(), now.millis().into()],
+                &[crate::json::text(&serde_json::Value::Array(rows)).into(), now.millis().into()],
             )
             .await
             .map(drop)

@@ -252,11 +252,11 @@ impl<H: Http> GithubClient<'_, H> {
         let vars = json!({ "id": node_id, "method": method.graphql() });
         match self.graphql(ENABLE, &vars).await {
             Ok(()) => Ok(AutoMerge::Enabled),
-            Err(GithubError::Rejected(e)) if e.contains("clean status") => {
+            Err(e) if e.rejected().is_some_and(|e| e.contains("clean status")) => {
                 self.graphql(MERGE, &vars).await?;
                 Ok(AutoMerge::MergedNow)
             }
-            Err(GithubError::Rejected(e)) if e.contains("already merged") => {
+            Err(e) if e.rejected().is_some_and(|e| e.contains("already merged")) => {
                 Ok(AutoMerge::AlreadyMerged)
             }
             Err(e) => Err(e),

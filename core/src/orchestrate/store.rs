@@ -183,7 +183,7 @@ impl<S: Sql> WorkflowStore<S> {
                     name.into(),
                     kind.into(),
                     json(definition)?.into(),
-                    input.to_string().into(),
+                    crate::json::text(input).into(),
                     now.millis().into(),
                 ],
             )
