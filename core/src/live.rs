@@ -168,7 +168,7 @@ impl<S: Sql> LiveStore<S> {
                     subject.into(),
                     project.into(),
                     now.millis().into(),
-                    serde_json::Value::Array(list).to_string().into(),
+                    crate::json::text(&serde_json::Value::Array(list)).into(),
                 ],
             )
             .await?;

@@ -587,9 +587,9 @@ async fn trigger<P: Ports>(
     };
     match &deploy.target {
         DeployTarget::DeployHook { url } => {
-            let body =
-                json!({ "app": job.app, "sha": sha.as_str(), "environment": job.environment })
-                    .to_string();
+            let body = crate::json::text(
+                &json!({ "app": job.app, "sha": sha.as_str(), "environment": job.environment }),
+            );
             let req = HttpRequest::post_json(url.clone(), body, TARGET_TIMEOUT_MS)
                 .header("user-agent", "edge-notifier");
             match deps.http.send(req).await {

@@ -96,7 +96,7 @@ impl<S: Sql> SendStore<S> {
                    json_extract(value, '$.thread'), json_extract(value, '$.dest'), 'pending', ?2, ?2 \
                  FROM json_each(?1) WHERE true \
                  ON CONFLICT (notification_id, chat_id, thread) DO NOTHING",
-                &[serde_json::Value::Array(list).to_string().into(), now.millis().into()],
+                &[crate::json::text(&serde_json::Value::Array(list)).into(), now.millis().into()],
             )
             .await
             .map(drop)
@@ -608,7 +608,7 @@ fn record_statement(outcomes: &[SendOutcome], now: Timestamp) -> Option<Statemen
              WHERE telegram_deliveries.id = json_extract(o.value, '$.id') \
                AND telegram_deliveries.status = 'sending'",
         params: vec![
-            serde_json::Value::Array(rows).to_string().into(),
+            crate::json::text(&serde_json::Value::Array(rows)).into(),
             now.millis().into(),
         ],
     })

@@ -67,9 +67,9 @@ impl AdminError {
     pub fn body(&self) -> String {
         match self {
             AdminError::Api(e) => e.body(),
-            AdminError::Conflict(_) => {
-                serde_json::json!({ "success": false, "error": self.to_string() }).to_string()
-            }
+            AdminError::Conflict(_) => crate::json::text(
+                &serde_json::json!({ "success": false, "error": self.to_string() }),
+            ),
             AdminError::Store(_) => ApiError::Unavailable.body(),
         }
     }
