@@ -74,10 +74,18 @@ impl<S: Sql> SendStore<S> {
     }
 
     /// Adds each `(notification, recipient)` row unless it exists (a notification
-    /// routed twice gets its rows once), in one statement.
-    pub async fn add(&self, rows: &[(i64, &Recipient)], now: Timestamp) -> Result<(), StoreError> {
+    /// routed twice gets its rows once), in one statement. With `claimed` the new rows
+    /// are claimed by this consumer as they are added (a notification routed for the
+    /// first time has no other rows); returns them as (row, notification, chat,
+    /// thread).
+    pub async fn add(
+        &self,
+        rows: &[(i64, &Recipient)],
+        claimed: bool,
+        now: Timestamp,
+    ) -> Result<Vec<(i64, i64, String, String)>, StoreError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let list: Vec<serde_json::Value> = rows
             .iter()
@@ -88,18 +96,38 @@ impl<S: Sql> SendStore<S> {
                 })
             })
             .collect();
-        self.sql
-            .execute(
+        let added = self
+            .sql
+            .query(
                 "INSERT INTO telegram_deliveries \
-                 (notification_id, route, chat_id, thread, destination, status, created_at, updated_at) \
+                 (notification_id, route, chat_id, thread, destination, status, claimed_at, created_at, updated_at) \
                  SELECT json_extract(value, '$.n'), json_extract(value, '$.route'), json_extract(value, '$.chat'), \
-                   json_extract(value, '$.thread'), json_extract(value, '$.dest'), 'pending', ?2, ?2 \
+                   json_extract(value, '$.thread'), json_extract(value, '$.dest'), \
+                   CASE WHEN ?3 = 1 THEN 'sending' ELSE 'pending' END, CASE WHEN ?3 = 1 THEN ?2 END, ?2, ?2 \
                  FROM json_each(?1) WHERE true \
-                 ON CONFLICT (notification_id, chat_id, thread) DO NOTHING",
-                &[crate::json::text(&serde_json::Value::Array(list)).into(), now.millis().into()],
+                 ON CONFLICT (notification_id, chat_id, thread) DO NOTHING \
+                 RETURNING id, notification_id, chat_id, thread",
+                &[
+                    crate::json::text(&serde_json::Value::Array(list)).into(),
+                    now.millis().into(),
+                    i64::from(claimed).into(),
+                ],
             )
-            .await
-            .map(drop)
+            .await?;
+        if !claimed {
+            return Ok(Vec::new());
+        }
+        added
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.int("id").map_err(StoreError::row)?,
+                    r.int("notification_id").map_err(StoreError::row)?,
+                    r.text("chat_id").map_err(StoreError::row)?,
+                    r.text("thread").map_err(StoreError::row)?,
+                ))
+            })
+            .collect()
     }
 
     /// Claims the rows of `notifications` (or, with `by_row`, the rows `ids`) that

@@ -79,7 +79,10 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             .filter(|(_, rs)| !rs.is_empty())
             .map(|(id, _)| *id)
             .collect();
-        let added = self.sends().add(&rows, now).await;
+        // Routed for the first time (the usual case), its rows are new: added and
+        // claimed in one statement, from what is already in hand.
+        let first = claimed.iter().all(|c| c.attempt <= 1);
+        let added = self.sends().add(&rows, first, now).await;
         let saved = self.notifications().record(&unrouted, now).await;
         for o in &unrouted {
             if let Outcome::Final { id, .. } = o {
@@ -90,11 +93,36 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                 ));
             }
         }
-        if let Err(e) = added {
-            results.extend(retry_all(&routed, &format!("routing failed: {e}")));
-            return results;
-        }
-        let log = self.run_rows(telegram, &routed, false, now).await;
+        let added = match added {
+            Ok(added) => added,
+            Err(e) => {
+                results.extend(retry_all(&routed, &format!("routing failed: {e}")));
+                return results;
+            }
+        };
+        let log = if first {
+            let sends = added
+                .into_iter()
+                .filter_map(|(id, notification, chat, thread)| {
+                    let c = claimed.iter().find(|c| c.id == notification)?;
+                    let (_, recipients) = planned.iter().find(|(n, _)| *n == notification)?;
+                    let recipient = recipients
+                        .iter()
+                        .find(|r| r.chat_id == chat && r.thread == thread)?;
+                    Some(ClaimedSend {
+                        id,
+                        notification_id: notification,
+                        recipient: recipient.clone(),
+                        slot_at: None,
+                        attempts: 0,
+                        deployment: c.deployment.clone(),
+                    })
+                })
+                .collect();
+            self.run_claimed(telegram, sends, false, now).await
+        } else {
+            self.run_rows(telegram, &routed, false, now).await
+        };
         match log {
             Ok(lines) => results.extend(routed.iter().map(|&id| Delivered {
                 id,
@@ -149,6 +177,17 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             .sends()
             .claim(ids, by_row, now, Self::stale_before(now))
             .await?;
+        self.run_claimed(telegram, claimed, by_row, now).await
+    }
+
+    /// Attempts each claimed row, records the outcomes and queues what waits.
+    async fn run_claimed(
+        &self,
+        telegram: &TelegramConfig,
+        claimed: Vec<ClaimedSend>,
+        by_row: bool,
+        now: Timestamp,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         // A paced chat's rows one after another (each takes the chat's next slot in
         // turn, so they go out in order); everything else side by side, a few at a
         // time.
