@@ -11,6 +11,10 @@ use crate::secret::Secret;
 /// How long one `sendMessage` may take before it counts as a network failure.
 pub const SEND_TIMEOUT_MS: u32 = 10_000;
 
+/// The Workers runtime keeps at most this many connections of one invocation open;
+/// the others wait their turn inside `fetch`.
+pub const RUNTIME_CONNECTIONS: usize = 6;
+
 /// What Telegram's answer to a send means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -180,11 +184,27 @@ pub fn topic_refused(outcome: &SendOutcome) -> bool {
 pub struct TelegramClient<'a, H> {
     http: &'a H,
     config: &'a TelegramConfig,
+    /// How long one call may take ([`TelegramClient::behind`]).
+    timeout_ms: u32,
 }
 
 impl<'a, H: Http> TelegramClient<'a, H> {
     pub fn new(http: &'a H, config: &'a TelegramConfig) -> Self {
-        TelegramClient { http, config }
+        TelegramClient {
+            http,
+            config,
+            timeout_ms: SEND_TIMEOUT_MS,
+        }
+    }
+
+    /// A client for a request made together with `ahead` others: the runtime sends
+    /// six at a time, so its [`SEND_TIMEOUT_MS`] counts from when its turn can come
+    /// (each earlier round ends, at the latest, by its own timeout) rather than from
+    /// the call.
+    pub fn behind(mut self, ahead: usize) -> Self {
+        let rounds = u32::try_from(ahead / RUNTIME_CONNECTIONS).unwrap_or(u32::MAX);
+        self.timeout_ms = SEND_TIMEOUT_MS.saturating_mul(rounds.saturating_add(1));
+        self
     }
 
     /// Sends one message to the configured chat: HTML first; if Telegram cannot
@@ -255,7 +275,7 @@ impl<'a, H: Http> TelegramClient<'a, H> {
         let request = HttpRequest::post_json(
             self.method_url("createForumTopic"),
             crate::json::text(&body),
-            SEND_TIMEOUT_MS,
+            self.timeout_ms,
         );
         let answer = self.http.send(request).await;
         if let Ok(resp) = &answer {
@@ -305,7 +325,7 @@ impl<'a, H: Http> TelegramClient<'a, H> {
         let request = HttpRequest::post_json(
             self.method_url(method),
             crate::json::text(body),
-            SEND_TIMEOUT_MS,
+            self.timeout_ms,
         );
         self.scrub(classify(self.http.send(request).await))
     }

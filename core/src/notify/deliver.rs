@@ -26,11 +26,6 @@ use crate::time::Timestamp;
 /// a few Telegram calls of [`crate::telegram::SEND_TIMEOUT_MS`] each.
 pub const CLAIM_STALE_SECONDS: i64 = 60;
 
-/// At most this many Telegram requests of one batch are in flight at once (the
-/// Workers runtime queues more than six connections, and a request's timeout must
-/// start when it actually goes out, not while it waits behind others).
-pub const MAX_CONCURRENT_SENDS: usize = 6;
-
 /// A digest takes lines for this long after its last one.
 const DIGEST_WINDOW_MS: i64 = 60_000;
 

@@ -203,22 +203,25 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                 None => groups.push(vec![c]),
             }
         }
-        let client = TelegramClient::new(self.http, telegram);
-        let client = &client;
+        // All at once: the runtime sends six at a time, and each request's timeout
+        // allows for the rounds ahead of it, so it counts from when it goes out.
+        let count = groups.len();
         let runs: Vec<crate::concurrent::Boxed<'_, Vec<(i64, i64, Attempted)>>> = groups
             .into_iter()
-            .map(|group| {
+            .enumerate()
+            .map(|(ahead, group)| {
+                let client = TelegramClient::new(self.http, telegram).behind(ahead);
                 Box::pin(async move {
                     let mut out = Vec::with_capacity(group.len());
                     for c in group {
-                        let a = self.attempt(client, &c, now).await;
+                        let a = self.attempt(&client, &c, now).await;
                         out.push((c.id, c.notification_id, a));
                     }
                     out
                 }) as crate::concurrent::Boxed<'_, _>
             })
             .collect();
-        let attempted = crate::concurrent::bounded(runs, MAX_CONCURRENT_SENDS).await;
+        let attempted = crate::concurrent::bounded(runs, count).await;
         let attempted: Vec<(i64, i64, Attempted)> = attempted.into_iter().flatten().collect();
         let outcomes: Vec<SendOutcome> = attempted
             .iter()

@@ -786,3 +786,22 @@ fn a_destination_with_a_template_shows_a_jobs_fields_in_its_own_words() {
     assert_eq!(tg.sent[0]["chat_id"], "-999");
     assert_eq!(tg.sent[0]["text"], "<b>shop</b> is failed");
 }
+
+#[test]
+fn a_sends_timeout_allows_for_the_rounds_ahead_of_it() {
+    // Eight at once into eight chats: the runtime takes six, then two, so the last
+    // two may wait a round before they go out.
+    let mut s = Scene::new(FakeHttp::answering((0..8).map(|i| ok(200 + i)).collect()));
+    s.routes = (0..8)
+        .map(|i| recipient(&format!("-20{i}"), None))
+        .collect();
+    let id = s.accept(&dep("fan", "1"), t(0));
+    s.deliver(&[id], t(0));
+    let mut timeouts: Vec<u32> = s.http.seen.borrow().iter().map(|r| r.timeout_ms).collect();
+    timeouts.sort_unstable();
+    assert_eq!(
+        timeouts,
+        vec![10_000, 10_000, 10_000, 10_000, 10_000, 10_000, 20_000, 20_000]
+    );
+    assert!(s.rows(id).iter().all(|r| r.1 == "sent"));
+}
