@@ -45,7 +45,6 @@ CREATE TABLE telegram_deliveries (
   updated_at       INTEGER NOT NULL,
   UNIQUE (notification_id, chat_id, thread)
 );
-CREATE INDEX telegram_deliveries_by_destination ON telegram_deliveries (chat_id, thread, status);
 CREATE INDEX telegram_deliveries_by_status ON telegram_deliveries (status, next_attempt_at);
 
 -- Per chat: until when Telegram told us to wait (its 429 `retry_after`).
