@@ -147,18 +147,8 @@ impl From<GithubError> for ProcessError {
     }
 }
 
-/// As the kind itself, as when it was not boxed.
-impl std::fmt::Debug for ProcessError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::fmt::Display for ProcessError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+// As the kind itself, as when it was not boxed.
+crate::boxed::reads_as_its_kind!(ProcessError, display);
 
 impl std::error::Error for ProcessError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {

@@ -48,18 +48,8 @@ impl FlyError {
     }
 }
 
-/// As the kind itself, as when it was not boxed.
-impl std::fmt::Debug for FlyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::fmt::Display for FlyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+// As the kind itself, as when it was not boxed.
+crate::boxed::reads_as_its_kind!(FlyError, display);
 
 impl std::error::Error for FlyError {}
 

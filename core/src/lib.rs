@@ -9,6 +9,7 @@ pub mod admin;
 pub mod answers;
 pub mod apps;
 pub mod auth;
+mod boxed;
 pub mod cloudflare;
 pub mod concurrent;
 pub mod config;

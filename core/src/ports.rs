@@ -111,12 +111,8 @@ impl StoreError {
     }
 }
 
-/// As the kind itself (`Row("...")`), as when it was not boxed.
-impl std::fmt::Debug for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+// As the kind itself (`Row("...")`), as when it was not boxed.
+crate::boxed::reads_as_its_kind!(StoreError);
 
 // By hand rather than derived: one format for every kind keeps the Worker small
 // (and every kind carries a String, so dropping one is one free).

@@ -76,18 +76,8 @@ impl GithubError {
     }
 }
 
-/// As the kind itself, as when it was not boxed.
-impl std::fmt::Debug for GithubError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::fmt::Display for GithubError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+// As the kind itself, as when it was not boxed.
+crate::boxed::reads_as_its_kind!(GithubError, display);
 
 impl std::error::Error for GithubError {}
 

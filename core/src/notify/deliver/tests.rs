@@ -98,6 +98,16 @@ impl Scene {
         (tg, s)
     }
 
+    /// One chat's `thread` (a topic id or `auto`) in the simulated `telegram`.
+    fn in_thread(telegram: Telegram, thread: &str) -> (Rc<RefCell<Telegram>>, Scene) {
+        let tg = Rc::new(RefCell::new(telegram));
+        let mut s = Scene::new(simulated(tg.clone()));
+        let mut r = recipient("-100", None);
+        r.thread = thread.into();
+        s.routes = vec![r];
+        (tg, s)
+    }
+
     /// `n` deployments of projects `<prefix>0`… accepted at `at`.
     fn burst(&self, prefix: &str, n: usize, at: Timestamp) -> Vec<i64> {
         (0..n)
@@ -557,14 +567,13 @@ fn a_429_in_one_chat_leaves_another_flowing() {
 
 #[test]
 fn an_auto_topic_is_made_once_per_project_and_remembered() {
-    let tg = Rc::new(RefCell::new(Telegram {
-        forums: vec!["-100"],
-        ..Telegram::default()
-    }));
-    let mut s = Scene::new(simulated(tg.clone()));
-    let mut r = recipient("-100", None);
-    r.thread = "auto".into();
-    s.routes = vec![r];
+    let (tg, s) = Scene::in_thread(
+        Telegram {
+            forums: vec!["-100"],
+            ..Telegram::default()
+        },
+        "auto",
+    );
     let a1 = s.accept(&dep("api", "1"), t(0));
     let a2 = s.accept(&dep("api", "2"), t(0));
     let w = s.accept(&dep("web", "1"), t(0));
@@ -589,11 +598,7 @@ fn an_auto_topic_is_made_once_per_project_and_remembered() {
 
 #[test]
 fn a_chat_that_is_not_a_forum_gets_the_message_itself() {
-    let tg = Rc::new(RefCell::new(Telegram::default()));
-    let mut s = Scene::new(simulated(tg.clone()));
-    let mut r = recipient("-100", None);
-    r.thread = "auto".into();
-    s.routes = vec![r];
+    let (tg, s) = Scene::in_thread(Telegram::default(), "auto");
     let a1 = s.accept(&dep("api", "1"), t(0));
     let a2 = s.accept(&dep("api", "2"), t(0));
     s.deliver(&[a1], t(0));
@@ -606,15 +611,14 @@ fn a_chat_that_is_not_a_forum_gets_the_message_itself() {
 
 #[test]
 fn a_topic_that_is_gone_falls_back_to_the_chat() {
-    let tg = Rc::new(RefCell::new(Telegram {
-        forums: vec!["-100"],
-        gone: vec![77],
-        ..Telegram::default()
-    }));
-    let mut s = Scene::new(simulated(tg.clone()));
-    let mut r = recipient("-100", None);
-    r.thread = "77".into();
-    s.routes = vec![r];
+    let (tg, s) = Scene::in_thread(
+        Telegram {
+            forums: vec!["-100"],
+            gone: vec![77],
+            ..Telegram::default()
+        },
+        "77",
+    );
     let id = s.accept(&dep("api", "1"), t(0));
     let out = s.one(id, t(0));
     assert!(
