@@ -448,7 +448,8 @@ impl<S: Sql> SendStore<S> {
     /// After a digest's message shows `shown` (its message `message_id`): those lines
     /// are sent, lines that did not fit (`overflow`) move to a new digest (this one is
     /// full), and the digest is free again. Returns whether lines are still waiting
-    /// in it (they came meanwhile): then the caller schedules another flush.
+    /// in it (they came meanwhile), and the new digest the overflow went to: the
+    /// caller schedules a flush of each.
     pub async fn digest_sent(
         &self,
         digest: &ClaimedDigest,
@@ -456,7 +457,7 @@ impl<S: Sql> SendStore<S> {
         shown: &[i64],
         overflow: &[i64],
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<DigestSent, StoreError> {
         let shown_list = serde_json::to_string(shown).map_err(StoreError::encode)?;
         self.sql
             .execute(
@@ -466,8 +467,9 @@ impl<S: Sql> SendStore<S> {
                 &[shown_list.into(), message_id.into(), now.millis().into()],
             )
             .await?;
+        let mut next = None;
         if !overflow.is_empty() {
-            let next = self
+            let made = self
                 .sql
                 .query(
                     "INSERT INTO telegram_digests (chat_id, thread, destination, last_item_at, created_at, updated_at) \
@@ -476,7 +478,7 @@ impl<S: Sql> SendStore<S> {
                     &[digest.id.into(), now.millis().into()],
                 )
                 .await?;
-            let next = next
+            let made = made
                 .first()
                 .and_then(|r| r.opt_int("id"))
                 .ok_or_else(|| StoreError::Row("the next digest was not made".into()))?;
@@ -485,27 +487,30 @@ impl<S: Sql> SendStore<S> {
                 .execute(
                     "UPDATE telegram_deliveries SET digest_id = ?2, updated_at = ?3 \
                      WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'digested'",
-                    &[list.into(), next.into(), now.millis().into()],
+                    &[list.into(), made.into(), now.millis().into()],
                 )
                 .await?;
-            self.sql
-                .execute(
-                    "UPDATE telegram_digests SET full = 1 WHERE id = ?1",
-                    &[digest.id.into()],
-                )
-                .await?;
+            next = Some(made);
         }
         let rows = self
             .sql
             .query(
                 "UPDATE telegram_digests SET message_id = ?2, attempts = 0, last_error = NULL, claimed_at = NULL, \
-                   updated_at = ?3, flush_at = CASE WHEN EXISTS (SELECT 1 FROM telegram_deliveries \
+                   updated_at = ?3, full = MAX(full, ?4), flush_at = CASE WHEN EXISTS (SELECT 1 FROM telegram_deliveries \
                      WHERE digest_id = ?1 AND status = 'digested') THEN -1 END \
                  WHERE id = ?1 RETURNING flush_at",
-                &[digest.id.into(), message_id.into(), now.millis().into()],
+                &[
+                    digest.id.into(),
+                    message_id.into(),
+                    now.millis().into(),
+                    i64::from(next.is_some()).into(),
+                ],
             )
             .await?;
-        Ok(rows.first().and_then(|r| r.opt_int("flush_at")).is_some())
+        Ok(DigestSent {
+            more: rows.first().and_then(|r| r.opt_int("flush_at")).is_some(),
+            next,
+        })
     }
 
     /// A digest's send failed: for good (`retry_at` none: every waiting line fails
@@ -566,6 +571,15 @@ impl<S: Sql> SendStore<S> {
             .await?;
         Ok(rows.iter().filter_map(|r| r.opt_int("id")).collect())
     }
+}
+
+/// What [`SendStore::digest_sent`] left to schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestSent {
+    /// Lines came meanwhile: the digest needs another send or edit.
+    pub more: bool,
+    /// The digest the lines that did not fit went to (this one is full).
+    pub next: Option<i64>,
 }
 
 /// A digest claimed for its next send or edit.

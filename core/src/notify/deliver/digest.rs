@@ -115,7 +115,7 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                     .filter(|i| i.waiting)
                     .map(|i| i.id)
                     .collect();
-                let more = self
+                let sent = self
                     .sends()
                     .digest_sent(digest, message_id, &shown_ids, &overflow_ids, now)
                     .await?;
@@ -123,21 +123,19 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                     "digest {id}: message {message_id} shows {} deployments",
                     shown.len()
                 );
-                if more {
+                if sent.more {
                     let (m, delay) = self
                         .schedule_flush(id, &digest.chat_id, &digest.thread, pace, now, now)
                         .await?;
                     self.queue_later(&m, delay, &mut log).await;
                 }
-                if !overflow_ids.is_empty() {
+                if let Some(next) = sent.next {
                     log.push_str(&format!("; {} more start a new digest", overflow_ids.len()));
-                    if let Some(next) = self.next_digest(&overflow_ids).await? {
-                        if let Some((m, delay)) = self
-                            .schedule_digest(next, &digest.chat_id, &digest.thread, pace, now)
-                            .await?
-                        {
-                            self.queue_later(&m, delay, &mut log).await;
-                        }
+                    if let Some((m, delay)) = self
+                        .schedule_digest(next, &digest.chat_id, &digest.thread, pace, now)
+                        .await?
+                    {
+                        self.queue_later(&m, delay, &mut log).await;
                     }
                 }
                 log
@@ -180,21 +178,5 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
         };
         self.sends().settle(&notifications, now).await?;
         Ok(log)
-    }
-
-    async fn next_digest(&self, rows: &[i64]) -> Result<Option<i64>, StoreError> {
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let found = self
-            .sql
-            .query(
-                "SELECT digest_id FROM telegram_deliveries WHERE id = ?1",
-                &[(*first).into()],
-            )
-            .await?;
-        Ok(found
-            .first()
-            .and_then(|r| crate::row::Columns::opt_int(r, "digest_id")))
     }
 }

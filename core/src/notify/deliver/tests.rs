@@ -146,37 +146,41 @@ impl Scene {
     /// as the queue would, until nothing more is due.
     fn run_queue_until(&self, at: Timestamp, from: Timestamp) -> Vec<String> {
         let mut log = Vec::new();
+        // Each waiting message with the time the queue brings it back: its delay
+        // counts from when it was sent (`from` for those already waiting).
+        let mut waiting: Vec<(Timestamp, JobMessage)> = Vec::new();
+        let mut now = from;
         loop {
-            let due: Vec<(JobMessage, u32)> = self.queue.later.borrow_mut().drain(..).collect();
-            if due.is_empty() {
-                return log;
+            for (m, delay) in self.queue.later.borrow_mut().drain(..) {
+                waiting.push((now.plus_seconds(i64::from(delay)), m));
             }
-            let mut keep = Vec::new();
-            for (m, delay) in due {
-                let when = from.plus_seconds(i64::from(delay));
-                if when.millis() > at.millis() {
-                    keep.push((m, delay));
-                    continue;
+            let Some(next) = (0..waiting.len())
+                .filter(|&i| waiting[i].0.millis() <= at.millis())
+                .min_by_key(|&i| waiting[i].0.millis())
+            else {
+                // What is not due by `at` waits on (its delay from `from` again).
+                let later = waiting.into_iter().map(|(when, m)| {
+                    let delay = (when.millis() - from.millis()).max(0) / 1000;
+                    (m, u32::try_from(delay).unwrap_or(u32::MAX))
+                });
+                self.queue.later.borrow_mut().extend(later);
+                return log;
+            };
+            let (when, m) = waiting.remove(next);
+            now = when;
+            let out = match m {
+                JobMessage::TelegramSend { id } => {
+                    block_on(self.courier().deliver_rows(&[id], when))
                 }
-                let out = match m {
-                    JobMessage::TelegramSend { id } => {
-                        block_on(self.courier().deliver_rows(&[id], when))
-                    }
-                    JobMessage::TelegramDigest { id } => {
-                        vec![block_on(self.courier().flush_digest(id, when))]
-                    }
-                    JobMessage::TelegramLive { id } => {
-                        vec![block_on(self.courier().flush_live(id, when))]
-                    }
-                    other => panic!("unexpected {other:?}"),
-                };
-                log.extend(out.into_iter().map(|d| d.log));
-            }
-            let progressed = keep.len() < self.queue.later.borrow().len() + keep.len();
-            self.queue.later.borrow_mut().extend(keep);
-            if !progressed {
-                return log;
-            }
+                JobMessage::TelegramDigest { id } => {
+                    vec![block_on(self.courier().flush_digest(id, when))]
+                }
+                JobMessage::TelegramLive { id } => {
+                    vec![block_on(self.courier().flush_live(id, when))]
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            log.extend(out.into_iter().map(|d| d.log));
         }
     }
 
@@ -808,4 +812,45 @@ fn a_sends_timeout_allows_for_the_rounds_ahead_of_it() {
         vec![10_000, 10_000, 10_000, 10_000, 10_000, 10_000, 20_000, 20_000]
     );
     assert!(s.rows(id).iter().all(|r| r.1 == "sent"));
+}
+
+#[test]
+fn a_digest_that_fills_up_leaves_the_rest_to_a_new_digest() {
+    let (tg, s) = Scene::paced(1);
+    let url = format!("https://example.com/{}", "x".repeat(400));
+    let ids: Vec<i64> = (0..25)
+        .map(|i| {
+            let d = hook_deployment(json!({"type": "worker", "projectName": format!("p{i}"),
+                                           "deploymentId": "b", "url": url}));
+            s.accept(&d, t(0))
+        })
+        .collect();
+    s.deliver(&ids, t(0));
+    s.run_queue_until(t(120), t(0));
+    let statuses: Vec<String> = ids.iter().map(|id| s.status(*id)).collect();
+    assert!(statuses.iter().all(|st| st == "sent"), "{statuses:?}");
+    // Every digest message fits Telegram's limit; more than one was needed, each
+    // deployment is in exactly one of them.
+    let tg = tg.borrow();
+    let digests: Vec<&str> = tg
+        .sent
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .filter(|t| t.starts_with("<b>📦"))
+        .collect();
+    assert!(digests.len() >= 2, "{} digests", digests.len());
+    assert!(digests
+        .iter()
+        .all(|t| crate::telegram::utf16_len(t) <= 4096));
+    for i in 0..25 {
+        // A digest line, or a message of its own.
+        let (line, own) = (format!("<b>p{i}</b>"), format!("<b>Project:</b> p{i}\n"));
+        let shown = tg
+            .sent
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .filter(|t| t.contains(&line) || t.contains(&own))
+            .count();
+        assert_eq!(shown, 1, "p{i}");
+    }
 }
