@@ -205,7 +205,6 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
         }
         // All at once: the runtime sends six at a time, and each request's timeout
         // allows for the rounds ahead of it, so it counts from when it goes out.
-        let count = groups.len();
         let runs: Vec<crate::concurrent::Boxed<'_, Vec<(i64, i64, Attempted)>>> = groups
             .into_iter()
             .enumerate()
@@ -221,7 +220,7 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                 }) as crate::concurrent::Boxed<'_, _>
             })
             .collect();
-        let attempted = crate::concurrent::bounded(runs, count).await;
+        let attempted = crate::concurrent::all(runs).await;
         let attempted: Vec<(i64, i64, Attempted)> = attempted.into_iter().flatten().collect();
         let outcomes: Vec<SendOutcome> = attempted
             .iter()
