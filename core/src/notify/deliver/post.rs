@@ -203,10 +203,9 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                     .map_err(store_error)?;
                 Ok(Some(Some(t)))
             }
-            Err(telegram::SendOutcome::Permanent { error }) => {
+            Err(telegram::SendOutcome::Permanent { .. }) => {
                 // Not a forum (or the bot may not manage topics): the chat itself,
                 // remembered so that every message does not ask again.
-                let _ = error;
                 self.sends()
                     .set_topic(&r.chat_id, project, 0)
                     .await
