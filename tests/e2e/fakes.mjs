@@ -159,6 +159,16 @@ const NOT_A_FORUM = "Bad Request: the chat is not a forum";
  * An edit to the very text the message shows is answered 400 "message is not
  * modified" (compared as raw text and parse mode).
  *
+ * Chat-ops: `reply_markup` (an inline keyboard: rows of { text, callback_data of 1 to
+ * 64 bytes }) is checked on sends and edits and kept as `keyboard` (an edit without
+ * one leaves the message none; `keyboard(m)` is what it shows now); `reply_parameters`
+ * as `replyTo`. `press(m, from, data)` and `userMessage(chat, from, text, threadId)`
+ * make the updates Telegram would send, `fromWebhook(body)` does what Telegram does
+ * with a webhook's response (an `answerCallbackQuery`), and `answers` lists the
+ * answers (a query answered twice, or one never handed out, is a violation).
+ * setWebhook, setMyCommands and getMe (`username`) are checked and kept in
+ * `setupCalls`.
+ *
  * Scripts: `script(substring, [responses])` answers the next sends whose text
  * contains `substring` with the given responses ({ status, body }), in order, before
  * falling back to the real checks. A scripted 200 takes a pace slot, a scripted 429
