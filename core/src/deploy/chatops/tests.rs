@@ -20,11 +20,23 @@ fn standing(status: JobStatus, newest: Option<i64>, previous: Option<i64>) -> St
 fn a_job_offers_cancel_while_it_runs_then_roll_back_or_retry_while_it_is_the_latest() {
     use JobStatus::*;
     let b = |status, newest, previous| buttons(5, &standing(status, newest, previous));
-    assert_eq!(b(Waiting, Some(6), None), vec![Action::Cancel], "a waiting job, even an older one");
+    assert_eq!(
+        b(Waiting, Some(6), None),
+        vec![Action::Cancel],
+        "a waiting job, even an older one"
+    );
     assert_eq!(b(Processing, Some(5), None), vec![Action::Cancel]);
-    assert_eq!(b(Reverting, Some(5), Some(4)), vec![], "a revert is seen through");
+    assert_eq!(
+        b(Reverting, Some(5), Some(4)),
+        vec![],
+        "a revert is seen through"
+    );
     assert_eq!(b(Finalized, Some(5), Some(4)), vec![Action::Rollback]);
-    assert_eq!(b(Finalized, Some(5), None), vec![], "nothing earlier to go back to");
+    assert_eq!(
+        b(Finalized, Some(5), None),
+        vec![],
+        "nothing earlier to go back to"
+    );
     assert_eq!(b(Finalized, Some(6), Some(4)), vec![], "a newer job came");
     assert_eq!(b(Failed, Some(5), None), vec![Action::Retry]);
     assert_eq!(b(Reverted, Some(5), Some(4)), vec![Action::Retry]);
@@ -104,10 +116,20 @@ fn where_a_job_stands_is_read_in_one_query() {
     let again = j.add(1, JobStatus::Finalized);
     j.add(3, JobStatus::Cancelled);
     let store = JobStore::new(&j.db);
-    let of = |id| block_on(store.standing(id)).expect("standing").expect("a job");
-    assert_eq!(of(two), standing(JobStatus::Finalized, Some(again), Some(one)));
+    let of = |id| {
+        block_on(store.standing(id))
+            .expect("standing")
+            .expect("a job")
+    };
+    assert_eq!(
+        of(two),
+        standing(JobStatus::Finalized, Some(again), Some(one))
+    );
     // Back at commit 1: what came before it of another commit is job 2.
-    assert_eq!(of(again), standing(JobStatus::Finalized, Some(again), Some(two)));
+    assert_eq!(
+        of(again),
+        standing(JobStatus::Finalized, Some(again), Some(two))
+    );
     assert_eq!(of(one).previous, None);
     assert_eq!(block_on(store.standing(99)).expect("standing"), None);
 }
@@ -117,7 +139,10 @@ fn rollback_offers_the_latest_finalized_job_and_says_why_not_otherwise() {
     let j = Jobs::new();
     let app = j.app();
     let offer = || block_on(rollback_offer(&j.db, &app)).expect("offer");
-    assert_eq!(offer(), RollbackOffer::Nothing("shop has no deploy yet".into()));
+    assert_eq!(
+        offer(),
+        RollbackOffer::Nothing("shop has no deploy yet".into())
+    );
     j.add(1, JobStatus::Finalized);
     assert_eq!(
         offer(),
