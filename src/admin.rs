@@ -111,6 +111,7 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         ["api", "services", name] => Route::Service(name.to_string()),
         ["api", "jobs"] => Route::Jobs,
         ["api", "jobs", id] => Route::Job(id.to_string()),
+        ["api", "telegram", "setup"] => Route::TelegramSetup,
         _ => return Err(ApiError::NotFound),
     };
     authorize(&req, config)?;
@@ -336,6 +337,18 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
             ))
         }
         (Route::Job(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::TelegramSetup, Method::Post) => {
+            let (status, body) =
+                edge_core::chatops::setup(&adapters::FetchHttp, &bindings.kv, config).await?;
+            if status != 200 {
+                console_error!(
+                    "admin: telegram setup: {}",
+                    body["error"].as_str().unwrap_or("")
+                );
+            }
+            Ok(Reply::json(status, body))
+        }
+        (Route::TelegramSetup, _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
         (Route::Services, Method::Post) => {
             let body = json_body(&mut req, MAX_BODY_BYTES).await?;
             let (workflow, log) =
@@ -405,4 +418,5 @@ enum Route {
     Replay(String),
     Jobs,
     Job(String),
+    TelegramSetup,
 }

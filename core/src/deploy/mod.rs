@@ -3,6 +3,7 @@
 //! machines (which moves are allowed, so a late event never moves anything
 //! backwards) and the step plan per deploy target.
 
+pub mod chatops;
 pub mod intake;
 pub mod message;
 pub mod pipeline;
@@ -55,7 +56,9 @@ impl JobStatus {
             // revert to, so "failed" is only ever seen as an end state.
             Reverting => &[Processing],
             Reverted => &[Reverting],
-            Cancelled => &[Waiting],
+            // A newer push cancels a waiting job; an operator may cancel a running
+            // one too (its running step finishes, nothing after it runs).
+            Cancelled => &[Waiting, Processing],
         }
     }
 
@@ -70,6 +73,18 @@ impl JobStatus {
             JobStatus::Finalized | JobStatus::Reverted | JobStatus::Cancelled
         )
     }
+}
+
+/// What a job is for: a push's deploy, or one asked for from chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Deploy,
+    /// Back to the commit of the app's previous finalized job (the one move to an
+    /// older commit besides a failed deploy's revert).
+    Rollback,
+    /// A failed or reverted job's commit, deployed again.
+    Retry,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
@@ -215,7 +230,14 @@ mod tests {
             "a late start after the end"
         );
         assert!(!Waiting.allowed_from().contains(&Processing));
-        assert!(Cancelled.allowed_from() == [Waiting]);
+        assert!(Cancelled.allowed_from() == [Waiting, Processing]);
+        assert!(
+            !Cancelled.allowed_from().contains(&Reverting),
+            "a revert is seen through"
+        );
+        for k in [JobKind::Deploy, JobKind::Rollback, JobKind::Retry] {
+            assert_eq!(JobKind::parse(k.as_str()), Some(k));
+        }
         for s in [
             Waiting, Processing, Finalized, Failed, Reverting, Reverted, Cancelled,
         ] {

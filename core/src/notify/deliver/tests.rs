@@ -685,6 +685,7 @@ fn job_message(outcome: crate::routes::Outcome, html: &str) -> crate::live::Live
             .with(crate::template::Field::Status, "failed"),
         silent: false,
         app_chat: None,
+        buttons: Vec::new(),
     }
 }
 
