@@ -14,11 +14,67 @@ struct Attempted {
 impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
     /// Routes and delivers the notifications `ids` (one batch of `notify` messages).
     pub async fn deliver(&self, route: &Router<'_>, ids: &[i64], now: Timestamp) -> Vec<Delivered> {
-        let claimed = match self
-            .notifications()
+        let claimed = self.claim(ids, now).await;
+        self.deliver_claimed(route, ids, claimed, now).await
+    }
+
+    /// Claims the notifications `ids` for this consumer (those still to deliver).
+    pub async fn claim(
+        &self,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<Vec<ClaimedNotification>, StoreError> {
+        self.notifications()
             .claim(ids, now, Self::stale_before(now))
             .await
-        {
+    }
+
+    /// Gives back claimed notifications that cannot be routed now (`why`): they are
+    /// due again after the backoff, when the retried queue message comes.
+    pub async fn release(
+        &self,
+        ids: &[i64],
+        claimed: Result<Vec<ClaimedNotification>, StoreError>,
+        why: &str,
+        now: Timestamp,
+    ) -> Vec<Delivered> {
+        let delay = crate::retry::BACKOFF_BASE_SECONDS;
+        let back: Vec<Outcome> = claimed
+            .unwrap_or_default()
+            .iter()
+            .map(|c| Outcome::Retrying {
+                id: c.id,
+                error: why.to_owned(),
+                next_attempt_at: now.plus_seconds(i64::from(delay)),
+            })
+            .collect();
+        let saved = self.notifications().record(&back, now).await;
+        ids.iter()
+            .map(|&id| {
+                let mut log = format!("notification {id}: {why}");
+                if let Err(e) = &saved {
+                    log.push_str(&format!(" (and giving its claim back failed: {e})"));
+                }
+                Delivered {
+                    id,
+                    verdict: Verdict::Retry {
+                        delay_seconds: delay,
+                    },
+                    log,
+                }
+            })
+            .collect()
+    }
+
+    /// Routes and delivers what [`Courier::claim`] claimed of `ids`.
+    pub async fn deliver_claimed(
+        &self,
+        route: &Router<'_>,
+        ids: &[i64],
+        claimed: Result<Vec<ClaimedNotification>, StoreError>,
+        now: Timestamp,
+    ) -> Vec<Delivered> {
+        let claimed = match claimed {
             Ok(c) => c,
             Err(e) => return retry_all(ids, &format!("claim failed: {e}")),
         };
