@@ -247,28 +247,28 @@ async fn telegram_batch<P: Ports>(
         }
     };
     if !notify.is_empty() {
-        let routes = routing::Routes::load(deps.sql, deps.config).await;
         let ids: Vec<i64> = notify.iter().map(|(_, id)| *id).collect();
+        // The routes and the claim in one round trip's time: neither needs the other.
+        let (routes, claimed) = futures_util::future::join(
+            routing::Routes::load(deps.sql, deps.config),
+            courier.claim(&ids, now),
+        )
+        .await;
         let delivered = match routes {
             Ok(routes) => {
                 courier
-                    .deliver(
+                    .deliver_claimed(
                         &|d| routes.recipients(&crate::notify::deliver::subject_of(d)),
                         &ids,
+                        claimed,
                         now,
                     )
                     .await
             }
-            Err(e) => ids
-                .iter()
-                .map(|&id| Delivered {
-                    id,
-                    verdict: Verdict::Retry {
-                        delay_seconds: crate::retry::BACKOFF_BASE_SECONDS,
-                    },
-                    log: format!("notification {id}: the routes could not be read: {e}"),
-                })
-                .collect(),
+            Err(e) => {
+                let why = format!("the routes could not be read: {e}");
+                courier.release(&ids, claimed, &why, now).await
+            }
         };
         give(&notify, delivered);
     }
