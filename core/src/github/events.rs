@@ -427,16 +427,20 @@ fn workflow_run(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
 /// `/api/v3` on GitHub Enterprise Server). Only the run id is taken: the review goes
 /// to `GITHUB_API_BASE`, never to a URL from a payload (with the token).
 fn callback_run_id(url: &str, repository: &RepoFullName) -> Option<u64> {
-    let rest = url.strip_suffix("/deployment_protection_rule")?;
-    let (before, run) = rest.rsplit_once("/actions/runs/")?;
-    let repo = before.rsplit_once("/repos/")?.1;
-    let run = run
-        .parse()
-        .ok()
-        .filter(|_| run.bytes().all(|b| b.is_ascii_digit()))?;
-    RepoFullName::parse(repo)
-        .filter(|r| r.same_as(repository))
-        .map(|_| run)
+    // The last seven segments, from the end.
+    let mut back = url.rsplit('/');
+    let mut tail = [""; 7];
+    for t in &mut tail {
+        *t = back.next()?;
+    }
+    let ["deployment_protection_rule", run, "runs", "actions", name, owner, "repos"] = tail else {
+        return None;
+    };
+    let (o, r) = repository.as_str().split_once('/')?;
+    let digits = !run.is_empty() && run.bytes().all(|b| b.is_ascii_digit());
+    (digits && owner.eq_ignore_ascii_case(o) && name.eq_ignore_ascii_case(r))
+        .then(|| run.parse().ok())
+        .flatten()
 }
 
 fn protection_rule(o: Obj<'_>) -> Result<GithubEvent, Invalid> {

@@ -131,25 +131,62 @@ fn run_url(r: &Request, api_base: &str) -> Option<String> {
 /// Its message, Telegram HTML; every value from outside is escaped. `project` is the
 /// app it belongs to (or the repository).
 pub fn render(r: &Request, project: &str, run_url: Option<&str>) -> String {
-    let by = r.decided_by.as_deref().unwrap_or("nobody");
+    // Pushed piece by piece: one `format!` per line costs the upload more.
+    let mut out = String::with_capacity(512);
+    let mut put = |pieces: &[&str]| pieces.iter().for_each(|p| out.push_str(p));
+    let short = &r.sha[..r.sha.len().min(7)];
+    put(&[
+        "<b>🛡 Deployment review: ",
+        &escape_html(project),
+        " → ",
+        &escape_html(&r.environment),
+        "</b>\n<b>Repository:</b> ",
+        &escape_html(&r.repository),
+        "\n<b>Commit:</b> <code>",
+        short,
+        "</code>",
+    ]);
+    if let Some(b) = branch(r) {
+        put(&[" on ", &escape_html(b)]);
+    }
+    let run = r.run_id.to_string();
+    match run_url {
+        Some(url) => put(&[
+            "\n<b>Run:</b> <a href=\"",
+            &escape_html(url),
+            "\">",
+            &run,
+            "</a>",
+        ]),
+        None => put(&["\n<b>Run:</b> ", &run]),
+    }
+    match (&r.trigger, &r.sender) {
+        (Some(t), Some(s)) => put(&[" (", &escape_html(t), " by ", &escape_html(s), ")"]),
+        (Some(t), None) => put(&[" (", &escape_html(t), ")"]),
+        (None, Some(s)) => put(&[" (by ", &escape_html(s), ")"]),
+        (None, None) => {}
+    }
+    put(&["\n<b>Status:</b> "]);
+    let by = escape_html(r.decided_by.as_deref().unwrap_or(""));
     let state = r.state.map_or("decided", Review::as_str);
-    let status = match r.status {
-        Status::Pending => format!(
-            "⏳ waiting for approval until {}",
-            Timestamp::from_millis(r.expires_at).to_human()
-        ),
-        Status::Reviewing if r.decided_by.is_none() => format!(
-            "⌛ nobody decided within {}; rejecting it on GitHub",
-            timeout_text(r)
-        ),
-        Status::Reviewing => format!("📨 {state} by {}; telling GitHub", escape_html(by)),
-        Status::Approved => format!("✅ approved by {}", escape_html(by)),
-        Status::Rejected => format!("❌ rejected by {}", escape_html(by)),
-        Status::TimedOut => format!(
-            "⌛ rejected on GitHub: nobody decided within {}",
-            timeout_text(r)
-        ),
-        Status::Failed => {
+    match (r.status, r.decided_by.is_some()) {
+        (Status::Pending, _) => put(&[
+            "⏳ waiting for approval until ",
+            &Timestamp::from_millis(r.expires_at).to_human(),
+        ]),
+        (Status::Reviewing, false) => put(&[
+            "⌛ nobody decided within ",
+            &timeout_text(r),
+            "; rejecting it on GitHub",
+        ]),
+        (Status::Reviewing, true) => put(&["📨 ", state, " by ", &by, "; telling GitHub"]),
+        (Status::Approved, _) => put(&["✅ approved by ", &by]),
+        (Status::Rejected, _) => put(&["❌ rejected by ", &by]),
+        (Status::TimedOut, _) => put(&[
+            "⌛ rejected on GitHub: nobody decided within ",
+            &timeout_text(r),
+        ]),
+        (Status::Failed, decided) => {
             let error: String = r
                 .last_error
                 .as_deref()
@@ -157,39 +194,17 @@ pub fn render(r: &Request, project: &str, run_url: Option<&str>) -> String {
                 .chars()
                 .take(500)
                 .collect();
-            let who = match &r.decided_by {
-                Some(by) => format!("{state} by {}", escape_html(by)),
-                None => "rejected for the timeout".into(),
-            };
-            format!(
-                "⚠️ {who}, but GitHub did not take the review: {}",
-                escape_html(&error)
-            )
+            if decided {
+                put(&["⚠️ ", state, " by ", &by]);
+            } else {
+                put(&["⚠️ rejected for the timeout"]);
+            }
+            put(&[
+                ", but GitHub did not take the review: ",
+                &escape_html(&error),
+            ]);
         }
-    };
-    let mut out = format!(
-        "<b>🛡 Deployment review: {} → {}</b>\n<b>Repository:</b> {}\n",
-        escape_html(project),
-        escape_html(&r.environment),
-        escape_html(&r.repository)
-    );
-    let short = &r.sha[..r.sha.len().min(7)];
-    out.push_str(&format!("<b>Commit:</b> <code>{short}</code>"));
-    if let Some(b) = branch(r) {
-        out.push_str(&format!(" on {}", escape_html(b)));
     }
-    let run = match run_url {
-        Some(url) => format!("<a href=\"{}\">{}</a>", escape_html(url), r.run_id),
-        None => r.run_id.to_string(),
-    };
-    out.push_str(&format!("\n<b>Run:</b> {run}"));
-    match (&r.trigger, &r.sender) {
-        (Some(t), Some(s)) => out.push_str(&format!(" ({} by {})", escape_html(t), escape_html(s))),
-        (Some(t), None) => out.push_str(&format!(" ({})", escape_html(t))),
-        (None, Some(s)) => out.push_str(&format!(" (by {})", escape_html(s))),
-        (None, None) => {}
-    }
-    out.push_str(&format!("\n<b>Status:</b> {status}"));
     out
 }
 
