@@ -28,6 +28,9 @@ CREATE TABLE protection_requests (
   decided_by       TEXT,
   decided_by_id    INTEGER,
   decided_at       INTEGER,
+  -- What decided it (`telegram:{update_id}`, the press's update): that update,
+  -- processed again, finds its own decision.
+  decided_key      TEXT,
   attempts         INTEGER NOT NULL DEFAULT 0,
   claimed_at       INTEGER,
   due_at           INTEGER,

@@ -3,6 +3,7 @@
 
 use edge_core::admin::LogError;
 use edge_core::apps::{App, AppStore};
+use edge_core::audit::{AuditStore, SubjectKind};
 use edge_core::auth::require_bearer;
 use edge_core::config::Config;
 use edge_core::deploy::store::JobStore;
@@ -374,9 +375,13 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
                 .await
                 .map_err(|e| unavailable("protection request", e))?
                 .ok_or(ApiError::NotFound)?;
+            let actions = AuditStore::new(sql)
+                .of(SubjectKind::Protection, &id.to_string())
+                .await
+                .map_err(|e| unavailable("protection request", e))?;
             Ok(Reply::json(
                 200,
-                serde_json::json!({ "success": true, "request": request }),
+                serde_json::json!({ "success": true, "request": request, "actions": actions }),
             ))
         }
         (Route::ProtectionRequest(_, None), _) => {
@@ -389,11 +394,7 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
             } else {
                 protection::Review::Rejected
             };
-            let reviewer = protection::Reviewer {
-                name: "admin API",
-                telegram_user: None,
-            };
-            let decided = protection::decide(&bindings.deps(config), id, state, reviewer, now())
+            let decided = protection::decide_for_admin(&bindings.deps(config), id, state, now())
                 .await
                 .map_err(|e| {
                     if let protection::DecideError::Store(detail) = &e {

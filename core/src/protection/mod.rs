@@ -16,6 +16,8 @@
 
 pub mod store;
 
+use crate::audit::{AuditStore, Entry, Outcome as AuditOutcome, SubjectKind};
+use crate::chatops::Action;
 use crate::flow::{github_for, Deps, Ports, ProcessError, Run, MAX_STEP_ATTEMPTS};
 use crate::github::client::GithubClient;
 use crate::github::deliveries::DeliveryId;
@@ -23,18 +25,21 @@ use crate::github::events::ProtectionRuleEvent;
 use crate::http::Method;
 use crate::jobs::JobMessage;
 use crate::live::Live;
-use crate::ports::{Queue, StoreError};
+use crate::ports::{Queue, Sql, StoreError};
 use crate::routes::{Outcome, Source};
 use crate::telegram::escape_html;
 use crate::template::{Field, Values};
 use crate::time::Timestamp;
 pub use store::{ProtectionStore, Request, Review, Status};
 
-/// Who decides: a Telegram user (`@name` and their id) or the admin API.
+/// Who decides: a Telegram user (`@name` and their id) or the admin API, and what
+/// asked (`telegram:{update_id}`: the same update, processed again, finds its own
+/// decision rather than someone else's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reviewer<'a> {
     pub name: &'a str,
     pub telegram_user: Option<i64>,
+    pub key: Option<&'a str>,
 }
 
 /// Why a decision was not taken; each maps to one HTTP answer (`answers.rs`).
@@ -284,8 +289,35 @@ async fn show<P: Ports>(deps: &Deps<'_, P>, r: &Request, now: Timestamp) -> Opti
         values,
         silent: false,
         app_chat: app_chat.as_deref(),
+        buttons: offered(r).to_vec(),
     };
     crate::live::show(deps.config, deps.sql, deps.queue, &live, now).await
+}
+
+/// The buttons request `r`'s message offers: Approve and Reject while it is pending.
+fn offered(r: &Request) -> &'static [Action] {
+    match r.status {
+        Status::Pending => &[Action::Approve, Action::Reject],
+        _ => &[],
+    }
+}
+
+/// Whether request `id` still offers `action` (a button pressed on its message).
+pub async fn offers<S: Sql>(sql: S, id: i64, action: Action) -> Result<bool, StoreError> {
+    Ok(ProtectionStore::new(sql)
+        .get(id)
+        .await?
+        .is_some_and(|r| offered(&r).contains(&action)))
+}
+
+/// Brings request `id`'s message up to date (after a press); what went wrong, for
+/// the log.
+pub async fn show_request<P: Ports>(deps: &Deps<'_, P>, id: i64, now: Timestamp) -> Option<String> {
+    match ProtectionStore::new(deps.sql).get(id).await {
+        Ok(Some(r)) => show(deps, &r, now).await,
+        Ok(None) => None,
+        Err(e) => Some(format!("telegram: protection request {id}: {e}")),
+    }
 }
 
 /// Why a protection rule's review cannot be sent by this Worker, if it cannot.
@@ -358,18 +390,27 @@ pub async fn decide<P: Ports>(
 ) -> Result<Decided, DecideError> {
     let requests = ProtectionStore::new(deps.sql);
     let taken = requests
-        .decide(id, state, reviewer.name, reviewer.telegram_user, now)
+        .decide(
+            id,
+            state,
+            (reviewer.name, reviewer.telegram_user),
+            reviewer.key,
+            now,
+        )
         .await?;
     if taken.is_none() {
         let r = requests.get(id).await?.ok_or(DecideError::NotFound)?;
-        return Err(match &r.decided_by {
-            // Pending past its expiry (the cron has not come yet), or its timeout.
-            None => DecideError::Expired,
-            Some(by) => DecideError::Decided(format!(
-                "already {} by {by}",
-                r.state.map_or(r.status.as_str(), Review::as_str)
-            )),
-        });
+        let ours = reviewer.key.is_some() && r.decided_key.as_deref() == reviewer.key;
+        if !ours {
+            return Err(match &r.decided_by {
+                // Pending past its expiry (the cron has not come yet), or its timeout.
+                None => DecideError::Expired,
+                Some(by) => DecideError::Decided(format!(
+                    "already {} by {by}",
+                    r.state.map_or(r.status.as_str(), Review::as_str)
+                )),
+            });
+        }
     }
     let log = match send_review(deps, id, now).await {
         Ok(Some(line)) => line,
@@ -378,6 +419,66 @@ pub async fn decide<P: Ports>(
     };
     let request = requests.get(id).await?.ok_or(DecideError::NotFound)?;
     Ok(Decided { request, log })
+}
+
+impl Decided {
+    /// What came of the decision, for the audit trail: the review GitHub took, or
+    /// one being sent again; `Err` when GitHub did not take it.
+    pub fn outcome(&self) -> Result<String, String> {
+        let r = &self.request;
+        match r.status {
+            Status::Failed => Err(format!(
+                "GitHub did not take the review: {}",
+                r.last_error.as_deref().unwrap_or("no answer")
+            )),
+            Status::Reviewing => Ok("the review is being sent again".into()),
+            _ => Ok("GitHub took the review".into()),
+        }
+    }
+}
+
+/// A decision through the admin API (`POST /api/protection/{id}/approve|reject`),
+/// recorded in the audit trail as the admin API's, taken or refused.
+pub async fn decide_for_admin<P: Ports>(
+    deps: &Deps<'_, P>,
+    id: i64,
+    state: Review,
+    now: Timestamp,
+) -> Result<Decided, DecideError> {
+    const ADMIN: &str = "admin API";
+    let reviewer = Reviewer {
+        name: ADMIN,
+        telegram_user: None,
+        key: None,
+    };
+    let decided = decide(deps, id, state, reviewer, now).await;
+    let (result, detail) = match &decided {
+        Ok(d) => match d.outcome() {
+            Ok(done) => (AuditOutcome::Done, done),
+            Err(failed) => (AuditOutcome::Failed, failed),
+        },
+        Err(DecideError::NotFound | DecideError::Store(_)) => return decided,
+        Err(e) => (AuditOutcome::Refused, e.to_string()),
+    };
+    let entry = Entry {
+        subject_kind: SubjectKind::Protection,
+        subject_id: id.to_string(),
+        action: match state {
+            Review::Approved => Action::Approve,
+            Review::Rejected => Action::Reject,
+        }
+        .as_str()
+        .to_owned(),
+        result,
+        detail: Some(detail),
+        actor: ADMIN.into(),
+        user_id: None,
+        chat_id: None,
+        update_id: None,
+        at: now.millis(),
+    };
+    AuditStore::new(deps.sql).record(&entry).await?;
+    decided
 }
 
 /// A `protection_review` message: sends request `id`'s review if it is decided and

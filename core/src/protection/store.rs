@@ -58,6 +58,9 @@ pub struct Request {
     /// The Telegram user who decided.
     pub decided_by_id: Option<i64>,
     pub decided_at: Option<i64>,
+    /// What decided it (`telegram:{update_id}`), so that it finds its own decision.
+    #[serde(skip)]
+    pub decided_key: Option<String>,
     /// Failed attempts at sending the review.
     pub attempts: i64,
     pub claimed_at: Option<i64>,
@@ -69,7 +72,7 @@ pub struct Request {
 }
 
 const COLUMNS: &str = "id, delivery_id, repository, environment, sha, git_ref, run_id, \
-     installation_id, trigger, sender, status, state, decided_by, decided_by_id, decided_at, \
+     installation_id, trigger, sender, status, state, decided_by, decided_by_id, decided_at, decided_key, \
      attempts, claimed_at, due_at, last_error, expires_at, created_at, updated_at";
 
 fn request(row: &Row) -> Result<Request, StoreError> {
@@ -91,6 +94,7 @@ fn request(row: &Row) -> Result<Request, StoreError> {
         decided_by: row.opt_text("decided_by"),
         decided_by_id: row.opt_int("decided_by_id"),
         decided_at: row.opt_int("decided_at"),
+        decided_key: row.opt_text("decided_key"),
         attempts: row.opt_int("attempts").unwrap_or(0),
         claimed_at: row.opt_int("claimed_at"),
         due_at: row.opt_int("due_at"),
@@ -190,14 +194,15 @@ impl<S: Sql> ProtectionStore<S> {
             .collect()
     }
 
-    /// Decides pending request `id` (not yet expired at `now`): `state`, by whom.
-    /// `None` when it is not pending or has expired: someone else decided first.
+    /// Decides pending request `id` (not yet expired at `now`): `state`, by whom,
+    /// asked by `key`. `None` when it is not pending or has expired: someone else
+    /// decided first (or `key` did, before).
     pub async fn decide(
         &self,
         id: i64,
         state: Review,
-        by: &str,
-        by_id: Option<i64>,
+        by: (&str, Option<i64>),
+        key: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<Request>, StoreError> {
         first(
@@ -205,14 +210,15 @@ impl<S: Sql> ProtectionStore<S> {
                 .query(
                     &format!(
                         "UPDATE protection_requests SET status = 'reviewing', state = ?2, decided_by = ?3, \
-                           decided_by_id = ?4, decided_at = ?5, updated_at = ?5 \
-                         WHERE id = ?1 AND status = 'pending' AND expires_at > ?5 RETURNING {COLUMNS}"
+                           decided_by_id = ?4, decided_key = ?5, decided_at = ?6, updated_at = ?6 \
+                         WHERE id = ?1 AND status = 'pending' AND expires_at > ?6 RETURNING {COLUMNS}"
                     ),
                     &[
                         id.into(),
                         state.as_str().into(),
-                        by.into(),
-                        by_id.into(),
+                        by.0.into(),
+                        by.1.into(),
+                        key.into(),
                         now.millis().into(),
                     ],
                 )

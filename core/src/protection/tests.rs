@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use super::*;
+use crate::chatops::Action;
 use crate::config::Config;
 use crate::github::events::{parse, GithubEvent};
 use crate::http::HttpError;
@@ -55,6 +56,8 @@ struct World {
     cipher: NativeCipher,
     config: Config,
     clock: Cell<i64>,
+    /// The last Telegram update id a press came in.
+    updates: Cell<i64>,
 }
 
 impl World {
@@ -120,6 +123,7 @@ impl World {
             cipher: NativeCipher::default(),
             config,
             clock: Cell::new(T0),
+            updates: Cell::new(0),
         }
     }
 
@@ -154,10 +158,24 @@ impl World {
             .expect("processed")
     }
 
+    /// A press by `by` (Telegram user 4242), a Telegram update of its own.
     fn decide(&self, id: i64, state: Review, by: &str) -> Result<Decided, DecideError> {
+        self.updates.set(self.updates.get() + 1);
+        self.decide_in(id, state, by, &format!("telegram:{}", self.updates.get()))
+    }
+
+    /// A press by `by` in update `key`.
+    fn decide_in(
+        &self,
+        id: i64,
+        state: Review,
+        by: &str,
+        key: &str,
+    ) -> Result<Decided, DecideError> {
         let reviewer = Reviewer {
             name: by,
             telegram_user: Some(4242),
+            key: Some(key),
         };
         self.with(|d| block_on(decide(d, id, state, reviewer, self.now())))
     }
@@ -303,6 +321,100 @@ fn a_request_is_decided_once() {
     assert_eq!(
         w.decide(9, Review::Approved, "@alice"),
         Err(DecideError::NotFound)
+    );
+}
+
+#[test]
+fn the_press_processed_again_finds_its_own_decision() {
+    let w = World::new();
+    w.requested("d-1");
+    let first = w
+        .decide_in(1, Review::Approved, "@alice", "telegram:5")
+        .expect("decided");
+    assert_eq!(first.request.status, Status::Approved);
+    // Its update is processed again (its consumer failed after deciding): the same
+    // decision, not someone else's, and no second review.
+    let again = w
+        .decide_in(1, Review::Approved, "@alice", "telegram:5")
+        .expect("its own");
+    assert_eq!(again.outcome(), Ok("GitHub took the review".to_owned()));
+    assert_eq!(w.reviews().len(), 1);
+    assert_eq!(
+        w.decide_in(1, Review::Approved, "@alice", "telegram:6"),
+        Err(DecideError::Decided("already approved by @alice".into()))
+    );
+}
+
+#[test]
+fn the_message_offers_approve_and_reject_while_pending() {
+    let w = World::new();
+    w.requested("d-1");
+    let buttons = || {
+        block_on(w.db.query(
+            "SELECT buttons FROM telegram_live WHERE subject = 'protection:1'",
+            &[],
+        ))
+        .expect("live row")[0]
+            .opt_text("buttons")
+            .unwrap_or_default()
+    };
+    assert_eq!(buttons(), "approve,reject");
+    let offer = |a| block_on(offers(&w.db, 1, a)).expect("read");
+    assert!(offer(Action::Approve) && offer(Action::Reject));
+    assert!(!offer(Action::Cancel));
+    w.decide(1, Review::Approved, "@alice").expect("decided");
+    assert!(!offer(Action::Approve) && !offer(Action::Reject));
+    assert_eq!(buttons(), "", "decided: no keyboard");
+    assert!(!block_on(offers(&w.db, 9, Action::Approve)).expect("read"));
+}
+
+#[test]
+fn an_admin_decision_leaves_an_audit_row() {
+    use crate::audit::{AuditStore, Outcome, SubjectKind};
+    let w = World::new();
+    w.requested("d-1");
+    let admin = |state| w.with(|d| block_on(decide_for_admin(d, 1, state, w.now())));
+    let done = admin(Review::Rejected).expect("decided");
+    assert_eq!(
+        (done.request.status, done.request.decided_by.as_deref()),
+        (Status::Rejected, Some("admin API"))
+    );
+    assert_eq!(
+        admin(Review::Approved),
+        Err(DecideError::Decided("already rejected by admin API".into()))
+    );
+    let trail = block_on(AuditStore::new(&w.db).of(SubjectKind::Protection, "1")).expect("audit");
+    let rows: Vec<_> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.result,
+                e.detail.as_deref(),
+                e.actor.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "reject",
+                Outcome::Done,
+                Some("GitHub took the review"),
+                "admin API"
+            ),
+            (
+                "approve",
+                Outcome::Refused,
+                Some("already rejected by admin API"),
+                "admin API"
+            ),
+        ]
+    );
+    assert_eq!(
+        w.reviews()[0].1["comment"],
+        "Rejected by admin API via edge-notifier"
     );
 }
 
@@ -486,9 +598,15 @@ fn a_lost_review_message_is_sent_again_by_the_cron() {
 fn an_attempt_that_holds_the_claim_keeps_the_review_to_itself() {
     let w = World::new();
     w.requested("d-1");
-    block_on(ProtectionStore::new(&w.db).decide(1, Review::Approved, "@alice", None, w.now()))
-        .expect("decided")
-        .expect("pending");
+    block_on(ProtectionStore::new(&w.db).decide(
+        1,
+        Review::Approved,
+        ("@alice", None),
+        None,
+        w.now(),
+    ))
+    .expect("decided")
+    .expect("pending");
     let claims = w.config.step_claims();
     block_on(ProtectionStore::new(&w.db).claim(1, claims, w.now()))
         .expect("claim")
