@@ -308,7 +308,7 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
       answer(400, NOT_MODIFIED);
       return json(res, 400, { ok: false, error_code: 400, description: NOT_MODIFIED });
     }
-    const edit = { text: body.text, visible, parseMode: body.parse_mode, linkPreviewOptions: body.link_preview_options, at: attempt.at };
+    const edit = { text: body.text, visible, parseMode: body.parse_mode, linkPreviewOptions: body.link_preview_options, replyMarkup: body.reply_markup, at: attempt.at };
     original.edits.push(edit);
     original.current = edit;
     chatState(original.chatId).edited++;

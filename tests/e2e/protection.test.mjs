@@ -17,6 +17,9 @@ const BOT = "43:e2e-protection-bot";
 const CHAT = "-100779";
 const REPO = "octo-org/octo-repo";
 const INSTALLATION = 12345678;
+const TG_SECRET = "e2e-telegram-webhook-secret";
+const ALICE = 4201;
+const MALLORY = 4666;
 
 let worker;
 let gh;
@@ -63,6 +66,33 @@ async function messageOf(run, pattern, timeoutMs = 15_000) {
 
 const reviewsOf = (run) => gh.state.reviews.filter((r) => r.run === run);
 
+let nextUpdate = 9000;
+/**
+ * `user` (`@name`) taps `token` on `message`, as Telegram posts it to the webhook
+ * with the secret header (`secret`): the status and the webhook's answer.
+ */
+async function tap(message, user, name, token, secret = TG_SECRET) {
+  const id = nextUpdate++;
+  const update = {
+    update_id: id,
+    callback_query: {
+      id: `cb-${id}`, chat_instance: "1", data: token,
+      from: { id: user, is_bot: false, first_name: name, username: name },
+      message: { message_id: message.messageId, date: 1, chat: { id: Number(CHAT), type: "supergroup" } },
+    },
+  };
+  const headers = { "content-type": "application/json" };
+  if (secret) headers["x-telegram-bot-api-secret-token"] = secret;
+  const r = await fetch(`${worker.url}/telegram`, { method: "POST", headers, body: JSON.stringify(update) });
+  return { status: r.status, json: JSON.parse(await r.text()) };
+}
+
+/** The buttons message `m` was sent with, or shows after its last edit: [label, token]. */
+const buttonsOf = (m) => {
+  const markup = m.edits.length ? m.edits.at(-1).replyMarkup : m.body.reply_markup;
+  return (markup?.inline_keyboard ?? []).flat().map((b) => [b.text, b.callback_data]);
+};
+
 before(async () => {
   gh = await fakeGithub({ appId: APP_ID, publicKey: APP_PUBLIC });
   tg = await fakeTelegram({ token: BOT, chatId: CHAT });
@@ -79,6 +109,8 @@ before(async () => {
       TELEGRAM_API_BASE: tg.base,
       SWEEP_AFTER_SECONDS: "2",
       STEP_STALE_SECONDS: "2",
+      TELEGRAM_WEBHOOK_SECRET: TG_SECRET,
+      TELEGRAM_OPERATORS: String(ALICE),
     },
   });
 });
@@ -177,6 +209,43 @@ describe("deployment protection rules", () => {
     await messageOf(1005, /Status: ⚠️ approved by admin API, but GitHub did not take the review: GitHub 422: No pending deployment requests to approve or reject$/);
     await sleep(300);
     assert.equal(reviewsOf(1005).length, 0);
+  });
+
+  test("an operator's tap in Telegram is the review GitHub records, and the message shows who decided", async () => {
+    await deliver("deployment_protection_rule", rule(1007));
+    const { message } = await messageOf(1007, /waiting for approval/);
+    const buttons = buttonsOf(message);
+    assert.deepEqual(buttons.map(([label]) => label), ["✅ Approve", "❌ Reject"]);
+    const [[, approve], [, reject]] = buttons;
+    assert.ok(approve.length <= 64 && !approve.includes("1007"), "an opaque token, not the action");
+
+    // Without the secret, or from someone who is no operator: nothing changes.
+    assert.equal((await tap(message, ALICE, "alice", approve, "wrong")).status, 401);
+    const refused = await tap(message, MALLORY, "mallory", approve);
+    assert.deepEqual(refused.json, { method: "answerCallbackQuery", callback_query_id: refused.json.callback_query_id, text: "You are not allowed to do this" });
+
+    const tapped = await tap(message, ALICE, "alice", approve);
+    assert.deepEqual([tapped.status, tapped.json.text], [200, "Approving…"]);
+    const done = await requestOf(1007, ["approved", "failed"]);
+    assert.equal(done.status, "approved", done.last_error);
+    assert.equal(done.decided_by, "@alice");
+    assert.deepEqual(
+      reviewsOf(1007).map(({ state, comment }) => ({ state, comment })),
+      [{ state: "approved", comment: `Approved in Telegram by @alice (Telegram user ${ALICE}) via edge-notifier` }],
+    );
+    const shown = await messageOf(1007, /Status: ✅ approved by @alice$/);
+    assert.deepEqual(buttonsOf(shown.message), [], "decided: the buttons are gone");
+
+    // A double tap, and the other button: answered, and nothing more reaches GitHub.
+    assert.equal((await tap(message, ALICE, "alice", approve)).json.text, "This was already done");
+    assert.equal((await tap(message, ALICE, "alice", reject)).json.text, "This review has been decided");
+    await sleep(500);
+    assert.equal(reviewsOf(1007).length, 1);
+    const { json } = await admin("GET", `/api/protection/${done.id}`);
+    assert.deepEqual(
+      json.actions.map(({ action, result, actor }) => [action, result, actor]),
+      [["approve", "refused", "@mallory"], ["approve", "done", "@alice"], ["reject", "refused", "@alice"]],
+    );
   });
 
   test("a payload that names another repository's run is refused; the admin API checks its callers", async () => {
