@@ -182,6 +182,29 @@ fn each_delivery_reaches_the_flows_that_listen_to_its_event() {
 }
 
 #[test]
+fn a_protection_rule_and_its_review_reach_the_protection_flow() {
+    // This queue has GITHUB_TOKEN and no App: the flow says why it cannot review
+    // (the protection flow's own scenarios run with the App).
+    let q = Queue::new(200);
+    let rule = q.delivered(
+        "d-rule",
+        "deployment_protection_rule",
+        "deployment_protection_rule.requested.json",
+    );
+    let done = q.consume(&[rule, JobMessage::ProtectionReview { id: 5 }], false);
+    assert_eq!(done.verdicts, vec![Some(Verdict::Ack); 2]);
+    assert_eq!(
+        done.log,
+        vec![
+            info("github: delivery d-rule: deployment protection rules are reviewed through the GitHub App, and GITHUB_APP_ID is not configured"),
+            info("protection: protection request 5: no review due"),
+        ]
+    );
+    assert_eq!(q.delivery_outcome("d-rule"), Outcome::Processed);
+    assert!(q.enqueued().is_empty());
+}
+
+#[test]
 fn each_message_reaches_the_flow_that_owns_it() {
     let q = Queue::new(200);
     let push = q.delivered("d-push", "push", "push.with-new-branch.json");
@@ -306,6 +329,36 @@ fn a_failing_notification_is_retried_as_its_own_message_until_it_fails() {
         ))
     );
     assert_eq!(q.notification_status(stuck), NotificationStatus::Failed);
+}
+
+#[test]
+fn unreadable_routes_give_the_claim_back_and_the_retry_sends_it() {
+    let q = Queue::new(200);
+    let id = q.notification();
+    q.db.conn_for_tests()
+        .execute_batch("ALTER TABLE telegram_routes RENAME TO routes_away")
+        .expect("routes gone");
+    let done = q.consume(&[JobMessage::Notify { id }], false);
+    assert_eq!(
+        done.verdicts,
+        vec![Some(Verdict::Retry {
+            delay_seconds: crate::retry::BACKOFF_BASE_SECONDS
+        })]
+    );
+    assert!(
+        matches!(done.log.as_slice(), [Line::Error(l)] if l.contains("the routes could not be read")),
+        "{:?}",
+        done.log
+    );
+    // Claimed while the routes were read, it is not left held: the retried message
+    // (at once, not after the claim's 60 s) finds it due and sends it.
+    assert_eq!(q.notification_status(id), NotificationStatus::Retrying);
+    q.db.conn_for_tests()
+        .execute_batch("ALTER TABLE routes_away RENAME TO telegram_routes")
+        .expect("routes back");
+    let done = q.consume(&[JobMessage::Notify { id }], false);
+    assert_eq!(done.verdicts, vec![Some(Verdict::Ack)]);
+    assert_eq!(q.notification_status(id), NotificationStatus::Sent);
 }
 
 #[test]
