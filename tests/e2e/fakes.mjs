@@ -159,14 +159,30 @@ const NOT_A_FORUM = "Bad Request: the chat is not a forum";
  * An edit to the very text the message shows is answered 400 "message is not
  * modified" (compared as raw text and parse mode).
  *
+ * Chat-ops: `reply_markup` (an inline keyboard: rows of { text, callback_data of 1 to
+ * 64 bytes }) is checked on sends and edits and kept as `keyboard` (an edit without
+ * one leaves the message none; `keyboard(m)` is what it shows now); `reply_parameters`
+ * as `replyTo`. `press(m, from, data)` and `userMessage(chat, from, text, threadId)`
+ * make the updates Telegram would send, `fromWebhook(body)` does what Telegram does
+ * with a webhook's response (an `answerCallbackQuery`), and `answers` lists the
+ * answers (a query answered twice, or one never handed out, is a violation).
+ * setWebhook, setMyCommands and getMe (`username`) are checked and kept in
+ * `setupCalls`.
+ *
  * Scripts: `script(substring, [responses])` answers the next sends whose text
  * contains `substring` with the given responses ({ status, body }), in order, before
  * falling back to the real checks. A scripted 200 takes a pace slot, a scripted 429
  * counts as refused; sends over the pace get the 429 before any script.
  */
-export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenalty = 0, forums = [] }) {
+export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenalty = 0, forums = [], username = "edge_e2e_bot" }) {
   const messages = []; // every sendMessage request that passed the checks
   const editAttempts = [];
+  // Chat-ops: the callback queries handed out (id -> { answered }), their answers,
+  // and the setup calls (setWebhook, setMyCommands, getMe) with their bodies.
+  const queries = new Map();
+  const answers = [];
+  const setupCalls = [];
+  let nextUpdate = 7000;
   const violations = [];
   const scripts = [];
   const allowed = new Set([...(chatId === undefined ? [] : [chatId]), ...chats].map(String));
@@ -265,6 +281,30 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
     return undefined;
   };
 
+  /**
+   * An inline keyboard as Telegram takes it: rows of buttons, each with a text and
+   * a callback_data of 1 to 64 bytes. Returns [[{ text, data }]], or records a
+   * violation and returns undefined.
+   */
+  const keyboardOf = (markup, method) => {
+    if (markup === undefined) return undefined;
+    const rows = markup?.inline_keyboard;
+    const extra = Object.keys(markup ?? {}).filter((k) => k !== "inline_keyboard");
+    if (!Array.isArray(rows) || extra.length || rows.some((r) => !Array.isArray(r) || r.length === 0)) {
+      violations.push(`${method} with reply_markup ${JSON.stringify(markup)}`);
+      return undefined;
+    }
+    return rows.map((r) => r.map((b) => {
+      const fields = Object.keys(b ?? {});
+      const bytes = typeof b?.callback_data === "string" ? Buffer.byteLength(b.callback_data) : 0;
+      if (typeof b?.text !== "string" || !b.text || bytes < 1 || bytes > 64 || fields.some((f) => !["text", "callback_data"].includes(f))) {
+        violations.push(`${method} with button ${JSON.stringify(b)}`);
+      }
+      return { text: b?.text, data: b?.callback_data };
+    }));
+  };
+  const sameKeyboard = (a, b) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+
   function editMessageText(req, raw, res) {
     // A body that is not JSON crashes this method (a violation and a 500), as before.
     const body = parseJson(raw, "editMessageText");
@@ -300,7 +340,9 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
     }
     const retryAfter = refusedByPace(original.chatId, res, attempt.at);
     if (retryAfter) return answer(429, `Too Many Requests: retry after ${retryAfter}`);
-    if (body.text === original.current.text && body.parse_mode === original.current.parseMode) {
+    const keyboard = keyboardOf(body.reply_markup, "editMessageText");
+    attempt.keyboard = keyboard;
+    if (body.text === original.current.text && body.parse_mode === original.current.parseMode && sameKeyboard(keyboard, original.current.keyboard)) {
       // Not modified: Telegram changed nothing, so the slot is given back.
       chatState(original.chatId).accepted.pop();
       chatState(original.chatId).notModified++;
@@ -308,7 +350,8 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
       answer(400, NOT_MODIFIED);
       return json(res, 400, { ok: false, error_code: 400, description: NOT_MODIFIED });
     }
-    const edit = { text: body.text, visible, parseMode: body.parse_mode, linkPreviewOptions: body.link_preview_options, replyMarkup: body.reply_markup, at: attempt.at };
+    // Without reply_markup, the edited message keeps no keyboard.
+    const edit = { text: body.text, visible, parseMode: body.parse_mode, linkPreviewOptions: body.link_preview_options, keyboard, replyMarkup: body.reply_markup, at: attempt.at };
     original.edits.push(edit);
     original.current = edit;
     chatState(original.chatId).edited++;
@@ -349,9 +392,14 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
     unknownFields(body, SEND_FIELDS, "sendMessage");
     if (body.parse_mode !== undefined && body.parse_mode !== "HTML") violations.push(`parse_mode ${body.parse_mode}`);
     const threadId = body.message_thread_id;
+    const keyboard = keyboardOf(body.reply_markup, "sendMessage");
+    const reply = body.reply_parameters;
+    if (reply !== undefined && (!Number.isInteger(reply?.message_id) || Object.keys(reply).some((k) => !["message_id", "chat_id", "allow_sending_without_reply", "quote"].includes(k)))) {
+      violations.push(`sendMessage with reply_parameters ${JSON.stringify(reply)}`);
+    }
     const record = {
       chatId: chat, threadId, text: body.text, parseMode: body.parse_mode, disableNotification: body.disable_notification,
-      linkPreviewOptions: body.link_preview_options, body, at: Date.now(), edits: [], notModified: 0,
+      linkPreviewOptions: body.link_preview_options, body, at: Date.now(), edits: [], notModified: 0, keyboard, replyTo: reply?.message_id,
     };
     messages.push(record);
     const refuse = (status, description) => {
@@ -399,18 +447,53 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
     record.answered = 200;
     record.visible = visible;
     record.messageId = nextId++;
-    record.current = { text: body.text, visible, parseMode: body.parse_mode };
+    record.current = { text: body.text, visible, parseMode: body.parse_mode, keyboard };
     chatState(chat).sent++;
     const result = { message_id: record.messageId, chat: { id: chat }, date: Math.floor(record.at / 1000), text: visible };
     if (threadId !== undefined) Object.assign(result, { message_thread_id: threadId, is_topic_message: true });
     return json(res, 200, { ok: true, result });
   }
 
+  /** answerCallbackQuery, however it came (`via`: "webhook" or "api"); answers an error or undefined. */
+  function answerCallbackQuery(body, via) {
+    const extra = Object.keys(body).filter((k) => !["method", "callback_query_id", "text", "show_alert", "url", "cache_time"].includes(k));
+    if (extra.length) violations.push(`answerCallbackQuery with unknown field(s) ${extra.join(", ")}`);
+    const q = queries.get(body.callback_query_id);
+    if (!q || q.answered) {
+      violations.push(`answerCallbackQuery of ${q ? "an already answered" : "an unknown"} query ${body.callback_query_id}`);
+      return "Bad Request: query is too old and response timeout expired or query ID is invalid";
+    }
+    if (body.text !== undefined && (typeof body.text !== "string" || [...body.text].length > 200)) violations.push(`answerCallbackQuery with text ${JSON.stringify(body.text)}`);
+    q.answered = true;
+    answers.push({ callbackQueryId: body.callback_query_id, text: body.text, showAlert: body.show_alert ?? false, via, at: Date.now() });
+    return undefined;
+  }
+
+  function setupCall(method, body, res) {
+    setupCalls.push({ method, body });
+    if (method === "getMe") return json(res, 200, { ok: true, result: { id: 4242, is_bot: true, first_name: "Edge", username } });
+    if (method === "setWebhook") {
+      const extra = Object.keys(body).filter((k) => !["url", "certificate", "ip_address", "max_connections", "allowed_updates", "drop_pending_updates", "secret_token"].includes(k));
+      if (extra.length) violations.push(`setWebhook with unknown field(s) ${extra.join(", ")}`);
+      if (!/^https:\/\//.test(body.url ?? "")) return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: bad webhook: An HTTPS URL must be provided for webhook" });
+      if (body.secret_token !== undefined && !/^[A-Za-z0-9_-]{1,256}$/.test(body.secret_token)) violations.push("setWebhook with a secret_token Telegram refuses");
+      if (body.allowed_updates !== undefined && (!Array.isArray(body.allowed_updates) || body.allowed_updates.some((u) => typeof u !== "string"))) violations.push("setWebhook with allowed_updates that are not a list of names");
+      return json(res, 200, { ok: true, result: true, description: "Webhook was set" });
+    }
+    const list = body.commands;
+    if (!Array.isArray(list) || !list.length || list.length > 100 || list.some((c) => !/^[a-z0-9_]{1,32}$/.test(c?.command ?? "") || typeof c?.description !== "string" || c.description.length < 1 || c.description.length > 256)) {
+      violations.push(`setMyCommands with ${JSON.stringify(list)}`);
+      return json(res, 400, { ok: false, error_code: 400, description: "Bad Request: BOT_COMMAND_INVALID" });
+    }
+    return json(res, 200, { ok: true, result: true });
+  }
+
   const server = await listen(violations, (req, raw, res) => {
     const path = new URL(req.url, "http://x").pathname;
     const m = /^\/bot([^/]+)\/([A-Za-z]+)$/.exec(path);
     const method = m?.[2];
-    if (req.method !== "POST" || !["sendMessage", "editMessageText", "createForumTopic"].includes(method)) {
+    const known = ["sendMessage", "editMessageText", "createForumTopic", "answerCallbackQuery", "setWebhook", "setMyCommands", "getMe"];
+    if (req.method !== "POST" || !known.includes(method)) {
       violations.push(`unexpected ${req.method} ${path.replace(token, "<token>")}`);
       return json(res, 404, { ok: false, error_code: 404, description: "Not Found" });
     }
@@ -420,6 +503,16 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
     }
     if (method === "editMessageText") return editMessageText(req, raw, res);
     if (method === "sendMessage") return sendMessage(req, raw, res);
+    if (["setWebhook", "setMyCommands", "getMe"].includes(method)) {
+      const body = readBody(req, raw, res, method);
+      return body && setupCall(method, body, res);
+    }
+    if (method === "answerCallbackQuery") {
+      const body = readBody(req, raw, res, method);
+      if (!body) return;
+      const error = answerCallbackQuery(body, "api");
+      return error ? json(res, 400, { ok: false, error_code: 400, description: error }) : json(res, 200, { ok: true, result: true });
+    }
     const body = readBody(req, raw, res, "createForumTopic");
     if (body) createForumTopic(req, body, res);
   });
@@ -504,6 +597,55 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
         await new Promise((r) => setTimeout(r, 50));
       }
       throw new Error(`Telegram got ${this.delivered(s).length} of ${count} messages about ${s} within ${timeoutMs} ms`);
+    },
+    /** The answers to callback queries: { callbackQueryId, text, showAlert, via, at }. */
+    answers,
+    /** setWebhook, setMyCommands and getMe as they came: { method, body }. */
+    setupCalls,
+    /** The keyboard message `m` shows now ([[{ text, data }]], or undefined). */
+    keyboard(m) {
+      return m.current?.keyboard;
+    },
+    /**
+     * The update Telegram sends when `from` ({ id, username, first_name }) presses
+     * button `data` on message `m` (one of the bot's messages): a fresh update_id
+     * and callback query id.
+     */
+    press(m, from, data) {
+      const id = `q${nextUpdate}`;
+      queries.set(id, { answered: false });
+      return {
+        update_id: nextUpdate++,
+        callback_query: {
+          id, from: { is_bot: false, first_name: from.username ?? "Someone", ...from }, chat_instance: "e2e",
+          message: { message_id: m.messageId, date: Math.floor(m.at / 1000), chat: { id: Number(m.chatId), type: "supergroup" }, text: m.current?.visible },
+          data,
+        },
+      };
+    },
+    /** The update of a message `from` writes in `chat` (forum topic `threadId`). */
+    userMessage(chat, from, text, threadId) {
+      const message = {
+        message_id: nextUpdate * 10, date: Math.floor(Date.now() / 1000), text,
+        from: { is_bot: false, first_name: from.username ?? "Someone", ...from },
+        chat: { id: Number(chat), type: "supergroup", title: "Ops" },
+      };
+      if (text.startsWith("/")) message.entities = [{ type: "bot_command", offset: 0, length: text.split(" ")[0].length }];
+      if (threadId !== undefined) Object.assign(message, { message_thread_id: threadId, is_topic_message: true });
+      return { update_id: nextUpdate++, message };
+    },
+    /**
+     * What Telegram does with a webhook's response: a body naming a `method` is
+     * that call (only answerCallbackQuery is expected there); any other body is
+     * ignored.
+     */
+    fromWebhook(body) {
+      if (body?.method === undefined) return;
+      if (body.method !== "answerCallbackQuery") {
+        violations.push(`webhook response calls ${body.method}`);
+        return;
+      }
+      answerCallbackQuery(body, "webhook");
     },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
   };

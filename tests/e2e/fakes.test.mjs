@@ -280,4 +280,34 @@ describe("the Telegram fake keeps Telegram's pace, topics and edits", () => {
       await tg.close();
     }
   });
+
+  test("keyboards: what a button may hold, what an edit keeps, and callback queries answered once", async () => {
+    const tg = await fakeTelegram({ token: BOT, chatId: GROUP });
+    try {
+      const keyboard = (data) => ({ inline_keyboard: [[{ text: "Go", callback_data: data }]] });
+      assert.equal((await say(tg, GROUP, "with buttons", { reply_markup: keyboard("t1") })).status, 200);
+      const [m] = tg.inChat(GROUP);
+      assert.deepEqual(tg.keyboard(m), [[{ text: "Go", data: "t1" }]]);
+      // The same text and keyboard is not modified; the same text without one is an edit.
+      const edit = (extra) => call(tg, "editMessageText", { chat_id: GROUP, message_id: m.messageId, text: "with buttons", parse_mode: "HTML", ...extra });
+      assert.equal((await edit({ reply_markup: keyboard("t1") })).status, 400);
+      assert.equal((await edit({})).status, 200);
+      assert.equal(tg.keyboard(m), undefined, "an edit without reply_markup keeps no keyboard");
+      // A press, answered once in the webhook's response; again, and unknown ones, are violations.
+      const update = tg.press(m, { id: 5, username: "alice" }, "t1");
+      assert.deepEqual([update.callback_query.message.message_id, update.callback_query.data], [m.messageId, "t1"]);
+      tg.fromWebhook({ method: "answerCallbackQuery", callback_query_id: update.callback_query.id, text: "Done" });
+      tg.fromWebhook({ method: "answerCallbackQuery", callback_query_id: update.callback_query.id, text: "Again" });
+      assert.equal((await call(tg, "answerCallbackQuery", { callback_query_id: "made-up" })).status, 400);
+      assert.deepEqual(tg.answers.map((a) => [a.text, a.via]), [["Done", "webhook"]]);
+      assert.equal((await say(tg, GROUP, "too long", { reply_markup: keyboard("x".repeat(65)) })).status, 200);
+      assert.deepEqual(tg.violations, [
+        `answerCallbackQuery of an already answered query ${update.callback_query.id}`,
+        "answerCallbackQuery of an unknown query made-up",
+        `sendMessage with button ${JSON.stringify({ text: "Go", callback_data: "x".repeat(65) })}`,
+      ]);
+    } finally {
+      await tg.close();
+    }
+  });
 });

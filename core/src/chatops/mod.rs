@@ -11,11 +11,10 @@
 
 pub mod store;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::audit::SubjectKind;
-use crate::json::{FromJson, Invalid, Names, Obj, Path};
+use crate::json::{Invalid, Names, Obj, Path};
 use crate::secret::Secret;
 
 /// Largest webhook body taken: an update is a few KiB (a message of 4,096
@@ -98,25 +97,23 @@ impl SubjectRef {
 
 /// Who pressed or wrote: a Telegram user's id and the name people know them by
 /// (`@username`, else their first name).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     pub user_id: i64,
     pub name: String,
 }
 
-/// An update worth processing, as it is kept (`telegram_updates.payload`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromJson)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// An update worth processing. It is kept as Telegram sent it
+/// (`telegram_updates.payload`) and read again by the consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
     /// A message starting with `/`: a command.
     Command {
         /// The chat's id, as Telegram gives it (`-1001234567890`).
         chat_id: String,
         /// A public chat's `@name` (lower-case), which a route may name instead.
-        #[serde(skip_serializing_if = "Option::is_none")]
         chat_name: Option<String>,
         /// The forum topic it was written in.
-        #[serde(skip_serializing_if = "Option::is_none")]
         thread: Option<i64>,
         message_id: i64,
         by: Actor,
@@ -128,9 +125,7 @@ pub enum Update {
         by: Actor,
         /// The message the button is on (absent for a message Telegram no longer
         /// shows the bot).
-        #[serde(skip_serializing_if = "Option::is_none")]
         chat_id: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
         message_id: Option<i64>,
         /// The button's `callback_data`.
         token: String,

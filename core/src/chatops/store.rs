@@ -16,6 +16,8 @@ pub struct UpdateStore<S> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     pub update: Update,
+    /// What the webhook decided for a press.
+    pub verdict: Option<String>,
     pub done: bool,
     /// Failed attempts so far (a reply Telegram did not take).
     pub attempts: u32,
@@ -26,21 +28,30 @@ impl<S: Sql> UpdateStore<S> {
         UpdateStore { sql }
     }
 
-    /// Records update `id` as queued; `false` when it was recorded before (Telegram
+    /// Records update `id` (`body`, as Telegram sent it, and for a press what the
+    /// webhook decided) as queued; `false` when it was recorded before (Telegram
     /// sent it again): then nothing more is done with it.
     pub async fn record(
         &self,
         id: i64,
         update: &Update,
+        body: &[u8],
+        verdict: Option<&str>,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let payload = serde_json::to_string(update).map_err(StoreError::encode)?;
+        let payload = String::from_utf8_lossy(body).into_owned();
         let done = self
             .sql
             .execute(
-                "INSERT INTO telegram_updates (update_id, kind, payload, status, received_at, updated_at) \
-                 VALUES (?1, ?2, ?3, 'queued', ?4, ?4) ON CONFLICT DO NOTHING",
-                &[id.into(), update.kind().into(), payload.into(), now.millis().into()],
+                "INSERT INTO telegram_updates (update_id, kind, payload, verdict, status, received_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?5, 'queued', ?4, ?4) ON CONFLICT DO NOTHING",
+                &[
+                    id.into(),
+                    update.kind().into(),
+                    payload.into(),
+                    now.millis().into(),
+                    verdict.into(),
+                ],
             )
             .await?;
         Ok(done.changes == 1)
@@ -50,17 +61,21 @@ impl<S: Sql> UpdateStore<S> {
         let rows = self
             .sql
             .query(
-                "SELECT payload, status, attempts FROM telegram_updates WHERE update_id = ?1",
+                "SELECT payload, verdict, status, attempts FROM telegram_updates WHERE update_id = ?1",
                 &[id.into()],
             )
             .await?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let update = crate::json::read(row.opt_str("payload").unwrap_or(""))
-            .map_err(|e| StoreError::Row(format!("update {id}: {e}")))?;
+        let payload = row.opt_str("payload").unwrap_or("").as_bytes();
+        let update = super::parse_update(payload)
+            .ok()
+            .and_then(|i| i.update)
+            .ok_or_else(|| StoreError::Row(format!("update {id} does not read back")))?;
         Ok(Some(Recorded {
             update,
+            verdict: row.opt_text("verdict"),
             done: row.opt_str("status") == Some("done"),
             attempts: row
                 .opt_int("attempts")

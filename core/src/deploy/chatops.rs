@@ -7,12 +7,11 @@
 
 use super::message::{buttons, status_icon};
 use super::pipeline::{notify_job, start_next};
-use super::store::{Job, JobStore, Requested};
+use super::store::{Job, JobStore, Requested, Standing};
 use super::{plan, JobKind, JobStatus};
 use crate::apps::{App, AppStore, NamedApp};
 use crate::chatops::Action;
-use crate::flow::{github_for, Deps, Ports, ProcessError};
-use crate::github::client::GithubClient;
+use crate::flow::{Deps, Ports, ProcessError};
 use crate::names::AppName;
 use crate::ports::{Sql, StoreError};
 use crate::telegram::escape_html;
@@ -38,20 +37,17 @@ async fn app_of<S: Sql>(sql: S, job: &Job) -> Result<Option<App>, StoreError> {
     Ok(AppStore::new(sql).get(&name).await?.map(|a| a.app))
 }
 
-/// What job `id` offers now (nothing when there is no such job).
-async fn offered<S: Sql + Copy>(sql: S, id: i64) -> Result<(Option<Job>, Vec<Action>), StoreError> {
-    let jobs = JobStore::new(sql);
-    let Some(job) = jobs.get(id).await? else {
-        return Ok((None, Vec::new()));
-    };
-    let standing = jobs.standing(&job).await?;
-    let offer = buttons(&job, &standing);
-    Ok((Some(job), offer))
+/// What job `id` offers now (nothing when there is no such job), and where it
+/// stands.
+async fn offered<S: Sql>(sql: S, id: i64) -> Result<(Option<Standing>, Vec<Action>), StoreError> {
+    let standing = JobStore::new(sql).standing(id).await?;
+    let offer = standing.map(|s| buttons(id, &s)).unwrap_or_default();
+    Ok((standing, offer))
 }
 
 /// Whether job `id` still offers `action` (a press of a button it no longer offers
 /// is answered "This job has moved on").
-pub async fn offers<S: Sql + Copy>(sql: S, id: i64, action: Action) -> Result<bool, StoreError> {
+pub async fn offers<S: Sql>(sql: S, id: i64, action: Action) -> Result<bool, StoreError> {
     Ok(offered(sql, id).await?.1.contains(&action))
 }
 
@@ -71,7 +67,8 @@ pub async fn act<P: Ports>(
 ) -> Result<Acted, ProcessError> {
     let moved_on = || Ok(Acted::Refused("the job has moved on".into()));
     let jobs = JobStore::new(deps.sql);
-    let (Some(job), offer) = offered(deps.sql, id).await? else {
+    let (standing, offer) = offered(deps.sql, id).await?;
+    let (Some(standing), Some(job)) = (standing, jobs.get(id).await?) else {
         return Ok(Acted::Refused(format!("there is no job {id}")));
     };
     if !offer.contains(&action) {
@@ -88,9 +85,8 @@ pub async fn act<P: Ports>(
                 return moved_on();
             }
             jobs.skip_pending(id, now).await?;
-            if let Some(app) = &app {
-                report_cancelled(deps, &job, app, by, now).await;
-            }
+            let why = format!("Cancelled by {by}");
+            super::pipeline::report_failure(deps, &job, app.as_ref(), &why).await;
             start_next(deps, &job.app, &job.environment, now).await?;
             return Ok(Acted::Done(None));
         }
@@ -101,14 +97,9 @@ pub async fn act<P: Ports>(
     let Some(app) = app.filter(|a| a.deploy.is_some()) else {
         return Ok(Acted::Refused(format!("app {} no longer deploys", job.app)));
     };
-    let from = match kind {
-        JobKind::Rollback => {
-            let standing = jobs.standing(&job).await?;
-            match standing.previous {
-                Some(p) => jobs.get(p).await?,
-                None => None,
-            }
-        }
+    let from = match (kind, standing.previous) {
+        (JobKind::Rollback, Some(p)) => jobs.get(p).await?,
+        (JobKind::Rollback, None) => None,
         _ => Some(job.clone()),
     };
     let Some(from) = from else {
@@ -147,33 +138,6 @@ async fn made_by<S: Sql>(sql: S, key: &str) -> Result<Option<i64>, StoreError> {
         )
         .await?;
     Ok(rows.first().and_then(|r| r.opt_int("id")))
-}
-
-/// GitHub Deployment `error` for a cancelled job (best effort, as for a failure).
-async fn report_cancelled<P: Ports>(
-    deps: &Deps<'_, P>,
-    job: &Job,
-    app: &App,
-    by: &str,
-    now: Timestamp,
-) {
-    let Some(deployment) = job.github_deployment_id else {
-        return;
-    };
-    let installation = job.installation_id.and_then(|i| u64::try_from(i).ok());
-    let Ok(github) = github_for(deps, installation, now).await else {
-        return;
-    };
-    let _ = GithubClient::new(deps.http, &github)
-        .deployment_status(
-            &app.repository,
-            deployment,
-            "error",
-            &crate::text::cut(&format!("Cancelled by {by}"), 140),
-            None,
-            None,
-        )
-        .await;
 }
 
 /// Brings job `id`'s message up to date (after a press: its audit line, its
@@ -322,8 +286,10 @@ pub async fn rollback_offer<S: Sql + Copy>(
     let Some(latest) = latest else {
         return Ok(RollbackOffer::Nothing(format!("{name} has no deploy yet")));
     };
-    let standing = jobs.standing(&latest).await?;
-    if !buttons(&latest, &standing).contains(&Action::Rollback) {
+    let Some(standing) = jobs.standing(latest.id).await? else {
+        return Ok(RollbackOffer::Nothing(format!("{name} has no deploy yet")));
+    };
+    if !buttons(latest.id, &standing).contains(&Action::Rollback) {
         return Ok(RollbackOffer::Nothing(match latest.status {
             JobStatus::Finalized => format!("{name} has no earlier commit to roll back to"),
             other => format!("{name}'s latest job ({}) is {}", latest.id, other.as_str()),

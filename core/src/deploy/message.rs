@@ -6,13 +6,13 @@ use super::{JobKind, JobStatus, StepState};
 use crate::chatops::Action;
 use crate::telegram::escape_html;
 
-/// What job `job` offers from chat now, given where it stands among its app's
+/// What job `id` offers from chat now, given where it stands among its app's
 /// jobs: Cancel while it waits or runs; Roll back when it is the app's latest
 /// (nothing newer but cancelled jobs) and finalized, with an earlier finalized
 /// commit to go back to; Retry when it is the latest and failed or was reverted.
-pub fn buttons(job: &Job, standing: &Standing) -> Vec<Action> {
-    let latest = standing.newest == Some(job.id);
-    match job.status {
+pub fn buttons(id: i64, standing: &Standing) -> Vec<Action> {
+    let latest = standing.newest == Some(id);
+    match standing.status {
         JobStatus::Waiting | JobStatus::Processing => vec![Action::Cancel],
         JobStatus::Finalized if latest && standing.previous.is_some() => vec![Action::Rollback],
         JobStatus::Failed | JobStatus::Reverted if latest => vec![Action::Retry],

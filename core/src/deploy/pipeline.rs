@@ -391,9 +391,14 @@ pub async fn start_next<P: Ports>(
     Ok(Some(id))
 }
 
-/// GitHub Deployment `failure` for a failed deploy (best effort: the job's own
-/// record is what counts).
-async fn report_failure<P: Ports>(deps: &Deps<'_, P>, job: &Job, app: Option<&App>, error: &str) {
+/// GitHub Deployment `failure` for a failed (or cancelled) deploy (best effort: the
+/// job's own record is what counts).
+pub(super) async fn report_failure<P: Ports>(
+    deps: &Deps<'_, P>,
+    job: &Job,
+    app: Option<&App>,
+    error: &str,
+) {
     let (Some(app), Some(deployment_id)) = (app, job.github_deployment_id) else {
         return;
     };
@@ -771,17 +776,22 @@ pub async fn notify_job<P: Ports>(
     };
     let values = job_values(deps.config, &job);
     // Where it stands matters only to what an ended job offers.
+    let here = super::store::Standing {
+        status: job.status,
+        newest: None,
+        previous: None,
+    };
     let standing = match job.status {
         JobStatus::Finalized | JobStatus::Failed | JobStatus::Reverted => {
-            match jobs.standing(&job).await {
-                Ok(s) => s,
+            match jobs.standing(job_id).await {
+                Ok(s) => s.unwrap_or(here),
                 Err(e) => return Some(format!("telegram: job {job_id}: {e}")),
             }
         }
-        _ => super::store::Standing::default(),
+        _ => here,
     };
     let live = Live {
-        buttons: super::message::buttons(&job, &standing),
+        buttons: super::message::buttons(job_id, &standing),
         values,
         subject: format!("job:{job_id}"),
         source: Source::Deploy,

@@ -543,30 +543,33 @@ impl<S: Sql> JobStore<S> {
         Ok(Some(job))
     }
 
-    /// Where job `job` stands among its app's jobs: the newest job of its app and
-    /// environment that was not cancelled, and the finalized job before it with
-    /// another commit (what a rollback would go back to).
-    pub async fn standing(&self, job: &Job) -> Result<Standing, StoreError> {
+    /// Where job `id` stands among its app's jobs: its status, the newest job of its
+    /// app and environment that was not cancelled, and the finalized job before it
+    /// with another commit (what a rollback would go back to). One query.
+    pub async fn standing(&self, id: i64) -> Result<Option<Standing>, StoreError> {
         let rows = self
             .sql
             .query(
-                "SELECT (SELECT MAX(id) FROM deploy_jobs WHERE app = ?1 AND environment = ?2 \
-                   AND status != 'cancelled') AS newest, \
-                 (SELECT id FROM deploy_jobs WHERE app = ?1 AND environment = ?2 AND status = 'finalized' \
-                   AND id < ?3 AND sha != ?4 ORDER BY id DESC LIMIT 1) AS previous",
-                &[
-                    job.app.as_str().into(),
-                    job.environment.as_str().into(),
-                    job.id.into(),
-                    job.sha.as_str().into(),
-                ],
+                "SELECT j.status, (SELECT MAX(id) FROM deploy_jobs WHERE app = j.app \
+                   AND environment = j.environment AND status != 'cancelled') AS newest, \
+                 (SELECT p.id FROM deploy_jobs p WHERE p.app = j.app AND p.environment = j.environment \
+                   AND p.status = 'finalized' AND p.id < j.id AND p.sha != j.sha ORDER BY p.id DESC LIMIT 1) \
+                   AS previous \
+                 FROM deploy_jobs j WHERE j.id = ?1",
+                &[id.into()],
             )
             .await?;
-        let row = rows.first();
-        Ok(Standing {
-            newest: row.and_then(|r| r.opt_int("newest")),
-            previous: row.and_then(|r| r.opt_int("previous")),
-        })
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(Standing {
+            status: row
+                .opt_str("status")
+                .and_then(JobStatus::parse)
+                .ok_or_else(|| StoreError::Row("job status".into()))?,
+            newest: row.opt_int("newest"),
+            previous: row.opt_int("previous"),
+        }))
     }
 
     /// Creates the job a chat request asks for (a rollback or a retry), once per
@@ -811,8 +814,9 @@ impl<S: Sql> JobStore<S> {
 }
 
 /// Where a job stands among its app's jobs ([`JobStore::standing`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Standing {
+    pub status: JobStatus,
     /// The newest job of the app and environment that was not cancelled.
     pub newest: Option<i64>,
     /// The finalized job before it, of another commit.

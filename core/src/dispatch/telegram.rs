@@ -20,6 +20,7 @@ use crate::chatops::{self, Action, Actor, Command, SubjectRef, Update};
 use crate::deploy::chatops::{self as deploy_ops, Acted, RollbackOffer};
 use crate::flow::{Deps, Ports, ProcessError, Run};
 use crate::jobs::JobMessage;
+use crate::json::Names;
 use crate::live::LiveStore;
 use crate::names::AppName;
 use crate::ports::{Kv, Queue, StoreError};
@@ -83,47 +84,50 @@ pub async fn receive<P: Ports>(
         return Ok(Received::nothing(None));
     };
     let id = incoming.update_id;
+    // A press is decided (and claimed) before it is recorded: the claim names this
+    // update, so an update Telegram sends again, after a failure here, comes to the
+    // same decision.
+    let decided = match &update {
+        Update::Press {
+            callback_id,
+            by,
+            chat_id,
+            message_id,
+            token,
+        } => {
+            let press = Press {
+                update_id: id,
+                by,
+                chat_id: chat_id.as_deref(),
+                message_id: *message_id,
+                token,
+            };
+            let (decision, button) = verdict(deps, &press, now)
+                .await
+                .map_err(ReceiveError::Store)?;
+            Some((callback_id, decision, button))
+        }
+        Update::Command { .. } => None,
+    };
     let fresh = UpdateStore::new(deps.sql)
-        .record(id, &update, now)
+        .record(
+            id,
+            &update,
+            body,
+            decided.as_ref().map(|d| d.1.as_str()),
+            now,
+        )
         .await
         .map_err(ReceiveError::Store)?;
-    if !fresh {
-        return Ok(Received::nothing(Some(format!(
-            "telegram: update {id} was taken before"
-        ))));
-    }
-    let Update::Press {
-        callback_id,
-        by,
-        chat_id,
-        message_id,
-        token,
-    } = &update
-    else {
-        return Ok(Received {
-            body: serde_json::json!({}),
-            queue: Some(id),
-            log: None,
-        });
-    };
-    let press = Press {
-        update_id: id,
-        by,
-        chat_id: chat_id.as_deref(),
-        message_id: *message_id,
-        token,
-    };
-    // The consumer decides again what the answer could not (the database failed).
-    let (text, log) = match verdict(deps, &press, now).await {
-        Ok(v) => (v.answer(), None),
-        Err(e) => (
-            "Working on it…".to_owned(),
-            Some(format!("telegram: update {id}: {e}; the consumer decides")),
-        ),
-    };
+    let log = (!fresh).then(|| format!("telegram: update {id} was taken before"));
     Ok(Received {
-        body: chatops::answer(callback_id, &text),
-        queue: Some(id),
+        body: match decided {
+            Some((callback, decision, button)) => {
+                chatops::answer(callback, &answer(decision, button.as_ref()))
+            }
+            None => serde_json::json!({}),
+        },
+        queue: fresh.then_some(id),
         log,
     })
 }
@@ -137,9 +141,12 @@ struct Press<'a> {
     token: &'a str,
 }
 
-/// Why a press does nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+/// What a press comes to, as the webhook decided it (`telegram_updates.verdict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
+enum Decision {
+    /// It is this update's to do.
+    Act,
     /// Not one of our tokens, or pressed elsewhere than on its message.
     Unknown,
     NotAllowed,
@@ -147,33 +154,26 @@ enum Refusal {
     Used,
     Expired,
     /// Its subject no longer offers the action.
-    MovedOn(SubjectKind),
+    MovedOn,
 }
 
-/// What a press comes to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Verdict {
-    /// It is this update's to do.
-    Act(SubjectRef, Action, Button),
-    Refuse(Refusal, Option<Button>),
-}
-
-impl Verdict {
-    /// The answer the button shows.
-    fn answer(&self) -> String {
-        match self {
-            Verdict::Act(_, action, _) => action.doing().to_owned(),
-            Verdict::Refuse(why, _) => match why {
-                Refusal::Unknown => "This button is no longer valid".to_owned(),
-                Refusal::NotAllowed => "You are not allowed to do this".to_owned(),
-                Refusal::Used => "This was already done".to_owned(),
-                Refusal::Expired => {
-                    "This button has expired; the message gets fresh ones".to_owned()
-                }
-                Refusal::MovedOn(kind) => moved_on(*kind).to_owned(),
-            },
+/// The answer the button shows.
+fn answer(decision: Decision, button: Option<&Button>) -> String {
+    let action = button.and_then(|b| b.action);
+    match (decision, action) {
+        (Decision::Act, Some(action)) => action.doing(),
+        (Decision::NotAllowed, _) => "You are not allowed to do this",
+        (Decision::Used, _) => "This was already done",
+        (Decision::Expired, _) => "This button has expired; the message gets fresh ones",
+        (Decision::MovedOn, _) => {
+            let kind = button
+                .and_then(|b| SubjectRef::parse(&b.subject))
+                .map(|s| s.kind);
+            moved_on(kind.unwrap_or(SubjectKind::Job))
         }
+        (Decision::Act | Decision::Unknown, _) => "This button is no longer valid",
     }
+    .to_owned()
 }
 
 /// "This job has moved on", per kind of subject.
@@ -193,43 +193,47 @@ async fn verdict<P: Ports>(
     deps: &Deps<'_, P>,
     press: &Press<'_>,
     now: Timestamp,
-) -> Result<Verdict, StoreError> {
+) -> Result<(Decision, Option<Button>), StoreError> {
     let buttons = ButtonStore::new(deps.sql);
     let Some(button) = buttons.find(press.token).await? else {
-        return Ok(Verdict::Refuse(Refusal::Unknown, None));
+        return Ok((Decision::Unknown, None));
     };
-    let refuse = |why, button: Button| Ok(Verdict::Refuse(why, Some(button)));
+    let decision = decide(deps, press, &button, now).await?;
+    Ok((decision, Some(button)))
+}
+
+async fn decide<P: Ports>(
+    deps: &Deps<'_, P>,
+    press: &Press<'_>,
+    button: &Button,
+    now: Timestamp,
+) -> Result<Decision, StoreError> {
     let (Some(subject), Some(action)) = (SubjectRef::parse(&button.subject), button.action) else {
-        return refuse(Refusal::Unknown, button);
+        return Ok(Decision::Unknown);
     };
     let here = press.chat_id == Some(button.chat_id.as_str())
         && press.message_id.is_some()
         && press.message_id == button.message_id;
-    if !here {
-        return refuse(Refusal::Unknown, button);
-    }
-    if button.used_by_update == Some(press.update_id) {
-        return Ok(Verdict::Act(subject, action, button));
-    }
-    if !may_act(deps, button.app.as_deref(), press.by.user_id).await? {
-        return refuse(Refusal::NotAllowed, button);
-    }
-    if button.used {
-        return refuse(Refusal::Used, button);
-    }
-    if button.expires_at.millis() <= now.millis() {
-        return refuse(Refusal::Expired, button);
-    }
-    if !offers(deps, subject, action).await? {
-        return refuse(Refusal::MovedOn(subject.kind), button);
-    }
-    if !buttons
+    Ok(if !here {
+        Decision::Unknown
+    } else if button.used_by_update == Some(press.update_id) {
+        Decision::Act
+    } else if !may_act(deps, button.app.as_deref(), press.by.user_id).await? {
+        Decision::NotAllowed
+    } else if button.used {
+        Decision::Used
+    } else if button.expires_at.millis() <= now.millis() {
+        Decision::Expired
+    } else if !offers(deps, subject, action).await? {
+        Decision::MovedOn
+    } else if ButtonStore::new(deps.sql)
         .claim(press.token, press.by.user_id, press.update_id, now)
         .await?
     {
-        return refuse(Refusal::Used, button);
-    }
-    Ok(Verdict::Act(subject, action, button))
+        Decision::Act
+    } else {
+        Decision::Used
+    })
 }
 
 /// Whether `user` is an operator: of every app (`TELEGRAM_OPERATORS`), or of `app`.
@@ -355,7 +359,13 @@ pub async fn run_update<P: Ports>(deps: &Deps<'_, P>, id: i64, now: Timestamp) -
                 message_id: *message_id,
                 token,
             };
-            pressed(deps, &press, now).await
+            // What the webhook decided (and claimed).
+            let decision = recorded
+                .verdict
+                .as_deref()
+                .and_then(Decision::parse)
+                .unwrap_or(Decision::Unknown);
+            pressed(deps, &press, decision, now).await
         }
         Update::Command {
             chat_id,
@@ -398,23 +408,28 @@ pub async fn run_update<P: Ports>(deps: &Deps<'_, P>, id: i64, now: Timestamp) -
 async fn pressed<P: Ports>(
     deps: &Deps<'_, P>,
     press: &Press<'_>,
+    decision: Decision,
     now: Timestamp,
 ) -> Result<String, ProcessError> {
-    let entry = |subject: SubjectRef, action: Action, outcome, detail: Option<String>| Entry {
-        subject_kind: subject.kind,
-        subject_id: subject.id.to_string(),
-        action: action.as_str().to_owned(),
-        result: outcome,
-        detail,
-        actor: press.by.name.clone(),
-        user_id: Some(press.by.user_id),
-        chat_id: press.chat_id.map(str::to_owned),
-        update_id: Some(press.update_id),
-        at: now.millis(),
+    let by = entry(press.by, press.chat_id, press.update_id, now);
+    let entry = |subject: SubjectRef, action: Action, outcome, detail: Option<String>| {
+        by(
+            subject.kind,
+            subject.id.to_string(),
+            action,
+            outcome,
+            detail,
+        )
     };
     let audit = AuditStore::new(deps.sql);
-    match verdict(deps, press, now).await? {
-        Verdict::Act(subject, action, button) => {
+    let Some(button) = ButtonStore::new(deps.sql).find(press.token).await? else {
+        return Ok("an unknown button".into());
+    };
+    let (Some(subject), Some(action)) = (SubjectRef::parse(&button.subject), button.action) else {
+        return Ok("an unknown button".into());
+    };
+    match decision {
+        Decision::Act => {
             let key = format!("telegram:{}", press.update_id);
             let acted = act(deps, subject, action, press.by, &key, now).await;
             let (outcome, detail) = match acted {
@@ -454,22 +469,15 @@ async fn pressed<P: Ports>(
             }
             Ok(said)
         }
-        Verdict::Refuse(why, button) => {
-            let Some(button) = button else {
-                return Ok("an unknown button".into());
-            };
-            let (Some(subject), Some(action)) = (SubjectRef::parse(&button.subject), button.action)
-            else {
-                return Ok("an unknown button".into());
-            };
+        why => {
             let detail = match why {
-                Refusal::Unknown => {
+                Decision::Act | Decision::Unknown => {
                     return Ok("a button pressed elsewhere than on its message".into())
                 }
-                Refusal::Used => return Ok("a button used before".into()),
-                Refusal::NotAllowed => "not an operator",
-                Refusal::Expired => "the button had expired",
-                Refusal::MovedOn(_) => "the subject had moved on",
+                Decision::Used => return Ok("a button used before".into()),
+                Decision::NotAllowed => "not an operator",
+                Decision::Expired => "the button had expired",
+                Decision::MovedOn => "the subject had moved on",
             };
             audit
                 .record(&entry(
@@ -485,7 +493,7 @@ async fn pressed<P: Ports>(
                 subject.text(),
                 press.by.name
             );
-            if matches!(why, Refusal::Expired | Refusal::MovedOn(_)) {
+            if matches!(why, Decision::Expired | Decision::MovedOn) {
                 // Fresh buttons for what the subject offers now.
                 match button.live_id {
                     Some(live) => {
@@ -512,6 +520,28 @@ async fn pressed<P: Ports>(
             }
             Ok(said)
         }
+    }
+}
+
+/// The audit rows of one update: what `by` asked for in `chat`, made by the
+/// function returned.
+fn entry<'a>(
+    by: &'a Actor,
+    chat: Option<&'a str>,
+    update: i64,
+    now: Timestamp,
+) -> impl Fn(SubjectKind, String, Action, Outcome, Option<String>) -> Entry + 'a {
+    move |subject_kind, subject_id, action, result, detail| Entry {
+        subject_kind,
+        subject_id,
+        action: action.as_str().to_owned(),
+        result,
+        detail,
+        actor: by.name.clone(),
+        user_id: Some(by.user_id),
+        chat_id: chat.map(str::to_owned),
+        update_id: Some(update),
+        at: now.millis(),
     }
 }
 
@@ -603,102 +633,81 @@ async fn command<P: Ports>(
         )
     };
     let mut buttons = Vec::new();
-    let (html, what) = match Command::parse(text, bot.as_deref()) {
+    let html = match Command::parse(text, bot.as_deref()) {
         Command::NotOurs => return Ok(Replied::Done("a command for another bot".into())),
-        Command::Status => (
-            deploy_ops::board(deps.sql, &apps, public_url).await?,
-            "status".to_owned(),
-        ),
-        Command::Help => (chatops::help_text(), "help".to_owned()),
-        Command::Usage(name) => (
-            format!("Usage: /{name} &lt;app&gt;"),
-            format!("/{name} without an app"),
-        ),
-        Command::Unknown(name) => (
-            format!(
-                "Unknown command /{}. /help lists the commands.",
-                escape_html(&name)
-            ),
-            format!("unknown command /{name}"),
+        Command::Status => deploy_ops::board(deps.sql, &apps, public_url).await?,
+        Command::Help => chatops::help_text(),
+        Command::Usage(name) => format!("Usage: /{name} &lt;app&gt;"),
+        Command::Unknown(name) => format!(
+            "Unknown command /{}. /help lists the commands.",
+            escape_html(&name)
         ),
         Command::Deploys(name) => match find(&name) {
-            None => (unknown(&name), format!("deploys of unknown app {name}")),
-            Some(app) => (
-                deploy_ops::recent(deps.sql, &app.name, public_url).await?,
-                format!("deploys of {}", app.name.as_str()),
-            ),
+            None => unknown(&name),
+            Some(app) => deploy_ops::recent(deps.sql, &app.name, public_url).await?,
         },
         Command::Rollback(name) => match find(&name) {
-            None => (unknown(&name), format!("rollback of unknown app {name}")),
-            Some(app) => {
-                let user = said.by.user_id;
-                if !chatops::may_act(&deps.config.telegram_operators, &app.app.operators, user) {
-                    AuditStore::new(deps.sql)
-                        .record(&Entry {
-                            subject_kind: SubjectKind::App,
-                            subject_id: app.name.as_str().to_owned(),
-                            action: Action::Rollback.as_str().to_owned(),
-                            result: Outcome::Refused,
-                            detail: Some("not an operator".into()),
-                            actor: said.by.name.clone(),
-                            user_id: Some(user),
-                            chat_id: Some(said.chat_id.to_owned()),
-                            update_id: Some(said.update_id),
-                            at: now.millis(),
-                        })
-                        .await?;
-                    (
-                        "You are not allowed to do this.".to_owned(),
-                        format!(
-                            "rollback of {} refused to {}: not an operator",
-                            app.name.as_str(),
-                            said.by.name
-                        ),
-                    )
-                } else {
-                    match deploy_ops::rollback_offer(deps.sql, app).await? {
-                        RollbackOffer::Nothing(why) => (
-                            format!("Nothing to roll back: {}.", escape_html(&why)),
-                            format!("rollback of {}: {why}", app.name.as_str()),
-                        ),
-                        RollbackOffer::Offer {
-                            job,
-                            environment,
-                            from,
-                            to,
-                        } => {
-                            buttons = ButtonStore::new(deps.sql)
-                                .mint(
-                                    On::Reply {
-                                        chat_id: said.chat_id,
-                                    },
-                                    said.chat_id,
-                                    &SubjectRef {
-                                        kind: SubjectKind::Job,
-                                        id: job,
-                                    }
-                                    .text(),
-                                    Some(app.name.as_str()),
-                                    &[Action::Rollback],
-                                    now,
-                                )
-                                .await?;
-                            (
-                                format!(
-                                    "Roll back <b>{}</b> in {} from <code>{}</code> (job {job}) to <code>{}</code>?",
-                                    escape_html(app.name.as_str()),
-                                    escape_html(&environment),
-                                    from.chars().take(7).collect::<String>(),
-                                    to.chars().take(7).collect::<String>()
-                                ),
-                                format!("rollback of {} offered (job {job})", app.name.as_str()),
-                            )
-                        }
-                    }
-                }
+            None => unknown(&name),
+            Some(app)
+                if !chatops::may_act(
+                    &deps.config.telegram_operators,
+                    &app.app.operators,
+                    said.by.user_id,
+                ) =>
+            {
+                let app_name = app.name.as_str();
+                let refused = entry(said.by, Some(said.chat_id), said.update_id, now);
+                AuditStore::new(deps.sql)
+                    .record(&refused(
+                        SubjectKind::App,
+                        app_name.to_owned(),
+                        Action::Rollback,
+                        Outcome::Refused,
+                        Some("not an operator".into()),
+                    ))
+                    .await?;
+                "You are not allowed to do this.".to_owned()
             }
+            Some(app) => match deploy_ops::rollback_offer(deps.sql, app).await? {
+                RollbackOffer::Nothing(why) => {
+                    format!("Nothing to roll back: {}.", escape_html(&why))
+                }
+                RollbackOffer::Offer {
+                    job,
+                    environment,
+                    from,
+                    to,
+                } => {
+                    let subject = SubjectRef {
+                        kind: SubjectKind::Job,
+                        id: job,
+                    }
+                    .text();
+                    let on = On::Reply {
+                        chat_id: said.chat_id,
+                    };
+                    buttons = ButtonStore::new(deps.sql)
+                        .mint(
+                            on,
+                            said.chat_id,
+                            &subject,
+                            Some(app.name.as_str()),
+                            &[Action::Rollback],
+                            now,
+                        )
+                        .await?;
+                    format!(
+                        "Roll back <b>{}</b> in {} from <code>{}</code> (job {job}) to <code>{}</code>?",
+                        escape_html(app.name.as_str()),
+                        escape_html(&environment),
+                        from.chars().take(7).collect::<String>(),
+                        to.chars().take(7).collect::<String>()
+                    )
+                }
+            },
         },
     };
+    let what = crate::text::cut(text, 64);
     reply(deps, said, &html, &buttons, what, now).await
 }
 
