@@ -5,6 +5,7 @@ use edge_core::admin::LogError;
 use edge_core::apps::{App, AppStore};
 use edge_core::auth::require_bearer;
 use edge_core::config::Config;
+use edge_core::deploy::approval::{self, Decision};
 use edge_core::deploy::store::JobStore;
 use edge_core::deploy::JobStatus;
 use edge_core::error::ApiError;
@@ -111,6 +112,8 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         ["api", "services", name] => Route::Service(name.to_string()),
         ["api", "jobs"] => Route::Jobs,
         ["api", "jobs", id] => Route::Job(id.to_string()),
+        ["api", "jobs", id, "approve"] => Route::Decide(id.to_string(), Decision::Approve),
+        ["api", "jobs", id, "reject"] => Route::Decide(id.to_string(), Decision::Reject),
         _ => return Err(ApiError::NotFound),
     };
     authorize(&req, config)?;
@@ -332,10 +335,36 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
                 .ok_or(ApiError::NotFound)?;
             Ok(Reply::json(
                 200,
-                serde_json::json!({ "success": true, "job": job }),
+                serde_json::json!({ "success": true, "job": approval::view(&job) }),
             ))
         }
         (Route::Job(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::Decide(id, decision), Method::Post) => {
+            let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+            let deps = bindings.deps(config);
+            let decided = approval::decide(&deps, id, decision, "admin API", now())
+                .await
+                .map_err(|e| {
+                    if let approval::ApprovalError::Store { .. } = &e {
+                        console_error!("admin: job {id}: {e}");
+                    }
+                    ApiError::from(e)
+                })?;
+            for problem in &decided.problems {
+                console_error!("admin: job {id}: {problem}");
+            }
+            let message = match (decision, decided.acted) {
+                (Decision::Approve, true) => "Approved",
+                (Decision::Reject, true) => "Rejected",
+                (Decision::Approve, false) => "Already approved",
+                (Decision::Reject, false) => "Already rejected",
+            };
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "message": message, "approval": decided.approval }),
+            ))
+        }
+        (Route::Decide(..), _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
         (Route::Services, Method::Post) => {
             let body = json_body(&mut req, MAX_BODY_BYTES).await?;
             let (workflow, log) =
@@ -405,4 +434,5 @@ enum Route {
     Replay(String),
     Jobs,
     Job(String),
+    Decide(String, Decision),
 }

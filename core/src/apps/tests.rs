@@ -227,8 +227,8 @@ fn approval_belongs_to_the_deploy_and_names_its_bad_fields() {
             &format!(r#""deploy_on": "push", "approval": {approval},"#),
         )
     };
-    let app = App::parse(with(r#"{"required": true, "timeout_minutes": 15}"#).as_bytes())
-        .expect("valid");
+    let app =
+        App::parse(with(r#"{"required": true, "timeout_minutes": 15}"#).as_bytes()).expect("valid");
     let deploy = app.deploy.as_ref().expect("deploy");
     assert_eq!(
         deploy.required_approval(),
@@ -271,9 +271,7 @@ fn approval_belongs_to_the_deploy_and_names_its_bad_fields() {
         );
     }
     // An app that only previews deploys nothing to approve.
-    assert!(bad(
-        r#"{"repository": "a/b", "approval": {"required": true},
-            "preview": {"org": "acme", "image": "reg/app:{sha}"}}"#
-    )
+    assert!(bad(r#"{"repository": "a/b", "approval": {"required": true},
+            "preview": {"org": "acme", "image": "reg/app:{sha}"}}"#)
     .starts_with("approval: only an app with `deploy` has one"));
 }

@@ -1,8 +1,10 @@
 //! The Telegram message of a deploy job: one per job, edited in place as it moves.
 
+use super::approval::{gate, Approval};
 use super::store::Job;
 use super::{JobStatus, StepState};
 use crate::telegram::escape_html;
+use crate::time::Timestamp;
 
 fn status_icon(s: JobStatus) -> &'static str {
     match s {
@@ -26,11 +28,43 @@ fn step_icon(s: StepState) -> &'static str {
     }
 }
 
+/// The job's status as its message and its template's `status` show it: a job
+/// waiting for a decision is `awaiting_approval` (it is `processing` in the API).
+pub fn status(job: &Job) -> &'static str {
+    if gate::is_awaiting(job) {
+        "awaiting_approval"
+    } else {
+        job.status.as_str()
+    }
+}
+
+/// The approval's line, if the job has one worth a line.
+fn approval_line(job: &Job) -> Option<String> {
+    let text = match gate::of(job)? {
+        Approval::Required => "needed once it starts".to_owned(),
+        Approval::Awaiting { deadline: Some(d) } => format!(
+            "awaiting approval until {}",
+            Timestamp::from_millis(d).to_human()
+        ),
+        Approval::Awaiting { deadline: None } => "awaiting approval".to_owned(),
+        Approval::Approved { by, .. } => format!("approved by {}", escape_html(&by)),
+        Approval::Rejected { by, .. } => format!("rejected by {}", escape_html(&by)),
+        Approval::TimedOut { .. } => gate::TIMED_OUT.to_owned(),
+        Approval::Cancelled | Approval::Failed { .. } => return None,
+    };
+    Some(format!("<b>Approval:</b> {text}\n"))
+}
+
 /// HTML for Telegram; every value from outside is escaped.
 pub fn render(job: &Job) -> String {
+    let icon = if gate::is_awaiting(job) {
+        "⏸"
+    } else {
+        status_icon(job.status)
+    };
     let mut out = format!(
         "<b>{} Deploy {} → {}</b>\n",
-        status_icon(job.status),
+        icon,
         escape_html(&job.app),
         escape_html(&job.environment)
     );
@@ -53,7 +87,11 @@ pub fn render(job: &Job) -> String {
     if let Some(p) = &job.pusher {
         out.push_str(&format!("<b>By:</b> {}\n", escape_html(p)));
     }
-    out.push_str(&format!("<b>Status:</b> {}\n", job.status.as_str()));
+    out.push_str(&format!(
+        "<b>Status:</b> {}\n",
+        status(job).replace('_', " ")
+    ));
+    out.extend(approval_line(job));
     if let Some(sha) = &job.revert_sha {
         out.push_str(&format!(
             "<b>Reverting to:</b> <code>{}</code>\n",

@@ -6,6 +6,7 @@
 
 use serde_json::json;
 
+use super::approval::gate;
 use super::store::{Job, JobField, JobStore, Step};
 use super::{plan_revert, JobStatus, StepName, StepOutcome, StepState};
 use crate::apps::{App, AppStore, DeployConfig, DeployTarget};
@@ -75,8 +76,15 @@ pub fn after_step(
             }
         }
     };
+    if let (StepName::AwaitingApproval, StepOutcome::Failed(error)) = (step.name, outcome) {
+        // Rejected or timed out: nothing was deployed, so nothing is reverted, and
+        // the job's error is the decision's own ("rejected by …").
+        return Next::Fail {
+            error: error.clone(),
+        };
+    }
     match outcome {
-        StepOutcome::Waiting(_) => Next::Wait,
+        StepOutcome::Waiting(..) => Next::Wait,
         StepOutcome::Transient(error) => {
             let health = matches!(step.name, StepName::VerifyHealth | StepName::RevertVerify);
             let limit = if health {
@@ -182,6 +190,19 @@ async fn try_run_step<P: Ports>(
             job.status.as_str()
         ));
     }
+    // Nothing after an approval step runs before it is approved. One rejected or
+    // timed out whose job never moved on (the Worker died in between) ends the job.
+    if let Some(held) = gate::holds(&job, position) {
+        if let (StepState::Failed, Some(error)) = (held.state, held.error.clone()) {
+            let app = load_app(deps, &job).await?;
+            follow(deps, &job, app.as_ref(), Next::Fail { error }, now).await?;
+            notify_job(deps, job_id, app.as_ref(), now).await;
+        }
+        return ack(format!(
+            "job {job_id} step {position}: held by its approval ({}), not run",
+            held.state.as_str()
+        ));
+    }
     // A forced outcome (a timeout) takes the step whatever its claim or due time.
     let claims = deps.config.step_claims();
     let claimed = if forced.is_some() {
@@ -206,12 +227,7 @@ async fn try_run_step<P: Ports>(
             "job {job_id} step {position}: finished or held elsewhere"
         ));
     };
-    let app_name = AppName::parse(&job.app).map_err(|e| ProcessError::Permanent(e.to_string()))?;
-    let app = AppStore::new(deps.sql)
-        .get(&app_name)
-        .await
-        .map_err(store_err("app"))?
-        .map(|a| a.app);
+    let app = load_app(deps, &job).await?;
     let outcome = match (&app, forced) {
         (_, Some(forced)) => forced,
         (None, None) => StepOutcome::Failed(format!("app {} no longer exists", job.app)),
@@ -240,28 +256,35 @@ async fn try_run_step<P: Ports>(
         deps.config.health_check_interval_seconds,
     );
 
-    match (&outcome, &next) {
-        (StepOutcome::Done(result), _) => {
-            jobs.finish_step(job_id, position, StepState::Done, Some(result), None, now)
-                .await
-                .map_err(store_err("finish"))?;
-        }
-        (StepOutcome::Waiting(result), _) => {
-            jobs.touch_step(job_id, position, result, now)
+    let finished = match (&outcome, &next) {
+        (StepOutcome::Done(result), _) => jobs
+            .finish_step(job_id, position, StepState::Done, Some(result), None, now)
+            .await
+            .map_err(store_err("finish"))?,
+        (StepOutcome::Waiting(result, until), _) => {
+            jobs.touch_step(job_id, position, result, *until, now)
                 .await
                 .map_err(store_err("touch"))?;
+            true
         }
         (StepOutcome::Transient(error), Next::RetryIn(delay)) => {
             let due = now.plus_seconds(i64::from(*delay));
             jobs.release_step(job_id, position, error, due, now)
                 .await
                 .map_err(store_err("release"))?;
+            true
         }
-        (StepOutcome::Transient(error) | StepOutcome::Failed(error), _) => {
-            jobs.finish_step(job_id, position, StepState::Failed, None, Some(error), now)
-                .await
-                .map_err(store_err("finish"))?;
-        }
+        (StepOutcome::Transient(error) | StepOutcome::Failed(error), _) => jobs
+            .finish_step(job_id, position, StepState::Failed, None, Some(error), now)
+            .await
+            .map_err(store_err("finish"))?,
+    };
+    if !finished {
+        // Something else finished the step meanwhile (a decision on an approval the
+        // cron was timing out): what finished it moves the job on.
+        return ack(format!(
+            "{log_line}; the step was finished elsewhere meanwhile"
+        ));
     }
     let verdict = follow(deps, &job, app.as_ref(), next, now).await?;
     let mut log = log_line;
@@ -271,10 +294,68 @@ async fn try_run_step<P: Ports>(
     Ok(Run { verdict, log })
 }
 
+/// The job's app as it is now (`None` once deleted).
+async fn load_app<P: Ports>(deps: &Deps<'_, P>, job: &Job) -> Result<Option<App>, ProcessError> {
+    let name = AppName::parse(&job.app).map_err(|e| ProcessError::Permanent(e.to_string()))?;
+    Ok(AppStore::new(deps.sql)
+        .get(&name)
+        .await
+        .map_err(store_err("app"))?
+        .map(|a| a.app))
+}
+
+/// Moves job `job_id` on from step `position`, which something other than a step
+/// run finished (a decision on its approval): the next step is enqueued, or the job
+/// fails, as after any step, and its message is brought up to date. Returns what
+/// went wrong, if anything (the sweep picks up a lost next step).
+pub async fn continue_after<P: Ports>(
+    deps: &Deps<'_, P>,
+    job_id: i64,
+    position: i64,
+    now: Timestamp,
+) -> Vec<String> {
+    let jobs = JobStore::new(deps.sql);
+    let mut problems = Vec::new();
+    let moved = async {
+        let job = jobs
+            .get(job_id)
+            .await
+            .map_err(store_err("job"))?
+            .ok_or_else(|| StoreError::Row(format!("job {job_id} vanished")))?;
+        let app = load_app(deps, &job).await?;
+        let Some(step) = job.steps.iter().find(|s| s.position == position) else {
+            return Ok(app);
+        };
+        let outcome = match step.state {
+            StepState::Done => StepOutcome::Done(step.result.clone().unwrap_or_default()),
+            _ => StepOutcome::Failed(step.error.clone().unwrap_or_default()),
+        };
+        let next = after_step(
+            &job,
+            step,
+            &outcome,
+            None,
+            deps.config.health_check_interval_seconds,
+        );
+        follow(deps, &job, app.as_ref(), next, now).await?;
+        Ok::<_, ProcessError>(app)
+    }
+    .await;
+    let app = match moved {
+        Ok(app) => app,
+        Err(e) => {
+            problems.push(format!("job {job_id}: {e}"));
+            None
+        }
+    };
+    problems.extend(notify_job(deps, job_id, app.as_ref(), now).await);
+    problems
+}
+
 fn describe(outcome: &StepOutcome) -> String {
     match outcome {
         StepOutcome::Done(_) => "done".into(),
-        StepOutcome::Waiting(_) => "waiting".into(),
+        StepOutcome::Waiting(..) => "waiting".into(),
         StepOutcome::Transient(e) => format!("transient failure: {e}"),
         StepOutcome::Failed(e) => format!("failed: {e}"),
     }
@@ -458,6 +539,9 @@ async fn perform<P: Ports>(
         return StepOutcome::Failed("no commit to deploy".into());
     };
     match step.name {
+        StepName::AwaitingApproval => {
+            gate::wait(step, app.deploy.as_ref().and_then(|d| d.approval), now)
+        }
         StepName::CreateDeployment => {
             let github = match github_for(deps, installation(job), now).await {
                 Ok(g) => g,
@@ -742,7 +826,7 @@ async fn await_result<P: Ports>(
             });
             match super::runs::find_completed_run(deps.sql, &waiting).await {
                 Ok(Some(run)) => super::runs::outcome_of(&run),
-                Ok(None) => StepOutcome::Waiting(waiting),
+                Ok(None) => StepOutcome::Waiting(waiting, None),
                 Err(e) => StepOutcome::Transient(e.to_string()),
             }
         }
@@ -804,7 +888,7 @@ fn job_values(config: &crate::config::Config, job: &super::store::Job) -> Values
             Field::CommitShort,
             job.sha.chars().take(7).collect::<String>(),
         )
-        .with(Field::Status, job.status.as_str())
+        .with(Field::Status, super::message::status(job))
         .with(
             Field::Time,
             Timestamp::from_millis(job.updated_at).to_human(),

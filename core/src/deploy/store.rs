@@ -219,7 +219,10 @@ impl<S: Sql> JobStore<S> {
         Ok((id, false))
     }
 
-    /// Cancels the app's waiting jobs older than `newest`; returns their ids.
+    /// Cancels the app's jobs older than `newest` that have deployed nothing: the
+    /// waiting ones, and a started one still awaiting approval (a decision on it
+    /// can no longer win: [`JobStore::decide_step`] requires that no newer job
+    /// exists). Returns their ids.
     pub async fn supersede(
         &self,
         app: &str,
@@ -232,7 +235,11 @@ impl<S: Sql> JobStore<S> {
             .query(
                 "UPDATE deploy_jobs SET status = 'cancelled', error = ?5, \
                  updated_at = ?4, finished_at = ?4 \
-                 WHERE app = ?1 AND environment = ?2 AND status = 'waiting' AND id < ?3 RETURNING id",
+                 WHERE app = ?1 AND environment = ?2 AND id < ?3 AND (status = 'waiting' \
+                   OR (status = 'processing' AND EXISTS (SELECT 1 FROM deploy_steps s \
+                       WHERE s.job_id = deploy_jobs.id AND s.name = 'awaiting_approval' \
+                       AND s.state IN ('pending', 'started')))) \
+                 RETURNING id",
                 &[
                     app.into(),
                     environment.into(),
@@ -245,15 +252,102 @@ impl<S: Sql> JobStore<S> {
         let ids: Vec<i64> = rows.iter().filter_map(|r| r.opt_int("id")).collect();
         if !ids.is_empty() {
             let list = serde_json::to_string(&ids).map_err(StoreError::encode)?;
+            // A waiting approval step is started: it is skipped with the rest.
             self.sql
                 .execute(
-                    "UPDATE deploy_steps SET state = 'skipped', updated_at = ?2 \
-                     WHERE job_id IN (SELECT value FROM json_each(?1)) AND state = 'pending'",
+                    "UPDATE deploy_steps SET state = 'skipped', claimed_at = NULL, due_at = NULL, updated_at = ?2 \
+                     WHERE job_id IN (SELECT value FROM json_each(?1)) AND state IN ('pending', 'started')",
                     &[list.into(), now.millis().into()],
                 )
                 .await?;
         }
         Ok(ids)
+    }
+
+    /// The newest job of the app and environment after `id`, if a newer push made
+    /// one (it supersedes `id` while `id` awaits approval).
+    pub async fn newer_job(
+        &self,
+        app: &str,
+        environment: &str,
+        id: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT MAX(id) AS id FROM deploy_jobs WHERE app = ?1 AND environment = ?2 AND id > ?3",
+                &[app.into(), environment.into(), id.into()],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r.opt_int("id")))
+    }
+
+    /// Records a decision on the approval step at `position` of job `job_id`:
+    /// `done` (approved) or `failed` with `error` (rejected), `result` saying who and
+    /// when. One conditional update, so of two decisions, or a decision and the
+    /// cron's timeout or a newer push, exactly one wins: it applies only while the
+    /// job is processing, no newer job of its app and environment exists, the step
+    /// is unfinished and its deadline (in its result, once it waited) has not
+    /// passed. `false` changes nothing.
+    pub async fn decide_step(
+        &self,
+        job_id: i64,
+        position: i64,
+        approved: bool,
+        result: &serde_json::Value,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let state = if approved {
+            StepState::Done
+        } else {
+            StepState::Failed
+        };
+        let done = self
+            .sql
+            .execute(
+                "UPDATE deploy_steps SET state = ?3, result = ?4, error = ?5, started_at = COALESCE(started_at, ?6), \
+                 finished_at = ?6, updated_at = ?6, claimed_at = NULL, due_at = NULL \
+                 WHERE job_id = ?1 AND position = ?2 AND name = 'awaiting_approval' \
+                 AND state IN ('pending', 'started') \
+                 AND COALESCE(json_extract(result, '$.deadline'), ?6 + 1) > ?6 \
+                 AND EXISTS (SELECT 1 FROM deploy_jobs j WHERE j.id = ?1 AND j.status = 'processing' \
+                   AND NOT EXISTS (SELECT 1 FROM deploy_jobs n WHERE n.app = j.app \
+                     AND n.environment = j.environment AND n.id > j.id))",
+                &[
+                    job_id.into(),
+                    position.into(),
+                    state.as_str().into(),
+                    crate::json::text(result).into(),
+                    error.into(),
+                    now.millis().into(),
+                ],
+            )
+            .await?;
+        Ok(done.changes == 1)
+    }
+
+    /// Approval steps waiting past their deadline (`due_at`), whose jobs still
+    /// await them: the cron fails them with "approval timed out". A held step is
+    /// left to its holder.
+    pub async fn expired_approvals(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT s.job_id, s.position FROM deploy_steps s JOIN deploy_jobs j ON j.id = s.job_id \
+                 WHERE s.name = 'awaiting_approval' AND s.state = 'started' AND s.claimed_at IS NULL \
+                 AND s.due_at <= ?1 AND j.status = 'processing' ORDER BY s.due_at LIMIT ?2",
+                &[now.millis().into(), limit.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.opt_int("job_id")?, r.opt_int("position")?)))
+            .collect())
     }
 
     /// Starts the app's newest waiting job unless a job is active for it; returns the
@@ -447,19 +541,27 @@ impl<S: Sql> JobStore<S> {
 
     /// Keeps a started step waiting (an await step between checks): records what it
     /// waits for and lets go of the claim (nothing runs while it waits); the event
-    /// it waits for wakes it, and the sweep looks again after `SWEEP_AFTER_SECONDS`.
+    /// it waits for wakes it, and the sweep looks again after `SWEEP_AFTER_SECONDS`,
+    /// or, with `until` (an approval's deadline), not before then.
     pub async fn touch_step(
         &self,
         job_id: i64,
         position: i64,
         result: &serde_json::Value,
+        until: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.sql
             .execute(
-                "UPDATE deploy_steps SET result = ?3, claimed_at = NULL, due_at = NULL, updated_at = ?4 \
+                "UPDATE deploy_steps SET result = ?3, claimed_at = NULL, due_at = ?5, updated_at = ?4 \
                  WHERE job_id = ?1 AND position = ?2 AND state = 'started'",
-                &[job_id.into(), position.into(), crate::json::text(result).into(), now.millis().into()],
+                &[
+                    job_id.into(),
+                    position.into(),
+                    crate::json::text(result).into(),
+                    now.millis().into(),
+                    until.map(Timestamp::millis).into(),
+                ],
             )
             .await
             .map(drop)

@@ -771,7 +771,7 @@ fn the_decision_after_a_step_is_pure() {
         after_step(
             &job,
             &step,
-            &StepOutcome::Waiting(serde_json::json!({})),
+            &StepOutcome::Waiting(serde_json::json!({}), None),
             None,
             10
         ),

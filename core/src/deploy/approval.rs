@@ -1,0 +1,114 @@
+//! Approvals: a deploy job of an app with `approval` waits in its
+//! `awaiting_approval` step, before anything is deployed, until someone decides.
+//! [`decide`] is the one way a decision is made, from the admin API
+//! (`POST /api/jobs/{id}/approve|reject`) or a chat button: judged from the job's
+//! state ([`gate::judge`], pure), recorded by one conditional update, and the job
+//! moved on as after any step. The cron fails a wait past its deadline with
+//! "approval timed out" ([`super::sweep`]); a newer push supersedes a job still
+//! waiting ([`super::store::JobStore::supersede`]).
+
+pub mod gate;
+
+pub use gate::{Approval, ApprovalError, Decision};
+
+use super::pipeline::continue_after;
+use super::store::{Job, JobStore};
+use crate::flow::{Deps, Ports};
+use crate::ports::StoreError;
+use crate::time::Timestamp;
+
+/// A decision that holds: the one just made, or the same one made before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub job_id: i64,
+    /// `Approved` or `Rejected`, with who and when (the first decider's, for a
+    /// repeat).
+    pub approval: Approval,
+    /// `false` when the same decision had been made before (a double tap): this
+    /// call changed nothing.
+    pub acted: bool,
+    /// What failed after the decision was recorded (a queue send, a Telegram
+    /// update), for the log; the cron's sweep finishes what was left.
+    pub problems: Vec<String>,
+}
+
+fn store(what: &'static str) -> impl Fn(StoreError) -> ApprovalError {
+    move |error| ApprovalError::Store { what, error }
+}
+
+/// Approves or rejects job `job_id` on behalf of `by` (who decided, as the job and
+/// its message show it: "admin API", a Telegram user). Approving enqueues the step
+/// after the approval; rejecting fails the job "rejected by {by}". A repeat of the
+/// decision already made acts once (`acted: false`); a decision the job's state
+/// does not allow is an [`ApprovalError`] saying why (superseded by a newer push,
+/// timed out, already decided the other way, not awaiting approval).
+pub async fn decide<P: Ports>(
+    deps: &Deps<'_, P>,
+    job_id: i64,
+    decision: Decision,
+    by: &str,
+    now: Timestamp,
+) -> Result<Decided, ApprovalError> {
+    let jobs = JobStore::new(deps.sql);
+    let by = gate::decider(by);
+    // Twice at most: a decision that loses a race is judged again on what won.
+    for _ in 0..2 {
+        let job = jobs
+            .get(job_id)
+            .await
+            .map_err(store("job"))?
+            .ok_or(ApprovalError::NotFound { job: job_id })?;
+        let newer = jobs
+            .newer_job(&job.app, &job.environment, job.id)
+            .await
+            .map_err(store("newer job"))?;
+        let position = match gate::judge(&job, newer, decision, now)? {
+            gate::Verdict::Already(approval) => {
+                return Ok(Decided {
+                    job_id,
+                    approval,
+                    acted: false,
+                    problems: Vec::new(),
+                })
+            }
+            gate::Verdict::Decide { position } => position,
+        };
+        let (result, error) = gate::record(decision, &by, now);
+        let approved = decision == Decision::Approve;
+        if !jobs
+            .decide_step(job_id, position, approved, &result, error.as_deref(), now)
+            .await
+            .map_err(store("decision"))?
+        {
+            continue;
+        }
+        let problems = continue_after(deps, job_id, position, now).await;
+        let (by, at) = (by.clone(), now.millis());
+        let approval = if approved {
+            Approval::Approved { by, at }
+        } else {
+            Approval::Rejected { by, at }
+        };
+        return Ok(Decided {
+            job_id,
+            approval,
+            acted: true,
+            problems,
+        });
+    }
+    Err(ApprovalError::Changed { job: job_id })
+}
+
+/// A job as `GET /api/jobs/{id}` shows it: its fields and steps, and for a job of
+/// an app with approval, `approval`: what it says now (`awaiting` with its
+/// `deadline`, `approved`/`rejected` with `by` and `at`, `timed_out`, …).
+pub fn view(job: &Job) -> serde_json::Value {
+    let mut v = serde_json::to_value(job).unwrap_or_default();
+    if let (Some(fields), Some(approval)) = (v.as_object_mut(), gate::of(job)) {
+        fields.insert(
+            "approval".into(),
+            serde_json::to_value(approval).unwrap_or_default(),
+        );
+    }
+    v
+}
