@@ -540,7 +540,7 @@ async fn perform<P: Ports>(
     };
     match step.name {
         StepName::AwaitingApproval => {
-            gate::wait(step, app.deploy.as_ref().and_then(|d| d.approval), now)
+            gate::wait(job, step, app.deploy.as_ref().and_then(|d| d.approval), now)
         }
         StepName::CreateDeployment => {
             let github = match github_for(deps, installation(job), now).await {

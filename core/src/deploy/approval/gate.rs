@@ -143,23 +143,33 @@ pub fn is_awaiting(job: &Job) -> bool {
     matches!(of(job), Some(Approval::Awaiting { .. }))
 }
 
-/// When the waiting step times out: the deadline it recorded when it first waited,
-/// else `timeout_minutes` (the app's, or the default if the app dropped its
-/// approval meanwhile) from when it started.
-pub fn deadline(step: &Step, settings: Option<ApprovalSettings>, now: Timestamp) -> Timestamp {
+/// When the waiting step of `job` times out: the deadline it recorded when it first
+/// waited, else `timeout_minutes` (the app's, or the default if the app dropped its
+/// approval meanwhile) from when the job started (and so began to await it).
+pub fn deadline(
+    job: &Job,
+    step: &Step,
+    settings: Option<ApprovalSettings>,
+    now: Timestamp,
+) -> Timestamp {
     if let Some(at) = int(step, "deadline") {
         return Timestamp::from_millis(at);
     }
     let minutes = settings.map_or(DEFAULT_APPROVAL_TIMEOUT_MINUTES, |a| a.timeout_minutes);
-    Timestamp::from_millis(step.started_at.unwrap_or(now.millis()))
-        .plus_seconds(i64::from(minutes) * 60)
+    let since = job.started_at.or(step.started_at).unwrap_or(now.millis());
+    Timestamp::from_millis(since).plus_seconds(i64::from(minutes) * 60)
 }
 
 /// An attempt at the approval step: it waits, without being looked at again before
 /// its deadline (a decision moves it), and fails with [`TIMED_OUT`] once that has
 /// passed.
-pub fn wait(step: &Step, settings: Option<ApprovalSettings>, now: Timestamp) -> StepOutcome {
-    let deadline = deadline(step, settings, now);
+pub fn wait(
+    job: &Job,
+    step: &Step,
+    settings: Option<ApprovalSettings>,
+    now: Timestamp,
+) -> StepOutcome {
+    let deadline = deadline(job, step, settings, now);
     if now >= deadline {
         return StepOutcome::Failed(TIMED_OUT.into());
     }
@@ -335,12 +345,14 @@ mod tests {
     fn the_step_waits_until_its_deadline_then_times_out() {
         let now = Timestamp::from_millis(NOW);
         let first = Step {
-            started_at: Some(NOW),
+            started_at: Some(NOW + 500),
             ..step(StepName::AwaitingApproval, 0, StepState::Started)
         };
+        let job = job(JobStatus::Processing, first.clone());
+        // Counted from when the job started, whenever its step's message came.
         let hour_on = Timestamp::from_millis(NOW).plus_seconds(3600);
         assert_eq!(
-            wait(&first, ONE_HOUR, now),
+            wait(&job, &first, ONE_HOUR, now),
             StepOutcome::Waiting(
                 json!({"waiting_for": "approval", "deadline": hour_on.millis()}),
                 Some(hour_on)
@@ -353,20 +365,20 @@ mod tests {
             timeout_minutes: 5,
         });
         assert_eq!(
-            deadline(&recorded, five, now),
+            deadline(&job, &recorded, five, now),
             Timestamp::from_millis(NOW + 1000)
         );
         assert!(matches!(
-            wait(&recorded, five, Timestamp::from_millis(NOW + 999)),
+            wait(&job, &recorded, five, Timestamp::from_millis(NOW + 999)),
             StepOutcome::Waiting(_, Some(_))
         ));
         assert_eq!(
-            wait(&recorded, five, Timestamp::from_millis(NOW + 1000)),
+            wait(&job, &recorded, five, Timestamp::from_millis(NOW + 1000)),
             StepOutcome::Failed(TIMED_OUT.into())
         );
         // An app that dropped its approval still gives its waiting job the default.
         assert_eq!(
-            deadline(&first, None, now),
+            deadline(&job, &first, None, now),
             now.plus_seconds(i64::from(DEFAULT_APPROVAL_TIMEOUT_MINUTES) * 60)
         );
     }
