@@ -350,8 +350,8 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
                     }
                     ApiError::from(e)
                 })?;
-            for problem in &decided.problems {
-                console_error!("admin: job {id}: {problem}");
+            if let Some(problem) = &decided.problem {
+                console_error!("admin: {problem}");
             }
             let message = match (decision, decided.acted) {
                 (Decision::Approve, true) => "Approved",
@@ -361,7 +361,7 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
             };
             Ok(Reply::json(
                 200,
-                serde_json::json!({ "success": true, "message": message, "approval": decided.approval }),
+                serde_json::json!({ "success": true, "message": message, "approval": decided.approval.to_json() }),
             ))
         }
         (Route::Decide(..), _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),

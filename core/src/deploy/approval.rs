@@ -2,8 +2,11 @@
 //! `awaiting_approval` step, before anything is deployed, until someone decides.
 //! [`decide`] is the one way a decision is made, from the admin API
 //! (`POST /api/jobs/{id}/approve|reject`) or a chat button: judged from the job's
-//! state ([`gate::judge`], pure), recorded by one conditional update, and the job
-//! moved on as after any step. The cron fails a wait past its deadline with
+//! state ([`gate::judge`], pure) and recorded in the approval step's result by one
+//! conditional update, which also makes the step claimable; the step is enqueued,
+//! and its run (claimed as any step's) acts on the decision: done, so the deploy
+//! goes on, or failed "rejected by …", so the job fails (nothing deployed, nothing
+//! reverted). A lost message is sent again by the sweep. The cron fails a wait past its deadline with
 //! "approval timed out" ([`super::sweep`]); a newer push supersedes a job still
 //! waiting ([`super::store::JobStore::supersede`]).
 
@@ -11,10 +14,10 @@ pub mod gate;
 
 pub use gate::{Approval, ApprovalError, Decision};
 
-use super::pipeline::continue_after;
 use super::store::{Job, JobStore};
 use crate::flow::{Deps, Ports};
-use crate::ports::StoreError;
+use crate::jobs::JobMessage;
+use crate::ports::{Queue, StoreError};
 use crate::time::Timestamp;
 
 /// A decision that holds: the one just made, or the same one made before.
@@ -27,9 +30,9 @@ pub struct Decided {
     /// `false` when the same decision had been made before (a double tap): this
     /// call changed nothing.
     pub acted: bool,
-    /// What failed after the decision was recorded (a queue send, a Telegram
-    /// update), for the log; the cron's sweep finishes what was left.
-    pub problems: Vec<String>,
+    /// What failed after the decision was recorded (the step's queue message),
+    /// for the log; the cron's sweep sends it again.
+    pub problem: Option<String>,
 }
 
 fn store(what: &'static str) -> impl Fn(StoreError) -> ApprovalError {
@@ -68,23 +71,33 @@ pub async fn decide<P: Ports>(
                     job_id,
                     approval,
                     acted: false,
-                    problems: Vec::new(),
+                    problem: None,
                 })
             }
             gate::Verdict::Decide { position } => position,
         };
-        let (result, error) = gate::record(decision, &by, now);
-        let approved = decision == Decision::Approve;
         if !jobs
-            .decide_step(job_id, position, approved, &result, error.as_deref(), now)
+            .decide_step(
+                job_id,
+                position,
+                (decision.as_str(), &by),
+                now,
+                deps.config.step_claims(),
+            )
             .await
             .map_err(store("decision"))?
         {
             continue;
         }
-        let problems = continue_after(deps, job_id, position, now).await;
+        // The decision wakes the step; its run moves the job on.
+        let problem = deps
+            .queue
+            .send(&JobMessage::DeployStep { job_id, position })
+            .await
+            .err()
+            .map(|e| format!("job {job_id} step {position}: {e}"));
         let (by, at) = (by.clone(), now.millis());
-        let approval = if approved {
+        let approval = if decision == Decision::Approve {
             Approval::Approved { by, at }
         } else {
             Approval::Rejected { by, at }
@@ -93,7 +106,7 @@ pub async fn decide<P: Ports>(
             job_id,
             approval,
             acted: true,
-            problems,
+            problem,
         });
     }
     Err(ApprovalError::Changed { job: job_id })
@@ -105,10 +118,7 @@ pub async fn decide<P: Ports>(
 pub fn view(job: &Job) -> serde_json::Value {
     let mut v = serde_json::to_value(job).unwrap_or_default();
     if let (Some(fields), Some(approval)) = (v.as_object_mut(), gate::of(job)) {
-        fields.insert(
-            "approval".into(),
-            serde_json::to_value(approval).unwrap_or_default(),
-        );
+        fields.insert("approval".into(), approval.to_json());
     }
     v
 }

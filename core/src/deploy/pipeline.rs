@@ -190,17 +190,12 @@ async fn try_run_step<P: Ports>(
             job.status.as_str()
         ));
     }
-    // Nothing after an approval step runs before it is approved. One rejected or
-    // timed out whose job never moved on (the Worker died in between) ends the job.
+    // Nothing after an approval step runs before its run has acted on an approval
+    // (one that failed it ends the job; the sweep ends it if the Worker died first).
     if let Some(held) = gate::holds(&job, position) {
-        if let (StepState::Failed, Some(error)) = (held.state, held.error.clone()) {
-            let app = load_app(deps, &job).await?;
-            follow(deps, &job, app.as_ref(), Next::Fail { error }, now).await?;
-            notify_job(deps, job_id, app.as_ref(), now).await;
-        }
         return ack(format!(
-            "job {job_id} step {position}: held by its approval ({}), not run",
-            held.state.as_str()
+            "job {job_id} step {position}: awaiting approval (step {}), not run",
+            held.position
         ));
     }
     // A forced outcome (a timeout) takes the step whatever its claim or due time.
@@ -302,54 +297,6 @@ async fn load_app<P: Ports>(deps: &Deps<'_, P>, job: &Job) -> Result<Option<App>
         .await
         .map_err(store_err("app"))?
         .map(|a| a.app))
-}
-
-/// Moves job `job_id` on from step `position`, which something other than a step
-/// run finished (a decision on its approval): the next step is enqueued, or the job
-/// fails, as after any step, and its message is brought up to date. Returns what
-/// went wrong, if anything (the sweep picks up a lost next step).
-pub async fn continue_after<P: Ports>(
-    deps: &Deps<'_, P>,
-    job_id: i64,
-    position: i64,
-    now: Timestamp,
-) -> Vec<String> {
-    let jobs = JobStore::new(deps.sql);
-    let mut problems = Vec::new();
-    let moved = async {
-        let job = jobs
-            .get(job_id)
-            .await
-            .map_err(store_err("job"))?
-            .ok_or_else(|| StoreError::Row(format!("job {job_id} vanished")))?;
-        let app = load_app(deps, &job).await?;
-        let Some(step) = job.steps.iter().find(|s| s.position == position) else {
-            return Ok(app);
-        };
-        let outcome = match step.state {
-            StepState::Done => StepOutcome::Done(step.result.clone().unwrap_or_default()),
-            _ => StepOutcome::Failed(step.error.clone().unwrap_or_default()),
-        };
-        let next = after_step(
-            &job,
-            step,
-            &outcome,
-            None,
-            deps.config.health_check_interval_seconds,
-        );
-        follow(deps, &job, app.as_ref(), next, now).await?;
-        Ok::<_, ProcessError>(app)
-    }
-    .await;
-    let app = match moved {
-        Ok(app) => app,
-        Err(e) => {
-            problems.push(format!("job {job_id}: {e}"));
-            None
-        }
-    };
-    problems.extend(notify_job(deps, job_id, app.as_ref(), now).await);
-    problems
 }
 
 fn describe(outcome: &StepOutcome) -> String {

@@ -220,9 +220,9 @@ impl<S: Sql> JobStore<S> {
     }
 
     /// Cancels the app's jobs older than `newest` that have deployed nothing: the
-    /// waiting ones, and a started one still awaiting approval (a decision on it
-    /// can no longer win: [`JobStore::decide_step`] requires that no newer job
-    /// exists). Returns their ids.
+    /// waiting ones, and a started one whose approval nobody has decided yet (a
+    /// decision on it can no longer be recorded: [`JobStore::decide_step`] requires
+    /// that no newer job exists). Returns their ids.
     pub async fn supersede(
         &self,
         app: &str,
@@ -238,7 +238,8 @@ impl<S: Sql> JobStore<S> {
                  WHERE app = ?1 AND environment = ?2 AND id < ?3 AND (status = 'waiting' \
                    OR (status = 'processing' AND EXISTS (SELECT 1 FROM deploy_steps s \
                        WHERE s.job_id = deploy_jobs.id AND s.name = 'awaiting_approval' \
-                       AND s.state IN ('pending', 'started')))) \
+                       AND s.state IN ('pending', 'started') \
+                       AND json_extract(s.result, '$.decision') IS NULL))) \
                  RETURNING id",
                 &[
                     app.into(),
@@ -282,45 +283,42 @@ impl<S: Sql> JobStore<S> {
         Ok(rows.first().and_then(|r| r.opt_int("id")))
     }
 
-    /// Records a decision on the approval step at `position` of job `job_id`:
-    /// `done` (approved) or `failed` with `error` (rejected), `result` saying who and
-    /// when. One conditional update, so of two decisions, or a decision and the
-    /// cron's timeout or a newer push, exactly one wins: it applies only while the
-    /// job is processing, no newer job of its app and environment exists, the step
-    /// is unfinished and its deadline (in its result, once it waited) has not
-    /// passed. `false` changes nothing.
+    /// Records a decision (`approved` or `rejected`, by whom, when) in the result of
+    /// the approval step at `position` of job `job_id`, and makes the step
+    /// claimable at once: its next run reads the decision and moves the job on.
+    /// One conditional update, so of two decisions, or a decision and the cron's
+    /// timeout or a newer push, exactly one wins: it applies only while the job is
+    /// processing and no newer job of its app and environment exists, the step is
+    /// unfinished, undecided and not held by a fresh claim ([`StepClaims`]), and
+    /// its deadline (in its result, once it waited) has not passed. `false` changes
+    /// nothing.
     pub async fn decide_step(
         &self,
         job_id: i64,
         position: i64,
-        approved: bool,
-        result: &serde_json::Value,
-        error: Option<&str>,
+        (decision, by): (&str, &str),
         now: Timestamp,
+        claims: StepClaims,
     ) -> Result<bool, StoreError> {
-        let state = if approved {
-            StepState::Done
-        } else {
-            StepState::Failed
-        };
         let done = self
             .sql
             .execute(
-                "UPDATE deploy_steps SET state = ?3, result = ?4, error = ?5, started_at = COALESCE(started_at, ?6), \
-                 finished_at = ?6, updated_at = ?6, claimed_at = NULL, due_at = NULL \
+                "UPDATE deploy_steps SET result = json_set(COALESCE(result, '{}'), '$.decision', ?3, '$.by', ?4, '$.at', ?5), \
+                 due_at = NULL, updated_at = ?5 \
                  WHERE job_id = ?1 AND position = ?2 AND name = 'awaiting_approval' \
-                 AND state IN ('pending', 'started') \
-                 AND COALESCE(json_extract(result, '$.deadline'), ?6 + 1) > ?6 \
+                 AND state IN ('pending', 'started') AND json_extract(result, '$.decision') IS NULL \
+                 AND (claimed_at IS NULL OR claimed_at < ?6) \
+                 AND COALESCE(json_extract(result, '$.deadline'), ?5 + 1) > ?5 \
                  AND EXISTS (SELECT 1 FROM deploy_jobs j WHERE j.id = ?1 AND j.status = 'processing' \
                    AND NOT EXISTS (SELECT 1 FROM deploy_jobs n WHERE n.app = j.app \
                      AND n.environment = j.environment AND n.id > j.id))",
                 &[
                     job_id.into(),
                     position.into(),
-                    state.as_str().into(),
-                    crate::json::text(result).into(),
-                    error.into(),
+                    decision.into(),
+                    by.into(),
                     now.millis().into(),
+                    claims.stale_before(now).millis().into(),
                 ],
             )
             .await?;
@@ -782,14 +780,17 @@ impl<S: Sql> JobStore<S> {
 }
 
 impl<S: Sql> JobStore<S> {
-    /// Active jobs untouched since `cutoff` with no step left to run: the Worker
-    /// died between finishing the last step and moving the job on.
+    /// Active jobs untouched since `cutoff` with no step left to run, or whose
+    /// approval failed (nothing after it may run): the Worker died between
+    /// finishing the last step and moving the job on.
     pub async fn stranded(&self, cutoff: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
         let rows = self
             .sql
             .query(
                 "SELECT id FROM deploy_jobs j WHERE status IN ('processing', 'reverting') AND updated_at < ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id AND s.state IN ('pending', 'started')) \
+                 AND (NOT EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id AND s.state IN ('pending', 'started')) \
+                   OR EXISTS (SELECT 1 FROM deploy_steps a WHERE a.job_id = j.id AND a.name = 'awaiting_approval' \
+                     AND a.state = 'failed')) \
                  ORDER BY id LIMIT ?2",
                 &[cutoff.millis().into(), limit.into()],
             )

@@ -91,6 +91,10 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> 
                 };
                 let failed = job.steps.iter().find(|s| s.state == StepState::Failed);
                 let (to, error) = match (failed, job.status) {
+                    // A rejected or timed out approval ends the job as it said.
+                    (Some(s), _) if s.name == StepName::AwaitingApproval => {
+                        (JobStatus::Failed, s.error.clone())
+                    }
                     (Some(s), _) => (
                         JobStatus::Failed,
                         Some(format!(

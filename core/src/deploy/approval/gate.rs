@@ -1,10 +1,10 @@
-//! The approval step's rules, pure: what a job's approval says now ([`of`]), how
-//! long its step waits ([`wait`]), that nothing after it runs until it is approved
-//! ([`holds`]), and whether a decision may be made ([`judge`]). The doing is in
-//! [`super::decide`] and the pipeline.
+//! The approval step's rules, pure: what a job's approval says now ([`of`]), what
+//! a run of its step does ([`wait`]: wait until the deadline, or act on the
+//! decision recorded in its result), that nothing after it runs until it is
+//! approved ([`holds`]), and whether a decision may be made ([`judge`]). The doing
+//! is in [`super::decide`] and the pipeline.
 
-use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::apps::{ApprovalSettings, DEFAULT_APPROVAL_TIMEOUT_MINUTES};
 use crate::deploy::store::{Job, Step};
@@ -37,8 +37,7 @@ impl Decision {
 
 /// What a job's approval says now, as `GET /api/jobs/{id}` (`approval`) and the
 /// Telegram message show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Approval {
     /// The job waits for the app's running job; it awaits approval once it starts.
     Required,
@@ -65,6 +64,40 @@ pub enum Approval {
     },
 }
 
+impl Approval {
+    /// Its JSON: `{"state": "awaiting", "deadline"}`, `{"state": "approved", "by",
+    /// "at"}`, … Built by hand: a derived tagged `Serialize`, or `json!` per
+    /// variant, costs the upload more than this one shape is worth.
+    pub fn to_json(&self) -> Value {
+        let (state, by, at, error) = match self {
+            Approval::Required => ("required", None, None, None),
+            Approval::Awaiting { deadline } => ("awaiting", None, *deadline, None),
+            Approval::Approved { by, at } => ("approved", Some(by), Some(*at), None),
+            Approval::Rejected { by, at } => ("rejected", Some(by), Some(*at), None),
+            Approval::TimedOut { at } => ("timed_out", None, *at, None),
+            Approval::Cancelled => ("cancelled", None, None, None),
+            Approval::Failed { error } => ("failed", None, None, error.as_ref()),
+        };
+        let mut fields = serde_json::Map::new();
+        fields.insert("state".into(), state.into());
+        let time = if state == "awaiting" {
+            "deadline"
+        } else {
+            "at"
+        };
+        for (key, value) in [
+            ("by", by.map(|b| Value::from(b.as_str()))),
+            (time, at.map(Value::from)),
+            ("error", error.map(|e| Value::from(e.as_str()))),
+        ] {
+            if let Some(value) = value {
+                fields.insert(key.into(), value);
+            }
+        }
+        Value::Object(fields)
+    }
+}
+
 /// A decision that cannot be made, and why; all but `NotFound` and `Store` are
 /// conflicts with the job's state (409s).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +120,7 @@ pub enum ApprovalError {
     TimedOut { job: i64 },
     #[error("job {job} is {}, not awaiting approval", status.as_str())]
     NotAwaiting { job: i64, status: JobStatus },
+    /// The step was held by a run (it had just started waiting) or moved meanwhile.
     #[error("job {job} changed while the decision was made; try again")]
     Changed { job: i64 },
     #[error("{what}: {error}")]
@@ -111,11 +145,26 @@ fn int(step: &Step, key: &str) -> Option<i64> {
     step.result.as_ref()?.get(key)?.as_i64()
 }
 
-/// What the job's approval says now; `None` for a job that needs none.
+/// The decision recorded in the approval step's result, with who and when.
+fn decision_of(step: &Step) -> Option<Approval> {
+    let by = text(step, "by").unwrap_or_default();
+    let at = int(step, "at").unwrap_or(0);
+    match text(step, "decision")?.as_str() {
+        "approved" => Some(Approval::Approved { by, at }),
+        "rejected" => Some(Approval::Rejected { by, at }),
+        _ => None,
+    }
+}
+
+/// What the job's approval says now; `None` for a job that needs none. A decision
+/// counts from when it is recorded, before the step's run acts on it.
 pub fn of(job: &Job) -> Option<Approval> {
     let step = step_of(job)?;
-    let by = || text(step, "by").unwrap_or_default();
-    let at = || int(step, "at").or(step.finished_at).unwrap_or(0);
+    if let Some(decided) = decision_of(step) {
+        if step.state != StepState::Skipped {
+            return Some(decided);
+        }
+    }
     Some(match step.state {
         StepState::Pending | StepState::Started => match job.status {
             JobStatus::Waiting => Approval::Required,
@@ -124,10 +173,11 @@ pub fn of(job: &Job) -> Option<Approval> {
             },
             _ => Approval::Cancelled,
         },
-        StepState::Done => Approval::Approved { by: by(), at: at() },
-        StepState::Failed if text(step, "decision").as_deref() == Some("rejected") => {
-            Approval::Rejected { by: by(), at: at() }
-        }
+        // A done approval always carries its decision; this keeps `of` total.
+        StepState::Done => Approval::Approved {
+            by: String::new(),
+            at: step.finished_at.unwrap_or(0),
+        },
         StepState::Failed if step.error.as_deref() == Some(TIMED_OUT) => Approval::TimedOut {
             at: step.finished_at,
         },
@@ -160,15 +210,25 @@ pub fn deadline(
     Timestamp::from_millis(since).plus_seconds(i64::from(minutes) * 60)
 }
 
-/// An attempt at the approval step: it waits, without being looked at again before
-/// its deadline (a decision moves it), and fails with [`TIMED_OUT`] once that has
-/// passed.
+/// A run of the approval step: done once approved, failed "rejected by …" once
+/// rejected (a decision recorded in time counts, whenever the run comes); else it
+/// waits, not looked at again before its deadline (a decision wakes it), and
+/// fails with [`TIMED_OUT`] once that has passed.
 pub fn wait(
     job: &Job,
     step: &Step,
     settings: Option<ApprovalSettings>,
     now: Timestamp,
 ) -> StepOutcome {
+    match decision_of(step) {
+        Some(Approval::Approved { .. }) => {
+            return StepOutcome::Done(step.result.clone().unwrap_or_default())
+        }
+        Some(Approval::Rejected { by, .. }) => {
+            return StepOutcome::Failed(format!("rejected by {by}"))
+        }
+        _ => {}
+    }
     let deadline = deadline(job, step, settings, now);
     if now >= deadline {
         return StepOutcome::Failed(TIMED_OUT.into());
@@ -199,14 +259,6 @@ pub fn decider(by: &str) -> String {
     } else {
         line
     }
-}
-
-/// The step's result and error for a decision: who and when, and for a
-/// rejection the job's error, "rejected by …".
-pub fn record(decision: Decision, by: &str, now: Timestamp) -> (serde_json::Value, Option<String>) {
-    let result = json!({ "decision": decision.as_str(), "by": by, "at": now.millis() });
-    let error = (decision == Decision::Reject).then(|| format!("rejected by {by}"));
-    (result, error)
 }
 
 /// What a decision on `job` may do, judged from its state: decide its approval step
@@ -322,18 +374,38 @@ mod tests {
         }
     }
 
+    /// The approval step once its run acted on `decision`.
     fn decided(decision: Decision, by: &str) -> Step {
-        let (result, error) = record(decision, by, Timestamp::from_millis(NOW + 5));
-        let state = match decision {
-            Decision::Approve => StepState::Done,
-            Decision::Reject => StepState::Failed,
+        let recorded = recorded(decision, by);
+        let outcome = wait(
+            &job(JobStatus::Processing, recorded.clone()),
+            &recorded,
+            None,
+            Timestamp::from_millis(NOW + 6),
+        );
+        let (state, error) = match outcome {
+            StepOutcome::Done(_) => (StepState::Done, None),
+            StepOutcome::Failed(e) => (StepState::Failed, Some(e)),
+            other => panic!("{other:?}"),
         };
         Step {
-            result: Some(result),
+            state,
             error,
-            finished_at: Some(NOW + 5),
-            ..step(StepName::AwaitingApproval, 0, state)
+            finished_at: Some(NOW + 6),
+            ..recorded
         }
+    }
+
+    /// The waiting approval step with `decision` recorded, before its run.
+    fn recorded(decision: Decision, by: &str) -> Step {
+        let mut s = waiting(NOW + 1000);
+        if let Some(r) = s.result.as_mut().and_then(|r| r.as_object_mut()) {
+            r.insert("decision".into(), decision.as_str().into());
+            r.insert("by".into(), by.into());
+            r.insert("at".into(), (NOW + 5).into());
+        }
+        s.due_at = None;
+        s
     }
 
     const ONE_HOUR: Option<ApprovalSettings> = Some(ApprovalSettings {
@@ -359,22 +431,33 @@ mod tests {
             )
         );
         // The deadline it recorded holds, whatever the app says later.
-        let recorded = waiting(NOW + 1000);
+        let saved = waiting(NOW + 1000);
         let five = Some(ApprovalSettings {
             required: true,
             timeout_minutes: 5,
         });
         assert_eq!(
-            deadline(&job, &recorded, five, now),
+            deadline(&job, &saved, five, now),
             Timestamp::from_millis(NOW + 1000)
         );
         assert!(matches!(
-            wait(&job, &recorded, five, Timestamp::from_millis(NOW + 999)),
+            wait(&job, &saved, five, Timestamp::from_millis(NOW + 999)),
             StepOutcome::Waiting(_, Some(_))
         ));
         assert_eq!(
-            wait(&job, &recorded, five, Timestamp::from_millis(NOW + 1000)),
+            wait(&job, &saved, five, Timestamp::from_millis(NOW + 1000)),
             StepOutcome::Failed(TIMED_OUT.into())
+        );
+        // A decision recorded in time counts, whenever the step's run comes.
+        let approved = recorded(Decision::Approve, "ann");
+        let late = Timestamp::from_millis(NOW + 5000);
+        assert!(matches!(
+            wait(&job, &approved, five, late),
+            StepOutcome::Done(r) if r["by"] == "ann"
+        ));
+        assert_eq!(
+            wait(&job, &recorded(Decision::Reject, "bob"), five, late),
+            StepOutcome::Failed("rejected by bob".into())
         );
         // An app that dropped its approval still gives its waiting job the default.
         assert_eq!(
@@ -396,6 +479,11 @@ mod tests {
         );
         let approved = job(JobStatus::Processing, decided(Decision::Approve, "ann"));
         assert_eq!(holds(&approved, 2), None);
+        let pending = job(JobStatus::Processing, recorded(Decision::Approve, "ann"));
+        assert!(
+            holds(&pending, 1).is_some(),
+            "until the approval's own run acts on it"
+        );
         let mut plain = job(JobStatus::Processing, waiting(NOW));
         plain.steps.remove(0);
         assert_eq!(holds(&plain, 2), None, "a job without approval");
@@ -420,6 +508,17 @@ mod tests {
             of(&approved),
             Some(Approval::Approved {
                 by: "ann".into(),
+                at: NOW + 5
+            })
+        );
+        // Recorded and not yet acted on: it already says so.
+        assert_eq!(
+            of(&job(
+                JobStatus::Processing,
+                recorded(Decision::Reject, "bob")
+            )),
+            Some(Approval::Rejected {
+                by: "bob".into(),
                 at: NOW + 5
             })
         );
@@ -450,10 +549,24 @@ mod tests {
             of(&job(JobStatus::Cancelled, skipped)),
             Some(Approval::Cancelled)
         );
-        let json = serde_json::to_value(of(&approved)).expect("json");
         assert_eq!(
-            json,
-            json!({"state": "approved", "by": "ann", "at": NOW + 5})
+            of(&approved).map(|a| a.to_json()),
+            Some(json!({"state": "approved", "by": "ann", "at": NOW + 5}))
+        );
+        assert_eq!(
+            Approval::Awaiting { deadline: None }.to_json(),
+            json!({"state": "awaiting"})
+        );
+        assert_eq!(
+            Approval::Awaiting {
+                deadline: Some(NOW)
+            }
+            .to_json(),
+            json!({"state": "awaiting", "deadline": NOW})
+        );
+        assert_eq!(
+            Approval::TimedOut { at: Some(NOW) }.to_json(),
+            json!({"state": "timed_out", "at": NOW})
         );
         let _ = now;
     }
@@ -485,6 +598,16 @@ mod tests {
         let approved = job(JobStatus::Processing, decided(Approve, "ann"));
         assert!(matches!(
             judge(&approved, Some(9), Approve, now),
+            Ok(Verdict::Already(Approval::Approved { .. }))
+        ));
+        // A double tap before the step's run acted on the first.
+        assert!(matches!(
+            judge(
+                &job(JobStatus::Processing, recorded(Approve, "ann")),
+                None,
+                Approve,
+                now
+            ),
             Ok(Verdict::Already(Approval::Approved { .. }))
         ));
         let refused = judge(&approved, None, Reject, now).expect_err("refused");
@@ -541,15 +664,5 @@ mod tests {
         assert_eq!(decider(" @ann\n(Ann)\u{7} "), "@ann (Ann)");
         assert_eq!(decider("\n"), "someone");
         assert_eq!(decider(&"é".repeat(300)).chars().count(), MAX_DECIDER_CHARS);
-        let (result, error) = record(Decision::Reject, "@ann", Timestamp::from_millis(NOW));
-        assert_eq!(
-            result,
-            json!({"decision": "rejected", "by": "@ann", "at": NOW})
-        );
-        assert_eq!(error.as_deref(), Some("rejected by @ann"));
-        assert_eq!(
-            record(Decision::Approve, "@ann", Timestamp::from_millis(NOW)).1,
-            None
-        );
     }
 }

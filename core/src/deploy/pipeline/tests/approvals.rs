@@ -95,7 +95,7 @@ fn a_job_awaiting_approval_deploys_nothing_until_approved() {
     assert!(runs.iter().all(|r| r.verdict == Verdict::Ack), "{runs:?}");
     assert!(
         runs.iter()
-            .filter(|r| r.log.contains("held by its approval"))
+            .filter(|r| r.log.contains("awaiting approval (step 0), not run"))
             .count()
             == 4,
         "{runs:?}"
@@ -178,7 +178,15 @@ fn a_rejected_job_fails_without_deploying_or_reverting() {
     s.drain();
     let decided = s.decide(2, Decision::Reject, "@ann").expect("rejected");
     assert!(decided.acted);
-    s.drain();
+    // The decision wakes the approval step, whose run fails the job.
+    let runs = s.drain();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0]
+            .log
+            .ends_with("awaiting_approval: failed: rejected by @ann"),
+        "{runs:?}"
+    );
     let job = s.job(2);
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.error.as_deref(), Some("rejected by @ann"));
@@ -362,32 +370,58 @@ fn an_app_without_approval_deploys_as_before() {
 }
 
 #[test]
-fn a_rejection_interrupted_before_the_job_moved_on_ends_the_job_when_the_sweep_comes() {
+fn a_decision_whose_message_was_lost_is_acted_on_when_the_sweep_comes() {
     let s = gated(60);
     s.push(1);
     s.drain();
-    // The decision is recorded and the Worker dies before the job moves on.
-    let (result, error) = approval::gate::record(Decision::Reject, "@ann", s.now());
-    assert!(block_on(JobStore::new(&s.db).decide_step(
-        1,
-        0,
-        false,
-        &result,
-        error.as_deref(),
-        s.now()
-    ))
-    .expect("decide"));
+    // The decision is recorded and the Worker dies before it sends the step.
+    let decided = s.decide(1, Decision::Reject, "@ann").expect("rejected");
+    assert!(decided.acted);
+    s.queue.sent.borrow_mut().clear();
     assert_eq!(s.job(1).status, JobStatus::Processing);
-    // The sweep sends the next pending step; the step finds the rejection and ends
-    // the job instead of running.
+    assert!(matches!(
+        approval::gate::of(&s.job(1)),
+        Some(Approval::Rejected { .. })
+    ));
     s.advance_minutes(3);
     let log = s.sweep();
-    assert_eq!(log, vec!["job 1 step 1 (create_deployment) re-enqueued"]);
-    let runs = s.drain();
+    assert_eq!(log, vec!["job 1 step 0 (awaiting_approval) re-enqueued"]);
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.as_deref(), Some("rejected by @ann"));
+    assert_eq!(s.deploy_calls(), 0);
+}
+
+#[test]
+fn a_rejection_interrupted_before_the_job_moved_on_is_finished_by_the_sweep() {
+    let s = gated(60);
+    s.push(1);
+    s.drain();
+    s.decide(1, Decision::Reject, "@ann").expect("rejected");
+    // The step's run failed the step and died before the job moved on.
+    s.queue.sent.borrow_mut().clear();
+    let step = block_on(JobStore::new(&s.db).claim_step(1, 0, s.now(), s.config.step_claims()))
+        .expect("claim")
+        .expect("claimed");
+    assert!(block_on(JobStore::new(&s.db).finish_step(
+        1,
+        0,
+        StepState::Failed,
+        None,
+        Some("rejected by @ann"),
+        s.now()
+    ))
+    .expect("finish"));
+    assert_eq!(step.name, StepName::AwaitingApproval);
+    // Its next step, sent by the sweep, does not run.
+    s.advance_minutes(3);
+    let log = s.sweep();
     assert!(
-        runs[0].log.contains("held by its approval (failed)"),
-        "{runs:?}"
+        log.contains(&"job 1: failed after an interruption".to_owned()),
+        "{log:?}"
     );
+    s.drain();
     let job = s.job(1);
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.error.as_deref(), Some("rejected by @ann"));

@@ -52,9 +52,9 @@ fn awaiting(store: &JobStore<&SqliteSql>, n: u8, deadline: i64) -> i64 {
 }
 
 fn decide(store: &JobStore<&SqliteSql>, id: i64, approved: bool, at: i64) -> bool {
-    let result = json!({"decision": if approved { "approved" } else { "rejected" }, "by": "ann", "at": t(at).millis()});
-    let error = (!approved).then_some("rejected by ann");
-    block_on(store.decide_step(id, 0, approved, &result, error, t(at))).expect("decide")
+    let decision = if approved { "approved" } else { "rejected" };
+    block_on(store.decide_step(id, 0, (decision, "ann"), t(at), StepClaims::new(180)))
+        .expect("decide")
 }
 
 fn step0(store: &JobStore<&SqliteSql>, id: i64) -> Step {
@@ -104,7 +104,7 @@ fn a_waiting_approval_keeps_its_deadline_and_nothing_sweeps_it_before() {
 }
 
 #[test]
-fn of_two_decisions_one_wins() {
+fn of_two_decisions_one_wins_and_wakes_the_step() {
     let db = SqliteSql::migrated();
     let store = JobStore::new(&db);
     let id = awaiting(&store, 1, 3600);
@@ -115,32 +115,44 @@ fn of_two_decisions_one_wins() {
         "a rejection after the approval"
     );
     let step = step0(&store, id);
-    assert_eq!(step.state, StepState::Done);
+    // Recorded beside what it waited for; the step's run acts on it.
+    assert_eq!(step.state, StepState::Started);
     assert_eq!(
         step.result,
-        Some(json!({"decision": "approved", "by": "ann", "at": t(10).millis()}))
+        Some(
+            json!({"waiting_for": "approval", "deadline": t(3600).millis(),
+                    "decision": "approved", "by": "ann", "at": t(10).millis()})
+        )
     );
-    assert_eq!(
-        (step.due_at, step.finished_at),
-        (None, Some(t(10).millis()))
-    );
-    // The cron's timeout finds nothing to take.
-    assert!(block_on(store.take_step(id, 0, t(3601)))
-        .expect("take")
-        .is_none());
+    assert_eq!(step.clock(), StepClock::default(), "claimable at once");
+    let run = block_on(store.claim_step(id, 0, t(11), StepClaims::new(180)))
+        .expect("claim")
+        .expect("its run");
+    assert_eq!(run.attempts, 2);
+    // The cron has no deadline left to time out.
+    assert!(block_on(store.expired_approvals(t(3601), 10))
+        .expect("expired")
+        .is_empty());
 }
 
 #[test]
-fn a_rejection_records_why() {
+fn a_decision_waits_for_a_run_that_holds_the_step() {
     let db = SqliteSql::migrated();
     let store = JobStore::new(&db);
-    let id = awaiting(&store, 1, 3600);
-    assert!(decide(&store, id, false, 10));
-    let step = step0(&store, id);
-    assert_eq!(
-        (step.state, step.error.as_deref()),
-        (StepState::Failed, Some("rejected by ann"))
-    );
+    let id = job_with(&store, 1, GATED, 0);
+    block_on(store.try_start("hello", "production", t(1))).expect("start");
+    // A pending approval (its first run has not come) can be decided...
+    assert!(decide(&store, id, false, 2));
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let id = job_with(&store, 1, GATED, 0);
+    block_on(store.try_start("hello", "production", t(1))).expect("start");
+    // ...but not while a run holds it, until that claim is stale.
+    block_on(store.claim_step(id, 0, t(2), StepClaims::new(180)))
+        .expect("claim")
+        .expect("claimed");
+    assert!(!decide(&store, id, true, 3));
+    assert!(decide(&store, id, true, 183));
 }
 
 #[test]
