@@ -163,7 +163,9 @@ describe("apps with approval", () => {
     const done = await ended("gated", sha("a"));
     assert.equal(done.status, "finalized", done.error);
     assert.deepEqual(done.approval, first.json.approval);
-    assert.deepEqual(done.steps[0].result, { decision: "approved", by: "admin API", at: first.json.approval.at });
+    assert.deepEqual(done.steps[0].result, {
+      waiting_for: "approval", deadline: waiting.approval.deadline, decision: "approved", by: "admin API", at: first.json.approval.at,
+    });
     assert.equal(target.hooks.filter((h) => h.sha === sha("a")).length, 1, "triggered once");
     assert.equal(gh.requests.filter((r) => r.method === "POST" && r.path.endsWith("/deployments") && r.body.ref === sha("a")).length, 1);
     assert.match(await messageReads(sha("a"), /^✅/), /Approval: approved by admin API/);

@@ -283,7 +283,8 @@ impl<S: Sql> JobStore<S> {
         Ok(rows.first().and_then(|r| r.opt_int("id")))
     }
 
-    /// Records a decision (`approved` or `rejected`, by whom, when) in the result of
+    /// Records a decision (`approved` or `rejected`, by whom, when: a whole number,
+    /// though D1 binds numbers as reals) in the result of
     /// the approval step at `position` of job `job_id`, and makes the step
     /// claimable at once: its next run reads the decision and moves the job on.
     /// One conditional update, so of two decisions, or a decision and the cron's
@@ -303,7 +304,8 @@ impl<S: Sql> JobStore<S> {
         let done = self
             .sql
             .execute(
-                "UPDATE deploy_steps SET result = json_set(COALESCE(result, '{}'), '$.decision', ?3, '$.by', ?4, '$.at', ?5), \
+                "UPDATE deploy_steps SET result = json_set(COALESCE(result, '{}'), '$.decision', ?3, '$.by', ?4, \
+                 '$.at', CAST(?5 AS INTEGER)), \
                  due_at = NULL, updated_at = ?5 \
                  WHERE job_id = ?1 AND position = ?2 AND name = 'awaiting_approval' \
                  AND state IN ('pending', 'started') AND json_extract(result, '$.decision') IS NULL \
