@@ -224,6 +224,12 @@ async fn try_run_step<P: Ports>(
     };
     let app = load_app(deps, &job).await?;
     let outcome = match (&app, forced) {
+        // The cron's timeout of an approval still honours a decision recorded in
+        // time (between its look and its take): the step's own rule decides.
+        (_, Some(_)) if step.name == StepName::AwaitingApproval => {
+            let settings = app.as_ref().and_then(|a| a.deploy.as_ref()?.approval);
+            gate::wait(&job, &step, settings, now)
+        }
         (_, Some(forced)) => forced,
         (None, None) => StepOutcome::Failed(format!("app {} no longer exists", job.app)),
         (Some(app), None) => perform(deps, &job, &step, app, now).await,

@@ -427,3 +427,29 @@ fn a_rejection_interrupted_before_the_job_moved_on_is_finished_by_the_sweep() {
     assert_eq!(job.error.as_deref(), Some("rejected by @ann"));
     assert_eq!(s.deploy_calls(), 0);
 }
+
+#[test]
+fn a_decision_recorded_as_the_cron_times_the_approval_out_still_counts() {
+    let s = gated(5);
+    s.push(1);
+    s.drain();
+    // The cron found the wait past its deadline; before it takes the step, an
+    // approval made in time (by its clock) is recorded.
+    s.advance_minutes(4);
+    s.decide(1, Decision::Approve, "@ann")
+        .expect("approved in time");
+    s.queue.sent.borrow_mut().clear();
+    s.advance_minutes(2);
+    let run = block_on(time_out_step(
+        &s.deps(),
+        1,
+        0,
+        approval::gate::TIMED_OUT.into(),
+        s.now(),
+    ));
+    assert!(run.log.ends_with("awaiting_approval: done"), "{}", run.log);
+    s.drain();
+    let job = s.job(1);
+    assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
+    assert!(s.deploy_calls() > 0);
+}
