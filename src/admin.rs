@@ -114,6 +114,7 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         ["api", "jobs", id] => Route::Job(id.to_string()),
         ["api", "jobs", id, "approve"] => Route::Decide(id.to_string(), Decision::Approve),
         ["api", "jobs", id, "reject"] => Route::Decide(id.to_string(), Decision::Reject),
+        ["api", "telegram", "setup"] => Route::TelegramSetup,
         _ => return Err(ApiError::NotFound),
     };
     authorize(&req, config)?;
@@ -365,6 +366,18 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
             ))
         }
         (Route::Decide(..), _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
+        (Route::TelegramSetup, Method::Post) => {
+            let (status, body) =
+                edge_core::chatops::setup(&adapters::FetchHttp, &bindings.kv, config).await?;
+            if status != 200 {
+                console_error!(
+                    "admin: telegram setup: {}",
+                    body["error"].as_str().unwrap_or("")
+                );
+            }
+            Ok(Reply::json(status, body))
+        }
+        (Route::TelegramSetup, _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
         (Route::Services, Method::Post) => {
             let body = json_body(&mut req, MAX_BODY_BYTES).await?;
             let (workflow, log) =
@@ -435,4 +448,5 @@ enum Route {
     Jobs,
     Job(String),
     Decide(String, Decision),
+    TelegramSetup,
 }

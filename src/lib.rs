@@ -19,6 +19,7 @@ mod health;
 mod jobs;
 mod notify;
 mod respond;
+mod telegram;
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
@@ -29,6 +30,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         "/notify" => notify::handle(req, &event).await,
         "/health" => health::handle(&req, &env, &config),
         "/github" => github::handle(req, &event).await,
+        "/telegram" => telegram::handle(req, &event).await,
         p if p == "/api" || p.starts_with("/api/") => admin::handle(req, &event).await,
         _ => Err(ApiError::NotFound),
     };

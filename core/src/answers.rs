@@ -118,6 +118,24 @@ impl From<crate::github::intake::IntakeError> for ApiError {
     }
 }
 
+/// `/telegram`: a body that is not an update is a 400; a store failure, logged by
+/// the caller, a 503 (Telegram sends the update again).
+impl From<crate::dispatch::telegram::ReceiveError> for ApiError {
+    fn from(e: crate::dispatch::telegram::ReceiveError) -> Self {
+        use crate::dispatch::telegram::ReceiveError;
+        match e {
+            ReceiveError::Bad(e) => ApiError::BadRequest(e.0),
+            ReceiveError::Store(_) => ApiError::Unavailable,
+        }
+    }
+}
+
+impl From<crate::chatops::SetupError> for ApiError {
+    fn from(e: crate::chatops::SetupError) -> Self {
+        ApiError::NotConfigured(e.0)
+    }
+}
+
 /// The admin API's delivery log.
 impl From<crate::admin::LogError> for ApiError {
     fn from(e: crate::admin::LogError) -> Self {

@@ -143,7 +143,14 @@ pub struct App {
     /// Preview environments for pull requests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preview: Option<crate::preview::PreviewSettings>,
+    /// Telegram user ids who may act on this app's jobs from chat, beside
+    /// `TELEGRAM_OPERATORS`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<i64>,
 }
+
+/// Most `operators` of one app.
+const MAX_OPERATORS: usize = 50;
 
 /// Hand-written: the wire shape is flat (`production_branch`, `environment`,
 /// `deploy_on` beside `deploy`) where the type nests them in [`DeployConfig`], and those
@@ -161,6 +168,7 @@ impl FromJson for App {
             "health_url",
             "preview",
             "approval",
+            "operators",
         ])?;
         let repository = o.req("repository")?;
         let deploy = match o.get("deploy") {
@@ -187,6 +195,7 @@ impl FromJson for App {
             deploy,
             health_url: o.opt("health_url")?,
             preview: o.opt("preview")?,
+            operators: o.or_default("operators")?,
         })
     }
 }
@@ -232,6 +241,16 @@ impl App {
         }
         if let Some(url) = &self.health_url {
             http_url("health_url", url)?;
+        }
+        if self.operators.len() > MAX_OPERATORS {
+            return Err(AppError::Invalid(format!(
+                "operators: at most {MAX_OPERATORS} Telegram user ids"
+            )));
+        }
+        if let Some(i) = self.operators.iter().position(|&id| id <= 0) {
+            return Err(AppError::Invalid(format!(
+                "operators[{i}]: must be a Telegram user id (a number above 0)"
+            )));
         }
         if let Some(preview) = &self.preview {
             preview.validate()?;

@@ -12,6 +12,8 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("TELEGRAM_BOT_TOKEN", true),
     ("TELEGRAM_CHAT_ID", false),
     ("TELEGRAM_API_BASE", false),
+    ("TELEGRAM_WEBHOOK_SECRET", true),
+    ("TELEGRAM_OPERATORS", false),
     ("CLOUDFLARE_API_TOKEN", true),
     ("CLOUDFLARE_ACCOUNT_ID", false),
     ("CLOUDFLARE_API_BASE", false),
@@ -107,6 +109,14 @@ pub struct Config {
     /// `TELEGRAM_PACE` (`<per second>/<per minute>`, default `1/20`, or `off`) and
     /// `TELEGRAM_DIGEST_THRESHOLD` (default 5): the default route's pace.
     pub telegram_pace: Option<crate::pace::Pace>,
+    /// `TELEGRAM_WEBHOOK_SECRET` (secret): what Telegram sends in
+    /// `X-Telegram-Bot-Api-Secret-Token` to `/telegram` (1 to 256 of `A-Z a-z 0-9 _ -`,
+    /// as `setWebhook` takes it); or the name of the variable when it is missing or
+    /// unusable.
+    pub telegram_webhook_secret: Result<Secret, &'static str>,
+    /// `TELEGRAM_OPERATORS`: the Telegram user ids (comma-separated) who may press
+    /// buttons and run acting commands for every app. Default none.
+    pub telegram_operators: Vec<i64>,
     /// `CLOUDFLARE_API_TOKEN` (secret), `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_API_BASE`;
     /// or the name of the first one missing.
     pub cloudflare: Result<CloudflareConfig, &'static str>,
@@ -312,6 +322,31 @@ impl Config {
                 })
             }
         };
+        let telegram_webhook_secret = match get("TELEGRAM_WEBHOOK_SECRET") {
+            None => Err("TELEGRAM_WEBHOOK_SECRET"),
+            Some(v)
+                if v.len() <= 256
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
+                Ok(Secret::new(v))
+            }
+            Some(_) => {
+                problems.push(
+                    "TELEGRAM_WEBHOOK_SECRET must be 1 to 256 of A-Z, a-z, 0-9, _ and -".into(),
+                );
+                Err("TELEGRAM_WEBHOOK_SECRET")
+            }
+        };
+        let mut telegram_operators = Vec::new();
+        for id in list(get("TELEGRAM_OPERATORS")) {
+            match id.parse::<i64>() {
+                Ok(n) if n > 0 => telegram_operators.push(n),
+                _ => problems.push(format!(
+                    "TELEGRAM_OPERATORS: {id:?} is not a Telegram user id; left out"
+                )),
+            }
+        }
         let orchestrate = crate::orchestrate::definition::OrchestrateConfig::from_lookup(&lookup);
         let orchestrate_installation_id = get("ORCHESTRATE_INSTALLATION_ID").and_then(|v| {
             let id = v.parse().ok();
@@ -335,6 +370,8 @@ impl Config {
             github_webhook,
             telegram,
             telegram_pace,
+            telegram_webhook_secret,
+            telegram_operators,
             cloudflare,
             watch_workers: list(get("WATCH_WORKERS")),
             watch_pages: list(get("WATCH_PAGES")),
@@ -401,6 +438,36 @@ mod tests {
         assert_eq!(c.delivery_retry_base_seconds, 30);
         assert!(c.watch_workers.is_empty());
         assert!(c.problems.is_empty());
+    }
+
+    #[test]
+    fn webhook_secret_and_operators() {
+        let c = config(&[
+            ("TELEGRAM_WEBHOOK_SECRET", "abc_DEF-123"),
+            ("TELEGRAM_OPERATORS", "111, 222,x,-5"),
+        ]);
+        assert_eq!(
+            c.telegram_webhook_secret.map(|s| s.expose().to_owned()),
+            Ok("abc_DEF-123".into())
+        );
+        assert_eq!(c.telegram_operators, vec![111, 222]);
+        assert_eq!(
+            c.problems,
+            vec![
+                "TELEGRAM_OPERATORS: \"x\" is not a Telegram user id; left out",
+                "TELEGRAM_OPERATORS: \"-5\" is not a Telegram user id; left out",
+            ]
+        );
+        let bad = config(&[("TELEGRAM_WEBHOOK_SECRET", "has spaces in it")]);
+        assert_eq!(
+            bad.telegram_webhook_secret.err(),
+            Some("TELEGRAM_WEBHOOK_SECRET")
+        );
+        assert_eq!(bad.problems.len(), 1);
+        assert_eq!(
+            config(&[]).telegram_webhook_secret.err(),
+            Some("TELEGRAM_WEBHOOK_SECRET")
+        );
     }
 
     #[test]

@@ -175,7 +175,8 @@ pub async fn run_job<P: Ports>(deps: &Deps<'_, P>, job: &JobMessage, now: Timest
         JobMessage::Notify { .. }
         | JobMessage::TelegramSend { .. }
         | JobMessage::TelegramDigest { .. }
-        | JobMessage::TelegramLive { .. } => {
+        | JobMessage::TelegramLive { .. }
+        | JobMessage::TelegramUpdate { .. } => {
             let mut out = telegram_batch(deps, std::slice::from_ref(job), now).await;
             match out.pop() {
                 Some((_, handled)) => handled,
@@ -209,17 +210,23 @@ async fn telegram_batch<P: Ports>(
     // Each kind's messages, with their place in `jobs`.
     let (mut notify, mut sends, mut digests, mut live) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut out = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         match job {
             JobMessage::Notify { id } => notify.push((i, *id)),
             JobMessage::TelegramSend { id } => sends.push((i, *id)),
             JobMessage::TelegramDigest { id } => digests.push((i, *id)),
             JobMessage::TelegramLive { id } => live.push((i, *id)),
+            // A person waits for these: first, one by one (a press's action and its
+            // message come before the batch's other messages).
+            JobMessage::TelegramUpdate { id } => {
+                let run = telegram::run_update(deps, *id, now).await;
+                out.push((i, Handled::from_run(run, "telegram: ", true)));
+            }
             _ => {}
         }
     }
     let courier = courier(deps);
-    let mut out = Vec::new();
     let mut give = |indexed: &[(usize, i64)], delivered: Vec<Delivered>| {
         for d in delivered {
             // A batch may carry the same id twice (the sweep re-enqueued it): every
@@ -240,28 +247,28 @@ async fn telegram_batch<P: Ports>(
         }
     };
     if !notify.is_empty() {
-        let routes = routing::Routes::load(deps.sql, deps.config).await;
         let ids: Vec<i64> = notify.iter().map(|(_, id)| *id).collect();
+        // The routes and the claim in one round trip's time: neither needs the other.
+        let (routes, claimed) = futures_util::future::join(
+            routing::Routes::load(deps.sql, deps.config),
+            courier.claim(&ids, now),
+        )
+        .await;
         let delivered = match routes {
             Ok(routes) => {
                 courier
-                    .deliver(
+                    .deliver_claimed(
                         &|d| routes.recipients(&crate::notify::deliver::subject_of(d)),
                         &ids,
+                        claimed,
                         now,
                     )
                     .await
             }
-            Err(e) => ids
-                .iter()
-                .map(|&id| Delivered {
-                    id,
-                    verdict: Verdict::Retry {
-                        delay_seconds: crate::retry::BACKOFF_BASE_SECONDS,
-                    },
-                    log: format!("notification {id}: the routes could not be read: {e}"),
-                })
-                .collect(),
+            Err(e) => {
+                let why = format!("the routes could not be read: {e}");
+                courier.release(&ids, claimed, &why, now).await
+            }
         };
         give(&notify, delivered);
     }
@@ -397,8 +404,13 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: impl Fn() -> Timestamp) ->
     for line in crate::notify::deliver::sweep(deps.config, deps.sql, deps.queue, now()).await {
         log.push(format!("cron telegram sweep: {line}"));
     }
+    for line in telegram::sweep(deps, now()).await {
+        log.push(format!("cron telegram sweep: {line}"));
+    }
     log
 }
+
+pub mod telegram;
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,8 @@ pub enum JobMessage {
     TelegramDigest { id: i64 },
     /// Bring live message `id` (a deploy job's, preview's or workflow's) up to date.
     TelegramLive { id: i64 },
+    /// Process Telegram update `id` (a command or a button press; it is in D1).
+    TelegramUpdate { id: i64 },
     /// Process the recorded GitHub delivery `id` (its event is in D1).
     GithubDelivery { id: String },
     /// Run step `position` of deploy job `job_id`.
@@ -39,6 +41,7 @@ impl JobMessage {
                 | JobMessage::TelegramSend { .. }
                 | JobMessage::TelegramDigest { .. }
                 | JobMessage::TelegramLive { .. }
+                | JobMessage::TelegramUpdate { .. }
         )
     }
 }
@@ -63,6 +66,7 @@ mod tests {
             JobMessage::TelegramSend { id: 6 },
             JobMessage::TelegramDigest { id: 7 },
             JobMessage::TelegramLive { id: 8 },
+            JobMessage::TelegramUpdate { id: 9 },
             JobMessage::GithubDelivery { id: "d-1".into() },
             JobMessage::DeployStep {
                 job_id: 2,
@@ -90,7 +94,7 @@ mod tests {
         assert_eq!(
             e(r#"{"kind":"lunch","id":1}"#),
             "kind: unknown variant `lunch`, expected one of `notify`, `telegram_send`, \
-             `telegram_digest`, `telegram_live`, `github_delivery`, `deploy_step`, `preview`, `workflow_step`"
+             `telegram_digest`, `telegram_live`, `telegram_update`, `github_delivery`, `deploy_step`, `preview`, `workflow_step`"
         );
         assert_eq!(
             e(r#"{"kind":"deploy_step","job_id":1}"#),

@@ -8,8 +8,10 @@
 pub mod admin;
 pub mod answers;
 pub mod apps;
+pub mod audit;
 pub mod auth;
 mod boxed;
+pub mod chatops;
 pub mod cloudflare;
 pub mod concurrent;
 pub mod config;

@@ -33,6 +33,8 @@ pub struct Live<'a> {
     pub silent: bool,
     /// The app's `telegram_chat_id`: a route of its own for its messages.
     pub app_chat: Option<&'a str>,
+    /// The buttons it offers now, in every destination (none: no keyboard).
+    pub buttons: Vec<crate::chatops::Action>,
 }
 
 /// Brings `live`'s message up to date in every destination its routes name now: a
@@ -78,8 +80,9 @@ pub async fn show<S: Sql + Copy, Q: Queue>(
             (r, html)
         })
         .collect();
+    let buttons = crate::chatops::actions_text(&live.buttons);
     let changed = match LiveStore::new(sql)
-        .upsert(&live.subject, live.project, &shown, now)
+        .upsert(&live.subject, live.project, &shown, &buttons, now)
         .await
     {
         Ok(ids) => ids,
@@ -97,6 +100,8 @@ pub async fn show<S: Sql + Copy, Q: Queue>(
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedLive {
     pub id: i64,
+    /// `job:12`.
+    pub subject: String,
     pub project: String,
     pub recipient: Recipient,
     pub html: String,
@@ -105,6 +110,13 @@ pub struct ClaimedLive {
     pub message_id: Option<i64>,
     pub slot_at: Option<Timestamp>,
     pub attempts: u32,
+    /// The actions it should offer (`telegram_live.buttons`).
+    pub buttons: String,
+    /// The actions `markup` was made for: when they differ from `buttons`, new
+    /// tokens are minted before the send.
+    pub minted: String,
+    /// The inline keyboard (JSON), with its tokens.
+    pub markup: Option<String>,
 }
 
 /// What one attempt came to.
@@ -130,13 +142,15 @@ impl<S: Sql> LiveStore<S> {
         LiveStore { sql }
     }
 
-    /// Records what `subject`'s message should read in each destination, in one
-    /// statement; returns the rows that are new or whose text changed.
+    /// Records what `subject`'s message should read in each destination, and the
+    /// buttons it offers, in one statement; returns the rows that are new or whose
+    /// text or buttons changed.
     pub async fn upsert(
         &self,
         subject: &str,
         project: &str,
         shown: &[(Recipient, String)],
+        buttons: &str,
         now: Timestamp,
     ) -> Result<Vec<i64>, StoreError> {
         if shown.is_empty() {
@@ -155,20 +169,22 @@ impl<S: Sql> LiveStore<S> {
             .sql
             .query(
                 "INSERT INTO telegram_live \
-                 (subject, project, route, chat_id, thread, destination, html, created_at, updated_at) \
+                 (subject, project, route, chat_id, thread, destination, html, buttons, created_at, updated_at) \
                  SELECT ?1, ?2, json_extract(value, '$.route'), json_extract(value, '$.chat'), \
                    json_extract(value, '$.thread'), json_extract(value, '$.dest'), \
-                   json_extract(value, '$.html'), ?3, ?3 \
+                   json_extract(value, '$.html'), ?5, ?3, ?3 \
                  FROM json_each(?4) WHERE true \
                  ON CONFLICT (subject, chat_id, thread) DO UPDATE SET html = excluded.html, \
-                   version = telegram_live.version + 1, updated_at = excluded.updated_at \
-                 WHERE telegram_live.html <> excluded.html \
+                   buttons = excluded.buttons, version = telegram_live.version + 1, \
+                   updated_at = excluded.updated_at \
+                 WHERE telegram_live.html <> excluded.html OR telegram_live.buttons <> excluded.buttons \
                  RETURNING id",
                 &[
                     subject.into(),
                     project.into(),
                     now.millis().into(),
                     crate::json::text(&serde_json::Value::Array(list)).into(),
+                    buttons.into(),
                 ],
             )
             .await?;
@@ -189,7 +205,8 @@ impl<S: Sql> LiveStore<S> {
                 "UPDATE telegram_live SET claimed_at = ?2 WHERE id = ?1 AND shown < version \
                    AND (claimed_at IS NULL OR claimed_at < ?3) \
                    AND (next_attempt_at IS NULL OR next_attempt_at <= ?2 + 999) \
-                 RETURNING id, project, destination, html, version, message_id, slot_at, attempts",
+                 RETURNING id, subject, project, destination, html, version, message_id, slot_at, attempts, \
+                   buttons, minted, markup",
                 &[id.into(), now.millis().into(), stale_before.millis().into()],
             )
             .await?;
@@ -200,6 +217,7 @@ impl<S: Sql> LiveStore<S> {
             .map_err(|e| StoreError::Row(format!("live message {id}: destination: {e}")))?;
         Ok(Some(ClaimedLive {
             id,
+            subject: row.text("subject")?,
             project: row.text("project").map_err(StoreError::row)?,
             recipient,
             html: row.text("html").map_err(StoreError::row)?,
@@ -210,7 +228,39 @@ impl<S: Sql> LiveStore<S> {
                 .opt_int("attempts")
                 .and_then(|a| u32::try_from(a).ok())
                 .unwrap_or(0),
+            buttons: row.opt_text("buttons").unwrap_or_default(),
+            minted: row.opt_text("minted").unwrap_or_default(),
+            markup: row.opt_text("markup"),
         }))
+    }
+
+    /// Keeps row `id`'s keyboard: `markup` (JSON, or none), made for `minted`.
+    pub async fn set_markup(
+        &self,
+        id: i64,
+        minted: &str,
+        markup: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.sql
+            .execute(
+                "UPDATE telegram_live SET minted = ?2, markup = ?3 WHERE id = ?1",
+                &[id.into(), minted.into(), markup.into()],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Gives row `id` fresh buttons (their tokens expired): a new version whose
+    /// send mints them again. `false` when there is no such row.
+    pub async fn remint(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        let done = self
+            .sql
+            .execute(
+                "UPDATE telegram_live SET minted = '-', version = version + 1, updated_at = ?2 WHERE id = ?1",
+                &[id.into(), now.millis().into()],
+            )
+            .await?;
+        Ok(done.changes == 1)
     }
 
     /// Records an attempt and frees the row; `true` when newer text is waiting (then

@@ -221,9 +221,9 @@ impl<'a, H: Http> TelegramClient<'a, H> {
     /// Sends one message to `target`, HTML first and plain text if Telegram cannot
     /// parse the HTML.
     pub async fn deliver_to(&self, target: &Target<'_>, message: &Rendered) -> SendOutcome {
-        match self.send(target, &message.html, true).await {
+        match self.send(target, &message.html, true, None, None).await {
             SendOutcome::UnparsableEntities { .. } => {
-                self.send(target, &message.plain, false).await
+                self.send(target, &message.plain, false, None, None).await
             }
             other => other,
         }
@@ -235,12 +235,24 @@ impl<'a, H: Http> TelegramClient<'a, H> {
             silent,
             ..Target::chat(&self.config.chat_id)
         };
-        self.send(&target, html, true).await
+        self.send(&target, html, true, None, None).await
     }
 
     /// Sends one HTML message as it is to `target`.
     pub async fn send_html_to(&self, target: &Target<'_>, html: &str) -> SendOutcome {
-        self.send(target, html, true).await
+        self.send(target, html, true, None, None).await
+    }
+
+    /// Sends one HTML message to `target` with an inline keyboard (`markup`), as a
+    /// reply to message `reply_to` when given.
+    pub async fn send_with(
+        &self,
+        target: &Target<'_>,
+        html: &str,
+        markup: Option<&serde_json::Value>,
+        reply_to: Option<i64>,
+    ) -> SendOutcome {
+        self.send(target, html, true, markup, reply_to).await
     }
 
     /// Replaces the text of a message sent earlier (`editMessageText`) in the
@@ -252,13 +264,28 @@ impl<'a, H: Http> TelegramClient<'a, H> {
     /// Replaces the text of message `message_id` in `chat_id`. Telegram's "message
     /// is not modified" means it already shows this text: a success.
     pub async fn edit_in(&self, chat_id: &str, message_id: i64, html: &str) -> SendOutcome {
-        let body = serde_json::json!({
+        self.edit_with(chat_id, message_id, html, None).await
+    }
+
+    /// [`TelegramClient::edit_in`] with an inline keyboard; without one, the message
+    /// keeps none.
+    pub async fn edit_with(
+        &self,
+        chat_id: &str,
+        message_id: i64,
+        html: &str,
+        markup: Option<&serde_json::Value>,
+    ) -> SendOutcome {
+        let mut body = serde_json::json!({
             "chat_id": chat_id,
             "message_id": message_id,
             "text": html,
             "parse_mode": "HTML",
             "link_preview_options": { "is_disabled": true },
         });
+        if let Some(m) = markup {
+            body["reply_markup"] = m.clone();
+        }
         match self.call("editMessageText", &body).await {
             SendOutcome::Permanent { error } if error.contains("message is not modified") => {
                 SendOutcome::Sent { message_id }
@@ -296,7 +323,14 @@ impl<'a, H: Http> TelegramClient<'a, H> {
         })
     }
 
-    async fn send(&self, target: &Target<'_>, text: &str, html: bool) -> SendOutcome {
+    async fn send(
+        &self,
+        target: &Target<'_>,
+        text: &str,
+        html: bool,
+        markup: Option<&serde_json::Value>,
+        reply_to: Option<i64>,
+    ) -> SendOutcome {
         let mut body = serde_json::json!({
             "chat_id": target.chat_id,
             "text": text,
@@ -309,7 +343,54 @@ impl<'a, H: Http> TelegramClient<'a, H> {
         if html {
             body["parse_mode"] = "HTML".into();
         }
+        if let Some(m) = markup {
+            body["reply_markup"] = m.clone();
+        }
+        if let Some(id) = reply_to {
+            // A command deleted meanwhile still gets its answer.
+            body["reply_parameters"] =
+                serde_json::json!({ "message_id": id, "allow_sending_without_reply": true });
+        }
         self.call("sendMessage", &body).await
+    }
+
+    /// Calls Bot API `method` with `body`: its `result` when Telegram says `ok`, else
+    /// what it said (scrubbed of the token), for calls whose answer is reported as
+    /// it is (`setWebhook`, `setMyCommands`, `getMe`).
+    pub async fn ask(
+        &self,
+        method: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let request = HttpRequest::post_json(
+            self.method_url(method),
+            crate::json::text(body),
+            self.timeout_ms,
+        );
+        let answer = match self.http.send(request).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.clean(format!("Telegram: {e}"))),
+        };
+        let v = crate::json::value(&answer.body).unwrap_or_default();
+        match v.get("result") {
+            Some(result) if v.get("ok") == Some(&serde_json::Value::Bool(true)) => {
+                Ok(result.clone())
+            }
+            _ => Err(self.clean(format!(
+                "Telegram {}: {}",
+                answer.status,
+                crate::json::str_at(&v, "/description").unwrap_or("no description")
+            ))),
+        }
+    }
+
+    fn clean(&self, s: String) -> String {
+        let token = self.config.bot_token.expose();
+        if token.is_empty() {
+            s
+        } else {
+            s.replace(token, "***")
+        }
     }
 
     fn method_url(&self, method: &str) -> String {
@@ -332,14 +413,7 @@ impl<'a, H: Http> TelegramClient<'a, H> {
 
     /// A network error's text can quote the URL, and the URL holds the token.
     fn scrub(&self, outcome: SendOutcome) -> SendOutcome {
-        let token = self.config.bot_token.expose();
-        let clean = |s: String| {
-            if token.is_empty() {
-                s
-            } else {
-                s.replace(token, "***")
-            }
-        };
+        let clean = |s: String| self.clean(s);
         match outcome {
             SendOutcome::Transient { error } => SendOutcome::Transient {
                 error: clean(error),

@@ -135,8 +135,10 @@ fn apps_round_trip_through_their_json() {
         deploy: Some(deploy.clone()),
         health_url: Some("https://b.example.com/health".into()),
         preview: Some(preview.clone()),
+        operators: vec![111, 222],
     };
     round_trip(&app);
+    app.operators = Vec::new();
     let with_target = |target| {
         Some(DeployConfig {
             deploy_on: DeployOn::Push,
@@ -274,4 +276,28 @@ fn approval_belongs_to_the_deploy_and_names_its_bad_fields() {
     assert!(bad(r#"{"repository": "a/b", "approval": {"required": true},
             "preview": {"org": "acme", "image": "reg/app:{sha}"}}"#)
     .starts_with("approval: only an app with `deploy` has one"));
+}
+
+#[test]
+fn operators_are_telegram_user_ids() {
+    let with = |ops: &str| WORKFLOW_APP.replacen('{', &format!("{{\"operators\": {ops}, "), 1);
+    let app = App::parse(with("[111, 222]").as_bytes()).expect("valid");
+    assert_eq!(app.operators, vec![111, 222]);
+    assert!(App::parse(WORKFLOW_APP.as_bytes())
+        .expect("valid")
+        .operators
+        .is_empty());
+    assert_eq!(
+        bad(&with("[111, 0]")),
+        "operators[1]: must be a Telegram user id (a number above 0)"
+    );
+    assert_eq!(
+        bad(&with("[\"alice\"]")),
+        "operators[0]: invalid type: string \"alice\", expected i64"
+    );
+    let many: Vec<String> = (1..=51).map(|n| n.to_string()).collect();
+    assert_eq!(
+        bad(&with(&format!("[{}]", many.join(",")))),
+        "operators: at most 50 Telegram user ids"
+    );
 }

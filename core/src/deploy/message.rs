@@ -1,12 +1,28 @@
-//! The Telegram message of a deploy job: one per job, edited in place as it moves.
+//! The Telegram message of a deploy job: one per job, edited in place as it moves,
+//! and the buttons it offers as it moves ([`buttons`]).
 
 use super::approval::{gate, Approval};
-use super::store::Job;
-use super::{JobStatus, StepState};
+use super::store::{Job, Standing};
+use super::{JobKind, JobStatus, StepState};
+use crate::chatops::Action;
 use crate::telegram::escape_html;
 use crate::time::Timestamp;
 
-fn status_icon(s: JobStatus) -> &'static str {
+/// What job `job` offers from chat now, given where it stands among its app's
+/// jobs: Cancel while it waits or runs; Roll back when it is the app's latest
+/// (nothing newer but cancelled jobs) and finalized, with an earlier finalized
+/// commit to go back to; Retry when it is the latest and failed or was reverted.
+pub fn buttons(job: &Job, standing: &Standing) -> Vec<Action> {
+    let latest = standing.newest == Some(job.id);
+    match job.status {
+        JobStatus::Waiting | JobStatus::Processing => vec![Action::Cancel],
+        JobStatus::Finalized if latest && standing.previous.is_some() => vec![Action::Rollback],
+        JobStatus::Failed | JobStatus::Reverted if latest => vec![Action::Retry],
+        _ => Vec::new(),
+    }
+}
+
+pub(super) fn status_icon(s: JobStatus) -> &'static str {
     match s {
         JobStatus::Waiting => "🕒",
         JobStatus::Processing => "🚀",
@@ -63,11 +79,25 @@ pub fn render(job: &Job) -> String {
         status_icon(job.status)
     };
     let mut out = format!(
-        "<b>{} Deploy {} → {}</b>\n",
+        "<b>{} {} {} → {}</b>\n",
         icon,
+        match job.kind {
+            JobKind::Rollback => "Rollback",
+            JobKind::Deploy | JobKind::Retry => "Deploy",
+        },
         escape_html(&job.app),
         escape_html(&job.environment)
     );
+    if let (Some(source), Some(by)) = (job.source_job, &job.requested_by) {
+        let what = match job.kind {
+            JobKind::Retry => "Retry of",
+            JobKind::Rollback | JobKind::Deploy => "Rolls back",
+        };
+        out.push_str(&format!(
+            "<b>{what}</b> job {source}, asked by {}\n",
+            escape_html(by)
+        ));
+    }
     let short = &job.sha[..job.sha.len().min(7)];
     let subject = job
         .commits
@@ -101,6 +131,9 @@ pub fn render(job: &Job) -> String {
     if let Some(e) = &job.error {
         let e: String = e.chars().take(500).collect();
         out.push_str(&format!("<b>Error:</b> {}\n", escape_html(&e)));
+    }
+    for said in job.actions.iter().filter_map(crate::audit::Entry::said) {
+        out.push_str(&format!("<b>{}</b>\n", escape_html(&said)));
     }
     out.push('\n');
     for s in &job.steps {

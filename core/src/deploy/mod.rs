@@ -4,6 +4,7 @@
 //! backwards) and the step plan per deploy target.
 
 pub mod approval;
+pub mod chatops;
 pub mod intake;
 pub mod message;
 pub mod pipeline;
@@ -58,8 +59,9 @@ impl JobStatus {
             // revert to, so "failed" is only ever seen as an end state.
             Reverting => &[Processing],
             Reverted => &[Reverting],
-            // A newer push cancels a job that has not started, or one that has
-            // started but still awaits approval (it has deployed nothing).
+            // A newer push cancels a waiting job, or a running one whose approval
+            // nobody has decided yet (it has deployed nothing); an operator may cancel
+            // a running one too (its running step finishes, nothing after it runs).
             Cancelled => &[Waiting, Processing],
         }
     }
@@ -75,6 +77,18 @@ impl JobStatus {
             JobStatus::Finalized | JobStatus::Reverted | JobStatus::Cancelled
         )
     }
+}
+
+/// What a job is for: a push's deploy, or one asked for from chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Deploy,
+    /// Back to the commit of the app's previous finalized job (the one move to an
+    /// older commit besides a failed deploy's revert).
+    Rollback,
+    /// A failed or reverted job's commit, deployed again.
+    Retry,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Names)]
@@ -254,6 +268,13 @@ mod tests {
         );
         assert!(!Waiting.allowed_from().contains(&Processing));
         assert!(Cancelled.allowed_from() == [Waiting, Processing]);
+        assert!(
+            !Cancelled.allowed_from().contains(&Reverting),
+            "a revert is seen through"
+        );
+        for k in [JobKind::Deploy, JobKind::Rollback, JobKind::Retry] {
+            assert_eq!(JobKind::parse(k.as_str()), Some(k));
+        }
         for s in [
             Waiting, Processing, Finalized, Failed, Reverting, Reverted, Cancelled,
         ] {

@@ -807,7 +807,18 @@ pub async fn notify_job<P: Ports>(
         JobStatus::Waiting | JobStatus::Processing | JobStatus::Reverting => Outcome::InProgress,
     };
     let values = job_values(deps.config, &job);
+    // Where it stands matters only to what an ended job offers.
+    let standing = match job.status {
+        JobStatus::Finalized | JobStatus::Failed | JobStatus::Reverted => {
+            match jobs.standing(&job).await {
+                Ok(s) => s,
+                Err(e) => return Some(format!("telegram: job {job_id}: {e}")),
+            }
+        }
+        _ => super::store::Standing::default(),
+    };
     let live = Live {
+        buttons: super::message::buttons(&job, &standing),
         values,
         subject: format!("job:{job_id}"),
         source: Source::Deploy,

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::stale::PushLink;
-use super::{JobStatus, StepName, StepState};
+use super::{JobKind, JobStatus, StepName, StepState};
 use crate::github::deliveries::DeliveryId;
 use crate::github::events::PushCommit;
 use crate::github::CommitSha;
@@ -39,6 +39,15 @@ pub struct Job {
     pub finished_at: Option<i64>,
     pub commits: Vec<PushCommit>,
     pub steps: Vec<Step>,
+    /// A push's deploy, or a rollback or retry asked for from chat.
+    pub kind: JobKind,
+    /// The job a rollback or retry was asked for on.
+    pub source_job: Option<i64>,
+    /// Who asked for it (`@alice`).
+    pub requested_by: Option<String>,
+    /// What was asked for on it from chat, and by whom (the audit trail; only
+    /// [`JobStore::get`] reads it).
+    pub actions: Vec<crate::audit::Entry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
@@ -89,7 +98,8 @@ pub struct JobStore<S> {
 }
 
 const JOB_COLUMNS: &str = "id, app, environment, sha, git_ref, delivery_id, pusher, installation_id, status, revert_sha, \
-     github_deployment_id, telegram_message_id, error, created_at, updated_at, started_at, finished_at, commits";
+     github_deployment_id, telegram_message_id, error, created_at, updated_at, started_at, finished_at, commits, \
+     kind, source_job, requested_by";
 
 const STEP_COLUMNS: &str =
     "position, name, state, attempts, result, error, started_at, finished_at, claimed_at, due_at";
@@ -629,7 +639,111 @@ impl<S: Sql> JobStore<S> {
             )
             .await?;
         job.steps = steps.into_iter().map(step).collect::<Result<_, _>>()?;
+        job.actions = crate::audit::AuditStore::new(&self.sql)
+            .of(crate::audit::SubjectKind::Job, &id.to_string())
+            .await?;
         Ok(Some(job))
+    }
+
+    /// Where job `job` stands among its app's jobs: the newest job of its app and
+    /// environment that was not cancelled, and the finalized job before it with
+    /// another commit (what a rollback would go back to).
+    pub async fn standing(&self, job: &Job) -> Result<Standing, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT (SELECT MAX(id) FROM deploy_jobs WHERE app = ?1 AND environment = ?2 \
+                   AND status != 'cancelled') AS newest, \
+                 (SELECT id FROM deploy_jobs WHERE app = ?1 AND environment = ?2 AND status = 'finalized' \
+                   AND id < ?3 AND sha != ?4 ORDER BY id DESC LIMIT 1) AS previous",
+                &[
+                    job.app.as_str().into(),
+                    job.environment.as_str().into(),
+                    job.id.into(),
+                    job.sha.as_str().into(),
+                ],
+            )
+            .await?;
+        let row = rows.first();
+        Ok(Standing {
+            newest: row.and_then(|r| r.opt_int("newest")),
+            previous: row.and_then(|r| r.opt_int("previous")),
+        })
+    }
+
+    /// Creates the job a chat request asks for (a rollback or a retry), once per
+    /// request key; returns its id and whether this call created it. A live job of
+    /// the same commit is the request's job too.
+    pub async fn create_requested(
+        &self,
+        job: &Requested<'_>,
+        now: Timestamp,
+    ) -> Result<(i64, bool), StoreError> {
+        let commits = serde_json::to_string(&job.from.commits).map_err(StoreError::encode)?;
+        let done = self
+            .sql
+            .execute(
+                "INSERT OR IGNORE INTO deploy_jobs \
+                 (app, environment, sha, git_ref, pusher, commits, status, created_at, updated_at, \
+                  installation_id, kind, source_job, requested_by, request_key) \
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, 'waiting', ?6, ?6, ?7, ?8, ?9, ?10, ?11)",
+                &[
+                    job.from.app.as_str().into(),
+                    job.from.environment.as_str().into(),
+                    job.from.sha.as_str().into(),
+                    job.from.git_ref.as_str().into(),
+                    commits.into(),
+                    now.millis().into(),
+                    job.installation_id.into(),
+                    job.kind.as_str().into(),
+                    job.source_job.into(),
+                    job.requested_by.into(),
+                    job.key.into(),
+                ],
+            )
+            .await?;
+        if done.changes == 1 {
+            self.sql
+                .batch(&step_inserts(Some(done.last_row_id), 0, job.steps, now))
+                .await?;
+            return Ok((done.last_row_id, true));
+        }
+        let rows = self
+            .sql
+            .query(
+                "SELECT id FROM deploy_jobs WHERE request_key = ?1 \
+                 UNION ALL SELECT id FROM deploy_jobs WHERE app = ?2 AND environment = ?3 AND sha = ?4 \
+                   AND status IN ('waiting', 'processing', 'reverting') LIMIT 1",
+                &[
+                    job.key.into(),
+                    job.from.app.as_str().into(),
+                    job.from.environment.as_str().into(),
+                    job.from.sha.as_str().into(),
+                ],
+            )
+            .await?;
+        let id = rows
+            .first()
+            .and_then(|r| r.opt_int("id"))
+            .ok_or_else(|| StoreError::Row("requested job neither created nor found".into()))?;
+        Ok((id, false))
+    }
+
+    /// For `/status`: each app and environment's newest finalized job, and every
+    /// job waiting or running, by app, environment and id (without steps).
+    pub async fn board(&self) -> Result<Vec<Job>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM deploy_jobs WHERE id IN \
+                     (SELECT MAX(id) FROM deploy_jobs WHERE status = 'finalized' GROUP BY app, environment) \
+                     OR status IN ('waiting', 'processing', 'reverting') ORDER BY app, environment, id LIMIT 200"
+                ),
+                &[],
+            )
+            .await?;
+        rows.into_iter().map(job).collect()
     }
 
     /// Jobs newest first, optionally of one app and in one status (without steps).
@@ -801,6 +915,28 @@ impl<S: Sql> JobStore<S> {
     }
 }
 
+/// Where a job stands among its app's jobs ([`JobStore::standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Standing {
+    /// The newest job of the app and environment that was not cancelled.
+    pub newest: Option<i64>,
+    /// The finalized job before it, of another commit.
+    pub previous: Option<i64>,
+}
+
+/// A job asked for from chat: `from`'s commit (with its ref and commits) deployed
+/// again, as a rollback or a retry of job `source_job`.
+pub struct Requested<'a> {
+    pub kind: JobKind,
+    pub from: &'a Job,
+    pub source_job: i64,
+    pub installation_id: Option<i64>,
+    pub requested_by: &'a str,
+    /// Once per key: the Telegram update that asked.
+    pub key: &'a str,
+    pub steps: &'a [(StepName, StepState)],
+}
+
 /// Job columns set after creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobField {
@@ -839,6 +975,13 @@ fn job(row: Row) -> Result<Job, StoreError> {
             .map_err(StoreError::row)?
             .unwrap_or_default(),
         steps: Vec::new(),
+        kind: row
+            .opt_str("kind")
+            .and_then(JobKind::parse)
+            .unwrap_or(JobKind::Deploy),
+        source_job: row.opt_int("source_job"),
+        requested_by: row.opt_text("requested_by"),
+        actions: Vec::new(),
     })
 }
 

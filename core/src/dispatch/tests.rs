@@ -309,6 +309,36 @@ fn a_failing_notification_is_retried_as_its_own_message_until_it_fails() {
 }
 
 #[test]
+fn unreadable_routes_give_the_claim_back_and_the_retry_sends_it() {
+    let q = Queue::new(200);
+    let id = q.notification();
+    q.db.conn_for_tests()
+        .execute_batch("ALTER TABLE telegram_routes RENAME TO routes_away")
+        .expect("routes gone");
+    let done = q.consume(&[JobMessage::Notify { id }], false);
+    assert_eq!(
+        done.verdicts,
+        vec![Some(Verdict::Retry {
+            delay_seconds: crate::retry::BACKOFF_BASE_SECONDS
+        })]
+    );
+    assert!(
+        matches!(done.log.as_slice(), [Line::Error(l)] if l.contains("the routes could not be read")),
+        "{:?}",
+        done.log
+    );
+    // Claimed while the routes were read, it is not left held: the retried message
+    // (at once, not after the claim's 60 s) finds it due and sends it.
+    assert_eq!(q.notification_status(id), NotificationStatus::Retrying);
+    q.db.conn_for_tests()
+        .execute_batch("ALTER TABLE routes_away RENAME TO telegram_routes")
+        .expect("routes back");
+    let done = q.consume(&[JobMessage::Notify { id }], false);
+    assert_eq!(done.verdicts, vec![Some(Verdict::Ack)]);
+    assert_eq!(q.notification_status(id), NotificationStatus::Sent);
+}
+
+#[test]
 fn a_successful_notification_is_acknowledged() {
     let q = Queue::new(200);
     let id = q.notification();

@@ -74,18 +74,10 @@ impl<S: Sql> SendStore<S> {
     }
 
     /// Adds each `(notification, recipient)` row unless it exists (a notification
-    /// routed twice gets its rows once), in one statement. With `claimed` the new rows
-    /// are claimed by this consumer as they are added (a notification routed for the
-    /// first time has no other rows); returns them as (row, notification, chat,
-    /// thread).
-    pub async fn add(
-        &self,
-        rows: &[(i64, &Recipient)],
-        claimed: bool,
-        now: Timestamp,
-    ) -> Result<Vec<(i64, i64, String, String)>, StoreError> {
+    /// routed again, after its consumer died, gets its rows once), in one statement.
+    pub async fn add(&self, rows: &[(i64, &Recipient)], now: Timestamp) -> Result<(), StoreError> {
         if rows.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let list: Vec<serde_json::Value> = rows
             .iter()
@@ -96,38 +88,21 @@ impl<S: Sql> SendStore<S> {
                 })
             })
             .collect();
-        let added = self
-            .sql
-            .query(
+        self.sql
+            .execute(
                 "INSERT INTO telegram_deliveries \
-                 (notification_id, route, chat_id, thread, destination, status, claimed_at, created_at, updated_at) \
+                 (notification_id, route, chat_id, thread, destination, status, created_at, updated_at) \
                  SELECT json_extract(value, '$.n'), json_extract(value, '$.route'), json_extract(value, '$.chat'), \
-                   json_extract(value, '$.thread'), json_extract(value, '$.dest'), \
-                   CASE WHEN ?3 = 1 THEN 'sending' ELSE 'pending' END, CASE WHEN ?3 = 1 THEN ?2 END, ?2, ?2 \
+                   json_extract(value, '$.thread'), json_extract(value, '$.dest'), 'pending', ?2, ?2 \
                  FROM json_each(?1) WHERE true \
-                 ON CONFLICT (notification_id, chat_id, thread) DO NOTHING \
-                 RETURNING id, notification_id, chat_id, thread",
+                 ON CONFLICT (notification_id, chat_id, thread) DO NOTHING",
                 &[
                     crate::json::text(&serde_json::Value::Array(list)).into(),
                     now.millis().into(),
-                    i64::from(claimed).into(),
                 ],
             )
-            .await?;
-        if !claimed {
-            return Ok(Vec::new());
-        }
-        added
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.int("id").map_err(StoreError::row)?,
-                    r.int("notification_id").map_err(StoreError::row)?,
-                    r.text("chat_id").map_err(StoreError::row)?,
-                    r.text("thread").map_err(StoreError::row)?,
-                ))
-            })
-            .collect()
+            .await
+            .map(drop)
     }
 
     /// Claims the rows of `notifications` (or, with `by_row`, the rows `ids`) that
@@ -179,6 +154,71 @@ impl<S: Sql> SendStore<S> {
             return Ok(());
         }
         self.sql.batch(&statements).await
+    }
+
+    /// A notification routed for the first time: its rows are added as their first
+    /// attempts came out (`(notification, recipient, outcome)`; each outcome's row id
+    /// is not known yet), and the notifications settled, in one round trip. The
+    /// notification's claim covered them until now. With `ids`, returns the new
+    /// rows as (row, notification, chat, thread), for the messages that wait.
+    pub async fn record_new(
+        &self,
+        rows: &[(i64, &Recipient, &SendOutcome)],
+        notifications: &[i64],
+        ids: bool,
+        now: Timestamp,
+    ) -> Result<Vec<(i64, i64, String, String)>, StoreError> {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(n, r, o)| {
+                let mut v = outcome_fields(o);
+                v["n"] = (*n).into();
+                v["route"] = r.route.as_str().into();
+                v["chat"] = r.chat_id.as_str().into();
+                v["thread"] = r.thread.as_str().into();
+                v["dest"] = serde_json::to_string(r).unwrap_or_default().into();
+                v
+            })
+            .collect();
+        let mut statements = vec![Statement {
+            sql: "INSERT INTO telegram_deliveries \
+                 (notification_id, route, chat_id, thread, destination, status, message_id, thread_sent, \
+                  slot_at, digest_id, last_error, attempts, next_attempt_at, created_at, updated_at) \
+                 SELECT json_extract(value, '$.n'), json_extract(value, '$.route'), json_extract(value, '$.chat'), \
+                   json_extract(value, '$.thread'), json_extract(value, '$.dest'), json_extract(value, '$.s'), \
+                   json_extract(value, '$.m'), json_extract(value, '$.t'), json_extract(value, '$.slot'), \
+                   json_extract(value, '$.d'), json_extract(value, '$.e'), COALESCE(json_extract(value, '$.a'), 0), \
+                   json_extract(value, '$.next'), ?2, ?2 \
+                 FROM json_each(?1) WHERE true \
+                 ON CONFLICT (notification_id, chat_id, thread) DO NOTHING",
+            params: vec![
+                crate::json::text(&serde_json::Value::Array(list)).into(),
+                now.millis().into(),
+            ],
+        }];
+        statements.extend(settle_statement(notifications, now)?);
+        self.sql.batch(&statements).await?;
+        if !ids {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(notifications).map_err(StoreError::encode)?;
+        self.sql
+            .query(
+                "SELECT id, notification_id, chat_id, thread FROM telegram_deliveries \
+                 WHERE notification_id IN (SELECT value FROM json_each(?1))",
+                &[list.into()],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.int("id").map_err(StoreError::row)?,
+                    r.int("notification_id").map_err(StoreError::row)?,
+                    r.text("chat_id").map_err(StoreError::row)?,
+                    r.text("thread").map_err(StoreError::row)?,
+                ))
+            })
+            .collect()
     }
 
     /// Brings each of `notifications`' own status up to its rows': sent once every
@@ -607,36 +647,39 @@ pub struct DigestItem {
     pub deployment: Deployment,
 }
 
+/// An outcome as the columns it sets (`s` status, `m` message, `t` thread sent to,
+/// `slot`, `next`, `d` digest, `e` error, `a` an attempt), with its row's `id`.
+fn outcome_fields(o: &SendOutcome) -> serde_json::Value {
+    match o {
+        SendOutcome::Sent {
+            id,
+            message_id,
+            thread,
+        } => serde_json::json!({"id": id, "s": "sent", "m": message_id, "t": thread}),
+        SendOutcome::Waiting { id, slot_at } => {
+            serde_json::json!({"id": id, "s": "waiting", "slot": slot_at.millis(), "next": slot_at.millis()})
+        }
+        SendOutcome::Later { id, at } => {
+            serde_json::json!({"id": id, "s": "retrying", "next": at.millis()})
+        }
+        SendOutcome::Retrying { id, error, next } => serde_json::json!({
+            "id": id, "s": "retrying", "e": error, "next": next.millis(), "a": 1,
+        }),
+        SendOutcome::Digested { id, digest_id } => {
+            serde_json::json!({"id": id, "s": "digested", "d": digest_id})
+        }
+        SendOutcome::Failed { id, error } => {
+            serde_json::json!({"id": id, "s": "failed", "e": error, "a": 1})
+        }
+    }
+}
+
 /// The outcomes as one statement; only rows still claimed move.
 fn record_statement(outcomes: &[SendOutcome], now: Timestamp) -> Option<Statement> {
     if outcomes.is_empty() {
         return None;
     }
-    let rows: Vec<serde_json::Value> = outcomes
-        .iter()
-        .map(|o| match o {
-            SendOutcome::Sent {
-                id,
-                message_id,
-                thread,
-            } => serde_json::json!({"id": id, "s": "sent", "m": message_id, "t": thread}),
-            SendOutcome::Waiting { id, slot_at } => {
-                serde_json::json!({"id": id, "s": "waiting", "slot": slot_at.millis(), "next": slot_at.millis()})
-            }
-            SendOutcome::Later { id, at } => {
-                serde_json::json!({"id": id, "s": "retrying", "next": at.millis()})
-            }
-            SendOutcome::Retrying { id, error, next } => serde_json::json!({
-                "id": id, "s": "retrying", "e": error, "next": next.millis(), "a": 1,
-            }),
-            SendOutcome::Digested { id, digest_id } => {
-                serde_json::json!({"id": id, "s": "digested", "d": digest_id})
-            }
-            SendOutcome::Failed { id, error } => {
-                serde_json::json!({"id": id, "s": "failed", "e": error, "a": 1})
-            }
-        })
-        .collect();
+    let rows: Vec<serde_json::Value> = outcomes.iter().map(outcome_fields).collect();
     Some(Statement {
         sql: "UPDATE telegram_deliveries SET status = json_extract(o.value, '$.s'), \
              message_id = COALESCE(json_extract(o.value, '$.m'), message_id), \

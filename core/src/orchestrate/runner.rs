@@ -615,6 +615,7 @@ pub async fn announce<S: Sql + Copy, Q: Queue>(
         html: super::message::render(&wf),
         silent: false,
         app_chat: None,
+        buttons: Vec::new(),
     };
     crate::live::show(config, sql, queue, &live, now).await
 }

@@ -772,6 +772,7 @@ impl<P: Ports> Ctx<'_, '_, P> {
             html: render_telegram(p, shown),
             silent: true,
             app_chat: app.and_then(|a| a.app.telegram_chat_id.as_deref()),
+            buttons: Vec::new(),
         };
         if let Some(problem) = crate::live::show(
             self.deps.config,

@@ -362,6 +362,10 @@ mod tests {
                 step(StepName::CreateDeployment, 1, StepState::Pending),
                 step(StepName::Trigger, 2, StepState::Pending),
             ],
+            kind: crate::deploy::JobKind::Deploy,
+            source_job: None,
+            requested_by: None,
+            actions: vec![],
         }
     }
 

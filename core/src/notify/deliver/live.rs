@@ -32,10 +32,28 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
         let client = TelegramClient::new(self.http, telegram);
         let r = &c.recipient;
         let tag = format!("live message {id} → {}{}", r.chat_id, thread_tag(&r.thread));
+        let markup = match self.keyboard(&store, &c, now).await {
+            Ok(m) => m,
+            Err(e) => {
+                let error = format!("its buttons: {e}");
+                let delay = crate::retry::BACKOFF_BASE_SECONDS;
+                let at = now.plus_seconds(i64::from(delay));
+                let _ = store
+                    .record(id, &LiveOutcome::Retry { error, at }, now)
+                    .await;
+                return done(
+                    Verdict::Retry {
+                        delay_seconds: crate::retry::BACKOFF_BASE_SECONDS,
+                    },
+                    format!("{tag}: its buttons: {e}"),
+                );
+            }
+        };
+        let markup = markup.as_ref();
         let holds = c.slot_at.is_some_and(|s| s.millis() <= now.millis() + 999);
         let text = match c.message_id {
-            Some(m) => Text::Edit(m, &c.html),
-            None => Text::Html(&c.html),
+            Some(m) => Text::Edit(m, &c.html, markup),
+            None => Text::Html(&c.html, markup),
         };
         let mut posted = self
             .post(
@@ -64,7 +82,7 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                             project: &c.project,
                             holds: true,
                             may_digest: false,
-                            text: Text::Html(&c.html),
+                            text: Text::Html(&c.html, markup),
                         },
                         now,
                     )
@@ -149,5 +167,34 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                 format!("{log} (not recorded: {e})"),
             ),
         }
+    }
+
+    /// The keyboard claimed row `c` is to show: the one made for its buttons, or,
+    /// when its buttons changed (or their tokens expired), one with new tokens.
+    async fn keyboard(
+        &self,
+        store: &crate::live::LiveStore<S>,
+        c: &crate::live::ClaimedLive,
+        now: Timestamp,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        use crate::chatops::store::{ButtonStore, On};
+        if c.buttons == c.minted {
+            return Ok(c.markup.as_deref().and_then(|m| crate::json::value(m).ok()));
+        }
+        let actions = crate::chatops::actions_of(&c.buttons);
+        let tokens = ButtonStore::new(self.sql)
+            .mint(
+                On::Live(c.id),
+                &c.recipient.chat_id,
+                &c.subject,
+                Some(&c.project),
+                &actions,
+                now,
+            )
+            .await?;
+        let markup = crate::chatops::keyboard(&tokens);
+        let text = markup.as_ref().map(crate::json::text);
+        store.set_markup(c.id, &c.buttons, text.as_deref()).await?;
+        Ok(markup)
     }
 }

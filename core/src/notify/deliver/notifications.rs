@@ -4,6 +4,20 @@
 use super::post::{Post, Posted, Text};
 use super::*;
 
+/// The id a row attempted before it is added has ([`Rows::New`]).
+const NEW_ROW: i64 = 0;
+
+/// Which rows [`Courier::run_claimed`] attempts.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// A first routing's: not added yet, held by their notification's claim.
+    New,
+    /// Claimed rows, logged by their notification.
+    Claimed,
+    /// Claimed rows, logged by their own id (`telegram_send` messages).
+    ById,
+}
+
 /// What one destination row's attempt came to, and what waits on the queue.
 struct Attempted {
     outcome: SendOutcome,
@@ -14,11 +28,67 @@ struct Attempted {
 impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
     /// Routes and delivers the notifications `ids` (one batch of `notify` messages).
     pub async fn deliver(&self, route: &Router<'_>, ids: &[i64], now: Timestamp) -> Vec<Delivered> {
-        let claimed = match self
-            .notifications()
+        let claimed = self.claim(ids, now).await;
+        self.deliver_claimed(route, ids, claimed, now).await
+    }
+
+    /// Claims the notifications `ids` for this consumer (those still to deliver).
+    pub async fn claim(
+        &self,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> Result<Vec<ClaimedNotification>, StoreError> {
+        self.notifications()
             .claim(ids, now, Self::stale_before(now))
             .await
-        {
+    }
+
+    /// Gives back claimed notifications that cannot be routed now (`why`): they are
+    /// due again after the backoff, when the retried queue message comes.
+    pub async fn release(
+        &self,
+        ids: &[i64],
+        claimed: Result<Vec<ClaimedNotification>, StoreError>,
+        why: &str,
+        now: Timestamp,
+    ) -> Vec<Delivered> {
+        let delay = crate::retry::BACKOFF_BASE_SECONDS;
+        let back: Vec<Outcome> = claimed
+            .unwrap_or_default()
+            .iter()
+            .map(|c| Outcome::Retrying {
+                id: c.id,
+                error: why.to_owned(),
+                next_attempt_at: now.plus_seconds(i64::from(delay)),
+            })
+            .collect();
+        let saved = self.notifications().record(&back, now).await;
+        ids.iter()
+            .map(|&id| {
+                let mut log = format!("notification {id}: {why}");
+                if let Err(e) = &saved {
+                    log.push_str(&format!(" (and giving its claim back failed: {e})"));
+                }
+                Delivered {
+                    id,
+                    verdict: Verdict::Retry {
+                        delay_seconds: delay,
+                    },
+                    log,
+                }
+            })
+            .collect()
+    }
+
+    /// Routes and delivers what [`Courier::claim`] claimed of `ids`.
+    pub async fn deliver_claimed(
+        &self,
+        route: &Router<'_>,
+        ids: &[i64],
+        claimed: Result<Vec<ClaimedNotification>, StoreError>,
+        now: Timestamp,
+    ) -> Vec<Delivered> {
+        let claimed = match claimed {
             Ok(c) => c,
             Err(e) => return retry_all(ids, &format!("claim failed: {e}")),
         };
@@ -79,10 +149,10 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             .filter(|(_, rs)| !rs.is_empty())
             .map(|(id, _)| *id)
             .collect();
-        // Routed for the first time (the usual case), its rows are new: added and
-        // claimed in one statement, from what is already in hand.
+        // Routed for the first time (the usual case), its rows are new: they are
+        // attempted at once, under the notification's claim, and added with what came
+        // of them (one round trip for the rows and the notifications' status).
         let first = claimed.iter().all(|c| c.attempt <= 1);
-        let added = self.sends().add(&rows, first, now).await;
         let saved = self.notifications().record(&unrouted, now).await;
         for o in &unrouted {
             if let Outcome::Final { id, .. } = o {
@@ -93,24 +163,13 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                 ));
             }
         }
-        let added = match added {
-            Ok(added) => added,
-            Err(e) => {
-                results.extend(retry_all(&routed, &format!("routing failed: {e}")));
-                return results;
-            }
-        };
         let log = if first {
-            let sends = added
-                .into_iter()
-                .filter_map(|(id, notification, chat, thread)| {
+            let sends = rows
+                .iter()
+                .filter_map(|&(notification, recipient)| {
                     let c = claimed.iter().find(|c| c.id == notification)?;
-                    let (_, recipients) = planned.iter().find(|(n, _)| *n == notification)?;
-                    let recipient = recipients
-                        .iter()
-                        .find(|r| r.chat_id == chat && r.thread == thread)?;
                     Some(ClaimedSend {
-                        id,
+                        id: NEW_ROW,
                         notification_id: notification,
                         recipient: recipient.clone(),
                         slot_at: None,
@@ -119,9 +178,14 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                     })
                 })
                 .collect();
-            self.run_claimed(telegram, sends, false, now).await
+            self.run_claimed(telegram, sends, Rows::New, now).await
         } else {
-            self.run_rows(telegram, &routed, false, now).await
+            // Routed again (its consumer died): the rows it has are kept, the missing
+            // ones added, and whichever are due claimed as usual.
+            match self.sends().add(&rows, now).await {
+                Ok(()) => self.run_rows(telegram, &routed, false, now).await,
+                Err(e) => Err(e),
+            }
         };
         match log {
             Ok(lines) => results.extend(routed.iter().map(|&id| Delivered {
@@ -177,15 +241,17 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             .sends()
             .claim(ids, by_row, now, Self::stale_before(now))
             .await?;
-        self.run_claimed(telegram, claimed, by_row, now).await
+        let rows = if by_row { Rows::ById } else { Rows::Claimed };
+        self.run_claimed(telegram, claimed, rows, now).await
     }
 
     /// Attempts each claimed row, records the outcomes and queues what waits.
+    /// Returns a log line per notification (per row, for [`Rows::ById`]).
     async fn run_claimed(
         &self,
         telegram: &TelegramConfig,
         claimed: Vec<ClaimedSend>,
-        by_row: bool,
+        rows: Rows,
         now: Timestamp,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         // A paced chat's rows one after another (each takes the chat's next slot in
@@ -205,7 +271,7 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
         }
         // All at once: the runtime sends six at a time, and each request's timeout
         // allows for the rounds ahead of it, so it counts from when it goes out.
-        let runs: Vec<crate::concurrent::Boxed<'_, Vec<(i64, i64, Attempted)>>> = groups
+        let runs: Vec<crate::concurrent::Boxed<'_, Vec<(ClaimedSend, Attempted)>>> = groups
             .into_iter()
             .enumerate()
             .map(|(ahead, group)| {
@@ -214,30 +280,63 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                     let mut out = Vec::with_capacity(group.len());
                     for c in group {
                         let a = self.attempt(&client, &c, now).await;
-                        out.push((c.id, c.notification_id, a));
+                        out.push((c, a));
                     }
                     out
                 }) as crate::concurrent::Boxed<'_, _>
             })
             .collect();
         let attempted = crate::concurrent::all(runs).await;
-        let attempted: Vec<(i64, i64, Attempted)> = attempted.into_iter().flatten().collect();
-        let outcomes: Vec<SendOutcome> = attempted
-            .iter()
-            .map(|(_, _, a)| a.outcome.clone())
-            .collect();
-        let mut notifications: Vec<i64> = attempted.iter().map(|(_, n, _)| *n).collect();
+        let attempted: Vec<(ClaimedSend, Attempted)> = attempted.into_iter().flatten().collect();
+        let mut notifications: Vec<i64> =
+            attempted.iter().map(|(c, _)| c.notification_id).collect();
         notifications.dedup();
-        self.sends().record(&outcomes, &notifications, now).await?;
+        let added = match rows {
+            Rows::New => {
+                let new: Vec<(i64, &Recipient, &SendOutcome)> = attempted
+                    .iter()
+                    .map(|(c, a)| (c.notification_id, &c.recipient, &a.outcome))
+                    .collect();
+                let waits = attempted
+                    .iter()
+                    .any(|(_, a)| matches!(a.later, Some((JobMessage::TelegramSend { .. }, _))));
+                self.sends()
+                    .record_new(&new, &notifications, waits, now)
+                    .await?
+            }
+            Rows::Claimed | Rows::ById => {
+                let outcomes: Vec<SendOutcome> =
+                    attempted.iter().map(|(_, a)| a.outcome.clone()).collect();
+                self.sends().record(&outcomes, &notifications, now).await?;
+                Vec::new()
+            }
+        };
         let mut lines = Vec::new();
-        for (id, notification, a) in attempted {
+        for (c, a) in attempted {
             let mut log = a.log;
-            if let Some((message, delay)) = a.later {
+            if let Some((mut message, delay)) = a.later {
+                // A new row's wait names the row it now is.
+                if let JobMessage::TelegramSend { id } = &mut message {
+                    if *id == NEW_ROW {
+                        *id = added
+                            .iter()
+                            .find(|(_, n, chat, thread)| {
+                                *n == c.notification_id
+                                    && *chat == c.recipient.chat_id
+                                    && *thread == c.recipient.thread
+                            })
+                            .map_or(NEW_ROW, |(row, ..)| *row);
+                    }
+                }
                 if let Err(e) = self.queue.send_later(&message, delay).await {
                     log.push_str(&format!(" (queueing it failed: {e}; the sweep will)"));
                 }
             }
-            lines.push((if by_row { id } else { notification }, log));
+            let key = match rows {
+                Rows::ById => c.id,
+                Rows::New | Rows::Claimed => c.notification_id,
+            };
+            lines.push((key, log));
         }
         Ok(lines)
     }

@@ -9,9 +9,9 @@ use super::*;
 pub(crate) enum Text<'a> {
     /// A notification: HTML, and plain text if Telegram cannot parse it.
     New(&'a telegram::Rendered),
-    /// A live message's HTML (its flow escaped every value).
-    Html(&'a str),
-    Edit(i64, &'a str),
+    /// A live message's HTML (its flow escaped every value), with its keyboard.
+    Html(&'a str, Option<&'a serde_json::Value>),
+    Edit(i64, &'a str, Option<&'a serde_json::Value>),
 }
 
 /// One message for [`Courier::post`].
@@ -228,7 +228,7 @@ async fn send_text<H: Http>(
 ) -> telegram::SendOutcome {
     match text {
         Text::New(m) => client.deliver_to(target, m).await,
-        Text::Html(html) => client.send_html_to(target, html).await,
-        Text::Edit(id, html) => client.edit_in(target.chat_id, id, html).await,
+        Text::Html(html, markup) => client.send_with(target, html, markup, None).await,
+        Text::Edit(id, html, markup) => client.edit_with(target.chat_id, id, html, markup).await,
     }
 }

@@ -323,6 +323,27 @@ fn two_destinations_are_two_rows_each_sent_once() {
 }
 
 #[test]
+fn a_notification_whose_consumer_died_is_routed_again_once_its_claim_is_stale() {
+    let mut s = Scene::new(FakeHttp::answering(vec![ok(1), ok(2)]));
+    s.routes = vec![recipient("-100", None), recipient("@ops_channel", None)];
+    let id = s.accept(&dep("api", "b-1"), t(0));
+    // A consumer claimed it and died before it recorded anything: no rows yet.
+    let held = block_on(s.courier().claim(&[id], t(1))).expect("claimed");
+    assert_eq!(held.len(), 1);
+    assert!(s.rows(id).is_empty());
+    // While the claim is fresh, another copy of the message leaves it alone.
+    assert!(s.one(id, t(30)).log.contains("already handled"));
+    assert!(s.http.seen.borrow().is_empty());
+    // Once it is stale, the next copy routes it again: each row added and sent once.
+    s.one(id, t(1 + CLAIM_STALE_SECONDS + 1));
+    let rows = s.rows(id);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "sent"), "{rows:?}");
+    assert_eq!(s.notification(id).status, NotificationStatus::Sent);
+    assert_eq!(s.http.seen.borrow().len(), 2);
+}
+
+#[test]
 fn a_notification_no_route_matches_is_recorded_as_no_route() {
     let mut s = Scene::new(FakeHttp::default());
     s.routes = vec![];
@@ -685,6 +706,7 @@ fn job_message(outcome: crate::routes::Outcome, html: &str) -> crate::live::Live
             .with(crate::template::Field::Status, "failed"),
         silent: false,
         app_chat: None,
+        buttons: Vec::new(),
     }
 }
 

@@ -1,0 +1,770 @@
+//! Telegram's webhook and its updates, above the flows: a press goes to the flow of
+//! its subject's kind, a command to the flows it reads.
+//!
+//! [`receive`] takes an update from the webhook (its secret checked by the caller):
+//! it is recorded once by `update_id`, a press is decided at once ([`verdict`]: whose
+//! button, whether they may, whether it is still good, then its one claim) and
+//! answered in the webhook's own response, and the work goes through the `TELEGRAM`
+//! queue to [`run_update`]: the action and its audit row, the message brought up to
+//! date, a command's reply. A press's subject kind is one arm in [`offers`], [`act`]
+//! and [`show`]: another kind (a notification's Cloudflare rollback, a GitHub
+//! protection-rule request) is one more `SubjectKind` variant and one more arm in
+//! each.
+
+use serde_json::Value;
+
+use crate::apps::{AppStore, NamedApp};
+use crate::audit::{AuditStore, Entry, Outcome, SubjectKind};
+use crate::chatops::store::{Button, ButtonStore, On, UpdateStore};
+use crate::chatops::{self, Action, Actor, Command, SubjectRef, Update};
+use crate::deploy::chatops::{self as deploy_ops, Acted, RollbackOffer};
+use crate::flow::{Deps, Ports, ProcessError, Run};
+use crate::jobs::JobMessage;
+use crate::live::LiveStore;
+use crate::names::AppName;
+use crate::ports::{Kv, Queue, StoreError};
+use crate::telegram::{escape_html, SendOutcome, Target, TelegramClient};
+use crate::time::Timestamp;
+
+/// Attempts at a reply before it is given up (5xx, network), as for any message.
+const MAX_REPLY_ATTEMPTS: u32 = crate::retry::MAX_DELIVERY_ATTEMPTS;
+
+/// What the webhook answers, and sends after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// The response body: `answerCallbackQuery` for a press, else `{}`.
+    pub body: Value,
+    /// The update to queue once the answer is out.
+    pub queue: Option<i64>,
+    /// A line for the log.
+    pub log: Option<String>,
+}
+
+impl Received {
+    fn nothing(log: Option<String>) -> Received {
+        Received {
+            body: serde_json::json!({}),
+            queue: None,
+            log,
+        }
+    }
+
+    /// Sends the queued update's message; the error is the log line (the row stays
+    /// queued, and the cron sweep sends it).
+    pub async fn send<Q: Queue>(id: i64, queue: &Q) -> Result<(), String> {
+        queue
+            .send(&JobMessage::TelegramUpdate { id })
+            .await
+            .map_err(|e| format!("telegram: update {id} recorded, not queued ({e}); the cron sweep will queue it"))
+    }
+}
+
+/// Why the webhook refuses an update (a 400, or a 503 when the database failed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiveError {
+    #[error(transparent)]
+    Bad(#[from] chatops::BadUpdate),
+    #[error("telegram: update not recorded: {0}")]
+    Store(StoreError),
+}
+
+/// Takes one webhook body whose secret header was right: records its update once
+/// and, for a press, decides and claims it at once, so the answer goes back in the
+/// response. An update we do nothing with (an ordinary message) is answered and
+/// forgotten; one recorded before (Telegram sent it again) changes nothing.
+pub async fn receive<P: Ports>(
+    deps: &Deps<'_, P>,
+    body: &[u8],
+    now: Timestamp,
+) -> Result<Received, ReceiveError> {
+    let incoming = chatops::parse_update(body)?;
+    let Some(update) = incoming.update else {
+        return Ok(Received::nothing(None));
+    };
+    let id = incoming.update_id;
+    let fresh = UpdateStore::new(deps.sql)
+        .record(id, &update, now)
+        .await
+        .map_err(ReceiveError::Store)?;
+    if !fresh {
+        return Ok(Received::nothing(Some(format!(
+            "telegram: update {id} was taken before"
+        ))));
+    }
+    let Update::Press {
+        callback_id,
+        by,
+        chat_id,
+        message_id,
+        token,
+    } = &update
+    else {
+        return Ok(Received {
+            body: serde_json::json!({}),
+            queue: Some(id),
+            log: None,
+        });
+    };
+    let press = Press {
+        update_id: id,
+        by,
+        chat_id: chat_id.as_deref(),
+        message_id: *message_id,
+        token,
+    };
+    // The consumer decides again what the answer could not (the database failed).
+    let (text, log) = match verdict(deps, &press, now).await {
+        Ok(v) => (v.answer(), None),
+        Err(e) => (
+            "Working on it…".to_owned(),
+            Some(format!("telegram: update {id}: {e}; the consumer decides")),
+        ),
+    };
+    Ok(Received {
+        body: chatops::answer(callback_id, &text),
+        queue: Some(id),
+        log,
+    })
+}
+
+/// A press, as [`verdict`] reads it.
+struct Press<'a> {
+    update_id: i64,
+    by: &'a Actor,
+    chat_id: Option<&'a str>,
+    message_id: Option<i64>,
+    token: &'a str,
+}
+
+/// Why a press does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Not one of our tokens, or pressed elsewhere than on its message.
+    Unknown,
+    NotAllowed,
+    /// Its one press was made before (a double tap).
+    Used,
+    Expired,
+    /// Its subject no longer offers the action.
+    MovedOn(SubjectKind),
+}
+
+/// What a press comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    /// It is this update's to do.
+    Act(SubjectRef, Action, Button),
+    Refuse(Refusal, Option<Button>),
+}
+
+impl Verdict {
+    /// The answer the button shows.
+    fn answer(&self) -> String {
+        match self {
+            Verdict::Act(_, action, _) => action.doing().to_owned(),
+            Verdict::Refuse(why, _) => match why {
+                Refusal::Unknown => "This button is no longer valid".to_owned(),
+                Refusal::NotAllowed => "You are not allowed to do this".to_owned(),
+                Refusal::Used => "This was already done".to_owned(),
+                Refusal::Expired => {
+                    "This button has expired; the message gets fresh ones".to_owned()
+                }
+                Refusal::MovedOn(kind) => moved_on(*kind).to_owned(),
+            },
+        }
+    }
+}
+
+/// "This job has moved on", per kind of subject.
+fn moved_on(kind: SubjectKind) -> &'static str {
+    match kind {
+        SubjectKind::Job | SubjectKind::App => "This job has moved on",
+    }
+}
+
+/// Decides a press: whose button it is (pressed on its own message in its own
+/// chat), whether the one pressing may act on its app, whether it is unused and
+/// unexpired and its subject still offers it; then claims it for this update (of
+/// two quick taps, one claims it, the other is told it was done). A button this
+/// update claimed before is its to do.
+async fn verdict<P: Ports>(
+    deps: &Deps<'_, P>,
+    press: &Press<'_>,
+    now: Timestamp,
+) -> Result<Verdict, StoreError> {
+    let buttons = ButtonStore::new(deps.sql);
+    let Some(button) = buttons.find(press.token).await? else {
+        return Ok(Verdict::Refuse(Refusal::Unknown, None));
+    };
+    let refuse = |why, button: Button| Ok(Verdict::Refuse(why, Some(button)));
+    let (Some(subject), Some(action)) = (SubjectRef::parse(&button.subject), button.action) else {
+        return refuse(Refusal::Unknown, button);
+    };
+    let here = press.chat_id == Some(button.chat_id.as_str())
+        && press.message_id.is_some()
+        && press.message_id == button.message_id;
+    if !here {
+        return refuse(Refusal::Unknown, button);
+    }
+    if button.used_by_update == Some(press.update_id) {
+        return Ok(Verdict::Act(subject, action, button));
+    }
+    if !may_act(deps, button.app.as_deref(), press.by.user_id).await? {
+        return refuse(Refusal::NotAllowed, button);
+    }
+    if button.used {
+        return refuse(Refusal::Used, button);
+    }
+    if button.expires_at.millis() <= now.millis() {
+        return refuse(Refusal::Expired, button);
+    }
+    if !offers(deps, subject, action).await? {
+        return refuse(Refusal::MovedOn(subject.kind), button);
+    }
+    if !buttons
+        .claim(press.token, press.by.user_id, press.update_id, now)
+        .await?
+    {
+        return refuse(Refusal::Used, button);
+    }
+    Ok(Verdict::Act(subject, action, button))
+}
+
+/// Whether `user` is an operator: of every app (`TELEGRAM_OPERATORS`), or of `app`.
+async fn may_act<P: Ports>(
+    deps: &Deps<'_, P>,
+    app: Option<&str>,
+    user: i64,
+) -> Result<bool, StoreError> {
+    if chatops::may_act(&deps.config.telegram_operators, &[], user) {
+        return Ok(true);
+    }
+    let Some(name) = app.and_then(|a| AppName::parse(a).ok()) else {
+        return Ok(false);
+    };
+    let app = AppStore::new(deps.sql).get(&name).await?;
+    Ok(app.is_some_and(|a| chatops::may_act(&[], &a.app.operators, user)))
+}
+
+// ---- The subject kinds: one arm each. ----
+
+/// Whether `subject` still offers `action`.
+async fn offers<P: Ports>(
+    deps: &Deps<'_, P>,
+    subject: SubjectRef,
+    action: Action,
+) -> Result<bool, StoreError> {
+    match subject.kind {
+        SubjectKind::Job => deploy_ops::offers(deps.sql, subject.id, action).await,
+        SubjectKind::App => Ok(false),
+    }
+}
+
+/// Does `action` to `subject` for `by`, once per `key`.
+async fn act<P: Ports>(
+    deps: &Deps<'_, P>,
+    subject: SubjectRef,
+    action: Action,
+    by: &str,
+    key: &str,
+    now: Timestamp,
+) -> Result<Acted, ProcessError> {
+    match subject.kind {
+        SubjectKind::Job => deploy_ops::act(deps, subject.id, action, by, key, now).await,
+        SubjectKind::App => Ok(Acted::Refused("an app is no button's subject".into())),
+    }
+}
+
+/// Brings `subject`'s message up to date after a press.
+async fn show<P: Ports>(deps: &Deps<'_, P>, subject: SubjectRef, now: Timestamp) -> Option<String> {
+    match subject.kind {
+        SubjectKind::Job => deploy_ops::show(deps, subject.id, now).await,
+        SubjectKind::App => None,
+    }
+}
+
+// ---- The consumer ----
+
+/// Processes recorded update `id` (a `telegram_update` message) once: a press's
+/// action (or refusal) with its audit row and the message brought up to date, or a
+/// command's reply. A database failure is retried; the update stays queued until
+/// it is done, and the cron sweep queues it again if its message is lost.
+pub async fn run_update<P: Ports>(deps: &Deps<'_, P>, id: i64, now: Timestamp) -> Run {
+    let updates = UpdateStore::new(deps.sql);
+    let retry = |log: String| Run::retry(crate::retry::BACKOFF_BASE_SECONDS, log);
+    let recorded = match updates.get(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Run::ack(format!("update {id}: not recorded")),
+        Err(e) => return retry(format!("update {id}: {e}")),
+    };
+    if recorded.done {
+        return Run::ack(format!("update {id}: done before"));
+    }
+    let done = match &recorded.update {
+        Update::Press {
+            by,
+            chat_id,
+            message_id,
+            token,
+            ..
+        } => {
+            let press = Press {
+                update_id: id,
+                by,
+                chat_id: chat_id.as_deref(),
+                message_id: *message_id,
+                token,
+            };
+            pressed(deps, &press, now).await
+        }
+        Update::Command {
+            chat_id,
+            chat_name,
+            thread,
+            message_id,
+            by,
+            text,
+        } => {
+            let said = Said {
+                update_id: id,
+                attempts: recorded.attempts,
+                chat_id,
+                thread: *thread,
+                message_id: *message_id,
+                by,
+            };
+            match command(deps, &said, chat_name.as_deref(), text, now).await {
+                Ok(Replied::Done(detail)) => Ok(detail),
+                Ok(Replied::Later(run)) => return run,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match done {
+        Ok(detail) => match updates.finish(id, &detail, now).await {
+            Ok(()) => Run::ack(format!("update {id}: {detail}")),
+            Err(e) => retry(format!("update {id}: {detail} (not recorded: {e})")),
+        },
+        Err(e) if e.is_transient() => retry(format!("update {id}: {e}")),
+        Err(e) => {
+            let detail = format!("failed: {e}");
+            let _ = updates.finish(id, &detail, now).await;
+            Run::ack(format!("update {id}: {detail}"))
+        }
+    }
+}
+
+/// A press, processed: the action or the refusal, its audit row, the messages.
+async fn pressed<P: Ports>(
+    deps: &Deps<'_, P>,
+    press: &Press<'_>,
+    now: Timestamp,
+) -> Result<String, ProcessError> {
+    let entry = |subject: SubjectRef, action: Action, outcome, detail: Option<String>| Entry {
+        subject_kind: subject.kind,
+        subject_id: subject.id.to_string(),
+        action: action.as_str().to_owned(),
+        result: outcome,
+        detail,
+        actor: press.by.name.clone(),
+        user_id: Some(press.by.user_id),
+        chat_id: press.chat_id.map(str::to_owned),
+        update_id: Some(press.update_id),
+        at: now.millis(),
+    };
+    let audit = AuditStore::new(deps.sql);
+    match verdict(deps, press, now).await? {
+        Verdict::Act(subject, action, button) => {
+            let key = format!("telegram:{}", press.update_id);
+            let acted = act(deps, subject, action, &press.by.name, &key, now).await;
+            let (outcome, detail) = match acted {
+                Ok(Acted::Done(detail)) => (Outcome::Done, detail),
+                Ok(Acted::Refused(why)) => (Outcome::Refused, Some(why)),
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => (Outcome::Failed, Some(e.to_string())),
+            };
+            audit
+                .record(&entry(subject, action, outcome, detail.clone()))
+                .await?;
+            let mut said = format!(
+                "{} {} of {} by {}",
+                action.as_str(),
+                outcome.as_str(),
+                subject.text(),
+                press.by.name
+            );
+            if let Some(d) = &detail {
+                said.push_str(&format!(": {d}"));
+            }
+            if button.live_id.is_none() {
+                let e = entry(subject, action, outcome, detail.clone());
+                let text = match e.said() {
+                    Some(done) => escape_html(&done),
+                    None => format!(
+                        "Not done: {}",
+                        escape_html(detail.as_deref().unwrap_or("refused"))
+                    ),
+                };
+                if let Some(problem) = settle_reply(deps, &button, &text, now).await {
+                    said.push_str(&format!(" ({problem})"));
+                }
+            }
+            if let Some(problem) = show(deps, subject, now).await {
+                said.push_str(&format!(" ({problem})"));
+            }
+            Ok(said)
+        }
+        Verdict::Refuse(why, button) => {
+            let Some(button) = button else {
+                return Ok("an unknown button".into());
+            };
+            let (Some(subject), Some(action)) = (SubjectRef::parse(&button.subject), button.action)
+            else {
+                return Ok("an unknown button".into());
+            };
+            let detail = match why {
+                Refusal::Unknown => {
+                    return Ok("a button pressed elsewhere than on its message".into())
+                }
+                Refusal::Used => return Ok("a button used before".into()),
+                Refusal::NotAllowed => "not an operator",
+                Refusal::Expired => "the button had expired",
+                Refusal::MovedOn(_) => "the subject had moved on",
+            };
+            audit
+                .record(&entry(
+                    subject,
+                    action,
+                    Outcome::Refused,
+                    Some(detail.into()),
+                ))
+                .await?;
+            let mut said = format!(
+                "{} of {} refused to {}: {detail}",
+                action.as_str(),
+                subject.text(),
+                press.by.name
+            );
+            if matches!(why, Refusal::Expired | Refusal::MovedOn(_)) {
+                // Fresh buttons for what the subject offers now.
+                match button.live_id {
+                    Some(live) => {
+                        if LiveStore::new(deps.sql).remint(live, now).await? {
+                            if let Err(e) = deps
+                                .queue
+                                .send(&JobMessage::TelegramLive { id: live })
+                                .await
+                            {
+                                said.push_str(&format!(" (the refresh was not queued: {e})"));
+                            }
+                        }
+                        if let Some(problem) = show(deps, subject, now).await {
+                            said.push_str(&format!(" ({problem})"));
+                        }
+                    }
+                    None => {
+                        let text = "This offer has expired or its job has moved on; ask again.";
+                        if let Some(problem) = settle_reply(deps, &button, text, now).await {
+                            said.push_str(&format!(" ({problem})"));
+                        }
+                    }
+                }
+            }
+            Ok(said)
+        }
+    }
+}
+
+/// Edits a reply whose button was pressed (a `/rollback` offer) to what came of it,
+/// without its keyboard; what went wrong, for the log.
+async fn settle_reply<P: Ports>(
+    deps: &Deps<'_, P>,
+    button: &Button,
+    html: &str,
+    now: Timestamp,
+) -> Option<String> {
+    let telegram = deps.config.telegram.as_ref().ok()?;
+    let message = button.message_id?;
+    take_slot(deps, &button.chat_id, None, now).await;
+    match TelegramClient::new(deps.http, telegram)
+        .edit_with(&button.chat_id, message, html, None)
+        .await
+    {
+        SendOutcome::Sent { .. } => None,
+        SendOutcome::RateLimited { retry_after } => Some(format!(
+            "the offer was not updated: Telegram 429, retry after {retry_after} s"
+        )),
+        SendOutcome::Transient { error }
+        | SendOutcome::Permanent { error }
+        | SendOutcome::UnparsableEntities { description: error } => {
+            Some(format!("the offer was not updated: {error}"))
+        }
+    }
+}
+
+/// A reply takes the chat's next pace slot, so what follows it in the chat waits
+/// its turn, but goes out at once: someone is waiting for it. (A 429 holds it like
+/// any message.)
+async fn take_slot<P: Ports>(deps: &Deps<'_, P>, chat: &str, thread: Option<i64>, now: Timestamp) {
+    if let Some(pace) = deps.config.telegram_pace {
+        let thread = thread.map(|t| t.to_string()).unwrap_or_default();
+        let _ = crate::pace::PaceStore::new(deps.sql)
+            .reserve(chat, &thread, pace, true, now)
+            .await;
+    }
+}
+
+/// A command, as its reply needs it.
+struct Said<'a> {
+    update_id: i64,
+    attempts: u32,
+    chat_id: &'a str,
+    thread: Option<i64>,
+    message_id: i64,
+    by: &'a Actor,
+}
+
+/// What came of a command.
+enum Replied {
+    Done(String),
+    /// Its reply waits (a 429, a failed send): the update's queue verdict.
+    Later(Run),
+}
+
+/// A command: in a chat we post to, answered in the same chat and topic.
+async fn command<P: Ports>(
+    deps: &Deps<'_, P>,
+    said: &Said<'_>,
+    chat_name: Option<&str>,
+    text: &str,
+    now: Timestamp,
+) -> Result<Replied, ProcessError> {
+    let apps = AppStore::new(deps.sql).list().await?;
+    if !chatops::chat_is_configured(
+        said.chat_id,
+        chat_name,
+        &configured_chats(deps, &apps).await?,
+    ) {
+        return Ok(Replied::Done(format!(
+            "a command in chat {}, which no route or app posts to: ignored",
+            said.chat_id
+        )));
+    }
+    let bot = deps.kv.get(chatops::BOT_NAME_KEY).await.ok().flatten();
+    let public_url = deps.config.public_url.as_deref();
+    let find = |name: &str| {
+        let name = AppName::parse(name).ok();
+        apps.iter().find(|a| Some(&a.name) == name.as_ref())
+    };
+    let unknown = |name: &str| {
+        format!(
+            "Unknown app <code>{}</code>. /status lists the apps.",
+            escape_html(&crate::text::cut(name, 64))
+        )
+    };
+    let mut buttons = Vec::new();
+    let (html, what) = match Command::parse(text, bot.as_deref()) {
+        Command::NotOurs => return Ok(Replied::Done("a command for another bot".into())),
+        Command::Status => (
+            deploy_ops::board(deps.sql, &apps, public_url).await?,
+            "status".to_owned(),
+        ),
+        Command::Help => (chatops::help_text(), "help".to_owned()),
+        Command::Usage(name) => (
+            format!("Usage: /{name} &lt;app&gt;"),
+            format!("/{name} without an app"),
+        ),
+        Command::Unknown(name) => (
+            format!(
+                "Unknown command /{}. /help lists the commands.",
+                escape_html(&name)
+            ),
+            format!("unknown command /{name}"),
+        ),
+        Command::Deploys(name) => match find(&name) {
+            None => (unknown(&name), format!("deploys of unknown app {name}")),
+            Some(app) => (
+                deploy_ops::recent(deps.sql, &app.name, public_url).await?,
+                format!("deploys of {}", app.name.as_str()),
+            ),
+        },
+        Command::Rollback(name) => match find(&name) {
+            None => (unknown(&name), format!("rollback of unknown app {name}")),
+            Some(app) => {
+                let user = said.by.user_id;
+                if !chatops::may_act(&deps.config.telegram_operators, &app.app.operators, user) {
+                    AuditStore::new(deps.sql)
+                        .record(&Entry {
+                            subject_kind: SubjectKind::App,
+                            subject_id: app.name.as_str().to_owned(),
+                            action: Action::Rollback.as_str().to_owned(),
+                            result: Outcome::Refused,
+                            detail: Some("not an operator".into()),
+                            actor: said.by.name.clone(),
+                            user_id: Some(user),
+                            chat_id: Some(said.chat_id.to_owned()),
+                            update_id: Some(said.update_id),
+                            at: now.millis(),
+                        })
+                        .await?;
+                    (
+                        "You are not allowed to do this.".to_owned(),
+                        format!(
+                            "rollback of {} refused to {}: not an operator",
+                            app.name.as_str(),
+                            said.by.name
+                        ),
+                    )
+                } else {
+                    match deploy_ops::rollback_offer(deps.sql, app).await? {
+                        RollbackOffer::Nothing(why) => (
+                            format!("Nothing to roll back: {}.", escape_html(&why)),
+                            format!("rollback of {}: {why}", app.name.as_str()),
+                        ),
+                        RollbackOffer::Offer {
+                            job,
+                            environment,
+                            from,
+                            to,
+                        } => {
+                            buttons = ButtonStore::new(deps.sql)
+                                .mint(
+                                    On::Reply {
+                                        chat_id: said.chat_id,
+                                    },
+                                    said.chat_id,
+                                    &SubjectRef {
+                                        kind: SubjectKind::Job,
+                                        id: job,
+                                    }
+                                    .text(),
+                                    Some(app.name.as_str()),
+                                    &[Action::Rollback],
+                                    now,
+                                )
+                                .await?;
+                            (
+                                format!(
+                                    "Roll back <b>{}</b> in {} from <code>{}</code> (job {job}) to <code>{}</code>?",
+                                    escape_html(app.name.as_str()),
+                                    escape_html(&environment),
+                                    from.chars().take(7).collect::<String>(),
+                                    to.chars().take(7).collect::<String>()
+                                ),
+                                format!("rollback of {} offered (job {job})", app.name.as_str()),
+                            )
+                        }
+                    }
+                }
+            }
+        },
+    };
+    reply(deps, said, &html, &buttons, what, now).await
+}
+
+/// The chats a route, an app or `TELEGRAM_CHAT_ID` posts to, as they name them.
+async fn configured_chats<P: Ports>(
+    deps: &Deps<'_, P>,
+    apps: &[NamedApp],
+) -> Result<Vec<String>, StoreError> {
+    let routes = crate::routes::RouteStore::new(deps.sql).list().await?;
+    let mut chats: Vec<String> = routes
+        .iter()
+        .flat_map(|r| r.spec.destinations.iter())
+        .map(|d| d.chat_id.as_str().to_owned())
+        .collect();
+    chats.extend(apps.iter().filter_map(|a| a.app.telegram_chat_id.clone()));
+    if let Ok(t) = &deps.config.telegram {
+        chats.push(t.chat_id.clone());
+    }
+    Ok(crate::maps::unique(chats))
+}
+
+/// Sends a command's reply (with `buttons`, a `/rollback` offer's), in its chat and
+/// topic, as a reply to it.
+async fn reply<P: Ports>(
+    deps: &Deps<'_, P>,
+    said: &Said<'_>,
+    html: &str,
+    buttons: &[(Action, String)],
+    what: String,
+    now: Timestamp,
+) -> Result<Replied, ProcessError> {
+    let Ok(telegram) = &deps.config.telegram else {
+        return Ok(Replied::Done(format!(
+            "{what}; not answered: Telegram is not configured"
+        )));
+    };
+    take_slot(deps, said.chat_id, said.thread, now).await;
+    let target = Target {
+        chat_id: said.chat_id,
+        thread: said.thread,
+        silent: false,
+        link_preview: false,
+    };
+    let markup = chatops::keyboard(buttons);
+    let sent = TelegramClient::new(deps.http, telegram)
+        .send_with(&target, html, markup.as_ref(), Some(said.message_id))
+        .await;
+    let id = said.update_id;
+    let error = match sent {
+        SendOutcome::Sent { message_id } => {
+            if !buttons.is_empty() {
+                let tokens: Vec<String> = buttons.iter().map(|(_, t)| t.clone()).collect();
+                ButtonStore::new(deps.sql)
+                    .placed(&tokens, message_id)
+                    .await?;
+            }
+            return Ok(Replied::Done(format!(
+                "{what}; answered as message {message_id}"
+            )));
+        }
+        SendOutcome::RateLimited { retry_after } => {
+            let until = now.plus_seconds(i64::from(retry_after));
+            let _ = crate::pace::PaceStore::new(deps.sql)
+                .block(said.chat_id, until)
+                .await;
+            return Ok(Replied::Later(Run::retry(
+                retry_after,
+                format!("update {id}: {what}; Telegram 429, answering in {retry_after} s"),
+            )));
+        }
+        SendOutcome::Transient { error } => error,
+        SendOutcome::Permanent { error }
+        | SendOutcome::UnparsableEntities { description: error } => {
+            return Ok(Replied::Done(format!("{what}; not answered: {error}")));
+        }
+    };
+    let attempts = UpdateStore::new(deps.sql).failed(id, &error, now).await?;
+    if attempts.max(said.attempts + 1) >= MAX_REPLY_ATTEMPTS {
+        return Ok(Replied::Done(format!(
+            "{what}; not answered: {error} (gave up after {attempts} attempts)"
+        )));
+    }
+    let delay = crate::retry::backoff_seconds(attempts);
+    Ok(Replied::Later(Run::retry(
+        delay,
+        format!("update {id}: {what}; {error}; answering in {delay} s"),
+    )))
+}
+
+/// The cron's part: updates still queued after `SWEEP_AFTER_SECONDS` lost their
+/// queue message; they are queued again.
+pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> {
+    let cutoff = now.minus_seconds(i64::from(deps.config.sweep_after_seconds));
+    let lost = match UpdateStore::new(deps.sql).lost(cutoff, now).await {
+        Ok(ids) => ids,
+        Err(e) => return vec![format!("updates: {e}")],
+    };
+    let mut log = Vec::new();
+    for id in lost {
+        match deps.queue.send(&JobMessage::TelegramUpdate { id }).await {
+            Ok(()) => log.push(format!("update {id} queued again")),
+            Err(e) => log.push(format!("update {id}: {e}")),
+        }
+    }
+    log
+}
+
+#[cfg(test)]
+mod tests;
