@@ -3,6 +3,7 @@
 
 use edge_core::admin::LogError;
 use edge_core::apps::{App, AppStore};
+use edge_core::audit::{AuditStore, SubjectKind};
 use edge_core::auth::require_bearer;
 use edge_core::config::Config;
 use edge_core::deploy::approval::{self, Decision};
@@ -14,11 +15,12 @@ use edge_core::names::{AppName, EnvVarName};
 use edge_core::orchestrate::runner::AdminError;
 use edge_core::orchestrate::WorkflowStatus;
 use edge_core::preview::store::PreviewStore;
+use edge_core::protection::{self, store::ProtectionStore};
 use edge_core::routes::{RouteName, RoutesApiError, RoutesCall};
 use edge_core::secret::Secret;
 use edge_core::secrets::{self, EnvType, SecretStore};
 
-use worker::{console_error, Method, Request};
+use worker::{console_error, console_log, Method, Request};
 
 use crate::adapters::{self, now};
 use crate::crypto::WebCryptoCipher;
@@ -115,6 +117,11 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         ["api", "jobs", id, "approve"] => Route::Decide(id.to_string(), Decision::Approve),
         ["api", "jobs", id, "reject"] => Route::Decide(id.to_string(), Decision::Reject),
         ["api", "telegram", "setup"] => Route::TelegramSetup,
+        ["api", "protection"] => Route::Protection,
+        ["api", "protection", id] => Route::ProtectionRequest(id.to_string(), None),
+        ["api", "protection", id, action @ ("approve" | "reject")] => {
+            Route::ProtectionRequest(id.to_string(), Some(*action == "approve"))
+        }
         _ => return Err(ApiError::NotFound),
     };
     authorize(&req, config)?;
@@ -378,6 +385,61 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
             Ok(Reply::json(status, body))
         }
         (Route::TelegramSetup, _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
+        (Route::Protection, Method::Get) => {
+            let limit = parse_limit(query_param(&req.inner().url(), "limit"))?;
+            let list = ProtectionStore::new(sql)
+                .recent(limit)
+                .await
+                .map_err(|e| unavailable("protection requests", e))?;
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "requests": list }),
+            ))
+        }
+        (Route::Protection, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::ProtectionRequest(id, None), Method::Get) => {
+            let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+            let request = ProtectionStore::new(sql)
+                .get(id)
+                .await
+                .map_err(|e| unavailable("protection request", e))?
+                .ok_or(ApiError::NotFound)?;
+            let actions = AuditStore::new(sql)
+                .of(SubjectKind::Protection, &id.to_string())
+                .await
+                .map_err(|e| unavailable("protection request", e))?;
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "request": request, "actions": actions }),
+            ))
+        }
+        (Route::ProtectionRequest(_, None), _) => {
+            Err(ApiError::MethodNotAllowed { allowed: "GET" })
+        }
+        (Route::ProtectionRequest(id, Some(approve)), Method::Post) => {
+            let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+            let state = if approve {
+                protection::Review::Approved
+            } else {
+                protection::Review::Rejected
+            };
+            let decided = protection::decide_for_admin(&bindings.deps(config), id, state, now())
+                .await
+                .map_err(|e| {
+                    if let protection::DecideError::Store(detail) = &e {
+                        console_error!("admin: protection request {id}: {detail}");
+                    }
+                    ApiError::from(e)
+                })?;
+            console_log!("admin: {}", decided.log);
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "request": decided.request }),
+            ))
+        }
+        (Route::ProtectionRequest(_, Some(_)), _) => {
+            Err(ApiError::MethodNotAllowed { allowed: "POST" })
+        }
         (Route::Services, Method::Post) => {
             let body = json_body(&mut req, MAX_BODY_BYTES).await?;
             let (workflow, log) =
@@ -449,4 +511,7 @@ enum Route {
     Job(String),
     Decide(String, Decision),
     TelegramSetup,
+    Protection,
+    /// A request, and whether to approve (`true`) or reject it.
+    ProtectionRequest(String, Option<bool>),
 }

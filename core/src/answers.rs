@@ -161,6 +161,19 @@ impl From<crate::deploy::approval::ApprovalError> for ApiError {
     }
 }
 
+/// A decision on a deployment protection request: one that someone (or the timeout)
+/// took first is a conflict naming it.
+impl From<crate::protection::DecideError> for ApiError {
+    fn from(e: crate::protection::DecideError) -> Self {
+        use crate::protection::DecideError;
+        match e {
+            DecideError::NotFound => ApiError::NotFound,
+            DecideError::Decided(_) | DecideError::Expired => ApiError::Conflict(e.to_string()),
+            DecideError::Store(_) => ApiError::Unavailable,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,8 @@ pub enum SubjectKind {
     /// An app (its name), for what was asked of it before any job: a `/rollback`
     /// refused to someone who is not an operator.
     App,
+    /// A GitHub deployment protection request (`protection_requests.id`).
+    Protection,
 }
 
 /// How an action ended.

@@ -50,6 +50,7 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("ORCHESTRATE_WAIT_TIMEOUT_MINUTES", false),
     ("ORCHESTRATE_DEFINITION", false),
     ("SERVICE_TEMPLATES", false),
+    ("PROTECTION_TIMEOUT_MINUTES", false),
 ];
 
 /// Default `TELEGRAM_API_BASE`.
@@ -73,6 +74,12 @@ pub const DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS: u32 = 10;
 /// Default `AWAIT_TIMEOUT_MINUTES`: how long a deploy may wait for its target's
 /// result (a workflow run) before the cron fails it.
 pub const DEFAULT_AWAIT_TIMEOUT_MINUTES: u32 = 30;
+
+/// Default `PROTECTION_TIMEOUT_MINUTES`: a deployment protection rule's request
+/// nobody decides within a day is rejected. Long enough for a reviewer in another
+/// time zone, far shorter than GitHub's 30 days, which would leave the run (and its
+/// concurrency group) waiting on a message long scrolled away.
+pub const DEFAULT_PROTECTION_TIMEOUT_MINUTES: u32 = 24 * 60;
 
 /// How to authenticate to GitHub: an App installation (preferred when the delivery
 /// names one) and/or a token.
@@ -164,6 +171,9 @@ pub struct Config {
     /// `ORCHESTRATE_INSTALLATION_ID`: the GitHub App installation workflows act as
     /// (else `GITHUB_TOKEN`).
     pub orchestrate_installation_id: Option<u64>,
+    /// `PROTECTION_TIMEOUT_MINUTES`, default 1440 (a day): a deployment protection
+    /// rule's request nobody decides within this long is rejected.
+    pub protection_timeout_minutes: u32,
     /// Settings that were present but unusable (they fell back to their defaults).
     pub problems: Vec<String>,
 }
@@ -227,6 +237,10 @@ impl Config {
             DEFAULT_HEALTH_CHECK_INTERVAL_SECONDS,
         );
         let await_timeout_minutes = number("AWAIT_TIMEOUT_MINUTES", DEFAULT_AWAIT_TIMEOUT_MINUTES);
+        let protection_timeout_minutes = number(
+            "PROTECTION_TIMEOUT_MINUTES",
+            DEFAULT_PROTECTION_TIMEOUT_MINUTES,
+        );
 
         let github_webhook = get("GITHUB_WEBHOOK_SECRET")
             .map(|current| WebhookSecrets {
@@ -358,6 +372,7 @@ impl Config {
         Config {
             orchestrate,
             orchestrate_installation_id,
+            protection_timeout_minutes,
             secrets_keys,
             github,
             github_hook: get("GITHUB_HOOK_ID"),

@@ -14,7 +14,7 @@ use crate::notify::store::NotificationStore;
 use crate::orchestrate::StepRef;
 use crate::routing;
 use crate::time::Timestamp;
-use crate::{deploy, orchestrate, preview};
+use crate::{deploy, orchestrate, preview, protection};
 
 /// Processes delivery `id` once; returns a line for the log. Its outcome is
 /// recorded unless the failure is worth retrying.
@@ -35,6 +35,9 @@ pub async fn process_delivery<P: Ports>(
                 .await
                 .map(processed)
         }
+        GithubEvent::DeploymentProtectionRule(rule) => protection::on_event(deps, id, rule, now)
+            .await
+            .map(processed),
         other => deploy::on_event(deps, id, other, now)
             .await
             .unwrap_or_else(|| Ok(processed("nothing to do".to_owned()))),
@@ -172,6 +175,11 @@ pub async fn run_job<P: Ports>(deps: &Deps<'_, P>, job: &JobMessage, now: Timest
                 true,
             )
         }
+        JobMessage::ProtectionReview { id } => Handled::from_run(
+            protection::run_review(deps, *id, now).await,
+            "protection: ",
+            true,
+        ),
         JobMessage::Notify { .. }
         | JobMessage::TelegramSend { .. }
         | JobMessage::TelegramDigest { .. }
@@ -400,6 +408,9 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: impl Fn() -> Timestamp) ->
     }
     for line in orchestrate::drive::sweep(deps, now()).await {
         log.push(format!("cron workflow sweep: {line}"));
+    }
+    for line in protection::sweep(deps, now()).await {
+        log.push(format!("cron protection sweep: {line}"));
     }
     for line in crate::notify::deliver::sweep(deps.config, deps.sql, deps.queue, now()).await {
         log.push(format!("cron telegram sweep: {line}"));

@@ -29,6 +29,8 @@ pub enum JobMessage {
         workflow_id: i64,
         step: crate::orchestrate::definition::StepId,
     },
+    /// Send the decided review of deployment protection request `id` to GitHub.
+    ProtectionReview { id: i64 },
 }
 
 impl JobMessage {
@@ -77,6 +79,7 @@ mod tests {
                 workflow_id: 5,
                 step,
             },
+            JobMessage::ProtectionReview { id: 9 },
         ] {
             let s = serde_json::to_string(&m).expect("serialises");
             assert_eq!(crate::json::read::<JobMessage>(&s).expect("parses"), m);
@@ -94,7 +97,7 @@ mod tests {
         assert_eq!(
             e(r#"{"kind":"lunch","id":1}"#),
             "kind: unknown variant `lunch`, expected one of `notify`, `telegram_send`, \
-             `telegram_digest`, `telegram_live`, `telegram_update`, `github_delivery`, `deploy_step`, `preview`, `workflow_step`"
+             `telegram_digest`, `telegram_live`, `telegram_update`, `github_delivery`, `deploy_step`, `preview`, `workflow_step`, `protection_review`"
         );
         assert_eq!(
             e(r#"{"kind":"deploy_step","job_id":1}"#),

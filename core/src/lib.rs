@@ -35,6 +35,7 @@ pub mod orchestrate;
 pub mod pace;
 pub mod ports;
 pub mod preview;
+pub mod protection;
 pub mod retry;
 pub mod routes;
 pub mod routing;

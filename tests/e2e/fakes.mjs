@@ -308,7 +308,7 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
       answer(400, NOT_MODIFIED);
       return json(res, 400, { ok: false, error_code: 400, description: NOT_MODIFIED });
     }
-    const edit = { text: body.text, visible, parseMode: body.parse_mode, linkPreviewOptions: body.link_preview_options, at: attempt.at };
+    const edit = { text: body.text, visible, parseMode: body.parse_mode, linkPreviewOptions: body.link_preview_options, replyMarkup: body.reply_markup, at: attempt.at };
     original.edits.push(edit);
     original.current = edit;
     chatState(original.chatId).edited++;
@@ -569,6 +569,15 @@ export async function fakeGithub({ token, appId, publicKey, appSlug = "edge-noti
     // branches: Map(name -> sha), files: Map("branch:path" -> text), pulls: [] }),
     // GraphQL mutations seen, workflow dispatches.
     repos: new Map(), nextPull: 100, graphql: [], dispatches: [],
+    // Deployment protection rules waiting for this App's review
+    // ("repo:run:environment" -> the installation whose event asked), the reviews it
+    // took ({ repo, run, environment, state, comment, token }), and statuses to
+    // answer the next reviews with instead (422 for a run cancelled meanwhile, 502).
+    pendingReviews: new Map(), reviews: [], reviewAnswers: [],
+  };
+  /** A protection rule of `environment` now waits in run `run` of `repo`, for `installation`. */
+  state.awaitReview = (repo, run, environment, installation) => {
+    state.pendingReviews.set(`${repo}:${run}:${environment}`, installation);
   };
   /** Adds a repository with `files` on its default branch `main`. */
   state.addRepo = (name, files = {}) => {
@@ -640,6 +649,33 @@ export async function fakeGithub({ token, appId, publicKey, appSlug = "edge-noti
     if (!state.issued.has(bearer)) {
       violations.push(`${req.method} ${path}: not authenticated with an issued token`);
       return json(res, 401, { message: "Bad credentials" });
+    }
+    if (req.method === "POST" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/actions\/runs\/(\d+)\/deployment_protection_rule$/))) {
+      // Only the App that is the rule reviews, with a token of the installation the
+      // event came through, once per waiting rule.
+      const [repo, run] = [m[1], Number(m[2])];
+      const environment = body?.environment_name;
+      const key = `${repo}:${run}:${environment}`;
+      const installation = state.pendingReviews.get(key);
+      if (!["approved", "rejected"].includes(body?.state) || typeof environment !== "string" || typeof body?.comment !== "string") {
+        violations.push(`review of run ${run} with ${JSON.stringify(body)}`);
+        return json(res, 422, { message: "Invalid request." });
+      }
+      if (installation === undefined) {
+        violations.push(`review of ${key}, which waits for none`);
+        return json(res, 422, { message: "No pending deployment requests to approve or reject" });
+      }
+      if (!bearer.startsWith(`ghs_installation_${installation}_`)) {
+        violations.push(`review of ${key} with ${bearer === token ? "the personal token" : `a token not of installation ${installation}`}`);
+        return json(res, 403, { message: "Resource not accessible by integration" });
+      }
+      const answer = state.reviewAnswers.shift();
+      if (answer === 422) state.pendingReviews.delete(key);
+      if (answer) return json(res, answer, { message: answer === 422 ? "No pending deployment requests to approve or reject" : "Server Error" });
+      state.pendingReviews.delete(key);
+      state.reviews.push({ repo, run, environment, state: body.state, comment: body.comment, token: bearer });
+      res.writeHead(204);
+      return res.end();
     }
     if (req.method === "POST" && (m = path.match(/^\/repos\/([^/]+\/[^/]+)\/deployments$/))) {
       if (!/^[0-9a-f]{40}$/.test(body?.ref ?? "")) violations.push(`deployment ref ${body?.ref}`);

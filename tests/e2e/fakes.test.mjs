@@ -38,6 +38,32 @@ describe("a request a fake cannot read is a violation", () => {
     }
   });
 
+  test("GitHub: a protection rule's review is taken once, from the installation that asked for it", async () => {
+    const gh = await fakeGithub({ token: "ghp_t", appId: "1", publicKey: "unused" });
+    try {
+      const headers = (t) => ({ ...jsonHeaders(t), accept: "application/vnd.github+json", "x-github-api-version": "2022-11-28", "user-agent": "t" });
+      const review = (t, body) => send(gh.base, "POST", "/repos/o/r/actions/runs/7/deployment_protection_rule", { body: JSON.stringify(body), headers: headers(t) });
+      gh.state.awaitReview("o/r", 7, "production", 5);
+      gh.state.issued.add("ghs_installation_5_1");
+      gh.state.issued.add("ghs_installation_6_1");
+      const body = { environment_name: "production", state: "approved", comment: "Approved by @a" };
+      assert.equal((await review("ghp_t", body)).status, 403);
+      assert.equal((await review("ghs_installation_6_1", body)).status, 403);
+      assert.equal((await review("ghs_installation_5_1", body)).status, 204);
+      assert.equal((await review("ghs_installation_5_1", body)).status, 422);
+      assert.equal((await review("ghs_installation_5_1", { ...body, state: "maybe" })).status, 422);
+      assert.deepEqual(gh.state.reviews, [{ repo: "o/r", run: 7, environment: "production", state: "approved", comment: "Approved by @a", token: "ghs_installation_5_1" }]);
+      assert.deepEqual(gh.violations, [
+        "review of o/r:7:production with the personal token",
+        "review of o/r:7:production with a token not of installation 5",
+        "review of o/r:7:production, which waits for none",
+        `review of run 7 with ${JSON.stringify({ ...body, state: "maybe" })}`,
+      ]);
+    } finally {
+      await gh.close();
+    }
+  });
+
   test("Fly: a machine update whose body is not JSON", async () => {
     const fly = await fakeFly({ token: "fly" });
     try {

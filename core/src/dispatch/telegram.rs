@@ -23,6 +23,7 @@ use crate::jobs::JobMessage;
 use crate::live::LiveStore;
 use crate::names::AppName;
 use crate::ports::{Kv, Queue, StoreError};
+use crate::protection;
 use crate::telegram::{escape_html, SendOutcome, Target, TelegramClient};
 use crate::time::Timestamp;
 
@@ -179,6 +180,7 @@ impl Verdict {
 fn moved_on(kind: SubjectKind) -> &'static str {
     match kind {
         SubjectKind::Job | SubjectKind::App => "This job has moved on",
+        SubjectKind::Protection => "This review has been decided",
     }
 }
 
@@ -257,6 +259,7 @@ async fn offers<P: Ports>(
     match subject.kind {
         SubjectKind::Job => deploy_ops::offers(deps.sql, subject.id, action).await,
         SubjectKind::App => Ok(false),
+        SubjectKind::Protection => protection::offers(deps.sql, subject.id, action).await,
     }
 }
 
@@ -265,13 +268,49 @@ async fn act<P: Ports>(
     deps: &Deps<'_, P>,
     subject: SubjectRef,
     action: Action,
-    by: &str,
+    by: &Actor,
     key: &str,
     now: Timestamp,
 ) -> Result<Acted, ProcessError> {
     match subject.kind {
-        SubjectKind::Job => deploy_ops::act(deps, subject.id, action, by, key, now).await,
+        SubjectKind::Job => deploy_ops::act(deps, subject.id, action, &by.name, key, now).await,
         SubjectKind::App => Ok(Acted::Refused("an app is no button's subject".into())),
+        SubjectKind::Protection => review(deps, subject.id, action, by, key, now).await,
+    }
+}
+
+/// Approve or Reject on a deployment protection request: decided for `by` (named,
+/// with their Telegram id, in GitHub's review comment), and the review sent.
+async fn review<P: Ports>(
+    deps: &Deps<'_, P>,
+    id: i64,
+    action: Action,
+    by: &Actor,
+    key: &str,
+    now: Timestamp,
+) -> Result<Acted, ProcessError> {
+    let state = match action {
+        Action::Approve => protection::Review::Approved,
+        Action::Reject => protection::Review::Rejected,
+        other => {
+            return Ok(Acted::Refused(format!(
+                "a review request offers no {}",
+                other.as_str()
+            )))
+        }
+    };
+    let reviewer = protection::Reviewer {
+        name: &by.name,
+        telegram_user: Some(by.user_id),
+        key: Some(key),
+    };
+    match protection::decide(deps, id, state, reviewer, now).await {
+        Ok(decided) => decided
+            .outcome()
+            .map(|done| Acted::Done(Some(done)))
+            .map_err(ProcessError::Permanent),
+        Err(protection::DecideError::Store(e)) => Err(e.into()),
+        Err(e) => Ok(Acted::Refused(e.to_string())),
     }
 }
 
@@ -280,6 +319,7 @@ async fn show<P: Ports>(deps: &Deps<'_, P>, subject: SubjectRef, now: Timestamp)
     match subject.kind {
         SubjectKind::Job => deploy_ops::show(deps, subject.id, now).await,
         SubjectKind::App => None,
+        SubjectKind::Protection => protection::show_request(deps, subject.id, now).await,
     }
 }
 
@@ -376,7 +416,7 @@ async fn pressed<P: Ports>(
     match verdict(deps, press, now).await? {
         Verdict::Act(subject, action, button) => {
             let key = format!("telegram:{}", press.update_id);
-            let acted = act(deps, subject, action, &press.by.name, &key, now).await;
+            let acted = act(deps, subject, action, press.by, &key, now).await;
             let (outcome, detail) = match acted {
                 Ok(Acted::Done(detail)) => (Outcome::Done, detail),
                 Ok(Acted::Refused(why)) => (Outcome::Refused, Some(why)),
@@ -768,3 +808,6 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod protection_tests;

@@ -182,6 +182,29 @@ fn each_delivery_reaches_the_flows_that_listen_to_its_event() {
 }
 
 #[test]
+fn a_protection_rule_and_its_review_reach_the_protection_flow() {
+    // This queue has GITHUB_TOKEN and no App: the flow says why it cannot review
+    // (the protection flow's own scenarios run with the App).
+    let q = Queue::new(200);
+    let rule = q.delivered(
+        "d-rule",
+        "deployment_protection_rule",
+        "deployment_protection_rule.requested.json",
+    );
+    let done = q.consume(&[rule, JobMessage::ProtectionReview { id: 5 }], false);
+    assert_eq!(done.verdicts, vec![Some(Verdict::Ack); 2]);
+    assert_eq!(
+        done.log,
+        vec![
+            info("github: delivery d-rule: deployment protection rules are reviewed through the GitHub App, and GITHUB_APP_ID is not configured"),
+            info("protection: protection request 5: no review due"),
+        ]
+    );
+    assert_eq!(q.delivery_outcome("d-rule"), Outcome::Processed);
+    assert!(q.enqueued().is_empty());
+}
+
+#[test]
 fn each_message_reaches_the_flow_that_owns_it() {
     let q = Queue::new(200);
     let push = q.delivered("d-push", "push", "push.with-new-branch.json");

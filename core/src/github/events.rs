@@ -27,6 +27,9 @@ pub enum GithubEvent {
     Push(PushEvent),
     PullRequest(PullRequestEvent),
     WorkflowRun(WorkflowRunEvent),
+    /// A custom deployment protection rule asks this App to review a run's
+    /// deployment.
+    DeploymentProtectionRule(ProtectionRuleEvent),
     /// Any other event or action: recorded, not acted on.
     Other {
         event: String,
@@ -113,6 +116,39 @@ pub struct WorkflowRunEvent {
     pub installation_id: Option<u64>,
 }
 
+/// `deployment_protection_rule`: a workflow job of run `run_id` waits to deploy `sha`
+/// to `environment` until this App (one of the environment's custom protection rules)
+/// approves or rejects it.
+#[derive(Debug, Clone, PartialEq, Serialize, FromJson)]
+pub struct ProtectionRuleEvent {
+    /// `requested`, the one action GitHub sends.
+    pub action: String,
+    pub repository: RepoFullName,
+    /// At most [`ENVIRONMENT_MAX`] characters, no control characters.
+    pub environment: String,
+    /// What started the run (`push`, `workflow_dispatch`, …).
+    pub trigger: Option<String>,
+    pub sha: CommitSha,
+    /// `refs/heads/main` (or the deployment's `ref`).
+    pub git_ref: Option<String>,
+    /// The run to review, from `deployment_callback_url`.
+    pub run_id: u64,
+    /// Who started the run (`sender.login`).
+    pub sender: Option<String>,
+    pub installation_id: Option<u64>,
+}
+
+/// GitHub's limit on an environment's name.
+pub const ENVIRONMENT_MAX: usize = 255;
+
+impl ProtectionRuleEvent {
+    /// The branch, when the ref is one.
+    pub fn branch(&self) -> Option<&str> {
+        let r = self.git_ref.as_deref()?;
+        Some(r.strip_prefix("refs/heads/").unwrap_or(r)).filter(|b| !b.starts_with("refs/"))
+    }
+}
+
 impl GithubEvent {
     /// (event, action, repository) for the delivery log.
     pub fn summary(&self) -> (&str, Option<&str>, Option<&str>) {
@@ -125,6 +161,11 @@ impl GithubEvent {
             GithubEvent::WorkflowRun(w) => {
                 ("workflow_run", Some(&w.action), Some(w.repository.as_str()))
             }
+            GithubEvent::DeploymentProtectionRule(r) => (
+                "deployment_protection_rule",
+                Some(&r.action),
+                Some(r.repository.as_str()),
+            ),
             GithubEvent::Other {
                 event,
                 action,
@@ -215,6 +256,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<GithubEvent, BadPayload> {
             "push" => push(o),
             "pull_request" => pull_request(o),
             "workflow_run" => workflow_run(o),
+            "deployment_protection_rule" => protection_rule(o),
             other => other_event(other, o),
         })
         .map_err(|e| bad(event, e))
@@ -380,6 +422,83 @@ fn workflow_run(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
     }))
 }
 
+/// The run id in a `deployment_callback_url`, which ends in
+/// `/repos/{repository}/actions/runs/{run_id}/deployment_protection_rule` (after
+/// `/api/v3` on GitHub Enterprise Server). Only the run id is taken: the review goes
+/// to `GITHUB_API_BASE`, never to a URL from a payload (with the token).
+fn callback_run_id(url: &str, repository: &RepoFullName) -> Option<u64> {
+    // The last seven segments, from the end.
+    let mut back = url.rsplit('/');
+    let mut tail = [""; 7];
+    for t in &mut tail {
+        *t = back.next()?;
+    }
+    let ["deployment_protection_rule", run, "runs", "actions", name, owner, "repos"] = tail else {
+        return None;
+    };
+    let (o, r) = repository.as_str().split_once('/')?;
+    let digits = !run.is_empty() && run.bytes().all(|b| b.is_ascii_digit());
+    (digits && owner.eq_ignore_ascii_case(o) && name.eq_ignore_ascii_case(r))
+        .then(|| run.parse().ok())
+        .flatten()
+}
+
+fn protection_rule(o: Obj<'_>) -> Result<GithubEvent, Invalid> {
+    let action = o.req("action")?;
+    let environment: String = o.req("environment")?;
+    let trigger = o.opt("event")?;
+    let top_sha: Option<String> = o.opt("sha")?;
+    let top_ref: Option<String> = o.opt("ref")?;
+    let callback: String = o.req("deployment_callback_url")?;
+    // The deployment's sha and ref stand in for the top-level ones, which GitHub
+    // added to the payload later.
+    let (deployment_sha, deployment_ref) = match o.opt_obj("deployment")? {
+        Some(d) => (d.opt::<String>("sha")?, d.opt::<String>("ref")?),
+        None => (None, None),
+    };
+    let sender: Option<String> = match o.opt_obj("sender")? {
+        Some(s) => s.opt("login")?,
+        None => None,
+    };
+    let repository = repo(&full_name(&o)?)?;
+    // What is only shown is kept short whatever a payload holds.
+    let cut = |s: String, max| crate::text::cut(&s, max);
+    let installation_id = installation(&o)?;
+    if environment.is_empty()
+        || environment.chars().count() > ENVIRONMENT_MAX
+        || environment.chars().any(char::is_control)
+    {
+        return Err(Invalid::at(
+            Path::Root,
+            format!("environment is not an environment name (1 to {ENVIRONMENT_MAX} characters, no control characters)"),
+        ));
+    }
+    let sha = match top_sha.or(deployment_sha) {
+        Some(s) => sha("sha", &s)?,
+        None => return Err(Invalid::at(Path::Root, "missing field `sha`")),
+    };
+    let run_id = callback_run_id(&callback, &repository).ok_or_else(|| {
+        Invalid::at(
+            Path::Root,
+            "deployment_callback_url is not this repository's …/actions/runs/{run_id}/deployment_protection_rule",
+        )
+    })?;
+    Ok(GithubEvent::DeploymentProtectionRule(ProtectionRuleEvent {
+        action,
+        repository,
+        environment,
+        trigger: trigger.map(|t: String| cut(t, 64)),
+        sha,
+        git_ref: top_ref
+            .or(deployment_ref)
+            .filter(|r| !r.is_empty())
+            .map(|r| cut(r, 255)),
+        run_id,
+        sender: sender.map(|s| cut(s, 64)),
+        installation_id,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +595,119 @@ mod tests {
         assert_eq!(w.created_at.as_deref(), Some("2020-10-05T16:33:24Z"));
         assert_eq!(w.conclusion.as_deref(), Some("success"));
         assert_eq!(w.repository.as_str(), "octo-org/octo-repo");
+    }
+
+    fn protection_payload() -> serde_json::Value {
+        serde_json::from_slice(&fixture("deployment_protection_rule.requested.json")).expect("JSON")
+    }
+
+    fn protection(payload: &serde_json::Value) -> Result<ProtectionRuleEvent, BadPayload> {
+        match parse("deployment_protection_rule", payload.to_string().as_bytes())? {
+            GithubEvent::DeploymentProtectionRule(r) => Ok(r),
+            other => panic!("not a protection rule: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_protection_rule_asks_to_review_one_run_of_one_environment() {
+        let GithubEvent::DeploymentProtectionRule(r) = parse(
+            "deployment_protection_rule",
+            &fixture("deployment_protection_rule.requested.json"),
+        )
+        .expect("parses") else {
+            panic!("not a protection rule")
+        };
+        assert_eq!(
+            r,
+            ProtectionRuleEvent {
+                action: "requested".into(),
+                repository: RepoFullName::parse("octo-org/octo-repo").expect("repo"),
+                environment: "production".into(),
+                trigger: Some("repository_dispatch".into()),
+                sha: CommitSha::parse("3484a3fb816e0859fd6e1cea078d76385ff50625").expect("sha"),
+                git_ref: Some("refs/heads/master".into()),
+                run_id: 289_782_451,
+                sender: Some("Codertocat".into()),
+                installation_id: Some(12_345_678),
+            }
+        );
+        assert_eq!(r.branch(), Some("master"));
+        assert_eq!(
+            GithubEvent::DeploymentProtectionRule(r).summary(),
+            (
+                "deployment_protection_rule",
+                Some("requested"),
+                Some("octo-org/octo-repo")
+            )
+        );
+    }
+
+    #[test]
+    fn an_older_payload_without_sha_and_ref_takes_the_deployments() {
+        let mut p = protection_payload();
+        let o = p.as_object_mut().expect("object");
+        o.remove("sha");
+        o.remove("ref");
+        p["deployment"]["sha"] = "AB".repeat(20).into();
+        let r = protection(&p).expect("parses");
+        assert_eq!(r.sha.as_str(), "ab".repeat(20));
+        assert_eq!(r.git_ref.as_deref(), Some("master"));
+        assert_eq!(r.branch(), Some("master"));
+        p.as_object_mut().expect("object").remove("deployment");
+        assert_eq!(
+            protection(&p).expect_err("no sha at all").to_string(),
+            "deployment_protection_rule payload: missing field `sha`"
+        );
+    }
+
+    #[test]
+    fn the_run_comes_from_this_repositorys_callback_url_only() {
+        let run = |url: &str| {
+            let mut p = protection_payload();
+            p["deployment_callback_url"] = url.into();
+            protection(&p).map(|r| r.run_id)
+        };
+        // GitHub Enterprise Server puts the API under /api/v3; the owner's case may differ.
+        assert_eq!(
+            run("https://ghe.example.com/api/v3/repos/Octo-Org/octo-repo/actions/runs/7/deployment_protection_rule"),
+            Ok(7)
+        );
+        for bad in [
+            "https://api.github.com/repos/someone/else/actions/runs/7/deployment_protection_rule",
+            "https://api.github.com/repos/octo-org/octo-repo/actions/runs/7",
+            "https://api.github.com/repos/octo-org/octo-repo/actions/runs/+7/deployment_protection_rule",
+            "https://api.github.com/repos/octo-org/octo-repo/actions/runs//deployment_protection_rule",
+            "https://api.github.com/actions/runs/7/deployment_protection_rule",
+        ] {
+            let e = run(bad).expect_err(bad).to_string();
+            assert!(e.contains("deployment_callback_url"), "{bad}: {e}");
+        }
+        let mut p = protection_payload();
+        p.as_object_mut()
+            .expect("object")
+            .remove("deployment_callback_url");
+        assert!(protection(&p)
+            .expect_err("no callback")
+            .to_string()
+            .contains("missing field `deployment_callback_url`"));
+    }
+
+    #[test]
+    fn an_environment_name_is_checked_and_shown_values_are_cut() {
+        for bad in [String::new(), "x".repeat(256), "prod\nuction".into()] {
+            let mut p = protection_payload();
+            p["environment"] = bad.clone().into();
+            let e = protection(&p).expect_err("refused").to_string();
+            assert!(
+                e.contains("environment is not an environment name"),
+                "{bad:?}: {e}"
+            );
+        }
+        let mut p = protection_payload();
+        p["environment"] = "ü".repeat(255).into();
+        p["sender"]["login"] = "x".repeat(500).into();
+        let r = protection(&p).expect("255 characters are fine");
+        assert_eq!(r.sender.map(|s| s.chars().count()), Some(64));
     }
 
     #[test]
@@ -628,6 +860,27 @@ mod tests {
             installation_id: None,
             ..run
         }));
+        let rule = ProtectionRuleEvent {
+            action: "requested".into(),
+            repository: RepoFullName::parse("octo/app").expect("repo"),
+            environment: "production".into(),
+            trigger: Some("push".into()),
+            sha: sha('2'),
+            git_ref: Some("refs/heads/main".into()),
+            run_id: 9,
+            sender: Some("octocat".into()),
+            installation_id: Some(6),
+        };
+        round_trip(&GithubEvent::DeploymentProtectionRule(rule.clone()));
+        round_trip(&GithubEvent::DeploymentProtectionRule(
+            ProtectionRuleEvent {
+                trigger: None,
+                git_ref: None,
+                sender: None,
+                installation_id: None,
+                ..rule
+            },
+        ));
         round_trip(&GithubEvent::Other {
             event: "star".into(),
             action: Some("created".into()),
@@ -649,7 +902,8 @@ mod tests {
         };
         assert_eq!(
             e(r#"{"star": {}}"#),
-            "unknown variant `star`, expected one of `ping`, `push`, `pull_request`, `workflow_run`, `other`"
+            "unknown variant `star`, expected one of `ping`, `push`, `pull_request`, `workflow_run`, \
+             `deployment_protection_rule`, `other`"
         );
         assert_eq!(
             e(r#"{"ping": {}, "push": {}}"#),

@@ -41,10 +41,29 @@ pub enum Intake {
     Enqueue,
 }
 
-/// Decides from the event, the apps registered for its repository, and whether
-/// orchestration workflows are configured (they wait on merges and workflow runs in
-/// repositories no app is registered for).
-pub fn decide(event: &GithubEvent, apps: &[NamedApp], orchestrating: bool) -> Intake {
+/// Who listens to events no app is registered for: orchestration workflows (they
+/// wait on merges and workflow runs in any repository) and, with the GitHub App,
+/// deployment protection rules (the App reviews deployments wherever it is installed
+/// as one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listeners {
+    pub orchestrating: bool,
+    pub protection_rules: bool,
+}
+
+impl Listeners {
+    pub fn of(config: &Config) -> Listeners {
+        Listeners {
+            orchestrating: crate::orchestrate::drive::configured(config),
+            protection_rules: config.github.as_ref().is_ok_and(|g| g.app.is_some()),
+        }
+    }
+}
+
+/// Decides from the event, the apps registered for its repository, and who else
+/// listens.
+pub fn decide(event: &GithubEvent, apps: &[NamedApp], listeners: Listeners) -> Intake {
+    let orchestrating = listeners.orchestrating;
     match event {
         GithubEvent::Ping { .. } => Intake::Pong,
         GithubEvent::Push(push) => {
@@ -61,6 +80,17 @@ pub fn decide(event: &GithubEvent, apps: &[NamedApp], orchestrating: bool) -> In
                     "no app deploys {} from {branch}",
                     push.repository.as_str()
                 ))
+            }
+        }
+        GithubEvent::DeploymentProtectionRule(rule) if rule.action == "requested" => {
+            if !listeners.protection_rules {
+                Intake::Ignore(
+                    "deployment protection rules are reviewed through the GitHub App, and GITHUB_APP_ID is not configured".into(),
+                )
+            } else if rule.installation_id.is_none() {
+                Intake::Ignore("the delivery names no installation to review it as".into())
+            } else {
+                Intake::Enqueue
             }
         }
         GithubEvent::PullRequest(pr) if orchestrating && pr.action == "closed" => Intake::Enqueue,
@@ -306,7 +336,7 @@ pub async fn receive<I: Incoming, M: Mac<Body = I::Body>, S: Sql + Copy>(
             .map_err(IntakeFailure::Apps)?,
         None => Vec::new(),
     };
-    let intake = decide(&event, &apps, crate::orchestrate::drive::configured(config));
+    let intake = decide(&event, &apps, Listeners::of(config));
     let (outcome, detail) = match &intake {
         Intake::Pong => (Outcome::Processed, None),
         Intake::Ignore(reason) => (Outcome::Ignored, Some(reason.as_str())),
@@ -382,14 +412,25 @@ mod tests {
     fn pushes_to_a_watched_branch_are_enqueued() {
         let push = fixture("push.with-new-branch.json", "push");
         assert_eq!(
-            decide(&push, &[app("Codertocat/Hello-World", "master")], false),
+            decide(
+                &push,
+                &[app("Codertocat/Hello-World", "master")],
+                Listeners::default()
+            ),
             Intake::Enqueue
         );
         assert_eq!(
-            decide(&push, &[app("Codertocat/Hello-World", "main")], false),
+            decide(
+                &push,
+                &[app("Codertocat/Hello-World", "main")],
+                Listeners::default()
+            ),
             Intake::Ignore("no app deploys Codertocat/Hello-World from master".into())
         );
-        assert!(matches!(decide(&push, &[], false), Intake::Ignore(_)));
+        assert!(matches!(
+            decide(&push, &[], Listeners::default()),
+            Intake::Ignore(_)
+        ));
     }
 
     #[test]
@@ -404,14 +445,18 @@ mod tests {
         };
         let apps = [only_previews];
         assert_eq!(
-            decide(&fixture("push.with-new-branch.json", "push"), &apps, false),
+            decide(
+                &fixture("push.with-new-branch.json", "push"),
+                &apps,
+                Listeners::default()
+            ),
             Intake::Ignore("no app deploys Codertocat/Hello-World from master".into())
         );
         assert_eq!(
             decide(
                 &fixture("pull_request.opened.json", "pull_request"),
                 &apps,
-                false
+                Listeners::default()
             ),
             Intake::Enqueue
         );
@@ -421,20 +466,65 @@ mod tests {
     fn deletions_tags_pings_and_the_rest() {
         let tag = fixture("push.tag-deleted.json", "push");
         assert_eq!(
-            decide(&tag, &[app("Codertocat/Hello-World", "master")], false),
+            decide(
+                &tag,
+                &[app("Codertocat/Hello-World", "master")],
+                Listeners::default()
+            ),
             Intake::Ignore("refs/tags/simple-tag was deleted".into())
         );
         assert_eq!(
-            decide(&fixture("ping.json", "ping"), &[], false),
+            decide(&fixture("ping.json", "ping"), &[], Listeners::default()),
             Intake::Pong
         );
         assert_eq!(
             decide(
                 &fixture("deployment_status.json", "deployment_status"),
                 &[],
-                false
+                Listeners::default()
             ),
             Intake::Ignore("no app uses deployment_status.created".into())
+        );
+    }
+
+    #[test]
+    fn a_protection_rule_is_queued_when_the_github_app_reviews_it() {
+        let rule = fixture(
+            "deployment_protection_rule.requested.json",
+            "deployment_protection_rule",
+        );
+        let app = Listeners {
+            protection_rules: true,
+            ..Listeners::default()
+        };
+        // No app needs to be registered for the repository: the App is installed on it.
+        assert_eq!(decide(&rule, &[], app), Intake::Enqueue);
+        assert_eq!(
+            decide(&rule, &[], Listeners::default()),
+            Intake::Ignore(
+                "deployment protection rules are reviewed through the GitHub App, and GITHUB_APP_ID is not configured".into()
+            )
+        );
+        let GithubEvent::DeploymentProtectionRule(r) = &rule else {
+            panic!("not a protection rule")
+        };
+        let without_installation =
+            GithubEvent::DeploymentProtectionRule(super::super::events::ProtectionRuleEvent {
+                installation_id: None,
+                ..r.clone()
+            });
+        assert_eq!(
+            decide(&without_installation, &[], app),
+            Intake::Ignore("the delivery names no installation to review it as".into())
+        );
+        let other_action =
+            GithubEvent::DeploymentProtectionRule(super::super::events::ProtectionRuleEvent {
+                action: "resolved".into(),
+                ..r.clone()
+            });
+        assert_eq!(
+            decide(&other_action, &[], app),
+            Intake::Ignore("no app uses deployment_protection_rule.resolved".into())
         );
     }
 }
