@@ -350,7 +350,7 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         (Route::Decide(id, decision), Method::Post) => {
             let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
             let deps = bindings.deps(config);
-            let decided = approval::decide(&deps, id, decision, "admin API", now())
+            let decided = approval::decide_for_admin(&deps, id, decision, now())
                 .await
                 .map_err(|e| {
                     if let approval::ApprovalError::Store { .. } = &e {

@@ -166,6 +166,10 @@ describe("apps with approval", () => {
     assert.deepEqual(done.steps[0].result, {
       waiting_for: "approval", deadline: waiting.approval.deadline, decision: "approved", by: "admin API", at: first.json.approval.at,
     });
+    // Both calls are in the job's audit trail; the second acted on nothing.
+    assert.deepEqual(done.actions.map((a) => [a.action, a.result, a.detail, a.actor]), [
+      ["approve", "done", null, "admin API"], ["approve", "refused", "already approved", "admin API"],
+    ]);
     assert.equal(target.hooks.filter((h) => h.sha === sha("a")).length, 1, "triggered once");
     assert.equal(gh.requests.filter((r) => r.method === "POST" && r.path.endsWith("/deployments") && r.body.ref === sha("a")).length, 1);
     assert.match(await messageReads(sha("a"), /^✅/), /Approval: approved by admin API/);

@@ -15,6 +15,7 @@ pub mod gate;
 pub use gate::{Approval, ApprovalError, Decision};
 
 use super::store::{Job, JobStore};
+use crate::audit::{AuditStore, Entry, Outcome, SubjectKind};
 use crate::flow::{Deps, Ports};
 use crate::jobs::JobMessage;
 use crate::ports::{Queue, StoreError};
@@ -110,6 +111,48 @@ pub async fn decide<P: Ports>(
         });
     }
     Err(ApprovalError::Changed { job: job_id })
+}
+
+/// Who the admin API's decisions are by.
+pub const ADMIN_API: &str = "admin API";
+
+/// A decision through the admin API (`POST /api/jobs/{id}/approve|reject`), left in
+/// the job's audit trail as the admin API's: done, or refused and why (a repeat of
+/// the decision made is refused as "already …": it acted once). A chat button's
+/// press is recorded by the chat-ops dispatcher instead.
+pub async fn decide_for_admin<P: Ports>(
+    deps: &Deps<'_, P>,
+    job_id: i64,
+    decision: Decision,
+    now: Timestamp,
+) -> Result<Decided, ApprovalError> {
+    let decided = decide(deps, job_id, decision, ADMIN_API, now).await;
+    let (result, detail) = match &decided {
+        Ok(d) if d.acted => (Outcome::Done, None),
+        Ok(_) => (
+            Outcome::Refused,
+            Some(format!("already {}", decision.as_str())),
+        ),
+        Err(ApprovalError::NotFound { .. } | ApprovalError::Store { .. }) => return decided,
+        Err(e) => (Outcome::Refused, Some(e.to_string())),
+    };
+    let entry = Entry {
+        subject_kind: SubjectKind::Job,
+        subject_id: job_id.to_string(),
+        action: decision.action().to_owned(),
+        result,
+        detail,
+        actor: ADMIN_API.into(),
+        user_id: None,
+        chat_id: None,
+        update_id: None,
+        at: now.millis(),
+    };
+    AuditStore::new(deps.sql)
+        .record(&entry)
+        .await
+        .map_err(store("audit"))?;
+    decided
 }
 
 /// A job as `GET /api/jobs/{id}` shows it: its fields and steps, and for a job of

@@ -132,7 +132,14 @@ pub fn render(job: &Job) -> String {
         let e: String = e.chars().take(500).collect();
         out.push_str(&format!("<b>Error:</b> {}\n", escape_html(&e)));
     }
-    for said in job.actions.iter().filter_map(crate::audit::Entry::said) {
+    // A decision on the job's approval is said once, by its approval line.
+    let approval = |e: &&crate::audit::Entry| matches!(e.action.as_str(), "approve" | "reject");
+    for said in job
+        .actions
+        .iter()
+        .filter(|e| !approval(e))
+        .filter_map(crate::audit::Entry::said)
+    {
         out.push_str(&format!("<b>{}</b>\n", escape_html(&said)));
     }
     out.push('\n');

@@ -33,6 +33,14 @@ impl Decision {
             Decision::Reject => "rejected",
         }
     }
+
+    /// `approve` or `reject`, as the audit trail and the chat buttons name it.
+    pub fn action(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        }
+    }
 }
 
 /// What a job's approval says now, as `GET /api/jobs/{id}` (`approval`) and the

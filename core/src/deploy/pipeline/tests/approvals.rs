@@ -453,3 +453,63 @@ fn a_decision_recorded_as_the_cron_times_the_approval_out_still_counts() {
     assert_eq!(job.status, JobStatus::Finalized, "{:?}", job.error);
     assert!(s.deploy_calls() > 0);
 }
+
+#[test]
+fn the_admin_apis_decisions_leave_audit_rows_taken_or_refused() {
+    use crate::audit::Outcome;
+    let s = gated(60);
+    s.push(1);
+    s.drain();
+    let admin = |decision| block_on(approval::decide_for_admin(&s.deps(), 1, decision, s.now()));
+    assert!(admin(Decision::Approve).expect("approved").acted);
+    assert!(!admin(Decision::Approve).expect("already").acted);
+    assert!(admin(Decision::Reject).is_err());
+    // An unknown job leaves no row (there is no subject to hang it on).
+    assert!(block_on(approval::decide_for_admin(
+        &s.deps(),
+        9,
+        Decision::Approve,
+        s.now()
+    ))
+    .is_err());
+    s.drain();
+    let job = s.job(1);
+    let trail: Vec<(&str, Outcome, Option<&str>, &str)> = job
+        .actions
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.result,
+                e.detail.as_deref(),
+                e.actor.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        vec![
+            ("approve", Outcome::Done, None, "admin API"),
+            (
+                "approve",
+                Outcome::Refused,
+                Some("already approved"),
+                "admin API"
+            ),
+            (
+                "reject",
+                Outcome::Refused,
+                Some("job 1 was already approved by admin API"),
+                "admin API"
+            ),
+        ]
+    );
+    // The message says it once, in its approval line.
+    let message = crate::deploy::message::render(&job);
+    assert_eq!(
+        message.matches("approved by admin API").count(),
+        1,
+        "{message}"
+    );
+    assert!(!message.contains("Approved by"), "{message}");
+}
