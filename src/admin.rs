@@ -6,6 +6,7 @@ use edge_core::apps::{App, AppStore};
 use edge_core::audit::{AuditStore, SubjectKind};
 use edge_core::auth::require_bearer;
 use edge_core::config::Config;
+use edge_core::deploy::approval::{self, Decision};
 use edge_core::deploy::store::JobStore;
 use edge_core::deploy::JobStatus;
 use edge_core::error::ApiError;
@@ -113,6 +114,8 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         ["api", "services", name] => Route::Service(name.to_string()),
         ["api", "jobs"] => Route::Jobs,
         ["api", "jobs", id] => Route::Job(id.to_string()),
+        ["api", "jobs", id, "approve"] => Route::Decide(id.to_string(), Decision::Approve),
+        ["api", "jobs", id, "reject"] => Route::Decide(id.to_string(), Decision::Reject),
         ["api", "telegram", "setup"] => Route::TelegramSetup,
         ["api", "protection"] => Route::Protection,
         ["api", "protection", id] => Route::ProtectionRequest(id.to_string(), None),
@@ -340,10 +343,36 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
                 .ok_or(ApiError::NotFound)?;
             Ok(Reply::json(
                 200,
-                serde_json::json!({ "success": true, "job": job }),
+                serde_json::json!({ "success": true, "job": approval::view(&job) }),
             ))
         }
         (Route::Job(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
+        (Route::Decide(id, decision), Method::Post) => {
+            let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+            let deps = bindings.deps(config);
+            let decided = approval::decide_for_admin(&deps, id, decision, now())
+                .await
+                .map_err(|e| {
+                    if let approval::ApprovalError::Store { .. } = &e {
+                        console_error!("admin: job {id}: {e}");
+                    }
+                    ApiError::from(e)
+                })?;
+            if let Some(problem) = &decided.problem {
+                console_error!("admin: {problem}");
+            }
+            let message = match (decision, decided.acted) {
+                (Decision::Approve, true) => "Approved",
+                (Decision::Reject, true) => "Rejected",
+                (Decision::Approve, false) => "Already approved",
+                (Decision::Reject, false) => "Already rejected",
+            };
+            Ok(Reply::json(
+                200,
+                serde_json::json!({ "success": true, "message": message, "approval": decided.approval.to_json() }),
+            ))
+        }
+        (Route::Decide(..), _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
         (Route::TelegramSetup, Method::Post) => {
             let (status, body) =
                 edge_core::chatops::setup(&adapters::FetchHttp, &bindings.kv, config).await?;
@@ -480,6 +509,7 @@ enum Route {
     Replay(String),
     Jobs,
     Job(String),
+    Decide(String, Decision),
     TelegramSetup,
     Protection,
     /// A request, and whether to approve (`true`) or reject it.

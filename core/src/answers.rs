@@ -147,6 +147,20 @@ impl From<crate::admin::LogError> for ApiError {
     }
 }
 
+/// A decision on a deploy job's approval: an unknown job is a 404, one whose state
+/// does not allow the decision a 409 saying why, a store failure (logged by the
+/// caller) a 503.
+impl From<crate::deploy::approval::ApprovalError> for ApiError {
+    fn from(e: crate::deploy::approval::ApprovalError) -> Self {
+        use crate::deploy::approval::ApprovalError;
+        match e {
+            ApprovalError::NotFound { .. } => ApiError::NotFound,
+            ApprovalError::Store { .. } => ApiError::Unavailable,
+            conflict => ApiError::Conflict(conflict.to_string()),
+        }
+    }
+}
+
 /// A decision on a deployment protection request: one that someone (or the timeout)
 /// took first is a conflict naming it.
 impl From<crate::protection::DecideError> for ApiError {

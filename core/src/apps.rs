@@ -82,7 +82,8 @@ pub enum DeployTarget {
 }
 
 /// What pushes to an app's production branch deploy, and how. Written flat into
-/// the app's JSON (`production_branch`, `environment`, `deploy_on`, `deploy`).
+/// the app's JSON (`production_branch`, `environment`, `deploy_on`, `deploy`,
+/// `approval`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeployConfig {
     pub production_branch: String,
@@ -90,10 +91,43 @@ pub struct DeployConfig {
     pub deploy_on: DeployOn,
     #[serde(rename = "deploy")]
     pub target: DeployTarget,
+    /// Whether deploys to `environment` wait for a person's approval. An app deploys
+    /// one environment, so this is that environment's; another environment of the
+    /// same repository is another app, with approval settings of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalSettings>,
+}
+
+/// Default `approval.timeout_minutes`: an hour, long enough for someone to notice
+/// the message, short enough that a forgotten deploy does not hold the app for
+/// the rest of the day.
+pub const DEFAULT_APPROVAL_TIMEOUT_MINUTES: u32 = 60;
+/// Longest `approval.timeout_minutes`: a week. A job waiting longer holds its app's
+/// deploys (newer pushes still supersede it).
+pub const MAX_APPROVAL_TIMEOUT_MINUTES: u32 = 7 * 24 * 60;
+
+fn approval_required() -> bool {
+    true
+}
+fn approval_timeout() -> u32 {
+    DEFAULT_APPROVAL_TIMEOUT_MINUTES
+}
+
+/// An app's `approval`: its deploy jobs wait in an `awaiting_approval` step before
+/// anything is deployed, until approved, rejected or `timeout_minutes` pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, FromJson)]
+#[json(deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// On unless set to false (the block is there to be used).
+    #[serde(default = "approval_required")]
+    pub required: bool,
+    /// How long a job waits for a decision before the cron fails it.
+    #[serde(default = "approval_timeout")]
+    pub timeout_minutes: u32,
 }
 
 /// The app fields that belong to [`DeployConfig`].
-const DEPLOY_FIELDS: &[&str] = &["production_branch", "environment", "deploy_on"];
+const DEPLOY_FIELDS: &[&str] = &["production_branch", "environment", "deploy_on", "approval"];
 
 /// An app as stored and as the API shows it: a deploy target, previews, or both.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -133,6 +167,7 @@ impl FromJson for App {
             "deploy",
             "health_url",
             "preview",
+            "approval",
             "operators",
         ])?;
         let repository = o.req("repository")?;
@@ -142,6 +177,7 @@ impl FromJson for App {
                 environment: o.req("environment")?,
                 deploy_on: o.req("deploy_on")?,
                 target: o.req("deploy")?,
+                approval: o.opt("approval")?,
             }),
             _ => {
                 if let Some(field) = DEPLOY_FIELDS.iter().find(|f| o.get(f).is_some()) {
@@ -261,9 +297,21 @@ impl App {
 }
 
 impl DeployConfig {
+    /// The approval its deploys wait for, if they wait for one.
+    pub fn required_approval(&self) -> Option<ApprovalSettings> {
+        self.approval.filter(|a| a.required)
+    }
+
     fn validate(&self) -> Result<(), AppError> {
         simple("production_branch", &self.production_branch, 255)?;
         simple("environment", &self.environment, 64)?;
+        if let Some(approval) = &self.approval {
+            if !(1..=MAX_APPROVAL_TIMEOUT_MINUTES).contains(&approval.timeout_minutes) {
+                return Err(AppError::Invalid(format!(
+                    "approval.timeout_minutes must be 1 to {MAX_APPROVAL_TIMEOUT_MINUTES} (a week)"
+                )));
+            }
+        }
         match &self.target {
             DeployTarget::GithubWorkflow {
                 workflow,

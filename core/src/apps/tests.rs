@@ -124,6 +124,10 @@ fn apps_round_trip_through_their_json() {
                 .cloned()
                 .unwrap_or_default(),
         },
+        approval: Some(ApprovalSettings {
+            required: true,
+            timeout_minutes: 30,
+        }),
     };
     let mut app = App {
         repository: RepoFullName::parse("a/b").expect("repo"),
@@ -139,6 +143,7 @@ fn apps_round_trip_through_their_json() {
         Some(DeployConfig {
             deploy_on: DeployOn::Push,
             target,
+            approval: None,
             ..deploy.clone()
         })
     };
@@ -214,6 +219,63 @@ fn an_app_may_only_preview_but_needs_deploy_or_preview() {
         bad(&WORKFLOW_APP.replace("\"environment\": \"production\",", "")),
         "missing field `environment`"
     );
+}
+
+#[test]
+fn approval_belongs_to_the_deploy_and_names_its_bad_fields() {
+    let with = |approval: &str| {
+        WORKFLOW_APP.replace(
+            r#""deploy_on": "push","#,
+            &format!(r#""deploy_on": "push", "approval": {approval},"#),
+        )
+    };
+    let app =
+        App::parse(with(r#"{"required": true, "timeout_minutes": 15}"#).as_bytes()).expect("valid");
+    let deploy = app.deploy.as_ref().expect("deploy");
+    assert_eq!(
+        deploy.required_approval(),
+        Some(ApprovalSettings {
+            required: true,
+            timeout_minutes: 15
+        })
+    );
+    // Written back flat beside `environment`, as it came.
+    let text = serde_json::to_value(&app).expect("json");
+    assert_eq!(
+        text["approval"],
+        serde_json::json!({"required": true, "timeout_minutes": 15})
+    );
+    // `{}` means required, for an hour; `required: false` waits for nobody.
+    let defaults = App::parse(with("{}").as_bytes()).expect("valid");
+    assert_eq!(
+        defaults.deploy.and_then(|d| d.required_approval()),
+        Some(ApprovalSettings {
+            required: true,
+            timeout_minutes: 60
+        })
+    );
+    let off = App::parse(with(r#"{"required": false}"#).as_bytes()).expect("valid");
+    assert_eq!(off.deploy.and_then(|d| d.required_approval()), None);
+    // Without one, deploys are as they were.
+    let plain = App::parse(WORKFLOW_APP.as_bytes()).expect("valid");
+    assert_eq!(plain.deploy.and_then(|d| d.approval), None);
+
+    assert!(bad(&with(r#"{"required": true, "timout_minutes": 5}"#))
+        .starts_with("approval.timout_minutes: unknown field `timout_minutes`"));
+    assert!(bad(&with(r#"{"required": "yes"}"#))
+        .starts_with("approval.required: invalid type: string \"yes\", expected a boolean"));
+    assert!(bad(&with(r#"{"timeout_minutes": -5}"#)).starts_with("approval.timeout_minutes: "));
+    assert!(bad(&with("true")).starts_with("approval: invalid type: boolean `true`"));
+    for minutes in ["0", "10081"] {
+        assert_eq!(
+            bad(&with(&format!(r#"{{"timeout_minutes": {minutes}}}"#))),
+            "approval.timeout_minutes must be 1 to 10080 (a week)"
+        );
+    }
+    // An app that only previews deploys nothing to approve.
+    assert!(bad(r#"{"repository": "a/b", "approval": {"required": true},
+            "preview": {"org": "acme", "image": "reg/app:{sha}"}}"#)
+    .starts_with("approval: only an app with `deploy` has one"));
 }
 
 #[test]

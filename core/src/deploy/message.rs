@@ -1,10 +1,12 @@
 //! The Telegram message of a deploy job: one per job, edited in place as it moves,
 //! and the buttons it offers as it moves ([`buttons`]).
 
+use super::approval::{gate, Approval};
 use super::store::{Job, Standing};
 use super::{JobKind, JobStatus, StepState};
 use crate::chatops::Action;
 use crate::telegram::escape_html;
+use crate::time::Timestamp;
 
 /// What job `id` offers from chat now, given where it stands among its app's
 /// jobs: Cancel while it waits or runs; Roll back when it is the app's latest
@@ -42,11 +44,43 @@ fn step_icon(s: StepState) -> &'static str {
     }
 }
 
+/// The job's status as its message and its template's `status` show it: a job
+/// waiting for a decision is `awaiting_approval` (it is `processing` in the API).
+pub fn status(job: &Job) -> &'static str {
+    if gate::is_awaiting(job) {
+        "awaiting_approval"
+    } else {
+        job.status.as_str()
+    }
+}
+
+/// The approval's line, if the job has one worth a line.
+fn approval_line(job: &Job) -> Option<String> {
+    let text = match gate::of(job)? {
+        Approval::Required => "needed once it starts".to_owned(),
+        Approval::Awaiting { deadline: Some(d) } => format!(
+            "awaiting approval until {}",
+            Timestamp::from_millis(d).to_human()
+        ),
+        Approval::Awaiting { deadline: None } => "awaiting approval".to_owned(),
+        Approval::Approved { by, .. } => format!("approved by {}", escape_html(&by)),
+        Approval::Rejected { by, .. } => format!("rejected by {}", escape_html(&by)),
+        Approval::TimedOut { .. } => gate::TIMED_OUT.to_owned(),
+        Approval::Cancelled | Approval::Failed { .. } => return None,
+    };
+    Some(format!("<b>Approval:</b> {text}\n"))
+}
+
 /// HTML for Telegram; every value from outside is escaped.
 pub fn render(job: &Job) -> String {
+    let icon = if gate::is_awaiting(job) {
+        "⏸"
+    } else {
+        status_icon(job.status)
+    };
     let mut out = format!(
         "<b>{} {} {} → {}</b>\n",
-        status_icon(job.status),
+        icon,
         match job.kind {
             JobKind::Rollback => "Rollback",
             JobKind::Deploy | JobKind::Retry => "Deploy",
@@ -83,7 +117,11 @@ pub fn render(job: &Job) -> String {
     if let Some(p) = &job.pusher {
         out.push_str(&format!("<b>By:</b> {}\n", escape_html(p)));
     }
-    out.push_str(&format!("<b>Status:</b> {}\n", job.status.as_str()));
+    out.push_str(&format!(
+        "<b>Status:</b> {}\n",
+        status(job).replace('_', " ")
+    ));
+    out.extend(approval_line(job));
     if let Some(sha) = &job.revert_sha {
         out.push_str(&format!(
             "<b>Reverting to:</b> <code>{}</code>\n",
@@ -94,7 +132,14 @@ pub fn render(job: &Job) -> String {
         let e: String = e.chars().take(500).collect();
         out.push_str(&format!("<b>Error:</b> {}\n", escape_html(&e)));
     }
-    for said in job.actions.iter().filter_map(crate::audit::Entry::said) {
+    // A decision on the job's approval is said once, by its approval line.
+    let approval = |e: &&crate::audit::Entry| matches!(e.action.as_str(), "approve" | "reject");
+    for said in job
+        .actions
+        .iter()
+        .filter(|e| !approval(e))
+        .filter_map(crate::audit::Entry::said)
+    {
         out.push_str(&format!("<b>{}</b>\n", escape_html(&said)));
     }
     out.push('\n');

@@ -3,6 +3,7 @@
 //! machines (which moves are allowed, so a late event never moves anything
 //! backwards) and the step plan per deploy target.
 
+pub mod approval;
 pub mod chatops;
 pub mod intake;
 pub mod message;
@@ -22,8 +23,10 @@ use crate::json::Names;
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepOutcome {
     Done(serde_json::Value),
-    /// Still waiting for an event (a workflow run's result); the event moves it.
-    Waiting(serde_json::Value),
+    /// Still waiting for an event (a workflow run's result, a decision); the event
+    /// moves it. With a time, nothing looks at it again before then (an approval's
+    /// deadline); without one, the sweep looks again after `SWEEP_AFTER_SECONDS`.
+    Waiting(serde_json::Value, Option<crate::time::Timestamp>),
     /// Worth retrying (network, 5xx, rate limits, a health check not yet green).
     Transient(String),
     Failed(String),
@@ -56,8 +59,9 @@ impl JobStatus {
             // revert to, so "failed" is only ever seen as an end state.
             Reverting => &[Processing],
             Reverted => &[Reverting],
-            // A newer push cancels a waiting job; an operator may cancel a running
-            // one too (its running step finishes, nothing after it runs).
+            // A newer push cancels a waiting job, or a running one whose approval
+            // nobody has decided yet (it has deployed nothing); an operator may cancel
+            // a running one too (its running step finishes, nothing after it runs).
             Cancelled => &[Waiting, Processing],
         }
     }
@@ -110,6 +114,8 @@ impl StepState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Names)]
 #[serde(rename_all = "snake_case")]
 pub enum StepName {
+    /// Wait for a person to approve the deploy (apps with `approval` only).
+    AwaitingApproval,
     /// Create the GitHub Deployment and set it `in_progress`.
     CreateDeployment,
     /// Start the deploy target.
@@ -130,6 +136,7 @@ impl StepName {
     /// What a person reads in the Telegram message and the API.
     pub fn label(self) -> &'static str {
         match self {
+            StepName::AwaitingApproval => "Approval",
             StepName::CreateDeployment => "GitHub deployment",
             StepName::Trigger => "Trigger deploy",
             StepName::AwaitResult => "Await result",
@@ -162,14 +169,24 @@ fn applies(yes: bool) -> StepState {
 }
 
 /// The deploy steps for an app, each pending or (when it does not apply) skipped.
+/// An app with a required approval waits for it first, before anything (the GitHub
+/// Deployment included) is made; an app without one has no approval step at all.
 pub fn plan(app: &App) -> Vec<(StepName, StepState)> {
-    vec![
-        (StepName::CreateDeployment, StepState::Pending),
-        (StepName::Trigger, StepState::Pending),
-        (StepName::AwaitResult, applies(target_has_result(app))),
-        (StepName::VerifyHealth, applies(app.health_url.is_some())),
-        (StepName::Finalize, StepState::Pending),
-    ]
+    let approval = app
+        .deploy
+        .as_ref()
+        .and_then(|d| d.required_approval())
+        .map(|_| (StepName::AwaitingApproval, StepState::Pending));
+    approval
+        .into_iter()
+        .chain([
+            (StepName::CreateDeployment, StepState::Pending),
+            (StepName::Trigger, StepState::Pending),
+            (StepName::AwaitResult, applies(target_has_result(app))),
+            (StepName::VerifyHealth, applies(app.health_url.is_some())),
+            (StepName::Finalize, StepState::Pending),
+        ])
+        .collect()
 }
 
 /// The revert steps appended to a failed job.
@@ -219,6 +236,26 @@ mod tests {
         let states: Vec<_> = plan(&wf).into_iter().map(|(_, s)| s).collect();
         assert_eq!(states, vec![Pending, Pending, Pending, Skipped, Pending]);
         assert_eq!(plan_revert(&wf).len(), 3);
+        // With a required approval, it is waited for first; reverts need none.
+        let mut gated = wf.clone();
+        if let Some(d) = gated.deploy.as_mut() {
+            d.approval = Some(crate::apps::ApprovalSettings {
+                required: true,
+                timeout_minutes: 5,
+            });
+        }
+        let steps = plan(&gated);
+        assert_eq!(steps[0], (StepName::AwaitingApproval, Pending));
+        assert_eq!(&steps[1..], plan(&wf).as_slice());
+        assert_eq!(plan_revert(&gated), plan_revert(&wf));
+        // `required: false` plans as if there were no approval.
+        if let Some(d) = gated.deploy.as_mut() {
+            d.approval = d.approval.map(|a| crate::apps::ApprovalSettings {
+                required: false,
+                ..a
+            });
+        }
+        assert_eq!(plan(&gated), plan(&wf));
     }
 
     #[test]
@@ -244,6 +281,7 @@ mod tests {
             assert_eq!(JobStatus::parse(s.as_str()), Some(s));
         }
         for n in [
+            StepName::AwaitingApproval,
             StepName::CreateDeployment,
             StepName::Trigger,
             StepName::AwaitResult,
@@ -280,6 +318,7 @@ mod tests {
             round_trip(s);
         }
         for n in [
+            StepName::AwaitingApproval,
             StepName::CreateDeployment,
             StepName::Trigger,
             StepName::AwaitResult,

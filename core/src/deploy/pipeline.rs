@@ -6,6 +6,7 @@
 
 use serde_json::json;
 
+use super::approval::gate;
 use super::store::{Job, JobField, JobStore, Step};
 use super::{plan_revert, JobStatus, StepName, StepOutcome, StepState};
 use crate::apps::{App, AppStore, DeployConfig, DeployTarget};
@@ -75,8 +76,15 @@ pub fn after_step(
             }
         }
     };
+    if let (StepName::AwaitingApproval, StepOutcome::Failed(error)) = (step.name, outcome) {
+        // Rejected or timed out: nothing was deployed, so nothing is reverted, and
+        // the job's error is the decision's own ("rejected by …").
+        return Next::Fail {
+            error: error.clone(),
+        };
+    }
     match outcome {
-        StepOutcome::Waiting(_) => Next::Wait,
+        StepOutcome::Waiting(..) => Next::Wait,
         StepOutcome::Transient(error) => {
             let health = matches!(step.name, StepName::VerifyHealth | StepName::RevertVerify);
             let limit = if health {
@@ -182,6 +190,14 @@ async fn try_run_step<P: Ports>(
             job.status.as_str()
         ));
     }
+    // Nothing after an approval step runs before its run has acted on an approval
+    // (one that failed it ends the job; the sweep ends it if the Worker died first).
+    if let Some(held) = gate::holds(&job, position) {
+        return ack(format!(
+            "job {job_id} step {position}: awaiting approval (step {}), not run",
+            held.position
+        ));
+    }
     // A forced outcome (a timeout) takes the step whatever its claim or due time.
     let claims = deps.config.step_claims();
     let claimed = if forced.is_some() {
@@ -206,13 +222,14 @@ async fn try_run_step<P: Ports>(
             "job {job_id} step {position}: finished or held elsewhere"
         ));
     };
-    let app_name = AppName::parse(&job.app).map_err(|e| ProcessError::Permanent(e.to_string()))?;
-    let app = AppStore::new(deps.sql)
-        .get(&app_name)
-        .await
-        .map_err(store_err("app"))?
-        .map(|a| a.app);
+    let app = load_app(deps, &job).await?;
     let outcome = match (&app, forced) {
+        // The cron's timeout of an approval still honours a decision recorded in
+        // time (between its look and its take): the step's own rule decides.
+        (_, Some(_)) if step.name == StepName::AwaitingApproval => {
+            let settings = app.as_ref().and_then(|a| a.deploy.as_ref()?.approval);
+            gate::wait(&job, &step, settings, now)
+        }
         (_, Some(forced)) => forced,
         (None, None) => StepOutcome::Failed(format!("app {} no longer exists", job.app)),
         (Some(app), None) => perform(deps, &job, &step, app, now).await,
@@ -240,28 +257,35 @@ async fn try_run_step<P: Ports>(
         deps.config.health_check_interval_seconds,
     );
 
-    match (&outcome, &next) {
-        (StepOutcome::Done(result), _) => {
-            jobs.finish_step(job_id, position, StepState::Done, Some(result), None, now)
-                .await
-                .map_err(store_err("finish"))?;
-        }
-        (StepOutcome::Waiting(result), _) => {
-            jobs.touch_step(job_id, position, result, now)
+    let finished = match (&outcome, &next) {
+        (StepOutcome::Done(result), _) => jobs
+            .finish_step(job_id, position, StepState::Done, Some(result), None, now)
+            .await
+            .map_err(store_err("finish"))?,
+        (StepOutcome::Waiting(result, until), _) => {
+            jobs.touch_step(job_id, position, result, *until, now)
                 .await
                 .map_err(store_err("touch"))?;
+            true
         }
         (StepOutcome::Transient(error), Next::RetryIn(delay)) => {
             let due = now.plus_seconds(i64::from(*delay));
             jobs.release_step(job_id, position, error, due, now)
                 .await
                 .map_err(store_err("release"))?;
+            true
         }
-        (StepOutcome::Transient(error) | StepOutcome::Failed(error), _) => {
-            jobs.finish_step(job_id, position, StepState::Failed, None, Some(error), now)
-                .await
-                .map_err(store_err("finish"))?;
-        }
+        (StepOutcome::Transient(error) | StepOutcome::Failed(error), _) => jobs
+            .finish_step(job_id, position, StepState::Failed, None, Some(error), now)
+            .await
+            .map_err(store_err("finish"))?,
+    };
+    if !finished {
+        // Something else finished the step meanwhile (a decision on an approval the
+        // cron was timing out): what finished it moves the job on.
+        return ack(format!(
+            "{log_line}; the step was finished elsewhere meanwhile"
+        ));
     }
     let verdict = follow(deps, &job, app.as_ref(), next, now).await?;
     let mut log = log_line;
@@ -271,10 +295,20 @@ async fn try_run_step<P: Ports>(
     Ok(Run { verdict, log })
 }
 
+/// The job's app as it is now (`None` once deleted).
+async fn load_app<P: Ports>(deps: &Deps<'_, P>, job: &Job) -> Result<Option<App>, ProcessError> {
+    let name = AppName::parse(&job.app).map_err(|e| ProcessError::Permanent(e.to_string()))?;
+    Ok(AppStore::new(deps.sql)
+        .get(&name)
+        .await
+        .map_err(store_err("app"))?
+        .map(|a| a.app))
+}
+
 fn describe(outcome: &StepOutcome) -> String {
     match outcome {
         StepOutcome::Done(_) => "done".into(),
-        StepOutcome::Waiting(_) => "waiting".into(),
+        StepOutcome::Waiting(..) => "waiting".into(),
         StepOutcome::Transient(e) => format!("transient failure: {e}"),
         StepOutcome::Failed(e) => format!("failed: {e}"),
     }
@@ -463,6 +497,9 @@ async fn perform<P: Ports>(
         return StepOutcome::Failed("no commit to deploy".into());
     };
     match step.name {
+        StepName::AwaitingApproval => {
+            gate::wait(job, step, app.deploy.as_ref().and_then(|d| d.approval), now)
+        }
         StepName::CreateDeployment => {
             let github = match github_for(deps, installation(job), now).await {
                 Ok(g) => g,
@@ -747,7 +784,7 @@ async fn await_result<P: Ports>(
             });
             match super::runs::find_completed_run(deps.sql, &waiting).await {
                 Ok(Some(run)) => super::runs::outcome_of(&run),
-                Ok(None) => StepOutcome::Waiting(waiting),
+                Ok(None) => StepOutcome::Waiting(waiting, None),
                 Err(e) => StepOutcome::Transient(e.to_string()),
             }
         }
@@ -825,7 +862,7 @@ fn job_values(config: &crate::config::Config, job: &super::store::Job) -> Values
             Field::CommitShort,
             job.sha.chars().take(7).collect::<String>(),
         )
-        .with(Field::Status, job.status.as_str())
+        .with(Field::Status, super::message::status(job))
         .with(
             Field::Time,
             Timestamp::from_millis(job.updated_at).to_human(),

@@ -229,7 +229,10 @@ impl<S: Sql> JobStore<S> {
         Ok((id, false))
     }
 
-    /// Cancels the app's waiting jobs older than `newest`; returns their ids.
+    /// Cancels the app's jobs older than `newest` that have deployed nothing: the
+    /// waiting ones, and a started one whose approval nobody has decided yet (a
+    /// decision on it can no longer be recorded: [`JobStore::decide_step`] requires
+    /// that no newer job exists). Returns their ids.
     pub async fn supersede(
         &self,
         app: &str,
@@ -242,7 +245,12 @@ impl<S: Sql> JobStore<S> {
             .query(
                 "UPDATE deploy_jobs SET status = 'cancelled', error = ?5, \
                  updated_at = ?4, finished_at = ?4 \
-                 WHERE app = ?1 AND environment = ?2 AND status = 'waiting' AND id < ?3 RETURNING id",
+                 WHERE app = ?1 AND environment = ?2 AND id < ?3 AND (status = 'waiting' \
+                   OR (status = 'processing' AND EXISTS (SELECT 1 FROM deploy_steps s \
+                       WHERE s.job_id = deploy_jobs.id AND s.name = 'awaiting_approval' \
+                       AND s.state IN ('pending', 'started') \
+                       AND json_extract(s.result, '$.decision') IS NULL))) \
+                 RETURNING id",
                 &[
                     app.into(),
                     environment.into(),
@@ -255,15 +263,101 @@ impl<S: Sql> JobStore<S> {
         let ids: Vec<i64> = rows.iter().filter_map(|r| r.opt_int("id")).collect();
         if !ids.is_empty() {
             let list = serde_json::to_string(&ids).map_err(StoreError::encode)?;
+            // A waiting approval step is started: it is skipped with the rest.
             self.sql
                 .execute(
-                    "UPDATE deploy_steps SET state = 'skipped', updated_at = ?2 \
-                     WHERE job_id IN (SELECT value FROM json_each(?1)) AND state = 'pending'",
+                    "UPDATE deploy_steps SET state = 'skipped', claimed_at = NULL, due_at = NULL, updated_at = ?2 \
+                     WHERE job_id IN (SELECT value FROM json_each(?1)) AND state IN ('pending', 'started')",
                     &[list.into(), now.millis().into()],
                 )
                 .await?;
         }
         Ok(ids)
+    }
+
+    /// The newest job of the app and environment after `id`, if a newer push made
+    /// one (it supersedes `id` while `id` awaits approval).
+    pub async fn newer_job(
+        &self,
+        app: &str,
+        environment: &str,
+        id: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT MAX(id) AS id FROM deploy_jobs WHERE app = ?1 AND environment = ?2 AND id > ?3",
+                &[app.into(), environment.into(), id.into()],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r.opt_int("id")))
+    }
+
+    /// Records a decision (`approved` or `rejected`, by whom, when: a whole number,
+    /// though D1 binds numbers as reals) in the result of
+    /// the approval step at `position` of job `job_id`, and makes the step
+    /// claimable at once: its next run reads the decision and moves the job on.
+    /// One conditional update, so of two decisions, or a decision and the cron's
+    /// timeout or a newer push, exactly one wins: it applies only while the job is
+    /// processing and no newer job of its app and environment exists, the step is
+    /// unfinished, undecided and not held by a fresh claim ([`StepClaims`]), and
+    /// its deadline (in its result, once it waited) has not passed. `false` changes
+    /// nothing.
+    pub async fn decide_step(
+        &self,
+        job_id: i64,
+        position: i64,
+        (decision, by): (&str, &str),
+        now: Timestamp,
+        claims: StepClaims,
+    ) -> Result<bool, StoreError> {
+        let done = self
+            .sql
+            .execute(
+                "UPDATE deploy_steps SET result = json_set(COALESCE(result, '{}'), '$.decision', ?3, '$.by', ?4, \
+                 '$.at', CAST(?5 AS INTEGER)), \
+                 due_at = NULL, updated_at = ?5 \
+                 WHERE job_id = ?1 AND position = ?2 AND name = 'awaiting_approval' \
+                 AND state IN ('pending', 'started') AND json_extract(result, '$.decision') IS NULL \
+                 AND (claimed_at IS NULL OR claimed_at < ?6) \
+                 AND COALESCE(json_extract(result, '$.deadline'), ?5 + 1) > ?5 \
+                 AND EXISTS (SELECT 1 FROM deploy_jobs j WHERE j.id = ?1 AND j.status = 'processing' \
+                   AND NOT EXISTS (SELECT 1 FROM deploy_jobs n WHERE n.app = j.app \
+                     AND n.environment = j.environment AND n.id > j.id))",
+                &[
+                    job_id.into(),
+                    position.into(),
+                    decision.into(),
+                    by.into(),
+                    now.millis().into(),
+                    claims.stale_before(now).millis().into(),
+                ],
+            )
+            .await?;
+        Ok(done.changes == 1)
+    }
+
+    /// Approval steps waiting past their deadline (`due_at`), whose jobs still
+    /// await them: the cron fails them with "approval timed out". A held step is
+    /// left to its holder.
+    pub async fn expired_approvals(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT s.job_id, s.position FROM deploy_steps s JOIN deploy_jobs j ON j.id = s.job_id \
+                 WHERE s.name = 'awaiting_approval' AND s.state = 'started' AND s.claimed_at IS NULL \
+                 AND s.due_at <= ?1 AND j.status = 'processing' ORDER BY s.due_at LIMIT ?2",
+                &[now.millis().into(), limit.into()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.opt_int("job_id")?, r.opt_int("position")?)))
+            .collect())
     }
 
     /// Starts the app's newest waiting job unless a job is active for it; returns the
@@ -457,19 +551,27 @@ impl<S: Sql> JobStore<S> {
 
     /// Keeps a started step waiting (an await step between checks): records what it
     /// waits for and lets go of the claim (nothing runs while it waits); the event
-    /// it waits for wakes it, and the sweep looks again after `SWEEP_AFTER_SECONDS`.
+    /// it waits for wakes it, and the sweep looks again after `SWEEP_AFTER_SECONDS`,
+    /// or, with `until` (an approval's deadline), not before then.
     pub async fn touch_step(
         &self,
         job_id: i64,
         position: i64,
         result: &serde_json::Value,
+        until: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.sql
             .execute(
-                "UPDATE deploy_steps SET result = ?3, claimed_at = NULL, due_at = NULL, updated_at = ?4 \
+                "UPDATE deploy_steps SET result = ?3, claimed_at = NULL, due_at = ?5, updated_at = ?4 \
                  WHERE job_id = ?1 AND position = ?2 AND state = 'started'",
-                &[job_id.into(), position.into(), crate::json::text(result).into(), now.millis().into()],
+                &[
+                    job_id.into(),
+                    position.into(),
+                    crate::json::text(result).into(),
+                    now.millis().into(),
+                    until.map(Timestamp::millis).into(),
+                ],
             )
             .await
             .map(drop)
@@ -797,14 +899,17 @@ impl<S: Sql> JobStore<S> {
 }
 
 impl<S: Sql> JobStore<S> {
-    /// Active jobs untouched since `cutoff` with no step left to run: the Worker
-    /// died between finishing the last step and moving the job on.
+    /// Active jobs untouched since `cutoff` with no step left to run, or whose
+    /// approval failed (nothing after it may run): the Worker died between
+    /// finishing the last step and moving the job on.
     pub async fn stranded(&self, cutoff: Timestamp, limit: u32) -> Result<Vec<i64>, StoreError> {
         let rows = self
             .sql
             .query(
                 "SELECT id FROM deploy_jobs j WHERE status IN ('processing', 'reverting') AND updated_at < ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id AND s.state IN ('pending', 'started')) \
+                 AND (NOT EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id AND s.state IN ('pending', 'started')) \
+                   OR EXISTS (SELECT 1 FROM deploy_steps a WHERE a.job_id = j.id AND a.name = 'awaiting_approval' \
+                     AND a.state = 'failed')) \
                  ORDER BY id LIMIT ?2",
                 &[cutoff.millis().into(), limit.into()],
             )

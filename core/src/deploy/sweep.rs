@@ -1,8 +1,10 @@
-//! The cron's part in deploys: steps whose consumer died are run again, await steps
-//! re-check for their result (it may have come in a delivery no app claimed) and
-//! fail once they have waited longer than `AWAIT_TIMEOUT_MINUTES`, and deliveries
-//! whose queue message was lost are enqueued again.
+//! The cron's part in deploys: approvals waiting past their deadline fail ("approval
+//! timed out"), steps whose consumer died are run again, await steps re-check for
+//! their result (it may have come in a delivery no app claimed) and fail once they
+//! have waited longer than `AWAIT_TIMEOUT_MINUTES`, and deliveries whose queue
+//! message was lost are enqueued again.
 
+use super::approval::gate;
 use super::pipeline::{start_next, time_out_step};
 use super::store::JobStore;
 use super::{JobStatus, StepName, StepState};
@@ -18,6 +20,17 @@ pub const SWEEP_BATCH: u32 = 50;
 pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> {
     let mut log = Vec::new();
     let jobs = JobStore::new(deps.sql);
+    // An approval is never looked at before its deadline (nothing polls it); once
+    // that has passed, the job fails.
+    match jobs.expired_approvals(now, SWEEP_BATCH).await {
+        Ok(expired) => {
+            for (job_id, position) in expired {
+                let run = time_out_step(deps, job_id, position, gate::TIMED_OUT.into(), now).await;
+                log.push(format!("timed out: {}", run.log));
+            }
+        }
+        Err(e) => log.push(format!("approvals: {e}")),
+    }
     // A step untouched for SWEEP_AFTER_SECONDS lost its consumer or its message,
     // or is a wait due for another look; it is run again only when the claim rule
     // allows (a stale claim, a retry whose time has come).
@@ -78,6 +91,10 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: Timestamp) -> Vec<String> 
                 };
                 let failed = job.steps.iter().find(|s| s.state == StepState::Failed);
                 let (to, error) = match (failed, job.status) {
+                    // A rejected or timed out approval ends the job as it said.
+                    (Some(s), _) if s.name == StepName::AwaitingApproval => {
+                        (JobStatus::Failed, s.error.clone())
+                    }
                     (Some(s), _) => (
                         JobStatus::Failed,
                         Some(format!(

@@ -771,7 +771,7 @@ fn the_decision_after_a_step_is_pure() {
         after_step(
             &job,
             &step,
-            &StepOutcome::Waiting(serde_json::json!({})),
+            &StepOutcome::Waiting(serde_json::json!({}), None),
             None,
             10
         ),
@@ -1221,3 +1221,5 @@ fn the_sweep_re_enqueues_a_failing_delivery_only_once_its_next_attempt_is_due() 
     assert_eq!(log, vec![format!("delivery {} re-enqueued", id.as_str())]);
     assert_eq!(s.delivery(&id).attempts, 5, "the sweep keeps the count");
 }
+
+mod approvals;

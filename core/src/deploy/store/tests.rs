@@ -492,3 +492,5 @@ fn steps_round_trip_through_their_json() {
         due_at: None,
     });
 }
+
+mod approvals;
