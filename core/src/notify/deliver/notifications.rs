@@ -561,7 +561,7 @@ pub fn subject_of(d: &Deployment) -> crate::routes::Subject<'_> {
 /// A destination's message: its template's rendering, or the built-in message (a
 /// template is checked when its route is saved; one that no longer parses falls
 /// back to the built-in message rather than losing the notification).
-fn message_for(recipient: &Recipient, d: &Deployment) -> telegram::Rendered {
+pub(crate) fn message_for(recipient: &Recipient, d: &Deployment) -> telegram::Rendered {
     use crate::template::{Template, Values};
     match recipient.template.as_deref().map(Template::parse) {
         Some(Ok(t)) => t.render(&Values::from_deployment(d)),
