@@ -343,13 +343,15 @@ impl<S: Sql> LiveStore<S> {
     }
 
     /// Takes over messages sent before (a notification's): each becomes `subject`'s
-    /// live row in its destination, to be edited to `html`; returns the rows that
-    /// are new or whose text changed.
+    /// live row in its destination, to be edited to `html` with `buttons` (the
+    /// actions it offers, as [`LiveStore::upsert`] takes them); returns the rows that
+    /// are new or whose text or buttons changed.
     pub async fn adopt(
         &self,
         subject: &str,
         project: &str,
         shown: &[(&SentMessage, String)],
+        buttons: &str,
         now: Timestamp,
     ) -> Result<Vec<i64>, StoreError> {
         if shown.is_empty() {
@@ -368,20 +370,23 @@ impl<S: Sql> LiveStore<S> {
             .sql
             .query(
                 "INSERT INTO telegram_live \
-                 (subject, project, route, chat_id, thread, destination, html, message_id, created_at, updated_at) \
+                 (subject, project, route, chat_id, thread, destination, html, buttons, message_id, \
+                   created_at, updated_at) \
                  SELECT ?1, ?2, json_extract(value, '$.route'), json_extract(value, '$.chat'), \
                    json_extract(value, '$.thread'), json_extract(value, '$.dest'), \
-                   json_extract(value, '$.html'), json_extract(value, '$.message'), ?3, ?3 \
+                   json_extract(value, '$.html'), ?5, json_extract(value, '$.message'), ?3, ?3 \
                  FROM json_each(?4) WHERE true \
                  ON CONFLICT (subject, chat_id, thread) DO UPDATE SET html = excluded.html, \
-                   version = telegram_live.version + 1, updated_at = excluded.updated_at \
-                 WHERE telegram_live.html <> excluded.html \
+                   buttons = excluded.buttons, version = telegram_live.version + 1, \
+                   updated_at = excluded.updated_at \
+                 WHERE telegram_live.html <> excluded.html OR telegram_live.buttons <> excluded.buttons \
                  RETURNING id",
                 &[
                     subject.into(),
                     project.into(),
                     now.millis().into(),
                     crate::json::text(&serde_json::Value::Array(list)).into(),
+                    buttons.into(),
                 ],
             )
             .await?;

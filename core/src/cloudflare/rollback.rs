@@ -14,6 +14,14 @@ use crate::notify::DeployKind;
 use crate::ports::Http;
 use crate::time::Timestamp;
 
+/// Whether a notification's messages carry the Roll back button: rollbacks are on
+/// (`CLOUDFLARE_ROLLBACK`), and it is a Worker's, or a Pages project's production
+/// deployment (Pages rolls back production only).
+pub fn offers_rollback(config: &crate::config::Config, d: &crate::notify::Deployment) -> bool {
+    config.cloudflare_rollback
+        && (d.kind == DeployKind::Worker || d.environment == crate::notify::DEFAULT_ENVIRONMENT)
+}
+
 /// What a Roll back button acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target<'a> {

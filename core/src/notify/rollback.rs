@@ -11,6 +11,9 @@
 //! answer (a 5xx, a timeout) is `unconfirmed`: later attempts look for it among the
 //! deployments and never send it again. A refusal is final.
 
+use crate::audit::SubjectKind;
+use crate::chatops::{Action, SubjectRef};
+pub use crate::cloudflare::rollback::offers_rollback;
 use crate::cloudflare::rollback::{annotation, Choice, RollbackError, Target};
 use crate::cloudflare::CloudflareClient;
 use crate::config::{CloudflareConfig, Config};
@@ -26,14 +29,6 @@ use crate::notify::{DeployKind, Deployment, Source};
 use crate::ports::{Queue, Row, Sql, StoreError};
 use crate::routing::Recipient;
 use crate::time::Timestamp;
-
-/// Whether a notification's messages carry the Roll back button: rollbacks are on
-/// (`CLOUDFLARE_ROLLBACK`), and it is a Worker's, or a Pages project's production
-/// deployment (Pages rolls back production only).
-pub fn offers_rollback(config: &Config, d: &Deployment) -> bool {
-    config.cloudflare_rollback
-        && (d.kind == DeployKind::Worker || d.environment == crate::notify::DEFAULT_ENVIRONMENT)
-}
 
 /// A rollback that happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +191,15 @@ impl<S: Sql> RollbackStore<S> {
         .ok_or_else(|| StoreError::Row(format!("rollback of notification {id}: not returned")))
     }
 
+    /// Notification `id`'s rollback, if one was asked for.
+    async fn of(&self, id: i64) -> Result<Option<Rollback>, StoreError> {
+        self.one(
+            &format!("SELECT {COLUMNS} FROM cloudflare_rollbacks WHERE notification_id = ?1"),
+            &[id.into()],
+        )
+        .await
+    }
+
     /// Claims rollback `id` for one attempt, unless it is final or a fresh claim
     /// holds it. A stale claim on `posting` (its attempt died, maybe after sending)
     /// makes it `unconfirmed`.
@@ -330,10 +334,50 @@ pub async fn roll_back<P: Ports>(
             return Err(RollbackError::Later(row.result()));
         }
     }
-    announce(deps, id, &d, &row.line(), now)
+    announce(deps, id, &d, Some(&row.line()), now)
         .await
         .map_err(later)?;
     row.outcome(&d)
+}
+
+/// The chat-ops subject of notification `id`'s buttons: `notification:12`.
+pub fn subject(id: i64) -> String {
+    SubjectRef {
+        kind: SubjectKind::Notification,
+        id,
+    }
+    .text()
+}
+
+/// Whether notification `id` still offers its Roll back button: it does, and no
+/// rollback was asked for yet (a press on another of its messages, or before).
+pub async fn offers<S: Sql + Copy>(config: &Config, sql: S, id: i64) -> Result<bool, StoreError> {
+    let Some(d) = NotificationStore::new(sql).deployment(id).await? else {
+        return Ok(false);
+    };
+    Ok(offers_rollback(config, &d) && RollbackStore { sql }.of(id).await?.is_none())
+}
+
+/// Brings notification `id`'s messages up to date after a press that did nothing
+/// (a stale or expired button): the rollback's outcome once it has one, else, while
+/// it still offers it, the message with a fresh button. What went wrong, for the log.
+pub async fn show<P: Ports>(deps: &Deps<'_, P>, id: i64, now: Timestamp) -> Option<String> {
+    let shown = async {
+        let Some(d) = NotificationStore::new(deps.sql).deployment(id).await? else {
+            return Ok(());
+        };
+        match (RollbackStore { sql: deps.sql }).of(id).await? {
+            Some(row) if row.status.is_final() => {
+                announce(deps, id, &d, Some(&row.line()), now).await
+            }
+            None if offers_rollback(deps.config, &d) => announce(deps, id, &d, None, now).await,
+            _ => Ok(()),
+        }
+    };
+    shown
+        .await
+        .err()
+        .map(|e: StoreError| format!("notification {id}'s messages: {e}"))
 }
 
 /// One attempt on a claimed row: choose and send, or look for a rollback that got
@@ -423,12 +467,13 @@ async fn attempt<P: Ports>(
 }
 
 /// Shows `line` under each of notification `id`'s messages (their live rows,
-/// edited at their chats' pace; the button goes with the edit).
+/// edited at their chats' pace, the button gone); without a line, the message as it
+/// was with a fresh Roll back button.
 async fn announce<P: Ports>(
     deps: &Deps<'_, P>,
     id: i64,
     d: &Deployment,
-    line: &str,
+    line: Option<&str>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let sent = SendStore::new(deps.sql).shown(id).await?;
@@ -436,11 +481,20 @@ async fn announce<P: Ports>(
         .iter()
         .filter_map(|m| {
             let r: Recipient = crate::json::read(&m.destination).ok()?;
-            Some((m, with_line(&message_for(&r, d), line, &d.project_name)))
+            let message = message_for(&r, d);
+            let html = match line {
+                Some(line) => with_line(&message, line, &d.project_name),
+                None => message.html,
+            };
+            Some((m, html))
         })
         .collect();
+    let buttons = match line {
+        Some(_) => String::new(),
+        None => crate::chatops::actions_text(&[Action::Rollback]),
+    };
     let changed = LiveStore::new(deps.sql)
-        .adopt(&format!("notification:{id}"), &d.project_name, &shown, now)
+        .adopt(&subject(id), &d.project_name, &shown, &buttons, now)
         .await?;
     for live in changed {
         // A message that does not get onto the queue is found by the sweep.

@@ -32,6 +32,7 @@ fn config(rollback: bool) -> Config {
         "CLOUDFLARE_ACCOUNT_ID" => Some("acc123".into()),
         "CLOUDFLARE_API_BASE" => Some("http://cf.test/client/v4".into()),
         "CLOUDFLARE_ROLLBACK" if rollback => Some("on".into()),
+        "TELEGRAM_OPERATORS" => Some("111".into()),
         _ => None,
     })
 }
@@ -64,9 +65,10 @@ struct World {
     posts: VecDeque<Post>,
     /// Bodies of the rollback deployments it was sent.
     posted: Vec<Value>,
-    /// Telegram: texts sent, and edits as (message id, text).
+    /// Telegram: texts sent, and edits as (message id, text); the bodies of both.
     sent: Vec<String>,
     edits: Vec<(i64, String)>,
+    bodies: Vec<Value>,
     next_message: i64,
 }
 
@@ -117,6 +119,7 @@ impl World {
         if let Some(method) = req.url.strip_prefix("http://tg.test/bot42:TOKEN/") {
             self.next_message += 1;
             let text = body["text"].as_str().unwrap_or_default().to_owned();
+            self.bodies.push(body.clone());
             match method {
                 "sendMessage" => self.sent.push(text),
                 "editMessageText" => {
@@ -279,6 +282,70 @@ impl Scene {
             let out = block_on(self.courier().flush_live(id, at));
             assert!(out.log.contains("shows version"), "{}", out.log);
         }
+    }
+
+    /// The Roll back button's token on the `n`th message sent (none: no keyboard).
+    fn button(&self, n: usize) -> Option<String> {
+        let w = self.world.borrow();
+        let sends: Vec<&Value> = w
+            .bodies
+            .iter()
+            .filter(|b| b.get("message_id").is_none())
+            .collect();
+        let markup = sends[n].get("reply_markup")?;
+        assert_eq!(markup["inline_keyboard"][0][0]["text"], "↩️ Roll back");
+        markup["inline_keyboard"][0][0]["callback_data"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// User `by` (id, `@name`) presses `token` on message `on` (chat, message id):
+    /// what the webhook answers, then what the consumer logs of the update.
+    fn tap(
+        &self,
+        update: i64,
+        (user, name): (i64, &str),
+        (chat, message): (&str, i64),
+        token: &str,
+        at: Timestamp,
+    ) -> (String, String) {
+        let deps = fake_deps(
+            &self.config,
+            &self.http,
+            &self.db,
+            &self.queue,
+            &self.kv,
+            &NoSigner,
+            &self.cipher,
+        );
+        let body = json!({"update_id": update, "callback_query": {"id": format!("cb-{update}"),
+            "from": {"id": user, "is_bot": false, "first_name": name, "username": name},
+            "message": {"message_id": message, "date": 1, "chat": {"id": chat.parse::<i64>().expect("chat"), "type": "supergroup"}},
+            "chat_instance": "1", "data": token}});
+        let received = block_on(crate::dispatch::telegram::receive(
+            &deps,
+            body.to_string().as_bytes(),
+            at,
+        ))
+        .expect("received");
+        let run = block_on(crate::dispatch::telegram::run_update(&deps, update, at));
+        (
+            received.body["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            run.log,
+        )
+    }
+
+    fn audit(&self, id: i64) -> Vec<(String, String, Option<String>)> {
+        block_on(
+            crate::audit::AuditStore::new(&self.db).of(SubjectKind::Notification, &id.to_string()),
+        )
+        .expect("audit")
+        .into_iter()
+        .map(|e| (e.actor, e.result.as_str().to_owned(), e.detail))
+        .collect()
     }
 
     fn row(&self) -> (String, i64, Option<String>) {
@@ -568,4 +635,169 @@ fn only_workers_and_pages_production_offer_the_button_and_only_when_on() {
         ))
     );
     assert!(s.http.calls().iter().all(|c| !c.contains("cf.test")));
+}
+
+#[test]
+fn a_workers_notification_carries_the_button_only_when_rollbacks_are_on() {
+    let on = Scene::new(true);
+    on.announced(worker("build-1"), t(0));
+    let token = on.button(0).expect("a Roll back button");
+    let rows = block_on(on.db.query(
+        "SELECT subject, action, app, chat_id, message_id FROM telegram_buttons WHERE token = ?1",
+        &[token.as_str().into()],
+    ))
+    .expect("query");
+    let r = &rows[0];
+    assert_eq!(
+        (
+            r.opt_text("subject"),
+            r.opt_text("action"),
+            r.opt_text("app"),
+            r.opt_text("chat_id"),
+            r.opt_int("message_id")
+        ),
+        (
+            Some("notification:1".into()),
+            Some("rollback".into()),
+            Some("api".into()),
+            Some("-100".into()),
+            Some(701)
+        ),
+        "the token names the notification and the message it went out on"
+    );
+    assert!(token.len() <= 64);
+
+    let off = Scene::new(false);
+    off.announced(worker("build-1"), t(0));
+    assert_eq!(off.button(0), None);
+}
+
+#[test]
+fn an_operators_press_rolls_back_records_it_and_the_message_loses_its_button() {
+    let s = Scene::new(true);
+    let id = s.announced(worker("build-1"), t(0));
+    let token = s.button(0).expect("button");
+    let (answer, log) = s.tap(9001, (111, "alice"), ("-100", 701), &token, t(60));
+    assert_eq!(answer, "Rolling back…");
+    assert!(
+        log.contains("rollback done of notification:1 by @alice"),
+        "{log}"
+    );
+    assert_eq!(s.world.borrow().posted.len(), 1);
+    assert_eq!(
+        s.audit(id),
+        vec![(
+            "@alice".into(),
+            "done".into(),
+            Some("worker api to version 41 (18f97339) of Jan 14, 2025, 9:00 AM UTC".into())
+        )]
+    );
+    s.edit_messages(t(61));
+    let w = s.world.borrow();
+    let edit = w.bodies.last().expect("the edit");
+    assert_eq!(edit["message_id"], 701);
+    assert!(
+        edit.get("reply_markup").is_none(),
+        "the button is gone: {edit}"
+    );
+    assert!(edit["text"].as_str().unwrap_or_default().ends_with(
+        "↩️ Rolled back by @alice to version 41 (18f97339) of Jan 14, 2025, 9:00 AM UTC"
+    ));
+}
+
+#[test]
+fn a_press_refused_with_10220_is_shown_recorded_and_not_retried() {
+    let s = Scene::new(true);
+    s.world.borrow_mut().posts.push_back(Post::SecretChanged);
+    let id = s.announced(worker("build-1"), t(0));
+    let token = s.button(0).expect("button");
+    let (answer, log) = s.tap(9001, (111, "alice"), ("-100", 701), &token, t(60));
+    assert_eq!(answer, "Rolling back…");
+    assert!(
+        log.contains(
+            "rollback failed of notification:1 by @alice: Cloudflare refused the rollback"
+        ),
+        "{log}"
+    );
+    let audit = s.audit(id);
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].1, "failed");
+    assert!(
+        audit[0].2.as_deref().is_some_and(
+            |d| d.ends_with("The following secrets have changed: API_KEY (code 10220)")
+        ),
+        "{audit:?}"
+    );
+    // The update again (a redelivered queue message), and a second tap: nothing more
+    // goes to Cloudflare.
+    let deps = fake_deps(
+        &s.config, &s.http, &s.db, &s.queue, &s.kv, &NoSigner, &s.cipher,
+    );
+    block_on(crate::dispatch::telegram::run_update(&deps, 9001, t(62)));
+    let (again, _) = s.tap(9002, (111, "alice"), ("-100", 701), &token, t(63));
+    assert_eq!(again, "This was already done");
+    assert_eq!(s.world.borrow().posted.len(), 1);
+    s.edit_messages(t(64));
+    assert!(s.world.borrow().edits[0]
+        .1
+        .contains("⛔ Rollback by @alice refused by Cloudflare: A secret has changed"));
+}
+
+#[test]
+fn a_press_by_someone_not_an_operator_changes_nothing() {
+    let s = Scene::new(true);
+    let id = s.announced(worker("build-1"), t(0));
+    let token = s.button(0).expect("button");
+    let (answer, _) = s.tap(9001, (666, "mallory"), ("-100", 701), &token, t(60));
+    assert_eq!(answer, "You are not allowed to do this");
+    assert!(s.http.calls().iter().all(|c| !c.contains("cf.test")));
+    assert_eq!(
+        s.audit(id),
+        vec![(
+            "@mallory".into(),
+            "refused".into(),
+            Some("not an operator".into())
+        )]
+    );
+    // Pressed elsewhere than on its message: not ours.
+    let (elsewhere, _) = s.tap(9002, (111, "alice"), ("-100", 999), &token, t(61));
+    assert_eq!(elsewhere, "This button is no longer valid");
+    assert!(s.world.borrow().posted.is_empty());
+}
+
+#[test]
+fn another_messages_button_after_the_rollback_has_moved_on() {
+    let s = Scene::new(true);
+    let d = hook_deployment(worker("build-1"));
+    let id = block_on(NotificationStore::new(&s.db).insert(&d, NotificationStatus::Pending, t(0)))
+        .expect("insert")
+        .expect("new");
+    let route = |chat: &str| Recipient {
+        route: "r".into(),
+        chat_id: chat.into(),
+        thread: String::new(),
+        silent: false,
+        link_preview: false,
+        template: None,
+        per_second: 0,
+        per_minute: 0,
+        digest_threshold: 0,
+    };
+    let routes = vec![route("-100"), route("-200")];
+    block_on(s.courier().deliver(&move |_| routes.clone(), &[id], t(1)));
+    let (first, second) = (s.button(0).expect("one"), s.button(1).expect("two"));
+    assert_ne!(first, second, "a token per message");
+    s.tap(9001, (111, "alice"), ("-100", 701), &first, t(60));
+    let (answer, _) = s.tap(9002, (111, "alice"), ("-200", 702), &second, t(61));
+    assert_eq!(answer, "This deployment has moved on");
+    assert_eq!(s.world.borrow().posted.len(), 1);
+    // Both messages say what happened, without a button.
+    s.edit_messages(t(62));
+    let w = s.world.borrow();
+    let edited: Vec<i64> = w.edits.iter().map(|(m, _)| *m).collect();
+    assert_eq!(edited, vec![701, 702]);
+    assert!(w
+        .edits
+        .iter()
+        .all(|(_, t)| t.contains("↩️ Rolled back by @alice")));
 }
