@@ -345,20 +345,22 @@ impl<H: Http> CloudflareClient<'_, H> {
         }
         let sent = match target.kind {
             DeployKind::Worker => {
-                let body = serde_json::json!({
-                    "strategy": "percentage",
-                    "versions": [{ "version_id": choice.to, "percentage": 100 }],
-                    "annotations": { "workers/message": message },
-                });
-                self.call::<Value>(
+                // Written out: the one body of this shape (`json!` builds a map).
+                let body = format!(
+                    "{{\"strategy\":\"percentage\",\"versions\":[{{\"version_id\":{},\"percentage\":100}}],\
+                     \"annotations\":{{\"workers/message\":{}}}}}",
+                    crate::json::text(&Value::from(choice.to.as_str())),
+                    crate::json::text(&Value::from(message))
+                );
+                self.call(
                     Method::Post,
                     &format!("/workers/scripts/{name}/deployments"),
-                    Some(crate::json::text(&body)),
+                    Some(body),
                 )
                 .await
             }
             DeployKind::Pages => {
-                self.call::<Value>(
+                self.call(
                     Method::Post,
                     &format!("/pages/projects/{name}/deployments/{}/rollback", choice.to),
                     None,

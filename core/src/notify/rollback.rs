@@ -110,9 +110,7 @@ impl Rollback {
             }),
             Status::Refused => Err(RollbackError::Refused(self.result())),
             Status::Failed => Err(RollbackError::Final(self.result())),
-            Status::Choosing | Status::Posting | Status::Unconfirmed => Err(RollbackError::Later(
-                format!("the rollback of {} is under way", d.project_name),
-            )),
+            Status::Choosing | Status::Posting | Status::Unconfirmed => Err(under_way(d)),
         }
     }
 
@@ -282,6 +280,11 @@ impl<S: Sql> RollbackStore<S> {
     }
 }
 
+/// Another attempt holds the rollback: try again later.
+fn under_way(d: &Deployment) -> RollbackError {
+    RollbackError::Later(format!("the rollback of {} is under way", d.project_name))
+}
+
 fn later(e: StoreError) -> RollbackError {
     RollbackError::Later(e.to_string())
 }
@@ -434,10 +437,7 @@ async fn attempt<P: Ports>(
                     .await
                     .map_err(later)?
                 {
-                    return Err(RollbackError::Later(format!(
-                        "the rollback of {} is under way",
-                        d.project_name
-                    )));
+                    return Err(under_way(d));
                 }
                 match client.send_rollback(target, &choice, &message).await {
                     Ok(live) => (Status::Done, None, live),
@@ -461,9 +461,7 @@ async fn attempt<P: Ports>(
         .settle(row.id, claim, status, result, deployment, now)
         .await
         .map_err(later)?
-        .ok_or_else(|| {
-            RollbackError::Later(format!("the rollback of {} is under way", d.project_name))
-        })
+        .ok_or_else(|| under_way(d))
 }
 
 /// Shows `line` under each of notification `id`'s messages (their live rows,
