@@ -154,10 +154,11 @@ const NOT_A_FORUM = "Bad Request: the chat is not a forum";
  * basic checks, accepted or not: { chatId, threadId, text, visible, parseMode,
  * disableNotification, linkPreviewOptions, body, at, answered, description,
  * messageId, edits, current, notModified }. `edits` are the edits applied ({ text,
- * visible, parseMode, linkPreviewOptions, at }); `current` what the message shows
- * now. `editAttempts` lists every editMessageText of a known message with its answer.
- * An edit to the very text the message shows is answered 400 "message is not
- * modified" (compared as raw text and parse mode).
+ * visible, parseMode, linkPreviewOptions, replyMarkup, at }); `current` what the
+ * message shows now (`replyMarkup`: its inline keyboard, none after an edit without one, as in
+ * Telegram). `editAttempts` lists every editMessageText of a known message with its
+ * answer. An edit to the very text and keyboard the message shows is answered 400
+ * "message is not modified" (compared as raw text, parse mode and keyboard).
  *
  * Scripts: `script(substring, [responses])` answers the next sends whose text
  * contains `substring` with the given responses ({ status, body }), in order, before
@@ -276,7 +277,7 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
       return badRequest(res, `editMessageText of unknown message ${body.message_id}`, "Bad Request: message to edit not found");
     }
     unknownFields(body, EDIT_FIELDS, "editMessageText");
-    const attempt = { messageId: original.messageId, chatId: original.chatId, text: body.text, parseMode: body.parse_mode, at: Date.now() };
+    const attempt = { messageId: original.messageId, chatId: original.chatId, text: body.text, parseMode: body.parse_mode, replyMarkup: body.reply_markup, at: Date.now() };
     editAttempts.push(attempt);
     const answer = (status, description) => {
       attempt.answered = status;
@@ -300,7 +301,8 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
     }
     const retryAfter = refusedByPace(original.chatId, res, attempt.at);
     if (retryAfter) return answer(429, `Too Many Requests: retry after ${retryAfter}`);
-    if (body.text === original.current.text && body.parse_mode === original.current.parseMode) {
+    const sameMarkup = JSON.stringify(body.reply_markup ?? null) === JSON.stringify(original.current.replyMarkup ?? null);
+    if (body.text === original.current.text && body.parse_mode === original.current.parseMode && sameMarkup) {
       // Not modified: Telegram changed nothing, so the slot is given back.
       chatState(original.chatId).accepted.pop();
       chatState(original.chatId).notModified++;
@@ -399,7 +401,7 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
     record.answered = 200;
     record.visible = visible;
     record.messageId = nextId++;
-    record.current = { text: body.text, visible, parseMode: body.parse_mode };
+    record.current = { text: body.text, visible, parseMode: body.parse_mode, replyMarkup: body.reply_markup };
     chatState(chat).sent++;
     const result = { message_id: record.messageId, chat: { id: chat }, date: Math.floor(record.at / 1000), text: visible };
     if (threadId !== undefined) Object.assign(result, { message_thread_id: threadId, is_topic_message: true });
