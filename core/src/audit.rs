@@ -18,6 +18,8 @@ use crate::row::Columns;
 pub enum SubjectKind {
     /// A deploy job (`deploy_jobs.id`).
     Job,
+    /// A notification (`notifications.id`): its Cloudflare rollback.
+    Notification,
     /// An app (its name), for what was asked of it before any job: a `/rollback`
     /// refused to someone who is not an operator.
     App,

@@ -17,6 +17,7 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("CLOUDFLARE_API_TOKEN", true),
     ("CLOUDFLARE_ACCOUNT_ID", false),
     ("CLOUDFLARE_API_BASE", false),
+    ("CLOUDFLARE_ROLLBACK", false),
     ("WATCH_WORKERS", false),
     ("WATCH_PAGES", false),
     ("POLL_LOOKBACK_MINUTES", false),
@@ -127,6 +128,10 @@ pub struct Config {
     /// `CLOUDFLARE_API_TOKEN` (secret), `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_API_BASE`;
     /// or the name of the first one missing.
     pub cloudflare: Result<CloudflareConfig, &'static str>,
+    /// `CLOUDFLARE_ROLLBACK` (`on` or `off`, default `off`): `CLOUDFLARE_API_TOKEN`
+    /// may also edit Workers and Pages, so their notifications carry a Roll back
+    /// button. Off while the Cloudflare API is not configured.
+    pub cloudflare_rollback: bool,
     /// `WATCH_WORKERS`: comma-separated Worker script names to poll. Default none.
     pub watch_workers: Vec<String>,
     /// `WATCH_PAGES`: comma-separated Pages project names to poll. Default none.
@@ -211,6 +216,21 @@ impl Config {
                 api_token: Secret::new(api_token),
             })
         })();
+        let cloudflare_rollback = match get("CLOUDFLARE_ROLLBACK").as_deref() {
+            None | Some("off") => false,
+            Some("on") if cloudflare.is_ok() => true,
+            Some("on") => {
+                problems.push(format!(
+                    "CLOUDFLARE_ROLLBACK is on but {} is not configured; rollbacks are off",
+                    cloudflare.as_ref().err().copied().unwrap_or_default()
+                ));
+                false
+            }
+            Some(_) => {
+                problems.push("CLOUDFLARE_ROLLBACK must be on or off; using off".into());
+                false
+            }
+        };
         let mut number = |name: &str, default: u32| match get(name) {
             None => default,
             Some(v) => v.parse().unwrap_or_else(|_| {
@@ -388,6 +408,7 @@ impl Config {
             telegram_webhook_secret,
             telegram_operators,
             cloudflare,
+            cloudflare_rollback,
             watch_workers: list(get("WATCH_WORKERS")),
             watch_pages: list(get("WATCH_PAGES")),
             poll_lookback_minutes,
@@ -452,6 +473,7 @@ mod tests {
         assert_eq!(c.step_stale_seconds, 180);
         assert_eq!(c.delivery_retry_base_seconds, 30);
         assert!(c.watch_workers.is_empty());
+        assert!(!c.cloudflare_rollback);
         assert!(c.problems.is_empty());
     }
 
@@ -482,6 +504,29 @@ mod tests {
         assert_eq!(
             config(&[]).telegram_webhook_secret.err(),
             Some("TELEGRAM_WEBHOOK_SECRET")
+        );
+    }
+
+    #[test]
+    fn rollbacks_need_the_cloudflare_api() {
+        let api = [
+            ("CLOUDFLARE_API_TOKEN", "c"),
+            ("CLOUDFLARE_ACCOUNT_ID", "acc"),
+        ];
+        let on = config(&[api[0], api[1], ("CLOUDFLARE_ROLLBACK", "on")]);
+        assert!(on.cloudflare_rollback);
+        assert!(on.problems.is_empty());
+        let without = config(&[("CLOUDFLARE_API_TOKEN", "c"), ("CLOUDFLARE_ROLLBACK", "on")]);
+        assert!(!without.cloudflare_rollback);
+        assert_eq!(
+            without.problems,
+            vec!["CLOUDFLARE_ROLLBACK is on but CLOUDFLARE_ACCOUNT_ID is not configured; rollbacks are off"]
+        );
+        let typo = config(&[api[0], api[1], ("CLOUDFLARE_ROLLBACK", "yes")]);
+        assert!(!typo.cloudflare_rollback);
+        assert_eq!(
+            typo.problems,
+            vec!["CLOUDFLARE_ROLLBACK must be on or off; using off"]
         );
     }
 

@@ -6,6 +6,7 @@
 //! The flows (`deploy`, `preview`, `orchestrate`) import this module and nothing of
 //! each other; [`crate::dispatch`] above them routes events and messages to them.
 
+use crate::cloudflare::rollback::RollbackError;
 use crate::config::Config;
 use crate::github::app::{installation_token, RsaSigner};
 use crate::github::client::{GithubConfig, GithubError};
@@ -112,6 +113,10 @@ pub enum Failure {
     /// GitHub failed (retried) or refused (for good).
     #[error(transparent)]
     Github(GithubError),
+    /// A Cloudflare rollback is still under way (retried) or did not happen (for
+    /// good).
+    #[error(transparent)]
+    Cloudflare(RollbackError),
     /// It will never work; recorded as failed.
     #[error("{0}")]
     Permanent(String),
@@ -138,6 +143,12 @@ impl From<StoreError> for ProcessError {
 impl From<QueueError> for ProcessError {
     fn from(e: QueueError) -> Self {
         Failure::Queue(e).into()
+    }
+}
+
+impl From<RollbackError> for ProcessError {
+    fn from(e: RollbackError) -> Self {
+        Failure::Cloudflare(e).into()
     }
 }
 
@@ -175,6 +186,9 @@ impl ProcessError {
         match &*self.0 {
             Failure::Store(_) | Failure::Queue(_) | Failure::During { .. } => true,
             Failure::Github(e) => e.is_transient(),
+            Failure::Cloudflare(e) => {
+                matches!(e, RollbackError::Later(_) | RollbackError::Unconfirmed(_))
+            }
             Failure::Permanent(_) => false,
         }
     }

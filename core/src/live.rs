@@ -132,6 +132,19 @@ pub enum LiveOutcome {
     Failed { version: i64, error: String },
 }
 
+/// A message sent before, as Telegram shows it, for [`LiveStore::adopt`] (a
+/// notification's: `crate::notify::sends::SendStore::shown`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMessage {
+    pub route: String,
+    pub chat_id: String,
+    /// The thread it went to (`""`: the chat itself).
+    pub thread: String,
+    /// The destination as its row keeps it (a [`Recipient`] as JSON).
+    pub destination: String,
+    pub message_id: i64,
+}
+
 /// The `telegram_live` rows.
 pub struct LiveStore<S> {
     sql: S,
@@ -327,6 +340,57 @@ impl<S: Sql> LiveStore<S> {
             )
             .await
             .map(drop)
+    }
+
+    /// Takes over messages sent before (a notification's): each becomes `subject`'s
+    /// live row in its destination, to be edited to `html` with `buttons` (the
+    /// actions it offers, as [`LiveStore::upsert`] takes them); returns the rows that
+    /// are new or whose text or buttons changed.
+    pub async fn adopt(
+        &self,
+        subject: &str,
+        project: &str,
+        shown: &[(&SentMessage, String)],
+        buttons: &str,
+        now: Timestamp,
+    ) -> Result<Vec<i64>, StoreError> {
+        if shown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|(m, html)| {
+                serde_json::json!({
+                    "route": m.route, "chat": m.chat_id, "thread": m.thread, "html": html,
+                    "dest": m.destination, "message": m.message_id,
+                })
+            })
+            .collect();
+        let rows = self
+            .sql
+            .query(
+                "INSERT INTO telegram_live \
+                 (subject, project, route, chat_id, thread, destination, html, buttons, message_id, \
+                   created_at, updated_at) \
+                 SELECT ?1, ?2, json_extract(value, '$.route'), json_extract(value, '$.chat'), \
+                   json_extract(value, '$.thread'), json_extract(value, '$.dest'), \
+                   json_extract(value, '$.html'), ?5, json_extract(value, '$.message'), ?3, ?3 \
+                 FROM json_each(?4) WHERE true \
+                 ON CONFLICT (subject, chat_id, thread) DO UPDATE SET html = excluded.html, \
+                   buttons = excluded.buttons, version = telegram_live.version + 1, \
+                   updated_at = excluded.updated_at \
+                 WHERE telegram_live.html <> excluded.html OR telegram_live.buttons <> excluded.buttons \
+                 RETURNING id",
+                &[
+                    subject.into(),
+                    project.into(),
+                    now.millis().into(),
+                    crate::json::text(&serde_json::Value::Array(list)).into(),
+                    buttons.into(),
+                ],
+            )
+            .await?;
+        Ok(rows.iter().filter_map(|r| r.opt_int("id")).collect())
     }
 
     /// `subject`'s message in each destination: (chat, thread, message id).

@@ -215,15 +215,20 @@ impl<'a, H: Http> TelegramClient<'a, H> {
             silent,
             ..Target::chat(&self.config.chat_id)
         };
-        self.deliver_to(&target, message).await
+        self.deliver_to(&target, message, None).await
     }
 
     /// Sends one message to `target`, HTML first and plain text if Telegram cannot
-    /// parse the HTML.
-    pub async fn deliver_to(&self, target: &Target<'_>, message: &Rendered) -> SendOutcome {
-        match self.send(target, &message.html, true, None, None).await {
+    /// parse the HTML, with an inline keyboard (`markup`) either way.
+    pub async fn deliver_to(
+        &self,
+        target: &Target<'_>,
+        message: &Rendered,
+        markup: Option<&serde_json::Value>,
+    ) -> SendOutcome {
+        match self.send(target, &message.html, true, markup, None).await {
             SendOutcome::UnparsableEntities { .. } => {
-                self.send(target, &message.plain, false, None, None).await
+                self.send(target, &message.plain, false, markup, None).await
             }
             other => other,
         }

@@ -154,10 +154,11 @@ const NOT_A_FORUM = "Bad Request: the chat is not a forum";
  * basic checks, accepted or not: { chatId, threadId, text, visible, parseMode,
  * disableNotification, linkPreviewOptions, body, at, answered, description,
  * messageId, edits, current, notModified }. `edits` are the edits applied ({ text,
- * visible, parseMode, linkPreviewOptions, at }); `current` what the message shows
- * now. `editAttempts` lists every editMessageText of a known message with its answer.
- * An edit to the very text the message shows is answered 400 "message is not
- * modified" (compared as raw text and parse mode).
+ * visible, parseMode, linkPreviewOptions, replyMarkup, at }); `current` what the
+ * message shows now (`replyMarkup`: its inline keyboard, none after an edit without one, as in
+ * Telegram). `editAttempts` lists every editMessageText of a known message with its
+ * answer. An edit to the very text and keyboard the message shows is answered 400
+ * "message is not modified" (compared as raw text, parse mode and keyboard).
  *
  * Chat-ops: `reply_markup` (an inline keyboard: rows of { text, callback_data of 1 to
  * 64 bytes }) is checked on sends and edits and kept as `keyboard` (an edit without
@@ -316,7 +317,7 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
       return badRequest(res, `editMessageText of unknown message ${body.message_id}`, "Bad Request: message to edit not found");
     }
     unknownFields(body, EDIT_FIELDS, "editMessageText");
-    const attempt = { messageId: original.messageId, chatId: original.chatId, text: body.text, parseMode: body.parse_mode, at: Date.now() };
+    const attempt = { messageId: original.messageId, chatId: original.chatId, text: body.text, parseMode: body.parse_mode, replyMarkup: body.reply_markup, at: Date.now() };
     editAttempts.push(attempt);
     const answer = (status, description) => {
       attempt.answered = status;
@@ -447,7 +448,7 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
     record.answered = 200;
     record.visible = visible;
     record.messageId = nextId++;
-    record.current = { text: body.text, visible, parseMode: body.parse_mode, keyboard };
+    record.current = { text: body.text, visible, parseMode: body.parse_mode, keyboard, replyMarkup: body.reply_markup };
     chatState(chat).sent++;
     const result = { message_id: record.messageId, chat: { id: chat }, date: Math.floor(record.at / 1000), text: visible };
     if (threadId !== undefined) Object.assign(result, { message_thread_id: threadId, is_topic_message: true });
@@ -651,39 +652,161 @@ export async function fakeTelegram({ token, chatId, chats = [], pace, floodPenal
   };
 }
 
-/** The Cloudflare API's deployment listings for Workers scripts and Pages projects. */
+/** Cloudflare's answer when a rollback crosses a changed secret (wrangler's own tests quote it). */
+export const SECRET_CHANGED = Object.freeze({
+  code: 10220,
+  message: "A secret has changed since this version was active. If you are sure this is ok, add a ?force=true query parameter to allow the rollback. The following secrets have changed: API_KEY",
+});
+
+/**
+ * The Cloudflare API as the poll and the rollbacks use it, checked the way the API
+ * checks requests (token, account, path, body).
+ *
+ * - `workers`: script name -> its deployments, newest first (or `{ status, body | raw }`
+ *   to answer the listing with an error). `GET …/workers/scripts/{s}/deployments`.
+ * - `versions`: version id -> `{ number, … }`, served by `GET …/versions/{id}`; a
+ *   version the listing names is served too (numbered by its place), anything else
+ *   is 404 (code 10225 "version not found").
+ * - `POST …/workers/scripts/{s}/deployments` (a rollback): the body must be
+ *   `{ strategy: "percentage", versions: [{ version_id, percentage }], annotations? }`
+ *   with known versions summing to 100, else 400 and a violation. Recorded in
+ *   `rollbacks` ({ script, query, body, answered }). It is answered from
+ *   `refuse(script, error)` when one is waiting (a 400 with that error, e.g.
+ *   SECRET_CHANGED), else made live: a new deployment first in the list, answered.
+ * - `pages`: project name -> its deployments, newest first. `GET
+ *   …/pages/projects/{p}/deployments` (`?env=production` filters); `GET
+ *   …/pages/projects/{p}` serves `canonical_deployment`: `pagesLive.get(p)` (an id),
+ *   else the newest production deployment that succeeded. `POST
+ *   …/pages/projects/{p}/deployments/{id}/rollback` (no body) to a successful
+ *   production deployment makes it the live one; recorded in `rollbacks` too.
+ */
 export async function fakeCloudflare({ token, accountId }) {
   const requests = [];
   const violations = [];
   const workers = new Map(); // name -> { status, body } or deployments array
   const pages = new Map();
-  const server = await listen(violations, (req, _raw, res) => {
-    const path = new URL(req.url, "http://x").pathname;
-    requests.push(`${req.method} ${path}`);
+  const pagesLive = new Map();
+  const versions = new Map();
+  const refusals = new Map(); // script or project -> [error]
+  const rollbacks = [];
+  let nextDeployment = 1;
+  const envelope = (result, extra = {}) => ({ success: true, errors: [], messages: [], result, ...extra });
+  const failure = (code, message) => ({ success: false, errors: [{ code, message }], messages: [], result: null });
+  const succeeded = (d) => d.environment === "production" && d.latest_stage?.name === "deploy" && d.latest_stage?.status === "success" && !d.is_skipped;
+  const canonical = (name) => {
+    const list = pages.get(name) ?? [];
+    return list.find((d) => d.id === pagesLive.get(name)) ?? list.find(succeeded) ?? null;
+  };
+  const versionOf = (script, id) => {
+    if (versions.has(id)) return { id, ...versions.get(id) };
+    const listed = Array.isArray(workers.get(script)) ? workers.get(script) : [];
+    const ids = [...new Set(listed.flatMap((d) => d.versions.map((v) => v.version_id)))].reverse();
+    return ids.includes(id) ? { id, number: ids.indexOf(id) + 1, metadata: { source: "wrangler" }, resources: { bindings: [] } } : undefined;
+  };
+  const refused = (name, res, record) => {
+    const error = refusals.get(name)?.shift();
+    if (!error) return false;
+    record.answered = 400;
+    json(res, 400, failure(error.code, error.message));
+    return true;
+  };
+
+  function rollBackWorker(script, url, raw, req, res) {
+    const record = { script, query: url.search, body: undefined, answered: undefined };
+    rollbacks.push(record);
+    if (!(req.headers["content-type"] ?? "").startsWith("application/json")) violations.push(`rollback of ${script} with content-type ${req.headers["content-type"]}`);
+    if (url.search) violations.push(`rollback of ${script} with query ${url.search}`);
+    const body = parseJson(raw, `rollback of ${script}`);
+    record.body = body;
+    const bad = (why) => {
+      violations.push(`rollback of ${script}: ${why}`);
+      record.answered = 400;
+      return json(res, 400, failure(10021, `Invalid deployment: ${why}`));
+    };
+    const listed = workers.get(script);
+    if (!Array.isArray(listed)) return bad("no such Worker");
+    const extra = Object.keys(body).filter((k) => !["strategy", "versions", "annotations"].includes(k));
+    if (extra.length) return bad(`unknown field(s) ${extra.join(", ")}`);
+    if (body.strategy !== "percentage") return bad(`strategy ${JSON.stringify(body.strategy)}`);
+    if (!Array.isArray(body.versions) || body.versions.length === 0) return bad("no versions");
+    for (const v of body.versions) {
+      if (Object.keys(v).some((k) => !["version_id", "percentage"].includes(k)) || typeof v.percentage !== "number") return bad(`version ${JSON.stringify(v)}`);
+      if (!versionOf(script, v.version_id)) return bad(`unknown version ${v.version_id}`);
+    }
+    if (body.versions.reduce((a, v) => a + v.percentage, 0) !== 100) return bad("percentages do not add up to 100");
+    const annotations = body.annotations ?? {};
+    if (Object.keys(annotations).some((k) => k !== "workers/message")) return bad(`annotations ${JSON.stringify(annotations)}`);
+    if (typeof annotations["workers/message"] === "string" && annotations["workers/message"].length > 100) return bad("workers/message is longer than 100 characters");
+    if (refused(script, res, record)) return undefined;
+    const made = {
+      id: `rollback-${nextDeployment++}`, source: "api", strategy: "percentage", author_email: "token@example.com",
+      created_on: new Date().toISOString(), annotations: { ...annotations, "workers/triggered_by": "rollback" }, versions: body.versions,
+    };
+    listed.unshift(made);
+    record.answered = 200;
+    return json(res, 200, envelope(made));
+  }
+
+  function rollBackPages(project, id, raw, res) {
+    const record = { project, deployment: id, body: raw || undefined, answered: undefined };
+    rollbacks.push(record);
+    if (raw) violations.push(`Pages rollback of ${project} with a body`);
+    const target = (pages.get(project) ?? []).find((d) => d.id === id);
+    if (!target || !succeeded(target)) {
+      violations.push(`Pages rollback of ${project} to ${id}, not a successful production deployment`);
+      record.answered = 400;
+      return json(res, 400, failure(8000035, "You can only rollback to a successful production deployment."));
+    }
+    if (refused(project, res, record)) return undefined;
+    pagesLive.set(project, id);
+    record.answered = 200;
+    return json(res, 200, envelope(target));
+  }
+
+  const server = await listen(violations, (req, raw, res) => {
+    const url = new URL(req.url, "http://x");
+    const path = url.pathname;
+    requests.push(`${req.method} ${path}${url.search}`);
     if (req.headers.authorization !== `Bearer ${token}`) {
       violations.push(`${path} without the API token`);
-      return json(res, 401, { success: false, errors: [{ code: 10000, message: "Authentication error" }], messages: [], result: null });
+      return json(res, 401, failure(10000, "Authentication error"));
     }
     const prefix = `/client/v4/accounts/${accountId}`;
+    const inAccount = path.startsWith(`${prefix}/`);
+    const rest = inAccount ? path.slice(prefix.length) : "";
     let m;
     let entry;
-    if (req.method === "GET" && (m = path.match(/^(.*)\/workers\/scripts\/([^/]+)\/deployments$/)) && m[1] === prefix) {
-      entry = workers.get(m[2]);
-      if (Array.isArray(entry)) return json(res, 200, { success: true, errors: [], messages: [], result: { deployments: entry } });
-    } else if (req.method === "GET" && (m = path.match(/^(.*)\/pages\/projects\/([^/]+)\/deployments$/)) && m[1] === prefix) {
-      entry = pages.get(m[2]);
+    if (req.method === "GET" && (m = rest.match(/^\/workers\/scripts\/([^/]+)\/deployments$/))) {
+      entry = workers.get(m[1]);
+      if (Array.isArray(entry)) return json(res, 200, envelope({ deployments: entry }));
+    } else if (req.method === "GET" && (m = rest.match(/^\/workers\/scripts\/([^/]+)\/versions\/([^/]+)$/))) {
+      const version = versionOf(m[1], m[2]);
+      if (version) return json(res, 200, envelope(version));
+      return json(res, 404, failure(10225, "The requested version was not found."));
+    } else if (req.method === "POST" && (m = rest.match(/^\/workers\/scripts\/([^/]+)\/deployments$/))) {
+      return rollBackWorker(m[1], url, raw, req, res);
+    } else if (req.method === "GET" && (m = rest.match(/^\/pages\/projects\/([^/]+)\/deployments$/))) {
+      entry = pages.get(m[1]);
+      const env = url.searchParams.get("env");
+      if ([...url.searchParams.keys()].some((k) => k !== "env")) violations.push(`GET ${path} with query ${url.search}`);
       if (Array.isArray(entry)) {
-        return json(res, 200, { success: true, errors: [], messages: [], result: entry, result_info: { page: 1, per_page: 25, count: entry.length, total_count: entry.length } });
+        const list = env ? entry.filter((d) => d.environment === env) : entry;
+        return json(res, 200, envelope(list, { result_info: { page: 1, per_page: 25, count: list.length, total_count: list.length } }));
       }
+    } else if (req.method === "GET" && (m = rest.match(/^\/pages\/projects\/([^/]+)$/))) {
+      if (pages.has(m[1])) return json(res, 200, envelope({ name: m[1], subdomain: `${m[1]}.pages.dev`, production_branch: "main", canonical_deployment: canonical(m[1]), latest_deployment: pages.get(m[1])[0] ?? null }));
+      return json(res, 404, failure(8000007, "Project not found. The specified project name does not match any of your existing projects."));
+    } else if (req.method === "POST" && (m = rest.match(/^\/pages\/projects\/([^/]+)\/deployments\/([^/]+)\/rollback$/))) {
+      return rollBackPages(m[1], m[2], raw, res);
     } else {
       violations.push(`unexpected ${req.method} ${path}`);
-      return json(res, 404, { success: false, errors: [{ code: 7003, message: "No route for that URI" }], messages: [], result: null });
+      return json(res, 404, failure(7003, "No route for that URI"));
     }
     if (entry && entry.status) {
       res.writeHead(entry.status, { "content-type": "application/json" });
       return res.end(entry.raw ?? JSON.stringify(entry.body));
     }
-    return json(res, 404, { success: false, errors: [{ code: 10007, message: "This Worker does not exist on your account." }], messages: [], result: null });
+    return json(res, 404, failure(10007, "This Worker does not exist on your account."));
   });
   return {
     base: `http://127.0.0.1:${server.address().port}/client/v4`,
@@ -691,6 +814,14 @@ export async function fakeCloudflare({ token, accountId }) {
     violations,
     workers,
     pages,
+    pagesLive,
+    versions,
+    rollbacks,
+    /** The next rollback of `name` (a script or a project) is refused with `error` ({ code, message }). */
+    refuse(name, error = SECRET_CHANGED) {
+      if (!refusals.has(name)) refusals.set(name, []);
+      refusals.get(name).push(error);
+    },
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
   };
 }

@@ -2,7 +2,7 @@
 // which fails the suite that used it, never only a 500 the Worker retries.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { fakeTelegram, fakeCloudflare, fakeGithub, fakeTarget, fakeFly, parseTelegramHtml } from "./fakes.mjs";
+import { fakeTelegram, fakeCloudflare, fakeGithub, fakeTarget, fakeFly, parseTelegramHtml, SECRET_CHANGED } from "./fakes.mjs";
 
 async function send(base, method, path, { body, headers = {} } = {}) {
   const r = await fetch(`${base}${path}`, { method, headers, body });
@@ -308,6 +308,76 @@ describe("the Telegram fake keeps Telegram's pace, topics and edits", () => {
       ]);
     } finally {
       await tg.close();
+    }
+  });
+});
+
+describe("the Cloudflare fake serves deployments and versions and records rollbacks", () => {
+  const V1 = "0a1b2c3d-0000-4000-8000-000000000001";
+  const V2 = "18f97339-c287-4872-9bdd-e2135c07ec12";
+  const cfCall = (cf, method, path, body) =>
+    send(cf.base, method, `/accounts/acc${path}`, { body: body === undefined ? undefined : JSON.stringify(body), headers: jsonHeaders("cf") });
+  const worker = () => [
+    { id: "dep-2", created_on: "2025-01-15T10:00:00Z", source: "wrangler", strategy: "percentage", versions: [{ version_id: V2, percentage: 100 }] },
+    { id: "dep-1", created_on: "2025-01-14T10:00:00Z", source: "wrangler", strategy: "percentage", versions: [{ version_id: V1, percentage: 100 }] },
+  ];
+
+  test("a rollback is made live, or refused with the code it was told, and recorded either way", async () => {
+    const cf = await fakeCloudflare({ token: "cf", accountId: "acc" });
+    try {
+      cf.workers.set("api", worker());
+      const version = JSON.parse((await cfCall(cf, "GET", `/workers/scripts/api/versions/${V1}`)).text);
+      assert.equal(version.result.number, 1);
+      assert.equal((await cfCall(cf, "GET", "/workers/scripts/api/versions/nope")).status, 404);
+      const body = { strategy: "percentage", versions: [{ version_id: V1, percentage: 100 }], annotations: { "workers/message": "rollback by @alice via edge-notifier" } };
+      cf.refuse("api");
+      const refused = await cfCall(cf, "POST", "/workers/scripts/api/deployments", body);
+      assert.equal(refused.status, 400);
+      assert.deepEqual(JSON.parse(refused.text).errors, [SECRET_CHANGED]);
+      const made = await cfCall(cf, "POST", "/workers/scripts/api/deployments", body);
+      assert.equal(made.status, 200);
+      assert.deepEqual(cf.workers.get("api")[0].versions, [{ version_id: V1, percentage: 100 }]);
+      assert.equal(cf.workers.get("api")[0].annotations["workers/message"], "rollback by @alice via edge-notifier");
+      assert.deepEqual(cf.rollbacks.map((r) => r.answered), [400, 200]);
+      assert.deepEqual(cf.violations, []);
+    } finally {
+      await cf.close();
+    }
+  });
+
+  test("a rollback the API would not take is a violation", async () => {
+    const cf = await fakeCloudflare({ token: "cf", accountId: "acc" });
+    try {
+      cf.workers.set("api", worker());
+      await cfCall(cf, "POST", "/workers/scripts/api/deployments", { strategy: "immediate", versions: [{ version_id: V1, percentage: 100 }] });
+      await cfCall(cf, "POST", "/workers/scripts/api/deployments", { strategy: "percentage", versions: [{ version_id: "v-unknown", percentage: 100 }] });
+      await cfCall(cf, "POST", "/workers/scripts/api/deployments", { strategy: "percentage", versions: [{ version_id: V1, percentage: 90 }] });
+      assert.deepEqual(cf.violations, [
+        'rollback of api: strategy "immediate"',
+        "rollback of api: unknown version v-unknown",
+        "rollback of api: percentages do not add up to 100",
+      ]);
+      assert.equal(cf.workers.get("api").length, 2, "nothing was made live");
+    } finally {
+      await cf.close();
+    }
+  });
+
+  test("a Pages rollback changes the live deployment", async () => {
+    const cf = await fakeCloudflare({ token: "cf", accountId: "acc" });
+    try {
+      const pages = (id, created, env = "production", status = "success") => ({ id, short_id: id.slice(0, 8), environment: env, created_on: created, latest_stage: { name: "deploy", status } });
+      cf.pages.set("docs", [pages("bbbbbbbb-2", "2025-01-15T10:00:00Z"), pages("pppppppp-1", "2025-01-15T09:30:00Z", "preview"), pages("aaaaaaaa-1", "2025-01-15T09:00:00Z")]);
+      const live = async () => JSON.parse((await cfCall(cf, "GET", "/pages/projects/docs")).text).result.canonical_deployment.id;
+      assert.equal(await live(), "bbbbbbbb-2");
+      const production = JSON.parse((await cfCall(cf, "GET", "/pages/projects/docs/deployments?env=production")).text);
+      assert.deepEqual(production.result.map((d) => d.id), ["bbbbbbbb-2", "aaaaaaaa-1"]);
+      assert.equal((await send(cf.base, "POST", "/accounts/acc/pages/projects/docs/deployments/aaaaaaaa-1/rollback", { headers: { authorization: "Bearer cf" } })).status, 200);
+      assert.equal(await live(), "aaaaaaaa-1");
+      assert.equal((await send(cf.base, "POST", "/accounts/acc/pages/projects/docs/deployments/pppppppp-1/rollback", { headers: { authorization: "Bearer cf" } })).status, 400);
+      assert.deepEqual(cf.violations, ["Pages rollback of docs to pppppppp-1, not a successful production deployment"]);
+    } finally {
+      await cf.close();
     }
   });
 });

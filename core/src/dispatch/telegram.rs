@@ -7,9 +7,9 @@
 //! answered in the webhook's own response, and the work goes through the `TELEGRAM`
 //! queue to [`run_update`]: the action and its audit row, the message brought up to
 //! date, a command's reply. A press's subject kind is one arm in [`offers`], [`act`]
-//! and [`show`]: another kind (a notification's Cloudflare rollback, a GitHub
-//! protection-rule request) is one more `SubjectKind` variant and one more arm in
-//! each.
+//! and [`show`] (and [`on_reply`]): another kind is one more `SubjectKind` variant
+//! and one more arm in each, as a GitHub protection-rule request and a
+//! notification's Cloudflare rollback are.
 
 use serde_json::Value;
 
@@ -17,12 +17,14 @@ use crate::apps::{AppStore, NamedApp};
 use crate::audit::{AuditStore, Entry, Outcome, SubjectKind};
 use crate::chatops::store::{Button, ButtonStore, On, UpdateStore};
 use crate::chatops::{self, Action, Actor, Command, SubjectRef, Update};
+use crate::cloudflare::rollback::RollbackError;
 use crate::deploy::chatops::{self as deploy_ops, Acted, RollbackOffer};
 use crate::flow::{Deps, Ports, ProcessError, Run};
 use crate::jobs::JobMessage;
 use crate::json::Names;
 use crate::live::LiveStore;
 use crate::names::AppName;
+use crate::notify::rollback as notify_ops;
 use crate::ports::{Kv, Queue, StoreError};
 use crate::protection;
 use crate::telegram::{escape_html, SendOutcome, Target, TelegramClient};
@@ -181,6 +183,7 @@ fn moved_on(kind: SubjectKind) -> &'static str {
     match kind {
         SubjectKind::Job | SubjectKind::App => "This job has moved on",
         SubjectKind::Protection => "This review has been decided",
+        SubjectKind::Notification => "This deployment has moved on",
     }
 }
 
@@ -264,6 +267,8 @@ async fn offers<P: Ports>(
         SubjectKind::Job => deploy_ops::offers(deps.sql, subject.id, action).await,
         SubjectKind::App => Ok(false),
         SubjectKind::Protection => protection::offers(deps.sql, subject.id, action).await,
+        SubjectKind::Notification => Ok(action == Action::Rollback
+            && notify_ops::offers(deps.config, deps.sql, subject.id).await?),
     }
 }
 
@@ -280,6 +285,7 @@ async fn act<P: Ports>(
         SubjectKind::Job => deploy_ops::act(deps, subject.id, action, &by.name, key, now).await,
         SubjectKind::App => Ok(Acted::Refused("an app is no button's subject".into())),
         SubjectKind::Protection => review(deps, subject.id, action, by, key, now).await,
+        SubjectKind::Notification => roll_back(deps, subject.id, action, &by.name, now).await,
     }
 }
 
@@ -324,6 +330,48 @@ async fn show<P: Ports>(deps: &Deps<'_, P>, subject: SubjectRef, now: Timestamp)
         SubjectKind::Job => deploy_ops::show(deps, subject.id, now).await,
         SubjectKind::App => None,
         SubjectKind::Protection => protection::show_request(deps, subject.id, now).await,
+        SubjectKind::Notification => notify_ops::show(deps, subject.id, now).await,
+    }
+}
+
+/// Whether a button is on a reply of ours (a `/rollback` offer), which the press
+/// settles in place, rather than on its subject's own message.
+fn on_reply(subject: SubjectRef, button: &Button) -> bool {
+    match subject.kind {
+        SubjectKind::Job | SubjectKind::App | SubjectKind::Protection => button.live_id.is_none(),
+        // The notification's own messages, which its rollback edits.
+        SubjectKind::Notification => false,
+    }
+}
+
+/// A notification's Roll back press: its Cloudflare rollback, done once however
+/// often this runs (a retry of the update continues it). Cloudflare's refusal and
+/// what cannot be done are failures for good; a read that failed, or a rollback
+/// whose answer did not come, is retried.
+async fn roll_back<P: Ports>(
+    deps: &Deps<'_, P>,
+    id: i64,
+    action: Action,
+    by: &str,
+    now: Timestamp,
+) -> Result<Acted, ProcessError> {
+    if action != Action::Rollback {
+        return Ok(Acted::Refused(format!(
+            "a notification offers no {}",
+            action.as_str()
+        )));
+    }
+    match notify_ops::roll_back(deps, id, by, now).await {
+        Ok(done) => Ok(Acted::Done(Some(format!(
+            "{} {} to {}",
+            done.kind.as_str(),
+            done.project,
+            done.label
+        )))),
+        Err(RollbackError::NotConfigured(missing)) => {
+            Ok(Acted::Refused(format!("{missing} is not configured")))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -451,7 +499,7 @@ async fn pressed<P: Ports>(
             if let Some(d) = &detail {
                 said.push_str(&format!(": {d}"));
             }
-            if button.live_id.is_none() {
+            if on_reply(subject, &button) {
                 let e = entry(subject, action, outcome, detail.clone());
                 let text = match e.said() {
                     Some(done) => escape_html(&done),
@@ -510,9 +558,14 @@ async fn pressed<P: Ports>(
                             said.push_str(&format!(" ({problem})"));
                         }
                     }
-                    None => {
+                    None if on_reply(subject, &button) => {
                         let text = "This offer has expired or its job has moved on; ask again.";
                         if let Some(problem) = settle_reply(deps, &button, text, now).await {
+                            said.push_str(&format!(" ({problem})"));
+                        }
+                    }
+                    None => {
+                        if let Some(problem) = show(deps, subject, now).await {
                             said.push_str(&format!(" ({problem})"));
                         }
                     }

@@ -86,6 +86,7 @@ mod notifications;
 mod post;
 mod sweep;
 
+pub(crate) use notifications::message_for;
 pub use notifications::subject_of;
 pub use sweep::sweep;
 

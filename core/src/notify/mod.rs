@@ -6,6 +6,7 @@ pub mod accept;
 pub mod burst;
 pub mod deliver;
 pub mod payload;
+pub mod rollback;
 pub mod sends;
 pub mod store;
 

@@ -3,6 +3,7 @@
 //! bursts (`telegram_digests`): every SQL statement of Telegram delivery but the
 //! pace's ([`crate::pace`]).
 
+use crate::live::SentMessage;
 use crate::notify::Deployment;
 use crate::ports::{Row, Sql, Statement, StoreError};
 pub use crate::routing::Recipient;
@@ -296,6 +297,31 @@ impl<S: Sql> SendStore<S> {
                 &[list.into()],
             )
             .await
+    }
+
+    /// The messages Telegram shows for notification `id` on their own (not as a
+    /// digest's line): (route, chat, thread it went to, destination, message id).
+    pub async fn shown(&self, id: i64) -> Result<Vec<SentMessage>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT route, chat_id, COALESCE(thread_sent, thread) AS thread, destination, message_id \
+                 FROM telegram_deliveries WHERE notification_id = ?1 AND status = 'sent' \
+                   AND message_id IS NOT NULL AND digest_id IS NULL ORDER BY id",
+                &[id.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SentMessage {
+                    route: r.text("route").map_err(StoreError::row)?,
+                    chat_id: r.text("chat_id").map_err(StoreError::row)?,
+                    thread: r.opt_text("thread").unwrap_or_default(),
+                    destination: r.text("destination").map_err(StoreError::row)?,
+                    message_id: r.int("message_id").map_err(StoreError::row)?,
+                })
+            })
+            .collect()
     }
 
     // Forum topics.

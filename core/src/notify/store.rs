@@ -299,6 +299,23 @@ impl<S: Sql> NotificationStore<S> {
         rows.into_iter().next().map(record).transpose()
     }
 
+    /// Notification `id`'s deployment, as it was announced.
+    pub async fn deployment(&self, id: i64) -> Result<Option<Deployment>, StoreError> {
+        let rows = self
+            .sql
+            .query(
+                "SELECT deployment FROM notifications WHERE id = ?1",
+                &[id.into()],
+            )
+            .await?;
+        rows.first()
+            .map(|r| {
+                crate::json::read(r.opt_str("deployment").unwrap_or(""))
+                    .map_err(|e| StoreError::Row(format!("notification {id}: deployment: {e}")))
+            })
+            .transpose()
+    }
+
     /// The newest rows first, by when they were recorded (ties by id).
     pub async fn recent(&self, limit: u32) -> Result<Vec<NotificationRecord>, StoreError> {
         let rows = self

@@ -1,7 +1,7 @@
 //! Notifications: routed into one row per destination, each row sent once at its
 //! chat's pace, retried on its own, or joining a digest.
 
-use super::post::{Post, Posted, Text};
+use super::post::{Offer, Post, Posted, Text};
 use super::*;
 
 /// The id a row attempted before it is added has ([`Rows::New`]).
@@ -357,6 +357,16 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             thread_tag(&r.thread)
         );
         let message = message_for(r, d);
+        let subject = crate::chatops::SubjectRef {
+            kind: crate::audit::SubjectKind::Notification,
+            id: c.notification_id,
+        }
+        .text();
+        let offer = crate::cloudflare::rollback::offers_rollback(self.config, d).then_some(Offer {
+            subject: &subject,
+            app: Some(&d.project_name),
+            actions: &[crate::chatops::Action::Rollback],
+        });
         let holds = c.slot_at.is_some_and(|s| s.millis() <= now.millis() + 999);
         let posted = self
             .post(
@@ -366,7 +376,7 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                     project: &d.project_name,
                     holds,
                     may_digest: true,
-                    text: Text::New(&message),
+                    text: Text::New(&message, offer),
                 },
                 now,
             )
@@ -561,7 +571,7 @@ pub fn subject_of(d: &Deployment) -> crate::routes::Subject<'_> {
 /// A destination's message: its template's rendering, or the built-in message (a
 /// template is checked when its route is saved; one that no longer parses falls
 /// back to the built-in message rather than losing the notification).
-fn message_for(recipient: &Recipient, d: &Deployment) -> telegram::Rendered {
+pub(crate) fn message_for(recipient: &Recipient, d: &Deployment) -> telegram::Rendered {
     use crate::template::{Template, Values};
     match recipient.template.as_deref().map(Template::parse) {
         Some(Ok(t)) => t.render(&Values::from_deployment(d)),

@@ -3,15 +3,29 @@
 //! messages all go through [`Courier::post`].
 
 use super::*;
+use crate::chatops::store::{ButtonStore, On};
 
 /// What a [`Courier::post`] takes to Telegram: a new message, or an edit of one.
 #[derive(Clone, Copy)]
 pub(crate) enum Text<'a> {
-    /// A notification: HTML, and plain text if Telegram cannot parse it.
-    New(&'a telegram::Rendered),
+    /// A notification: HTML, and plain text if Telegram cannot parse it; with the
+    /// buttons it offers.
+    New(&'a telegram::Rendered, Option<Offer<'a>>),
     /// A live message's HTML (its flow escaped every value), with its keyboard.
     Html(&'a str, Option<&'a serde_json::Value>),
     Edit(i64, &'a str, Option<&'a serde_json::Value>),
+}
+
+/// The buttons a new message offers: their tokens are made for its chat just before
+/// it is sent (not for a message that waits or joins a digest), and placed on it once
+/// it is.
+#[derive(Clone, Copy)]
+pub(crate) struct Offer<'a> {
+    /// `notification:12`.
+    pub subject: &'a str,
+    /// Whose operators may press them, besides `TELEGRAM_OPERATORS`.
+    pub app: Option<&'a str>,
+    pub actions: &'a [crate::chatops::Action],
 }
 
 /// One message for [`Courier::post`].
@@ -114,7 +128,31 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
             silent: r.silent,
             link_preview: r.link_preview,
         };
-        let mut sent = send_text(client, &target, text).await;
+        let tokens = match text {
+            Text::New(_, Some(offer)) => match ButtonStore::new(self.sql)
+                .mint(
+                    On::Reply {
+                        chat_id: &r.chat_id,
+                    },
+                    &r.chat_id,
+                    offer.subject,
+                    offer.app,
+                    offer.actions,
+                    now,
+                )
+                .await
+            {
+                Ok(tokens) => tokens,
+                Err(e) => {
+                    return Posted::Failed(telegram::SendOutcome::Transient {
+                        error: format!("its buttons: {e}"),
+                    })
+                }
+            },
+            _ => Vec::new(),
+        };
+        let markup = crate::chatops::keyboard(&tokens);
+        let mut sent = send_text(client, &target, text, markup.as_ref()).await;
         let mut went_to = (r.thread != thread_key).then(|| thread_key.clone());
         let mut note = String::new();
         let new = !matches!(text, Text::Edit(..));
@@ -131,16 +169,25 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
                     ..target
                 },
                 text,
+                markup.as_ref(),
             )
             .await;
             went_to = Some(String::new());
         }
         match sent {
-            telegram::SendOutcome::Sent { message_id } => Posted::Sent {
-                message_id,
-                went_to,
-                note,
-            },
+            telegram::SendOutcome::Sent { message_id } => {
+                if !tokens.is_empty() {
+                    let tokens: Vec<String> = tokens.into_iter().map(|(_, t)| t).collect();
+                    if let Err(e) = ButtonStore::new(self.sql).placed(&tokens, message_id).await {
+                        note.push_str(&format!(" (its buttons were not placed: {e})"));
+                    }
+                }
+                Posted::Sent {
+                    message_id,
+                    went_to,
+                    note,
+                }
+            }
             telegram::SendOutcome::RateLimited { retry_after } => {
                 let until = now.plus_seconds(i64::from(retry_after));
                 let pace = self.pace();
@@ -220,14 +267,16 @@ impl<'a, H: Http, S: Sql + Copy, Q: Queue> Courier<'a, H, S, Q> {
     }
 }
 
-/// One send or edit of `text` to `target`.
+/// One send or edit of `text` to `target`; a notification with `keyboard`, the
+/// inline keyboard made for its offer.
 async fn send_text<H: Http>(
     client: &TelegramClient<'_, H>,
     target: &Target<'_>,
     text: Text<'_>,
+    keyboard: Option<&serde_json::Value>,
 ) -> telegram::SendOutcome {
     match text {
-        Text::New(m) => client.deliver_to(target, m).await,
+        Text::New(m, _) => client.deliver_to(target, m, keyboard).await,
         Text::Html(html, markup) => client.send_with(target, html, markup, None).await,
         Text::Edit(id, html, markup) => client.edit_with(target.chat_id, id, html, markup).await,
     }
