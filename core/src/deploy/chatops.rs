@@ -5,6 +5,7 @@
 //! [`recent`], `/rollback`: [`rollback_offer`]). `dispatch::telegram` calls these
 //! for a subject of kind `job`.
 
+use super::approval::{ApprovalError, Decision};
 use super::message::{buttons, status_icon};
 use super::pipeline::{notify_job, start_next};
 use super::store::{Job, JobStore, Requested, Standing};
@@ -92,7 +93,23 @@ pub async fn act<P: Ports>(
         }
         Action::Rollback => JobKind::Rollback,
         Action::Retry => JobKind::Retry,
-        Action::Approve | Action::Reject => return moved_on(),
+        Action::Approve | Action::Reject => {
+            let decision = if action == Action::Approve {
+                Decision::Approve
+            } else {
+                Decision::Reject
+            };
+            return match super::approval::decide(deps, id, decision, by, now).await {
+                Ok(d) if d.acted => Ok(Acted::Done(d.problem)),
+                Ok(_) => Ok(Acted::Refused(format!(
+                    "job {id} was already {}",
+                    decision.as_str()
+                ))),
+                // The database failed: the press's update is tried again.
+                Err(ApprovalError::Store { error, .. }) => Err(error.into()),
+                Err(e) => Ok(Acted::Refused(e.to_string())),
+            };
+        }
     };
     let Some(app) = app.filter(|a| a.deploy.is_some()) else {
         return Ok(Acted::Refused(format!("app {} no longer deploys", job.app)));

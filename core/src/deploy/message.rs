@@ -15,6 +15,7 @@ use crate::time::Timestamp;
 pub fn buttons(id: i64, standing: &Standing) -> Vec<Action> {
     let latest = standing.newest == Some(id);
     match standing.status {
+        JobStatus::Processing if standing.awaiting => vec![Action::Approve, Action::Reject],
         JobStatus::Waiting | JobStatus::Processing => vec![Action::Cancel],
         JobStatus::Finalized if latest && standing.previous.is_some() => vec![Action::Rollback],
         JobStatus::Failed | JobStatus::Reverted if latest => vec![Action::Retry],

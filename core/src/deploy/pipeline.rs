@@ -817,6 +817,7 @@ pub async fn notify_job<P: Ports>(
         status: job.status,
         newest: None,
         previous: None,
+        awaiting: super::approval::gate::is_awaiting(&job),
     };
     let standing = match job.status {
         JobStatus::Finalized | JobStatus::Failed | JobStatus::Reverted => {

@@ -656,7 +656,10 @@ impl<S: Sql> JobStore<S> {
                    AND environment = j.environment AND status != 'cancelled') AS newest, \
                  (SELECT p.id FROM deploy_jobs p WHERE p.app = j.app AND p.environment = j.environment \
                    AND p.status = 'finalized' AND p.id < j.id AND p.sha != j.sha ORDER BY p.id DESC LIMIT 1) \
-                   AS previous \
+                   AS previous, \
+                 j.status = 'processing' AND EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id \
+                   AND s.name = 'awaiting_approval' AND s.state IN ('pending', 'started') \
+                   AND json_extract(s.result, '$.decision') IS NULL) AS awaiting \
                  FROM deploy_jobs j WHERE j.id = ?1",
                 &[id.into()],
             )
@@ -671,6 +674,7 @@ impl<S: Sql> JobStore<S> {
                 .ok_or_else(|| StoreError::Row("job status".into()))?,
             newest: row.opt_int("newest"),
             previous: row.opt_int("previous"),
+            awaiting: row.opt_int("awaiting").unwrap_or(0) != 0,
         }))
     }
 
@@ -926,6 +930,8 @@ pub struct Standing {
     pub newest: Option<i64>,
     /// The finalized job before it, of another commit.
     pub previous: Option<i64>,
+    /// It waits for its approval, undecided.
+    pub awaiting: bool,
 }
 
 /// A job asked for from chat: `from`'s commit (with its ref and commits) deployed

@@ -13,6 +13,7 @@ fn standing(status: JobStatus, newest: Option<i64>, previous: Option<i64>) -> St
         status,
         newest,
         previous,
+        awaiting: false,
     }
 }
 

@@ -920,3 +920,81 @@ fn the_sweep_queues_an_update_whose_message_was_lost() {
     s.drain();
     assert_eq!(s.last_reply()["reply_parameters"]["message_id"], 1);
 }
+
+impl Scene {
+    /// The app as before, now waiting for a person's approval before it deploys.
+    fn with_approval(self) -> Scene {
+        let app = App::parse(
+            br#"{"repository": "octo/app", "production_branch": "main", "environment": "production",
+            "deploy_on": "push", "health_url": "https://app.example.com/health", "operators": [222],
+            "approval": {"required": true, "timeout_minutes": 60},
+            "deploy": {"type": "deploy_hook", "url": "https://hooks.example.com/deploy"}}"#,
+        )
+        .expect("app");
+        block_on(AppStore::new(&self.db).put(
+            &AppName::parse("app").expect("name"),
+            &app,
+            self.now(),
+        ))
+        .expect("put");
+        self
+    }
+}
+
+#[test]
+fn a_job_awaiting_approval_offers_approve_and_reject_and_an_approval_deploys_it() {
+    let s = Scene::new().with_approval();
+    let job = s.deploy(1);
+    assert_eq!(s.job(job).status, JobStatus::Processing);
+    let (message, buttons) = s.message(job);
+    assert_eq!(labels(&buttons), vec!["✅ Approve", "❌ Reject"]);
+    let (id, said) = s.press(message, ALICE, &buttons[0].1);
+    assert_eq!(said, answer("Approving…", id));
+    s.drain();
+    assert_eq!(s.job(job).status, JobStatus::Finalized);
+    assert_eq!(
+        s.audit(job),
+        vec![("approve".into(), Outcome::Done, None, "@alice".into())]
+    );
+    // The same button again (a double tap that came late) does nothing more.
+    let (id, said) = s.press(message, ALICE, &buttons[0].1);
+    assert_ne!(said, answer("Approving…", id));
+    s.drain();
+    assert_eq!(s.audit(job).len(), 1, "{:?}", s.audit(job));
+}
+
+#[test]
+fn a_rejection_from_chat_fails_the_job_naming_who_rejected_it() {
+    let s = Scene::new().with_approval();
+    let job = s.deploy(1);
+    let (message, buttons) = s.message(job);
+    let (_, _) = s.press(message, ALICE, &buttons[1].1);
+    s.drain();
+    let j = s.job(job);
+    assert_eq!(j.status, JobStatus::Failed);
+    assert!(
+        j.steps.iter().any(|st| st
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("rejected by @alice"))),
+        "{:?}",
+        j.steps
+    );
+    assert_eq!(s.audit(job)[0].0, "reject");
+    assert!(s.buttons_of(message).iter().all(|(l, _)| l != "✅ Approve"));
+}
+
+#[test]
+fn approving_a_job_a_newer_push_superseded_is_refused() {
+    let s = Scene::new().with_approval();
+    let old = s.deploy(1);
+    let (message, buttons) = s.message(old);
+    let newer = s.deploy(2);
+    assert_ne!(old, newer);
+    assert_eq!(s.job(old).status, JobStatus::Cancelled);
+    let (id, said) = s.press(message, ALICE, &buttons[0].1);
+    assert_eq!(said, answer("This job has moved on", id));
+    s.drain();
+    assert_eq!(s.job(old).status, JobStatus::Cancelled);
+    assert!(s.audit(old).iter().all(|(_, o, ..)| *o != Outcome::Done));
+}
