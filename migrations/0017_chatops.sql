@@ -22,14 +22,12 @@ ALTER TABLE telegram_live ADD COLUMN minted TEXT NOT NULL DEFAULT '';
 ALTER TABLE telegram_live ADD COLUMN markup TEXT;
 
 -- Telegram's webhook updates, each `update_id` taken once: a command or a button
--- press, as Telegram sent it (`payload`, read again by the queue consumer), and
--- for a press what the webhook decided (`verdict`: act, unknown, not_allowed,
--- used, expired, moved_on). queued → done.
+-- press, its parsed form (`payload`, edge_core::chatops::Update as JSON) for the
+-- queue consumer. queued → done.
 CREATE TABLE telegram_updates (
   update_id    INTEGER PRIMARY KEY,
   kind         TEXT    NOT NULL CHECK (kind IN ('command', 'press')),
   payload      TEXT    NOT NULL,
-  verdict      TEXT,
   status       TEXT    NOT NULL CHECK (status IN ('queued', 'done')),
   detail       TEXT,
   attempts     INTEGER NOT NULL DEFAULT 0,
