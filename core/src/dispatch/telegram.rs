@@ -214,9 +214,11 @@ async fn decide<P: Ports>(
     let (Some(subject), Some(action)) = (SubjectRef::parse(&button.subject), button.action) else {
         return Ok(Decision::Unknown);
     };
+    // Its own message; or, not placed yet (the press came before the send's answer
+    // was recorded), any message in its chat: the token is only on that one.
     let here = press.chat_id == Some(button.chat_id.as_str())
         && press.message_id.is_some()
-        && press.message_id == button.message_id;
+        && (button.message_id.is_none() || press.message_id == button.message_id);
     Ok(if !here {
         Decision::Unknown
     } else if button.used_by_update == Some(press.update_id) {
