@@ -361,6 +361,49 @@ describe("commands", () => {
   });
 });
 
+describe("approvals from chat", () => {
+  // The app now waits for a person before it deploys (after the commands above).
+  async function awaiting(commit) {
+    const latest = (await admin("GET", "/api/jobs?app=hello&limit=1")).json.jobs[0];
+    await deliver("push", push(commit, latest.sha));
+    const j = await until(`job of ${commit.slice(0, 7)} awaiting approval`, async () => {
+      const found = (await admin("GET", "/api/jobs?app=hello&limit=5")).json.jobs.find((x) => x.sha === commit);
+      const full = found && (await job(found.id));
+      return full?.approval?.state === "awaiting" && full;
+    });
+    return { j, m: await shown(j, ["✅ Approve", "❌ Reject"]) };
+  }
+
+  test("a job awaiting approval offers Approve / Reject; an operator's Approve deploys it, a stranger's changes nothing", async () => {
+    const gated = { ...app(), approval: { required: true, timeout_minutes: 60 } };
+    assert.equal((await admin("PUT", "/api/apps/hello", gated)).status, 200);
+    const { j, m } = await awaiting(sha("e"));
+    const token = tg.keyboard(m).flat().find((b) => b.text.includes("Approve")).data;
+    assert.equal(await press(m, MALLORY, "Approve"), "You are not allowed to do this");
+    assert.equal((await job(j.id)).approval.state, "awaiting", "a stranger's press decides nothing");
+    assert.equal(await press(m, ALICE, "Approve"), "Approving…");
+    const done = await jobOf(sha("e"), ["finalized", "failed"]);
+    assert.equal(done.status, "finalized", done.error);
+    assert.equal(done.approval.state, "approved");
+    assert.match(done.approval.by, /alice/);
+    const approve = done.actions.filter((a) => a.action === "approve");
+    assert.equal(approve.filter((a) => a.result === "done").length, 1, JSON.stringify(done.actions));
+    assert.match(approve.find((a) => a.result === "done").actor, /alice/);
+    // The spent button again (a late double tap) acts no more.
+    assert.notEqual(await press(m, ALICE, undefined, token), "Approving…");
+    assert.equal((await job(j.id)).actions.filter((a) => a.action === "approve" && a.result === "done").length, 1);
+  });
+
+  test("Reject fails the job, named after the app's own operator who pressed it", async () => {
+    const { m } = await awaiting(sha("f"));
+    assert.equal(await press(m, BOB, "Reject"), "Rejecting…");
+    const failed = await jobOf(sha("f"), ["failed"]);
+    assert.equal(failed.approval.state, "rejected");
+    assert.match(failed.approval.by, /bob/);
+    await until("the message to lose its approval buttons", () => !(tg.keyboard(m) ?? []).flat().some((b) => b.text.includes("Approve")));
+  });
+});
+
 test("the fakes saw nothing unexpected and no secret reached the logs", () => {
   assert.deepEqual(tg.violations, []);
   assert.deepEqual(gh.violations, []);

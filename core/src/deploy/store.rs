@@ -525,6 +525,8 @@ impl<S: Sql> JobStore<S> {
 
     /// Puts a claimed step back to pending after a transient failure, due again at
     /// `due` (when its retried message comes), keeping the error for the record.
+    /// (A job cancelled while the step ran has it skipped instead: nothing runs it
+    /// again.)
     pub async fn release_step(
         &self,
         job_id: i64,
@@ -535,7 +537,11 @@ impl<S: Sql> JobStore<S> {
     ) -> Result<(), StoreError> {
         self.sql
             .execute(
-                "UPDATE deploy_steps SET state = 'pending', claimed_at = NULL, due_at = ?5, error = ?3, updated_at = ?4 \
+                "UPDATE deploy_steps SET \
+                   state = CASE WHEN j.status IN ('processing', 'reverting') THEN 'pending' ELSE 'skipped' END, \
+                   due_at = CASE WHEN j.status IN ('processing', 'reverting') THEN ?5 END, \
+                   claimed_at = NULL, error = ?3, updated_at = ?4 \
+                 FROM (SELECT status FROM deploy_jobs WHERE id = ?1) AS j \
                  WHERE job_id = ?1 AND position = ?2 AND state = 'started'",
                 &[
                     job_id.into(),

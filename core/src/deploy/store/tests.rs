@@ -494,3 +494,29 @@ fn steps_round_trip_through_their_json() {
 }
 
 mod approvals;
+
+#[test]
+fn a_step_released_after_its_job_was_cancelled_is_skipped_not_pending_again() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    let claims = StepClaims::new(180);
+    let (id, _) = create(&store, &sha(1), "d-1", 0);
+    block_on(store.try_start("hello", "production", t(0))).expect("start");
+    block_on(store.claim_step(id, 0, t(1), claims))
+        .expect("claim")
+        .expect("claimed");
+    // Cancelled from chat while the step ran; its attempt then fails transiently.
+    assert!(block_on(store.set_status(id, JobStatus::Cancelled, None, t(2))).expect("cancel"));
+    block_on(store.skip_pending(id, t(2))).expect("skip");
+    block_on(store.release_step(id, 0, "health answered 503", t(60), t(3))).expect("release");
+    let job = block_on(store.get(id)).expect("get").expect("job");
+    assert_eq!(
+        (job.steps[0].state, job.steps[0].clock().due_at),
+        (StepState::Skipped, None)
+    );
+    assert!(
+        job.steps.iter().all(|s| s.state.is_finished()),
+        "{:?}",
+        job.steps
+    );
+}
