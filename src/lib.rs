@@ -20,6 +20,7 @@ mod jobs;
 mod notify;
 mod respond;
 mod telegram;
+mod web;
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
@@ -32,6 +33,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         "/github" => github::handle(req, &event).await,
         "/telegram" => telegram::handle(req, &event).await,
         p if p == "/api" || p.starts_with("/api/") => admin::handle(req, &event).await,
+        p if web::is_page(p) => return web::handle(req, &event).await,
         _ => Err(ApiError::NotFound),
     };
     respond::finish(result)

@@ -46,6 +46,7 @@ pub mod telegram;
 pub mod template;
 pub mod text;
 pub mod time;
+pub mod web;
 
 #[cfg(test)]
 pub(crate) mod testing;

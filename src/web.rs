@@ -1,0 +1,92 @@
+//! The status page's edge: which paths are pages, and how a page's [`Html`] becomes a
+//! response with the page headers. What a page shows is decided in
+//! `edge_core::web`; who may see it in [`crate::web`]'s sign-in gate.
+
+use edge_core::web::layout::{self, STYLESHEET};
+use edge_core::web::{Html, PAGE_HEADERS};
+use maud::html;
+use worker::{Headers, Method, Request, Response};
+
+use crate::deploy::Event;
+
+/// Whether `path` is one of the pages (or their stylesheet) rather than the API.
+pub fn is_page(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    matches!(
+        first,
+        "" | "apps"
+            | "jobs"
+            | "previews"
+            | "workflows"
+            | "deliveries"
+            | "signin"
+            | "signout"
+            | "assets"
+    )
+}
+
+pub async fn handle(req: Request, _event: &Event<'_>) -> worker::Result<Response> {
+    let path = req.path();
+    if path == layout::stylesheet_path() {
+        return stylesheet(&req);
+    }
+    match path.as_str() {
+        "/" => send(Html::ok(layout::page(
+            "Overview",
+            None,
+            html! { h1 { "Overview" } },
+        ))),
+        _ => send(not_found()),
+    }
+}
+
+/// The stylesheet, cached for a year: its path changes with its content.
+fn stylesheet(req: &Request) -> worker::Result<Response> {
+    if !matches!(req.method(), Method::Get | Method::Head) {
+        return send(error_page(405, "Only GET is allowed here."));
+    }
+    let headers = Headers::new();
+    headers.set("content-type", "text/css; charset=utf-8")?;
+    headers.set("cache-control", "public, max-age=31536000, immutable")?;
+    headers.set("x-content-type-options", "nosniff")?;
+    Ok(Response::ok(STYLESHEET)?.with_headers(headers))
+}
+
+fn not_found() -> Html {
+    error_page(404, "There is no page here.")
+}
+
+/// A page that says what went wrong, with the page headers like any other.
+pub fn error_page(status: u16, message: &str) -> Html {
+    let title = match status {
+        400 => "Bad request",
+        403 => "Not allowed",
+        404 => "Not found",
+        405 => "Method not allowed",
+        429 => "Too many attempts",
+        503 => "Not configured",
+        _ => "Something went wrong",
+    };
+    Html::with_status(
+        status,
+        layout::page(title, None, html! { h1 { (title) } p.error { (message) } }),
+    )
+}
+
+/// A page as a response: its status, HTML, cookies and redirect, with
+/// [`PAGE_HEADERS`] on every one.
+pub fn send(page: Html) -> worker::Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in PAGE_HEADERS {
+        headers.set(name, value)?;
+    }
+    for cookie in &page.cookies {
+        headers.append("set-cookie", cookie)?;
+    }
+    if let Some(to) = &page.location {
+        headers.set("location", to)?;
+    }
+    Ok(Response::ok(page.body)?
+        .with_status(page.status)
+        .with_headers(headers))
+}
