@@ -71,9 +71,12 @@ function stateDir() {
   return dir;
 }
 
-/** Starts the Worker of `config` with `vars` added; resolves to { url, stop }. */
-export async function startOnWorkerd({ config = "wrangler.toml", vars = {} } = {}) {
-  const persistTo = stateDir();
+/**
+ * Starts the Worker of `config` with `vars` added; resolves to { url, persistTo, stop }.
+ * `persistTo` runs it on the local state of an earlier run (the page bench seeds
+ * it between two); by default the state is new.
+ */
+export async function startOnWorkerd({ config = "wrangler.toml", vars = {}, persistTo = stateDir() } = {}) {
   migrateLocal(persistTo, { quiet: true, config });
   const thread = new Worker(new URL(import.meta.url), { workerData: { config, vars, persistTo } });
   const [started] = await Promise.race([
@@ -82,6 +85,7 @@ export async function startOnWorkerd({ config = "wrangler.toml", vars = {} } = {
   ]);
   return {
     url: started.url,
+    persistTo,
     async stop() {
       thread.postMessage("stop");
       await once(thread, "exit");

@@ -1,6 +1,6 @@
 // Shared set-up for `npm start`, `npm test` and `npm run bench`: installs what is
 // missing (wasm target, wasm-bindgen-cli pinned to Cargo.lock, worker-build pinned to
-// the `worker` crate, npm packages), builds the Worker incrementally, applies the D1
+// the `worker` crate, npm packages, Debian's Chromium for the browser tests), builds the Worker incrementally, applies the D1
 // migrations locally. Every step is skipped when its result is already there.
 import { spawnSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, statSync, readdirSync } from "node:fs";
@@ -89,6 +89,19 @@ export function ensureAptPackages(packages) {
   log(`installing ${missing.join(", ")} (apt-get)`);
   apt(["update", "-qq"]);
   apt(["install", "-y", "-qq", "--no-install-recommends", ...missing]);
+}
+
+/** Where the browser tests and the page bench find Chromium (Debian's `chromium` package). */
+export const CHROMIUM = "/usr/bin/chromium";
+
+/**
+ * Installs Debian's `chromium` unless `/usr/bin/chromium` is there: the browser
+ * tests drive it through playwright-core, which downloads no browser of its own.
+ */
+export function ensureChromium() {
+  if (existsSync(CHROMIUM)) return;
+  ensureAptPackages(["chromium"]);
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is still missing after installing Debian's chromium`);
 }
 
 /** Everything the build and the tests need. */

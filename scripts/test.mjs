@@ -1,10 +1,11 @@
-// `npm test`: installs what is missing, then runs every check and test in order:
+// `npm test`: installs what is missing (the build's tools, and Chromium for the browser
+// tests), then runs every check and test in order:
 // rustfmt, the module-cycle check, clippy (native and wasm32), the native tests, one release build of the
 // Worker, the CLI build, its static musl binaries packed for npm (build-cli.mjs), the
 // scripts' own tests, and the end-to-end suite on workerd.
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { ensureTools, buildWorker, run, log, root } from "./lib.mjs";
+import { ensureTools, ensureChromium, buildWorker, run, log, root } from "./lib.mjs";
 import { buildCli } from "./build-cli.mjs";
 
 const started = Date.now();
@@ -15,7 +16,10 @@ const step = (name, fn) => {
   log(`${name}: done in ${((Date.now() - t) / 1000).toFixed(1)} s`);
 };
 
-step("tools", ensureTools);
+step("tools", () => {
+  ensureTools();
+  ensureChromium();
+});
 step("cargo fmt --check", () => run("cargo", ["fmt", "--all", "--", "--check"]));
 step("module cycles", () => run(process.execPath, [join("scripts", "check-cycles.mjs")]));
 step("cargo clippy", () => run("cargo", ["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]));
