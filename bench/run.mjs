@@ -3,7 +3,8 @@
 // queue consumer, /github throughput, workerd's CPU milliseconds per request (beside
 // the baseline Worker's, see cpu.mjs), the upload size `wrangler deploy --dry-run`
 // reports, and 200-notification bursts into chats that keep Telegram's pace (one group;
-// ten chats through routes; see paced.mjs). Prints a table and writes
+// ten chats through routes; see paced.mjs), and the status page's pages over 1,000 jobs,
+// 300 previews and 5,000 deliveries (see pages.mjs). Prints a table and writes
 // bench/results.json. Targets are checked here, never in tests; CPU has no target.
 import { writeFileSync, mkdtempSync, readFileSync } from "node:fs";
 import { createHmac, randomUUID } from "node:crypto";
@@ -16,6 +17,7 @@ import { startWorker } from "../tests/e2e/worker.mjs";
 import { startOnWorkerd } from "./runtime.mjs";
 import { startMeasured, measured, cpuSince } from "./cpu.mjs";
 import { pacedBurst, burst, spreadRoutes, PACE } from "./paced.mjs";
+import { pagesBench, pageRows, PAGE_TARGETS } from "./pages.mjs";
 
 const TOKEN = "bench-notify-token";
 const BOT = "999:bench-bot";
@@ -390,6 +392,9 @@ const pacedSpread = await pacedBurst({
   items: burst("spread", PACED_N, (i) => `bench-p${i % 10}`),
 });
 
+log("pages: each page's p50 over 50 sequential requests and its D1 round trips, signed in, over 1,000 jobs, 300 previews and 5,000 deliveries");
+const pages = await pagesBench();
+
 {
   const results = {
     when: new Date().toISOString(),
@@ -406,7 +411,8 @@ const pacedSpread = await pacedBurst({
     through_wrangler_dev: dev,
     paced_one_group: pacedGroup,
     paced_ten_chats: pacedSpread,
-    targets: TARGETS,
+    pages,
+    targets: { ...TARGETS, ...PAGE_TARGETS },
   };
   const ratio = (a, b) => Math.round((a / b) * 100) / 100;
   const cpuPair = (w, b) => ({ worker: w.workerd_ms_per_request, baseline: b.workerd_ms_per_request, ratio: ratio(w.workerd_ms_per_request, b.workerd_ms_per_request) });
@@ -442,6 +448,7 @@ const pacedSpread = await pacedBurst({
       c16.statuses["202"] === 1600 && c16.statuses["200"] === 400,
     paced_one_group: pacedGroup.ok,
     paced_ten_chats: pacedSpread.ok,
+    pages: pages.ok,
   };
   writeFileSync(join(root, "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
   const row = (name, value, target, ok) => console.log(`${name.padEnd(36)} ${String(value).padStart(10)}   ${target.padEnd(12)} ${ok ? "ok" : "MISSED"}`);
@@ -519,6 +526,8 @@ const pacedSpread = await pacedBurst({
   };
   pacedRows("paced 1 group", pacedGroup);
   pacedRows("paced 10 chats", pacedSpread);
+  // The status page, beside this run's /notify c1 p50.
+  pageRows(pages, row, c1.p50_ms);
   console.log("\nwritten to bench/results.json");
 }
 

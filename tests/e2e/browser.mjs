@@ -54,10 +54,21 @@ export async function startBrowser() {
     locale: "en-GB",
   });
   const problems = [];
+  // A page of this Worker answers in milliseconds: a locator that finds nothing for
+  // ten seconds has found a missing element, not a slow page.
+  context.setDefaultTimeout(10_000);
   await context.addInitScript(CSP_WATCH);
   const watch = (page) => {
     page.on("console", (m) => {
+      // A resource that answered an error status is reported below, by its response
+      // (a page's own status, a 401 or a 404 page, is the scenario's to check).
+      if (m.type() === "error" && m.text().startsWith("Failed to load resource:")) return;
       if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()} on ${page.url()}: ${m.text()}`);
+    });
+    page.on("response", (r) => {
+      if (r.status() >= 400 && !r.request().isNavigationRequest()) {
+        problems.push(`${r.request().resourceType()} ${r.url()} answered ${r.status()} on ${page.url()}`);
+      }
     });
     page.on("pageerror", (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
     page.on("requestfailed", (r) => problems.push(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
