@@ -291,23 +291,28 @@ describe("the pages after real flows", () => {
     const response = await visit(page, worker.url, "/");
     assert.equal(response.status(), 200);
     assertPageHeaders(response);
-    const attention = page.locator("#attention");
-    assert.match(await attention.innerText(), /hello/);
-    assert.equal(await attention.locator(`a[href="/jobs/${made.reverted.id}"]`).count() > 0, true, "the reverted job is in the attention section");
-    assert.equal(await attention.locator('[data-state="reverted"]').count() > 0, true);
-    // The gated app's job waits for approval: at the top too.
-    const apps = page.locator("#apps");
-    for (const name of ["hello", "gated", "replayed"]) assert.equal(await apps.locator(`a[href="/apps/${name}"]`).count() > 0, true, name);
-    const hello = apps.locator("tr, li, article").filter({ has: page.locator('a[href="/apps/hello"]') }).first();
-    const helloText = await hello.innerText();
-    assert.match(helloText, new RegExp(sha("a").slice(0, 7)), "the production commit is the reverted-to one");
-    assert.ok(helloText.includes(HOSTILE), "its subject, as text");
-    assert.match(helloText, /#2/, "its live preview");
-    const recent = await page.locator("#recent").innerText();
-    assert.match(recent, /edge-site/, "the /notify deployment");
-    assert.match(recent, new RegExp(sha("b").slice(0, 7)), "the deploy jobs");
+    // The reverted job is what needs someone first: it sits at the top.
+    const failedItem = page.locator(`#attention li.item:has(a[href="/jobs/${made.reverted.id}"])`);
+    assert.equal(await failedItem.count(), 1, "the reverted job is in the attention section");
+    assert.equal(await failedItem.getAttribute("data-state"), "reverted");
+    const first = await page.locator("main section").first().getAttribute("id");
+    assert.equal(first, "attention", "the attention section comes first");
+    // Every app, with its production commit, state, last job and live previews.
+    assert.deepEqual(await page.locator("#apps tr.app").evaluateAll((rows) => rows.map((r) => r.dataset.app).sort()), ["gated", "hello", "replayed"]);
+    const hello = page.locator('#apps tr.app[data-app="hello"]');
+    assert.equal(await hello.locator(".production .sha").innerText(), sha("a").slice(0, 7), "the production commit is the one reverted to");
+    assert.equal(await hello.locator(".production .subject").innerText(), HOSTILE, "its subject, as text");
+    assert.ok(await hello.locator('.state[data-state="reverted"]').count() >= 1, "its last job's outcome");
+    assert.match(await hello.locator(".previews a").first().innerText(), /#2/, "its live preview");
+    assert.equal(await hello.locator(".previews a").first().getAttribute("href"), made.preview.url);
+    // The workflow, and the recent deployments from every source, newest first.
+    assert.match(await page.locator("#workflows li.workflow").first().innerText(), /payments/);
+    const recent = page.locator("#recent tr.deployment");
+    assert.match(await recent.filter({ hasText: "edge-site" }).first().getAttribute("data-source"), /notify/, "the /notify deployment");
+    const jobs = await page.locator('#recent tr.deployment[data-source="job"]').allInnerTexts();
+    const [at, bt] = [sha("a"), sha("b")].map((c) => jobs.findIndex((t) => t.includes(c.slice(0, 7))));
+    assert.ok(bt >= 0 && at > bt, `both deploy jobs, the newer first: ${JSON.stringify(jobs)}`);
     const body = await page.locator("body").innerText();
-    assert.match(body, /payments/, "the workflow");
     // Times in UTC, with how long ago beside them.
     assert.match(body, /UTC/);
     assert.match(body, /(\d+ (s|sec|min|h)|just now|seconds?) ago/);
@@ -325,25 +330,27 @@ describe("the pages after real flows", () => {
 
   test("a job's timeline: a bar per step on a time axis, the failing step's error and attempts", async () => {
     await shots(page, `/jobs/${made.reverted.id}`, "job");
-    const timeline = page.locator("#timeline");
-    const steps = made.reverted.steps;
-    const bars = timeline.locator("[data-state]");
-    assert.ok(await bars.count() >= steps.length, "a bar per step");
-    const failed = timeline.locator('[data-state="failed"]');
-    assert.ok(await failed.count() >= 1, "the failing step stands out");
-    const text = await timeline.innerText();
-    assert.match(text, /deploy hook answered 422/, "the failing step's error");
-    for (const s of steps) assert.match(text, new RegExp(s.name.replaceAll("_", "[ _]"), "i"), s.name);
-    // The bars sit on a time axis: the later steps start further along.
-    const boxes = [];
-    for (const bar of await timeline.locator(".bar").all()) boxes.push(await bar.boundingBox());
-    const placed = boxes.filter(Boolean);
-    assert.ok(placed.length >= 2, "bars are drawn");
-    assert.ok(placed.at(-1).x >= placed[0].x, "later bars start no earlier");
-    const whole = await page.locator("main").innerText();
-    assert.match(whole, new RegExp(sha("b").slice(0, 7)), "the commit");
-    assert.match(whole, /Break the build/);
-    assert.equal(await page.locator(`a[href^="https://github.com/${HELLO}"]`).count() > 0, true, "links to GitHub");
+    const steps = page.locator("#timeline li.step");
+    const shown = await steps.evaluateAll((li) => li.map((l) => [l.dataset.step, l.dataset.state]));
+    // Every step of the job, in its state, and the revert's after them.
+    for (const s of made.reverted.steps) assert.ok(shown.some(([name, state]) => name === s.name && state === s.state), `${s.name} ${s.state} in ${JSON.stringify(shown)}`);
+    const failing = page.locator('#timeline li.step[data-state="failed"]');
+    assert.equal(await failing.count(), 1, "one failed step");
+    assert.equal(await failing.getAttribute("data-step"), "trigger");
+    assert.match(await failing.locator(".error").innerText(), /deploy hook answered 422/, "its error, at a glance");
+    assert.equal(await failing.locator("rect.bar.bad").count(), 1, "drawn as a failure");
+    // The bars sit on one time axis: a later step's bar starts no earlier.
+    const xs = [];
+    for (const li of await steps.all()) {
+      const bar = li.locator("rect.bar");
+      if ((await bar.count()) === 1) xs.push((await bar.boundingBox()).x);
+    }
+    assert.ok(xs.length >= 3, "the steps that ran are drawn");
+    assert.deepEqual(xs, [...xs].sort((a, b) => a - b), "in time order");
+    assert.match(await page.locator("#commits li.commit").first().innerText(), /Break the build/);
+    assert.equal(await page.locator("#commits li.commit .sha").first().innerText(), sha("b").slice(0, 7));
+    assert.equal(await page.locator(`#links a.deployment[href^="https://github.com/${HELLO}/deployments"]`).count(), 1, "the GitHub deployment, linked");
+    assert.ok(await page.locator("#telegram li.message").count() >= 1, "its Telegram message");
     browser.assertClean();
   });
 
@@ -360,21 +367,25 @@ describe("the pages after real flows", () => {
 
   test("the app, previews and workflow pages", async () => {
     await shots(page, "/apps/hello", "app");
-    const appText = await page.locator("main").innerText();
-    assert.match(appText, /DATABASE_URL/, "its secrets by name");
-    assert.ok(!appText.includes("postgres://never-shown"), "never by value");
-    assert.match(appText, /hello-pr-2\.fly\.dev/, "its preview's URL");
-    assert.match(appText, new RegExp(sha("c").slice(0, 7)), "the preview's head");
-    assert.equal(await page.locator(`a[href="/jobs/${made.good.id}"]`).count() > 0, true, "its job history");
+    assert.match(await page.locator('#secrets li.secret[data-env="production"]').innerText(), /DATABASE_URL/, "its secrets by name");
+    assert.ok(!(await page.content()).includes("postgres://never-shown"), "never by value");
+    const preview = page.locator('#previews tr.preview[data-pr="2"]');
+    assert.equal(await preview.locator("a.url").getAttribute("href"), made.preview.url, "its preview's URL");
+    assert.equal(await preview.locator(".sha").first().innerText(), sha("c").slice(0, 7), "its head");
+    assert.equal(await preview.locator(".state").getAttribute("data-state"), "ready");
+    assert.deepEqual(await page.locator("#jobs tr.job").evaluateAll((rows) => rows.map((r) => Number(r.dataset.job))),
+      [made.reverted.id, made.good.id], "its job history, newest first");
 
     await shots(page, "/previews", "previews");
-    assert.match(await page.locator("main").innerText(), /#2|hello-pr-2/);
+    assert.equal(await page.locator('#previews tr.preview[data-app="hello"][data-pr="2"] .state').getAttribute("data-state"), "ready");
 
     await shots(page, "/workflows/payments", "workflow");
-    const wf = page.locator("main");
     const infra = made.workflow.steps.find((s) => s.id === "infra_pr");
-    assert.match(await wf.innerText(), /infra_pr/);
-    assert.equal(await wf.locator(`a[href="${infra.pr.html_url}"]`).count() > 0, true, "the step's PR, linked");
+    const step = page.locator('#steps li.step[data-step="infra_pr"]');
+    assert.equal(await step.getAttribute("data-state"), infra.status);
+    assert.equal(await step.locator("a.pr").getAttribute("href"), infra.pr.html_url, "the step's PR, linked");
+    assert.equal(await page.locator('#steps li.step[data-step="infra_merged"]').getAttribute("data-state"), "waiting");
+    assert.ok(await page.locator('#steps li.step[data-step="infra_merged"] .after a').count() >= 1, "what it waits for");
     browser.assertClean();
   });
 });
@@ -391,11 +402,11 @@ describe("acting from the pages", () => {
     await deliver("push", push(GATED, sha("d")));
     const waiting = await jobWhen("gated", sha("d"), (j) => j.approval?.state === "awaiting" && j.steps[0].state === "started", "awaiting approval");
     await visit(page, worker.url, "/");
-    assert.equal(await page.locator(`#attention a[href="/jobs/${waiting.id}"]`).count() > 0, true, "awaiting approval sits at the top");
+    assert.equal(await page.locator(`#attention li.item:has(a[href="/jobs/${waiting.id}"])`).count(), 1, "awaiting approval sits at the top");
     await visit(page, worker.url, `/jobs/${waiting.id}`);
     await screenshot(page, "job-awaiting-approval");
     assert.deepEqual(target.hooks.filter((h) => h.sha === sha("d")), [], "nothing deployed before the press");
-    const approve = page.getByRole("button", { name: "Approve" });
+    const approve = page.locator('#actions form[action$="/approve"] button[name="action"][value="approve"]');
     const [response] = await Promise.all([page.waitForNavigation(), approve.click()]);
     assert.equal(response.status(), 200);
     assert.equal(new URL(page.url()).pathname, `/jobs/${waiting.id}`, "back on the job page");
@@ -405,10 +416,10 @@ describe("acting from the pages", () => {
     assert.equal(target.hooks.filter((h) => h.sha === sha("d")).length, 1, "deployed once");
     // The audit trail names who pressed.
     await visit(page, worker.url, `/jobs/${waiting.id}`);
-    const audit = await page.locator("#audit").innerText();
-    assert.match(audit, /approve/i);
-    assert.match(audit, /admin/);
-    assert.equal(await page.getByRole("button", { name: "Approve" }).count(), 0, "no Approve once decided");
+    const entry = page.locator('#audit li.entry[data-result="done"]').filter({ hasText: /approve/i });
+    assert.equal(await entry.count(), 1, "one approval in the audit trail");
+    assert.match(await entry.innerText(), /admin/, "naming who pressed");
+    assert.equal(await page.locator('#actions button[value="approve"]').count(), 0, "no Approve once decided");
     browser.assertClean();
   });
 
@@ -437,11 +448,17 @@ describe("acting from the pages", () => {
     await visit(page, worker.url, "/deliveries?outcome=failed");
     await shots(page, "/deliveries", "deliveries");
     await visit(page, worker.url, "/deliveries?outcome=failed");
-    const row = page.locator("tr, li, article").filter({ hasText: d.id }).first();
-    assert.match(await row.innerText(), /failed/);
+    const row = page.locator(`#deliveries tr.delivery[data-id="${d.id}"]`);
+    assert.equal(await row.getAttribute("data-source"), "github");
+    assert.equal(await row.locator(".state").getAttribute("data-state"), "failed");
+    // The filter shows only what it names.
+    const outcomes = await page.locator("#deliveries tr.delivery .state").evaluateAll((b) => [...new Set(b.map((x) => x.dataset.state))]);
+    assert.deepEqual(outcomes, ["failed"]);
     broken.failures = 0;
-    const [response] = await Promise.all([page.waitForNavigation(), row.getByRole("button", { name: "Replay" }).click()]);
-    assert.ok(response.status() < 400, `the replay answered ${response.status()}`);
+    const replay = row.locator(`form.replay[action="/deliveries/${d.id}/replay"] button[name="action"][value="replay"]`);
+    const [response] = await Promise.all([page.waitForNavigation(), replay.click()]);
+    assert.equal(response.status(), 200, `the replay answered ${response.status()}`);
+    assert.ok(await page.locator("p.notice").count() === 1, "the page says it was replayed");
     const done = await ended("replayed", sha("3"));
     assert.equal(done.status, "finalized", done.error);
     assert.equal(gh.requests.filter((r) => r.path === `/repos/${REPLAYED}/compare/${range}`).length, comparesBefore + 1, "GitHub was asked again, once");
