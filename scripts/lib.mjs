@@ -95,12 +95,12 @@ export function ensureAptPackages(packages) {
 export const CHROMIUM = "/usr/bin/chromium";
 
 /**
- * Installs Debian's `chromium` unless `/usr/bin/chromium` is there: the browser
- * tests drive it through playwright-core, which downloads no browser of its own.
+ * Installs Debian's `chromium` unless it is there: the browser tests drive it
+ * through playwright-core, which downloads no browser of its own. With it, a colour
+ * emoji font, so the screenshots show the ✅ and ❌ of the pages' Telegram messages.
  */
 export function ensureChromium() {
-  if (existsSync(CHROMIUM)) return;
-  ensureAptPackages(["chromium"]);
+  ensureAptPackages(["chromium", "fonts-noto-color-emoji"]);
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is still missing after installing Debian's chromium`);
 }
 

@@ -3,7 +3,7 @@
 // The pages carry no JavaScript, so anything the browser reports (a console error, a
 // page error, a Content-Security-Policy violation, a request that failed, a dialog)
 // is a bug: it is recorded in `problems`, and `assertClean()` fails the test on it.
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
@@ -97,12 +97,15 @@ export async function startBrowser() {
 
 /**
  * Saves a PNG of the whole of `page` as tests/e2e/screenshots/<name>.png, at the
- * viewport it has (the caller sets a phone one, or dark mode, beforehand).
+ * viewport it has (the caller sets a phone one, or dark mode, beforehand), and its
+ * HTML as <name>.html.
  */
 export async function screenshot(page, name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   const path = join(SCREENSHOTS, `${name}.png`);
   await page.screenshot({ path, fullPage: true });
+  // The HTML beside it, to read what the picture shows.
+  writeFileSync(join(SCREENSHOTS, `${name}.html`), await page.content());
   return path;
 }
 
