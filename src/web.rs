@@ -1,6 +1,7 @@
 //! The status page's edge: which paths are pages, and how a page's [`Html`] becomes a
 //! response with the page headers. What a page shows is decided in
-//! `edge_core::web`; who may see it in [`crate::web`]'s sign-in gate.
+//! `edge_core::web`; who may see it in [`crate::web_auth`]'s gate, which runs
+//! before every page but the stylesheet and `/signin`.
 
 use edge_core::web::layout::{self, STYLESHEET};
 use edge_core::web::{Html, PAGE_HEADERS};
@@ -8,6 +9,7 @@ use maud::html;
 use worker::{Headers, Method, Request, Response};
 
 use crate::deploy::Event;
+use crate::web_auth;
 
 /// Whether `path` is one of the pages (or their stylesheet) rather than the API.
 pub fn is_page(path: &str) -> bool {
@@ -25,15 +27,25 @@ pub fn is_page(path: &str) -> bool {
     )
 }
 
-pub async fn handle(req: Request, _event: &Event<'_>) -> worker::Result<Response> {
+pub async fn handle(req: Request, event: &Event<'_>) -> worker::Result<Response> {
     let path = req.path();
     if path == layout::stylesheet_path() {
         return stylesheet(&req);
     }
     match path.as_str() {
+        "/signin" => return web_auth::signin(req, event).await,
+        "/signout" => return web_auth::signout(req, event).await,
+        _ => {}
+    }
+    // The gate: every page below is for a signed-in viewer only.
+    let viewer = match web_auth::viewer(&req, event).await {
+        Ok(viewer) => viewer,
+        Err(page) => return send(page),
+    };
+    match path.as_str() {
         "/" => send(Html::ok(layout::page(
             "Overview",
-            None,
+            Some(&viewer),
             html! { h1 { "Overview" } },
         ))),
         _ => send(not_found()),

@@ -817,6 +817,32 @@ fn next_is_only_ever_a_path_of_this_site() {
 }
 
 #[test]
+fn a_request_url_splits_into_its_origin_and_the_page_asked_for() {
+    use super::signin::split_url;
+    let split = |u: &str| split_url(u);
+    assert_eq!(
+        split("https://Status.example.com/jobs/7?before=3#x"),
+        (
+            "https://status.example.com".into(),
+            "/jobs/7?before=3".into()
+        )
+    );
+    assert_eq!(
+        split("http://127.0.0.1:8787/"),
+        ("http://127.0.0.1:8787".into(), "/".into())
+    );
+    assert_eq!(
+        split("http://127.0.0.1:8787"),
+        ("http://127.0.0.1:8787".into(), "/".into())
+    );
+    assert_eq!(
+        split("http://h.example?next=/a/b"),
+        ("http://h.example".into(), "/?next=/a/b".into())
+    );
+    assert_eq!(split("garbage"), (String::new(), "/".into()));
+}
+
+#[test]
 fn a_form_post_must_come_from_this_origin() {
     let own = "https://status.example.com";
     assert!(same_origin(Some("same-origin"), Some(own), own));
