@@ -4,7 +4,7 @@
 //! before every page but the stylesheet and `/signin`.
 
 use edge_core::web::layout::{self, STYLESHEET};
-use edge_core::web::{Html, PAGE_HEADERS};
+use edge_core::web::Html;
 use maud::html;
 use worker::{Headers, Method, Request, Response};
 
@@ -68,37 +68,10 @@ fn not_found() -> Html {
     error_page(404, "There is no page here.")
 }
 
-/// A page that says what went wrong, with the page headers like any other.
-pub fn error_page(status: u16, message: &str) -> Html {
-    let title = match status {
-        400 => "Bad request",
-        403 => "Not allowed",
-        404 => "Not found",
-        405 => "Method not allowed",
-        429 => "Too many attempts",
-        503 => "Not configured",
-        _ => "Something went wrong",
-    };
-    Html::with_status(
-        status,
-        layout::page(title, None, html! { h1 { (title) } p.error { (message) } }),
-    )
-}
+/// A page that says what went wrong (rendered in the core, with the page headers
+/// like any other page).
+pub use edge_core::web::layout::error_page;
 
-/// A page as a response: its status, HTML, cookies and redirect, with
-/// [`PAGE_HEADERS`] on every one.
-pub fn send(page: Html) -> worker::Result<Response> {
-    let headers = Headers::new();
-    for (name, value) in PAGE_HEADERS {
-        headers.set(name, value)?;
-    }
-    for cookie in &page.cookies {
-        headers.append("set-cookie", cookie)?;
-    }
-    if let Some(to) = &page.location {
-        headers.set("location", to)?;
-    }
-    Ok(Response::ok(page.body)?
-        .with_status(page.status)
-        .with_headers(headers))
-}
+/// A page as a response, with the page headers (in [`crate::respond`], where every
+/// answer becomes a response).
+pub use crate::respond::page as send;

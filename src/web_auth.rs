@@ -21,7 +21,8 @@ use worker::{console_error, console_log, Method, Request, Response};
 use crate::adapters::{self, FetchHttp};
 use crate::crypto::{random_bytes, WebCryptoHmac, WebCryptoVerifier};
 use crate::deploy::Event;
-use crate::web::{error_page, send};
+use crate::respond::page as send;
+use edge_core::web::layout::error_page;
 
 /// A page form's body may be at most this long: a CSRF token, a `next` path and a
 /// few short fields (a token, a reason) fit many times over.

@@ -243,10 +243,11 @@ describe("the sign-in form", () => {
   });
 
   test("unknown pages are only shown to a signed-in viewer, and answer 404", async () => {
-    const anonymous = await page(worker, "/apps/nothing-here");
+    const anonymous = await page(worker, "/assets/missing.css");
     assert.equal(anonymous.status, 303);
     const cookie = (await signIn("198.51.100.4")).split(";")[0];
-    const missing = await page(worker, "/nothing/here", { headers: { cookie } });
+    const missing = await page(worker, "/assets/missing.css", { headers: { cookie } });
+    assert.match(missing.body, /There is no page here/);
     assert.equal(missing.status, 404);
   });
 });

@@ -781,7 +781,23 @@ fn clients_are_addresses_and_ipv6_blocks() {
         limit::client(Some("2001:db8:1:2::ffff")),
         "2001:db8:1:2::/64"
     );
-    assert_eq!(limit::client(Some("nonsense")), "unknown");
+    assert_eq!(limit::client(Some("::1")), "0:0:0:0::/64");
+    assert_eq!(limit::client(Some("fe80::")), "fe80:0:0:0::/64");
+    assert_eq!(limit::client(Some("::ffff:192.0.2.1")), "0:0:0:0::/64");
+    for bad in [
+        "nonsense",
+        "1.2.3",
+        "1.2.3.4.5",
+        "256.1.1.1",
+        "1..2.3",
+        "1:2::3::4",
+        "12345::",
+        "1:2:3:4:5:6:7:8:9",
+        "g::1",
+        "",
+    ] {
+        assert_eq!(limit::client(Some(bad)), "unknown", "{bad}");
+    }
     assert_eq!(limit::client(None), "unknown");
 }
 
