@@ -65,7 +65,7 @@ fn url_parts(req: &Request) -> (String, String) {
 
 /// Who is looking, or the page that answers instead: under Access a `403` page for
 /// a missing or refused token (logged with the reason, never the token), under the
-/// sign-in form a `303` to `/signin?next=<this page>`, and a `503` page when
+/// sign-in form a `303` to `/signin?next=<this page>` (`/` for a POST), and a `503` page when
 /// neither is configured.
 pub async fn viewer(req: &Request, event: &Event<'_>) -> Result<Viewer, Html> {
     let config = event.config;
@@ -74,7 +74,12 @@ pub async fn viewer(req: &Request, event: &Event<'_>) -> Result<Viewer, Html> {
     let kv = &event.bindings().map_err(unbound)?.kv;
     let jwt = header(req, ACCESS_HEADER);
     let cookie = header(req, "cookie");
-    let (_, path) = url_parts(req);
+    // The way back after signing in is a page to GET: a form POST's own path is not
+    // one, so a POST without a session comes back to the overview.
+    let path = match req.method() {
+        Method::Get | Method::Head => url_parts(req).1,
+        _ => "/".to_owned(),
+    };
     let ports = AuthPorts {
         http: &FetchHttp,
         kv,

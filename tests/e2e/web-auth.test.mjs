@@ -226,6 +226,9 @@ describe("the sign-in form", () => {
   });
 
   test("signing out needs the CSRF token, then clears the cookie", async () => {
+    const anonymous = await page(worker, "/signout", { method: "POST", form: { csrf: "x" } });
+    assert.equal(anonymous.status, 303);
+    assert.equal(anonymous.headers.get("location"), "/signin", "a POST's path is no way back");
     const cookie = (await signIn("198.51.100.3")).split(";")[0];
     const home = await page(worker, "/", { headers: { cookie } });
     const csrf = csrfOf(home.body);
