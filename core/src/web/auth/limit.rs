@@ -25,71 +25,19 @@ pub enum Attempt {
 
 /// Who is counted: an IPv4 address as it is, an IPv6 address by its /64 (one
 /// subscriber's whole block), anything else (a missing `CF-Connecting-IP`, which
-/// Cloudflare always sets) all together as `unknown`. Read by hand: `std::net`'s
-/// parser and printer would add some 5 KiB to the Worker for one header.
+/// Cloudflare always sets) all together as `unknown`.
 pub fn client(ip: Option<&str>) -> String {
-    let ip = ip.map(str::trim).unwrap_or_default();
-    let known = if ip.contains(':') {
-        ipv6_block(ip)
-    } else {
-        ipv4(ip)
-    };
-    known.unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn ipv4(ip: &str) -> Option<String> {
-    let octets: Vec<u8> = ip
-        .split('.')
-        .map(|o| {
-            (!o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| o.parse().ok())
-                .flatten()
-        })
-        .collect::<Option<_>>()?;
-    let [a, b, c, d] = octets.as_slice() else {
-        return None;
-    };
-    Some(format!("{a}.{b}.{c}.{d}"))
-}
-
-/// The first four groups of an IPv6 address (`::` expanded), as `a:b:c:d::/64`.
-fn ipv6_block(ip: &str) -> Option<String> {
-    if ip.len() > 45
-        || !ip
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    match ip
+        .map(str::trim)
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
     {
-        return None;
-    }
-    let groups = |s: &str| -> Vec<String> {
-        if s.is_empty() {
-            Vec::new()
-        } else {
-            s.split(':').map(str::to_owned).collect()
+        Some(std::net::IpAddr::V4(v4)) => v4.to_string(),
+        Some(std::net::IpAddr::V6(v6)) => {
+            let [a, b, c, d, ..] = v6.segments();
+            format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
         }
-    };
-    let (head, tail) = match ip.split_once("::") {
-        Some((_, t)) if t.contains("::") => return None,
-        Some((h, t)) => (groups(h), groups(t)),
-        None => (groups(ip), Vec::new()),
-    };
-    let zeros = 8usize.checked_sub(head.len() + tail.len())?;
-    let first: Vec<u16> = head
-        .iter()
-        .map(String::as_str)
-        .chain(std::iter::repeat_n("0", zeros))
-        .chain(tail.iter().map(String::as_str))
-        .take(4)
-        .map(|g| {
-            (!g.is_empty() && g.len() <= 4)
-                .then(|| u16::from_str_radix(g, 16).ok())
-                .flatten()
-        })
-        .collect::<Option<_>>()?;
-    let [a, b, c, d] = first.as_slice() else {
-        return None;
-    };
-    Some(format!("{a:x}:{b:x}:{c:x}:{d:x}::/64"))
+        None => "unknown".to_owned(),
+    }
 }
 
 /// The `signin_attempts` rows.
