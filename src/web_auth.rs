@@ -5,8 +5,8 @@
 //!
 //! - [`viewer`]: the gate before every page;
 //! - [`signin`] and [`signout`]: `/signin` (the form and its POST) and `/signout`;
-//! - [`posted_form`]: what every page's form POST goes through first (the viewer,
-//!   the origin, the body, the CSRF token).
+//! - [`posted_form`]: what every page's form POST goes through once the gate has
+//!   named its viewer (the origin, the body, the CSRF token).
 
 use edge_core::error::ApiError;
 use edge_core::github::intake::BodyError;
@@ -129,17 +129,16 @@ async fn read_form(req: &Request) -> Result<Form, Html> {
     })
 }
 
-/// What every page's form POST goes through before it acts: the viewer (as for a
-/// page), the origin, the body, and the viewer's CSRF token in its `csrf` field
-/// (else `403`). Whether the viewer may act (`viewer.operator`) is the page's to
-/// check.
-pub async fn posted_form(req: &Request, event: &Event<'_>) -> Result<(Viewer, Form), Html> {
-    let viewer = viewer(req, event).await?;
+/// What every page's form POST goes through before it acts, once the gate has
+/// named its `viewer`: the origin, the body, and the viewer's CSRF token in its
+/// `csrf` field (else `403`). Whether the viewer may act (`viewer.operator`) is the
+/// page's to check.
+pub async fn posted_form(req: &Request, viewer: &Viewer) -> Result<Form, Html> {
     let form = read_form(req).await?;
-    if !session::csrf_ok(&viewer, form.get("csrf")) {
+    if !session::csrf_ok(viewer, form.get("csrf")) {
         return Err(refused(Denied::Forgery));
     }
-    Ok((viewer, form))
+    Ok(form)
 }
 
 /// `/signin`: the form (`GET`) and its POST. Under Access there is nothing to sign
@@ -219,7 +218,11 @@ pub async fn signout(req: Request, event: &Event<'_>) -> worker::Result<Response
     if req.method() != Method::Post {
         return send(error_page(405, "Sign out with the button (a POST)."));
     }
-    if let Err(page) = posted_form(&req, event).await {
+    let viewer = match viewer(&req, event).await {
+        Ok(viewer) => viewer,
+        Err(page) => return send(page),
+    };
+    if let Err(page) = posted_form(&req, &viewer).await {
         return send(page);
     }
     let access = matches!(
