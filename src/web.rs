@@ -1,13 +1,15 @@
 //! The status page's edge: which paths are pages, and how a page's [`Html`] becomes a
 //! response with the page headers. What a page shows is decided in
-//! `edge_core::web`; who may see it in [`crate::web`]'s sign-in gate.
+//! `edge_core::web`; who may see it in [`crate::web_auth`]'s gate, which runs
+//! before every page but the stylesheet and `/signin`.
 
 use edge_core::web::layout::{self, STYLESHEET};
-use edge_core::web::{Html, PAGE_HEADERS};
+use edge_core::web::Html;
 use maud::html;
 use worker::{Headers, Method, Request, Response};
 
 use crate::deploy::Event;
+use crate::web_auth;
 
 /// Whether `path` is one of the pages (or their stylesheet) rather than the API.
 pub fn is_page(path: &str) -> bool {
@@ -25,15 +27,25 @@ pub fn is_page(path: &str) -> bool {
     )
 }
 
-pub async fn handle(req: Request, _event: &Event<'_>) -> worker::Result<Response> {
+pub async fn handle(req: Request, event: &Event<'_>) -> worker::Result<Response> {
     let path = req.path();
     if path == layout::stylesheet_path() {
         return stylesheet(&req);
     }
     match path.as_str() {
+        "/signin" => return web_auth::signin(req, event).await,
+        "/signout" => return web_auth::signout(req, event).await,
+        _ => {}
+    }
+    // The gate: every page below is for a signed-in viewer only.
+    let viewer = match web_auth::viewer(&req, event).await {
+        Ok(viewer) => viewer,
+        Err(page) => return send(page),
+    };
+    match path.as_str() {
         "/" => send(Html::ok(layout::page(
             "Overview",
-            None,
+            Some(&viewer),
             html! { h1 { "Overview" } },
         ))),
         _ => send(not_found()),
@@ -56,37 +68,10 @@ fn not_found() -> Html {
     error_page(404, "There is no page here.")
 }
 
-/// A page that says what went wrong, with the page headers like any other.
-pub fn error_page(status: u16, message: &str) -> Html {
-    let title = match status {
-        400 => "Bad request",
-        403 => "Not allowed",
-        404 => "Not found",
-        405 => "Method not allowed",
-        429 => "Too many attempts",
-        503 => "Not configured",
-        _ => "Something went wrong",
-    };
-    Html::with_status(
-        status,
-        layout::page(title, None, html! { h1 { (title) } p.error { (message) } }),
-    )
-}
+/// A page that says what went wrong (rendered in the core, with the page headers
+/// like any other page).
+pub use edge_core::web::layout::error_page;
 
-/// A page as a response: its status, HTML, cookies and redirect, with
-/// [`PAGE_HEADERS`] on every one.
-pub fn send(page: Html) -> worker::Result<Response> {
-    let headers = Headers::new();
-    for (name, value) in PAGE_HEADERS {
-        headers.set(name, value)?;
-    }
-    for cookie in &page.cookies {
-        headers.append("set-cookie", cookie)?;
-    }
-    if let Some(to) = &page.location {
-        headers.set("location", to)?;
-    }
-    Ok(Response::ok(page.body)?
-        .with_status(page.status)
-        .with_headers(headers))
-}
+/// A page as a response, with the page headers (in [`crate::respond`], where every
+/// answer becomes a response).
+pub use crate::respond::page as send;

@@ -4,8 +4,11 @@
 //!
 //! - [`viewer`]: who is looking, and whether they may act;
 //! - [`layout`]: the page frame, the stylesheet and the time format every page shares;
-//! - [`form`]: the urlencoded bodies the pages' forms send.
+//! - [`form`]: the urlencoded bodies the pages' forms send;
+//! - [`auth`]: who may see the pages (Cloudflare Access or the sign-in form), the
+//!   session cookie, the CSRF tokens and the sign-in rate limit.
 
+pub mod auth;
 pub mod form;
 pub mod layout;
 pub mod viewer;
