@@ -239,6 +239,9 @@ describe("signing in", () => {
       assert.ok(await onSignIn(page), `${path} without a session shows the sign-in form, not ${page.url()}`);
     }
     await screenshot(page, "signin-desktop");
+    await page.setViewportSize(PHONE);
+    await screenshot(page, "signin-phone");
+    await page.setViewportSize(DESKTOP);
     const wrong = await signIn(page, "not-the-admin-token");
     assert.equal(wrong.status(), 401);
     assert.ok(await onSignIn(page), "a wrong token shows the form again");
