@@ -188,9 +188,12 @@ after(async () => {
   await fly?.close();
 });
 
-/** Signs in through the form on `page` with `token`; answers the page's response. */
-async function signIn(page, token = ADMIN) {
-  await visit(page, worker.url, "/signin");
+/**
+ * Signs in through the form with `token` (on the page `page` shows with `here`, else
+ * on /signin); answers the response the form's POST led to.
+ */
+async function signIn(page, token = ADMIN, { here = false } = {}) {
+  if (!here) await visit(page, worker.url, "/signin");
   await page.locator('form input[type="password"]').fill(token);
   const [response] = await Promise.all([page.waitForNavigation(), page.locator('form button[type="submit"]').click()]);
   return response;
@@ -275,8 +278,10 @@ describe("signing in", () => {
     await browser.context.clearCookies();
     await visit(page, worker.url, "/apps/hello");
     assert.ok(await onSignIn(page), "no cookie shows the sign-in form");
-    await signIn(page);
-    assert.equal(new URL(page.url()).pathname, "/");
+    // Signing in there leads back to the page that was asked for.
+    const back = await signIn(page, ADMIN, { here: true });
+    assert.equal(back.status(), 200);
+    assert.equal(new URL(page.url()).pathname, "/apps/hello");
     await page.close();
     browser.assertClean();
   });
