@@ -961,7 +961,7 @@ pub enum JobField {
     RevertSha,
 }
 
-fn job(row: Row) -> Result<Job, StoreError> {
+pub(crate) fn job(row: Row) -> Result<Job, StoreError> {
     let status = row
         .opt_text("status")
         .and_then(|s| JobStatus::parse(&s))

@@ -4,10 +4,15 @@
 //!
 //! - [`viewer`]: who is looking, and whether they may act;
 //! - [`layout`]: the page frame, the stylesheet and the time format every page shares;
-//! - [`form`]: the urlencoded bodies the pages' forms send.
+//! - [`form`]: the urlencoded bodies the pages' forms send;
+//! - [`pages`]: each page's load (its D1 reads) and render (its HTML), and what its
+//!   forms do;
+//! - [`counted`]: the round-trip count each page is sent with.
 
+pub mod counted;
 pub mod form;
 pub mod layout;
+pub mod pages;
 pub mod viewer;
 
 /// The headers every page is sent with (the stylesheet has its own cache header).

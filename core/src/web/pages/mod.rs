@@ -1,0 +1,202 @@
+//! The pages, one module each: `load` reads what a page shows (through the [`Sql`]
+//! port, in at most [`super::counted::MAX_ROUND_TRIPS`] round trips) into a plain
+//! view, and `render` turns that view into HTML (maud, every value escaped), so
+//! rendering is tested without a database.
+//!
+//! What every page shares is here: the one error type of the pages ([`PageError`],
+//! turned into an HTML error page with its status by the Worker), the state badge
+//! (`span.state[data-state]`), short shas, links and the "Older →" pager.
+//!
+//! [`Sql`]: crate::ports::Sql
+
+pub mod actions;
+pub mod app;
+pub mod deliveries;
+pub mod job;
+pub mod overview;
+pub mod previews;
+pub mod workflow;
+
+use maud::{html, Markup};
+
+use crate::cursor::{BadCursor, Cursor};
+use crate::ports::StoreError;
+
+/// Rows a page's list shows before "Older →".
+pub const PAGE_SIZE: u32 = 50;
+
+/// Why a page cannot be shown. The store's detail is for the log, never the page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    #[error("there is no such page")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    /// A form acted on a state that has changed since the page was shown.
+    #[error("{0}")]
+    MovedOn(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("store: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        PageError::Store(e)
+    }
+}
+
+impl From<BadCursor> for PageError {
+    fn from(e: BadCursor) -> Self {
+        PageError::BadRequest(e.to_string())
+    }
+}
+
+impl PageError {
+    /// The HTTP status of the error page.
+    pub fn status(&self) -> u16 {
+        match self {
+            PageError::NotFound => 404,
+            PageError::BadRequest(_) => 400,
+            PageError::MovedOn(_) => 409,
+            PageError::Forbidden(_) => 403,
+            PageError::Store(_) => 503,
+        }
+    }
+
+    /// What the page says: never a store's detail.
+    pub fn message(&self) -> String {
+        match self {
+            PageError::NotFound => "There is no page here.".into(),
+            PageError::Store(_) => "The database did not answer; try again in a moment.".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A state as people read it: `awaiting_approval` is "awaiting approval".
+pub fn label(state: &str) -> String {
+    state.replace('_', " ")
+}
+
+/// The colour a state is shown in: `ok`, `bad`, `warn`, `run` or `idle`.
+pub fn tone(state: &str) -> &'static str {
+    match state {
+        "finalized" | "sent" | "processed" | "ready" | "succeeded" | "done" | "merged"
+        | "approved" => "ok",
+        "failed" | "reverted" | "rejected" | "timed_out" | "stuck" => "bad",
+        "awaiting_approval" | "reverting" | "retrying" | "queued" | "waiting" | "raised"
+        | "auto_merge_enabled" => "warn",
+        "processing" | "deploying" | "sending" | "running" | "started" | "pending" | "new" => {
+            "run"
+        }
+        _ => "idle",
+    }
+}
+
+/// A state badge: `<span class="state bad" data-state="failed">failed</span>`.
+pub fn badge(state: &str) -> Markup {
+    html! { span class={ "state " (tone(state)) } data-state=(state) { (label(state)) } }
+}
+
+/// The first seven characters of a commit sha.
+pub fn short(sha: &str) -> String {
+    sha.chars().take(7).collect()
+}
+
+/// A GitHub web URL for `path` under repository `repo` (`octo/app`), when `repo`
+/// looks like one; a payload's repository never makes a link anywhere else.
+pub fn github_url(repo: &str, path: &str) -> Option<String> {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    match repo.split_once('/') {
+        Some((owner, name)) if ok(owner) && ok(name) => {
+            Some(format!("https://github.com/{owner}/{name}{path}"))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `url` may be a link's target: an absolute http(s) URL (a payload's
+/// `javascript:` or relative URL is shown as text).
+pub fn linkable(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://")
+}
+
+/// `url` as a link when [`linkable`], else as text.
+pub fn link_or_text(url: &str, text: &str) -> Markup {
+    html! {
+        @if linkable(url) { a href=(url) { (text) } } @else { span.muted { (text) } }
+    }
+}
+
+/// "Older →" to the next page, when there is one: `path` with `query` (already
+/// encoded pairs, `&`-joined, may be empty) and `before`.
+pub fn pager(path: &str, query: &str, next: Option<&Cursor>) -> Markup {
+    html! {
+        @if let Some(next) = next {
+            nav.pager {
+                a.older rel="next" href={ (path) "?" (query) @if !query.is_empty() { "&" } "before=" (next.encode()) } { "Older →" }
+            }
+        }
+    }
+}
+
+/// Reads a stored JSON list column (`json_group_array(...)`) of `T`; a column that
+/// is not there is an empty list.
+pub(crate) fn json_list<T: crate::json::FromJson>(
+    row: &crate::ports::Row,
+    column: &str,
+) -> Result<Vec<T>, StoreError> {
+    use crate::row::Columns;
+    match row.opt_str(column) {
+        Some(text) => crate::json::read(text).map_err(StoreError::row),
+        None => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_badge_names_its_state_for_people_and_for_selectors() {
+        let out = badge("awaiting_approval").into_string();
+        assert_eq!(
+            out,
+            "<span class=\"state warn\" data-state=\"awaiting_approval\">awaiting approval</span>"
+        );
+        assert_eq!(tone("failed"), "bad");
+        assert_eq!(tone("finalized"), "ok");
+        assert_eq!(tone("something new"), "idle");
+    }
+
+    #[test]
+    fn links_go_only_where_they_should() {
+        assert_eq!(
+            github_url("octo/app", "/commit/abc").as_deref(),
+            Some("https://github.com/octo/app/commit/abc")
+        );
+        assert_eq!(github_url("octo/../../evil", ""), None);
+        assert_eq!(github_url("no-slash", ""), None);
+        assert!(!linkable("javascript:alert(1)"));
+        let out = link_or_text("javascript:alert(1)", "run").into_string();
+        assert!(!out.contains("href"), "{out}");
+    }
+
+    #[test]
+    fn an_error_page_never_shows_the_stores_detail() {
+        let e = PageError::Store(StoreError::Driver("secret table name".into()));
+        assert_eq!(e.status(), 503);
+        assert!(!e.message().contains("secret"));
+        assert_eq!(PageError::from(BadCursor).status(), 400);
+    }
+}
