@@ -360,7 +360,7 @@ fn a_push_deploys_through_every_step() {
     assert_eq!(calls[2].1["environment_url"], "https://app.example.com");
     assert_eq!(
         calls[2].1["log_url"],
-        "https://notifier.example.com/api/jobs/1"
+        "https://notifier.example.com/jobs/1"
     );
     let hook = s
         .http
