@@ -221,15 +221,12 @@ async fn viewer(req: &Request, config: &Config) -> Result<Viewer, Html> {
         .admin_token
         .as_ref()
         .ok_or_else(|| error_page(503, "The status page needs ADMIN_TOKEN to be set."))?;
-    let mac = crate::crypto::hmac(
-        token.expose().as_bytes(),
-        b"edge-notifier status page csrf",
-    )
-    .await
-    .map_err(|e| {
-        console_error!("web: csrf: {e}");
-        error_page(500, "The page could not be prepared.")
-    })?;
+    let mac = crate::crypto::hmac(token.expose().as_bytes(), b"edge-notifier status page csrf")
+        .await
+        .map_err(|e| {
+            console_error!("web: csrf: {e}");
+            error_page(500, "The page could not be prepared.")
+        })?;
     Ok(Viewer {
         name: "admin".into(),
         operator: true,

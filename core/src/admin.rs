@@ -130,7 +130,10 @@ impl LogQuery {
     /// source has rules it out).
     fn reads(&self, source: LogSource, outcomes: &[&str]) -> bool {
         self.source.is_none_or(|s| s == source)
-            && self.outcome.as_deref().is_none_or(|o| outcomes.contains(&o))
+            && self
+                .outcome
+                .as_deref()
+                .is_none_or(|o| outcomes.contains(&o))
     }
 }
 

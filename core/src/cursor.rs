@@ -178,7 +178,11 @@ pub fn merge_newest<T>(first: Vec<T>, second: Vec<T>, at: impl Fn(&T) -> i64) ->
             (None, Some(_)) => false,
             (None, None) => break,
         };
-        merged.extend(if from_first { first.next() } else { second.next() });
+        merged.extend(if from_first {
+            first.next()
+        } else {
+            second.next()
+        });
     }
     merged
 }
@@ -189,7 +193,11 @@ mod tests {
 
     #[test]
     fn a_cursor_reads_back_as_it_was_written() {
-        let c = Cursor::new(1_764_813_360_000, 'g', "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+        let c = Cursor::new(
+            1_764_813_360_000,
+            'g',
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+        );
         assert_eq!(Cursor::parse(&c.encode(), "gn"), Ok(c));
         let dotted = Cursor::new(5, 'g', "a.b.c");
         assert_eq!(Cursor::parse("5.g.a.b.c", "g"), Ok(dotted));

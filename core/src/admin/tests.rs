@@ -51,7 +51,9 @@ fn both_logs_newest_first_even_when_a_notification_was_stamped_out_of_order() {
     record_delivery(&db, "g-2500", 2_500);
     record_delivery(&db, "g-1500", 1_500);
     record_delivery(&db, "g-2000", 2_000);
-    let all = block_on(deliveries(&db, &all_of(50))).expect("listed").entries;
+    let all = block_on(deliveries(&db, &all_of(50)))
+        .expect("listed")
+        .entries;
     assert_eq!(
         ids(&all),
         vec![
@@ -65,7 +67,9 @@ fn both_logs_newest_first_even_when_a_notification_was_stamped_out_of_order() {
         "a delivery and a notification of the same millisecond: the delivery first"
     );
     assert_eq!(
-        ids(&block_on(deliveries(&db, &all_of(2))).expect("listed").entries),
+        ids(&block_on(deliveries(&db, &all_of(2)))
+            .expect("listed")
+            .entries),
         vec!["worker:api:late-clock", "g-2500"]
     );
 }
@@ -75,7 +79,9 @@ fn each_entry_keeps_its_shape() {
     let db = SqliteSql::migrated();
     notify(&db, "dep-1", 1_000);
     record_delivery(&db, "g-1", 2_000);
-    let all = block_on(deliveries(&db, &all_of(50))).expect("listed").entries;
+    let all = block_on(deliveries(&db, &all_of(50)))
+        .expect("listed")
+        .entries;
     assert_eq!(
         all,
         vec![
@@ -212,10 +218,12 @@ fn the_log_pages_through_both_sources_with_its_cursor_and_never_repeats_an_entry
         notify(&db, &format!("n{i}"), *at);
         record_delivery(&db, &format!("g{i}"), *at);
     }
-    let whole = ids(&block_on(deliveries(&db, &all_of(50))).expect("listed").entries)
-        .into_iter()
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
+    let whole = ids(&block_on(deliveries(&db, &all_of(50)))
+        .expect("listed")
+        .entries)
+    .into_iter()
+    .map(str::to_owned)
+    .collect::<Vec<_>>();
     assert_eq!(whole.len(), 10);
     let mut paged = Vec::new();
     let mut before: Option<String> = None;

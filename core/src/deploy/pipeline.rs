@@ -457,10 +457,7 @@ pub(super) async fn report_failure<P: Ports>(
 }
 
 fn job_link(config: &Config, id: i64) -> Option<String> {
-    config
-        .public_url
-        .as_ref()
-        .map(|u| format!("{u}/jobs/{id}"))
+    config.public_url.as_ref().map(|u| format!("{u}/jobs/{id}"))
 }
 
 fn github_err(e: GithubError) -> StepOutcome {

@@ -70,7 +70,16 @@ pub async fn on_job<P: Ports>(
     let back = format!("/jobs/{id}");
     if !viewer.operator {
         let why = "only an operator may act on a job";
-        audit(deps.sql, id, action, viewer, Outcome::Refused, Some(why.into()), now).await?;
+        audit(
+            deps.sql,
+            id,
+            action,
+            viewer,
+            Outcome::Refused,
+            Some(why.into()),
+            now,
+        )
+        .await?;
         return Err(PageError::Forbidden(format!("Not done: {why}.")));
     }
     if view.version != version || !view.offers.contains(&action) {
@@ -90,8 +99,16 @@ pub async fn on_job<P: Ports>(
             Ok(back)
         }
         Acted::Refused(why) => {
-            audit(deps.sql, id, action, viewer, Outcome::Refused, Some(why.clone()), now)
-                .await?;
+            audit(
+                deps.sql,
+                id,
+                action,
+                viewer,
+                Outcome::Refused,
+                Some(why.clone()),
+                now,
+            )
+            .await?;
             Err(PageError::MovedOn(format!("Not done: {why}.")))
         }
     }

@@ -131,7 +131,12 @@ pub async fn load<S: Sql>(
     let mut params = vec![name.as_str().into()];
     params.extend(Cursor::bound_of(before, 'j', "j", true)?.params());
     params.push((PAGE_SIZE + 1).into());
-    let jobs: Vec<JobRow> = sql.query(&jobs_query(), &params).await?.iter().map(job_row).collect();
+    let jobs: Vec<JobRow> = sql
+        .query(&jobs_query(), &params)
+        .await?
+        .iter()
+        .map(job_row)
+        .collect();
     let (jobs, next) = cursor::page(jobs, PAGE_SIZE as usize, |j| {
         Cursor::new(j.created_at, 'j', j.id.to_string())
     });

@@ -103,7 +103,11 @@ fn filter(view: &DeliveriesView) -> Markup {
     let source = view.source.as_deref();
     let outcome = view.outcome.as_deref();
     let mut outcomes: Vec<&str> = GITHUB_OUTCOMES.to_vec();
-    outcomes.extend(NOTIFY_OUTCOMES.iter().filter(|o| !GITHUB_OUTCOMES.contains(o)));
+    outcomes.extend(
+        NOTIFY_OUTCOMES
+            .iter()
+            .filter(|o| !GITHUB_OUTCOMES.contains(o)),
+    );
     html! {
         form #filter method="get" action="/deliveries" {
             label { "Source " select name="source" {

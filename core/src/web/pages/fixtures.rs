@@ -118,8 +118,15 @@ impl Db {
             let end = ago(minutes - position - 1);
             match fail_at {
                 Some((p, error)) if p == position => {
-                    block_on(jobs.finish_step(id, position, StepState::Failed, None, Some(error), end))
-                        .expect("fail");
+                    block_on(jobs.finish_step(
+                        id,
+                        position,
+                        StepState::Failed,
+                        None,
+                        Some(error),
+                        end,
+                    ))
+                    .expect("fail");
                     block_on(jobs.skip_pending(id, end)).expect("skip");
                     break;
                 }
@@ -131,7 +138,8 @@ impl Db {
         }
         if to == JobStatus::Reverted {
             let error = fail_at.map(|(_, e)| e);
-            block_on(jobs.set_status(id, JobStatus::Reverting, error, ago(minutes - 5))).expect("reverting");
+            block_on(jobs.set_status(id, JobStatus::Reverting, error, ago(minutes - 5)))
+                .expect("reverting");
         }
         let error = fail_at.map(|(_, e)| e);
         assert!(
@@ -145,9 +153,13 @@ impl Db {
             "type": "worker", "projectName": project, "deploymentId": id,
             "commitHash": "abcdef1234567", "commitMessage": message, "author": "alice",
         }));
-        block_on(NotificationStore::new(&self.sql).insert(&d, NotificationStatus::Sent, ago(minutes)))
-            .expect("inserted")
-            .expect("new");
+        block_on(NotificationStore::new(&self.sql).insert(
+            &d,
+            NotificationStatus::Sent,
+            ago(minutes),
+        ))
+        .expect("inserted")
+        .expect("new");
     }
 
     pub fn delivery(&self, id: &str, outcome: Outcome, minutes: i64) {

@@ -88,9 +88,7 @@ pub fn tone(state: &str) -> &'static str {
         "failed" | "reverted" | "rejected" | "timed_out" | "stuck" => "bad",
         "awaiting_approval" | "reverting" | "retrying" | "queued" | "waiting" | "raised"
         | "auto_merge_enabled" => "warn",
-        "processing" | "deploying" | "sending" | "running" | "started" | "pending" | "new" => {
-            "run"
-        }
+        "processing" | "deploying" | "sending" | "running" | "started" | "pending" | "new" => "run",
         _ => "idle",
     }
 }
@@ -190,6 +188,63 @@ mod tests {
         assert!(!linkable("javascript:alert(1)"));
         let out = link_or_text("javascript:alert(1)", "run").into_string();
         assert!(!out.contains("href"), "{out}");
+    }
+
+    #[test]
+    fn no_page_needs_more_than_three_round_trips_however_full_the_tables() {
+        use crate::deploy::JobStatus;
+        use crate::github::deliveries::Outcome;
+        use crate::testing::block_on;
+        use crate::web::counted::{Counted, MAX_ROUND_TRIPS};
+        use fixtures::{operator, Db, NOW};
+        let db = Db::new();
+        for app in ["api", "web", "docs"] {
+            db.app(app);
+        }
+        for n in 0..120u32 {
+            let app = ["api", "web", "docs"][(n % 3) as usize];
+            db.job(app, n + 1, "Change", 2_000 - i64::from(n) * 10);
+            if n < 3 {
+                db.run(app, 1_999 - i64::from(n) * 10, None, JobStatus::Finalized);
+            }
+        }
+        for pr in 1..=70 {
+            db.preview(["api", "web"][pr as usize % 2], pr, "ready", 1_000 - pr);
+        }
+        for n in 0..200 {
+            db.delivery(&format!("g-{n}"), Outcome::Processed, 900 - n);
+            db.notification("docs", &format!("dep-{n}"), "Docs", 900 - n);
+        }
+        let viewer = operator();
+        let trips = |what: &str, calls: u32| {
+            assert!(calls <= MAX_ROUND_TRIPS, "{what}: {calls} round trips");
+        };
+        let c = Counted::new(&db.sql);
+        let v = block_on(overview::load(&c, None, NOW)).expect("overview");
+        overview::render(&v, &viewer, NOW);
+        trips("/", c.calls());
+        let c = Counted::new(&db.sql);
+        let v = block_on(app::load(&c, "api", None)).expect("app");
+        app::render(&v, &viewer, NOW);
+        trips("/apps/api", c.calls());
+        let c = Counted::new(&db.sql);
+        let v = block_on(job::load(&c, 1)).expect("job");
+        job::render(&v, &viewer, NOW);
+        trips("/jobs/1", c.calls());
+        let c = Counted::new(&db.sql);
+        let v = block_on(previews::load(&c, None)).expect("previews");
+        previews::render(&v, &viewer, NOW);
+        trips("/previews", c.calls());
+        let c = Counted::new(&db.sql);
+        let v = block_on(deliveries::load(&c, None, None, None, false)).expect("deliveries");
+        deliveries::render(&v, &viewer, NOW);
+        trips("/deliveries", c.calls());
+        let c = Counted::new(&db.sql);
+        assert_eq!(
+            block_on(workflow::load(&c, "none")),
+            Err(PageError::NotFound)
+        );
+        trips("/workflows/none", c.calls());
     }
 
     #[test]

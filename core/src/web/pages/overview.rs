@@ -246,7 +246,11 @@ pub async fn load<S: Sql>(
 
 fn recent_page(rows: Vec<Row>) -> (Vec<Recent>, Option<Cursor>) {
     let read = |r: &Row| {
-        let source = if r.opt_str("src") == Some("n") { 'n' } else { 'j' };
+        let source = if r.opt_str("src") == Some("n") {
+            'n'
+        } else {
+            'j'
+        };
         let sha = r.opt_text("sha");
         let (subject, author) = match (source, r.opt_str("commits")) {
             ('j', Some(c)) => {
@@ -330,7 +334,10 @@ fn assemble(
             }
             "awaiting" => attention.push(job_attention(&app, &v, "awaiting_approval", None)),
             "stuck" => {
-                let since = format!("no progress since {}", Timestamp::from_millis(int(&v, "at")).to_human());
+                let since = format!(
+                    "no progress since {}",
+                    Timestamp::from_millis(int(&v, "at")).to_human()
+                );
                 attention.push(job_attention(&app, &v, "stuck", Some(since)));
             }
             "preview" => {

@@ -31,7 +31,12 @@ pub fn render(wf: &Workflow, viewer: &Viewer, now: Timestamp) -> String {
             .steps
             .iter()
             .find(|d| d.id.as_str() == id)
-            .map(|d| d.after.iter().map(|a| a.as_str().to_owned()).collect::<Vec<_>>())
+            .map(|d| {
+                d.after
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default()
     };
     let body = html! {

@@ -207,7 +207,9 @@ fn a_rejected_job_fails_without_deploying_or_reverting() {
         ]
     );
     assert_eq!(s.deploy_calls(), calls);
-    assert!(crate::deploy::message::render(&job, None).contains("<b>Approval:</b> rejected by @ann"));
+    assert!(
+        crate::deploy::message::render(&job, None).contains("<b>Approval:</b> rejected by @ann")
+    );
     assert_eq!(
         s.decide(2, Decision::Approve, "admin API")
             .expect_err("refused")

@@ -26,16 +26,27 @@ fn a_failed_jobs_timeline_shows_the_failing_step_in_red_with_its_error() {
     let db = Db::new();
     db.app("api");
     let id = db.job("api", 1, "Ship it", 30);
-    db.run("api", 29, Some((1, "deploy hook answered 500")), JobStatus::Failed);
+    db.run(
+        "api",
+        29,
+        Some((1, "deploy hook answered 500")),
+        JobStatus::Failed,
+    );
     let (page, trips) = shown(&db, id, &operator());
     assert_eq!(trips, 1, "one round trip for the whole page");
     assert!(page.contains("id=\"timeline\""));
     let trigger = step(&page, "trigger");
     assert!(trigger.contains("data-state=\"failed\""), "{trigger}");
-    assert!(trigger.contains("class=\"bar bad\""), "the bar is red: {trigger}");
+    assert!(
+        trigger.contains("class=\"bar bad\""),
+        "the bar is red: {trigger}"
+    );
     assert!(trigger.contains("<p class=\"error\">deploy hook answered 500</p>"));
     let done = step(&page, "create_deployment");
-    assert!(done.contains("class=\"bar ok\"") && done.contains("1 min 0 s"), "{done}");
+    assert!(
+        done.contains("class=\"bar ok\"") && done.contains("1 min 0 s"),
+        "{done}"
+    );
     let skipped = step(&page, "verify_health");
     assert!(skipped.contains("data-state=\"skipped\"") && skipped.contains("not started"));
     assert!(page.contains("data-state=\"failed\">failed</span>"));
@@ -55,10 +66,19 @@ fn the_bars_share_one_time_axis() {
     // ago: 7 min in all, each minute 1/7 of the axis.
     assert!(page.contains("7 min 0 s in all"), "{page}");
     let queued = step(&page, "queued");
-    assert!(queued.contains("x=\"0\"") && queued.contains("width=\"285\""), "{queued}");
+    assert!(
+        queued.contains("x=\"0\"") && queued.contains("width=\"285\""),
+        "{queued}"
+    );
     let finalize = step(&page, "finalize");
-    assert!(finalize.contains("x=\"714\"") && finalize.contains("width=\"142\""), "{finalize}");
-    assert!(!page.contains("style="), "no inline style: the CSP would block it");
+    assert!(
+        finalize.contains("x=\"714\"") && finalize.contains("width=\"142\""),
+        "{finalize}"
+    );
+    assert!(
+        !page.contains("style="),
+        "no inline style: the CSP would block it"
+    );
 }
 
 #[test]
@@ -87,9 +107,15 @@ fn the_actions_are_an_operators_and_only_those_the_job_offers() {
     let view = block_on(load(&db.sql, second)).expect("loads");
     assert!(page.contains(&format!("name=\"version\" value=\"{}\"", view.version)));
     let (older, _) = shown(&db, first, &operator());
-    assert!(!older.contains("id=\"actions\""), "an older job offers nothing");
+    assert!(
+        !older.contains("id=\"actions\""),
+        "an older job offers nothing"
+    );
     let (looking, _) = shown(&db, second, &onlooker());
-    assert!(!looking.contains("<form class=\"inline action\""), "no buttons for a non-operator");
+    assert!(
+        !looking.contains("<form class=\"inline action\""),
+        "no buttons for a non-operator"
+    );
 }
 
 #[test]
@@ -111,18 +137,20 @@ fn the_trail_and_the_telegram_message_are_on_the_page() {
     let db = Db::new();
     db.app("api");
     let id = db.job("api", 1, "One", 60);
-    block_on(crate::audit::AuditStore::new(&db.sql).record(&crate::audit::Entry {
-        subject_kind: crate::audit::SubjectKind::Job,
-        subject_id: id.to_string(),
-        action: "cancel".into(),
-        result: crate::audit::Outcome::Refused,
-        detail: Some("not an operator".into()),
-        actor: "@mallory".into(),
-        user_id: Some(7),
-        chat_id: Some("-1001".into()),
-        update_id: Some(9),
-        at: ago(5).millis(),
-    }))
+    block_on(
+        crate::audit::AuditStore::new(&db.sql).record(&crate::audit::Entry {
+            subject_kind: crate::audit::SubjectKind::Job,
+            subject_id: id.to_string(),
+            action: "cancel".into(),
+            result: crate::audit::Outcome::Refused,
+            detail: Some("not an operator".into()),
+            actor: "@mallory".into(),
+            user_id: Some(7),
+            chat_id: Some("-1001".into()),
+            update_id: Some(9),
+            at: ago(5).millis(),
+        }),
+    )
     .expect("audited");
     db.sql
         .conn_for_tests()
@@ -138,7 +166,10 @@ fn the_trail_and_the_telegram_message_are_on_the_page() {
     assert!(audit.contains("data-result=\"refused\"") && audit.contains("@mallory"));
     assert!(audit.contains("not an operator"));
     assert!(page.contains("href=\"https://t.me/c/5/42\""), "{page}");
-    assert!(page.contains("Deploy api &lt;x&gt;"), "the text without markup, escaped again");
+    assert!(
+        page.contains("Deploy api &lt;x&gt;"),
+        "the text without markup, escaped again"
+    );
 }
 
 #[test]

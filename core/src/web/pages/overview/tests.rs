@@ -29,18 +29,32 @@ fn after_a_real_flow_what_failed_comes_first_then_every_app_then_the_recent_depl
     db.job("api", 1, "Add the status page", 120);
     db.run("api", 119, None, JobStatus::Finalized);
     db.job("web", 2, "Break the build", 60);
-    db.run("web", 59, Some((2, "health check answered 503")), JobStatus::Reverted);
+    db.run(
+        "web",
+        59,
+        Some((2, "health check answered 503")),
+        JobStatus::Reverted,
+    );
     db.notification("docs", "dep-1", "Docs deployed", 30);
     db.preview("api", 7, "ready", 20);
     db.preview("web", 8, "failed", 10);
     let (view, page, trips) = shown(&db, None);
-    assert!(trips <= crate::web::counted::MAX_ROUND_TRIPS, "{trips} round trips");
+    assert!(
+        trips <= crate::web::counted::MAX_ROUND_TRIPS,
+        "{trips} round trips"
+    );
     let attention = section(&page, "attention");
-    assert!(attention.contains("data-kind=\"job\" data-state=\"reverted\""), "{attention}");
+    assert!(
+        attention.contains("data-kind=\"job\" data-state=\"reverted\""),
+        "{attention}"
+    );
     assert!(attention.contains("health check answered 503"));
     assert!(attention.contains("data-kind=\"preview\" data-state=\"failed\""));
     assert!(attention.contains("machine did not start"));
-    assert!(page.find("id=\"attention\"") < page.find("id=\"apps\""), "attention first");
+    assert!(
+        page.find("id=\"attention\"") < page.find("id=\"apps\""),
+        "attention first"
+    );
     let apps = section(&page, "apps");
     let api = &apps[apps.find("data-app=\"api\"").expect("api")..];
     assert!(api.contains("Add the status page") && api.contains("octocat"));
@@ -48,8 +62,16 @@ fn after_a_real_flow_what_failed_comes_first_then_every_app_then_the_recent_depl
     assert_eq!(view.apps[0].state(), "finalized");
     assert_eq!(view.apps[1].state(), "reverted");
     assert_eq!(view.apps[1].production, None, "web never finalized");
-    let recent: Vec<(char, &str)> = view.recent.iter().map(|r| (r.source, r.project.as_str())).collect();
-    assert_eq!(recent, vec![('n', "docs"), ('j', "web"), ('j', "api")], "newest first");
+    let recent: Vec<(char, &str)> = view
+        .recent
+        .iter()
+        .map(|r| (r.source, r.project.as_str()))
+        .collect();
+    assert_eq!(
+        recent,
+        vec![('n', "docs"), ('j', "web"), ('j', "api")],
+        "newest first"
+    );
     assert!(section(&page, "recent").contains("Docs deployed"));
     assert!(!page.contains("a class=\"older\""), "one page");
 }
@@ -94,7 +116,12 @@ fn recent_deployments_page_with_a_cursor_and_never_repeat_one() {
     assert!(trips <= 3);
     assert_eq!(second.recent.len(), 30);
     assert_eq!(second.next, None);
-    let mut seen: Vec<(char, i64)> = first.recent.iter().chain(&second.recent).map(|r| (r.source, r.id)).collect();
+    let mut seen: Vec<(char, i64)> = first
+        .recent
+        .iter()
+        .chain(&second.recent)
+        .map(|r| (r.source, r.id))
+        .collect();
     let all = seen.len();
     seen.sort();
     seen.dedup();
@@ -110,6 +137,11 @@ fn a_commit_message_of_script_shows_as_text() {
     db.run("api", 19, None, JobStatus::Finalized);
     db.notification("docs", "dep-1", HOSTILE, 10);
     let (_, page, _) = shown(&db, None);
-    assert_eq!(page.matches("&lt;script&gt;alert(1)&lt;/script&gt;").count(), 3, "production, and both recent rows");
+    assert_eq!(
+        page.matches("&lt;script&gt;alert(1)&lt;/script&gt;")
+            .count(),
+        3,
+        "production, and both recent rows"
+    );
     assert!(!page.contains("<script"));
 }
