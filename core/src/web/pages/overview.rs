@@ -13,7 +13,7 @@
 //!
 //! Three round trips: the apps; every app's production and last job, the jobs
 //! awaiting approval or stuck, the live previews and the latest workflows (one
-//! query of `UNION ALL` parts as JSON); and the page of recent deployments (each
+//! row of JSON lists); and the page of recent deployments (each
 //! source cut at the page's size, merged).
 
 use maud::{html, Markup};
@@ -131,37 +131,57 @@ pub struct Recent {
     pub status: String,
 }
 
-const STATE_QUERY: &str = "\
-SELECT 'production' AS part, j.app AS app, json_object('id', j.id, 'sha', j.sha, 'commits', json(j.commits), \
-   'pusher', j.pusher, 'at', COALESCE(j.finished_at, j.updated_at)) AS data \
- FROM deploy_jobs j WHERE j.id IN (SELECT MAX(id) FROM deploy_jobs WHERE status = 'finalized' GROUP BY app) \
-UNION ALL \
-SELECT 'last', j.app, json_object('id', j.id, 'sha', j.sha, 'status', j.status, 'at', j.updated_at, \
-   'error', j.error, 'commits', json(j.commits)) \
- FROM deploy_jobs j WHERE j.id IN (SELECT MAX(id) FROM deploy_jobs WHERE status != 'cancelled' GROUP BY app) \
-UNION ALL \
-SELECT 'awaiting', j.app, json_object('id', j.id, 'sha', j.sha, 'at', COALESCE(s.started_at, j.updated_at), \
-   'commits', json(j.commits)) \
- FROM deploy_steps s JOIN deploy_jobs j ON j.id = s.job_id \
- WHERE s.name = 'awaiting_approval' AND s.state = 'started' AND j.status = 'processing' \
-   AND json_extract(s.result, '$.decision') IS NULL \
-UNION ALL \
-SELECT 'stuck', j.app, json_object('id', j.id, 'sha', j.sha, 'status', j.status, \
+/// Each part a JSON list (D1 refuses a compound SELECT of this many terms).
+const STATE_QUERY: &str = "SELECT \
+ (SELECT json_group_array(json_object('app', j.app, 'id', j.id, 'sha', j.sha, 'commits', json(j.commits), \
+   'pusher', j.pusher, 'at', COALESCE(j.finished_at, j.updated_at))) \
+  FROM deploy_jobs j WHERE j.id IN (SELECT MAX(id) FROM deploy_jobs WHERE status = 'finalized' GROUP BY app)) \
+  AS production, \
+ (SELECT json_group_array(json_object('app', j.app, 'id', j.id, 'sha', j.sha, 'status', j.status, \
+   'at', j.updated_at, 'error', j.error, 'commits', json(j.commits))) \
+  FROM deploy_jobs j WHERE j.id IN (SELECT MAX(id) FROM deploy_jobs WHERE status != 'cancelled' GROUP BY app)) \
+  AS last, \
+ (SELECT json_group_array(json_object('app', j.app, 'id', j.id, 'sha', j.sha, \
+   'at', COALESCE(s.started_at, j.updated_at), 'commits', json(j.commits))) \
+  FROM deploy_steps s JOIN deploy_jobs j ON j.id = s.job_id \
+  WHERE s.name = 'awaiting_approval' AND s.state = 'started' AND j.status = 'processing' \
+    AND json_extract(s.result, '$.decision') IS NULL) AS awaiting, \
+ (SELECT json_group_array(json_object('app', j.app, 'id', j.id, 'sha', j.sha, 'status', j.status, \
    'at', COALESCE((SELECT MIN(s.claimed_at) FROM deploy_steps s WHERE s.job_id = j.id AND s.state = 'started'), \
-     j.started_at, j.updated_at), 'commits', json(j.commits)) \
- FROM deploy_jobs j WHERE j.status IN ('processing', 'reverting') \
-   AND NOT EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id AND s.name = 'awaiting_approval' \
-     AND s.state = 'started') \
-   AND (j.started_at < ?1 OR EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id \
-     AND s.state = 'started' AND s.claimed_at < ?2)) \
-UNION ALL \
-SELECT 'preview', p.app, json_object('id', p.id, 'pr', p.pr_number, 'url', p.url, 'status', p.status, \
-   'error', p.error, 'at', p.updated_at) \
- FROM previews p WHERE p.wanted = 'live' AND p.status IN ('new', 'queued', 'deploying', 'ready', 'failed') \
-UNION ALL \
-SELECT * FROM (SELECT 'workflow', w.name, json_object('id', w.id, 'status', w.status, 'error', w.error, \
-   'at', w.updated_at) FROM workflows w WHERE w.id IN (SELECT MAX(id) FROM workflows GROUP BY name) \
-   ORDER BY w.id DESC LIMIT 20)";
+     j.started_at, j.updated_at), 'commits', json(j.commits))) \
+  FROM deploy_jobs j WHERE j.status IN ('processing', 'reverting') \
+    AND NOT EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id AND s.name = 'awaiting_approval' \
+      AND s.state = 'started') \
+    AND (j.started_at < ?1 OR EXISTS (SELECT 1 FROM deploy_steps s WHERE s.job_id = j.id \
+      AND s.state = 'started' AND s.claimed_at < ?2))) AS stuck, \
+ (SELECT json_group_array(json_object('app', p.app, 'id', p.id, 'pr', p.pr_number, 'url', p.url, \
+   'status', p.status, 'error', p.error, 'at', p.updated_at)) \
+  FROM previews p WHERE p.wanted = 'live' AND p.status IN ('new', 'queued', 'deploying', 'ready', 'failed')) \
+  AS preview, \
+ (SELECT json_group_array(json_object('app', w.name, 'id', w.id, 'status', w.status, 'error', w.error, \
+   'at', w.updated_at)) FROM (SELECT * FROM workflows WHERE id IN (SELECT MAX(id) FROM workflows GROUP BY name) \
+   ORDER BY id DESC LIMIT 20) w) AS workflow";
+
+/// The parts of [`STATE_QUERY`]'s one row, in its order.
+const STATE_PARTS: [&str; 6] = ["production", "last", "awaiting", "stuck", "preview", "workflow"];
+
+/// `(part, app, fields)` of every item of every part.
+fn parts(rows: &[Row]) -> Vec<(&'static str, String, Value)> {
+    let mut out = Vec::new();
+    let Some(row) = rows.first() else {
+        return out;
+    };
+    for part in STATE_PARTS {
+        let items = row
+            .opt_str(part)
+            .and_then(|t| crate::json::value(t).ok())
+            .unwrap_or(Value::Null);
+        for item in items.as_array().map(Vec::as_slice).unwrap_or_default() {
+            out.push((part, text(item, "app").unwrap_or_default(), item.clone()));
+        }
+    }
+    out
+}
 
 /// Recent notifications and jobs below a cursor: each source's first `?7` rows.
 fn recent_query() -> String {
@@ -176,12 +196,6 @@ fn recent_query() -> String {
         Cursor::condition("created_at", "id", 1),
         Cursor::condition("created_at", "id", 4),
     )
-}
-
-fn data(row: &Row) -> Value {
-    row.opt_str("data")
-        .and_then(|t| crate::json::value(t).ok())
-        .unwrap_or(Value::Null)
 }
 
 fn text(v: &Value, key: &str) -> Option<String> {
@@ -241,7 +255,7 @@ pub async fn load<S: Sql>(
     params.push((PAGE_SIZE + 1).into());
     let recent = sql.query(&recent_query(), &params).await?;
     let (recent, next) = recent_page(recent);
-    Ok(assemble(&apps, &rows, recent, next))
+    Ok(assemble(&apps, parts(&rows), recent, next))
 }
 
 fn recent_page(rows: Vec<Row>) -> (Vec<Recent>, Option<Cursor>) {
@@ -283,7 +297,7 @@ fn recent_page(rows: Vec<Row>) -> (Vec<Recent>, Option<Cursor>) {
 
 fn assemble(
     apps: &[NamedApp],
-    rows: &[Row],
+    parts: Vec<(&'static str, String, Value)>,
     recent: Vec<Recent>,
     next: Option<Cursor>,
 ) -> Overview {
@@ -300,11 +314,9 @@ fn assemble(
         })
         .collect();
     let mut workflows = Vec::new();
-    for row in rows {
-        let app = row.opt_text("app").unwrap_or_default();
-        let v = data(row);
+    for (part, app, v) in parts {
         let line = lines.iter_mut().find(|l| l.name == app);
-        match row.opt_str("part").unwrap_or_default() {
+        match part {
             "production" => {
                 let sha = text(&v, "sha").unwrap_or_default();
                 let (subject, author) = head(v.get("commits").unwrap_or(&Value::Null), &sha);
