@@ -30,7 +30,7 @@ pub struct Cursor {
 }
 
 /// Where one source resumes below a cursor: three parameters for a condition of
-/// the form `(t < ?1 OR (t = ?1 AND (?2 = 1 OR (?2 = 0 AND id < ?3))))` (see
+/// the form `t <= ?1 AND (t < ?1 OR ?2 = 1 OR (?2 = 0 AND id < ?3))` (see
 /// [`Cursor::condition`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bound {
@@ -144,10 +144,11 @@ impl Cursor {
     }
 
     /// The SQL condition for [`Bound`] over time column `t` and id column `id`, with
-    /// its three parameters at `?{first}`, `?{first + 1}`, `?{first + 2}`.
+    /// its three parameters at `?{first}`, `?{first + 1}`, `?{first + 2}`. Its
+    /// `t <= ?` lets an index on `(t, id)` start the scan at the cursor.
     pub fn condition(t: &str, id: &str, first: usize) -> String {
         let (a, m, i) = (first, first + 1, first + 2);
-        format!("({t} < ?{a} OR ({t} = ?{a} AND (?{m} = 1 OR (?{m} = 0 AND {id} < ?{i}))))")
+        format!("({t} <= ?{a} AND ({t} < ?{a} OR ?{m} = 1 OR (?{m} = 0 AND {id} < ?{i})))")
     }
 }
 

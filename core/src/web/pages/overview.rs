@@ -163,7 +163,14 @@ const STATE_QUERY: &str = "SELECT \
    ORDER BY id DESC LIMIT 20) w) AS workflow";
 
 /// The parts of [`STATE_QUERY`]'s one row, in its order.
-const STATE_PARTS: [&str; 6] = ["production", "last", "awaiting", "stuck", "preview", "workflow"];
+const STATE_PARTS: [&str; 6] = [
+    "production",
+    "last",
+    "awaiting",
+    "stuck",
+    "preview",
+    "workflow",
+];
 
 /// `(part, app, fields)` of every item of every part.
 fn parts(rows: &[Row]) -> Vec<(&'static str, String, Value)> {

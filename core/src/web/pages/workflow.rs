@@ -4,8 +4,8 @@
 //! that moved it.
 //!
 //! Selectors: `h1`, `#summary .state[data-state]`, `#steps li.step[data-step]
-//! [data-state]` (`.after a` to the steps it waits for, `a.pr`, `.merged .sha`,
-//! `a.run`, `.error`, `ol.events li.event[data-source]`).
+//! [data-state]` (`.after a` to the steps it waits for, `.pr-link a`, `.merged .sha`,
+//! `.run-link a`, `.error`, `ol.events li.event[data-source]`).
 //!
 //! Two round trips: the workflow, its steps.
 
