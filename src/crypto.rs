@@ -192,3 +192,75 @@ impl edge_core::secrets::Cipher for WebCryptoCipher {
         Ok(Uint8Array::new(&digest).to_vec())
     }
 }
+
+/// HMAC-SHA256 over bytes: the status page's session cookies and CSRF tokens.
+pub struct WebCryptoHmac;
+
+impl edge_core::web::auth::session::Hmac for WebCryptoHmac {
+    async fn hmac_sha256(&self, key: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+        sign("raw", key, "HMAC", &Uint8Array::from(data)).await
+    }
+}
+
+/// RSASSA-PKCS1-v1_5 / SHA-256 verification under a JWK: Cloudflare Access tokens.
+pub struct WebCryptoVerifier;
+
+impl edge_core::web::auth::access::RsaVerifier for WebCryptoVerifier {
+    async fn verify_rs256(
+        &self,
+        key: &edge_core::web::auth::access::Jwk,
+        data: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, String> {
+        let subtle = subtle()?;
+        let set = |o: &Object, k: &str, v: &JsValue| {
+            Reflect::set(o, &JsValue::from_str(k), v)
+                .map(drop)
+                .map_err(js_err)
+        };
+        let jwk = Object::new();
+        set(&jwk, "kty", &"RSA".into())?;
+        set(&jwk, "n", &key.n.as_str().into())?;
+        set(&jwk, "e", &key.e.as_str().into())?;
+        set(&jwk, "alg", &"RS256".into())?;
+        set(&jwk, "ext", &JsValue::TRUE)?;
+        let algorithm = Object::new();
+        set(&algorithm, "name", &"RSASSA-PKCS1-v1_5".into())?;
+        set(&algorithm, "hash", &"SHA-256".into())?;
+        let usages = Array::of1(&"verify".into());
+        let key = JsFuture::from(
+            subtle
+                .import_key_with_object("jwk", &jwk, &algorithm, false, &usages)
+                .map_err(js_err)?,
+        )
+        .await
+        .map_err(js_err)?;
+        let key: web_sys::CryptoKey = key.unchecked_into();
+        let verified = JsFuture::from(
+            subtle
+                .verify_with_str_and_buffer_source_and_buffer_source(
+                    "RSASSA-PKCS1-v1_5",
+                    &key,
+                    &Uint8Array::from(signature),
+                    &Uint8Array::from(data),
+                )
+                .map_err(js_err)?,
+        )
+        .await
+        .map_err(js_err)?;
+        Ok(verified.as_bool().unwrap_or(false))
+    }
+}
+
+/// `N` bytes from the runtime's CSPRNG (`crypto.getRandomValues`).
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
+    let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let crypto = scope
+        .crypto()
+        .map_err(|_| "crypto is unavailable".to_owned())?;
+    let mut bytes = [0u8; N];
+    crypto
+        .get_random_values_with_u8_array(&mut bytes)
+        .map_err(js_err)?;
+    Ok(bytes)
+}

@@ -21,6 +21,7 @@ mod notify;
 mod respond;
 mod telegram;
 mod web;
+mod web_auth;
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {

@@ -4,6 +4,7 @@
 
 use edge_core::error::ApiError;
 use edge_core::http::is_json_content_type;
+use edge_core::web::{Html, PAGE_HEADERS};
 use worker::{Headers, Request, Response};
 
 /// A successful answer: its status and JSON body.
@@ -77,4 +78,22 @@ pub async fn json_body(req: &mut Request, limit: usize) -> Result<Vec<u8>, ApiEr
         return Err(ApiError::UnsupportedMediaType);
     }
     Ok(crate::body::read_capped(req, limit).await?.to_vec())
+}
+
+/// A page as a response: its status, HTML, cookies and redirect, with
+/// [`PAGE_HEADERS`] on every one.
+pub fn page(page: Html) -> worker::Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in PAGE_HEADERS {
+        headers.set(name, value)?;
+    }
+    for cookie in &page.cookies {
+        headers.append("set-cookie", cookie)?;
+    }
+    if let Some(to) = &page.location {
+        headers.set("location", to)?;
+    }
+    Ok(Response::ok(page.body)?
+        .with_status(page.status)
+        .with_headers(headers))
 }

@@ -1,27 +1,21 @@
-//! The status page's edge: which paths are pages, who is looking ([`viewer`]), the
-//! pages' routes (each page's load and render are `edge_core::web::pages`), the
-//! forms' bodies and CSRF check, and how a page's [`Html`] becomes a response with
-//! the page headers and `Server-Timing` (its D1 round trips and render time).
+//! The status page's edge: which paths are pages, the pages' routes (each page's
+//! load and render are `edge_core::web::pages`), and how a page's [`Html`] becomes a
+//! response with the page headers and `Server-Timing` (its D1 round trips and render
+//! time). Who may see a page is [`crate::web_auth`]'s gate, which runs before every
+//! page but the stylesheet and `/signin`; every form POST goes through its
+//! [`web_auth::posted_form`] (origin, body, CSRF token).
 
-use edge_core::auth::constant_time_eq;
-use edge_core::config::Config;
 use edge_core::cursor::Cursor;
 use edge_core::http::query_param;
 use edge_core::web::counted::Counted;
-use edge_core::web::form::{Form, FormError};
 use edge_core::web::layout::{self, STYLESHEET};
 use edge_core::web::pages::{self, actions, PageError};
-use edge_core::web::viewer::Viewer;
-use edge_core::web::{Html, PAGE_HEADERS};
-use maud::html;
+use edge_core::web::Html;
 use worker::{console_error, Headers, Method, Request, Response};
 
 use crate::adapters::now;
 use crate::deploy::Event;
-
-/// Largest form body: a form carries a token, a version and a button (a few
-/// hundred bytes).
-const MAX_FORM_BYTES: usize = 8 * 1024;
+use crate::web_auth;
 
 /// Whether `path` is one of the pages (or their stylesheet) rather than the API.
 pub fn is_page(path: &str) -> bool {
@@ -77,10 +71,15 @@ impl Route {
     }
 }
 
-pub async fn handle(mut req: Request, event: &Event<'_>) -> worker::Result<Response> {
+pub async fn handle(req: Request, event: &Event<'_>) -> worker::Result<Response> {
     let path = req.path();
     if path == layout::stylesheet_path() {
         return stylesheet(&req);
+    }
+    match path.as_str() {
+        "/signin" => return web_auth::signin(req, event).await,
+        "/signout" => return web_auth::signout(req, event).await,
+        _ => {}
     }
     let Some(route) = Route::parse(&path) else {
         return send(not_found());
@@ -97,7 +96,8 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> worker::Result<Respo
             &[("allow", route.allowed().to_owned())],
         );
     }
-    let viewer = match viewer(&req, event.config).await {
+    // The gate: every page below is for a signed-in viewer only.
+    let viewer = match web_auth::viewer(&req, event).await {
         Ok(v) => v,
         Err(page) => return send(page),
     };
@@ -108,13 +108,10 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> worker::Result<Respo
     let url = req.inner().url();
     let param = |name: &str| query_param(&url, name);
     if method == Method::Post {
-        let form = match read_form(&mut req).await {
+        let form = match web_auth::posted_form(&req, &viewer).await {
             Ok(f) => f,
             Err(page) => return send(page),
         };
-        if let Err(page) = check_csrf(&viewer, &form) {
-            return send(page);
-        }
         let done = match route {
             Route::JobAction(id, action) => {
                 let version = form.get("version").unwrap_or_default();
@@ -201,82 +198,6 @@ fn failed(e: &PageError) -> Html {
     error_page(e.status(), &e.message())
 }
 
-/// Who is looking. Until the sign-in gate lands, the holder of `ADMIN_TOKEN` (as a
-/// bearer token) is the operator `admin`, with a CSRF token made from the token by
-/// HMAC (the same for every request of theirs, unguessable without the token).
-async fn viewer(req: &Request, config: &Config) -> Result<Viewer, Html> {
-    let header = req.headers().get("authorization").ok().flatten();
-    edge_core::auth::require_bearer(
-        header.as_deref(),
-        config.admin_token.as_ref(),
-        "ADMIN_TOKEN",
-    )
-    .map_err(|e| match e {
-        edge_core::error::ApiError::NotConfigured(_) => {
-            error_page(503, "The status page needs ADMIN_TOKEN to be set.")
-        }
-        _ => error_page(401, "Sign in to see this page."),
-    })?;
-    let token = config
-        .admin_token
-        .as_ref()
-        .ok_or_else(|| error_page(503, "The status page needs ADMIN_TOKEN to be set."))?;
-    let mac = crate::crypto::hmac(token.expose().as_bytes(), b"edge-notifier status page csrf")
-        .await
-        .map_err(|e| {
-            console_error!("web: csrf: {e}");
-            error_page(500, "The page could not be prepared.")
-        })?;
-    Ok(Viewer {
-        name: "admin".into(),
-        operator: true,
-        csrf: mac.iter().map(|b| format!("{b:02x}")).collect(),
-    })
-}
-
-/// Every form POST carries its viewer's CSRF token: a form from elsewhere does not.
-fn check_csrf(viewer: &Viewer, form: &Form) -> Result<(), Html> {
-    let sent = form.get("csrf").unwrap_or_default();
-    if !sent.is_empty() && constant_time_eq(sent.as_bytes(), viewer.csrf.as_bytes()) {
-        Ok(())
-    } else {
-        Err(error_page(
-            403,
-            "This form did not come from this page (its CSRF token is missing or wrong). Reload the page and try again.",
-        ))
-    }
-}
-
-/// A form's fields: `application/x-www-form-urlencoded` only (415 otherwise), at
-/// most [`MAX_FORM_BYTES`] (413), counted while it is read.
-async fn read_form(req: &mut Request) -> Result<Form, Html> {
-    let kind = req.headers().get("content-type").ok().flatten();
-    let essence = kind
-        .as_deref()
-        .and_then(|k| k.split(';').next())
-        .map(|k| k.trim().to_ascii_lowercase());
-    if essence.as_deref() != Some("application/x-www-form-urlencoded") {
-        return Err(error_page(
-            415,
-            "A form must be sent as application/x-www-form-urlencoded.",
-        ));
-    }
-    let body = crate::body::read_capped(req, MAX_FORM_BYTES)
-        .await
-        .map_err(|_| {
-            error_page(
-                413,
-                &format!("The form is larger than {MAX_FORM_BYTES} bytes."),
-            )
-        })?;
-    Form::parse(&body.to_vec(), MAX_FORM_BYTES).map_err(|e| match e {
-        FormError::TooLarge { limit } => {
-            error_page(413, &format!("The form is larger than {limit} bytes."))
-        }
-        other => error_page(400, &format!("The form cannot be read: {other}.")),
-    })
-}
-
 /// The stylesheet, cached for a year: its path changes with its content.
 fn stylesheet(req: &Request) -> worker::Result<Response> {
     if !matches!(req.method(), Method::Get | Method::Head) {
@@ -296,49 +217,20 @@ fn not_found() -> Html {
     error_page(404, "There is no page here.")
 }
 
-/// A page that says what went wrong, with the page headers like any other.
-pub fn error_page(status: u16, message: &str) -> Html {
-    let title = match status {
-        400 => "Bad request",
-        401 => "Sign in",
-        403 => "Not allowed",
-        404 => "Not found",
-        405 => "Method not allowed",
-        409 => "This has moved on",
-        413 => "Too large",
-        415 => "Unsupported form",
-        429 => "Too many attempts",
-        503 => "Not configured",
-        _ => "Something went wrong",
-    };
-    Html::with_status(
-        status,
-        layout::page(title, None, html! { h1 { (title) } p.error { (message) } }),
-    )
-}
+/// A page that says what went wrong (rendered in the core, with the page headers
+/// like any other page).
+pub use edge_core::web::layout::error_page;
 
-/// A page as a response: its status, HTML, cookies and redirect, with
-/// [`PAGE_HEADERS`] on every one.
-pub fn send(page: Html) -> worker::Result<Response> {
-    send_with(page, &[])
-}
+/// A page as a response, with the page headers (in [`crate::respond`], where every
+/// answer becomes a response).
+pub use crate::respond::page as send;
 
 /// [`send`] with more headers (`Allow`, `Server-Timing`).
 fn send_with(page: Html, extra: &[(&str, String)]) -> worker::Result<Response> {
-    let headers = Headers::new();
-    for (name, value) in PAGE_HEADERS {
-        headers.set(name, value)?;
-    }
+    let mut response = send(page)?;
+    let headers = response.headers_mut();
     for (name, value) in extra {
         headers.set(name, value)?;
     }
-    for cookie in &page.cookies {
-        headers.append("set-cookie", cookie)?;
-    }
-    if let Some(to) = &page.location {
-        headers.set("location", to)?;
-    }
-    Ok(Response::ok(page.body)?
-        .with_status(page.status)
-        .with_headers(headers))
+    Ok(response)
 }

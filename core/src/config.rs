@@ -52,6 +52,10 @@ pub const VARIABLES: &[(&str, bool)] = &[
     ("ORCHESTRATE_DEFINITION", false),
     ("SERVICE_TEMPLATES", false),
     ("PROTECTION_TIMEOUT_MINUTES", false),
+    ("ACCESS_TEAM_DOMAIN", false),
+    ("ACCESS_AUD", false),
+    ("ACCESS_OPERATORS", false),
+    ("ACCESS_CERTS_URL", false),
 ];
 
 /// Default `TELEGRAM_API_BASE`.
@@ -179,6 +183,13 @@ pub struct Config {
     /// `PROTECTION_TIMEOUT_MINUTES`, default 1440 (a day): a deployment protection
     /// rule's request nobody decides within this long is rejected.
     pub protection_timeout_minutes: u32,
+    /// Cloudflare Access in front of the status page: `ACCESS_TEAM_DOMAIN`
+    /// (`<team>.cloudflareaccess.com`), `ACCESS_AUD` (the application's audience
+    /// tag), `ACCESS_OPERATORS` (emails, comma-separated, default none) and
+    /// `ACCESS_CERTS_URL` (default `https://<team>/cdn-cgi/access/certs`).
+    /// `Ok(None)` when neither of the first two is set (the pages then use the
+    /// sign-in form); `Err` naming the problem when Access is half or badly set.
+    pub access: Result<Option<crate::web::auth::access::AccessConfig>, String>,
     /// Settings that were present but unusable (they fell back to their defaults).
     pub problems: Vec<String>,
 }
@@ -389,7 +400,18 @@ impl Config {
             }
             id
         });
+        let access = crate::web::auth::access::AccessConfig::from_settings(
+            get("ACCESS_TEAM_DOMAIN"),
+            get("ACCESS_AUD"),
+            get("ACCESS_CERTS_URL"),
+            get("ACCESS_OPERATORS"),
+            &mut problems,
+        );
+        if let Err(problem) = &access {
+            problems.push(format!("{problem}; the status page is closed"));
+        }
         Config {
+            access,
             orchestrate,
             orchestrate_installation_id,
             protection_timeout_minutes,

@@ -3,7 +3,7 @@
 // records anything unexpected as a violation; the suite fails if any were recorded.
 import { createHash } from "node:crypto";
 import { createServer } from "node:http";
-import { verify as cryptoVerify } from "node:crypto";
+import { verify as cryptoVerify, sign as cryptoSign, generateKeyPairSync } from "node:crypto";
 
 /**
  * Serves `handler` on loopback. A fake that throws (a body that is not the JSON it
@@ -1272,4 +1272,59 @@ export async function fakeFly({ token }) {
     return json(res, 404, { error: "not found" });
   });
   return { base: `http://127.0.0.1:${server.address().port}`, requests, violations, machines, apps, state, close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }) };
+}
+
+/**
+ * Cloudflare Access for one team: key pairs made here, the team's JWKS served at
+ * `/cdn-cgi/access/certs` (the keys in `served`, which a test may change to
+ * rotate), every request recorded, anything else a violation. `token()` signs a
+ * JWT the way Access does (RS256, `kid` in the header) with any of the keys,
+ * served or not.
+ */
+export async function fakeAccess({ team, aud }) {
+  const keys = new Map();
+  const makeKey = (kid) => {
+    const pair = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    keys.set(kid, pair);
+    return pair;
+  };
+  makeKey("key-1");
+  makeKey("key-2");
+  const served = ["key-1"];
+  const requests = [];
+  const violations = [];
+  const server = await listen(violations, async (req, _raw, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    requests.push(`${req.method} ${path}`);
+    if (req.method === "GET" && path === "/cdn-cgi/access/certs") {
+      const jwks = served.map((kid) => ({ kid, alg: "RS256", use: "sig", ...keys.get(kid).publicKey.export({ format: "jwk" }) }));
+      return json(res, 200, { keys: jwks, public_cert: { kid: served[0], cert: "-----BEGIN CERTIFICATE-----" }, public_certs: [] });
+    }
+    violations.push(`unexpected ${req.method} ${path}`);
+    return json(res, 404, {});
+  });
+  const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+  const now = () => Math.floor(Date.now() / 1000);
+  return {
+    base: `http://127.0.0.1:${server.address().port}`,
+    certsUrl: `http://127.0.0.1:${server.address().port}/cdn-cgi/access/certs`,
+    requests,
+    violations,
+    served,
+    makeKey,
+    /** The certs fetches so far. */
+    fetches: () => requests.filter((r) => r === "GET /cdn-cgi/access/certs").length,
+    /** A token as Access issues it, with `claims` over the defaults; `signWith` forges. */
+    token({ email = "dev@example.com", kid = "key-1", signWith = kid, claims = {} } = {}) {
+      const t = now();
+      const body = {
+        aud: [aud], email, exp: t + 3600, iat: t - 5, nbf: t - 5, iss: `https://${team}`,
+        type: "app", identity_nonce: "e2e-nonce", sub: `sub-${email}`, country: "NL", ...claims,
+      };
+      const input = `${b64({ alg: "RS256", kid, typ: "JWT" })}.${b64(body)}`;
+      const signature = cryptoSign("sha256", Buffer.from(input), keys.get(signWith).privateKey);
+      return `${input}.${signature.toString("base64url")}`;
+    },
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
+  };
 }

@@ -5,6 +5,7 @@
 use maud::{html, Markup, DOCTYPE};
 
 use super::viewer::Viewer;
+use super::Html;
 use crate::time::Timestamp;
 
 /// The stylesheet, served by the Worker at [`stylesheet_path`].
@@ -77,6 +78,26 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> String {
     .into_string()
 }
 
+/// A page that says what went wrong, with the page headers like any other.
+pub fn error_page(status: u16, message: &str) -> Html {
+    let title = match status {
+        400 => "Bad request",
+        403 => "Not allowed",
+        404 => "Not found",
+        405 => "Method not allowed",
+        409 => "This has moved on",
+        413 => "Too large",
+        415 => "Unsupported form",
+        429 => "Too many attempts",
+        503 => "Not configured",
+        _ => "Something went wrong",
+    };
+    Html::with_status(
+        status,
+        page(title, None, html! { h1 { (title) } p.error { (message) } }),
+    )
+}
+
 /// `2026-12-04 01:56 UTC` with `3 min ago` beside it, in a `<time>` element.
 pub fn when(at: Timestamp, now: Timestamp) -> Markup {
     let iso = at.to_rfc3339();
@@ -139,6 +160,15 @@ mod tests {
             shown,
             "<time datetime=\"2025-12-04T01:50:00.000Z\">2025-12-04 01:50 UTC</time> <span class=\"ago\">6 min ago</span>"
         );
+    }
+
+    #[test]
+    fn an_error_page_says_what_went_wrong_with_its_status() {
+        let page = error_page(415, "Send <a form>.");
+        assert_eq!(page.status, 415);
+        assert!(page.body.contains("<h1>Unsupported form</h1>"));
+        assert!(page.body.contains("Send &lt;a form&gt;."));
+        assert_eq!((page.cookies.len(), page.location), (0, None));
     }
 
     #[test]
