@@ -50,11 +50,6 @@ async fn sign(format: &str, key: &[u8], name: &str, data: &Uint8Array) -> Result
     Ok(Uint8Array::new(&signature).to_vec())
 }
 
-/// HMAC-SHA256 of `data` under `key` (the status page's CSRF token).
-pub async fn hmac(key: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
-    sign("raw", key, "HMAC", &Uint8Array::from(data)).await
-}
-
 /// The webhook's hashes over its body, a JS buffer WebCrypto reads in place (it is
 /// copied into wasm only once authentic, for the parser).
 pub struct WebCryptoMac;

@@ -7,7 +7,7 @@
 // target record every request and fail on anything unexpected.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { fakeTelegram, fakeGithub, fakeTarget } from "./fakes.mjs";
+import { fakeTelegram, fakeGithub, fakeTarget, fakeAccess } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
 import { appKeyPair, clients, fixture, sha, sleep } from "./github-kit.mjs";
 
@@ -25,18 +25,22 @@ let worker;
 let gh;
 let tg;
 let target;
+let session;
 const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
-/** A page: its status, headers and HTML. `token` null sends no Authorization. */
-async function page(path, { token = ADMIN, method = "GET", form, contentType, redirect = "manual" } = {}) {
-  const headers = {};
-  if (token !== null) headers.authorization = `Bearer ${token}`;
+/**
+ * A page of `on` (the worker): its status, headers and HTML. `cookie` is the
+ * session (null: none); `headers` adds others (an Access token).
+ */
+async function page(path, { cookie = session, headers: extra = {}, method = "GET", form, contentType, on = worker } = {}) {
+  const headers = { ...extra };
+  if (cookie) headers.cookie = cookie;
   let body;
   if (form !== undefined) {
     body = typeof form === "string" ? form : new URLSearchParams(form).toString();
     headers["content-type"] = contentType ?? "application/x-www-form-urlencoded";
   }
-  const r = await fetch(`${worker.url}${path}`, { method, headers, body, redirect });
+  const r = await fetch(`${on.url}${path}`, { method, headers, body, redirect: "manual" });
   return { status: r.status, headers: r.headers, html: await r.text() };
 }
 
@@ -114,6 +118,15 @@ before(async () => {
       HEALTH_CHECK_INTERVAL_SECONDS: "1",
     },
   });
+  // Signed in through the form with ADMIN_TOKEN: the session cookie.
+  const signin = await fetch(`${worker.url}/signin`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", "cf-connecting-ip": "198.51.100.45" },
+    body: new URLSearchParams({ token: ADMIN, next: "/" }).toString(),
+    redirect: "manual",
+  });
+  assert.equal(signin.status, 303);
+  session = signin.headers.getSetCookie()[0].split(";")[0];
   assert.equal((await admin("PUT", "/api/apps/gated", app(GATED, { required: true, timeout_minutes: 30 }))).status, 201);
   assert.equal((await admin("PUT", "/api/apps/plain", app(PLAIN))).status, 201);
   // A /notify with a hostile commit message.
@@ -161,12 +174,16 @@ describe("the pages", () => {
     }
   });
 
-  test("without the token a page is a sign-in page, never the data", async () => {
-    for (const token of [null, "wrong-token"]) {
-      const r = await page("/", { token });
-      assert.equal(r.status, 401);
-      assert.match(r.html, /Sign in/);
-      assert.ok(!r.html.includes("gated"), "no data before sign-in");
+  test("without a session, or with a forged one, a page sends to sign in and shows no data", async () => {
+    for (const cookie of [null, "__Host-edge-session=v1.1.1.00000000000000000000000000000000.forged", `${session}x`]) {
+      for (const path of ["/", `/jobs/${gatedJob.id}`, "/deliveries"]) {
+        const r = await page(path, { cookie });
+        assert.equal(r.status, 303, `${path} with ${cookie}`);
+        assert.match(r.headers.get("location"), /^\/signin/);
+        assert.ok(!r.html.includes("gated"), "no data before sign-in");
+      }
+      const post = await page(`/jobs/${gatedJob.id}/approve`, { cookie, method: "POST", form: { csrf: "x", version: "1" } });
+      assert.equal(post.status, 303, "a POST without a session acts on nothing");
     }
   });
 
@@ -208,7 +225,6 @@ describe("the pages", () => {
 
     const without = await page(action, { method: "POST", form: { version, action: "approve" } });
     assert.equal(without.status, 403);
-    assert.match(without.html, /CSRF token is missing or wrong/);
     const wrong = await page(action, { method: "POST", form: { csrf: "forged", version } });
     assert.equal(wrong.status, 403);
     const json = await page(action, { method: "POST", form: JSON.stringify({ csrf, version }), contentType: "application/json" });
@@ -226,7 +242,7 @@ describe("the pages", () => {
     const finished = await ended("gated", sha("a"));
     assert.equal(finished.status, "finalized", finished.error);
     assert.equal(finished.approval.by, "admin");
-    assert.deepEqual(finished.actions.map((a) => [a.action, a.result, a.actor]), [["approve", "done", "admin"]]);
+    assert.deepEqual(finished.actions.map((a) => [a.action, a.result, a.actor]), [["approve", "done", "admin"]], "one action, by the viewer");
     assert.equal(target.hooks.filter((h) => h.sha === sha("a")).length, 1, "deployed once");
     const after = (await page(path)).html;
     assert.match(after.slice(after.indexOf('id="audit"')), /<strong>admin<\/strong> approve/);
@@ -264,6 +280,72 @@ describe("the pages", () => {
     const bad = await page("/?before=1%20OR%201=1");
     assert.equal(bad.status, 400);
     assert.match(bad.html, /before must be a cursor/);
+  });
+});
+
+describe("under Cloudflare Access", () => {
+  const TEAM = "e2e-pages.cloudflareaccess.com";
+  const AUD = "e2e-pages-access-aud";
+  let access;
+  let guarded;
+
+  before(async () => {
+    access = await fakeAccess({ team: TEAM, aud: AUD });
+    guarded = await startWorker({
+      vars: {
+        ACCESS_TEAM_DOMAIN: TEAM,
+        ACCESS_AUD: AUD,
+        ACCESS_OPERATORS: "ops@example.com",
+        ACCESS_CERTS_URL: access.certsUrl,
+        GITHUB_WEBHOOK_SECRET: SECRET,
+        ADMIN_TOKEN: ADMIN,
+        GITHUB_APP_ID: APP_ID,
+        GITHUB_APP_PRIVATE_KEY: APP_KEY,
+        GITHUB_API_BASE: gh.base,
+        TELEGRAM_PACE: "off",
+        HEALTH_CHECK_INTERVAL_SECONDS: "1",
+      },
+    });
+  });
+
+  after(async () => {
+    await guarded?.stop();
+    await access?.close();
+    assert.deepEqual(access?.violations ?? [], []);
+  });
+
+  test("someone who is not an operator sees the job but is refused its approval; the operator approves it", async () => {
+    const api = clients(() => guarded, { secret: SECRET, token: ADMIN });
+    assert.equal((await api.admin("PUT", "/api/apps/gated", app(GATED, { required: true, timeout_minutes: 30 }))).status, 201);
+    await api.deliver("push", push(GATED, sha("e"), "Behind Access"));
+    const until = Date.now() + 20_000;
+    let waiting;
+    while (Date.now() < until && !waiting) {
+      const listed = (await api.admin("GET", "/api/jobs?app=gated")).json.jobs[0];
+      const job = listed && (await api.admin("GET", `/api/jobs/${listed.id}`)).json.job;
+      if (job?.approval?.state === "awaiting" && job.steps[0].state === "started") waiting = job;
+      else await sleep(100);
+    }
+    assert.ok(waiting, "the job awaits approval");
+    const as = (email) => ({ "cf-access-jwt-assertion": access.token({ email }) });
+    const path = `/jobs/${waiting.id}`;
+    const dev = await page(path, { on: guarded, cookie: null, headers: as("dev@example.com") });
+    assert.equal(dev.status, 200);
+    assert.ok(!dev.html.includes('id="actions"'), "no buttons for a non-operator");
+    const ops = await page(path, { on: guarded, cookie: null, headers: as("ops@example.com") });
+    const version = field(ops.html, `${path}/approve`, "version");
+    const devCsrf = dev.html.match(/name="csrf" value="([^"]+)"/)[1];
+    const refused = await page(`${path}/approve`, { on: guarded, cookie: null, headers: as("dev@example.com"), method: "POST", form: { csrf: devCsrf, version } });
+    assert.equal(refused.status, 403);
+    assert.match(refused.html, /only an operator may act on a job/);
+    const opsCsrf = field(ops.html, `${path}/approve`, "csrf");
+    const done = await page(`${path}/approve`, { on: guarded, cookie: null, headers: as("ops@example.com"), method: "POST", form: { csrf: opsCsrf, version } });
+    assert.deepEqual([done.status, done.headers.get("location")], [303, path]);
+    const job = (await api.admin("GET", `/api/jobs/${waiting.id}`)).json.job;
+    assert.equal(job.approval.by, "ops@example.com");
+    assert.deepEqual(job.actions.map((a) => [a.actor, a.action, a.result]), [
+      ["dev@example.com", "approve", "refused"], ["ops@example.com", "approve", "done"],
+    ]);
   });
 });
 
