@@ -10,3 +10,6 @@ CREATE INDEX deploy_jobs_by_app_time ON deploy_jobs (app, created_at, id);
 CREATE INDEX deliveries_by_time_id ON deliveries (received_at, id);
 -- Previews, newest first by when they were asked for.
 CREATE INDEX previews_by_time ON previews (created_at, id);
+-- The overview's jobs in flight (is one stuck?) and live previews, of every app.
+CREATE INDEX deploy_jobs_by_status ON deploy_jobs (status, id);
+CREATE INDEX previews_by_wanted ON previews (wanted, status);

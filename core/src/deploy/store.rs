@@ -794,11 +794,17 @@ impl<S: Sql> JobStore<S> {
         limit: u32,
     ) -> Result<Vec<Job>, StoreError> {
         let [at, mode, id] = bound.params();
+        // One app's jobs start at its own index; without one, at the jobs' by time.
+        let of_app = if app.is_some() {
+            "app = ?1"
+        } else {
+            "?1 IS NULL"
+        };
         let rows = self
             .sql
             .query(
                 &format!(
-                    "SELECT {JOB_COLUMNS} FROM deploy_jobs WHERE (?1 IS NULL OR app = ?1) \
+                    "SELECT {JOB_COLUMNS} FROM deploy_jobs WHERE {of_app} \
                      AND (?2 IS NULL OR status = ?2) AND {} ORDER BY created_at DESC, id DESC LIMIT ?6",
                     crate::cursor::Cursor::condition("created_at", "id", 3)
                 ),

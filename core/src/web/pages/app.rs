@@ -64,12 +64,11 @@ pub(crate) const PREVIEW_JSON: &str = "json_object('id', p.id, 'app', p.app, 'pr
    'url', p.url, 'head_sha', p.head_sha, 'status', p.status, 'wanted', p.wanted, \
    'expires_at', p.expires_at, 'error', p.error, 'created_at', p.created_at, 'updated_at', p.updated_at)";
 
-/// A page of job rows from `deploy_jobs` (`?1` app or NULL, bound at `?2..?4`,
-/// limit `?5`).
-pub(crate) fn jobs_query() -> String {
+/// A page of app `?1`'s job rows, bound at `?2..?4`, at most `?5`.
+fn jobs_query() -> String {
     format!(
         "SELECT id, sha, kind, status, pusher, created_at, commits FROM deploy_jobs \
-         WHERE (?1 IS NULL OR app = ?1) AND {} ORDER BY created_at DESC, id DESC LIMIT ?5",
+         WHERE app = ?1 AND {} ORDER BY created_at DESC, id DESC LIMIT ?5",
         Cursor::condition("created_at", "id", 2)
     )
 }

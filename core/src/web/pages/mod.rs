@@ -248,6 +248,77 @@ mod tests {
     }
 
     #[test]
+    fn the_lists_start_at_their_cursor_through_an_index_and_never_sort_a_table() {
+        use crate::github::deliveries::Outcome;
+        use crate::testing::{block_on, Planned};
+        use fixtures::{Db, NOW};
+        let db = Db::new();
+        db.app("api");
+        for n in 0..120u32 {
+            db.job("api", n + 1, "Change", 2_000 - i64::from(n));
+            db.delivery(&format!("g-{n}"), Outcome::Processed, 900 - i64::from(n));
+            db.notification("docs", &format!("dep-{n}"), "Docs", 900 - i64::from(n));
+            db.preview("api", i64::from(n) + 1, "ready", 500 - i64::from(n));
+        }
+        let planned = Planned::new(&db.sql);
+        let first =
+            block_on(deliveries::load(&planned, None, None, None, false)).expect("deliveries");
+        block_on(deliveries::load(
+            &planned,
+            None,
+            None,
+            first.next.as_deref(),
+            false,
+        ))
+        .expect("page 2");
+        let first = block_on(overview::load(&planned, None, NOW)).expect("overview");
+        block_on(overview::load(&planned, first.next.as_ref(), NOW)).expect("page 2");
+        let first = block_on(app::load(&planned, "api", None)).expect("app");
+        block_on(app::load(&planned, "api", first.next.as_ref())).expect("page 2");
+        let first = block_on(previews::load(&planned, None)).expect("previews");
+        block_on(previews::load(&planned, first.next.as_ref())).expect("page 2");
+        let plans = planned.plans.borrow();
+        for table in [
+            "deliveries",
+            "notifications",
+            "previews",
+            "deploy_jobs",
+            "j",
+        ] {
+            let bare = format!("SCAN {table}");
+            assert!(
+                !plans
+                    .iter()
+                    .any(|l| l == &bare
+                        || l.starts_with(&format!("{bare} ")) && !l.contains("INDEX")),
+                "{table} is read whole: {plans:#?}"
+            );
+        }
+        // The one sort: the Telegram rows of a page's notifications (a page's worth).
+        for (i, line) in plans.iter().enumerate() {
+            if line.contains("TEMP B-TREE FOR ORDER BY") {
+                assert!(
+                    i > 0 && plans[i - 1].starts_with("SCAN json_each"),
+                    "a list is sorted instead of read in its index's order: {plans:#?}"
+                );
+            }
+        }
+        for index in [
+            "deploy_jobs_by_app_time",
+            "deploy_jobs_by_time",
+            "deliveries_by_time_id",
+            "previews_by_time",
+            "deploy_jobs_by_status",
+            "previews_by_wanted",
+        ] {
+            assert!(
+                plans.iter().any(|l| l.contains(index)),
+                "{index} unused: {plans:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn an_error_page_never_shows_the_stores_detail() {
         let e = PageError::Store(StoreError::Driver("secret table name".into()));
         assert_eq!(e.status(), 503);
