@@ -7,7 +7,6 @@
 
 use edge_core::cursor::Cursor;
 use edge_core::http::query_param;
-use edge_core::web::counted::Counted;
 use edge_core::web::layout::{self, STYLESHEET};
 use edge_core::web::pages::{self, actions, PageError};
 use edge_core::web::Html;
@@ -131,36 +130,37 @@ pub async fn handle(req: Request, event: &Event<'_>) -> worker::Result<Response>
             Err(e) => failed(&e),
         });
     }
-    let sql = Counted::new(&bindings.sql);
+    let sql = &bindings.sql;
+    let trips = sql.round_trips();
     let clock = now();
     let before = param("before");
     let rendered = match route {
         Route::Overview => match cursor(before.as_deref(), "nj") {
-            Ok(c) => pages::overview::load(&sql, c.as_ref(), clock)
+            Ok(c) => pages::overview::load(sql, c.as_ref(), clock)
                 .await
                 .map(|v| timed(|| pages::overview::render(&v, &viewer, clock))),
             Err(e) => Err(e),
         },
         Route::App(name) => match cursor(before.as_deref(), "j") {
-            Ok(c) => pages::app::load(&sql, &name, c.as_ref())
+            Ok(c) => pages::app::load(sql, &name, c.as_ref())
                 .await
                 .map(|v| timed(|| pages::app::render(&v, &viewer, clock))),
             Err(e) => Err(e),
         },
-        Route::Job(id) => pages::job::load(&sql, id)
+        Route::Job(id) => pages::job::load(sql, id)
             .await
             .map(|v| timed(|| pages::job::render(&v, &viewer, clock))),
         Route::Previews => match cursor(before.as_deref(), "p") {
-            Ok(c) => pages::previews::load(&sql, c.as_ref())
+            Ok(c) => pages::previews::load(sql, c.as_ref())
                 .await
                 .map(|v| timed(|| pages::previews::render(&v, &viewer, clock))),
             Err(e) => Err(e),
         },
-        Route::Workflow(name) => pages::workflow::load(&sql, &name)
+        Route::Workflow(name) => pages::workflow::load(sql, &name)
             .await
             .map(|v| timed(|| pages::workflow::render(&v, &viewer, clock))),
         Route::Deliveries => pages::deliveries::load(
-            &sql,
+            sql,
             param("source").as_deref(),
             param("outcome").as_deref(),
             before.as_deref(),
@@ -174,7 +174,10 @@ pub async fn handle(req: Request, event: &Event<'_>) -> worker::Result<Response>
         Ok((body, ms)) => (Html::ok(body), ms),
         Err(e) => (failed(&e), 0),
     };
-    let timing = format!("d1;desc=\"{}\", render;dur={render_ms}", sql.calls());
+    let timing = format!(
+        "d1;desc=\"{}\", render;dur={render_ms}",
+        sql.round_trips() - trips
+    );
     send_with(page, &[("server-timing", timing)])
 }
 

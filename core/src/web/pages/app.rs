@@ -96,13 +96,13 @@ fn job_row(r: &Row) -> JobRow {
     }
 }
 
-pub async fn load<S: Sql>(
+pub async fn load<S: Sql + Copy>(
     sql: S,
     name: &str,
     before: Option<&Cursor>,
 ) -> Result<AppView, PageError> {
     let name = AppName::parse(name).map_err(|_| PageError::NotFound)?;
-    let app = AppStore::new(&sql)
+    let app = AppStore::new(sql)
         .get(&name)
         .await?
         .ok_or(PageError::NotFound)?;

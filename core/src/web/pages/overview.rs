@@ -241,12 +241,12 @@ fn job_attention(app: &str, v: &Value, state: &str, detail: Option<String>) -> A
 }
 
 /// Reads the overview: `before` is the page of recent deployments.
-pub async fn load<S: Sql>(
+pub async fn load<S: Sql + Copy>(
     sql: S,
     before: Option<&Cursor>,
     now: Timestamp,
 ) -> Result<Overview, PageError> {
-    let apps = AppStore::new(&sql).list().await?;
+    let apps = AppStore::new(sql).list().await?;
     let rows = sql
         .query(
             STATE_QUERY,

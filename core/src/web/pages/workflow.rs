@@ -18,8 +18,8 @@ use crate::time::Timestamp;
 use crate::web::layout::{page, when};
 use crate::web::viewer::Viewer;
 
-pub async fn load<S: Sql>(sql: S, name: &str) -> Result<Workflow, PageError> {
-    WorkflowStore::new(&sql)
+pub async fn load<S: Sql + Copy>(sql: S, name: &str) -> Result<Workflow, PageError> {
+    WorkflowStore::new(sql)
         .get_by_name(name)
         .await?
         .ok_or(PageError::NotFound)
