@@ -65,7 +65,10 @@ pub const NO_DB: &str = "the D1 binding DB";
 /// SQL over the `DB` binding.
 pub fn d1(env: &Env) -> Result<D1Sql, ApiError> {
     binding(env, DB)
-        .map(D1Sql)
+        .map(|db| D1Sql {
+            db,
+            trips: std::cell::Cell::new(0),
+        })
         .ok_or(ApiError::NotConfigured(NO_DB))
 }
 
@@ -83,8 +86,16 @@ pub fn queue(env: &Env) -> WorkerQueue {
 /// SQL over D1, through its JavaScript API. (`worker`'s D1 types read results and
 /// their metadata through serde_wasm_bindgen: a deserializer and a struct visitor the
 /// Worker's upload does not need for a few plain rows.)
+///
+/// It counts its round trips (each `execute`, `query` and `batch`), as
+/// `edge_core::web::counted::Counted` does in the tests: the pages report them in
+/// `Server-Timing`. Counted here rather than through that wrapper, so the stores a
+/// page shares with the admin API are compiled once, for this one type.
 #[derive(Clone)]
-pub struct D1Sql(js_sys::Object);
+pub struct D1Sql {
+    db: js_sys::Object,
+    trips: std::cell::Cell<u32>,
+}
 
 /// Calls `method` of `this` with `args`.
 fn call(this: &JsValue, method: &str, args: &js_sys::Array) -> Result<JsValue, JsValue> {
@@ -131,10 +142,19 @@ fn column(v: &JsValue) -> serde_json::Value {
 }
 
 impl D1Sql {
+    /// Round trips to D1 so far.
+    pub fn round_trips(&self) -> u32 {
+        self.trips.get()
+    }
+
+    fn trip(&self) {
+        self.trips.set(self.trips.get() + 1);
+    }
+
     /// `DB.prepare(sql).bind(...params)`.
     fn statement(&self, sql: &str, params: &[SqlValue]) -> Result<JsValue, StoreError> {
         let prepared = call(
-            &self.0,
+            &self.db,
             "prepare",
             &js_sys::Array::of1(&JsValue::from_str(sql)),
         )
@@ -155,6 +175,7 @@ impl D1Sql {
 
 impl Sql for D1Sql {
     async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Executed, StoreError> {
+        self.trip();
         let statement = self.statement(sql, params)?;
         let result = call_async(&statement, "run", &js_sys::Array::new())
             .await
@@ -168,6 +189,7 @@ impl Sql for D1Sql {
     }
 
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+        self.trip();
         let statement = self.statement(sql, params)?;
         let result = call_async(&statement, "all", &js_sys::Array::new())
             .await
@@ -193,7 +215,8 @@ impl Sql for D1Sql {
             .iter()
             .map(|s| self.statement(s.sql, &s.params))
             .collect::<Result<js_sys::Array, _>>()?;
-        call_async(&self.0, "batch", &js_sys::Array::of1(&prepared))
+        self.trip();
+        call_async(&self.db, "batch", &js_sys::Array::of1(&prepared))
             .await
             .map_err(d1_error)
             .map(drop)

@@ -6,6 +6,7 @@ use edge_core::apps::{App, AppStore};
 use edge_core::audit::{AuditStore, SubjectKind};
 use edge_core::auth::require_bearer;
 use edge_core::config::Config;
+use edge_core::cursor::{Bound, Cursor};
 use edge_core::deploy::approval::{self, Decision};
 use edge_core::deploy::store::JobStore;
 use edge_core::deploy::JobStatus;
@@ -47,6 +48,31 @@ fn parse_limit(v: Option<String>) -> Result<u32, ApiError> {
                 ))
             }),
     }
+}
+
+/// A list's `before` cursor (from a previous page's `next`), read as where each
+/// of the list's `sources` resumes; a malformed one is a 400.
+fn before(url: &str, source: char) -> Result<Bound, ApiError> {
+    let text = query_param(url, "before");
+    let cursor = Cursor::from_param(text.as_deref(), &source.to_string())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Cursor::bound_of(cursor.as_ref(), source, &source.to_string(), true)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// The first `limit` of `rows` (fetched `limit + 1`) and the next page's cursor as
+/// the API shows it (`null` at the end).
+fn paged<T>(
+    rows: Vec<T>,
+    limit: u32,
+    source: char,
+    key: impl Fn(&T) -> (i64, i64),
+) -> (Vec<T>, serde_json::Value) {
+    let (rows, next) = edge_core::cursor::page(rows, limit as usize, |r| {
+        let (at, id) = key(r);
+        Cursor::new(at, source, id.to_string())
+    });
+    (rows, next.map(|c| c.encode()).into())
 }
 
 fn authorize(req: &Request, config: &Config) -> Result<(), ApiError> {
@@ -203,13 +229,22 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
             allowed: "GET, PUT, DELETE",
         }),
         (Route::Deliveries, Method::Get) => {
-            let limit = parse_limit(query_param(&req.inner().url(), "limit"))?;
-            let list = edge_core::admin::deliveries(sql, limit)
+            let url = req.inner().url();
+            let query = |k: &str| query_param(&url, k);
+            let limit = parse_limit(query("limit"))?;
+            let q = edge_core::admin::LogQuery::parse(
+                query("source").as_deref(),
+                query("outcome").as_deref(),
+                query("before").as_deref(),
+                limit,
+            )
+            .map_err(log_error)?;
+            let page = edge_core::admin::deliveries(sql, &q)
                 .await
                 .map_err(log_error)?;
             Ok(Reply::json(
                 200,
-                serde_json::json!({ "success": true, "deliveries": list }),
+                serde_json::json!({ "success": true, "deliveries": page.entries, "next": page.next.map(|c| c.encode()) }),
             ))
         }
         (Route::Deliveries, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
@@ -229,13 +264,17 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         (Route::Previews(name), Method::Get) => {
             let name = AppName::parse(&name)?;
             existing_app(&apps, &name).await?;
+            let url = req.inner().url();
+            let limit = parse_limit(query_param(&url, "limit"))?;
+            let bound = before(&url, 'p')?;
             let list = PreviewStore::new(sql)
-                .list(name.as_str())
+                .page(name.as_str(), &bound, limit + 1)
                 .await
                 .map_err(|e| unavailable("previews", e))?;
+            let (list, next) = paged(list, limit, 'p', |p| (p.created_at, p.id));
             Ok(Reply::json(
                 200,
-                serde_json::json!({ "success": true, "previews": list }),
+                serde_json::json!({ "success": true, "previews": list, "next": next }),
             ))
         }
         (Route::Previews(_), _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
@@ -324,13 +363,15 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
             };
             let app = query("app").map(|a| AppName::parse(&a)).transpose()?;
             let limit = parse_limit(query("limit"))?;
+            let bound = before(&url, 'j')?;
             let jobs = JobStore::new(sql)
-                .list(app.as_ref().map(AppName::as_str), status, limit)
+                .page(app.as_ref().map(AppName::as_str), status, &bound, limit + 1)
                 .await
                 .map_err(|e| unavailable("jobs", e))?;
+            let (jobs, next) = paged(jobs, limit, 'j', |j| (j.created_at, j.id));
             Ok(Reply::json(
                 200,
-                serde_json::json!({ "success": true, "jobs": jobs }),
+                serde_json::json!({ "success": true, "jobs": jobs, "next": next }),
             ))
         }
         (Route::Jobs, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
@@ -386,14 +427,17 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
         }
         (Route::TelegramSetup, _) => Err(ApiError::MethodNotAllowed { allowed: "POST" }),
         (Route::Protection, Method::Get) => {
-            let limit = parse_limit(query_param(&req.inner().url(), "limit"))?;
+            let url = req.inner().url();
+            let limit = parse_limit(query_param(&url, "limit"))?;
+            let bound = before(&url, 'r')?;
             let list = ProtectionStore::new(sql)
-                .recent(limit)
+                .page(&bound, limit + 1)
                 .await
                 .map_err(|e| unavailable("protection requests", e))?;
+            let (list, next) = paged(list, limit, 'r', |r| (r.created_at, r.id));
             Ok(Reply::json(
                 200,
-                serde_json::json!({ "success": true, "requests": list }),
+                serde_json::json!({ "success": true, "requests": list, "next": next }),
             ))
         }
         (Route::Protection, _) => Err(ApiError::MethodNotAllowed { allowed: "GET" }),
@@ -468,12 +512,15 @@ pub async fn handle(mut req: Request, event: &Event<'_>) -> Result<Reply, ApiErr
                 })?),
             };
             let limit = parse_limit(query_param(&url, "limit"))?;
-            let list = edge_core::orchestrate::runner::list_services(sql, status, limit)
-                .await
-                .map_err(|e| unavailable("services", e))?;
+            let bound = before(&url, 'w')?;
+            let list =
+                edge_core::orchestrate::runner::page_services(sql, status, &bound, limit + 1)
+                    .await
+                    .map_err(|e| unavailable("services", e))?;
+            let (list, next) = paged(list, limit, 'w', |w| (w.created_at, w.id));
             Ok(Reply::json(
                 200,
-                serde_json::json!({ "success": true, "services": list }),
+                serde_json::json!({ "success": true, "services": list, "next": next }),
             ))
         }
         (Route::Services, _) => Err(ApiError::MethodNotAllowed {

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 
+use crate::cursor::Cursor;
 use crate::github::deliveries::{DeliveryId, DeliveryStore};
 use crate::jobs::JobMessage;
 use crate::notify::store::NotificationStore;
@@ -22,6 +23,9 @@ pub enum LogError {
     },
     #[error("queue: {0}")]
     Queue(QueueError),
+    /// A query parameter is wrong (a 400, saying which).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn store(what: &'static str) -> impl Fn(StoreError) -> LogError {
@@ -58,54 +62,167 @@ pub async fn replay<S: Sql + Copy, Q: Queue>(
         .map_err(LogError::Queue)
 }
 
-/// The newest `limit` entries of both logs, newest first: GitHub deliveries by
-/// `received_at`, notifications by `created_at` (the two stores list them in that
-/// order). Entries of the same millisecond keep that order, deliveries first.
-pub async fn deliveries<S: Sql + Copy>(sql: S, limit: u32) -> Result<Vec<Value>, LogError> {
-    let github = DeliveryStore::new(sql)
-        .recent(limit)
-        .await
-        .map_err(store("deliveries"))?;
-    let notify = NotificationStore::new(sql)
-        .recent(limit)
-        .await
-        .map_err(store("notifications"))?;
-    let github = github.into_iter().map(|d| {
-        let at = d.received_at;
-        let mut v = serde_json::to_value(d).unwrap_or_default();
-        v["source"] = "github".into();
-        (at, v)
-    });
+/// Which log an entry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSource {
+    /// A GitHub webhook delivery.
+    Github,
+    /// A `/notify` or poll notification.
+    Notify,
+}
+
+/// The outcomes a GitHub delivery may have.
+pub const GITHUB_OUTCOMES: [&str; 4] = ["queued", "ignored", "processed", "failed"];
+/// The states a notification may be in.
+pub const NOTIFY_OUTCOMES: [&str; 7] = [
+    "pending", "sending", "retrying", "sent", "failed", "not_sent", "recorded",
+];
+/// The sources of the log at one time, in their order: deliveries first.
+const LOG_SOURCES: &str = "gn";
+
+/// What part of the log to list: one source or both, one outcome or all, below a
+/// cursor, at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    pub source: Option<LogSource>,
+    pub outcome: Option<String>,
+    pub before: Option<Cursor>,
+    pub limit: u32,
+}
+
+impl LogQuery {
+    /// Reads the query's parameters (`source`, `outcome`, `before`); what is wrong
+    /// with one is said in [`LogError::Invalid`].
+    pub fn parse(
+        source: Option<&str>,
+        outcome: Option<&str>,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<LogQuery, LogError> {
+        let source = match source.filter(|s| !s.is_empty()) {
+            None => None,
+            Some("github") => Some(LogSource::Github),
+            Some("notify") => Some(LogSource::Notify),
+            Some(_) => return Err(LogError::Invalid("source must be github or notify".into())),
+        };
+        let outcome = match outcome.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(o) if GITHUB_OUTCOMES.contains(&o) || NOTIFY_OUTCOMES.contains(&o) => {
+                Some(o.to_owned())
+            }
+            Some(_) => {
+                return Err(LogError::Invalid(
+                    "outcome must be one of queued, ignored, processed, pending, sending, retrying, sent, failed, not_sent, recorded".into(),
+                ))
+            }
+        };
+        let before = Cursor::from_param(before, LOG_SOURCES)
+            .map_err(|e| LogError::Invalid(e.to_string()))?;
+        Ok(LogQuery {
+            source,
+            outcome,
+            before,
+            limit,
+        })
+    }
+
+    /// Whether the query reads `source`'s log at all (an outcome only the other
+    /// source has rules it out).
+    fn reads(&self, source: LogSource, outcomes: &[&str]) -> bool {
+        self.source.is_none_or(|s| s == source)
+            && self
+                .outcome
+                .as_deref()
+                .is_none_or(|o| outcomes.contains(&o))
+    }
+}
+
+/// A page of the log and where the next one starts (`None` at the end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage {
+    pub entries: Vec<Value>,
+    pub next: Option<Cursor>,
+}
+
+/// A page of both logs, newest first: GitHub deliveries by `received_at`,
+/// notifications by `created_at`. Entries of the same millisecond come deliveries
+/// first, then by id, highest first. Three round trips at most.
+pub async fn deliveries<S: Sql + Copy>(sql: S, q: &LogQuery) -> Result<LogPage, LogError> {
+    let bound = |source: char| {
+        Cursor::bound_of(q.before.as_ref(), source, LOG_SOURCES, source == 'n')
+            .map_err(|e| LogError::Invalid(e.to_string()))
+    };
+    let outcome = q.outcome.as_deref();
+    let fetch = q.limit + 1;
+    let github = if q.reads(LogSource::Github, &GITHUB_OUTCOMES) {
+        DeliveryStore::new(sql)
+            .page(&bound('g')?, outcome, fetch)
+            .await
+            .map_err(store("deliveries"))?
+    } else {
+        Vec::new()
+    };
+    let notify = if q.reads(LogSource::Notify, &NOTIFY_OUTCOMES) {
+        NotificationStore::new(sql)
+            .page(&bound('n')?, outcome, fetch)
+            .await
+            .map_err(store("notifications"))?
+    } else {
+        Vec::new()
+    };
+    let github: Vec<(i64, Cursor, Value)> = github
+        .into_iter()
+        .map(|d| {
+            let at = d.received_at;
+            let key = Cursor::new(at, 'g', d.id.clone());
+            let mut v = serde_json::to_value(d).unwrap_or_default();
+            v["source"] = "github".into();
+            (at, key, v)
+        })
+        .collect();
     let ids: Vec<i64> = notify.iter().map(|n| n.id).collect();
-    let sends = crate::notify::sends::SendStore::new(sql)
-        .of(&ids)
-        .await
-        .map_err(store("telegram deliveries"))?;
-    let notify = notify.into_iter().map(|n| {
-        let destinations: Vec<Value> = sends
-            .iter()
-            .filter(|r| crate::row::Columns::opt_int(*r, "notification_id") == Some(n.id))
-            .map(destination)
-            .collect();
-        (
-            n.created_at,
-            serde_json::json!({
-                "source": "notify",
-                "id": crate::notify::dedupe_key(&n.kind, &n.project_name, &n.deployment_id),
-                "event": format!("{} deployment", n.kind),
-                "repository": null,
-                "project": n.project_name,
-                "via": n.source,
-                "outcome": n.status.as_str(),
-                "detail": n.last_error,
-                "attempts": n.attempts,
-                "destinations": destinations,
-                "received_at": n.created_at,
-                "updated_at": n.updated_at,
-            }),
-        )
-    });
-    Ok(newest_first(github, notify, limit as usize))
+    let sends = if ids.is_empty() {
+        Vec::new()
+    } else {
+        crate::notify::sends::SendStore::new(sql)
+            .of(&ids)
+            .await
+            .map_err(store("telegram deliveries"))?
+    };
+    let notify: Vec<(i64, Cursor, Value)> = notify
+        .into_iter()
+        .map(|n| {
+            let destinations: Vec<Value> = sends
+                .iter()
+                .filter(|r| crate::row::Columns::opt_int(*r, "notification_id") == Some(n.id))
+                .map(destination)
+                .collect();
+            (
+                n.created_at,
+                Cursor::new(n.created_at, 'n', n.id.to_string()),
+                serde_json::json!({
+                    "source": "notify",
+                    "id": crate::notify::dedupe_key(&n.kind, &n.project_name, &n.deployment_id),
+                    "event": format!("{} deployment", n.kind),
+                    "repository": null,
+                    "project": n.project_name,
+                    "via": n.source,
+                    "outcome": n.status.as_str(),
+                    "detail": n.last_error,
+                    "attempts": n.attempts,
+                    "destinations": destinations,
+                    "received_at": n.created_at,
+                    "updated_at": n.updated_at,
+                }),
+            )
+        })
+        .collect();
+    let merged = crate::cursor::merge_newest(github, notify, |e| e.0);
+    let (page, next) = crate::cursor::page(merged, q.limit as usize, |e| e.1.clone());
+    Ok(LogPage {
+        entries: page.into_iter().map(|e| e.2).collect(),
+        next,
+    })
 }
 
 /// One destination row as the delivery log shows it: where it went and how it
@@ -128,32 +245,6 @@ fn destination(row: &crate::ports::Row) -> Value {
         "digest": row.opt_int("digest_id"),
         "detail": detail,
     })
-}
-
-/// Merges two lists that are each newest first into the first `limit` of both,
-/// newest first; on a tie the first list's entry comes first. One pass, no sort.
-fn newest_first(
-    first: impl Iterator<Item = (i64, Value)>,
-    second: impl Iterator<Item = (i64, Value)>,
-    limit: usize,
-) -> Vec<Value> {
-    let (mut first, mut second) = (first.peekable(), second.peekable());
-    let mut merged = Vec::new();
-    while merged.len() < limit {
-        let from_first = match (first.peek(), second.peek()) {
-            (Some((a, _)), Some((b, _))) => a >= b,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
-        };
-        let next = if from_first {
-            first.next()
-        } else {
-            second.next()
-        };
-        merged.extend(next.map(|(_, v)| v));
-    }
-    merged
 }
 
 #[cfg(test)]

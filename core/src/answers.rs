@@ -142,6 +142,7 @@ impl From<crate::admin::LogError> for ApiError {
         use crate::admin::LogError;
         match e {
             LogError::NotFound => ApiError::NotFound,
+            LogError::Invalid(why) => ApiError::BadRequest(why),
             LogError::Store { .. } | LogError::Queue(_) => ApiError::Unavailable,
         }
     }

@@ -16,6 +16,7 @@ pub mod cloudflare;
 pub mod concurrent;
 pub mod config;
 pub mod cron;
+pub mod cursor;
 pub mod deploy;
 pub mod digest;
 pub mod dispatch;

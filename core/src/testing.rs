@@ -151,6 +151,53 @@ impl SqliteSql {
     }
 }
 
+impl SqliteSql {
+    /// SQLite's plan for `sql` (`EXPLAIN QUERY PLAN`), one line per step.
+    pub fn plan(&self, sql: &str, params: &[SqlValue]) -> Vec<String> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("the query prepares");
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(bind(params)), |r| {
+                r.get::<_, String>("detail")
+            })
+            .expect("the plan");
+        rows.map(|r| r.expect("a plan line")).collect()
+    }
+}
+
+/// A [`Sql`] over SQLite that keeps the plan of every query it runs, to check
+/// that a page's queries start at an index instead of reading a whole table.
+pub struct Planned<'a> {
+    pub db: &'a SqliteSql,
+    pub plans: RefCell<Vec<String>>,
+}
+
+impl<'a> Planned<'a> {
+    pub fn new(db: &'a SqliteSql) -> Self {
+        Planned {
+            db,
+            plans: RefCell::default(),
+        }
+    }
+}
+
+impl Sql for Planned<'_> {
+    async fn execute(&self, sql: &str, params: &[SqlValue]) -> Result<Executed, StoreError> {
+        self.db.execute(sql, params).await
+    }
+
+    async fn batch(&self, statements: &[Statement]) -> Result<(), StoreError> {
+        self.db.batch(statements).await
+    }
+
+    async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<Row>, StoreError> {
+        self.plans.borrow_mut().extend(self.db.plan(sql, params));
+        self.db.query(sql, params).await
+    }
+}
+
 fn bind(params: &[SqlValue]) -> Vec<rusqlite::types::Value> {
     params
         .iter()

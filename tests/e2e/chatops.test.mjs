@@ -311,7 +311,7 @@ describe("commands", () => {
     await send(asked);
     const deploys = await reply(asked.message.message_id);
     assert.match(deploys.visible, /^Last deploys of hello/);
-    assert.equal((deploys.text.match(/<a href="https:\/\/notifier\.example\.com\/api\/jobs\/\d+">job \d+<\/a>/g) ?? []).length, 5, "the last 5, linked");
+    assert.equal((deploys.text.match(/<a href="https:\/\/notifier\.example\.com\/jobs\/\d+">job \d+<\/a>/g) ?? []).length, 5, "the last 5, linked");
 
     for (const [text, answer] of [
       ["/deploys nope", "Unknown app nope. /status lists the apps."],

@@ -232,13 +232,13 @@ describe("deploys", () => {
     assert.equal(calls[0].body.ref, sha("a"));
     assert.equal(calls[0].body.environment, "production");
     assert.deepEqual(calls.slice(1).map((c) => c.body.state), ["in_progress", "success"]);
-    assert.equal(calls[2].body.log_url, `https://notifier.example.com/api/jobs/${done.id}`);
+    assert.equal(calls[2].body.log_url, `https://notifier.example.com/jobs/${done.id}`);
     assert.equal(target.hooks.at(-1).sha, sha("a"));
     const [message] = await tg.waitFor(`Deploy hello`);
     await sleep(300);
     const last = message.edits.at(-1)?.visible ?? message.visible;
     assert.match(last, /^✅ Deploy hello → production/);
-    assert.match(last, /✅ Finalize$/);
+    assert.match(last, /✅ Finalize\n\nJob page$/, "with PUBLIC_URL the message links to the job page");
     const { json } = await admin("GET", "/api/deliveries?limit=100");
     assert.equal(json.deliveries.find((d) => d.id === delivery.id).outcome, "processed");
   });

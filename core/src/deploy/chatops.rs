@@ -182,10 +182,10 @@ fn subject(job: &Job) -> String {
         .unwrap_or_default()
 }
 
-/// `job 12`, linked to `PUBLIC_URL/api/jobs/12` when there is one.
+/// `job 12`, linked to its page (`PUBLIC_URL/jobs/12`) when there is one.
 fn job_link(public_url: Option<&str>, id: i64) -> String {
     match public_url {
-        Some(u) => format!("<a href=\"{}/api/jobs/{id}\">job {id}</a>", escape_html(u)),
+        Some(u) => format!("<a href=\"{}/jobs/{id}\">job {id}</a>", escape_html(u)),
         None => format!("job {id}"),
     }
 }

@@ -72,8 +72,10 @@ fn approval_line(job: &Job) -> Option<String> {
     Some(format!("<b>Approval:</b> {text}\n"))
 }
 
-/// HTML for Telegram; every value from outside is escaped.
-pub fn render(job: &Job) -> String {
+/// HTML for Telegram; every value from outside is escaped. With `PUBLIC_URL` set
+/// (`public_url`) the message ends with a link to the job's page; without it, it
+/// is as it always was.
+pub fn render(job: &Job, public_url: Option<&str>) -> String {
     let icon = if gate::is_awaiting(job) {
         "⏸"
     } else {
@@ -147,5 +149,13 @@ pub fn render(job: &Job) -> String {
     for s in &job.steps {
         out.push_str(&format!("{} {}\n", step_icon(s.state), s.name.label()));
     }
-    out.trim_end().to_owned()
+    let mut out = out.trim_end().to_owned();
+    if let Some(u) = public_url {
+        out.push_str(&format!(
+            "\n\n<a href=\"{}/jobs/{}\">Job page</a>",
+            escape_html(u),
+            job.id
+        ));
+    }
+    out
 }

@@ -457,10 +457,7 @@ pub(super) async fn report_failure<P: Ports>(
 }
 
 fn job_link(config: &Config, id: i64) -> Option<String> {
-    config
-        .public_url
-        .as_ref()
-        .map(|u| format!("{u}/api/jobs/{id}"))
+    config.public_url.as_ref().map(|u| format!("{u}/jobs/{id}"))
 }
 
 fn github_err(e: GithubError) -> StepOutcome {
@@ -837,7 +834,7 @@ pub async fn notify_job<P: Ports>(
         environment: Some(&job.environment),
         branch: job.git_ref.strip_prefix("refs/heads/"),
         outcome,
-        html: super::message::render(&job),
+        html: super::message::render(&job, deps.config.public_url.as_deref()),
         silent: false,
         app_chat: app.and_then(|a| a.telegram_chat_id.as_deref()),
     };
@@ -879,7 +876,7 @@ fn job_values(config: &crate::config::Config, job: &super::store::Job) -> Values
         config
             .public_url
             .as_ref()
-            .map(|u| format!("{u}/api/jobs/{}", job.id)),
+            .map(|u| format!("{u}/jobs/{}", job.id)),
     );
     v
 }

@@ -783,6 +783,44 @@ impl<S: Sql> JobStore<S> {
         rows.into_iter().map(job).collect()
     }
 
+    /// A page of jobs newest first (by when they were made, then id), below
+    /// `bound` ([`crate::cursor`]), optionally of one app and in one status
+    /// (without steps); at most `limit`.
+    pub async fn page(
+        &self,
+        app: Option<&str>,
+        status: Option<JobStatus>,
+        bound: &crate::cursor::Bound,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError> {
+        let [at, mode, id] = bound.params();
+        // One app's jobs start at its own index; without one, at the jobs' by time.
+        let of_app = if app.is_some() {
+            "app = ?1"
+        } else {
+            "?1 IS NULL"
+        };
+        let rows = self
+            .sql
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM deploy_jobs WHERE {of_app} \
+                     AND (?2 IS NULL OR status = ?2) AND {} ORDER BY created_at DESC, id DESC LIMIT ?6",
+                    crate::cursor::Cursor::condition("created_at", "id", 3)
+                ),
+                &[
+                    app.into(),
+                    status.map(JobStatus::as_str).into(),
+                    at,
+                    mode,
+                    id,
+                    limit.into(),
+                ],
+            )
+            .await?;
+        rows.into_iter().map(job).collect()
+    }
+
     /// The commits a new push must be newer than: the app's last finalized job's,
     /// its active job's and its newest waiting job's, in that order.
     pub async fn references(
@@ -961,7 +999,7 @@ pub enum JobField {
     RevertSha,
 }
 
-fn job(row: Row) -> Result<Job, StoreError> {
+pub(crate) fn job(row: Row) -> Result<Job, StoreError> {
     let status = row
         .opt_text("status")
         .and_then(|s| JobStatus::parse(&s))

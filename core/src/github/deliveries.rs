@@ -336,6 +336,32 @@ impl<S: Sql> DeliveryStore<S> {
     }
 
     /// The newest deliveries first.
+    /// A page of the log, newest first (ties: highest id first), below `bound`
+    /// ([`crate::cursor`]), of one outcome or all; at most `limit`.
+    pub async fn page(
+        &self,
+        bound: &crate::cursor::Bound,
+        outcome: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let [at, mode, id] = bound.params();
+        let rows = self
+            .sql
+            .query(
+                &format!(
+                    "SELECT id, event, action, repository, outcome, detail, attempts, last_error, received_at, updated_at \
+                     FROM deliveries WHERE {} AND (?4 IS NULL OR outcome = ?4) \
+                     ORDER BY received_at DESC, id DESC LIMIT ?5",
+                    crate::cursor::Cursor::condition("received_at", "id", 1)
+                ),
+                &[at, mode, id, outcome.into(), limit.into()],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| crate::json::from_value(&Value::Object(r)).map_err(StoreError::row))
+            .collect()
+    }
+
     pub async fn recent(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = self
             .sql

@@ -317,6 +317,29 @@ impl<S: Sql> NotificationStore<S> {
     }
 
     /// The newest rows first, by when they were recorded (ties by id).
+    /// A page of notifications, newest first, below `bound` ([`crate::cursor`]),
+    /// of one status or all; at most `limit`.
+    pub async fn page(
+        &self,
+        bound: &crate::cursor::Bound,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        let [at, mode, id] = bound.params();
+        let rows = self
+            .sql
+            .query(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM notifications WHERE {} AND (?4 IS NULL OR status = ?4) \
+                     ORDER BY created_at DESC, id DESC LIMIT ?5",
+                    crate::cursor::Cursor::condition("created_at", "id", 1)
+                ),
+                &[at, mode, id, status.into(), i64::from(limit).into()],
+            )
+            .await?;
+        rows.into_iter().map(record).collect()
+    }
+
     pub async fn recent(&self, limit: u32) -> Result<Vec<NotificationRecord>, StoreError> {
         let rows = self
             .sql

@@ -143,6 +143,17 @@ pub async fn list_services<S: Sql>(
     Ok(WorkflowStore::new(&sql).list(status, limit).await?)
 }
 
+/// A page of workflows for `GET /api/services?before=`: newest first, below
+/// `bound`.
+pub async fn page_services<S: Sql>(
+    sql: S,
+    status: Option<WorkflowStatus>,
+    bound: &crate::cursor::Bound,
+    limit: u32,
+) -> Result<Vec<Workflow>, AdminError> {
+    Ok(WorkflowStore::new(&sql).page(status, bound, limit).await?)
+}
+
 fn refs(workflow_id: i64, steps: Vec<super::definition::StepId>) -> Vec<StepRef> {
     steps
         .into_iter()

@@ -289,6 +289,29 @@ impl<S: Sql> WorkflowStore<S> {
         rows.into_iter().map(workflow).collect()
     }
 
+    /// A page of workflows newest first (by when they started, then id), below
+    /// `bound` ([`crate::cursor`]), without their steps; at most `limit`.
+    pub async fn page(
+        &self,
+        status: Option<WorkflowStatus>,
+        bound: &crate::cursor::Bound,
+        limit: u32,
+    ) -> Result<Vec<Workflow>, StoreError> {
+        let [at, mode, id] = bound.params();
+        let rows = self
+            .sql
+            .query(
+                &format!(
+                    "SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE (?1 IS NULL OR status = ?1) AND {} \
+                     ORDER BY created_at DESC, id DESC LIMIT ?5",
+                    crate::cursor::Cursor::condition("created_at", "id", 2)
+                ),
+                &[status.map(WorkflowStatus::as_str).into(), at, mode, id, limit.into()],
+            )
+            .await?;
+        rows.into_iter().map(workflow).collect()
+    }
+
     /// Claims a pending or running step of a running workflow for one attempt if
     /// [`StepClaims`] allows it: a step released for a retry once it is due, a held
     /// one once its claim is stale (its consumer died). `None`: finished, held

@@ -204,6 +204,29 @@ impl<S: Sql> PreviewStore<S> {
         rows.into_iter().map(preview).collect()
     }
 
+    /// A page of an app's previews newest first (by when they were asked for,
+    /// then id), below `bound` ([`crate::cursor`]); at most `limit`.
+    pub async fn page(
+        &self,
+        app: &str,
+        bound: &crate::cursor::Bound,
+        limit: u32,
+    ) -> Result<Vec<Preview>, StoreError> {
+        let [at, mode, id] = bound.params();
+        let rows = self
+            .sql
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM previews WHERE app = ?1 AND {} \
+                     ORDER BY created_at DESC, id DESC LIMIT ?5",
+                    crate::cursor::Cursor::condition("created_at", "id", 2)
+                ),
+                &[app.into(), at, mode, id, limit.into()],
+            )
+            .await?;
+        rows.into_iter().map(preview).collect()
+    }
+
     /// Takes the row for one run; `false` when another live run holds it.
     pub async fn claim(
         &self,

@@ -194,6 +194,29 @@ impl<S: Sql> ProtectionStore<S> {
             .collect()
     }
 
+    /// A page of requests newest first (by when they came, then id), below `bound`
+    /// ([`crate::cursor`]); at most `limit`.
+    pub async fn page(
+        &self,
+        bound: &crate::cursor::Bound,
+        limit: u32,
+    ) -> Result<Vec<Request>, StoreError> {
+        let [at, mode, id] = bound.params();
+        self.sql
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM protection_requests WHERE {} \
+                     ORDER BY created_at DESC, id DESC LIMIT ?4",
+                    crate::cursor::Cursor::condition("created_at", "id", 1)
+                ),
+                &[at, mode, id, limit.into()],
+            )
+            .await?
+            .iter()
+            .map(request)
+            .collect()
+    }
+
     /// Decides pending request `id` (not yet expired at `now`): `state`, by whom,
     /// asked by `key`. `None` when it is not pending or has expired: someone else
     /// decided first (or `key` did, before).

@@ -85,6 +85,7 @@ pub fn error_page(status: u16, message: &str) -> Html {
         403 => "Not allowed",
         404 => "Not found",
         405 => "Method not allowed",
+        409 => "This has moved on",
         413 => "Too large",
         415 => "Unsupported form",
         429 => "Too many attempts",

@@ -6,11 +6,16 @@
 //! - [`layout`]: the page frame, the stylesheet and the time format every page shares;
 //! - [`form`]: the urlencoded bodies the pages' forms send;
 //! - [`auth`]: who may see the pages (Cloudflare Access or the sign-in form), the
-//!   session cookie, the CSRF tokens and the sign-in rate limit.
+//!   session cookie, the CSRF tokens and the sign-in rate limit;
+//! - [`pages`]: each page's load (its D1 reads) and render (its HTML), and what its
+//!   forms do;
+//! - [`counted`]: the round-trip count each page is sent with.
 
 pub mod auth;
+pub mod counted;
 pub mod form;
 pub mod layout;
+pub mod pages;
 pub mod viewer;
 
 /// The headers every page is sent with (the stylesheet has its own cache header).

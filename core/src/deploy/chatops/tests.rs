@@ -194,7 +194,7 @@ fn status_and_recent_deploys_read_as_people_do() {
     let lines: Vec<&str> = recent.lines().collect();
     assert_eq!(lines[0], "<b>Last deploys of shop</b>");
     assert!(lines[2].starts_with(&format!(
-        "🕒 <a href=\"https://n.example.com/api/jobs/{three}\">job {three}</a> <code>0303030</code> Change 3 — waiting, "
+        "🕒 <a href=\"https://n.example.com/jobs/{three}\">job {three}</a> <code>0303030</code> Change 3 — waiting, "
     )), "{}", lines[2]);
     assert_eq!(lines.len(), 5, "a title, a blank line and three jobs");
 }

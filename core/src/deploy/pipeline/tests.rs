@@ -358,10 +358,7 @@ fn a_push_deploys_through_every_step() {
     assert_eq!(calls[1].1["state"], "in_progress");
     assert_eq!(calls[2].1["state"], "success");
     assert_eq!(calls[2].1["environment_url"], "https://app.example.com");
-    assert_eq!(
-        calls[2].1["log_url"],
-        "https://notifier.example.com/api/jobs/1"
-    );
+    assert_eq!(calls[2].1["log_url"], "https://notifier.example.com/jobs/1");
     let hook = s
         .http
         .seen
@@ -1223,3 +1220,4 @@ fn the_sweep_re_enqueues_a_failing_delivery_only_once_its_next_attempt_is_due() 
 }
 
 mod approvals;
+mod web_pages;

@@ -520,3 +520,42 @@ fn a_step_released_after_its_job_was_cancelled_is_skipped_not_pending_again() {
         job.steps
     );
 }
+
+#[test]
+fn jobs_page_newest_first_with_a_cursor_to_the_end_and_keep_their_filters() {
+    let db = SqliteSql::migrated();
+    let store = JobStore::new(&db);
+    // Two made in the same second: the cursor's id breaks the tie.
+    for (n, at) in [(1u8, 0), (2, 10), (3, 10), (4, 20), (5, 30)] {
+        create(&store, &sha(n), &format!("d-{n}"), at);
+    }
+    let ids = |page: &[Job]| page.iter().map(|j| j.id).collect::<Vec<_>>();
+    let mut seen = Vec::new();
+    let mut bound = crate::cursor::Bound::all();
+    for _ in 0..5 {
+        let page = block_on(store.page(None, None, &bound, 3)).expect("page");
+        let (page, next) = crate::cursor::page(page, 2, |j| {
+            crate::cursor::Cursor::new(j.created_at, 'j', j.id.to_string())
+        });
+        seen.extend(ids(&page));
+        match next {
+            Some(c) => bound = c.bound('j', "j", true).expect("bound"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, vec![5, 4, 3, 2, 1], "newest first, each once");
+    assert!(block_on(store.set_status(3, JobStatus::Cancelled, None, t(40))).expect("cancel"));
+    let of_app = block_on(store.page(
+        Some("hello"),
+        Some(JobStatus::Waiting),
+        &crate::cursor::Bound::all(),
+        10,
+    ))
+    .expect("page");
+    assert_eq!(ids(&of_app), vec![5, 4, 2, 1]);
+    assert!(
+        block_on(store.page(Some("other"), None, &crate::cursor::Bound::all(), 10))
+            .expect("page")
+            .is_empty()
+    );
+}

@@ -758,7 +758,7 @@ fn commands_are_answered_in_their_chat_and_topic() {
         true
     );
     let text = reply["text"].as_str().unwrap_or("");
-    assert!(text.contains(&format!("<b>app</b> → production: <code>0202020</code> Change 2 (<a href=\"https://notifier.example.com/api/jobs/{second}\">job {second}</a>)")), "{text}");
+    assert!(text.contains(&format!("<b>app</b> → production: <code>0202020</code> Change 2 (<a href=\"https://notifier.example.com/jobs/{second}\">job {second}</a>)")), "{text}");
 
     s.say(CHAT, None, BOB, "/deploys@edge_bot app");
     s.drain();

@@ -70,7 +70,7 @@ fn a_job_awaiting_approval_deploys_nothing_until_approved() {
         approval::view(&job)["approval"],
         serde_json::json!({"state": "awaiting", "deadline": started + 3_600_000})
     );
-    let message = crate::deploy::message::render(&job);
+    let message = crate::deploy::message::render(&job, None);
     assert!(
         message.starts_with("<b>⏸ Deploy app → production</b>"),
         "{message}"
@@ -125,7 +125,7 @@ fn a_job_awaiting_approval_deploys_nothing_until_approved() {
     let calls = s.github_calls();
     assert_eq!(calls[0].0, "http://gh.test/repos/octo/app/deployments");
     assert_eq!(calls[0].1["ref"], sha(1).as_str());
-    let message = crate::deploy::message::render(&job);
+    let message = crate::deploy::message::render(&job, None);
     assert!(
         message.contains("<b>Approval:</b> approved by admin API"),
         "{message}"
@@ -207,7 +207,9 @@ fn a_rejected_job_fails_without_deploying_or_reverting() {
         ]
     );
     assert_eq!(s.deploy_calls(), calls);
-    assert!(crate::deploy::message::render(&job).contains("<b>Approval:</b> rejected by @ann"));
+    assert!(
+        crate::deploy::message::render(&job, None).contains("<b>Approval:</b> rejected by @ann")
+    );
     assert_eq!(
         s.decide(2, Decision::Approve, "admin API")
             .expect_err("refused")
@@ -329,7 +331,7 @@ fn a_job_queued_behind_a_running_one_awaits_approval_once_it_starts() {
             .to_string(),
         "job 2 has not started: it awaits approval once the app's running job is done"
     );
-    assert!(crate::deploy::message::render(&s.job(2))
+    assert!(crate::deploy::message::render(&s.job(2), None)
         .contains("<b>Approval:</b> needed once it starts"));
     s.drain();
     assert_eq!(s.job(1).status, JobStatus::Finalized);
@@ -348,7 +350,7 @@ fn an_app_without_approval_deploys_as_before() {
         .iter()
         .all(|st| st.name != StepName::AwaitingApproval));
     assert_eq!(approval::view(&job).get("approval"), None);
-    let message = crate::deploy::message::render(&job);
+    let message = crate::deploy::message::render(&job, None);
     assert!(!message.contains("Approval"), "{message}");
     assert_eq!(
         s.decide(1, Decision::Approve, "admin API"),
@@ -505,7 +507,7 @@ fn the_admin_apis_decisions_leave_audit_rows_taken_or_refused() {
         ]
     );
     // The message says it once, in its approval line.
-    let message = crate::deploy::message::render(&job);
+    let message = crate::deploy::message::render(&job, None);
     assert_eq!(
         message.matches("approved by admin API").count(),
         1,
