@@ -29,6 +29,7 @@ pub fn is_page(path: &str) -> bool {
             | "signin"
             | "signout"
             | "assets"
+            | "favicon.ico"
     )
 }
 
@@ -76,6 +77,9 @@ pub async fn handle(req: Request, event: &Event<'_>) -> worker::Result<Response>
         return stylesheet(&req);
     }
     match path.as_str() {
+        // Browsers ask for it on every page; there is none (a `data:` icon would need
+        // the CSP widened), so say so without a 404 page each time.
+        "/favicon.ico" => return no_icon(),
         "/signin" => return web_auth::signin(req, event).await,
         "/signout" => return web_auth::signout(req, event).await,
         _ => {}
@@ -214,6 +218,13 @@ fn stylesheet(req: &Request) -> worker::Result<Response> {
     headers.set("cache-control", "public, max-age=31536000, immutable")?;
     headers.set("x-content-type-options", "nosniff")?;
     Ok(Response::ok(STYLESHEET)?.with_headers(headers))
+}
+
+/// `204 No Content` for `/favicon.ico`, cached for a day.
+fn no_icon() -> worker::Result<Response> {
+    let headers = Headers::new();
+    headers.set("cache-control", "public, max-age=86400")?;
+    Ok(Response::empty()?.with_status(204).with_headers(headers))
 }
 
 fn not_found() -> Html {

@@ -245,9 +245,14 @@ describe("the sign-in form", () => {
     assert.ok(out.cookies[0].includes("Max-Age=0"));
   });
 
-  test("unknown pages are only shown to a signed-in viewer, and answer 404", async () => {
+  test("an unknown page is a 404 page, signed in or not, as the API's unknown paths are", async () => {
     const anonymous = await page(worker, "/assets/missing.css");
-    assert.equal(anonymous.status, 303);
+    assert.equal(anonymous.status, 404);
+    assert.match(anonymous.body, /There is no page here/);
+    // The icon browsers ask for on every page is not a 404 page each time.
+    const icon = await fetch(`${worker.url}/favicon.ico`);
+    assert.equal(icon.status, 204);
+    assert.equal(await icon.text(), "");
     const cookie = (await signIn("198.51.100.4")).split(";")[0];
     const missing = await page(worker, "/assets/missing.css", { headers: { cookie } });
     assert.match(missing.body, /There is no page here/);

@@ -5,7 +5,7 @@
 //! with `?before=`).
 //!
 //! Selectors: `h1`, `#settings dl`, `#secrets li.secret[data-env]`,
-//! `#previews tr.preview[data-pr]` (`.state[data-state]`, `a.url`, `.sha`),
+//! `#previews tr.preview[data-pr]` (`.state[data-state]`, `.url a`, `.sha`),
 //! `#jobs tr.job[data-job]` (`.state[data-state]`), `a.older`.
 //!
 //! Three round trips: the app; its secrets' names and its previews (one query, as
