@@ -62,11 +62,12 @@ impl Route {
         })
     }
 
-    /// The methods the route answers.
+    /// The methods the route answers: a form's target takes POST, a page GET and
+    /// HEAD.
     fn allowed(&self) -> &'static str {
         match self {
             Route::JobAction(..) | Route::Replay(_) => "POST",
-            _ => "GET",
+            _ => "GET, HEAD",
         }
     }
 }
@@ -88,14 +89,16 @@ pub async fn handle(req: Request, event: &Event<'_>) -> worker::Result<Response>
         return send(not_found());
     };
     let method = req.method();
-    let wanted = if route.allowed() == "POST" {
-        Method::Post
-    } else {
-        Method::Get
+    let fits = match route.allowed() {
+        "POST" => method == Method::Post,
+        _ => matches!(method, Method::Get | Method::Head),
     };
-    if method != wanted {
+    if !fits {
         return send_with(
-            error_page(405, &format!("Only {} is allowed here.", route.allowed())),
+            error_page(
+                405,
+                &format!("This address takes {} only.", route.allowed()),
+            ),
             &[("allow", route.allowed().to_owned())],
         );
     }

@@ -171,7 +171,11 @@ describe("the pages", () => {
       assert.ok(Number(m[1]) >= 1 && Number(m[1]) <= 3, `${path}: ${m[1]} round trips`);
       assert.ok(!r.html.includes("<script"), `${path} has a script element`);
       assert.ok(!r.html.includes("style="), `${path} has an inline style`);
+      const head = await page(path, { method: "HEAD" });
+      assert.deepEqual([head.status, head.html, head.headers.get("cache-control")], [200, "", "no-store"], `HEAD ${path}`);
     }
+    const post = await page("/", { method: "POST", form: {} });
+    assert.deepEqual([post.status, post.headers.get("allow")], [405, "GET, HEAD"]);
   });
 
   test("without a session, or with a forged one, a page sends to sign in and shows no data", async () => {
