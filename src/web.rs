@@ -124,12 +124,10 @@ pub async fn handle(req: Request, event: &Event<'_>) -> worker::Result<Response>
                 let deps = bindings.deps(event.config);
                 actions::on_job(&deps, &viewer, id, action, version, now()).await
             }
-            Route::Replay(id) if viewer.operator => {
-                actions::replay(&bindings.sql, &bindings.queue, &id, now()).await
+            Route::Replay(id) => {
+                let version = form.get("version").unwrap_or_default();
+                actions::replay(&bindings.sql, &bindings.queue, &viewer, &id, version, now()).await
             }
-            Route::Replay(_) => Err(PageError::Forbidden(
-                "Not done: only an operator may replay a delivery.".into(),
-            )),
             _ => Err(PageError::NotFound),
         };
         return send(match done {

@@ -40,6 +40,19 @@ pub async fn replay<S: Sql + Copy, Q: Queue>(
     id: &str,
     now: Timestamp,
 ) -> Result<(), LogError> {
+    replay_seen(sql, queue, id, None, now).await.map(drop)
+}
+
+/// [`replay`], only if the delivery is still as it was `seen` (its `updated_at`,
+/// as a page showed it): of two submits of one form exactly one replays. Answers
+/// whether it replayed; `seen: None` always does.
+pub async fn replay_seen<S: Sql + Copy, Q: Queue>(
+    sql: S,
+    queue: &Q,
+    id: &str,
+    seen: Option<i64>,
+    now: Timestamp,
+) -> Result<bool, LogError> {
     let id = DeliveryId::parse(id).ok_or(LogError::NotFound)?;
     let deliveries = DeliveryStore::new(sql);
     if deliveries
@@ -50,16 +63,20 @@ pub async fn replay<S: Sql + Copy, Q: Queue>(
     {
         return Err(LogError::NotFound);
     }
-    deliveries
-        .replay(&id, now)
+    if !deliveries
+        .replay_seen(&id, seen, now)
         .await
-        .map_err(store("delivery"))?;
+        .map_err(store("delivery"))?
+    {
+        return Ok(false);
+    }
     queue
         .send(&JobMessage::GithubDelivery {
             id: id.as_str().to_owned(),
         })
         .await
-        .map_err(LogError::Queue)
+        .map_err(LogError::Queue)?;
+    Ok(true)
 }
 
 /// Which log an entry comes from.

@@ -25,6 +25,8 @@ pub enum SubjectKind {
     App,
     /// A GitHub deployment protection request (`protection_requests.id`).
     Protection,
+    /// A GitHub delivery (`deliveries.id`): its replay from the status page.
+    Delivery,
 }
 
 /// How an action ended.

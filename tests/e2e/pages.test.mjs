@@ -259,11 +259,17 @@ describe("the pages", () => {
     const list = (await page("/deliveries?source=github")).html;
     const action = `/deliveries/${pushDelivery}/replay`;
     const csrf = field(list, action, "csrf");
+    const version = field(list, action, "version");
     const before = (await admin("GET", "/api/deliveries?source=github&limit=500")).json.deliveries.find((d) => d.id === pushDelivery);
-    assert.equal((await page(action, { method: "POST", form: { action: "replay" } })).status, 403, "no CSRF token, no replay");
-    const replayed = await page(action, { method: "POST", form: { csrf, action: "replay" } });
+    assert.equal(version, String(before.updated_at), "the form carries the delivery as it was shown");
+    assert.equal((await page(action, { method: "POST", form: { version, action: "replay" } })).status, 403, "no CSRF token, no replay");
+    const replayed = await page(action, { method: "POST", form: { csrf, version, action: "replay" } });
     assert.deepEqual([replayed.status, replayed.headers.get("location")], [303, "/deliveries?replayed=1"]);
     assert.match((await page("/deliveries?replayed=1")).html, /Replay queued/);
+    // The same form again (a double submit, a stale tab) replays nothing.
+    const again = await page(action, { method: "POST", form: { csrf, version, action: "replay" } });
+    assert.equal(again.status, 409);
+    assert.match(again.html, /This delivery has moved on/);
     const until = Date.now() + 15_000;
     let now;
     while (Date.now() < until) {
@@ -272,7 +278,7 @@ describe("the pages", () => {
       await sleep(100);
     }
     assert.ok(now.updated_at > before.updated_at, "processed again");
-    assert.equal((await page("/deliveries/no-such-delivery/replay", { method: "POST", form: { csrf } })).status, 404);
+    assert.equal((await page("/deliveries/no-such-delivery/replay", { method: "POST", form: { csrf, version } })).status, 404);
   });
 
   test("unknown pages and ids are 404 pages; a malformed cursor is a 400 page", async () => {

@@ -184,6 +184,7 @@ fn moved_on(kind: SubjectKind) -> &'static str {
         SubjectKind::Job | SubjectKind::App => "This job has moved on",
         SubjectKind::Protection => "This review has been decided",
         SubjectKind::Notification => "This deployment has moved on",
+        SubjectKind::Delivery => "This delivery has moved on",
     }
 }
 
@@ -267,7 +268,8 @@ async fn offers<P: Ports>(
 ) -> Result<bool, StoreError> {
     match subject.kind {
         SubjectKind::Job => deploy_ops::offers(deps.sql, subject.id, action).await,
-        SubjectKind::App => Ok(false),
+        // Subjects of an audit row only: no button acts on them.
+        SubjectKind::App | SubjectKind::Delivery => Ok(false),
         SubjectKind::Protection => protection::offers(deps.sql, subject.id, action).await,
         SubjectKind::Notification => Ok(action == Action::Rollback
             && notify_ops::offers(deps.config, deps.sql, subject.id).await?),
@@ -285,7 +287,10 @@ async fn act<P: Ports>(
 ) -> Result<Acted, ProcessError> {
     match subject.kind {
         SubjectKind::Job => deploy_ops::act(deps, subject.id, action, &by.name, key, now).await,
-        SubjectKind::App => Ok(Acted::Refused("an app is no button's subject".into())),
+        SubjectKind::App | SubjectKind::Delivery => Ok(Acted::Refused(format!(
+            "{} is no button's subject",
+            subject.kind.as_str()
+        ))),
         SubjectKind::Protection => review(deps, subject.id, action, by, key, now).await,
         SubjectKind::Notification => roll_back(deps, subject.id, action, &by.name, now).await,
     }
@@ -330,7 +335,7 @@ async fn review<P: Ports>(
 async fn show<P: Ports>(deps: &Deps<'_, P>, subject: SubjectRef, now: Timestamp) -> Option<String> {
     match subject.kind {
         SubjectKind::Job => deploy_ops::show(deps, subject.id, now).await,
-        SubjectKind::App => None,
+        SubjectKind::App | SubjectKind::Delivery => None,
         SubjectKind::Protection => protection::show_request(deps, subject.id, now).await,
         SubjectKind::Notification => notify_ops::show(deps, subject.id, now).await,
     }
@@ -340,7 +345,9 @@ async fn show<P: Ports>(deps: &Deps<'_, P>, subject: SubjectRef, now: Timestamp)
 /// settles in place, rather than on its subject's own message.
 fn on_reply(subject: SubjectRef, button: &Button) -> bool {
     match subject.kind {
-        SubjectKind::Job | SubjectKind::App | SubjectKind::Protection => button.live_id.is_none(),
+        SubjectKind::Job | SubjectKind::App | SubjectKind::Protection | SubjectKind::Delivery => {
+            button.live_id.is_none()
+        }
         // The notification's own messages, which its rollback edits.
         SubjectKind::Notification => false,
     }

@@ -250,14 +250,28 @@ impl<S: Sql> DeliveryStore<S> {
 
     /// Marks a delivery as enqueued again by a replay: its attempts start over.
     pub async fn replay(&self, id: &DeliveryId, now: Timestamp) -> Result<(), StoreError> {
+        self.replay_seen(id, None, now).await.map(drop)
+    }
+
+    /// Replays delivery `id` only if it is still as it was `seen` (its
+    /// `updated_at`), so that of two submits of one page's form exactly one
+    /// replays; `None` replays whatever its state. A replay moves `updated_at` on
+    /// by at least a millisecond. Answers whether it replayed.
+    pub async fn replay_seen(
+        &self,
+        id: &DeliveryId,
+        seen: Option<i64>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
         self.sql
             .execute(
                 "UPDATE deliveries SET outcome = 'queued', attempts = 0, last_error = NULL, \
-                 next_attempt_at = NULL, updated_at = ?2 WHERE id = ?1",
-                &[id.as_str().into(), now.millis().into()],
+                 next_attempt_at = NULL, updated_at = MAX(?2, updated_at + 1) \
+                 WHERE id = ?1 AND (?3 IS NULL OR updated_at = ?3)",
+                &[id.as_str().into(), now.millis().into(), seen.into()],
             )
             .await
-            .map(drop)
+            .map(|done| done.changes == 1)
     }
 
     /// Counts a failed attempt at a queued delivery and schedules the next one, or,

@@ -31,19 +31,35 @@ pub fn job_action(segment: &str) -> Option<Action> {
 const MOVED_ON: &str =
     "This job has moved on since the page was shown. Look at it again before you act.";
 
+/// What an action was done to, as its audit row names it.
+struct Subject<'a> {
+    kind: SubjectKind,
+    id: String,
+    action: &'a str,
+}
+
+impl Subject<'_> {
+    fn job(id: i64, action: Action) -> Subject<'static> {
+        Subject {
+            kind: SubjectKind::Job,
+            id: id.to_string(),
+            action: action.as_str(),
+        }
+    }
+}
+
 async fn audit<S: crate::ports::Sql>(
     sql: S,
-    id: i64,
-    action: Action,
+    subject: &Subject<'_>,
     viewer: &Viewer,
     result: Outcome,
     detail: Option<String>,
     now: Timestamp,
 ) -> Result<(), PageError> {
     let entry = Entry {
-        subject_kind: SubjectKind::Job,
-        subject_id: id.to_string(),
-        action: action.as_str().to_owned(),
+        subject_kind: subject.kind,
+        subject_id: subject.id.clone(),
+        action: subject.action.to_owned(),
         result,
         detail,
         actor: viewer.name.clone(),
@@ -68,12 +84,12 @@ pub async fn on_job<P: Ports>(
 ) -> Result<String, PageError> {
     let view = job::load(deps.sql, id).await?;
     let back = format!("/jobs/{id}");
+    let subject = Subject::job(id, action);
     if !viewer.operator {
         let why = "only an operator may act on a job";
         audit(
             deps.sql,
-            id,
-            action,
+            &subject,
             viewer,
             Outcome::Refused,
             Some(why.into()),
@@ -95,14 +111,13 @@ pub async fn on_job<P: Ports>(
         })?;
     match acted {
         Acted::Done(detail) => {
-            audit(deps.sql, id, action, viewer, Outcome::Done, detail, now).await?;
+            audit(deps.sql, &subject, viewer, Outcome::Done, detail, now).await?;
             Ok(back)
         }
         Acted::Refused(why) => {
             audit(
                 deps.sql,
-                id,
-                action,
+                &subject,
                 viewer,
                 Outcome::Refused,
                 Some(why.clone()),
@@ -114,16 +129,52 @@ pub async fn on_job<P: Ports>(
     }
 }
 
-/// Replays GitHub delivery `id` from the deliveries page, as the admin API does;
-/// the page to go back to.
+/// Replays GitHub delivery `id` from the deliveries page for `viewer`, as the
+/// admin API does, if it is still at `version` (its `updated_at` as the page showed
+/// it): a second submit of the form, or a stale tab, replays nothing ("this
+/// delivery has moved on"). The page to go back to. A viewer who is not an operator
+/// is refused; each outcome leaves an audit row.
 pub async fn replay<S: crate::ports::Sql + Copy, Q: Queue>(
     sql: S,
     queue: &Q,
+    viewer: &Viewer,
     id: &str,
+    version: &str,
     now: Timestamp,
 ) -> Result<String, PageError> {
-    crate::admin::replay(sql, queue, id, now)
+    let subject = Subject {
+        kind: SubjectKind::Delivery,
+        id: id.to_owned(),
+        action: "replay",
+    };
+    let refused = |why: &str| {
+        audit(
+            sql,
+            &subject,
+            viewer,
+            Outcome::Refused,
+            Some(why.into()),
+            now,
+        )
+    };
+    if !viewer.operator {
+        let why = "only an operator may replay a delivery";
+        refused(why).await?;
+        return Err(PageError::Forbidden(format!("Not done: {why}.")));
+    }
+    let seen = version
+        .parse::<i64>()
+        .map_err(|_| PageError::BadRequest("The form's version is not a number.".into()))?;
+    let replayed = crate::admin::replay_seen(sql, queue, id, Some(seen), now)
         .await
         .map_err(super::deliveries::log_error)?;
+    if !replayed {
+        refused("the delivery has moved on since the page was shown").await?;
+        return Err(PageError::MovedOn(REPLAY_MOVED_ON.into()));
+    }
+    audit(sql, &subject, viewer, Outcome::Done, None, now).await?;
     Ok("/deliveries?replayed=1".to_owned())
 }
+
+const REPLAY_MOVED_ON: &str = "This delivery has moved on since the page was shown (it was \
+     replayed or processed again). Look at it again before you replay it.";

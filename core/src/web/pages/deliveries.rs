@@ -47,6 +47,9 @@ pub struct Entry {
     pub detail: Option<String>,
     pub attempts: i64,
     pub at: i64,
+    /// Its `updated_at`: a Replay form carries it, so a second submit replays
+    /// nothing.
+    pub version: i64,
 }
 
 fn entry(v: &Value) -> Entry {
@@ -64,6 +67,7 @@ fn entry(v: &Value) -> Entry {
         detail: text("detail").or(text("last_error")),
         attempts: v.get("attempts").and_then(Value::as_i64).unwrap_or(0),
         at: v.get("received_at").and_then(Value::as_i64).unwrap_or(0),
+        version: v.get("updated_at").and_then(Value::as_i64).unwrap_or(0),
     }
 }
 
@@ -170,6 +174,7 @@ pub fn render(view: &DeliveriesView, viewer: &Viewer, now: Timestamp) -> String 
                                     @if e.source == "github" && viewer.operator {
                                         form.inline.replay method="post" action={ "/deliveries/" (e.id) "/replay" } {
                                             input type="hidden" name="csrf" value=(viewer.csrf);
+                                            input type="hidden" name="version" value=(e.version);
                                             button type="submit" name="action" value="replay" { "Replay" }
                                         }
                                     }

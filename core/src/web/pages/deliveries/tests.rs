@@ -71,3 +71,58 @@ fn a_bad_filter_or_cursor_is_a_400_page() {
         assert_eq!(e.status(), 400, "{e}");
     }
 }
+
+#[test]
+fn a_replay_from_the_page_happens_once_per_form_and_leaves_its_audit_rows() {
+    use crate::audit::{AuditStore, Outcome as Result, SubjectKind};
+    use crate::testing::MemoryQueue;
+    use crate::web::pages::actions::replay;
+
+    let db = Db::new();
+    db.delivery("g-1", Outcome::Failed, 10);
+    let queue = MemoryQueue::default();
+    let shown = block_on(load(&db.sql, Some("github"), None, None, false)).expect("loads");
+    let version = shown.entries[0].version.to_string();
+    assert!(
+        render(&shown, &operator(), NOW).contains(&format!("name=\"version\" value=\"{version}\""))
+    );
+
+    // A stranger's submit replays nothing, and is on the trail.
+    let stranger = block_on(replay(&db.sql, &queue, &onlooker(), "g-1", &version, NOW));
+    assert_eq!(stranger.expect_err("refused").status(), 403);
+    assert!(queue.sent.borrow().is_empty());
+
+    // The operator's submit replays; the same form again (a double submit, in the
+    // same millisecond even) finds the delivery moved on.
+    let done = block_on(replay(&db.sql, &queue, &operator(), "g-1", &version, NOW));
+    assert_eq!(done.expect("replayed"), "/deliveries?replayed=1");
+    let again = block_on(replay(&db.sql, &queue, &operator(), "g-1", &version, NOW));
+    let again = again.expect_err("once per form");
+    assert_eq!(again.status(), 409);
+    assert!(
+        again.message().contains("This delivery has moved on"),
+        "{}",
+        again.message()
+    );
+    assert_eq!(queue.sent.borrow().len(), 1, "queued once");
+
+    // A form that lost its version is a bad request, an unknown delivery not found.
+    let bad = block_on(replay(&db.sql, &queue, &operator(), "g-1", "", NOW));
+    assert_eq!(bad.expect_err("no version").status(), 400);
+    let unknown = block_on(replay(&db.sql, &queue, &operator(), "g-9", &version, NOW));
+    assert_eq!(unknown.expect_err("unknown").status(), 404);
+
+    let trail = block_on(AuditStore::new(&db.sql).of(SubjectKind::Delivery, "g-1")).expect("trail");
+    let rows: Vec<_> = trail
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str(), e.result))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (onlooker().name.as_str(), "replay", Result::Refused),
+            (operator().name.as_str(), "replay", Result::Done),
+            (operator().name.as_str(), "replay", Result::Refused),
+        ]
+    );
+}
