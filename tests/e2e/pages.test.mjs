@@ -246,7 +246,7 @@ describe("the pages", () => {
     const finished = await ended("gated", sha("a"));
     assert.equal(finished.status, "finalized", finished.error);
     assert.equal(finished.approval.by, "admin");
-    assert.deepEqual(finished.actions.map((a) => [a.action, a.result, a.actor]), [["approve", "done", "admin"]], "one action, by the viewer");
+    assert.deepEqual(finished.actions.map((a) => [a.action, a.result, a.actor]), [["approve", "done", "admin"], ["approve", "refused", "admin"]], "one action, by the viewer; the second submit refused, and on the trail");
     assert.equal(target.hooks.filter((h) => h.sha === sha("a")).length, 1, "deployed once");
     const after = (await page(path)).html;
     assert.match(after.slice(after.indexOf('id="audit"')), /<strong>admin<\/strong> approve/);

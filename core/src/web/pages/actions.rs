@@ -6,7 +6,8 @@
 //!
 //! A job's form carries the version of the job it was shown with: a form from
 //! before the job moved is refused ("this job has moved on"), so a double submit
-//! acts once. Each action leaves an audit row naming the viewer, done or refused.
+//! acts once. Each action leaves an audit row naming the viewer, done or refused
+//! (a stale form's refusal too).
 
 use super::{job, PageError};
 use crate::audit::{AuditStore, Entry, Outcome, SubjectKind};
@@ -99,6 +100,16 @@ pub async fn on_job<P: Ports>(
         return Err(PageError::Forbidden(format!("Not done: {why}.")));
     }
     if view.version != version || !view.offers.contains(&action) {
+        let why = "the job has moved on since the page was shown";
+        audit(
+            deps.sql,
+            &subject,
+            viewer,
+            Outcome::Refused,
+            Some(why.into()),
+            now,
+        )
+        .await?;
         return Err(PageError::MovedOn(MOVED_ON.into()));
     }
     // One request per form shown: a second submit of the same form finds the job

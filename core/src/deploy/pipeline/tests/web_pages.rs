@@ -83,7 +83,11 @@ fn an_operator_approves_from_the_job_page_and_a_second_submit_acts_never() {
     );
     assert_eq!(
         s.trail(1),
-        vec![("ops@example.com".into(), "approve".into(), Audited::Done)]
+        vec![
+            ("ops@example.com".into(), "approve".into(), Audited::Done),
+            ("ops@example.com".into(), "approve".into(), Audited::Refused),
+        ],
+        "the second submit's refusal is on the trail too"
     );
     let rendered = page::render(&s.page(1), &operator(), s.now());
     assert!(
@@ -145,7 +149,11 @@ fn a_form_from_before_the_job_moved_is_refused() {
         .expect_err("stale");
     assert_eq!(e.status(), 409);
     assert!(approval::gate::is_awaiting(&s.job(1)));
-    assert!(s.trail(1).is_empty());
+    assert_eq!(
+        s.trail(1),
+        vec![("ops@example.com".into(), "approve".into(), Audited::Refused)],
+        "refused, and on the trail"
+    );
     let e = s
         .press(&operator(), 99, Action::Approve, "1.2.3")
         .expect_err("no job");
