@@ -6,7 +6,7 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { fakeTelegram, fakeGithub, fakeTarget } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
-import { appKeyPair, clients, fixture, sha, sleep } from "./github-kit.mjs";
+import { appKeyPair, clients, pushEvent, sha, sleep } from "./github-kit.mjs";
 
 const SECRET = "e2e approvals webhook secret";
 const ADMIN = "e2e-approvals-admin-token";
@@ -19,22 +19,9 @@ let worker;
 let gh;
 let tg;
 let target;
-const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
+const { deliver, admin, job, jobWhen } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
-/** The push fixture, moved to another repository and commit. */
-function push(repo, after, before = sha("0")) {
-  const p = fixture("push.with-new-branch.json");
-  const [owner, name] = repo.split("/");
-  p.repository.full_name = repo;
-  p.repository.name = name;
-  p.repository.owner.login = owner;
-  p.before = before;
-  p.after = after;
-  p.created = before === sha("0");
-  p.head_commit.id = after;
-  p.commits = [{ ...p.commits[0], id: after, message: `Release ${after.slice(0, 7)}` }];
-  return p;
-}
+const push = (repo, after, before) => pushEvent(repo, after, { before });
 
 const app = (repository, approval) => ({
   repository,
@@ -46,22 +33,7 @@ const app = (repository, approval) => ({
   approval,
 });
 
-async function job(id) {
-  return (await admin("GET", `/api/jobs/${id}`)).json.job;
-}
 
-/** The job of `name` at `commit` once `ready(job)` holds (its API view). */
-async function jobWhen(name, commit, ready, what, timeoutMs = 20_000) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < until) {
-    const listed = (await admin("GET", `/api/jobs?app=${name}&limit=50`)).json.jobs.find((j) => j.sha === commit);
-    last = listed && (await job(listed.id));
-    if (last && ready(last)) return last;
-    await sleep(100);
-  }
-  throw new Error(`job of ${name} at ${commit.slice(0, 7)} is not ${what}: ${JSON.stringify(last?.approval ?? last?.status)}`);
-}
 const awaiting = (name, commit) => jobWhen(name, commit, (j) => j.approval?.state === "awaiting" && j.steps[0].state === "started" && j.steps[0].result?.deadline, "awaiting approval");
 const ended = (name, commit) => jobWhen(name, commit, (j) => ["finalized", "failed", "reverted", "cancelled"].includes(j.status), "finished");
 

@@ -8,7 +8,7 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { fakeTelegram, fakeGithub, fakeTarget, fakeFly } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
-import { appKeyPair, clients, fixture, sha, sleep } from "./github-kit.mjs";
+import { appKeyPair, clients, pushEvent, fixture, sha, sleep } from "./github-kit.mjs";
 import { startBrowser, screenshot, visit, DESKTOP, PHONE } from "./browser.mjs";
 
 const SECRET = "e2e browser webhook secret";
@@ -29,25 +29,11 @@ const GATED = "Codertocat/Gated";
 const REPLAYED = "Codertocat/Replayed";
 
 let worker, gh, tg, target, fly, browser;
-const { deliver, admin, settled } = clients(() => worker, { secret: SECRET, token: ADMIN });
+const { deliver, admin, settled, job, jobWhen } = clients(() => worker, { secret: SECRET, token: ADMIN });
 /** What the flows made, for the scenarios to look for: jobs by name, the delivery to replay. */
 const made = {};
 
-/** The push fixture, moved to another repository and commit, with `message` as its commit's. */
-function push(repo, after, before = sha("0"), message = `Release ${after.slice(0, 7)}`) {
-  const p = fixture("push.with-new-branch.json");
-  const [owner, name] = repo.split("/");
-  p.repository.full_name = repo;
-  p.repository.name = name;
-  p.repository.owner.login = owner;
-  p.before = before;
-  p.after = after;
-  p.created = before === sha("0");
-  p.head_commit.id = after;
-  p.head_commit.message = message;
-  p.commits = [{ ...p.commits[0], id: after, message }];
-  return p;
-}
+const push = (repo, after, before, message) => pushEvent(repo, after, { before, message: message ?? `Release ${after.slice(0, 7)}` });
 
 /** A pull_request fixture for PR `number` of hello at `head`, dated now. */
 function pullRequest(number, head) {
@@ -70,22 +56,7 @@ const app = (repository, extra = {}) => ({
   ...extra,
 });
 
-async function job(id) {
-  return (await admin("GET", `/api/jobs/${id}`)).json.job;
-}
 
-/** The job of `name` at `commit` once `ready(job)` holds (its API view). */
-async function jobWhen(name, commit, ready, what, timeoutMs = 25_000) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < until) {
-    const listed = (await admin("GET", `/api/jobs?app=${name}&limit=50`)).json.jobs.find((j) => j.sha === commit);
-    last = listed && (await job(listed.id));
-    if (last && ready(last)) return last;
-    await sleep(100);
-  }
-  throw new Error(`job of ${name} at ${commit.slice(0, 7)} is not ${what}: ${JSON.stringify(last?.status)}`);
-}
 const ended = (name, commit) => jobWhen(name, commit, (j) => ["finalized", "failed", "reverted", "cancelled"].includes(j.status), "finished");
 
 async function waitUntil(what, check, timeoutMs = 25_000) {

@@ -74,7 +74,44 @@ export function clients(worker, { secret, token }) {
     }
     throw new Error(`delivery ${id} is ${d?.outcome ?? "not recorded"} after ${timeoutMs} ms`);
   }
-  return { deliver, admin, settled };
+  /** Deploy job `id` as the admin API shows it. */
+  async function job(id) {
+    return (await admin("GET", `/api/jobs/${id}`)).json.job;
+  }
+  /** The job of app `name` at `commit` once `ready(job)` holds; `what` names the wait. */
+  async function jobWhen(name, commit, ready, what, timeoutMs = 25_000) {
+    const until = Date.now() + timeoutMs;
+    let last;
+    while (Date.now() < until) {
+      const listed = (await admin("GET", `/api/jobs?app=${name}&limit=50`)).json.jobs.find((j) => j.sha === commit);
+      last = listed && (await job(listed.id));
+      if (last && ready(last)) return last;
+      await sleep(100);
+    }
+    const seen = JSON.stringify({ status: last?.status, approval: last?.approval });
+    throw new Error(`job of ${name} at ${commit.slice(0, 7)} is not ${what}: ${seen}`);
+  }
+  return { deliver, admin, settled, job, jobWhen };
+}
+
+/**
+ * The push fixture, moved to `repo` and commit `after`, on top of `before` (the zero
+ * sha, the default, makes it a new branch), with `commits`, or one commit saying
+ * `message` (then the head commit says it too; default `Release <short sha>`).
+ */
+export function pushEvent(repo, after, { before = sha("0"), message, commits } = {}) {
+  const p = fixture("push.with-new-branch.json");
+  const [owner, name] = repo.split("/");
+  p.repository.full_name = repo;
+  p.repository.name = name;
+  p.repository.owner.login = owner;
+  p.before = before;
+  p.after = after;
+  p.created = before === sha("0");
+  p.head_commit.id = after;
+  if (message !== undefined) p.head_commit.message = message;
+  p.commits = commits ?? [{ ...p.commits[0], id: after, message: message ?? `Release ${after.slice(0, 7)}` }];
+  return p;
 }
 
 /** Runs one SQL statement on a stopped-clock row in the Worker's local D1. */

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { fakeTelegram, fakeGithub, fakeTarget, fakeFly } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
-import { appKeyPair, clients, fixture, sha, sign, sleep, workflowRun } from "./github-kit.mjs";
+import { appKeyPair, clients, pushEvent, fixture, sha, sign, sleep, workflowRun } from "./github-kit.mjs";
 
 const SECRET = "e2e webhook secret";
 const OLD_SECRET = "e2e previous webhook secret";
@@ -29,20 +29,7 @@ const SECRETS_KEY = Buffer.alloc(32, 7).toString("base64");
 const SECRET_VALUE = "postgres://app:s3cr3t-e2e-value@db.internal/app";
 const { deliver, admin, settled } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
-/** The push fixture, moved to another repository and commit. */
-function push(repo, after, before = sha("0"), commits) {
-  const p = fixture("push.with-new-branch.json");
-  const [owner, name] = repo.split("/");
-  p.repository.full_name = repo;
-  p.repository.name = name;
-  p.repository.owner.login = owner;
-  p.before = before;
-  p.after = after;
-  p.created = before === sha("0");
-  p.head_commit.id = after;
-  p.commits = commits ?? [{ ...p.commits[0], id: after, message: `Release ${after.slice(0, 7)}` }];
-  return p;
-}
+const push = (repo, after, before, commits) => pushEvent(repo, after, { before, commits });
 
 async function job(id) {
   return (await admin("GET", `/api/jobs/${id}`)).json.job;

@@ -9,7 +9,7 @@ import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
 import { fakeTelegram, fakeGithub, fakeTarget, fakeAccess } from "./fakes.mjs";
 import { startWorker } from "./worker.mjs";
-import { appKeyPair, clients, fixture, sha, sleep } from "./github-kit.mjs";
+import { appKeyPair, clients, pushEvent, sha, sleep } from "./github-kit.mjs";
 
 const SECRET = "e2e pages webhook secret";
 const ADMIN = "e2e-pages-admin-token";
@@ -26,7 +26,7 @@ let gh;
 let tg;
 let target;
 let session;
-const { deliver, admin } = clients(() => worker, { secret: SECRET, token: ADMIN });
+const { deliver, admin, jobWhen } = clients(() => worker, { secret: SECRET, token: ADMIN });
 
 /**
  * A page of `on` (the worker): its status, headers and HTML. `cookie` is the
@@ -54,19 +54,7 @@ function field(html, action, name) {
   return m[1];
 }
 
-function push(repo, after, message, before = sha("0")) {
-  const p = fixture("push.with-new-branch.json");
-  const [owner, name] = repo.split("/");
-  p.repository.full_name = repo;
-  p.repository.name = name;
-  p.repository.owner.login = owner;
-  p.before = before;
-  p.after = after;
-  p.created = before === sha("0");
-  p.head_commit.id = after;
-  p.commits = [{ ...p.commits[0], id: after, message }];
-  return p;
-}
+const push = (repo, after, message, before) => pushEvent(repo, after, { before, message });
 
 const app = (repository, approval) => ({
   repository,
@@ -78,18 +66,6 @@ const app = (repository, approval) => ({
   approval,
 });
 
-/** The job of `name` at `commit` once `ready(job)` holds. */
-async function jobWhen(name, commit, ready, what, timeoutMs = 20_000) {
-  const until = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < until) {
-    const listed = (await admin("GET", `/api/jobs?app=${name}&limit=50`)).json.jobs.find((j) => j.sha === commit);
-    last = listed && (await admin("GET", `/api/jobs/${listed.id}`)).json.job;
-    if (last && ready(last)) return last;
-    await sleep(100);
-  }
-  throw new Error(`job of ${name} at ${commit.slice(0, 7)} is not ${what}: ${JSON.stringify(last?.status)}`);
-}
 const ended = (name, commit) => jobWhen(name, commit, (j) => ["finalized", "failed", "reverted"].includes(j.status), "finished");
 
 const GATED = "Codertocat/Gated";
