@@ -86,8 +86,7 @@ pub async fn on_job<P: Ports>(
     let view = job::load(deps.sql, id).await?;
     let back = format!("/jobs/{id}");
     let subject = Subject::job(id, action);
-    if !viewer.operator {
-        let why = "only an operator may act on a job";
+    let refused = |why: &str| {
         audit(
             deps.sql,
             &subject,
@@ -96,20 +95,14 @@ pub async fn on_job<P: Ports>(
             Some(why.into()),
             now,
         )
-        .await?;
+    };
+    if !viewer.operator {
+        let why = "only an operator may act on a job";
+        refused(why).await?;
         return Err(PageError::Forbidden(format!("Not done: {why}.")));
     }
     if view.version != version || !view.offers.contains(&action) {
-        let why = "the job has moved on since the page was shown";
-        audit(
-            deps.sql,
-            &subject,
-            viewer,
-            Outcome::Refused,
-            Some(why.into()),
-            now,
-        )
-        .await?;
+        refused("the job has moved on since the page was shown").await?;
         return Err(PageError::MovedOn(MOVED_ON.into()));
     }
     // One request per form shown: a second submit of the same form finds the job
@@ -126,15 +119,7 @@ pub async fn on_job<P: Ports>(
             Ok(back)
         }
         Acted::Refused(why) => {
-            audit(
-                deps.sql,
-                &subject,
-                viewer,
-                Outcome::Refused,
-                Some(why.clone()),
-                now,
-            )
-            .await?;
+            refused(&why).await?;
             Err(PageError::MovedOn(format!("Not done: {why}.")))
         }
     }
