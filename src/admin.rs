@@ -21,7 +21,8 @@ use edge_core::routes::{RouteName, RoutesApiError, RoutesCall};
 use edge_core::secret::Secret;
 use edge_core::secrets::{self, EnvType, SecretStore};
 
-use worker::{console_error, console_log, Method, Request};
+use crate::request::Request;
+use worker::{console_error, console_log, Method};
 
 use crate::adapters::{self, now};
 use crate::crypto::WebCryptoCipher;

@@ -9,7 +9,8 @@ use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStreamDefaultReader, ReadableStreamReadResult};
-use worker::Request;
+
+use crate::request::Request;
 
 /// The whole body, at most `limit` bytes, as one JS buffer (the webhook's HMAC
 /// runs on it in place). `413` by the declared `Content-Length` first, before

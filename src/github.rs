@@ -2,10 +2,11 @@
 //! sequence itself (caps, signature, headers, parse, record) is
 //! [`edge_core::github::intake::receive`]. Its message is sent after the answer.
 
+use crate::request::Request;
 use edge_core::error::ApiError;
 use edge_core::github::intake::{self, BodyError, Incoming, IntakeError};
 use js_sys::Uint8Array;
-use worker::{console_error, console_log, Method, Request};
+use worker::{console_error, console_log, Method};
 
 use crate::crypto::WebCryptoMac;
 use crate::deploy::Event;

@@ -1,9 +1,10 @@
 //! `GET /health`: the version and which bindings and settings are present, never
 //! their values.
 
+use crate::request::Request;
 use edge_core::config::{Config, VARIABLES};
 use edge_core::error::ApiError;
-use worker::{Env, Method, Request};
+use worker::{Env, Method};
 
 use crate::adapters;
 use crate::respond::Reply;

@@ -4,9 +4,7 @@
 //! crate, most of them in [`adapters`].
 
 use edge_core::error::ApiError;
-use worker::{
-    event, Context, Env, MessageBatch, Request, Response, ScheduleContext, ScheduledEvent,
-};
+use worker::{event, Context, Env, MessageBatch, Response, ScheduleContext, ScheduledEvent};
 
 mod adapters;
 mod admin;
@@ -18,13 +16,16 @@ mod github;
 mod health;
 mod jobs;
 mod notify;
+mod request;
 mod respond;
 mod telegram;
 mod web;
 mod web_auth;
 
+// The runtime's own request, not `worker::Request` (see `request`).
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<Response> {
+    let req = request::Request::new(req);
     let config = adapters::config(&env);
     let event = deploy::Event::new(&ctx, &config, &env);
     let path = req.path();

@@ -1,5 +1,6 @@
 //! `POST /notify`: authenticate, validate, dedupe, persist, enqueue, answer.
 
+use crate::request::Request;
 use edge_core::auth::require_bearer;
 use edge_core::error::ApiError;
 use edge_core::jobs::JobMessage;
@@ -8,7 +9,7 @@ use edge_core::notify::{
     accept, parse_notify_body, remember_processed, Accepted, KnownFrom, MAX_BODY_BYTES,
 };
 use edge_core::ports::Queue;
-use worker::{console_error, Method, Request};
+use worker::{console_error, Method};
 
 use crate::adapters::now;
 use crate::deploy::Event;

@@ -2,10 +2,11 @@
 //! `{"success":true,...}`, errors as `{"success":false,"error":"..."}` with the
 //! status [`ApiError::status`] gives.
 
+use crate::request::Request;
 use edge_core::error::ApiError;
 use edge_core::http::is_json_content_type;
 use edge_core::web::{Html, PAGE_HEADERS};
-use worker::{Headers, Request, Response};
+use worker::{Headers, Response};
 
 /// A successful answer: its status and JSON body.
 pub struct Reply {

@@ -3,10 +3,11 @@
 //! [`edge_core::dispatch::telegram::receive`], whose answer (a press's
 //! `answerCallbackQuery`) is the response, and its queue message goes after it.
 
+use crate::request::Request;
 use edge_core::chatops::{check_secret, MAX_UPDATE_BYTES};
 use edge_core::dispatch::telegram::{receive, ReceiveError, Received};
 use edge_core::error::ApiError;
-use worker::{console_error, console_log, Method, Request};
+use worker::{console_error, console_log, Method};
 
 use crate::adapters::now;
 use crate::deploy::Event;

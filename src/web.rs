@@ -5,12 +5,13 @@
 //! page but the stylesheet and `/signin`; every form POST goes through its
 //! [`web_auth::posted_form`] (origin, body, CSRF token).
 
+use crate::request::Request;
 use edge_core::cursor::Cursor;
 use edge_core::http::query_param;
 use edge_core::web::layout::{self, STYLESHEET};
 use edge_core::web::pages::{self, actions, PageError};
 use edge_core::web::Html;
-use worker::{console_error, Headers, Method, Request, Response};
+use worker::{console_error, Headers, Method, Response};
 
 use crate::adapters::now;
 use crate::deploy::Event;

@@ -8,6 +8,7 @@
 //! - [`posted_form`]: what every page's form POST goes through once the gate has
 //!   named its viewer (the origin, the body, the CSRF token).
 
+use crate::request::Request;
 use edge_core::error::ApiError;
 use edge_core::github::intake::BodyError;
 use edge_core::web::auth::{
@@ -16,7 +17,7 @@ use edge_core::web::auth::{
 use edge_core::web::form::{Form, FormError};
 use edge_core::web::viewer::Viewer;
 use edge_core::web::Html;
-use worker::{console_error, console_log, Method, Request, Response};
+use worker::{console_error, console_log, Method, Response};
 
 use crate::adapters::{self, FetchHttp};
 use crate::crypto::{random_bytes, WebCryptoHmac, WebCryptoVerifier};

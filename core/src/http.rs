@@ -119,6 +119,22 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The path of an absolute URL as the runtime serialises it (`https://host/a/b?q#f` is
+/// `/a/b`): the first `/` after the host starts it, and `?` or `#` ends it (inside the
+/// path both are percent-encoded). A URL with no path is `/`.
+pub fn url_path(url: &str) -> String {
+    let after_host = match url.split_once("://") {
+        Some((_, rest)) => match rest.split_once('/') {
+            // The host ends at the first `/`, unless a query or fragment comes first.
+            Some((host, path)) if !host.contains(['?', '#']) => path,
+            _ => return "/".to_owned(),
+        },
+        None => url.strip_prefix('/').unwrap_or(url),
+    };
+    let path = after_host.split(['?', '#']).next().unwrap_or_default();
+    format!("/{path}")
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let hex = |i: usize| bytes.get(i).and_then(|b| char::from(*b).to_digit(16));
@@ -204,6 +220,30 @@ impl BodyCap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_urls_path_ends_at_its_query_or_fragment() {
+        for (url, path) in [
+            ("https://example.com/", "/"),
+            ("https://example.com/notify", "/notify"),
+            (
+                "https://example.com/api/jobs/7?limit=5&next=/x",
+                "/api/jobs/7",
+            ),
+            ("https://example.com/foo#/frag?x", "/foo"),
+            ("http://127.0.0.1:8787/github", "/github"),
+            ("https://example.com/a%3F%23%2Fb?c", "/a%3F%23%2Fb"),
+            ("https://example.com", "/"),
+            ("https://example.com?query=/a", "/"),
+            ("https://example.com#frag/b", "/"),
+            ("https://ex\u{e4}mple.com/p\u{e4}th?\u{e4}", "/p\u{e4}th"),
+            ("/already/a/path?q", "/already/a/path"),
+            ("no-scheme", "/no-scheme"),
+            ("", "/"),
+        ] {
+            assert_eq!(url_path(url), path, "{url}");
+        }
+    }
 
     #[test]
     fn query_params() {
