@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureTools, buildWorker, toolEnv, root, log } from "../scripts/lib.mjs";
 import { startOnWorkerd } from "./runtime.mjs";
+import { round, percentile } from "./load.mjs";
 
 export const PAGE_TARGETS = { page_p50_ms_max: 25, page_d1_round_trips_max: 3 };
 
@@ -36,11 +37,6 @@ const DAY = 86_400_000;
 /** The orchestration workflow the bench starts (its service name). */
 const WORKFLOW = "bench-svc";
 
-const round = (x) => Math.round(x * 10) / 10;
-function percentile(sorted, p) {
-  if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
 
 const appName = (i) => `bench-app-${i}`;
 const repoOf = (i) => `bench-org/app-${i}`;

@@ -15,15 +15,15 @@ import { ensureTools, buildWorker, toolEnv, root, log } from "../scripts/lib.mjs
 import { fakeTelegramThread as fakeTelegram } from "./telegram-thread.mjs";
 import { startWorker } from "../tests/e2e/worker.mjs";
 import { startOnWorkerd } from "./runtime.mjs";
-import { startMeasured, measured, cpuSince } from "./cpu.mjs";
+import { startMeasured, measured } from "./cpu.mjs";
+import {
+  TOKEN, BOT, CHAT, round, percentile, median, load, paced, deployment, telegramLatency, mixedLoad, c16Run, c16Delivered, strip,
+} from "./load.mjs";
 import { pacedBurst, burst, spreadRoutes, PACE } from "./paced.mjs";
 import { pagesBench, pageRows, PAGE_TARGETS } from "./pages.mjs";
+// Today's rows measure the Worker into an unpaced fake (workerVars): no pace, no digests.
+import { c16Rounds, roundRows, BASELINE, WORKER, WEBHOOK_SECRET, workerVars, baselineVars } from "./rounds.mjs";
 
-const TOKEN = "bench-notify-token";
-const BOT = "999:bench-bot";
-const CHAT = "-100999";
-
-const WEBHOOK_SECRET = "bench-webhook-secret";
 const ADMIN = "bench-admin-token";
 /** The paced runs' group chat (TELEGRAM_CHAT_ID) and how many notifications each sends. */
 const PACED_GROUP = "-100555";
@@ -42,114 +42,6 @@ const TARGETS = {
   paced_duplicated_max: 0,
 };
 
-function percentile(sorted, p) {
-  if (!sorted.length) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-const round = (x) => Math.round(x * 10) / 10;
-
-/** A request that got no answer (a connection reset), counted under its error code. */
-function failed(statuses, e) {
-  const key = `error ${e.cause?.code ?? e.code ?? e.name}`;
-  statuses[key] = (statuses[key] ?? 0) + 1;
-}
-
-/**
- * One POST /notify, recorded into `into` ({ latencies, statuses, sentAt }); one with
- * no answer is counted in `statuses` (the paced run's open loop can pile up more
- * connections than a busy machine's workerd accepts) rather than ending the bench.
- */
-async function post(url, body, into) {
-  const t0 = performance.now();
-  const wall = Date.now();
-  let r;
-  try {
-    r = await fetch(`${url}/notify`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    await r.arrayBuffer();
-  } catch (e) {
-    failed(into.statuses, e);
-    return;
-  }
-  into.latencies.push(performance.now() - t0);
-  into.statuses[r.status] = (into.statuses[r.status] ?? 0) + 1;
-  if (r.status === 202) into.sentAt.set(body.deployment.deploymentId, wall);
-}
-
-const record = () => ({ latencies: [], statuses: {}, sentAt: new Map() });
-
-/** Closed loop: `concurrency` lanes, each sending its next body once answered. */
-async function load(url, bodies, concurrency) {
-  const rec = record();
-  let next = 0;
-  const started = performance.now();
-  async function lane() {
-    while (next < bodies.length) await post(url, bodies[next++], rec);
-  }
-  await Promise.all(Array.from({ length: concurrency }, lane));
-  const seconds = (performance.now() - started) / 1000;
-  const latencies = rec.latencies.sort((a, b) => a - b);
-  return {
-    requests: bodies.length,
-    concurrency,
-    seconds: round(seconds),
-    rps: round(bodies.length / seconds),
-    p50_ms: round(percentile(latencies, 50)),
-    p99_ms: round(percentile(latencies, 99)),
-    statuses: rec.statuses,
-    sentAt: rec.sentAt,
-  };
-}
-
-/**
- * Open loop: `bodies` sent at a steady `rps` whatever the answers' latency (closed-loop
- * lanes measure the most the Worker can take; this measures how a deployment fares
- * at a given rate, here the throughput the targets ask for).
- */
-async function paced(url, bodies, rps) {
-  const rec = record();
-  const started = performance.now();
-  await Promise.all(bodies.map(async (body, i) => {
-    const wait = started + (i * 1000) / rps - performance.now();
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    await post(url, body, rec);
-  }));
-  const latencies = rec.latencies.sort((a, b) => a - b);
-  return {
-    requests: bodies.length, rps, p50_ms: round(percentile(latencies, 50)), p99_ms: round(percentile(latencies, 99)),
-    statuses: rec.statuses, sentAt: rec.sentAt,
-  };
-}
-
-function deployment(id, i) {
-  return {
-    deployment: {
-      type: i % 5 === 0 ? "pages" : "worker", projectName: `bench-app-${i % 7}`, deploymentId: id,
-      branch: "main", commitHash: "abcdef1234567890", commitMessage: `Release ${id}\n\nBody`,
-      author: "bench@example.com", environment: "production", isCI: true,
-    },
-  };
-}
-
-async function telegramLatency(tg, sentAt, timeoutMs = 120_000) {
-  const until = Date.now() + timeoutMs;
-  const arrived = new Map();
-  while (Date.now() < until) {
-    for (const m of (await tg.snapshot()).messages) {
-      const id = /Deployment ID:<\/b> <code>([^<]+)<\/code>/.exec(m.text)?.[1];
-      if (id && sentAt.has(id) && !arrived.has(id) && m.answered === 200) arrived.set(id, m.at);
-    }
-    if ([...sentAt.keys()].every((id) => arrived.has(id))) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const lat = [...arrived].map(([id, at]) => at - sentAt.get(id)).sort((a, b) => a - b);
-  return { delivered: arrived.size, expected: sentAt.size, p50_ms: round(percentile(lat, 50)), p99_ms: round(percentile(lat, 99)) };
-}
-
 function uploadSize() {
   const outdir = mkdtempSync(join(tmpdir(), "edge-notifier-dry-run-"));
   const r = spawnSync(join(root, "node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", outdir], {
@@ -160,8 +52,6 @@ function uploadSize() {
   if (!m) throw new Error(`no upload size in wrangler deploy --dry-run output:\n${out}`);
   return { total_kib: Number(m[1]), gzip_kib: Number(m[2]) };
 }
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** POST /github, signed; returns the status, latency and the Worker's verify time. */
 async function github(url, event, body) {
@@ -266,36 +156,6 @@ async function githubBench(w) {
   return { fresh, push, hmac };
 }
 
-/** 2,000 requests in which every fifth repeats an id sent a little earlier. */
-function mixedLoad(prefix) {
-  const bodies = [];
-  for (let i = 0; i < 2000; i++) {
-    const dup = i % 5 === 4;
-    bodies.push(deployment(dup ? `${prefix}-${i - 4}` : `${prefix}-${i}`, dup ? i - 4 : i));
-  }
-  return bodies;
-}
-
-/**
- * Warms a Worker up, then runs the mixed c16 load against it, with workerd's CPU per
- * request over the load (`cpu`); `cpuStart` is the reading before it, so the CPU of
- * the queued sends can be added once they have arrived.
- */
-async function c16Run(w, label) {
-  const run = `${label}-${Date.now().toString(36)}`;
-  await load(w.url, Array.from({ length: 50 }, (_, i) => deployment(`warm-${run}-${i}`, i)), 4);
-  const cpuStart = w.cpu();
-  return { ...(await measured(w, () => load(w.url, mixedLoad(`c16-${run}`), 16))), cpuStart };
-}
-
-/** POST→Telegram latency of a c16 run, and workerd's CPU per request with the sends. */
-async function c16Delivered(w, tg, c16) {
-  const latency = await telegramLatency(tg, c16.sentAt);
-  return { latency, cpu_with_sends: cpuSince(w, c16.cpuStart, c16.requests) };
-}
-
-const strip = ({ sentAt, cpuStart, ...rest }) => rest;
-
 /**
  * The same loads against the least a /notify and a /github can do here
  * (bench/baseline); `withGithub` adds the /github runs.
@@ -304,7 +164,7 @@ async function baseline(start, { withGithub = false } = {}) {
   const tg = await fakeTelegram({ token: BOT, chatId: CHAT });
   const w = await startMeasured(start, {
     config: "bench/baseline/wrangler.toml",
-    vars: { TELEGRAM_API_BASE: tg.base, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT, GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET },
+    vars: baselineVars(tg),
   });
   try {
     const c16 = await c16Run(w, "base");
@@ -316,13 +176,6 @@ async function baseline(start, { withGithub = false } = {}) {
     await tg.close();
   }
 }
-
-// Today's rows measure the Worker into an unpaced fake: no pace, no digests.
-const workerVars = (tg) => ({
-  TELEGRAM_PACE: "off",
-  DEPLOY_NOTIFY_TOKEN: TOKEN, TELEGRAM_BOT_TOKEN: BOT, TELEGRAM_CHAT_ID: CHAT, TELEGRAM_API_BASE: tg.base,
-  GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
-});
 
 /** For reference only: the same c16 runs through the `wrangler dev` CLI (see runtime.mjs). */
 async function throughWranglerDev() {
@@ -395,6 +248,10 @@ const pacedSpread = await pacedBurst({
 log("pages: each page's p50 over 50 sequential requests and its D1 round trips, signed in, over 1,000 jobs, 300 previews and 5,000 deliveries");
 const pages = await pagesBench();
 
+const ROUNDS = 5;
+log(`${ROUNDS} interleaved rounds of the c16 load, each Worker started afresh, the order rotating: the baseline and the Worker (one run's POST→Telegram p50 is mostly noise; see rounds.mjs)`);
+const rounds = await c16Rounds([BASELINE, WORKER], { rounds: ROUNDS, progress: log });
+
 {
   const results = {
     when: new Date().toISOString(),
@@ -412,6 +269,7 @@ const pages = await pagesBench();
     paced_one_group: pacedGroup,
     paced_ten_chats: pacedSpread,
     pages,
+    c16_rounds: rounds,
     targets: { ...TARGETS, ...PAGE_TARGETS },
   };
   const ratio = (a, b) => Math.round((a / b) * 100) / 100;
@@ -446,6 +304,8 @@ const pages = await pagesBench();
       tgPaced.delivered === tgPaced.expected,
     no_errors: Object.keys(c16.statuses).every((s) => s === "202" || s === "200") &&
       c16.statuses["202"] === 1600 && c16.statuses["200"] === 400,
+    c16_rounds: Object.values(rounds.summary).every((r) => r.all_delivered && r.no_errors) &&
+      rounds.summary.worker.telegram_p50_ms < TARGETS.telegram_p50_ms_max,
     paced_one_group: pacedGroup.ok,
     paced_ten_chats: pacedSpread.ok,
     pages: pages.ok,
@@ -465,6 +325,7 @@ const pages = await pagesBench();
   row("/notify c1 p99 (ms)", c1.p99_ms, "", true);
   row("POST→Telegram c16 p50 (ms)", tgC16.p50_ms, `< ${TARGETS.telegram_p50_ms_max}`, tgC16.p50_ms < TARGETS.telegram_p50_ms_max);
   row("POST→Telegram c16 p99 (ms)", tgC16.p99_ms, "", true);
+  roundRows(rounds, row, { p50Max: TARGETS.telegram_p50_ms_max });
   row(`/notify at ${TARGETS.c16_rps_min}/s statuses`, JSON.stringify(paced300.statuses), "", true);
   row(`POST→Telegram at ${TARGETS.c16_rps_min}/s p50 (ms)`, tgPaced.p50_ms, "", true);
   row(`POST→Telegram at ${TARGETS.c16_rps_min}/s p99 (ms)`, tgPaced.p99_ms, "", true);

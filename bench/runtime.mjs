@@ -60,6 +60,9 @@ async function serve({ config, vars, persistTo }) {
 
 if (!isMainThread) await serve(workerData);
 
+/** The state directories this process made, removed at its exit (one listener for all). */
+const stateDirs = new Set();
+
 /**
  * Where the local D1 and KV keep their files: in memory (/dev/shm) where there is one.
  * The local D1 is SQLite on this machine's disk; a deployed Worker's D1 is a remote
@@ -67,7 +70,8 @@ if (!isMainThread) await serve(workerData);
  */
 function stateDir() {
   const dir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "edge-notifier-bench-"));
-  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  if (!stateDirs.size) process.on("exit", () => { for (const d of stateDirs) rmSync(d, { recursive: true, force: true }); });
+  stateDirs.add(dir);
   return dir;
 }
 
