@@ -2,7 +2,7 @@
 //! RS256 by the team's keys. Read from bytes under a cap, never panicking; the
 //! claims are checked against the configuration and the clock; the key is picked by
 //! `kid` from the team's JWKS (cached in KV, refreshed once when the `kid` is
-//! unknown); the signature is checked through [`RsaVerifier`] (WebCrypto in the
+//! unknown, at most once per [`REFRESH_COOLDOWN_SECONDS`]); the signature is checked through [`RsaVerifier`] (WebCrypto in the
 //! Worker), so this module stays pure.
 //!
 //! The order is: shape, `alg`, claims, key, signature. The claims come before the
@@ -43,6 +43,14 @@ pub const CERTS_CACHE_KEY: &str = "access:certs";
 /// unknown `kid` refreshes at once, so an hour only bounds how long a revoked key
 /// is still accepted.
 pub const CERTS_TTL_SECONDS: u64 = 3_600;
+
+/// After the keys were fetched for an unknown `kid`, how long another unknown `kid`
+/// is refused without fetching again (as `jose`'s remote key sets do, 30 s). The claims
+/// that come before the key are no secret (`iss`, `aud`), so without it every token
+/// with an invented `kid` would cost a fetch; with it, a flood of them costs two a
+/// minute. A rotation is still picked up at its first token, unless a refresh for an
+/// unknown `kid` happened in the half minute before: then within 30 s.
+pub const REFRESH_COOLDOWN_SECONDS: i64 = 30;
 
 /// How long the keys endpoint has to answer.
 const CERTS_TIMEOUT_MS: u32 = 5_000;
@@ -425,20 +433,71 @@ pub enum KeyLookup<'a> {
     Found(&'a Jwk),
     /// Not in the cached copy: fetch the keys again (the team may have rotated).
     Refresh,
-    /// Not even in a copy fetched for this token: refuse it.
+    /// Not even in a copy fetched for this token, or not in one fetched for an
+    /// unknown `kid` less than [`REFRESH_COOLDOWN_SECONDS`] ago: refuse it.
     Refuse,
 }
 
-/// The cache's rule: a known `kid` is used; an unknown one refreshes the keys once
-/// (`fresh`: the copy in hand was fetched for this token), then is refused. So a
-/// rotation is picked up at the first token signed by the new key, and a token
-/// with an invented `kid` costs at most one fetch.
-pub fn lookup<'a>(keys: &'a Jwks, kid: &str, fresh: bool) -> KeyLookup<'a> {
-    match keys.find(kid) {
-        Some(key) => KeyLookup::Found(key),
-        None if fresh => KeyLookup::Refuse,
-        None => KeyLookup::Refresh,
+/// Where the keys in hand came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeysCopy {
+    /// Fetched for this token.
+    Fetched,
+    /// Read from the cache: fetched at `at`, for an unknown `kid` or not.
+    Cached {
+        at: Timestamp,
+        for_unknown_kid: bool,
+    },
+}
+
+/// The cache's rule: a known `kid` is used; an unknown one refreshes the keys once,
+/// then is refused. So a rotation is picked up at the first token signed by the new
+/// key, and a token with an invented `kid` costs at most one fetch; a copy fetched
+/// for an unknown `kid` less than [`REFRESH_COOLDOWN_SECONDS`] ago is not fetched
+/// again, so a flood of them costs one fetch per cooldown.
+pub fn lookup<'a>(keys: &'a Jwks, kid: &str, copy: KeysCopy, now: Timestamp) -> KeyLookup<'a> {
+    let cooling =
+        |at: Timestamp| now.millis().saturating_sub(at.millis()) < REFRESH_COOLDOWN_SECONDS * 1000;
+    match (keys.find(kid), copy) {
+        (Some(key), _) => KeyLookup::Found(key),
+        (None, KeysCopy::Fetched) => KeyLookup::Refuse,
+        (
+            None,
+            KeysCopy::Cached {
+                at,
+                for_unknown_kid: true,
+            },
+        ) if cooling(at) => KeyLookup::Refuse,
+        (None, KeysCopy::Cached { .. }) => KeyLookup::Refresh,
     }
+}
+
+/// The cache's text: a line with the fetch's time in milliseconds and why (`kid`
+/// for an unknown `kid`, `ttl` for none cached), then the keys document as served.
+fn cache_text(body: &str, at: Timestamp, for_unknown_kid: bool) -> String {
+    let why = if for_unknown_kid { "kid" } else { "ttl" };
+    format!("{} {why}\n{body}", at.millis())
+}
+
+/// The cached keys and where they came from; `None` for anything else (a copy in an
+/// older layout, or one that does not parse), which is then fetched again.
+fn read_cache(text: &str) -> Option<(Jwks, KeysCopy)> {
+    let (line, body) = text.split_once('\n')?;
+    let (at, why) = line.split_once(' ')?;
+    let at = Timestamp::from_millis(at.parse().ok()?);
+    let for_unknown_kid = match why {
+        "kid" => true,
+        "ttl" => false,
+        _ => return None,
+    };
+    let keys = Jwks::parse(body).ok()?;
+    Some((
+        keys,
+        KeysCopy::Cached {
+            at,
+            for_unknown_kid,
+        },
+    ))
 }
 
 /// RSASSA-PKCS1-v1_5 / SHA-256 verification under a public key: WebCrypto in the
@@ -464,12 +523,15 @@ pub struct AccessIdentity {
     pub operator: bool,
 }
 
-/// Fetches the team's keys and caches them in KV. A KV failure on the write only
-/// loses the cache, so it is not an error.
+/// Fetches the team's keys and caches them in KV, with the time and whether it was
+/// for an unknown `kid`. A KV failure on the write only loses the cache, so it is
+/// not an error.
 async fn fetch_keys<H: Http, K: Kv>(
     http: &H,
     kv: &K,
     config: &AccessConfig,
+    now: Timestamp,
+    for_unknown_kid: bool,
 ) -> Result<Jwks, AccessError> {
     let answer = http
         .send(HttpRequest::get(config.certs_url.clone(), CERTS_TIMEOUT_MS))
@@ -483,9 +545,8 @@ async fn fetch_keys<H: Http, K: Kv>(
     }
     let keys = Jwks::parse(&answer.body)?;
     // The cache is a fast path only: a failed write means the next token fetches again.
-    let _ = kv
-        .put(CERTS_CACHE_KEY, &answer.body, CERTS_TTL_SECONDS)
-        .await;
+    let text = cache_text(&answer.body, now, for_unknown_kid);
+    let _ = kv.put(CERTS_CACHE_KEY, &text, CERTS_TTL_SECONDS).await;
     Ok(keys)
 }
 
@@ -507,20 +568,23 @@ pub async fn verify<H: Http, K: Kv, V: RsaVerifier>(
     let jws = parse(token)?;
     check(&jws.claims, config, now)?;
     let cached = match kv.get(CERTS_CACHE_KEY).await {
-        Ok(Some(text)) => Jwks::parse(&text).ok(),
+        Ok(Some(text)) => read_cache(&text),
         _ => None,
     };
-    let (mut keys, mut fresh) = match cached {
-        Some(keys) => (keys, false),
-        None => (fetch_keys(http, kv, config).await?, true),
+    let (mut keys, mut copy) = match cached {
+        Some(cached) => cached,
+        None => (
+            fetch_keys(http, kv, config, now, false).await?,
+            KeysCopy::Fetched,
+        ),
     };
     let key = loop {
-        match lookup(&keys, &jws.kid, fresh) {
+        match lookup(&keys, &jws.kid, copy, now) {
             KeyLookup::Found(key) => break key.clone(),
             KeyLookup::Refuse => return Err(AccessError::UnknownKid),
             KeyLookup::Refresh => {
-                keys = fetch_keys(http, kv, config).await?;
-                fresh = true;
+                keys = fetch_keys(http, kv, config, now, true).await?;
+                copy = KeysCopy::Fetched;
             }
         }
     };

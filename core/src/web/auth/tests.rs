@@ -15,7 +15,7 @@ use rsa::{BigUint, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::access::{self, AccessConfig, AccessError, Jwk, Jwks, KeyLookup, RsaVerifier};
+use super::access::{self, AccessConfig, AccessError, Jwk, Jwks, KeyLookup, KeysCopy, RsaVerifier};
 use super::limit::{self, Attempt, SignInLimits};
 use super::session::{self, Hmac, PageKey, Session};
 use super::signin::{location, safe_next};
@@ -149,14 +149,32 @@ fn verify(
     http: &FakeHttp,
     kv: &MemoryKv,
 ) -> Result<access::AccessIdentity, AccessError> {
+    verify_at(token, http, kv, NOW)
+}
+
+fn verify_at(
+    token: &str,
+    http: &FakeHttp,
+    kv: &MemoryKv,
+    now: Timestamp,
+) -> Result<access::AccessIdentity, AccessError> {
     block_on(access::verify(
         Some(token),
         &config(),
         http,
         kv,
         &NativeVerifier,
-        NOW,
+        now,
     ))
+}
+
+/// The keys' cache entry in `kv`: its text and TTL.
+fn cached_keys(kv: &MemoryKv) -> (String, u64) {
+    kv.map
+        .borrow()
+        .get(access::CERTS_CACHE_KEY)
+        .cloned()
+        .expect("cached")
 }
 
 // ---- Access ---------------------------------------------------------------------
@@ -174,12 +192,7 @@ fn a_valid_access_token_names_its_email_and_its_keys_are_cached() {
         "listed in ACCESS_OPERATORS, whatever the case"
     );
     assert_eq!(http.calls(), vec![format!("GET {CERTS}")]);
-    let (_, ttl) = kv
-        .map
-        .borrow()
-        .get(access::CERTS_CACHE_KEY)
-        .cloned()
-        .expect("cached");
+    let (_, ttl) = cached_keys(&kv);
     assert_eq!(ttl, access::CERTS_TTL_SECONDS);
 
     // The next token is checked against the cached keys: no second fetch.
@@ -238,26 +251,118 @@ fn an_unknown_kid_refreshes_the_keys_once_then_is_refused() {
     assert_eq!(verify(&unknown, &http, &kv), Err(AccessError::UnknownKid));
     assert_eq!(http.calls().len(), 2, "exactly one refresh");
 
-    // The team rotates to key b: the first token under it refreshes and is let in.
+    // The team rotates to key b, half a minute on: the first token under it
+    // refreshes and is let in.
     *doc.borrow_mut() = json!({"keys": [jwk("a", &keys().0), jwk("b", &keys().1)]});
+    let later = NOW.plus_seconds(access::REFRESH_COOLDOWN_SECONDS);
     assert_eq!(
-        verify(&unknown, &http, &kv).map(|w| w.email),
+        verify_at(&unknown, &http, &kv, later).map(|w| w.email),
         Ok("Ops@Example.com".into())
     );
     assert_eq!(http.calls().len(), 3);
     assert!(
-        verify(&unknown, &http, &kv).is_ok(),
+        verify_at(&unknown, &http, &kv, later).is_ok(),
         "now from the refreshed cache"
     );
     assert_eq!(http.calls().len(), 3);
 }
 
 #[test]
-fn the_cache_rule_refreshes_only_a_copy_not_fetched_for_this_token() {
+fn a_flood_of_invented_kids_costs_one_fetch_per_cooldown() {
+    let doc = jwks(&[jwk("a", &keys().0)]);
+    let (http, kv) = (endpoint(&doc), MemoryKv::default());
+    verify(&token_a(claims()), &http, &kv).expect("warms the cache");
+    let invented = |kid: &str| sign(json!({"alg": "RS256", "kid": kid}), claims(), &keys().1);
+    let cooldown = access::REFRESH_COOLDOWN_SECONDS;
+    for (s, kid) in (0..cooldown).zip(["x1", "x2", "x3"].iter().cycle()) {
+        let at = NOW.plus_seconds(s);
+        assert_eq!(
+            verify_at(&invented(kid), &http, &kv, at),
+            Err(AccessError::UnknownKid)
+        );
+    }
+    assert_eq!(
+        http.calls().len(),
+        2,
+        "the warm-up and one refresh in the half minute"
+    );
+    // A known kid is let in meanwhile, from the cache.
+    assert!(verify_at(&token_a(claims()), &http, &kv, NOW.plus_seconds(10)).is_ok());
+    assert_eq!(http.calls().len(), 2);
+
+    // A rotation inside the cooldown waits for its end: then its first token refreshes.
+    *doc.borrow_mut() = json!({"keys": [jwk("a", &keys().0), jwk("b", &keys().1)]});
+    let rotated = invented("b");
+    let end = NOW.plus_seconds(cooldown);
+    assert_eq!(
+        verify_at(&rotated, &http, &kv, end.minus_seconds(1)),
+        Err(AccessError::UnknownKid)
+    );
+    assert_eq!(http.calls().len(), 2);
+    assert!(verify_at(&rotated, &http, &kv, end).is_ok());
+    assert_eq!(http.calls().len(), 3);
+}
+
+#[test]
+fn keys_cached_in_the_older_layout_or_garbled_are_fetched_again() {
+    let doc = jwks(&[jwk("a", &keys().0)]);
+    for text in [
+        doc.borrow().to_string(),
+        "garbage".into(),
+        "12 ttl\n{".into(),
+        "x kid\n{}".into(),
+    ] {
+        let (http, kv) = (endpoint(&doc), MemoryKv::default());
+        kv.map.borrow_mut().insert(
+            access::CERTS_CACHE_KEY.into(),
+            (text, access::CERTS_TTL_SECONDS),
+        );
+        assert!(verify(&token_a(claims()), &http, &kv).is_ok());
+        assert_eq!(http.calls().len(), 1);
+        let (cached, _) = cached_keys(&kv);
+        assert!(
+            cached.starts_with(&format!("{} ttl\n{{", NOW.millis())),
+            "{cached}"
+        );
+    }
+}
+
+#[test]
+fn the_cache_rule_refreshes_only_a_copy_not_fetched_for_this_token_nor_cooling_down() {
     let keys = Jwks::parse(&json!({"keys": [jwk("a", &keys().0)]}).to_string()).expect("keys");
-    assert!(matches!(access::lookup(&keys, "a", false), KeyLookup::Found(k) if k.kid == "a"));
-    assert_eq!(access::lookup(&keys, "b", false), KeyLookup::Refresh);
-    assert_eq!(access::lookup(&keys, "b", true), KeyLookup::Refuse);
+    let cached = |ago: i64, for_unknown_kid| KeysCopy::Cached {
+        at: NOW.minus_seconds(ago),
+        for_unknown_kid,
+    };
+    let cooldown = access::REFRESH_COOLDOWN_SECONDS;
+    assert!(
+        matches!(access::lookup(&keys, "a", KeysCopy::Fetched, NOW), KeyLookup::Found(k) if k.kid == "a")
+    );
+    assert!(matches!(
+        access::lookup(&keys, "a", cached(0, true), NOW),
+        KeyLookup::Found(_)
+    ));
+    assert_eq!(
+        access::lookup(&keys, "b", KeysCopy::Fetched, NOW),
+        KeyLookup::Refuse
+    );
+    assert_eq!(
+        access::lookup(&keys, "b", cached(0, false), NOW),
+        KeyLookup::Refresh
+    );
+    assert_eq!(
+        access::lookup(&keys, "b", cached(cooldown - 1, true), NOW),
+        KeyLookup::Refuse
+    );
+    assert_eq!(
+        access::lookup(&keys, "b", cached(cooldown, true), NOW),
+        KeyLookup::Refresh
+    );
+    // A copy stamped in the future (another isolate's clock) cools down until then.
+    assert_eq!(
+        access::lookup(&keys, "b", cached(-5, true), NOW),
+        KeyLookup::Refuse
+    );
 }
 
 #[test]
