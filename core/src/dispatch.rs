@@ -418,6 +418,10 @@ pub async fn sweep<P: Ports>(deps: &Deps<'_, P>, now: impl Fn() -> Timestamp) ->
     for line in telegram::sweep(deps, now()).await {
         log.push(format!("cron telegram sweep: {line}"));
     }
+    let limits = crate::web::auth::limit::SignInLimits::new(deps.sql);
+    if let Err(e) = limits.prune(now()).await {
+        log.push(format!("cron sign-in sweep: signin_attempts: {e}"));
+    }
     log
 }
 

@@ -382,7 +382,18 @@ fn the_sweep_reaches_every_flow() {
     q.consume(&[push], false);
     // The step message was lost; the sweep finds the step untouched.
     q.enqueued();
+    // A sign-in client whose window has ended.
+    let limits = crate::web::auth::limit::SignInLimits::new(&q.db);
+    let ended = q
+        .now()
+        .minus_seconds(crate::web::auth::limit::WINDOW_SECONDS + 1);
+    block_on(limits.attempt("192.0.2.1", ended)).expect("counted");
     let log = block_on(sweep(&q.deps(), || q.now()));
+    assert_eq!(
+        block_on(limits.prune(q.now())),
+        Ok(0),
+        "the sweep forgot the ended sign-in window"
+    );
     assert!(
         log.iter()
             .any(|l| l.starts_with("cron deploy sweep: job 1 step ") && l.ends_with("re-enqueued")),

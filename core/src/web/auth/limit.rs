@@ -79,6 +79,20 @@ impl<S: Sql> SignInLimits<S> {
         })
     }
 
+    /// Forgets the clients whose window has ended (the cron's sweep calls it), so
+    /// rows of clients that never sign in do not pile up: the table holds only the
+    /// clients of the current windows. Returns how many went.
+    pub async fn prune(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let done = self
+            .sql
+            .execute(
+                "DELETE FROM signin_attempts WHERE window_start <= ?1",
+                &[(now.millis() - WINDOW_SECONDS * 1000).into()],
+            )
+            .await?;
+        Ok(done.changes)
+    }
+
     /// `client` signed in: its count starts again, and rows whose window ended long
     /// ago go (so the table holds only the clients of the last windows).
     pub async fn succeeded(&self, client: &str, now: Timestamp) -> Result<(), StoreError> {

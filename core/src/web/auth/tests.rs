@@ -876,6 +876,34 @@ fn signing_in_starts_the_count_again_and_prunes_old_rows() {
 }
 
 #[test]
+fn the_sweep_forgets_clients_whose_window_ended_and_keeps_the_counting_ones() {
+    let db = SqliteSql::migrated();
+    let limits = SignInLimits::new(&db);
+    let window = limit::WINDOW_SECONDS;
+    // A client guessing from many addresses, none of which ever signs in.
+    for i in 0..50 {
+        block_on(limits.attempt(&format!("198.51.100.{i}"), NOW.minus_seconds(window + 1)))
+            .expect("counted");
+    }
+    for _ in 0..=limit::MAX_ATTEMPTS {
+        block_on(limits.attempt("192.0.2.7", NOW.minus_seconds(window - 60))).expect("counted");
+    }
+    assert_eq!(block_on(limits.prune(NOW)), Ok(50));
+    let rows: i64 = db
+        .conn_for_tests()
+        .query_row("SELECT COUNT(*) FROM signin_attempts", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 1, "the client still in its window stays");
+    assert!(
+        matches!(
+            block_on(limits.attempt("192.0.2.7", NOW)),
+            Ok(Attempt::Refused { .. })
+        ),
+        "and is still refused until its window ends"
+    );
+}
+
+#[test]
 fn clients_are_addresses_and_ipv6_blocks() {
     assert_eq!(limit::client(Some("203.0.113.9")), "203.0.113.9");
     assert_eq!(
