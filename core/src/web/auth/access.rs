@@ -2,8 +2,8 @@
 //! RS256 by the team's keys. Read from bytes under a cap, never panicking; the
 //! claims are checked against the configuration and the clock; the key is picked by
 //! `kid` from the team's JWKS (cached in KV, refreshed once when the `kid` is
-//! unknown, at most once per [`REFRESH_COOLDOWN_SECONDS`]); the signature is checked through [`RsaVerifier`] (WebCrypto in the
-//! Worker), so this module stays pure.
+//! unknown, at most once per [`REFRESH_COOLDOWN_SECONDS`]); the signature is checked
+//! through [`RsaVerifier`] (WebCrypto in the Worker), so this module stays pure.
 //!
 //! The order is: shape, `alg`, claims, key, signature. The claims come before the
 //! signature only to spare the keys endpoint: a token whose `iss`, `aud` or times
@@ -456,8 +456,7 @@ pub enum KeysCopy {
 /// for an unknown `kid` less than [`REFRESH_COOLDOWN_SECONDS`] ago is not fetched
 /// again, so a flood of them costs one fetch per cooldown.
 pub fn lookup<'a>(keys: &'a Jwks, kid: &str, copy: KeysCopy, now: Timestamp) -> KeyLookup<'a> {
-    let cooling =
-        |at: Timestamp| now.millis().saturating_sub(at.millis()) < REFRESH_COOLDOWN_SECONDS * 1000;
+    let cooling = |at: Timestamp| at > now.minus_seconds(REFRESH_COOLDOWN_SECONDS);
     match (keys.find(kid), copy) {
         (Some(key), _) => KeyLookup::Found(key),
         (None, KeysCopy::Fetched) => KeyLookup::Refuse,
